@@ -1,0 +1,158 @@
+/* Wire structs between the BPF programs and user space. They mirror
+ * Tetragon's processapi (MsgCommon, MsgExecveKey, MsgK8s, MsgGenericCred,
+ * MsgNamespaces, MsgProcess, MsgCloneEvent, MsgExitEvent). The decoder in
+ * probes/wire.py describes the same layouts; probes/collector.py passes the
+ * sizes it expects as PS_SIZEOF_* and the static asserts below keep both
+ * sides in step. */
+#ifndef PROCSCOPE_MSG_H
+#define PROCSCOPE_MSG_H
+
+#define MSG_OP_EXECVE 5
+#define MSG_OP_EXIT 7
+#define MSG_OP_CLONE 23
+
+#define DOCKER_ID_LENGTH 128
+#define MSG_SIZEOF_ARGS 1024
+#define MSG_SIZEOF_CWD 4096
+#define BINARY_PATH_MAX 4096
+/* Exec payload: path, args, cwd back to back; power of two so masks bound
+ * every write for the verifier. */
+#define EXEC_DATA_SIZE 16384
+
+/* MsgProcess.flags (Tetragon's api flags) */
+#define EVENT_EXECVE 0x01
+#define EVENT_EXECVEAT 0x02
+#define EVENT_TRUNC_ARGS 0x10
+#define EVENT_ERROR_FILENAME 0x100
+#define EVENT_ERROR_ARGS 0x200
+#define EVENT_ROOT_CWD 0x1000
+#define EVENT_ERROR_CWD 0x2000
+#define EVENT_CLONE 0x4000
+#define EVENT_ERROR_CGROUPS 0x100000
+#define EVENT_ERROR_PATH_RESOLUTION_CWD 0x400000
+
+/* MsgProcess.secureexec: privilege changes of this exec (processapi's
+ * Execve* constants) plus the kernel's AT_SECURE decision. */
+#define EXECVE_SETUID 0x01
+#define EXECVE_SETGID 0x02
+#define EXECVE_FILECAPS 0x04
+#define EXECVE_SETUID_ROOT 0x08
+#define EXECVE_SETGID_ROOT 0x10
+#define EXECVE_AT_SECURE 0x100
+
+/* sent_failed columns (SentFailed*) */
+#define SENT_FAILED_UNKNOWN 0
+#define SENT_FAILED_ENOENT 1
+#define SENT_FAILED_E2BIG 2
+#define SENT_FAILED_EBUSY 3
+#define SENT_FAILED_EINVAL 4
+#define SENT_FAILED_ENOSPC 5
+#define SENT_FAILED_EAGAIN 6
+#define SENT_FAILED_MAX 7
+
+struct msg_common {
+	u8 op;
+	u8 flags;
+	u8 pad[2];
+	u32 size;
+	u64 ktime;
+};
+
+struct msg_execve_key {
+	u32 pid;
+	u32 pad;
+	u64 ktime;
+};
+
+struct msg_k8s {
+	u64 cgrpid;
+	u64 cgrp_tracker_id;
+	char docker[DOCKER_ID_LENGTH];
+};
+
+struct msg_capabilities {
+	u64 permitted;
+	u64 effective;
+	u64 inheritable;
+};
+
+struct msg_user_namespace {
+	s32 level;
+	u32 uid;
+	u32 gid;
+	u32 ns_inum;
+};
+
+struct msg_generic_cred {
+	u32 uid, gid, suid, sgid, euid, egid, fsuid, fsgid;
+	u32 securebits;
+	u32 pad;
+	struct msg_capabilities caps;
+	struct msg_user_namespace user_ns;
+};
+
+struct msg_namespaces {
+	u32 uts_inum, ipc_inum, mnt_inum, pid_inum, pid_child_inum;
+	u32 net_inum, time_inum, time_child_inum, cgroup_inum, user_inum;
+};
+
+struct msg_process {
+	u32 size;
+	u32 pid;
+	u32 tid;
+	u32 nspid;
+	u32 secureexec;
+	u32 uid;
+	u32 auid;
+	u32 flags;
+	u32 nlink;
+	u32 pad;
+	u64 ino;
+	u64 ktime;
+	u16 size_path;
+	u16 size_args;
+	u16 size_cwd;
+	u16 size_envs;
+};
+
+struct msg_execve_event {
+	struct msg_common common;
+	struct msg_k8s kube;
+	struct msg_execve_key parent;
+	u64 parent_flags;
+	struct msg_generic_cred creds;
+	struct msg_namespaces ns;
+	struct msg_execve_key cleanup_key;
+	struct msg_process process;
+	char data[EXEC_DATA_SIZE];
+};
+
+struct msg_clone_event {
+	struct msg_common common;
+	struct msg_execve_key parent;
+	u32 pid;
+	u32 tid;
+	u32 nspid;
+	u32 flags;
+	u64 ktime;
+};
+
+struct msg_exit_event {
+	struct msg_common common;
+	struct msg_execve_key current;
+	u32 code;
+	u32 tid;
+};
+
+/* KernelStats.SentFailed[256][SENT_FAILED_MAX], flattened: BCC's Python
+ * side sizes a 2-D array leaf wrongly. */
+struct kernel_stats {
+	u64 sent_failed[256 * SENT_FAILED_MAX];
+};
+
+_Static_assert(sizeof(struct msg_execve_event) - EXEC_DATA_SIZE == PS_SIZEOF_EXECVE_HEADER,
+	       "exec header layout differs from probes/wire.py");
+_Static_assert(sizeof(struct msg_clone_event) == PS_SIZEOF_CLONE, "clone layout differs from probes/wire.py");
+_Static_assert(sizeof(struct msg_exit_event) == PS_SIZEOF_EXIT, "exit layout differs from probes/wire.py");
+
+#endif

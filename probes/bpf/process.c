@@ -1,0 +1,476 @@
+/* procscope's process probes: exec, clone and exit, from tracepoints and
+ * raw tracepoints only (no kprobes, no fentry).
+ *
+ * Kernel structs are never dereferenced through the compile headers, which
+ * may belong to another kernel: every field is read with
+ * bpf_probe_read_kernel at PS_OFF(struct, field), an offset the loader
+ * resolved from the running kernel's BTF (probes/offsets.py). */
+#include "msg.h"
+
+#define PS_OFF(s, f) PS_OFF_##s##__##f
+#define PS_HAS(s, f) PS_HAS_##s##__##f
+
+#define PF_KTHREAD 0x00200000
+#define NAME_READ_MAX 256
+#define PATH_WALK_MAX 64
+#define MAX_PIDS 65536
+
+BPF_RINGBUF_OUTPUT(events, PS_RINGBUF_PAGES);
+BPF_PERCPU_ARRAY(stats, struct kernel_stats, 1);
+/* Internal errors: 0 = exec_ktime map full (key falls back to start time). */
+BPF_PERCPU_ARRAY(probe_errors, u64, 4);
+BPF_PERCPU_ARRAY(exec_heap, struct msg_execve_event, 1);
+
+/* tgid -> ktime of its current image, for processes that exec'd while we
+ * run. Everything else is keyed by its start time in clock ticks, exactly
+ * what the /proc scan computes from /proc/PID/stat. */
+BPF_HASH(exec_ktime, u32, u64, MAX_PIDS);
+
+struct pre_exec {
+	u32 uid;
+	u32 gid;
+	u64 permitted;
+	u32 execveat;
+};
+/* Creds before the exec, saved at syscall entry, keyed by tgid. */
+BPF_TABLE("lru_hash", u32, struct pre_exec, pre_exec_creds, 8192);
+
+static __always_inline void *rd_ptr(const void *base, long off)
+{
+	void *p = 0;
+	bpf_probe_read_kernel(&p, sizeof(p), (const char *)base + off);
+	return p;
+}
+
+static __always_inline u32 rd_u32(const void *base, long off)
+{
+	u32 v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), (const char *)base + off);
+	return v;
+}
+
+static __always_inline u64 rd_u64(const void *base, long off)
+{
+	u64 v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), (const char *)base + off);
+	return v;
+}
+
+static __always_inline void count_failed(u8 op, long err)
+{
+	int zero = 0;
+	struct kernel_stats *st = stats.lookup(&zero);
+	if (!st)
+		return;
+	u32 idx = SENT_FAILED_UNKNOWN;
+	switch (-err) {
+	case 2: idx = SENT_FAILED_ENOENT; break;
+	case 7: idx = SENT_FAILED_E2BIG; break;
+	case 16: idx = SENT_FAILED_EBUSY; break;
+	case 22: idx = SENT_FAILED_EINVAL; break;
+	case 28: idx = SENT_FAILED_ENOSPC; break;
+	case 11: idx = SENT_FAILED_EAGAIN; break;
+	}
+	st->sent_failed[op * SENT_FAILED_MAX + idx]++;
+}
+
+/* The one output path: every failure is counted by op and errno. */
+static __always_inline void emit(void *data, u64 size, u8 op)
+{
+	long err = events.ringbuf_output(data, size, 0);
+	if (err < 0)
+		count_failed(op, err);
+}
+
+static __always_inline u64 start_key_ktime(const void *task)
+{
+	/* /proc/PID/stat's starttime is start_boottime in USER_HZ ticks. */
+	const void *leader = rd_ptr(task, PS_OFF(task_struct, group_leader));
+	u64 t = rd_u64(leader, PS_OFF(task_struct, start_boottime));
+	return (t / PS_TICK_NS) * PS_TICK_NS;
+}
+
+static __always_inline u64 key_ktime(u32 tgid, const void *task)
+{
+	u64 *kt = exec_ktime.lookup(&tgid);
+	return kt ? *kt : start_key_ktime(task);
+}
+
+static __always_inline u32 pid_nr_ns(const void *task, u32 *pidns_inum)
+{
+	const void *pid = rd_ptr(task, PS_OFF(task_struct, thread_pid));
+	u32 level = rd_u32(pid, PS_OFF(pid, level));
+	const char *upid = (const char *)pid + PS_OFF(pid, numbers) + (u64)level * PS_SIZEOF_UPID;
+	if (pidns_inum) {
+		const void *ns = rd_ptr(upid, PS_OFF(upid, ns));
+		*pidns_inum = rd_u32(ns, PS_OFF(pid_namespace, ns__inum));
+	}
+	return rd_u32(upid, PS_OFF(upid, nr));
+}
+
+static __always_inline int is_kthread(const void *task)
+{
+	return (rd_u32(task, PS_OFF(task_struct, flags)) & PF_KTHREAD) != 0;
+}
+
+/* Walk dentries from a path up to the task's root, crossing mount points,
+ * writing the names leaf first, each NUL-terminated, into buf[0..4096).
+ * User space reverses the order. The walk state lives in map memory, which
+ * the verifier does not track, so the states of every step's branches are
+ * equal and pruned: verification cost grows linearly with the bound. */
+struct walk {
+	const void *dentry;
+	const char *vfsmnt;
+	const char *mnt;
+	u32 len;
+	u32 done;
+};
+BPF_PERCPU_ARRAY(walk_state, struct walk, 1);
+
+static __always_inline u32 walk_path(const void *dentry, const void *vfsmnt, const void *root_dentry,
+				     const void *root_mnt, char *buf, int *unresolved)
+{
+	int zero = 0;
+	struct walk *w = walk_state.lookup(&zero);
+	if (!w) {
+		*unresolved = 1;
+		return 0;
+	}
+	w->dentry = dentry;
+	w->vfsmnt = vfsmnt;
+	w->mnt = (const char *)vfsmnt - PS_OFF(mount, mnt);
+	w->len = 0;
+	w->done = 0;
+	for (int i = 0; i < PATH_WALK_MAX; i++) {
+		const void *d = w->dentry;
+		const char *vm = w->vfsmnt;
+		if (d == root_dentry && vm == root_mnt) {
+			w->done = 1;
+			break;
+		}
+		const void *parent = rd_ptr(d, PS_OFF(dentry, d_parent));
+		if (d == rd_ptr(vm, PS_OFF(vfsmount, mnt_root)) || d == parent) {
+			const char *m = w->mnt;
+			const char *mnt_parent = rd_ptr(m, PS_OFF(mount, mnt_parent));
+			if (mnt_parent == m || !mnt_parent) {
+				w->done = 1; /* the global root, or a detached mount */
+				break;
+			}
+			w->dentry = rd_ptr(m, PS_OFF(mount, mnt_mountpoint));
+			w->mnt = mnt_parent;
+			w->vfsmnt = mnt_parent + PS_OFF(mount, mnt);
+			continue;
+		}
+		u32 len = *(volatile u32 *)&w->len;
+		if (len > 4096 - NAME_READ_MAX)
+			break; /* too long: unresolved */
+		long n = bpf_probe_read_kernel_str(buf + (len & 4095), NAME_READ_MAX,
+						   rd_ptr(d, PS_OFF(dentry, d_name__name)));
+		if (n <= 0)
+			break;
+		*(volatile u32 *)&w->len = len + n;
+		w->dentry = parent;
+	}
+	if (!w->done)
+		*unresolved = 1;
+	return w->len & 4095;
+}
+
+static __always_inline void read_creds(const void *task, struct msg_generic_cred *c, u64 *ambient)
+{
+	const void *cred = rd_ptr(task, PS_OFF(task_struct, cred));
+	c->uid = rd_u32(cred, PS_OFF(cred, uid));
+	c->gid = rd_u32(cred, PS_OFF(cred, gid));
+	c->suid = rd_u32(cred, PS_OFF(cred, suid));
+	c->sgid = rd_u32(cred, PS_OFF(cred, sgid));
+	c->euid = rd_u32(cred, PS_OFF(cred, euid));
+	c->egid = rd_u32(cred, PS_OFF(cred, egid));
+	c->fsuid = rd_u32(cred, PS_OFF(cred, fsuid));
+	c->fsgid = rd_u32(cred, PS_OFF(cred, fsgid));
+	c->securebits = rd_u32(cred, PS_OFF(cred, securebits));
+	/* kernel_cap_t is one u64 since 6.3 and u32[2] before: same bytes. */
+	c->caps.permitted = rd_u64(cred, PS_OFF(cred, cap_permitted));
+	c->caps.effective = rd_u64(cred, PS_OFF(cred, cap_effective));
+	c->caps.inheritable = rd_u64(cred, PS_OFF(cred, cap_inheritable));
+	*ambient = rd_u64(cred, PS_OFF(cred, cap_ambient));
+	const void *uns = rd_ptr(cred, PS_OFF(cred, user_ns));
+	c->user_ns.level = rd_u32(uns, PS_OFF(user_namespace, level));
+	c->user_ns.uid = rd_u32(uns, PS_OFF(user_namespace, owner));
+	c->user_ns.gid = rd_u32(uns, PS_OFF(user_namespace, group));
+	c->user_ns.ns_inum = rd_u32(uns, PS_OFF(user_namespace, ns__inum));
+}
+
+#define NS_INUM(nsp, member, type) rd_u32(rd_ptr(nsp, PS_OFF(nsproxy, member)), PS_OFF(type, ns__inum))
+
+static __always_inline void read_namespaces(const void *task, struct msg_namespaces *ns, u32 user_inum)
+{
+	const void *nsp = rd_ptr(task, PS_OFF(task_struct, nsproxy));
+	ns->uts_inum = NS_INUM(nsp, uts_ns, uts_namespace);
+	ns->ipc_inum = NS_INUM(nsp, ipc_ns, ipc_namespace);
+	ns->mnt_inum = NS_INUM(nsp, mnt_ns, mnt_namespace);
+	ns->net_inum = NS_INUM(nsp, net_ns, net);
+	ns->cgroup_inum = NS_INUM(nsp, cgroup_ns, cgroup_namespace);
+	ns->pid_child_inum = NS_INUM(nsp, pid_ns_for_children, pid_namespace);
+#if PS_HAS(nsproxy, time_ns)
+	ns->time_inum = NS_INUM(nsp, time_ns, time_namespace);
+	ns->time_child_inum = NS_INUM(nsp, time_ns_for_children, time_namespace);
+#endif
+	ns->user_inum = user_inum;
+}
+
+/* The cgroup that identifies a container: the v2 cgroup, or on v1/hybrid
+ * machines the cgroup of one v1 controller chosen by the loader. */
+static __always_inline int read_cgroup(const void *task, struct msg_k8s *k8s)
+{
+	const void *cset = rd_ptr(task, PS_OFF(task_struct, cgroups));
+#if PS_CGROUP_SUBSYS_IDX < 0
+	const void *cgrp = rd_ptr(cset, PS_OFF(css_set, dfl_cgrp));
+#else
+	const void *css = rd_ptr(cset, PS_OFF(css_set, subsys) + 8 * PS_CGROUP_SUBSYS_IDX);
+	const void *cgrp = rd_ptr(css, PS_OFF(cgroup_subsys_state, cgroup));
+#endif
+	const void *kn = rd_ptr(cgrp, PS_OFF(cgroup, kn));
+	if (!kn)
+		return -1;
+	k8s->cgrpid = rd_u64(kn, PS_OFF(kernfs_node, id));
+	k8s->cgrp_tracker_id = k8s->cgrpid;
+	const void *name = rd_ptr(kn, PS_OFF(kernfs_node, name));
+	if (bpf_probe_read_kernel_str(k8s->docker, sizeof(k8s->docker), name) < 0)
+		return -1;
+	return 0;
+}
+
+static __always_inline int save_pre_exec(u32 execveat)
+{
+	const void *task = (const void *)bpf_get_current_task();
+	const void *cred = rd_ptr(task, PS_OFF(task_struct, cred));
+	struct pre_exec pre = {
+		.uid = rd_u32(cred, PS_OFF(cred, uid)),
+		.gid = rd_u32(cred, PS_OFF(cred, gid)),
+		.permitted = rd_u64(cred, PS_OFF(cred, cap_permitted)),
+		.execveat = execveat,
+	};
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	pre_exec_creds.update(&tgid, &pre);
+	return 0;
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execve)
+{
+	return save_pre_exec(0);
+}
+
+TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
+{
+	return save_pre_exec(1);
+}
+
+/* Tetragon's bprm_committing_creds logic, from saved and current creds. */
+static __always_inline u32 exec_privileges(const void *bprm, const struct msg_generic_cred *c, u64 ambient,
+					   const struct pre_exec *pre)
+{
+	u32 flags = 0;
+	if (!pre || !rd_u32(bprm, PS_OFF(linux_binprm, per_clear)))
+		return 0;
+	if (c->euid != pre->uid) {
+		flags |= EXECVE_SETUID;
+		if (c->uid != 0 && c->euid == 0)
+			flags |= EXECVE_SETUID_ROOT;
+	}
+	if (c->egid != pre->gid) {
+		flags |= EXECVE_SETGID;
+		if (c->gid != 0 && c->egid == 0)
+			flags |= EXECVE_SETGID_ROOT;
+	}
+	if (ambient == 0 && (c->caps.permitted & ~pre->permitted) && c->euid == c->uid)
+		flags |= EXECVE_FILECAPS;
+	return flags;
+}
+
+RAW_TRACEPOINT_PROBE(sched_process_exec)
+{
+	const void *task = (const void *)ctx->args[0];
+	const void *bprm = (const void *)ctx->args[2];
+	int zero = 0;
+	struct msg_execve_event *ev = exec_heap.lookup(&zero);
+	if (!ev)
+		return 0;
+
+	u64 now = bpf_ktime_get_boot_ns();
+	u32 tgid = rd_u32(task, PS_OFF(task_struct, tgid));
+	struct msg_process *p = &ev->process;
+	p->pid = tgid;
+	p->tid = rd_u32(task, PS_OFF(task_struct, pid));
+	p->ktime = now;
+	p->flags = EVENT_EXECVE;
+	p->secureexec = 0;
+	p->size_envs = 0;
+	p->pad = 0;
+
+	/* The previous image of this pid, then record the new one. */
+	ev->cleanup_key.pid = tgid;
+	ev->cleanup_key.pad = 0;
+	ev->cleanup_key.ktime = key_ktime(tgid, task);
+	if (exec_ktime.update(&tgid, &now)) {
+		u32 idx = 0;
+		u64 *e = probe_errors.lookup(&idx);
+		if (e)
+			(*e)++;
+	}
+
+	const void *rparent = rd_ptr(task, PS_OFF(task_struct, real_parent));
+	u32 ptgid = rd_u32(rparent, PS_OFF(task_struct, tgid));
+	ev->parent.pid = ptgid;
+	ev->parent.pad = 0;
+	ev->parent.ktime = key_ktime(ptgid, rparent);
+	ev->parent_flags = 0;
+
+	u64 ambient = 0;
+	read_creds(task, &ev->creds, &ambient);
+	ev->creds.pad = 0;
+	p->uid = ev->creds.euid; /* what ps shows */
+#if PS_HAS(task_struct, loginuid)
+	p->auid = rd_u32(task, PS_OFF(task_struct, loginuid));
+#else
+	p->auid = 0xffffffff;
+#endif
+	u32 pidns = 0;
+	p->nspid = pid_nr_ns(task, &pidns);
+	read_namespaces(task, &ev->ns, ev->creds.user_ns.ns_inum);
+	ev->ns.pid_inum = pidns;
+
+	__builtin_memset(&ev->kube, 0, sizeof(ev->kube));
+	if (read_cgroup(task, &ev->kube))
+		p->flags |= EVENT_ERROR_CGROUPS;
+
+	struct pre_exec *pre = pre_exec_creds.lookup(&tgid);
+	if (pre && pre->execveat)
+		p->flags = (p->flags & ~EVENT_EXECVE) | EVENT_EXECVEAT;
+	p->secureexec = exec_privileges(bprm, &ev->creds, ambient, pre);
+	if (pre)
+		pre_exec_creds.delete(&tgid);
+	u64 bits = rd_u64(bprm, PS_OFF(linux_binprm, secureexec));
+	if ((bits >> PS_BIT_linux_binprm__secureexec) & 1)
+		p->secureexec |= EXECVE_AT_SECURE;
+
+	/* The binary: full path of bprm->file, its inode and link count. */
+	const void *file = rd_ptr(bprm, PS_OFF(linux_binprm, file));
+	const void *inode = rd_ptr(file, PS_OFF(file, f_inode));
+	p->nlink = rd_u32(inode, PS_OFF(inode, i_nlink));
+	p->ino = rd_u64(inode, PS_OFF(inode, i_ino));
+
+	const void *fs = rd_ptr(task, PS_OFF(task_struct, fs));
+	const void *root_mnt = rd_ptr(fs, PS_OFF(fs_struct, root) + PS_OFF(path, mnt));
+	const void *root_dentry = rd_ptr(fs, PS_OFF(fs_struct, root) + PS_OFF(path, dentry));
+
+	int unresolved = 0;
+	const char *fpath = (const char *)file + PS_OFF(file, f_path);
+	u32 path_len = walk_path(rd_ptr(fpath, PS_OFF(path, dentry)), rd_ptr(fpath, PS_OFF(path, mnt)),
+				 root_dentry, root_mnt, ev->data, &unresolved);
+	if (unresolved)
+		p->flags |= EVENT_ERROR_FILENAME;
+	path_len &= 4095;
+
+	/* Arguments after argv[0], from the new image's memory. */
+	const void *mm = rd_ptr(task, PS_OFF(task_struct, mm));
+	u64 arg_start = rd_u64(mm, PS_OFF(mm_struct, arg_start));
+	u64 arg_end = rd_u64(mm, PS_OFF(mm_struct, arg_end));
+	u32 args_len = 0;
+	char *args = ev->data + path_len;
+	/* argv[0] is read only for its length, into the scratch tail. */
+	long n0 = bpf_probe_read_user_str(ev->data + 3 * 4096, 4096, (const void *)arg_start);
+	if (n0 > 0 && arg_start + n0 < arg_end) {
+		u64 total = arg_end - arg_start - n0;
+		u64 want = total;
+		if (want > MSG_SIZEOF_ARGS) {
+			want = MSG_SIZEOF_ARGS;
+			p->flags |= EVENT_TRUNC_ARGS;
+		}
+		want &= 2047;
+		if (want && bpf_probe_read_user(args, want, (const void *)(arg_start + n0)) == 0)
+			args_len = want;
+		else
+			p->flags |= EVENT_ERROR_ARGS;
+	} else if (n0 <= 0) {
+		p->flags |= EVENT_ERROR_ARGS;
+	}
+	args_len &= 2047;
+
+	/* Current working directory. */
+	unresolved = 0;
+	const char *pwd = (const char *)fs + PS_OFF(fs_struct, pwd);
+	u32 cwd_len = walk_path(rd_ptr(pwd, PS_OFF(path, dentry)), rd_ptr(pwd, PS_OFF(path, mnt)), root_dentry,
+				root_mnt, ev->data + ((path_len + args_len) & 8191), &unresolved);
+	if (unresolved)
+		p->flags |= EVENT_ERROR_PATH_RESOLUTION_CWD;
+	else if (cwd_len == 0)
+		p->flags |= EVENT_ROOT_CWD;
+	cwd_len &= 4095;
+
+	p->size_path = path_len;
+	p->size_args = args_len;
+	p->size_cwd = cwd_len;
+	u32 size = sizeof(*ev) - EXEC_DATA_SIZE + ((path_len + args_len + cwd_len) & (EXEC_DATA_SIZE - 1));
+	p->size = size - offsetof(struct msg_execve_event, process);
+	ev->common.op = MSG_OP_EXECVE;
+	ev->common.flags = 0;
+	ev->common.size = size;
+	ev->common.ktime = now;
+	emit(ev, size, MSG_OP_EXECVE);
+	return 0;
+}
+
+RAW_TRACEPOINT_PROBE(sched_process_fork)
+{
+	const void *parent = (const void *)ctx->args[0];
+	const void *child = (const void *)ctx->args[1];
+	u32 pid = rd_u32(child, PS_OFF(task_struct, pid));
+	u32 tgid = rd_u32(child, PS_OFF(task_struct, tgid));
+	if (pid != tgid) /* a new thread, not a process */
+		return 0;
+	if (!PS_TRACE_KTHREADS && is_kthread(child))
+		return 0;
+
+	struct msg_clone_event ev = {};
+	u32 ptgid = rd_u32(parent, PS_OFF(task_struct, tgid));
+	ev.common.op = MSG_OP_CLONE;
+	ev.common.size = sizeof(ev);
+	ev.common.ktime = bpf_ktime_get_boot_ns();
+	ev.parent.pid = ptgid;
+	ev.parent.ktime = key_ktime(ptgid, parent);
+	ev.pid = tgid;
+	ev.tid = pid;
+	ev.nspid = pid_nr_ns(child, 0);
+	ev.flags = EVENT_CLONE;
+	ev.ktime = start_key_ktime(child);
+	emit(&ev, sizeof(ev), MSG_OP_CLONE);
+	return 0;
+}
+
+RAW_TRACEPOINT_PROBE(sched_process_exit)
+{
+	const void *task = (const void *)ctx->args[0];
+#if PS_EXIT_HAS_GROUP_DEAD
+	if (!(u8)ctx->args[1])
+		return 0;
+#else
+	const void *sig = rd_ptr(task, PS_OFF(task_struct, signal));
+	if (rd_u32(sig, PS_OFF(signal_struct, live)) != 0)
+		return 0;
+#endif
+	if (!PS_TRACE_KTHREADS && is_kthread(task))
+		return 0;
+
+	struct msg_exit_event ev = {};
+	u32 tgid = rd_u32(task, PS_OFF(task_struct, tgid));
+	ev.common.op = MSG_OP_EXIT;
+	ev.common.size = sizeof(ev);
+	ev.common.ktime = bpf_ktime_get_boot_ns();
+	ev.current.pid = tgid;
+	ev.current.ktime = key_ktime(tgid, task);
+	exec_ktime.delete(&tgid);
+	ev.code = rd_u32(task, PS_OFF(task_struct, exit_code));
+	ev.tid = rd_u32(task, PS_OFF(task_struct, pid));
+	emit(&ev, sizeof(ev), MSG_OP_EXIT);
+	return 0;
+}

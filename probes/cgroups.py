@@ -1,0 +1,63 @@
+"""Which cgroup hierarchy identifies a process's container.
+
+On a pure cgroup v2 machine it is the unified hierarchy. On v1 or hybrid
+machines container runtimes place processes in v1 controller hierarchies,
+so (as Tetragon does) one v1 controller is tracked instead.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .offsets import V1_CONTROLLERS
+
+
+@dataclass(frozen=True, slots=True)
+class Hierarchy:
+    controller: str | None  # None: the cgroup v2 unified hierarchy
+    mountpoint: str | None  # where it is mounted, for ids of /proc-scanned processes
+
+    def path_of(self, pid: int | str) -> str | None:
+        """This hierarchy's cgroup path of a process, from /proc/PID/cgroup."""
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            return None
+        for line in lines:
+            _hid, controllers, path = line.split(":", 2)
+            if self.controller is None and controllers == "" and _hid == "0":
+                return path
+            if self.controller is not None and self.controller in controllers.split(","):
+                return path
+        return None
+
+    def id_of(self, path: str) -> int:
+        """A cgroup's id is its kernfs node id: the directory's inode."""
+        if not self.mountpoint:
+            return 0
+        try:
+            return os.stat(os.path.join(self.mountpoint, path.lstrip("/"))).st_ino
+        except OSError:
+            return 0
+
+
+def _mounts() -> list[tuple[str, str, set[str]]]:
+    out = []
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            _dev, mnt, fstype, opts, *_ = line.split()
+            if fstype in ("cgroup", "cgroup2"):
+                out.append((fstype, mnt.replace("\\040", " "), set(opts.split(","))))
+    return out
+
+
+def detect() -> Hierarchy:
+    mounts = _mounts()
+    v1 = {ctrl: mnt for fstype, mnt, opts in mounts if fstype == "cgroup" for ctrl in opts}
+    for ctrl in V1_CONTROLLERS:
+        if ctrl in v1:
+            return Hierarchy(ctrl, v1[ctrl])
+    v2 = next((mnt for fstype, mnt, _ in mounts if fstype == "cgroup2"), None)
+    return Hierarchy(None, v2)

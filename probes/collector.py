@@ -1,0 +1,239 @@
+"""The collector: loads the BPF programs, polls the ring buffer on a thread,
+decodes records into typed events and hands them out in batches."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import queue
+import re
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import cgroups, kernel_tree, offsets, procfs, wire
+from .bcc_import import import_bcc
+from .btf import BTF, BTFError
+from .decode import DecodeError, decode
+from .errors import SetupError
+from .events import Event
+from .privileges import check_bpf_privileges
+from .tracefs import ensure_tracefs
+
+BPF_DIR = Path(__file__).parent / "bpf"
+DEFAULT_RING_BYTES = 16 << 20
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def ring_pages(size_bytes: int) -> int:
+    """Ring buffer sizes are a power-of-two number of pages."""
+    pages = max(1, size_bytes // PAGE_SIZE)
+    return 1 << (pages - 1).bit_length()
+
+
+@dataclass
+class Counters:
+    """Everything lost, and where. ``sent_failed[op][errno]`` is the kernel
+    side, summed over CPUs; the rest is user space."""
+
+    sent_failed: dict[str, dict[str, int]] = field(default_factory=dict)
+    decode_errors: int = 0
+    userspace_dropped: int = 0  # events in batches the consumer was too slow for
+    exec_map_full: int = 0  # execs whose key fell back to the start time
+    received: int = 0
+
+    @property
+    def kernel_dropped(self) -> int:
+        return sum(sum(row.values()) for row in self.sent_failed.values())
+
+    @property
+    def lost(self) -> int:
+        return self.kernel_dropped + self.decode_errors + self.userspace_dropped
+
+
+@contextlib.contextmanager
+def _captured_stderr() -> Iterator[list[str]]:
+    """BCC and clang write diagnostics straight to fd 2; keep them so that a
+    failure can be reported in one line instead of a wall of text."""
+    out: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield out
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            out.extend(tmp.read().decode(errors="replace").splitlines())
+
+
+def _load_failure(exc: Exception, log: list[str]) -> SetupError:
+    text = "\n".join(log)
+    m = re.search(r"^.*error: .*$", text, re.M)
+    if m:
+        return SetupError(f"compiling the BPF programs failed: {m.group(0).strip()}")
+    m = re.search(r"Failed to load program.*?: (.*)$|failed to attach.*$|cannot attach.*$", text, re.M | re.I)
+    if "processed " in text and "insns" in text:  # the verifier's log: it rejected a program
+        last = [line for line in text.splitlines() if line.strip() and not line.startswith(("processed", ";"))]
+        return SetupError(
+            f"the kernel's BPF verifier rejected a procscope program ({last[-1].strip() if last else exc}): "
+            "please report this with your kernel version (PROCSCOPE_DEBUG=1 prints the full log)"
+        )
+    if "Operation not permitted" in text:
+        return SetupError(
+            "the kernel refused to load procscope's BPF programs (Operation not permitted): "
+            "run as root, and check kernel.unprivileged_bpf_disabled, lockdown mode or a seccomp profile"
+        )
+    detail = m.group(0).strip() if m else str(exc)
+    return SetupError(f"loading the BPF programs failed: {detail} (set PROCSCOPE_DEBUG=1 for the full log)")
+
+
+class Collector:
+    """``open()`` loads and attaches; ``poll()`` reads once; ``start()`` polls
+    on a thread into a bounded queue read with ``get_batch()``; ``stop()``
+    detaches everything."""
+
+    def __init__(
+        self,
+        ring_bytes: int = DEFAULT_RING_BYTES,
+        kthreads: bool = False,
+        scan_proc: bool = True,
+        queue_batches: int = 1024,
+        poll_ms: int = 100,
+        log: Callable[[str], None] | None = None,
+    ):
+        self.ring_pages = ring_pages(ring_bytes)
+        self.kthreads = kthreads
+        self.scan_proc = scan_proc
+        self.poll_ms = poll_ms
+        self.log = log or (lambda msg: print(f"procscope: {msg}", file=sys.stderr))
+        self.hierarchy: cgroups.Hierarchy | None = None
+        self._bpf = None
+        self._batch: list[Event] = []
+        self._queue: queue.Queue[list[Event]] = queue.Queue(maxsize=queue_batches)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._decode_errors = 0
+        self._userspace_dropped = 0
+        self._received = 0
+        self.compile_log: list[str] = []
+
+    # -- set-up ------------------------------------------------------------
+    def open(self) -> None:
+        check_bpf_privileges()
+        try:
+            btf = BTF.load()
+        except BTFError as exc:
+            raise SetupError(str(exc)) from None
+        ensure_tracefs()  # before importing bcc, which looks for it at import
+        bcc = import_bcc()
+        self.hierarchy = cgroups.detect()
+        try:
+            cflags = offsets.compile_flags(btf, self.hierarchy.controller)
+        except BTFError as exc:
+            raise SetupError(f"this kernel's BTF lacks what procscope reads: {exc}") from None
+        cflags += wire.compile_flags() + [
+            f"-I{BPF_DIR}",
+            f"-DPS_RINGBUF_PAGES={self.ring_pages}",
+            f"-DPS_TICK_NS={procfs.TICK_NS}",
+            f"-DPS_TRACE_KTHREADS={int(self.kthreads)}",
+        ]
+        with kernel_tree.compile_tree(self.log):
+            with _captured_stderr() as self.compile_log:
+                try:
+                    self._bpf = bcc.BPF(src_file=str(BPF_DIR / "process.c").encode(), cflags=cflags)
+                    failure = None
+                except Exception as exc:  # BCC raises bare Exception
+                    failure = exc
+        if os.environ.get("PROCSCOPE_DEBUG"):
+            print("\n".join(self.compile_log), file=sys.stderr)
+        if failure is not None:
+            raise _load_failure(failure, self.compile_log) from None
+        self._bpf["events"].open_ring_buffer(self._on_record)
+
+    def _on_record(self, _ctx, data, size) -> int:
+        try:
+            self._batch.append(decode(ctypes.string_at(data, size)))
+        except DecodeError:
+            self._decode_errors += 1
+        return 0
+
+    # -- reading -------------------------------------------------------------
+    def poll(self, timeout_ms: int = 0) -> list[Event]:
+        """Read what the ring buffer holds (waiting up to timeout_ms)."""
+        self._batch = []
+        self._bpf.ring_buffer_poll(timeout_ms)
+        batch, self._batch = self._batch, []
+        self._received += len(batch)
+        return batch
+
+    def scan(self) -> list[Event]:
+        return list(procfs.scan(self.hierarchy or cgroups.detect()))
+
+    def start(self) -> None:
+        """Poll on a thread. The first batch is the /proc scan (taken after
+        the probes are attached, so nothing falls between the two)."""
+        if self._bpf is None:
+            self.open()
+        self._thread = threading.Thread(target=self._run, name="procscope-collector", daemon=True)
+        self._thread.start()
+
+    def _put(self, batch: list[Event]) -> None:
+        try:
+            self._queue.put_nowait(batch)
+        except queue.Full:
+            self._userspace_dropped += len(batch)
+
+    def _run(self) -> None:
+        if self.scan_proc:
+            self._put(self.scan())
+        while not self._stop.is_set():
+            batch = self.poll(self.poll_ms)
+            if batch:
+                self._put(batch)
+
+    def get_batch(self, timeout: float | None = None) -> list[Event] | None:
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def counters(self) -> Counters:
+        c = Counters(
+            decode_errors=self._decode_errors,
+            userspace_dropped=self._userspace_dropped,
+            received=self._received,
+        )
+        if self._bpf is None:
+            return c
+        per_cpu = self._bpf["stats"][0]
+        for op, name in wire.OP_NAMES.items():
+            width = len(wire.SENT_FAILED_NAMES)
+            row = {err: sum(cpu.sent_failed[op * width + i] for cpu in per_cpu) for i, err in enumerate(wire.SENT_FAILED_NAMES)}
+            if op in (wire.OP_EXECVE, wire.OP_CLONE, wire.OP_EXIT) or any(row.values()):
+                c.sent_failed[name] = row
+        c.exec_map_full = sum(self._bpf["probe_errors"][0])
+        return c
+
+    # -- tear-down -----------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._bpf is not None:
+            self._bpf.cleanup()  # detaches every probe and closes the maps
+            self._bpf = None
+
+    def __enter__(self) -> "Collector":
+        self.open()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,93 @@
+"""Layouts and constants of the messages the BPF programs send
+(probes/bpf/msg.h), after Tetragon's processapi."""
+
+from __future__ import annotations
+
+import struct
+
+# Message ops (Tetragon's msg_types.h)
+OP_EXECVE = 5
+OP_EXIT = 7
+OP_CLONE = 23
+OP_CGROUP = 25
+OP_THROTTLE = 27
+OP_NAMES = {OP_EXECVE: "EXECVE", OP_EXIT: "EXIT", OP_CLONE: "CLONE", OP_CGROUP: "CGROUP", OP_THROTTLE: "THROTTLE"}
+
+# sent_failed columns, in processapi's SentFailed* order
+SENT_FAILED_NAMES = ("unknown", "ENOENT", "E2BIG", "EBUSY", "EINVAL", "ENOSPC", "EAGAIN")
+
+# MSG_COMMON_FLAG_PROCESS_NOT_FOUND: set on placeholder processes by the cache
+MSG_COMMON_FLAG_PROCESS_NOT_FOUND = 0x10
+
+# MsgProcess.flags -> Tetragon's flag words
+PROCESS_FLAGS = {
+    0x01: "execve",
+    0x02: "execveat",
+    0x04: "procFS",
+    0x08: "truncFilename",
+    0x10: "truncArgs",
+    0x20: "taskWalk",
+    0x40: "miss",
+    0x80: "auid",
+    0x100: "errorFilename",
+    0x200: "errorArgs",
+    0x400: "needsCWD",
+    0x800: "noCWDSupport",
+    0x1000: "rootcwd",
+    0x2000: "errorCWD",
+    0x4000: "clone",
+    0x100000: "errorCgroups",
+    0x400000: "errorPathResolutionCwd",
+}
+FLAG_EXECVE = 0x01
+FLAG_PROCFS = 0x04
+FLAG_TRUNC_ARGS = 0x10
+FLAG_ERROR_FILENAME = 0x100
+FLAG_ERROR_ARGS = 0x200
+FLAG_ROOT_CWD = 0x1000
+FLAG_ERROR_CWD = 0x2000
+FLAG_CLONE = 0x4000
+FLAG_ERROR_PATH_RESOLUTION_CWD = 0x400000
+
+# MsgProcess.secureexec: processapi's Execve* privilege bits, plus AT_SECURE
+EXECVE_SETUID = 0x01
+EXECVE_SETGID = 0x02
+EXECVE_FILECAPS = 0x04
+EXECVE_SETUID_ROOT = 0x08
+EXECVE_SETGID_ROOT = 0x10
+EXECVE_AT_SECURE = 0x100
+
+MSG_SIZEOF_ARGS = 1024
+DOCKER_ID_LENGTH = 128
+
+COMMON = struct.Struct("<BBxxIQ")
+# MsgCommon | MsgK8s | parent MsgExecveKey | parent_flags | MsgGenericCred |
+# MsgNamespaces | cleanup MsgExecveKey | MsgProcess, then path, args, cwd.
+EXECVE_HEADER = struct.Struct(
+    "<BBxxIQ"  # common: op, flags, size, ktime
+    "QQ128s"  # k8s: cgrpid, tracker id, docker
+    "I4xQ"  # parent key
+    "Q"  # parent flags
+    "9I4xQQQiIII"  # creds: 8 ids, securebits, pad, caps, user ns
+    "10I"  # namespaces
+    "I4xQ"  # cleanup key
+    "10IQQ4H"  # process: size..pad, ino, ktime, sizes
+)
+CLONE = struct.Struct("<BBxxIQ" "I4xQ" "IIII" "Q")
+EXIT = struct.Struct("<BBxxIQ" "I4xQ" "II")
+
+assert EXECVE_HEADER.size == 384 and CLONE.size == 56 and EXIT.size == 40
+
+
+def compile_flags() -> list[str]:
+    """Sizes the C side asserts against, so a layout change on one side
+    fails the build rather than garbling events."""
+    return [
+        f"-DPS_SIZEOF_EXECVE_HEADER={EXECVE_HEADER.size}",
+        f"-DPS_SIZEOF_CLONE={CLONE.size}",
+        f"-DPS_SIZEOF_EXIT={EXIT.size}",
+    ]
+
+
+def flag_words(flags: int) -> list[str]:
+    return [name for bit, name in PROCESS_FLAGS.items() if flags & bit]

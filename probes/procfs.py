@@ -39,12 +39,31 @@ def _status(pid: int) -> dict[str, list[str]]:
         return {k: v.split() for k, _, v in (line.partition(":") for line in f)}
 
 
+def host_namespaces() -> dict[str, int]:
+    """Inums of the host's namespaces, against which is_host is judged:
+    init's, or when /proc/1/ns is unreadable (procscope itself in a
+    container that lacks ptrace rights on init) kthreadd's, which always
+    lives in the initial namespaces."""
+    for pid in (1, 2):
+        try:
+            if pid == 2 and not _stat(2)[1] & PF_KTHREAD:
+                break
+            return {name: _ns_inum_strict(pid, name) for name in NAMESPACES}
+        except OSError:
+            continue
+    return {name: _ns_inum(1, name) for name in NAMESPACES}
+
+
+def _ns_inum_strict(pid: int, name: str) -> int:
+    link = os.readlink(f"/proc/{pid}/ns/{name}")
+    return int(link[link.index("[") + 1 : -1])
+
+
 def _ns_inum(pid: int, name: str) -> int:
     try:
-        link = os.readlink(f"/proc/{pid}/ns/{name}")
+        return _ns_inum_strict(pid, name)
     except OSError:
         return 0
-    return int(link[link.index("[") + 1 : -1])
 
 
 def _user_ns(pid: int) -> UserNamespace:

@@ -149,7 +149,20 @@ static __always_inline u32 walk_path(const void *dentry, const void *vfsmnt, con
 			break;
 		}
 		const void *parent = rd_ptr(d, PS_OFF(dentry, d_parent));
-		if (d == rd_ptr(vm, PS_OFF(vfsmount, mnt_root)) || d == parent) {
+		const void *mnt_root = rd_ptr(vm, PS_OFF(vfsmount, mnt_root));
+		if (d == parent && d != mnt_root) {
+			/* A pseudo file (memfd, anonymous inode): its own name is the path. */
+			u32 len = *(volatile u32 *)&w->len;
+			if (len <= 4096 - NAME_READ_MAX) {
+				long n = bpf_probe_read_kernel_str(buf + (len & 4095), NAME_READ_MAX,
+								   rd_ptr(d, PS_OFF(dentry, d_name__name)));
+				if (n > 0)
+					*(volatile u32 *)&w->len = len + n;
+			}
+			w->done = 1;
+			break;
+		}
+		if (d == mnt_root || d == parent) {
 			const char *m = w->mnt;
 			const char *mnt_parent = rd_ptr(m, PS_OFF(mount, mnt_parent));
 			if (mnt_parent == m || !mnt_parent) {

@@ -103,6 +103,7 @@ def cmd_events(args) -> int:
     except SetupError as exc:
         print(f"procscope: {exc}", file=sys.stderr)
         return 2
+    print(f"procscope: collecting (ring buffer {args.ring_size >> 10} KiB); Ctrl-C to stop", file=sys.stderr, flush=True)
     written = 0
     try:
         sink = atomic_writer(args.output) if args.output else contextlib.nullcontext(sys.stdout)

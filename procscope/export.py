@@ -149,7 +149,8 @@ def compact(event: dict) -> str:
         how = e["signal"] or str(e["status"])
         if e.get("core_dumped"):
             how += " (core dumped)"
-        return f"💥 exit    {event['node_name']} {p.get('binary', '?')} {p.get('arguments', '')} {how}".replace("  ", " ")
+        words = [p.get("binary", "?"), p.get("arguments", ""), how]
+        return f"💥 exit    {event['node_name']} " + " ".join(w for w in words if w)
     if "procscope_clone" in event:
         c = event["procscope_clone"]
         return f"🧬 clone   {event['node_name']} pid {c['pid']}"

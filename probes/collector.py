@@ -155,7 +155,7 @@ class Collector:
             print("\n".join(self.compile_log), file=sys.stderr)
         if failure is not None:
             raise _load_failure(failure, self.compile_log) from None
-        self._bpf["events"].open_ring_buffer(self._on_record)
+        self._bpf[b"events"].open_ring_buffer(self._on_record)
 
     def _on_record(self, _ctx, data, size) -> int:
         try:
@@ -212,13 +212,15 @@ class Collector:
         )
         if self._bpf is None:
             return c
-        per_cpu = self._bpf["stats"][0]
+        per_cpu = self._bpf[b"stats"][0]
         for op, name in wire.OP_NAMES.items():
-            width = len(wire.SENT_FAILED_NAMES)
-            row = {err: sum(cpu.sent_failed[op * width + i] for cpu in per_cpu) for i, err in enumerate(wire.SENT_FAILED_NAMES)}
+            row = {
+                err: sum(cpu.sent_failed[op * len(wire.SENT_FAILED_NAMES) + i] for cpu in per_cpu)
+                for i, err in enumerate(wire.SENT_FAILED_NAMES)
+            }
             if op in (wire.OP_EXECVE, wire.OP_CLONE, wire.OP_EXIT) or any(row.values()):
                 c.sent_failed[name] = row
-        c.exec_map_full = sum(self._bpf["probe_errors"][0])
+        c.exec_map_full = sum(self._bpf[b"probe_errors"][0])
         return c
 
     # -- tear-down -----------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 from probes import kernel_tree
 from probes.btf import BTF, BTFError
 
-from .conftest import open_collector
+from .conftest import bpf_unavailable, open_collector
 
 REPO = Path(__file__).resolve().parent.parent
 EVENTS = [sys.executable, "-m", "procscope.cli", "events", "--duration", "1"]
@@ -109,3 +109,16 @@ def test_events_command_leaves_nothing_behind():
     assert proc.returncode == 0, proc.stderr
     assert "lost: 0 in the kernel" in proc.stderr
     assert _gone_soon(_prog_ids() - before)
+
+
+def test_mounts_tracefs_when_missing():
+    """A fresh machine may lack tracefs: procscope mounts it (here in a
+    private mount namespace, so the host's stays as it is)."""
+    script = "umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug 2>/dev/null; " \
+             "test ! -e /sys/kernel/tracing/events || exit 99; exec \"$@\""
+    cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *EVENTS[:-1], "0.5"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    if proc.returncode == 2:
+        bpf_unavailable(proc.stderr.strip())
+    assert proc.returncode == 0, proc.stderr
+    assert "collecting" in proc.stderr

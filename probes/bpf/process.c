@@ -74,6 +74,14 @@ static __always_inline void count_failed(u8 op, long err)
 	st->sent_failed[op * SENT_FAILED_MAX + idx]++;
 }
 
+static __always_inline void set_common(struct msg_common *c, u8 op, u32 size, u64 ktime)
+{
+	c->op = op;
+	c->flags = 0;
+	c->size = size;
+	c->ktime = ktime;
+}
+
 /* The one output path: every failure is counted by op and errno. */
 static __always_inline void emit(void *data, u64 size, u8 op)
 {
@@ -425,10 +433,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
 	p->size_cwd = cwd_len;
 	u32 size = sizeof(*ev) - EXEC_DATA_SIZE + ((path_len + args_len + cwd_len) & (EXEC_DATA_SIZE - 1));
 	p->size = size - offsetof(struct msg_execve_event, process);
-	ev->common.op = MSG_OP_EXECVE;
-	ev->common.flags = 0;
-	ev->common.size = size;
-	ev->common.ktime = now;
+	set_common(&ev->common, MSG_OP_EXECVE, size, now);
 	emit(ev, size, MSG_OP_EXECVE);
 	return 0;
 }
@@ -446,9 +451,7 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 
 	struct msg_clone_event ev = {};
 	u32 ptgid = rd_u32(parent, PS_OFF(task_struct, tgid));
-	ev.common.op = MSG_OP_CLONE;
-	ev.common.size = sizeof(ev);
-	ev.common.ktime = bpf_ktime_get_boot_ns();
+	set_common(&ev.common, MSG_OP_CLONE, sizeof(ev), bpf_ktime_get_boot_ns());
 	ev.parent.pid = ptgid;
 	ev.parent.ktime = key_ktime(ptgid, parent);
 	ev.pid = tgid;
@@ -476,9 +479,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
 
 	struct msg_exit_event ev = {};
 	u32 tgid = rd_u32(task, PS_OFF(task_struct, tgid));
-	ev.common.op = MSG_OP_EXIT;
-	ev.common.size = sizeof(ev);
-	ev.common.ktime = bpf_ktime_get_boot_ns();
+	set_common(&ev.common, MSG_OP_EXIT, sizeof(ev), bpf_ktime_get_boot_ns());
 	ev.current.pid = tgid;
 	ev.current.ktime = key_ktime(tgid, task);
 	exec_ktime.delete(&tgid);

@@ -56,44 +56,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _emit_lines(args, collector: Collector, out) -> int:
-    exporter = Exporter()
-    table = ProcessTable()
-    fmt = json.dumps if args.format == "json" else compact
-    written = 0
-    deadline = time.monotonic() + args.duration if args.duration is not None else None
-    next_counters = time.monotonic() + 1.0
+class EventStream:
+    """Writes collector events as lines; ``written`` survives an interrupt."""
 
-    def write(obj: dict) -> bool:
-        nonlocal written
-        out.write(fmt(obj) if args.format == "compact" else json.dumps(obj, ensure_ascii=False))
-        out.write("\n")
-        written += 1
-        return args.count is not None and written >= args.count
+    def __init__(self, args, out):
+        self.args, self.out = args, out
+        self.exporter = Exporter()
+        self.table = ProcessTable()
+        self.written = 0
 
-    collector.start()
-    while deadline is None or time.monotonic() < deadline:
-        batch = collector.get_batch(timeout=0.1) or []
-        for ev in batch:
-            proc, parent = table.apply(ev)
-            if isinstance(ev, ExecEvent):
-                if ev.flags & wire.FLAG_PROCFS and "procfs" not in args.include:
-                    continue
-                done = write(exporter.exec_event(ev, parent))
-            elif isinstance(ev, ExitEvent):
-                done = write(exporter.exit_event(ev, proc, parent))
-            elif isinstance(ev, CloneEvent) and "clone" in args.include:
-                done = write(exporter.clone_event(ev))
-            else:
-                continue
-            if done:
-                return written
-        if "counters" in args.include and time.monotonic() >= next_counters:
-            next_counters += 1.0
-            if write(exporter.counters_event(collector.counters(), time.clock_gettime_ns(time.CLOCK_BOOTTIME))):
-                return written
-        out.flush()
-    return written
+    def _write(self, obj: dict) -> bool:
+        """Write one event; True once --count is reached."""
+        line = compact(obj) if self.args.format == "compact" else json.dumps(obj, ensure_ascii=False)
+        self.out.write(line + "\n")
+        self.written += 1
+        return self.args.count is not None and self.written >= self.args.count
+
+    def _line_for(self, ev) -> dict | None:
+        proc, parent = self.table.apply(ev)
+        if isinstance(ev, ExecEvent):
+            if ev.flags & wire.FLAG_PROCFS and "procfs" not in self.args.include:
+                return None
+            return self.exporter.exec_event(ev, parent)
+        if isinstance(ev, ExitEvent):
+            return self.exporter.exit_event(ev, proc, parent)
+        if isinstance(ev, CloneEvent) and "clone" in self.args.include:
+            return self.exporter.clone_event(ev)
+        return None
+
+    def run(self, collector: Collector) -> None:
+        args = self.args
+        deadline = time.monotonic() + args.duration if args.duration is not None else None
+        next_counters = time.monotonic() + 1.0
+        collector.start()
+        while deadline is None or time.monotonic() < deadline:
+            for ev in collector.get_batch(timeout=0.1) or []:
+                line = self._line_for(ev)
+                if line is not None and self._write(line):
+                    return
+            if "counters" in args.include and time.monotonic() >= next_counters:
+                next_counters += 1.0
+                now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+                if self._write(self.exporter.counters_event(collector.counters(), now)):
+                    return
+            self.out.flush()
 
 
 def cmd_events(args) -> int:
@@ -104,12 +110,13 @@ def cmd_events(args) -> int:
         print(f"procscope: {exc}", file=sys.stderr)
         return 2
     print(f"procscope: collecting (ring buffer {args.ring_size >> 10} KiB); Ctrl-C to stop", file=sys.stderr, flush=True)
-    written = 0
+    stream = None
     try:
         sink = atomic_writer(args.output) if args.output else contextlib.nullcontext(sys.stdout)
         with sink as out:
+            stream = EventStream(args, out)
             try:
-                written = _emit_lines(args, collector, out)
+                stream.run(collector)
             except KeyboardInterrupt:
                 pass
     except BrokenPipeError:
@@ -119,7 +126,7 @@ def cmd_events(args) -> int:
         c = collector.counters()
         collector.stop()
     summary = (
-        f"procscope: {written} events written; lost: {c.kernel_dropped} in the kernel "
+        f"procscope: {stream.written if stream else 0} events written; lost: {c.kernel_dropped} in the kernel "
         f"({', '.join(f'{op} {err} {n}' for op, row in c.sent_failed.items() for err, n in row.items() if n) or 'none'}), "
         f"{c.userspace_dropped} in user space, {c.decode_errors} undecodable"
     )

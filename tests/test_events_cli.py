@@ -68,3 +68,24 @@ def test_bad_include_is_rejected():
     proc = subprocess.run([sys.executable, "-m", "procscope.cli", "events", "--include", "bogus"], cwd=REPO,
                           capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 2 and "unknown event kind 'bogus'" in proc.stderr
+
+
+def test_sigterm_completes_the_file(scratch):
+    binary = unique_copy("/bin/true", scratch)
+    target = os.path.join(scratch, "rec.json")
+    cmd = [sys.executable, "-m", "procscope.cli", "events", "-o", target]
+    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    while "collecting" not in (line := proc.stderr.readline()):
+        if not line:
+            if proc.wait() == 2:
+                bpf_unavailable("procscope events could not start")
+            raise AssertionError("procscope events exited early")
+    subprocess.run([binary], check=True)
+    time.sleep(0.5)
+    proc.terminate()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=10) == 0
+    lines = Path(target).read_text().splitlines()
+    assert any(binary in line for line in lines)
+    assert f"procscope: {len(lines)} events written" in err
+    assert not [f for f in os.listdir(scratch) if f.startswith(".rec.json")]  # no temporary left

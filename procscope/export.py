@@ -13,6 +13,7 @@ from probes.collector import Counters
 from probes.events import CloneEvent, ExecEvent, ExitEvent, ProcessKey
 from probes.procfs import host_namespaces
 
+from .containers import from_cgroup_name
 from .names import cap_names, securebit_names, user_name
 
 
@@ -23,15 +24,6 @@ def boot_to_wall_offset_ns() -> int:
 def rfc3339(wall_ns: int) -> str:
     dt = datetime.fromtimestamp(wall_ns // 1_000_000_000, tz=timezone.utc)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{wall_ns % 1_000_000_000:09d}Z"
-
-
-def container_id(cgroup_name: str) -> str:
-    """Tetragon's rule: strip up to the last ':' and '-', accept 31+
-    characters (64 normally, 31 when truncated), show the first 31."""
-    cid = cgroup_name.rsplit(":", 1)[-1].rsplit("-", 1)[-1]
-    if cid.endswith(".scope"):
-        cid = cid[: -len(".scope")]
-    return cid[:31] if len(cid) >= 31 else ""
 
 
 class Exporter:
@@ -95,9 +87,9 @@ class Exporter:
             "user": {"name": user_name(p.uid)},
             "cgroup": {"id": str(p.cgroup_id), "tracker_id": str(p.cgroup_tracker_id), "name": p.cgroup_name},
         }  # fmt: skip
-        docker = container_id(p.cgroup_name)
-        if docker:
-            out["docker"] = docker
+        container = from_cgroup_name(p.cgroup_name)
+        if container is not None:
+            out["docker"] = container.tetragon_id
         if refcnt is not None:
             out["refcnt"] = refcnt
         return out

@@ -47,13 +47,13 @@ def test_clone_event_for_a_forked_process(live, scratch):
     assert exit_ev.status == 3
 
 
-def _wait_status(argv, sig=None, core=False):
-    def preexec():
-        if core:
-            resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+def _spawn_with_core_limit(argv):
+    """Core dumps allowed, written (if core_pattern is a plain name) beside the binary."""
 
-    child = subprocess.Popen(argv, preexec_fn=preexec, cwd=os.path.dirname(argv[0]))
-    return child
+    def preexec():
+        resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+
+    return subprocess.Popen(argv, preexec_fn=preexec, cwd=os.path.dirname(argv[0]))
 
 
 def test_kill_9_is_sigkill(live, scratch):
@@ -70,7 +70,7 @@ def test_kill_9_is_sigkill(live, scratch):
 
 def test_core_dumping_signal(live, scratch):
     binary = unique_copy("/bin/sleep", scratch)
-    child = _wait_status([binary, "30"], core=True)
+    child = _spawn_with_core_limit([binary, "30"])
     ev = live.exec_of(binary)
     os.kill(child.pid, signal.SIGQUIT)
     _, status = os.waitpid(child.pid, 0)

@@ -60,7 +60,8 @@ def test_cgroup_matches_proc(live, scratch):
         hierarchy = live.collector.hierarchy
         path = hierarchy.path_of(child.pid)
         assert ev.cgroup_id == hierarchy.id_of(path)
-        assert ev.cgroup_name == (path.rsplit("/", 1)[-1] or "/") or path == "/"
+        if path != "/":
+            assert ev.cgroup_name == path.rsplit("/", 1)[-1]
     finally:
         child.kill()
         child.wait()
@@ -101,7 +102,7 @@ def test_deep_cwd_is_resolved_or_flagged(live, scratch):
     subprocess.run([binary2], cwd=too_deep, check=True)
     ev = live.exec_of(binary2)
     assert ev.flags & wire.FLAG_ERROR_PATH_RESOLUTION_CWD
-    assert too_deep.endswith(ev.cwd.lstrip("/").split("/", 1)[-1])  # the leaf part that was resolved
+    assert too_deep.endswith(ev.cwd) and ev.cwd.count("/") >= 32  # the leaf part that was resolved
 
 
 def test_root_cwd_flag(live, scratch):

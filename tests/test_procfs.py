@@ -36,13 +36,13 @@ def test_scan_agrees_with_bpf(live, scratch):
     try:
         seen = live.exec_of(binary)
         scanned = procfs.process_event(child.pid, live.collector.hierarchy)
-        for field in ("binary", "args", "cwd", "uid", "nlink", "ino", "creds", "ns", "cgroup_id", "cgroup_name", "nspid"):
-            assert getattr(scanned, field) == getattr(seen, field) or field == "creds", field
-        # securebits are not in /proc; everything else in the creds is.
-        assert scanned.creds.caps == seen.creds.caps
-        assert scanned.creds.user_ns == seen.creds.user_ns.__class__(
-            seen.creds.user_ns.level, seen.creds.user_ns.uid, procfs.UNKNOWN_ID, seen.creds.user_ns.inum
-        )
+        for field in ("binary", "args", "cwd", "uid", "nlink", "ino", "ns", "cgroup_id", "cgroup_name", "nspid"):
+            assert getattr(scanned, field) == getattr(seen, field), field
+        a, b = scanned.creds, seen.creds
+        # securebits and the user namespace owner's gid are not in /proc.
+        assert (a.uid, a.gid, a.suid, a.sgid, a.euid, a.egid, a.fsuid, a.fsgid, a.caps) == (
+            b.uid, b.gid, b.suid, b.sgid, b.euid, b.egid, b.fsuid, b.fsgid, b.caps)
+        assert (a.user_ns.level, a.user_ns.uid, a.user_ns.inum) == (b.user_ns.level, b.user_ns.uid, b.user_ns.inum)
         assert scanned.parent.pid == seen.parent.pid
     finally:
         child.kill()

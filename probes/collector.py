@@ -174,7 +174,7 @@ class Collector:
         return batch
 
     def scan(self) -> list[Event]:
-        return list(procfs.scan(self.hierarchy or cgroups.detect()))
+        return procfs.scan(self.hierarchy or cgroups.detect())
 
     def start(self) -> None:
         """Poll on a thread. The first batch is the /proc scan (taken after

@@ -132,6 +132,7 @@ def process_event(pid: int, hierarchy: Hierarchy, parent_key: ProcessKey | None 
         user_ns = _user_ns(pid)
         ns = Namespaces(*(user_ns.inum if n == "user" else _ns_inum(pid, n) for n in NAMESPACES))
         cgroup_path = hierarchy.path_of(pid) or ""
+        cgroup_id = hierarchy.id_of(cgroup_path)
     except (psutil.NoSuchProcess, psutil.ZombieProcess, FileNotFoundError, ProcessLookupError, KeyError):
         return None
     if exe.endswith(" (deleted)"):
@@ -162,8 +163,8 @@ def process_event(pid: int, hierarchy: Hierarchy, parent_key: ProcessKey | None 
         cleanup=None,
         creds=Credentials(uid, gid, suid, sgid, euid, egid, fsuid, fsgid, 0, caps, user_ns),
         ns=ns,
-        cgroup_id=hierarchy.id_of(cgroup_path),
-        cgroup_tracker_id=hierarchy.id_of(cgroup_path),
+        cgroup_id=cgroup_id,
+        cgroup_tracker_id=cgroup_id,
         cgroup_name=cgroup_path.rsplit("/", 1)[-1],
     )
 

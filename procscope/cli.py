@@ -137,10 +137,11 @@ def cmd_events(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     # SIGTERM stops as Ctrl-C does, so output files are still completed.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "events":
         return cmd_events(args)
-    build_parser().print_help()
+    parser.print_help()
     return 0
 
 

@@ -8,6 +8,7 @@ so (as Tetragon does) one v1 controller is tracked instead.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 from .offsets import V1_CONTROLLERS
@@ -61,3 +62,50 @@ def detect() -> Hierarchy:
             return Hierarchy(ctrl, v1[ctrl])
     v2 = next((mnt for fstype, mnt, _ in mounts if fstype == "cgroup2"), None)
     return Hierarchy(None, v2)
+
+
+class PathIndex:
+    """Cgroup id → path in one hierarchy, for BPF events, which carry only
+    the id and the leaf name. Built by walking the mount (a cgroup's id is
+    its directory's inode); a miss walks again, at most every
+    ``min_rescan_s``, since new cgroups appear all the time."""
+
+    def __init__(self, hierarchy: Hierarchy, min_rescan_s: float = 0.2):
+        self.hierarchy = hierarchy
+        self.min_rescan_s = min_rescan_s
+        self._paths: dict[int, str] = {}
+        self._last_walk = float("-inf")
+        self.unresolved = 0  # ids still unknown after a walk
+
+    def _walk(self) -> None:
+        root = self.hierarchy.mountpoint
+        self._last_walk = time.monotonic()
+        if not root:
+            return
+        paths: dict[int, str] = {}
+        try:
+            paths[os.stat(root).st_ino] = "/"
+        except OSError:
+            return
+        stack = [(root, "")]
+        while stack:
+            directory, rel = stack.pop()
+            try:
+                entries = list(os.scandir(directory))
+            except OSError:  # removed while we walked
+                continue
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    sub = f"{rel}/{entry.name}"
+                    paths[entry.inode()] = sub
+                    stack.append((entry.path, sub))
+        self._paths = paths
+
+    def path(self, cgroup_id: int) -> str | None:
+        found = self._paths.get(cgroup_id)
+        if found is None and cgroup_id and time.monotonic() - self._last_walk >= self.min_rescan_s:
+            self._walk()
+            found = self._paths.get(cgroup_id)
+        if found is None and cgroup_id:
+            self.unresolved += 1
+        return found

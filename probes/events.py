@@ -102,6 +102,9 @@ class ExecEvent:
     cgroup_id: int
     cgroup_tracker_id: int
     cgroup_name: str  # MsgK8s.docker: the cgroup's leaf name
+    # Full path in the tracked hierarchy: known to the /proc scan and to
+    # replays; for BPF events the cache resolves it from cgroup_id.
+    cgroup_path: str = ""
 
     @property
     def flag_words(self) -> list[str]:

@@ -166,6 +166,7 @@ def process_event(pid: int, hierarchy: Hierarchy, parent_key: ProcessKey | None 
         cgroup_id=cgroup_id,
         cgroup_tracker_id=cgroup_id,
         cgroup_name=cgroup_path.rsplit("/", 1)[-1],
+        cgroup_path=cgroup_path,
     )
 
 

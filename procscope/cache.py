@@ -1,0 +1,435 @@
+"""The process cache: the live model built from collector events.
+
+Pure Python, no UI and no root needed. It follows Tetragon's process cache:
+a process image is identified by (pid, ktime) and shown as its exec_id; a
+re-exec makes a new image whose parent is the previous one; an image stays
+while it is alive or has descendants that are (reference counts), and an
+exited one stays visible for a grace period. On top of that it keeps the
+kernel's view for display: the current parent of each live process, with
+orphans re-parented as the kernel does, and live processes per cgroup and
+container.
+
+Lost or reordered events never raise: an event that names an unknown
+process creates a placeholder flagged ``not_found`` and counts a miss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from probes import wire
+from probes.events import CloneEvent, Event, ExecEvent, ExitEvent, ProcessKey
+
+from .containers import Container, from_cgroup_name, from_cgroup_path
+
+DEFAULT_GRACE_NS = 5_000_000_000
+ROOT = ProcessKey(0, 0)
+
+
+class Process:
+    """One process image. ``image`` is None only for a placeholder that no
+    event has described yet."""
+
+    __slots__ = (
+        "key", "image", "parent", "ppid", "children", "refs", "alive", "replaced", "in_grace",
+        "exit", "exit_time", "not_found", "cgroup", "container", "seen",
+    )  # fmt: skip
+
+    def __init__(self, key: ProcessKey, image: ExecEvent | None, seen: int):
+        self.key = key
+        self.image = image
+        self.parent = ROOT  # exec identity: the previous image on re-exec, else the parent process
+        self.ppid = ROOT  # the kernel's current parent (re-parented when orphaned), for the tree
+        self.children: dict[ProcessKey, Process] | None = None  # tree children: live, or exited in grace
+        self.refs = 1  # 1 while alive, +1 per cached image naming this one as parent
+        self.alive = True
+        self.replaced = False  # ended by exec'ing a new image: not an exit, not shown
+        self.in_grace = False  # exited, still shown
+        self.exit: ExitEvent | None = None  # None when the exit itself was lost
+        self.exit_time = 0
+        self.not_found = False
+        self.cgroup = ""
+        self.container: Container | None = None
+        self.seen = seen  # event time this image was first seen
+
+    @property
+    def pid(self) -> int:
+        return self.key.pid
+
+    @property
+    def binary(self) -> str:
+        return self.image.binary if self.image else ""
+
+    @property
+    def args(self) -> tuple[str, ...]:
+        return self.image.args if self.image else ()
+
+    @property
+    def visible(self) -> bool:
+        """Shown in the tree: alive, or exited and in its grace period."""
+        return self.alive or self.in_grace
+
+    def __repr__(self) -> str:
+        state = "alive" if self.alive else "replaced" if self.replaced else "exited"
+        return f"<Process {self.key.pid}:{self.key.ktime} {self.binary or '?'} {state} refs={self.refs}>"
+
+
+@dataclass
+class CacheCounters:
+    misses: int = 0  # events naming a process the cache did not know
+    lost_exits: int = 0  # processes whose pid was reused before their exit was seen
+    evicted: int = 0  # images removed after their grace period
+    late: int = 0  # exec/clone that arrived after an event that needed it (filled a placeholder)
+
+
+@dataclass
+class ContainerEntry:
+    container: Container
+    first_seen: int  # event time
+    processes: int = 0  # live processes in it
+
+
+class ProcessCache:
+    def __init__(
+        self,
+        grace_ns: int = DEFAULT_GRACE_NS,
+        host_ns: dict[str, int] | None = None,
+        cgroup_path: Callable[[int], str | None] | None = None,
+        current_parent: Callable[[int], int | None] | None = None,
+    ):
+        """``cgroup_path`` resolves a cgroup id for events that carry none
+        (live BPF events); ``current_parent`` asks the kernel for a live
+        pid's parent pid when its parent exits (live sources), else the
+        orphan goes to the nearest pid-namespace init, as the kernel does
+        when there is no subreaper."""
+        self.grace_ns = grace_ns
+        self.host_ns = dict(host_ns or {})
+        self._cgroup_path = cgroup_path
+        self._current_parent = current_parent
+        self.procs: dict[ProcessKey, Process] = {}
+        self.by_pid: dict[int, Process] = {}  # the live image of each pid
+        self.roots: dict[ProcessKey, Process] = {}  # visible processes whose ppid is not cached
+        self.cgroups: dict[str, dict[ProcessKey, Process]] = {}  # path → live processes
+        self.containers: dict[str, ContainerEntry] = {}
+        self.counters = CacheCounters()
+        self.now = 0
+        self._grace: deque[Process] = deque()  # exited, in exit order
+        self._interned: dict = {}
+        self._containers_of: dict[str, Container | None] = {}
+
+    # -- lookups -------------------------------------------------------------
+    def get(self, key: ProcessKey) -> Process | None:
+        return self.procs.get(key)
+
+    def __len__(self) -> int:
+        return len(self.procs)
+
+    def live(self) -> Iterator[Process]:
+        return iter(self.by_pid.values())
+
+    def visible(self) -> Iterator[Process]:
+        return (p for p in self.procs.values() if p.visible)
+
+    def parent_of(self, proc: Process) -> Process | None:
+        return self.procs.get(proc.parent)
+
+    def exec_chain(self, proc: Process) -> list[Process]:
+        """The images this pid ran before, oldest first, ending with ``proc``."""
+        chain = [proc]
+        while (prev := self.procs.get(chain[-1].parent)) is not None and prev.pid == proc.pid:
+            chain.append(prev)
+        return chain[::-1]
+
+    def ancestry(self, proc: Process) -> list[Process]:
+        """Parents by exec identity, nearest first (exec chain included)."""
+        out, seen = [], {proc.key}
+        while (up := self.procs.get((out[-1] if out else proc).parent)) is not None and up.key not in seen:
+            out.append(up)
+            seen.add(up.key)
+        return out
+
+    def walk(self, roots: Iterable[Process] | None = None) -> Iterator[tuple[int, Process]]:
+        """Visible processes depth first by the kernel's parent links, each
+        after its parent, ordered by pid: (depth, process)."""
+        stack = [(0, p) for p in sorted(self.roots.values() if roots is None else roots, key=_by_pid, reverse=True)]
+        while stack:
+            depth, proc = stack.pop()
+            yield depth, proc
+            if proc.children:
+                stack.extend((depth + 1, c) for c in sorted(proc.children.values(), key=_by_pid, reverse=True))
+
+    def subtree(self, proc: Process) -> Iterator[Process]:
+        return (p for _, p in self.walk([proc]))
+
+    # -- events --------------------------------------------------------------
+    def apply_all(self, events: Iterable[Event]) -> None:
+        for ev in events:
+            self.apply(ev)
+
+    def apply(self, ev: Event) -> Process | None:
+        """Record one event; return the process it concerns."""
+        if ev.time > self.now:
+            self.now = ev.time
+        if isinstance(ev, ExecEvent):
+            return self._exec(ev)
+        if isinstance(ev, CloneEvent):
+            return self._clone(ev)
+        if isinstance(ev, ExitEvent):
+            return self._exited(ev)
+        return None
+
+    def _exec(self, ev: ExecEvent) -> Process:
+        ev = self._intern(ev)
+        prev = self.procs.get(ev.cleanup) if ev.cleanup is not None and ev.cleanup != ev.key else None
+        if prev is not None and prev.pid != ev.key.pid:
+            prev = None
+        proc = self.procs.get(ev.key)
+        if proc is not None and proc.image is not None:
+            return proc  # seen already (the /proc scan raced the probes)
+        parent_key = prev.key if prev is not None else ev.parent
+        if proc is None:
+            proc = self._create(ev.key, ev, parent_key)
+        else:
+            self._fill(proc, ev, parent_key)
+        self._place(proc, ev.parent, ev.cgroup_path or self._resolve_cgroup(ev))
+        if prev is not None:
+            # The new image takes the old one's place in the tree.
+            if prev.children:
+                for child in list(prev.children.values()):
+                    if child.alive:
+                        self._set_ppid(child, proc.key)
+            prev.replaced = True
+            self._end(prev, ev.time)
+        return proc
+
+    def _clone(self, ev: CloneEvent) -> Process:
+        proc = self.procs.get(ev.key)
+        if proc is not None and proc.image is not None:
+            return proc  # the /proc scan already found it
+        parent = self._find(ev.parent)
+        image = None
+        if parent is not None and parent.image is not None:
+            # A clone runs its parent's image until it execs.
+            image = dataclasses.replace(
+                parent.image, time=ev.time, key=ev.key, tid=ev.tid, nspid=ev.nspid,
+                flags=wire.FLAG_CLONE, privileges=0, parent=ev.parent, cleanup=None,
+            )  # fmt: skip
+        if proc is None:
+            proc = self._create(ev.key, image, ev.parent)
+        else:
+            self._fill(proc, image, ev.parent)
+        self._place(proc, ev.parent, parent.cgroup if parent is not None else "")
+        return proc
+
+    def _exited(self, ev: ExitEvent) -> Process:
+        proc = self.procs.get(ev.key)
+        if proc is None:
+            self.counters.misses += 1
+            proc = self._create(ev.key, None, ROOT)
+            proc.not_found = True
+            self._place(proc, ROOT, "")
+        if proc.alive:
+            proc.exit = ev
+            self._end(proc, ev.time)
+        return proc
+
+    # -- bookkeeping ---------------------------------------------------------
+    def _find(self, key: ProcessKey) -> Process | None:
+        """A parent named by an event; unknown → a placeholder and a miss."""
+        if key.pid == 0:
+            return None
+        proc = self.procs.get(key)
+        if proc is None:
+            self.counters.misses += 1
+            proc = self._create(key, None, ROOT)
+            proc.not_found = True
+            self._place(proc, ROOT, "")
+        return proc
+
+    def _create(self, key: ProcessKey, image: ExecEvent | None, parent: ProcessKey) -> Process:
+        proc = Process(key, image, self.now)
+        self.procs[key] = proc
+        self._link_parent(proc, parent)
+        return proc
+
+    def _fill(self, proc: Process, image: ExecEvent | None, parent: ProcessKey) -> None:
+        """An event describes a placeholder made by an earlier event."""
+        self.counters.late += 1
+        proc.image = image
+        proc.not_found = image is None
+        self._link_parent(proc, parent)
+
+    def _link_parent(self, proc: Process, parent_key: ProcessKey) -> None:
+        """Take a reference on the exec-identity parent."""
+        if proc.parent == parent_key:
+            return
+        old = self.procs.get(proc.parent)
+        proc.parent = parent_key
+        if old is not None:
+            self._unref(old)
+        if parent_key != proc.key:
+            parent = self._find(parent_key)
+            if parent is not None:
+                parent.refs += 1
+
+    def _place(self, proc: Process, ppid: ProcessKey, cgroup: str) -> None:
+        """Make a (now described) process visible: pid index, tree, cgroup."""
+        if proc.alive:
+            old = self.by_pid.get(proc.pid)
+            cleanup = proc.image.cleanup if proc.image is not None else None
+            if old is not None and old is not proc and old.key != cleanup and old.key.ktime <= proc.key.ktime:
+                # The pid was reused: the old process's exit was lost.
+                self.counters.lost_exits += 1
+                self._end(old, self.now)
+            self.by_pid[proc.pid] = proc
+        self._set_ppid(proc, ppid)
+        self._set_cgroup(proc, cgroup)
+
+    def _set_ppid(self, proc: Process, ppid: ProcessKey) -> None:
+        self._untree(proc)
+        proc.ppid = ppid
+        if not proc.visible:
+            return
+        parent = self.procs.get(ppid)
+        if parent is not None and parent is not proc and parent.visible:
+            if parent.children is None:
+                parent.children = {}
+            parent.children[proc.key] = proc
+        else:
+            self.roots[proc.key] = proc
+
+    def _untree(self, proc: Process) -> None:
+        self.roots.pop(proc.key, None)
+        up = self.procs.get(proc.ppid)
+        if up is not None and up.children:
+            up.children.pop(proc.key, None)
+            if not up.children:
+                up.children = None
+
+    def _set_cgroup(self, proc: Process, path: str) -> None:
+        self._leave_cgroup(proc)
+        proc.cgroup = path = self._interned.setdefault(path, path)
+        if path not in self._containers_of:
+            # Absolute: a full path; else only the leaf name was known.
+            self._containers_of[path] = from_cgroup_path(path) if path.startswith("/") else from_cgroup_name(path)
+        proc.container = self._containers_of[path]
+        if proc.alive and path:
+            self.cgroups.setdefault(path, {})[proc.key] = proc
+            c = proc.container
+            if c is not None:
+                entry = self.containers.get(c.id)
+                if entry is None:
+                    entry = self.containers[c.id] = ContainerEntry(c, self.now)
+                entry.processes += 1
+
+    def _leave_cgroup(self, proc: Process) -> None:
+        members = self.cgroups.get(proc.cgroup)
+        if members is None or members.pop(proc.key, None) is None:
+            return
+        if not members:
+            del self.cgroups[proc.cgroup]
+        c = proc.container
+        if c is not None and (entry := self.containers.get(c.id)) is not None:
+            entry.processes -= 1
+            if entry.processes <= 0:
+                del self.containers[c.id]
+
+    def _end(self, proc: Process, when: int) -> None:
+        """The image stops running (exit or re-exec)."""
+        if not proc.alive:
+            return
+        proc.alive = False
+        proc.exit_time = when
+        if self.by_pid.get(proc.pid) is proc:
+            del self.by_pid[proc.pid]
+        self._leave_cgroup(proc)
+        if proc.replaced:
+            self._untree(proc)
+        else:
+            proc.in_grace = True
+            self._grace.append(proc)
+            # Orphans (and zombies) go to a reaper, as in the kernel.
+            for child in list((proc.children or {}).values()):
+                self._set_ppid(child, self._reaper_for(child, proc))
+        self._unref(proc)
+
+    def _reaper_for(self, child: Process, dead: Process) -> ProcessKey:
+        if self._current_parent is not None and child.alive:
+            ppid = self._current_parent(child.pid)
+            reaper = self.by_pid.get(ppid) if ppid else None
+            if reaper is not None:
+                return reaper.key
+        # No subreaper known: the init of the orphan's pid namespace.
+        child_pidns = child.image.ns.pid if child.image else 0
+        up, seen = self.procs.get(dead.ppid), set()
+        while up is not None and up.key not in seen:
+            seen.add(up.key)
+            img = up.image
+            if up.alive and img is not None and img.nspid == 1 and img.ns.pid_for_children == child_pidns:
+                return up.key
+            up = self.procs.get(up.ppid)
+        init = self.by_pid.get(1)
+        return init.key if init is not None else ROOT
+
+    def _unref(self, proc: Process) -> None:
+        """Drop one reference; remove the images nobody needs any more."""
+        while proc is not None:
+            proc.refs -= 1
+            if proc.refs > 0 or proc.alive or proc.in_grace or proc.key not in self.procs:
+                return
+            proc = self._remove(proc)
+
+    def _remove(self, proc: Process) -> Process | None:
+        """Forget an image; returns its parent, which loses a reference."""
+        del self.procs[proc.key]
+        self.counters.evicted += 1
+        self._untree(proc)
+        for child in list((proc.children or {}).values()):
+            self._set_ppid(child, child.ppid)  # its tree parent is gone: a root now
+        return self.procs.get(proc.parent) if proc.parent != proc.key else None
+
+    def expire(self, now: int | None = None) -> int:
+        """Exited images whose grace period is over leave the tree, and the
+        cache unless descendants still need them. Returns how many left."""
+        if now is not None and now > self.now:
+            self.now = now
+        gone = 0
+        while self._grace and self._grace[0].exit_time + self.grace_ns <= self.now:
+            proc = self._grace.popleft()
+            proc.in_grace = False
+            gone += 1
+            self._untree(proc)
+            for child in list((proc.children or {}).values()):
+                self._set_ppid(child, child.ppid)
+            if proc.refs <= 0 and proc.key in self.procs:
+                proc.refs += 1
+                self._unref(proc)
+        return gone
+
+    # -- derived inputs --------------------------------------------------------
+    def _resolve_cgroup(self, ev: ExecEvent) -> str:
+        if self._cgroup_path is not None and ev.cgroup_id:
+            path = self._cgroup_path(ev.cgroup_id)
+            if path is not None:
+                return path
+        return ev.cgroup_name  # relative: only the leaf is known
+
+    def _intern(self, ev: ExecEvent) -> ExecEvent:
+        """Share the parts many processes have in common (creds, namespaces,
+        binary, cwd): at 10k processes most of the memory is duplicates."""
+        table = self._interned
+        creds = table.setdefault(ev.creds, ev.creds)
+        ns = table.setdefault(ev.ns, ev.ns)
+        binary = table.setdefault(ev.binary, ev.binary)
+        cwd = table.setdefault(ev.cwd, ev.cwd)
+        name = table.setdefault(ev.cgroup_name, ev.cgroup_name)
+        if creds is ev.creds and ns is ev.ns and binary is ev.binary and cwd is ev.cwd and name is ev.cgroup_name:
+            return ev
+        return dataclasses.replace(ev, creds=creds, ns=ns, binary=binary, cwd=cwd, cgroup_name=name)
+
+
+def _by_pid(proc: Process) -> tuple[int, int]:
+    return proc.key.pid, proc.key.ktime

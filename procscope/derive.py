@@ -1,0 +1,102 @@
+"""What users read off a process: names for ids, badges, host or not.
+
+Computed from a cached image on demand (cheap, and the cache stays small);
+the UI and the exporters both use these so they always agree."""
+
+from __future__ import annotations
+
+import functools
+import grp
+
+from probes import wire
+from probes.events import NAMESPACES, Namespaces
+
+from .cache import Process, ProcessCache
+from .names import cap_names, user_name
+
+# Badge names, in display order, with what they mean (for help screens and docs).
+BADGES = {
+    "root": "runs with euid 0",
+    "setuid": "gained a user id by exec'ing a set-user-id file",
+    "setgid": "gained a group id by exec'ing a set-group-id file",
+    "filecaps": "gained capabilities from file capabilities at exec",
+    "caps+": "has capabilities its parent did not have",
+    "fileless": "runs a binary with no link on disk (deleted, or a memfd)",
+    "ns": "lives in a namespace other than the host's",
+    "notfound": "known only from a later event (its exec or clone was lost)",
+}
+
+
+@functools.lru_cache(maxsize=4096)
+def group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def non_host_namespaces(ns: Namespaces, host_ns: dict[str, int]) -> list[str]:
+    """Names of the namespaces that differ from the host's. With no host
+    reference (unreadable) nothing is claimed."""
+    return [name for name in NAMESPACES if host_ns.get(name) and getattr(ns, name) != host_ns[name]]
+
+
+def gained_caps(proc: Process, parent: Process | None) -> int:
+    """Permitted capabilities the parent did not have (0 if unknown)."""
+    if proc.image is None or parent is None or parent.image is None:
+        return 0
+    return proc.image.creds.caps.permitted & ~parent.image.creds.caps.permitted
+
+
+def badges(proc: Process, cache: ProcessCache) -> list[str]:
+    img = proc.image
+    if img is None:
+        return ["notfound"]
+    out = []
+    if img.creds.euid == 0:
+        out.append("root")
+    if img.privileges & wire.EXECVE_SETUID:
+        out.append("setuid")
+    if img.privileges & wire.EXECVE_SETGID:
+        out.append("setgid")
+    if img.privileges & wire.EXECVE_FILECAPS:
+        out.append("filecaps")
+    if gained_caps(proc, cache.parent_of(proc)):
+        out.append("caps+")
+    if img.nlink == 0 and img.ino:
+        out.append("fileless")
+    if non_host_namespaces(img.ns, cache.host_ns):
+        out.append("ns")
+    if proc.not_found:
+        out.append("notfound")
+    return out
+
+
+def user(proc: Process) -> str:
+    return user_name(proc.image.uid) if proc.image else "?"
+
+
+def capability_sets(proc: Process) -> dict[str, list[str]]:
+    if proc.image is None:
+        return {}
+    caps = proc.image.creds.caps
+    return {"permitted": cap_names(caps.permitted), "effective": cap_names(caps.effective), "inheritable": cap_names(caps.inheritable)}
+
+
+def age_ns(proc: Process, now: int) -> int:
+    """How long it ran (exited) or has been running."""
+    end = proc.exit_time if not proc.alive and proc.exit_time else now
+    return max(0, end - proc.key.ktime)
+
+
+def exit_text(proc: Process) -> str:
+    """"running", "exit 3", "SIGKILL (core dumped)", or "exited (status lost)"."""
+    if proc.alive:
+        return "running"
+    if proc.replaced:
+        return "exec'd"
+    ev = proc.exit
+    if ev is None:
+        return "exited (status lost)"
+    text = ev.signal_name or f"exit {ev.status}"
+    return text + " (core dumped)" if ev.core_dumped else text

@@ -14,6 +14,7 @@ test: setup
 
 bench: setup
 	$(VENV)/bin/python bench/exec_rate.py
+	$(VENV)/bin/python bench/cache_memory.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

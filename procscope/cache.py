@@ -26,6 +26,10 @@ from probes.events import CloneEvent, Event, ExecEvent, ExitEvent, ProcessKey
 from .containers import Container, from_cgroup_name, from_cgroup_path
 
 DEFAULT_GRACE_NS = 5_000_000_000
+# Entries kept in the sharing tables (interned strings, creds and namespaces;
+# parsed cgroup paths) before they start again: unique cwds or transient
+# cgroups must not grow them for ever.
+SHARED_TABLE_LIMIT = 1 << 16
 ROOT = ProcessKey(0, 0)
 
 
@@ -108,7 +112,7 @@ class ProcessCache:
         self.grace_ns = grace_ns
         self.host_ns = dict(host_ns or {})
         self._cgroup_path = cgroup_path
-        self._current_parent = current_parent
+        self.current_parent = current_parent
         self.procs: dict[ProcessKey, Process] = {}
         self.by_pid: dict[int, Process] = {}  # the live image of each pid
         self.roots: dict[ProcessKey, Process] = {}  # visible processes whose ppid is not cached
@@ -194,13 +198,16 @@ class ProcessCache:
             proc = self._create(ev.key, ev, parent_key)
         else:
             self._fill(proc, ev, parent_key)
-        self._place(proc, ev.parent, ev.cgroup_path or self._resolve_cgroup(ev))
+        ppid = ev.parent
+        if prev is not None and ppid == prev.key:
+            ppid = prev.ppid  # a replayed exec names its previous image: same task, same parent
+        self._place_ended(proc, ppid, ev.cgroup_path or self._resolve_cgroup(ev))
         if prev is not None:
-            # The new image takes the old one's place in the tree.
+            # The new image takes the old one's place in the tree: all its
+            # children (live, or exited and still shown) are the same task's.
             if prev.children:
                 for child in list(prev.children.values()):
-                    if child.alive:
-                        self._set_ppid(child, proc.key)
+                    self._set_ppid(child, proc.key)
             prev.replaced = True
             self._end(prev, ev.time)
         return proc
@@ -221,7 +228,7 @@ class ProcessCache:
             proc = self._create(ev.key, image, ev.parent)
         else:
             self._fill(proc, image, ev.parent)
-        self._place(proc, ev.parent, parent.cgroup if parent is not None else "")
+        self._place_ended(proc, ev.parent, parent.cgroup if parent is not None else "")
         return proc
 
     def _exited(self, ev: ExitEvent) -> Process:
@@ -246,7 +253,7 @@ class ProcessCache:
             self.counters.misses += 1
             proc = self._create(key, None, ROOT)
             proc.not_found = True
-            self._place(proc, ROOT, "")
+            self._place_ended(proc, ROOT, "")
         return proc
 
     def _create(self, key: ProcessKey, image: ExecEvent | None, parent: ProcessKey) -> Process:
@@ -275,18 +282,32 @@ class ProcessCache:
             if parent is not None:
                 parent.refs += 1
 
-    def _place(self, proc: Process, ppid: ProcessKey, cgroup: str) -> None:
-        """Make a (now described) process visible: pid index, tree, cgroup."""
+    def _place(self, proc: Process, ppid: ProcessKey, cgroup: str) -> bool:
+        """Make a (now described) process visible: pid index, tree, cgroup.
+        Returns False when a newer image already holds the pid: ``proc``
+        has ended (the caller ends it), so it stays out of the pid index."""
+        current = True
         if proc.alive:
             old = self.by_pid.get(proc.pid)
             cleanup = proc.image.cleanup if proc.image is not None else None
-            if old is not None and old is not proc and old.key != cleanup and old.key.ktime <= proc.key.ktime:
+            if old is not None and old is not proc and old.key.ktime > proc.key.ktime:
+                current = False  # a late event for an earlier image of this pid
+            elif old is not None and old is not proc and old.key != cleanup:
                 # The pid was reused: the old process's exit was lost.
                 self.counters.lost_exits += 1
                 self._end(old, self.now)
-            self.by_pid[proc.pid] = proc
+            if current:
+                self.by_pid[proc.pid] = proc
         self._set_ppid(proc, ppid)
         self._set_cgroup(proc, cgroup)
+        return current
+
+    def _place_ended(self, proc: Process, ppid: ProcessKey, cgroup: str) -> None:
+        """_place for an exec or clone (or a placeholder parent): an image
+        older than its pid's live one has ended, its exit lost."""
+        if not self._place(proc, ppid, cgroup):
+            self.counters.lost_exits += 1
+            self._end(proc, self.now)
 
     def _set_ppid(self, proc: Process, ppid: ProcessKey) -> None:
         self._untree(proc)
@@ -313,6 +334,8 @@ class ProcessCache:
         self._leave_cgroup(proc)
         proc.cgroup = path = self._interned.setdefault(path, path)
         if path not in self._containers_of:
+            if len(self._containers_of) >= SHARED_TABLE_LIMIT:
+                self._containers_of.clear()
             # Absolute: a full path; else only the leaf name was known.
             self._containers_of[path] = from_cgroup_path(path) if path.startswith("/") else from_cgroup_name(path)
         proc.container = self._containers_of[path]
@@ -357,22 +380,38 @@ class ProcessCache:
         self._unref(proc)
 
     def _reaper_for(self, child: Process, dead: Process) -> ProcessKey:
-        if self._current_parent is not None and child.alive:
-            ppid = self._current_parent(child.pid)
+        if self.current_parent is not None and child.alive:
+            ppid = self.current_parent(child.pid)
             reaper = self.by_pid.get(ppid) if ppid else None
-            if reaper is not None:
+            # The kernel answers for now, the cache is behind: if the pid was
+            # reused since, the cache's image of it may be in the orphan's
+            # own subtree, and a cycle would drop both from the tree.
+            if reaper is not None and not self._within(reaper, child):
                 return reaper.key
-        # No subreaper known: the init of the orphan's pid namespace.
-        child_pidns = child.image.ns.pid if child.image else 0
+        # No subreaper known: the init of the dead parent's pid namespace
+        # (the kernel's child_reaper; the orphan's own unless it is itself
+        # the init of a namespace nested in its parent's).
+        known = dead.image if dead.image is not None else child.image
+        pidns = known.ns.pid if known is not None else 0
         up, seen = self.procs.get(dead.ppid), set()
         while up is not None and up.key not in seen:
             seen.add(up.key)
             img = up.image
-            if up.alive and img is not None and img.nspid == 1 and img.ns.pid_for_children == child_pidns:
+            if up.alive and img is not None and img.nspid == 1 and img.ns.pid == pidns:
                 return up.key
             up = self.procs.get(up.ppid)
         init = self.by_pid.get(1)
-        return init.key if init is not None else ROOT
+        return init.key if init is not None and not self._within(init, child) else ROOT
+
+    def _within(self, proc: Process, top: Process) -> bool:
+        """Whether ``proc`` is ``top`` or below it by the kernel's parent links."""
+        seen = set()
+        while proc is not None and proc.key not in seen:
+            if proc is top:
+                return True
+            seen.add(proc.key)
+            proc = self.procs.get(proc.ppid)
+        return False
 
     def _unref(self, proc: Process) -> None:
         """Drop one reference; remove the images nobody needs any more."""
@@ -421,6 +460,8 @@ class ProcessCache:
         """Share the parts many processes have in common (creds, namespaces,
         binary, cwd): at 10k processes most of the memory is duplicates."""
         table = self._interned
+        if len(table) >= SHARED_TABLE_LIMIT:
+            table.clear()  # only sharing is lost; equal values stay equal
         creds = table.setdefault(ev.creds, ev.creds)
         ns = table.setdefault(ev.ns, ev.ns)
         binary = table.setdefault(ev.binary, ev.binary)

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import signal
 import sys
 import time
 
-from probes import wire
+from collections import deque
+
+from probes import cgroups, procfs, wire
 from probes.collector import DEFAULT_RING_BYTES, Collector
 from probes.errors import SetupError
 from probes.events import CloneEvent, ExecEvent, ExitEvent
 
+from . import query, snapshot
 from .atomic import atomic_writer
-from .export import Exporter, compact
-from .process_table import ProcessTable
+from .cache import ProcessCache
+from .export import Exporter, compact, counters_json
+from .replay import SNAPSHOT_VERSION, Replay, ReplayError
+from .sources import live_cache
 
 INCLUDABLE = ("clone", "counters", "procfs")
 
@@ -43,7 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("events", help="stream exec/exit events (Tetragon JSON or compact text)")
     ev.add_argument("--duration", type=float, help="stop after S seconds")
     ev.add_argument("--count", type=int, help="stop after N events")
-    ev.add_argument("-o", "--output", help="write to FILE (atomically, mode 0600) instead of stdout")
+    ev.add_argument(
+        "-o", "--output",
+        help="record to FILE (atomically, mode 0600) instead of stdout; a recording also has clone, procfs and "
+        "counters lines, so that --replay rebuilds the whole tree",
+    )  # fmt: skip
     ev.add_argument("--format", choices=("json", "compact"), default="json")
     ev.add_argument(
         "--include",
@@ -51,19 +61,46 @@ def build_parser() -> argparse.ArgumentParser:
         default=set(),
         help="also emit procscope's own kinds: clone, counters (once a second), procfs (processes found at start)",
     )
-    ev.add_argument("--ring-size", type=_size, default=DEFAULT_RING_BYTES, help="BPF ring buffer size (default 16M)")
-    ev.add_argument("--kthreads", action="store_true", help="also report kernel threads")
+    _add_source_arguments(ev)
+    query.add_arguments(ev)
+
+    snap = sub.add_parser("snapshot", help="every process with its parent, user, capabilities, namespaces and container")
+    snap.add_argument("-o", "--output", help="write to FILE (atomically, mode 0600) instead of stdout")
+    snap.add_argument(
+        "--format", choices=("json", "jsonl"), default="json",
+        help="json: one document (schema version %d) with processes, containers, cgroups, drop counters and the "
+        "last events; jsonl: Tetragon process_exec lines, parents first, for `tetra getevents`" % SNAPSHOT_VERSION,
+    )  # fmt: skip
+    snap.add_argument("--duration", type=float, default=0.0, help="watch live events for S seconds first (default 0)")
+    snap.add_argument("--last", type=int, default=200, metavar="N", help="keep the last N events (default 200)")
+    _add_source_arguments(snap)
+    query.add_arguments(snap)
     return parser
 
 
-class EventStream:
-    """Writes collector events as lines; ``written`` survives an interrupt."""
+def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--replay", metavar="FILE", help="read a recording or snapshot instead of the live system")
+    parser.add_argument("--strict", action="store_true", help="with --replay: stop at the first bad line")
+    parser.add_argument("--ring-size", type=_size, default=DEFAULT_RING_BYTES, help="BPF ring buffer size (default 16M)")
+    parser.add_argument("--kthreads", action="store_true", help="also report kernel threads")
 
-    def __init__(self, args, out):
+
+def _warn(msg: str) -> None:
+    print(f"procscope: {msg}", file=sys.stderr)
+
+
+class EventStream:
+    """Feeds events through the cache and writes the matching ones as
+    lines; ``written`` survives an interrupt."""
+
+    def __init__(self, args, out, cache: ProcessCache, recording: bool):
         self.args, self.out = args, out
-        self.exporter = Exporter()
-        self.table = ProcessTable()
+        self.cache = cache
+        self.exporter = Exporter(cache)
+        self.query = query.from_args(args)
+        self.include = set(args.include) | (set(INCLUDABLE) if recording else set())
         self.written = 0
+        self._match = self.query.predicate(cache)
 
     def _write(self, obj: dict) -> bool:
         """Write one event; True once --count is reached."""
@@ -73,65 +110,184 @@ class EventStream:
         return self.args.count is not None and self.written >= self.args.count
 
     def _line_for(self, ev) -> dict | None:
-        proc, parent = self.table.apply(ev)
+        proc = self.cache.apply(ev)
+        if proc is None or (self.query and not self._match(proc)):
+            return None
         if isinstance(ev, ExecEvent):
-            if ev.flags & wire.FLAG_PROCFS and "procfs" not in self.args.include:
+            if ev.flags & wire.FLAG_PROCFS and "procfs" not in self.include:
                 return None
-            return self.exporter.exec_event(ev, parent)
+            return self.exporter.exec_event(proc)
         if isinstance(ev, ExitEvent):
-            return self.exporter.exit_event(ev, proc, parent)
-        if isinstance(ev, CloneEvent) and "clone" in self.args.include:
+            return self.exporter.exit_event(ev, proc)
+        if isinstance(ev, CloneEvent) and "clone" in self.include:
             return self.exporter.clone_event(ev)
         return None
 
-    def run(self, collector: Collector) -> None:
+    def feed(self, batch) -> bool:
+        """Apply and write a batch; True once --count is reached."""
+        if self.query:
+            self._match = self.query.predicate(self.cache)  # pid: subtrees grow
+        for ev in batch:
+            line = self._line_for(ev)
+            if line is not None and self._write(line):
+                return True
+        self.cache.expire()
+        return False
+
+    def run_live(self, collector: Collector) -> None:
         args = self.args
         deadline = time.monotonic() + args.duration if args.duration is not None else None
         next_counters = time.monotonic() + 1.0
         collector.start()
         while deadline is None or time.monotonic() < deadline:
-            for ev in collector.get_batch(timeout=0.1) or []:
-                line = self._line_for(ev)
-                if line is not None and self._write(line):
-                    return
-            if "counters" in args.include and time.monotonic() >= next_counters:
+            if self.feed(collector.get_batch(timeout=0.1) or []):
+                return
+            if "counters" in self.include and time.monotonic() >= next_counters:
                 next_counters += 1.0
                 now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+                self.cache.expire(now)
                 if self._write(self.exporter.counters_event(collector.counters(), now)):
                     return
             self.out.flush()
 
 
+def _open_replay(args) -> Replay | None:
+    try:
+        return Replay(args.replay, strict=args.strict, warn=_warn)
+    except ReplayError as exc:
+        _warn(str(exc))
+        return None
+
+
 def cmd_events(args) -> int:
+    if args.replay:
+        replay = _open_replay(args)
+        if replay is None:
+            return 2
+        cache = ProcessCache()
+        cache.host_ns = replay.host_ns
+
+        def run(stream: EventStream) -> None:
+            events = replay.events()
+            while batch := list(itertools.islice(events, 512)):
+                stream.exporter.wall_offset = replay.wall_offset  # times come out as recorded
+                if stream.feed(batch):
+                    return
+
+        return _write_events(args, cache, run, replay=replay)
     collector = Collector(ring_bytes=args.ring_size, kthreads=args.kthreads)
     try:
         collector.open()
     except SetupError as exc:
-        print(f"procscope: {exc}", file=sys.stderr)
+        _warn(str(exc))
         return 2
-    print(f"procscope: collecting (ring buffer {args.ring_size >> 10} KiB); Ctrl-C to stop", file=sys.stderr, flush=True)
+    _warn(f"collecting (ring buffer {args.ring_size >> 10} KiB); Ctrl-C to stop")
+    try:
+        return _write_events(args, live_cache(collector.hierarchy), lambda stream: stream.run_live(collector))
+    finally:
+        c = collector.counters()
+        collector.stop()
+        _warn(
+            f"lost: {c.kernel_dropped} in the kernel "
+            f"({', '.join(f'{op} {err} {n}' for op, row in c.sent_failed.items() for err, n in row.items() if n) or 'none'}), "
+            f"{c.userspace_dropped} in user space, {c.decode_errors} undecodable"
+        )
+
+
+def _write_events(args, cache: ProcessCache, run, replay: Replay | None = None) -> int:
     stream = None
     try:
         sink = atomic_writer(args.output) if args.output else contextlib.nullcontext(sys.stdout)
         with sink as out:
-            stream = EventStream(args, out)
+            stream = EventStream(args, out, cache, recording=bool(args.output) and args.format == "json")
             try:
-                stream.run(collector)
+                run(stream)
             except KeyboardInterrupt:
                 pass
     except BrokenPipeError:
         sys.stderr.close()  # the reader went away (e.g. `| head`): not an error
         return 0
-    finally:
-        c = collector.counters()
-        collector.stop()
-    summary = (
-        f"procscope: {stream.written if stream else 0} events written; lost: {c.kernel_dropped} in the kernel "
-        f"({', '.join(f'{op} {err} {n}' for op, row in c.sent_failed.items() for err, n in row.items() if n) or 'none'}), "
-        f"{c.userspace_dropped} in user space, {c.decode_errors} undecodable"
-    )
-    print(summary, file=sys.stderr)
+    except ReplayError as exc:  # --strict
+        _warn(str(exc))
+        return 1
+    misses = cache.counters.misses
+    _warn(f"{stream.written if stream else 0} events written; {misses} cache misses (events naming unknown processes)")
+    if replay is not None and replay.bad_lines:
+        _warn(f"{replay.bad_lines} bad lines in {replay.path} skipped")
+        return 1
     return 0
+
+
+def cmd_snapshot(args) -> int:
+    recent: deque[dict] = deque(maxlen=max(args.last, 0))
+    if args.replay:
+        replay = _open_replay(args)
+        if replay is None:
+            return 2
+        cache = ProcessCache()
+        try:
+            replay.feed(cache)
+        except ReplayError as exc:
+            _warn(str(exc))
+            return 1
+        exporter = Exporter(cache, node=replay.node or None, wall_offset=replay.wall_offset)
+        recent.extend(replay.recent)
+        counters = replay.counters or {}
+        source = f"replay:{args.replay}"
+    else:
+        cache, counters, source = _live_snapshot(args, recent)
+        exporter = Exporter(cache)
+    q = query.from_args(args)
+    keep = q.predicate(cache) if q else None
+    if args.format == "json":
+        content = snapshot.document(cache, exporter, counters, list(recent), source, keep)
+    else:
+        exporter.tetragon_only = True
+        content = snapshot.tetragon_lines(cache, exporter, keep)
+    try:
+        snapshot.write(args.output, content, sys.stdout)
+    except BrokenPipeError:
+        sys.stderr.close()
+        return 0
+    except OSError as exc:
+        _warn(f"cannot write {args.output}: {exc.strerror}; choose a writable path with -o")
+        return 2
+    if args.output:
+        n = len(content["processes"]) if isinstance(content, dict) else len(content)
+        _warn(f"wrote {n} processes to {args.output}")
+    return 0
+
+
+def _live_snapshot(args, recent: deque) -> tuple[ProcessCache, dict, str]:
+    """The cache from BPF (the /proc scan, then --duration of events), or
+    from the /proc scan alone when BPF cannot be used."""
+    collector = Collector(ring_bytes=args.ring_size, kthreads=args.kthreads)
+    try:
+        collector.open()
+    except SetupError as exc:
+        _warn(f"{exc}; taking the snapshot from /proc alone (no exec/exit history, no drop counters)")
+        hierarchy = cgroups.detect()
+        cache = live_cache(hierarchy)
+        cache.apply_all(procfs.scan(hierarchy))
+        return cache, {}, "procfs"
+    cache = live_cache(collector.hierarchy)
+    exporter = Exporter(cache)
+    try:
+        collector.start()
+        cache.apply_all(collector.get_batch(timeout=30) or [])  # the /proc scan comes first
+        deadline = time.monotonic() + args.duration
+        while (left := deadline - time.monotonic()) > 0:
+            for ev in collector.get_batch(timeout=min(left, 0.1)) or []:
+                proc = cache.apply(ev)
+                if proc is not None and isinstance(ev, ExecEvent):
+                    recent.append(exporter.exec_event(proc))
+                elif proc is not None and isinstance(ev, ExitEvent):
+                    recent.append(exporter.exit_event(ev, proc))
+        cache.expire(time.clock_gettime_ns(time.CLOCK_BOOTTIME))
+        counters = counters_json(collector.counters(), cache.counters)
+    finally:
+        collector.stop()
+    return cache, counters, "live"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,8 +295,13 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "events":
-        return cmd_events(args)
+    try:
+        if args.command == "events":
+            return cmd_events(args)
+        if args.command == "snapshot":
+            return cmd_snapshot(args)
+    except query.QueryError as exc:
+        parser.error(str(exc))
     parser.print_help()
     return 0
 

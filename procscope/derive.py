@@ -50,8 +50,8 @@ def gained_caps(proc: Process, parent: Process | None) -> int:
 
 def badges(proc: Process, cache: ProcessCache) -> list[str]:
     img = proc.image
-    if img is None:
-        return ["notfound"]
+    if img is None:  # a placeholder, or a clone of one: nothing is known about it
+        return ["notfound"] if proc.not_found else []
     out = []
     if img.creds.euid == 0:
         out.append("root")

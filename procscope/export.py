@@ -4,16 +4,16 @@ field names) and as compact one-line text."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import time
 from datetime import datetime, timezone
 
 from probes import wire
 from probes.collector import Counters
-from probes.events import CloneEvent, ExecEvent, ExitEvent, ProcessKey
-from probes.procfs import host_namespaces
+from probes.events import CloneEvent, ExitEvent, ProcessKey
 
-from .containers import from_cgroup_name
+from .cache import CacheCounters, Process, ProcessCache
 from .names import cap_names, securebit_names, user_name
 
 
@@ -27,19 +27,36 @@ def rfc3339(wall_ns: int) -> str:
 
 
 class Exporter:
-    def __init__(self, node: str | None = None, host_ns: dict[str, int] | None = None):
+    """Turns cached processes and events into Tetragon's JSON. With
+    ``tetragon_only`` the process objects carry Tetragon's fields only (for
+    files `tetra getevents` reads); otherwise also procscope's ``cgroup``."""
+
+    def __init__(
+        self, cache: ProcessCache, node: str | None = None, tetragon_only: bool = False, wall_offset: int | None = None
+    ):
+        """``wall_offset``: wall clock − boot clock in ns; a replay passes
+        the recording's, so that times come out as they went in."""
+        self.cache = cache
         self.node = node or os.uname().nodename
-        self.host_ns = host_ns if host_ns is not None else host_namespaces()
-        self.wall_offset = boot_to_wall_offset_ns()
+        self.tetragon_only = tetragon_only
+        self.wall_offset = boot_to_wall_offset_ns() if wall_offset is None else wall_offset
 
     def exec_id(self, key: ProcessKey) -> str:
-        return base64.b64encode(f"{self.node}:{key.ktime}:{key.pid}".encode()).decode()
+        return exec_id(self.node, key)
 
     def time(self, ktime: int) -> str:
         return rfc3339(ktime + self.wall_offset)
 
-    def process(self, p: ExecEvent, refcnt: int | None = None) -> dict:
+    def process(self, proc: Process) -> dict:
+        p = proc.image
+        if p is None:  # a placeholder: only its identity is known
+            return {
+                "exec_id": self.exec_id(proc.key), "pid": proc.pid, "flags": "miss",
+                "start_time": self.time(proc.key.ktime), "parent_exec_id": self.exec_id(proc.parent),
+                "refcnt": max(proc.refs, 0),
+            }  # fmt: skip
         c = p.creds
+        host_ns = self.cache.host_ns
         privs = []
         if p.privileges & wire.EXECVE_FILECAPS:
             privs.append("PRIVILEGES_RAISED_EXEC_FILE_CAP")
@@ -54,18 +71,22 @@ class Exporter:
             binprops["setgid"] = c.egid
         if privs:
             binprops["privileges_changed"] = privs
-        ns = {name: {"inum": inum, "is_host": inum == self.host_ns.get(name)} for name, inum in p.ns.items()}
+        ns = {name: {"inum": inum, "is_host": inum == host_ns.get(name)} for name, inum in p.ns.items()}
+        flags = p.flag_words
+        if proc.not_found:
+            flags.append("miss")
         out = {
-            "exec_id": self.exec_id(p.key),
-            "pid": p.key.pid,
+            "exec_id": self.exec_id(proc.key),
+            "pid": proc.pid,
             "uid": p.uid,
             "cwd": p.cwd,
             "binary": p.binary,
             "arguments": " ".join(p.args),
-            "flags": " ".join(p.flag_words),
-            "start_time": self.time(p.key.ktime),
+            "flags": " ".join(flags),
+            "start_time": self.time(proc.key.ktime),
             "auid": p.auid,
-            "parent_exec_id": self.exec_id(p.parent),
+            "parent_exec_id": self.exec_id(proc.parent),
+            "refcnt": max(proc.refs, 0),
             "tid": p.tid,
             "nspid": p.nspid,
             "cap": {
@@ -80,37 +101,38 @@ class Exporter:
                 "securebits": securebit_names(c.securebits),
                 "user_ns": {
                     "level": c.user_ns.level, "uid": c.user_ns.uid, "gid": c.user_ns.gid,
-                    "ns": {"inum": c.user_ns.inum, "is_host": c.user_ns.inum == self.host_ns.get("user")},
+                    "ns": {"inum": c.user_ns.inum, "is_host": c.user_ns.inum == host_ns.get("user")},
                 },
             },
             "binary_properties": binprops,
             "user": {"name": user_name(p.uid)},
-            "cgroup": {"id": str(p.cgroup_id), "tracker_id": str(p.cgroup_tracker_id), "name": p.cgroup_name},
         }  # fmt: skip
-        container = from_cgroup_name(p.cgroup_name)
-        if container is not None:
-            out["docker"] = container.tetragon_id
-        if refcnt is not None:
-            out["refcnt"] = refcnt
+        if proc.container is not None:
+            out["docker"] = proc.container.tetragon_id
+        if not self.tetragon_only:
+            out["cgroup"] = {
+                "id": str(p.cgroup_id), "tracker_id": str(p.cgroup_tracker_id), "name": p.cgroup_name, "path": proc.cgroup,
+            }  # fmt: skip
         return out
 
     def _wrap(self, kind: str, body: dict, ktime: int) -> dict:
         return {kind: body, "node_name": self.node, "time": self.time(ktime)}
 
-    def exec_event(self, p: ExecEvent, parent: ExecEvent | None) -> dict:
-        body = {"process": self.process(p)}
+    def _with_parent(self, body: dict, proc: Process) -> dict:
+        parent = self.cache.parent_of(proc)
         if parent is not None:
             body["parent"] = self.process(parent)
-        return self._wrap("process_exec", body, p.time)
+        return body
 
-    def exit_event(self, ev: ExitEvent, p: ExecEvent | None, parent: ExecEvent | None) -> dict:
-        proc = self.process(p) if p else {"exec_id": self.exec_id(ev.key), "pid": ev.key.pid, "flags": "miss"}
-        body = {"process": proc, "signal": ev.signal_name, "status": ev.status, "time": self.time(ev.time)}
+    def exec_event(self, proc: Process) -> dict:
+        when = proc.image.time if proc.image else proc.key.ktime
+        return self._wrap("process_exec", self._with_parent({"process": self.process(proc)}, proc), when)
+
+    def exit_event(self, ev: ExitEvent, proc: Process) -> dict:
+        body = {"process": self.process(proc), "signal": ev.signal_name, "status": ev.status, "time": self.time(ev.time)}
         if ev.core_dumped:
             body["core_dumped"] = True
-        if parent is not None:
-            body["parent"] = self.process(parent)
-        return self._wrap("process_exit", body, ev.time)
+        return self._wrap("process_exit", self._with_parent(body, proc), ev.time)
 
     def clone_event(self, ev: CloneEvent) -> dict:
         body = {
@@ -120,14 +142,24 @@ class Exporter:
         return self._wrap("procscope_clone", body, ev.time)
 
     def counters_event(self, c: Counters, ktime: int) -> dict:
-        body = {
-            "sent_failed": c.sent_failed,
-            "decode_errors": c.decode_errors,
-            "userspace_dropped": c.userspace_dropped,
-            "exec_map_full": c.exec_map_full,
-            "received": c.received,
-        }
-        return self._wrap("procscope_counters", body, ktime)
+        return self._wrap("procscope_counters", counters_json(c, self.cache.counters), ktime)
+
+
+def exec_id(node: str, key: ProcessKey) -> str:
+    return base64.b64encode(f"{node}:{key.ktime}:{key.pid}".encode()).decode()
+
+
+def counters_json(c: Counters, cache: CacheCounters | None = None) -> dict:
+    out = {
+        "sent_failed": c.sent_failed,
+        "decode_errors": c.decode_errors,
+        "userspace_dropped": c.userspace_dropped,
+        "exec_map_full": c.exec_map_full,
+        "received": c.received,
+    }
+    if cache is not None:
+        out["cache"] = dataclasses.asdict(cache)
+    return out
 
 
 def compact(event: dict) -> str:
@@ -152,6 +184,7 @@ def compact(event: dict) -> str:
         return (
             f"📊 counters received {c['received']} kernel-dropped {lost} "
             f"userspace-dropped {c['userspace_dropped']} decode-errors {c['decode_errors']}"
+            + (f" cache-misses {c['cache']['misses']}" if "cache" in c else "")
         )
     kind = next(iter(event))
     return f"{kind} {event[kind]}"

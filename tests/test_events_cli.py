@@ -8,6 +8,9 @@ import sys
 import time
 from pathlib import Path
 
+from procscope.cache import ProcessCache
+from procscope.replay import Replay, parse_exec_id
+
 from .conftest import bpf_unavailable, unique_copy
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,8 +39,16 @@ def test_json_stream_to_file(scratch):
     _run_events(["-o", target], lambda: subprocess.run([binary, "-c", "exit 4"]), scratch)
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
     lines = [json.loads(line) for line in Path(target).read_text().splitlines()]
-    assert lines and all(next(iter(line)) in ("process_exec", "process_exit") for line in lines)
-    execs = [x["process_exec"] for x in lines if "process_exec" in x and x["process_exec"]["process"]["binary"] == binary]
+    # A recording has what a replay needs: the processes found at start, clones and counters too.
+    kinds = {next(iter(line)) for line in lines}
+    assert {"process_exec", "process_exit", "procscope_clone"} <= kinds <= {
+        "process_exec", "process_exit", "procscope_clone", "procscope_counters"}  # fmt: skip
+    assert any("procFS" in x["process_exec"]["process"]["flags"] for x in lines if "process_exec" in x)
+    # (The /proc scan may also catch it, already exec'd: that line says procFS.)
+    execs = [
+        x["process_exec"] for x in lines if "process_exec" in x
+        and x["process_exec"]["process"]["binary"] == binary and "procFS" not in x["process_exec"]["process"]["flags"]
+    ]  # fmt: skip
     assert len(execs) == 1
     p = execs[0]["process"]
     assert p["arguments"] == "-c exit 4" and p["cwd"] == str(REPO) and "execve" in p["flags"].split()
@@ -47,6 +58,14 @@ def test_json_stream_to_file(scratch):
     exits = [x["process_exit"] for x in lines if "process_exit" in x and x["process_exit"]["process"]["exec_id"] == p["exec_id"]]
     assert len(exits) == 1 and exits[0]["status"] == 4 and exits[0]["signal"] == ""
     assert all(x["node_name"] == os.uname().nodename and x["time"].endswith("Z") for x in lines)
+
+    # Replayed, the recording rebuilds what the kernel shows: this test process under its parent, the shell's exit.
+    cache = ProcessCache(grace_ns=60 * 10**9)  # the shell exited seconds before the recording ended
+    Replay(target, strict=True).feed(cache)
+    me = cache.by_pid[os.getpid()]
+    assert cache.procs[me.ppid].pid == os.getppid() and me.binary == os.path.realpath(sys.executable)
+    shell = cache.procs[parse_exec_id(p["exec_id"])[1]]
+    assert not shell.alive and shell.exit.status == 4 and cache.procs[shell.ppid].pid == os.getpid()
 
 
 def test_compact_and_included_kinds(scratch):

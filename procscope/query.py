@@ -1,0 +1,246 @@
+"""The filter language, one for the UI and the CLI.
+
+    container:3f2a user:root cap:SYS_ADMIN ns:net -bin:sshd args:"foo bar" curl
+
+Text is split as a shell splits it (quotes keep spaces), except that a
+backslash is an ordinary character, for regexes. Terms are ANDed; a
+leading ``-`` or ``!`` negates one. ``field:value`` tests one field (FIELDS);
+a bare word matches the binary or the arguments, as htop's filter does
+(case-sensitive like every text field; /(?i)word/ ignores case).
+
+A placeholder (its exec or clone was lost) has no image: a term about the
+image is false for it whether negated or not, so a filter never claims what
+the cache does not know.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import shlex
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from probes.events import NAMESPACES
+
+from . import derive
+from .cache import Process, ProcessCache
+from .names import CAPABILITIES
+
+FIELDS: dict[str, str] = {
+    "container": "container id prefix (case-insensitive); 'host' for processes in no container",
+    "user": "user name, or numeric uid (the effective one, as ps shows)",
+    "bin": "text in the binary path; /REGEX/ for a regex search",
+    "args": "text in the arguments (joined by spaces); /REGEX/ for a regex search",
+    "cap": "effective capability, e.g. SYS_ADMIN or cap_net_raw",
+    "ns": "namespace that differs from the host's: any, " + ", ".join(NAMESPACES),
+    "pid": "process PID and everything below it in the tree",
+    "badge": "has a badge: " + ", ".join(derive.BADGES),
+    "cgroup": "text in the cgroup path",
+}
+SYNTAX = "terms are ANDed; -term or !term negates; a bare word matches binary or args; quote values with spaces"
+
+# Fields about the image: unknown for placeholders (badge:notfound is not).
+_IMAGE_FIELDS = frozenset({"", "user", "bin", "args", "cap", "ns"})
+_OPTIONS = {"container": "ID", "user": "USER", "bin": "TEXT", "args": "TEXT", "cap": "CAP", "ns": "NAME", "pid": "PID"}
+
+
+class QueryError(ValueError):
+    """A query that cannot be parsed; the message is one line: problem; fix."""
+
+
+@dataclass(frozen=True)
+class Term:
+    field: str  # a FIELDS key, or "" for a bare word
+    value: str  # normalised on construction (cap:cap_net_raw → NET_RAW, pid:007 → 7)
+    negate: bool = False
+    # Compiled once: a text matcher, capability bit, uid or pid.
+    arg: Any = dataclasses.field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        token = ("-" if self.negate else "") + (f"{self.field}:{self.value}" if self.field else self.value)
+        value, arg = _compile(self.field, self.value, token)
+        object.__setattr__(self, "value", value)
+        object.__setattr__(self, "arg", arg)
+
+    @property
+    def needs_image(self) -> bool:
+        return self.field in _IMAGE_FIELDS or (self.field == "badge" and self.value != "notfound")
+
+    def __str__(self) -> str:
+        body = f"{self.field}:{shlex.quote(self.value)}" if self.field else shlex.quote(self.value)
+        return "-" + body if self.negate else body
+
+
+@dataclass(frozen=True)
+class Query:
+    terms: tuple[Term, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "terms", tuple(self.terms))
+
+    @classmethod
+    def parse(cls, text: str) -> Query:
+        lexer = shlex.shlex(text, posix=True)
+        lexer.whitespace_split, lexer.commenters = True, ""  # as shlex.split does
+        lexer.escape = ""  # backslashes stay: regexes need them (bin:/\.so$/); quotes still group
+        try:
+            tokens = list(lexer)
+        except ValueError as exc:  # the only complaint left: an unclosed quote
+            raise QueryError(
+                f"cannot split {text!r}: {exc}; close the quote, or quote a lone quote with the other kind"
+            ) from None
+        terms = []
+        for token in tokens:
+            negate = token[:1] in ("-", "!")
+            body = token[1:] if negate else token
+            if not body:
+                raise QueryError(f"empty term {token!r}; write FIELD:VALUE or a word, with - or ! before it to negate")
+            field, colon, value = body.partition(":")
+            terms.append(Term(field, value, negate) if colon else Term("", body, negate))
+        return cls(tuple(terms))
+
+    def __str__(self) -> str:
+        return " ".join(map(str, self.terms))
+
+    def __bool__(self) -> bool:
+        return bool(self.terms)
+
+    def and_(self, other: Query) -> Query:
+        return Query(self.terms + other.terms)
+
+    def predicate(self, cache: ProcessCache) -> Callable[[Process], bool]:
+        """A test for processes of ``cache`` as it is now: pid subtrees are
+        taken here, so build a new one after applying events."""
+        tests = [(t.negate, t.needs_image, _matcher(t, cache)) for t in self.terms]
+
+        def match(proc: Process) -> bool:
+            for negate, needs_image, test in tests:
+                if (needs_image and proc.image is None) or test(proc) == negate:
+                    return False
+            return True
+
+        return match
+
+    def filter(self, cache: ProcessCache, procs: Iterable[Process]) -> list[Process]:
+        match = self.predicate(cache)
+        return [p for p in procs if match(p)]
+
+
+def _compile(field: str, value: str, token: str) -> tuple[str, Any]:
+    """The normalised value and what matching needs, or QueryError."""
+    if field and field not in FIELDS:
+        raise QueryError(f"unknown filter field {field!r} in {token!r}; use one of: {', '.join(FIELDS)}")
+    if not value:
+        raise QueryError(f"empty value in {token!r}; put a value after the ':' or drop the term")
+    if field == "":
+        # Otherwise str() could not write it back: ':' would make a field, '-' a negation.
+        if ":" in value or value[0] in "-!":
+            raise QueryError(
+                f"a bare word cannot hold ':' or start with '-' or '!' ({token!r}); use bin:VALUE or args:VALUE"
+            )
+        return value, _text_matcher(value, token)
+    if field in ("bin", "args"):
+        return value, _text_matcher(value, token)
+    if field == "container":
+        return value.lower(), None
+    if field == "user":
+        return value, int(value) if value.isascii() and value.isdigit() else None
+    if field == "cap":
+        name = value.upper().removeprefix("CAP_")
+        if "CAP_" + name not in CAPABILITIES:
+            raise QueryError(
+                f"unknown capability {value!r} in {token!r}; use a name from capabilities(7), e.g. SYS_ADMIN"
+            )
+        return name, CAPABILITIES.index("CAP_" + name)
+    if field == "ns":
+        name = value.lower()
+        if name != "any" and name not in NAMESPACES:
+            raise QueryError(f"unknown namespace {value!r} in {token!r}; use one of: any, {', '.join(NAMESPACES)}")
+        return name, None
+    if field == "pid":
+        if not (value.isascii() and value.isdigit()):
+            raise QueryError(f"pid must be a number, not {value!r} in {token!r}; write e.g. pid:1234")
+        return str(int(value)), int(value)
+    if field == "badge":
+        name = value.lower()
+        if name not in derive.BADGES:
+            raise QueryError(f"unknown badge {value!r} in {token!r}; use one of: {', '.join(derive.BADGES)}")
+        return name, None
+    return value, None  # cgroup: plain substring
+
+
+def _text_matcher(value: str, token: str) -> Callable[[str], bool]:
+    if len(value) > 2 and value[0] == value[-1] == "/":
+        try:
+            search = re.compile(value[1:-1]).search
+        except re.error as exc:
+            raise QueryError(
+                f"bad regex in {token!r}: {exc}; fix it, or drop the surrounding '/' to match text"
+            ) from None
+        return lambda text: search(text) is not None
+    return lambda text: value in text
+
+
+def _matcher(term: Term, cache: ProcessCache) -> Callable[[Process], bool]:
+    """The un-negated test; image fields are only asked of processes with an image."""
+    value, arg = term.value, term.arg
+    match term.field:
+        case "container":
+            if value == "host":
+                return lambda p: p.container is None
+            return lambda p: p.container is not None and p.container.id.lower().startswith(value)
+        case "user":
+            return lambda p: p.image.uid == arg or derive.user(p) == value
+        case "bin":
+            return lambda p: arg(p.image.binary)
+        case "args":
+            return lambda p: arg(" ".join(p.image.args))
+        case "":
+            return lambda p: arg(p.image.binary) or arg(" ".join(p.image.args))
+        case "cap":
+            return lambda p: bool(p.image.creds.caps.effective >> arg & 1)
+        case "ns":
+            host = cache.host_ns
+            if value == "any":
+                return lambda p: bool(derive.non_host_namespaces(p.image.ns, host))
+            return lambda p: value in derive.non_host_namespaces(p.image.ns, host)
+        case "pid":
+            top = cache.by_pid.get(arg)
+            keys = {p.key for p in cache.subtree(top)} if top is not None else set()
+            return lambda p: p.key in keys
+        case "badge":
+            return lambda p: value in derive.badges(p, cache)
+        case _:
+            return lambda p: value in p.cgroup
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("filters", "show only matching processes; all filters are ANDed")
+    group.add_argument(
+        "--filter", action="append", metavar="QUERY",
+        help=f"a query such as 'container:3f2a user:root -bin:sshd'; {SYNTAX}; fields: {', '.join(FIELDS)}",
+    )  # fmt: skip
+    for field, metavar in _OPTIONS.items():
+        # One value each, as the shell split it: no quoting or negation (--filter has those); /REGEX/ works.
+        group.add_argument(f"--{field}", action="append", metavar=metavar, dest=f"filter_{field}", help=FIELDS[field])
+
+
+def from_args(args: argparse.Namespace) -> Query:
+    """All filter options as one Query; QueryError names the bad option."""
+    query = Query()
+    for text in getattr(args, "filter", None) or ():
+        try:
+            query = query.and_(Query.parse(text))
+        except QueryError as exc:
+            raise QueryError(f"--filter: {exc}") from None
+    terms = []
+    for field in _OPTIONS:
+        for value in getattr(args, f"filter_{field}", None) or ():
+            try:
+                terms.append(Term(field, value))
+            except QueryError as exc:
+                raise QueryError(f"--{field}: {exc}") from None
+    return query.and_(Query(tuple(terms)))

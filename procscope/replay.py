@@ -1,0 +1,300 @@
+"""Recordings back into events: `procscope events -o` files (Tetragon JSON
+lines, also real Tetragon exports) and `procscope snapshot` documents.
+
+A corrupt line is reported as FILE:LINE and skipped (``strict`` stops
+instead); unknown fields and event kinds are ignored."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import signal
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+from probes import wire
+from probes.events import (
+    NAMESPACES, Capabilities, CloneEvent, Credentials, Event, ExecEvent, ExitEvent, Namespaces, ProcessKey,
+    UserNamespace,
+)  # fmt: skip
+
+from .cache import ROOT, ProcessCache
+from .names import CAPABILITIES, SECUREBITS
+
+SNAPSHOT_SCHEMA = "procscope-snapshot"
+SNAPSHOT_VERSION = 1
+_FLAG_BITS = {name: bit for bit, name in wire.PROCESS_FLAGS.items()}
+_CAP_BITS = {name: i for i, name in enumerate(CAPABILITIES)}
+_PRIVILEGES = {
+    "PRIVILEGES_RAISED_EXEC_FILE_CAP": wire.EXECVE_FILECAPS,
+    "PRIVILEGES_RAISED_EXEC_FILE_SETUID": wire.EXECVE_SETUID,
+    "PRIVILEGES_RAISED_EXEC_FILE_SETGID": wire.EXECVE_SETGID,
+}
+_SECUREBITS = {name: i for i, name in enumerate(SECUREBITS)}
+
+
+class ReplayError(Exception):
+    """The recording cannot be used (unreadable, unknown schema, or a bad line under --strict)."""
+
+
+class BadRecord(ValueError):
+    """One record that cannot be understood."""
+
+
+def parse_exec_id(text: str) -> tuple[str, ProcessKey]:
+    try:
+        node, ktime, pid = base64.b64decode(text, validate=True).decode().rsplit(":", 2)
+        return node, ProcessKey(int(pid), int(ktime))
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
+        raise BadRecord(f"bad exec_id {text!r}") from None
+
+
+def parse_time(text: str) -> int:
+    """RFC 3339 with up to nanoseconds → wall-clock ns."""
+    try:
+        head, _, frac = text.rstrip("Z").partition(".")
+        secs = datetime.fromisoformat(head + "+00:00").timestamp()
+        return int(secs) * 1_000_000_000 + int((frac + "000000000")[:9])
+    except (ValueError, AttributeError):
+        raise BadRecord(f"bad time {text!r}") from None
+
+
+def _signal_number(name: str) -> int:
+    if not name:
+        return 0
+    try:
+        return signal.Signals[name].value
+    except KeyError:  # "SIG64" for a signal without a name, as ExitEvent writes it
+        return int(name[3:]) if name[3:].isdigit() else 0
+
+
+def _mask(names: list[str], table: dict[str, int]) -> int:
+    return sum(1 << table[n] for n in names if n in table)
+
+
+class Replay:
+    """Reads one recording. ``feed(cache)`` applies it; ``events()`` yields
+    the events for a caller that applies them itself."""
+
+    def __init__(self, path: str, strict: bool = False, warn: Callable[[str], None] | None = None):
+        self.path = path
+        self.strict = strict
+        self.warn = warn or (lambda msg: None)
+        self.node = ""
+        self.host_ns: dict[str, int] = {}
+        self.counters: dict | None = None  # the last counters record
+        self.recent: list[dict] = []  # a snapshot's last events, as exported
+        self.bad_lines = 0
+        self.end_time = 0  # boot ns of the last record
+        self.kind = "events"
+        self._offset: int | None = None  # wall − boot, learnt from the first process
+        self._seen: set[ProcessKey] = set()
+        self._ppids: dict[int, int] = {}
+        try:
+            with open(path, "rb") as f:
+                self._data = f.read()
+        except OSError as exc:
+            raise ReplayError(f"cannot read recording {path}: {exc.strerror}") from None
+        first = self._data.lstrip()[:1]
+        if first not in (b"{", b""):
+            raise ReplayError(f"{path}: not a procscope recording or snapshot (expected JSON)")
+        head = self._data.split(b"\n", 1)[0].strip()
+        if head == b"{" or head.startswith(b'{"schema"'):
+            self.kind = "snapshot"
+            self._load_snapshot()
+
+    # -- errors ----------------------------------------------------------------
+    def _bad(self, where: int | str, reason: str) -> None:
+        msg = f"{self.path}:{where}: {reason}"
+        if self.strict:
+            raise ReplayError(msg)
+        self.bad_lines += 1
+        self.warn(f"{msg}; skipped")
+
+    # -- clock and process objects ------------------------------------------------
+    def _boot(self, wall_text: str) -> int:
+        wall = parse_time(wall_text)
+        return wall - (self._offset or 0)
+
+    def _image(self, p: dict, time_text: str | None = None) -> ExecEvent:
+        """A process object (Tetragon's Process) → its exec event."""
+        node, key = parse_exec_id(p["exec_id"])
+        self.node = self.node or node
+        if self._offset is None and "start_time" in p:
+            self._offset = parse_time(p["start_time"]) - key.ktime
+        _, parent = parse_exec_id(p["parent_exec_id"]) if p.get("parent_exec_id") else ("", ROOT)
+        if not self.host_ns and "ns" in p:
+            self.host_ns.update({n: v["inum"] for n, v in p["ns"].items() if v.get("is_host")})
+        pc = p.get("process_credentials", {})
+        cap = p.get("cap", {})
+        uns = pc.get("user_ns", {})
+        bp = p.get("binary_properties", {})
+        inode = bp.get("file", {}).get("inode", {})
+        cg = p.get("cgroup", {})
+        uid = int(p.get("uid", 0))
+        ids = [int(pc.get(k, uid)) for k in ("uid", "gid", "suid", "sgid", "euid", "egid", "fsuid", "fsgid")]
+        return ExecEvent(
+            time=self._boot(time_text) if time_text else key.ktime,
+            key=key,
+            tid=int(p.get("tid", key.pid)),
+            nspid=int(p.get("nspid", key.pid)),
+            uid=uid,
+            auid=int(p.get("auid", 0xFFFFFFFF)),
+            flags=sum(_FLAG_BITS.get(w, 0) for w in p.get("flags", "").split()),
+            privileges=sum(_PRIVILEGES.get(w, 0) for w in bp.get("privileges_changed", [])),
+            nlink=int(inode.get("links", 1)),
+            ino=int(inode.get("number", 0)),
+            binary=p.get("binary", ""),
+            args=tuple(p.get("arguments", "").split()) if p.get("arguments") else (),
+            cwd=p.get("cwd", ""),
+            # A re-exec names the previous image of the same pid.
+            parent=parent,
+            cleanup=parent if parent.pid == key.pid else None,
+            creds=Credentials(
+                *ids, _mask(pc.get("securebits", []), _SECUREBITS),
+                Capabilities(*(_mask(cap.get(s, []), _CAP_BITS) for s in ("permitted", "effective", "inheritable"))),
+                UserNamespace(int(uns.get("level", 0)), int(uns.get("uid", 0)), int(uns.get("gid", 0)),
+                              int(uns.get("ns", {}).get("inum", 0))),
+            ),  # fmt: skip
+            ns=Namespaces(*(int(p.get("ns", {}).get(n, {}).get("inum", 0)) for n in NAMESPACES)),
+            cgroup_id=int(cg.get("id", 0)),
+            cgroup_tracker_id=int(cg.get("tracker_id", 0)),
+            cgroup_name=cg.get("name", ""),
+            cgroup_path=cg.get("path", ""),
+        )
+
+    def _seed(self, p: dict | None, time_text: str | None = None) -> Iterator[ExecEvent]:
+        """A process object for a process not seen yet (a recording that
+        started mid-stream, or a parent object) becomes its exec event."""
+        if not p or "binary" not in p:
+            return
+        _, key = parse_exec_id(p["exec_id"])
+        if key not in self._seen:
+            self._seen.add(key)
+            yield self._image(p, time_text)
+
+    # -- JSON lines ------------------------------------------------------------------
+    def _record(self, rec: dict) -> list[Event]:
+        if not isinstance(rec, dict):
+            raise BadRecord("not a JSON object")
+        if "time" in rec and self._offset is not None:
+            self.end_time = max(self.end_time, self._boot(rec["time"]))
+        out: list[Event] = []
+        try:
+            if "process_exec" in rec:
+                body = rec["process_exec"]
+                out += self._seed(body.get("parent"))
+                proc = body["process"]
+                _, key = parse_exec_id(proc["exec_id"])
+                self._seen.add(key)
+                out.append(self._image(proc, rec.get("time")))
+            elif "process_exit" in rec:
+                body = rec["process_exit"]
+                out += self._seed(body.get("parent"))
+                out += self._seed(body["process"])
+                _, key = parse_exec_id(body["process"]["exec_id"])
+                code = int(body.get("status", 0)) << 8 | _signal_number(body.get("signal", ""))
+                code |= 0x80 if body.get("core_dumped") else 0
+                when = self._boot(body.get("time") or rec["time"])
+                out.append(ExitEvent(when, key, int(body["process"].get("tid", key.pid)), code))
+            elif "procscope_clone" in rec:
+                c = rec["procscope_clone"]
+                _, key = parse_exec_id(c["exec_id"])
+                _, parent = parse_exec_id(c["parent_exec_id"])
+                self._seen.add(key)
+                out.append(CloneEvent(self._boot(rec["time"]), key, int(c.get("tid", key.pid)),
+                                      int(c.get("nspid", key.pid)), parent, wire.FLAG_CLONE))  # fmt: skip
+            elif "procscope_counters" in rec:
+                self.counters = rec["procscope_counters"]
+        except KeyError as exc:
+            raise BadRecord(f"missing field {exc.args[0]!r}") from None
+        except (TypeError, AttributeError, ValueError) as exc:
+            raise BadRecord(f"malformed record ({exc})") from None
+        return out
+
+    def _lines(self) -> Iterator[Event]:
+        lines = self._data.split(b"\n")
+        for lineno, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                last = lineno == len(lines) and not self._data.endswith(b"\n")
+                self._bad(lineno, "truncated record (the recording was cut short)" if last else f"not JSON ({exc})")
+                continue
+            try:
+                yield from self._record(rec)
+            except BadRecord as exc:
+                self._bad(lineno, str(exc))
+
+    # -- snapshots -------------------------------------------------------------------
+    def _load_snapshot(self) -> None:
+        try:
+            doc = json.loads(self._data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            lineno = getattr(exc, "lineno", 1)
+            raise ReplayError(f"{self.path}:{lineno}: corrupt snapshot ({exc}); it cannot be read in part") from None
+        if not isinstance(doc, dict) or doc.get("schema") != SNAPSHOT_SCHEMA:
+            raise ReplayError(f"{self.path}: not a procscope snapshot (no \"schema\": \"{SNAPSHOT_SCHEMA}\")")
+        version = doc.get("version")
+        if version != SNAPSHOT_VERSION:
+            raise ReplayError(
+                f"{self.path}: snapshot schema version {version!r} is not supported (this procscope reads "
+                f"version {SNAPSHOT_VERSION}); use the procscope version that wrote it"
+            )
+        self._doc = doc
+        self.node = doc.get("node_name", "")
+        clock = doc.get("clock", {})
+        self._offset = parse_time(clock["wall"]) - int(clock["boot_ns"]) if "wall" in clock else None
+        self.end_time = int(clock.get("boot_ns", 0))
+        self.host_ns.update(doc.get("host_ns", {}))
+        self.counters = doc.get("counters")
+        self.recent = list(doc.get("events", []))
+
+    def _snapshot_events(self) -> Iterator[Event]:
+        exits: list[ExitEvent] = []
+        for i, p in enumerate(self._doc.get("processes", [])):
+            try:
+                ext = p.get("procscope", {})
+                if ext.get("state") == "placeholder":
+                    # Recreated (and counted as a miss) by its exit, or by a child that names it.
+                    if ext.get("exit_time"):
+                        _, key = parse_exec_id(p["exec_id"])
+                        exits.append(ExitEvent(int(ext["exit_time"]), key, key.pid, int(ext.get("exit_code") or 0)))
+                    continue
+                ev = self._image(p)
+                if ext.get("ppid_exec_id"):
+                    self._ppids[ev.key.pid] = parse_exec_id(ext["ppid_exec_id"])[1].pid
+                yield ev
+                if ext.get("state") == "exited":
+                    exits.append(ExitEvent(int(ext["exit_time"]), ev.key, ev.tid, int(ext.get("exit_code") or 0)))
+            except (BadRecord, KeyError, TypeError, ValueError, AttributeError) as exc:
+                self._bad(f"process #{i + 1}", str(exc))
+        yield from sorted(exits, key=lambda e: e.time)
+
+    # -- use ---------------------------------------------------------------------------
+    def events(self) -> Iterator[Event]:
+        return self._snapshot_events() if self.kind == "snapshot" else self._lines()
+
+    @property
+    def wall_offset(self) -> int | None:
+        """Wall clock − boot clock when it was recorded (None before the first process)."""
+        return self._offset
+
+    def current_parent(self, pid: int) -> int | None:
+        """For snapshots: the parent each live process had when it was taken."""
+        return self._ppids.get(pid)
+
+    def feed(self, cache: ProcessCache, on_event: Callable[[Event], None] | None = None) -> None:
+        cache.host_ns = self.host_ns  # filled as the first process is read
+        if self.kind == "snapshot":
+            cache.current_parent = self.current_parent
+        for ev in self.events():
+            cache.apply(ev)
+            cache.expire()
+            if on_event is not None:
+                on_event(ev)
+        if self.end_time:
+            cache.expire(self.end_time)

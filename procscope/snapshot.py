@@ -1,0 +1,126 @@
+"""A snapshot of the cache: one JSON document with a schema version, or
+Tetragon `process_exec` lines for every live process, parents first."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+from .atomic import atomic_writer
+from .cache import Process, ProcessCache
+from .derive import badges
+from .export import Exporter
+from .replay import SNAPSHOT_SCHEMA, SNAPSHOT_VERSION
+
+
+def parents_first(cache: ProcessCache, procs: Iterable[Process]) -> list[Process]:
+    """``procs`` ordered so that each comes after its exec parent and its
+    current parent (when those are among them)."""
+    wanted = {p.key: p for p in procs}
+    done: set = set()
+    out: list[Process] = []
+    for start in sorted(wanted.values(), key=lambda p: (p.key.ktime, p.key.pid)):
+        stack = [(start, False)]
+        while stack:
+            proc, ready = stack.pop()
+            if proc.key in done:
+                continue
+            if ready:
+                done.add(proc.key)
+                out.append(proc)
+                continue
+            stack.append((proc, True))
+            for dep in (proc.ppid, proc.parent):
+                if dep in wanted and dep not in done and dep != proc.key:
+                    # A cycle (only from nonsense input) must not loop: the
+                    # pending entry below is emitted when reached again.
+                    if not any(s[0].key == dep for s in stack):
+                        stack.append((wanted[dep], False))
+    return out
+
+
+def _state(proc: Process) -> str:
+    if proc.image is None:
+        return "placeholder"
+    if proc.alive:
+        return "running"
+    return "replaced" if proc.replaced else "exited"
+
+
+def document(
+    cache: ProcessCache,
+    exporter: Exporter,
+    counters: dict,
+    recent: list[dict],
+    source: str,
+    keep: Callable[[Process], bool] | None = None,
+) -> dict:
+    """Every cached image (live, exited in its grace period, and the exited
+    ancestors live ones still name) with its identity and both parent links."""
+    now = cache.now or time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+    procs = [p for p in cache.procs.values() if keep is None or keep(p)]
+    entries = []
+    for proc in parents_first(cache, procs):
+        entry = exporter.process(proc)
+        ext: dict = {"state": _state(proc), "badges": badges(proc, cache)}
+        if proc.visible:  # where it shows in the tree; replaced images have no place there
+            ext["ppid_exec_id"] = exporter.exec_id(proc.ppid)
+        if proc.container is not None:
+            ext["container"] = {"id": proc.container.id, "runtime": proc.container.runtime}
+        if not proc.alive and not proc.replaced:
+            ext["exit_time"] = proc.exit_time
+            ext["exit_code"] = proc.exit.code if proc.exit is not None else None
+        entry["procscope"] = ext
+        entries.append(entry)
+    kept = {p.key for p in procs}
+    per_container = Counter(p.container.id for p in procs if p.alive and p.container is not None)
+    return {
+        "schema": SNAPSHOT_SCHEMA,
+        "version": SNAPSHOT_VERSION,
+        "node_name": exporter.node,
+        "source": source,
+        "clock": {"boot_ns": now, "wall": exporter.time(now)},
+        "host_ns": cache.host_ns,
+        "processes": entries,
+        "containers": [
+            {
+                "id": e.container.id, "short_id": e.container.short_id, "runtime": e.container.runtime,
+                "processes": per_container[e.container.id],
+                "first_seen": exporter.time(e.first_seen),
+            }
+            for e in sorted(cache.containers.values(), key=lambda e: e.first_seen)
+        ],  # fmt: skip
+        "cgroups": {
+            path: [exporter.exec_id(k) for k in sorted(members, key=lambda k: (k.pid, k.ktime)) if k in kept]
+            for path, members in sorted(cache.cgroups.items())
+        },
+        "counters": counters,
+        "events": recent,
+    }
+
+
+def tetragon_lines(cache: ProcessCache, exporter: Exporter, keep: Callable[[Process], bool] | None = None) -> list[dict]:
+    live = [p for p in cache.live() if keep is None or keep(p)]
+    return [exporter.exec_event(p) for p in parents_first(cache, live)]
+
+
+def write(path: str | None, content: dict | list[dict], out=None) -> None:
+    """A document (pretty JSON) or a list of lines (JSON lines), to ``path``
+    atomically with mode 0600, or to ``out``."""
+
+    def dump(f) -> None:
+        if isinstance(content, dict):
+            json.dump(content, f, indent=1, ensure_ascii=False)
+            f.write("\n")
+        else:
+            for line in content:
+                f.write(json.dumps(line, ensure_ascii=False) + "\n")
+
+    if path is None:
+        dump(out)
+    else:
+        with atomic_writer(path) as f:
+            dump(f)
+

@@ -1,0 +1,171 @@
+"""Recordings and snapshots read back through the same cache (no root):
+round trips rebuild the same tree, and bad files give FILE:LINE errors."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from .factories import HOST_NS, clone_event, exec_event, exit_event, namespaces
+from probes import wire
+from probes.events import ProcessKey as K
+from procscope import cli, snapshot
+from procscope.cache import ROOT, ProcessCache
+from procscope.export import Exporter
+from procscope.replay import Replay, ReplayError
+
+DOCKER = "/system.slice/docker-" + "3f2a" * 16 + ".scope"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+S = 1_000_000_000
+
+
+def session():
+    """A small machine's history: init, a shell that runs `sleep & sleep`,
+    an `exec` chain, a container, an orphan, a crash, and a process whose
+    exec was lost."""
+    init = K(1, 10)
+    sh, sh_img = K(100, 20), K(100, 30)
+    return [
+        exec_event(1, 10, ROOT, "/sbin/init", flags=wire.FLAG_PROCFS),
+        clone_event(100, 20, init),
+        exec_event(100, 30, init, "/bin/sh", ("-c", "sleep 5 & sleep 6"), cleanup=sh),
+        clone_event(101, 40, sh_img),
+        exec_event(101, 50, sh_img, "/bin/sleep", ("5",), cleanup=K(101, 40)),
+        clone_event(102, 60, sh_img),
+        exec_event(102, 70, sh_img, "/bin/sleep", ("6",), cleanup=K(102, 60)),
+        clone_event(200, 80, init),
+        exec_event(200, 90, init, "/usr/bin/runc-init", cleanup=K(200, 80), cgroup=DOCKER,
+                   ns=namespaces(pid=99, net=98, mnt=97), nspid=1),  # fmt: skip
+        clone_event(201, 100, K(200, 90)),
+        exec_event(201, 110, K(200, 90), "/bin/busybox", ("httpd", "-f"), cleanup=K(201, 100), cgroup=DOCKER,
+                   ns=namespaces(pid=99, net=98, mnt=97), nspid=2, uid=65534, caps=0),  # fmt: skip
+        clone_event(300, 120, sh_img),
+        exit_event(K(100, 30), 1 * S),  # the shell exits: its sleeps are orphans
+        exec_event(300, 130, init, "/bin/crash", cleanup=K(300, 120)),  # re-parented to init already
+        exit_event(K(300, 130), 2 * S, code=0x80 | 11),  # SIGSEGV, core dumped
+        exit_event(K(400, 140), 2 * S + 1),  # never seen: a placeholder
+    ]
+
+
+def tree(cache: ProcessCache) -> list[tuple]:
+    return [
+        (depth, p.key, p.binary, " ".join(p.args), p.alive, p.not_found, p.cgroup, p.ppid, p.parent, p.exit.code if p.exit else None)
+        for depth, p in cache.walk()
+    ]
+
+
+def record(events, path, node="node-a") -> ProcessCache:
+    """What `procscope events -o FILE` does, on these events."""
+    cache = ProcessCache(host_ns=HOST_NS)
+    args = cli.build_parser().parse_args(["events", "-o", str(path)])
+    with open(path, "w") as out:
+        stream = cli.EventStream(args, out, cache, recording=True)
+        stream.exporter.node = node
+        stream.feed(events)
+    return cache
+
+
+def replayed(path, **kw) -> ProcessCache:
+    cache = ProcessCache()
+    Replay(str(path), **kw).feed(cache)
+    return cache
+
+
+def test_recording_replays_to_the_same_tree(tmp_path):
+    live = record(session(), tmp_path / "rec.jsonl")
+    again = replayed(tmp_path / "rec.jsonl")
+    assert tree(again) == tree(live)
+    assert again.host_ns == HOST_NS
+    # What the user sees: orphans under init, the container with its two processes, the crash.
+    by_pid = {p.pid: p for _, p in again.walk()}
+    assert by_pid[101].ppid == by_pid[1].key and by_pid[102].ppid == by_pid[1].key
+    assert [p.binary for p in again.exec_chain(by_pid[101])] == ["/bin/sh", "/bin/sleep"]
+    assert again.containers["3f2a" * 16].processes == 2
+    assert by_pid[300].exit.signal_name == "SIGSEGV" and by_pid[300].exit.core_dumped
+    assert by_pid[400].not_found
+
+
+def test_snapshot_replays_to_the_same_tree_and_document(tmp_path):
+    live = record(session(), tmp_path / "rec.jsonl")
+    exporter = Exporter(live, node="node-a")
+    doc = snapshot.document(live, exporter, {"received": 16}, [], "live")
+    snapshot.write(str(tmp_path / "snap.json"), doc)
+    assert stat.S_IMODE(os.stat(tmp_path / "snap.json").st_mode) == 0o600
+    again = ProcessCache()
+    replay = Replay(str(tmp_path / "snap.json"))
+    replay.feed(again)
+    assert tree(again) == tree(live)
+    assert replay.wall_offset == exporter.wall_offset and replay.counters == {"received": 16}
+    doc2 = snapshot.document(again, Exporter(again, node="node-a", wall_offset=replay.wall_offset), {"received": 16}, [], "live")
+    strip = lambda d: {**d, "clock": None}  # noqa: E731
+    assert strip(doc2) == strip(doc)
+    assert doc["containers"][0]["short_id"] == "3f2a3f2a3f2a" and doc["containers"][0]["processes"] == 2
+    assert doc["cgroups"][DOCKER] == [exporter.exec_id(K(200, 90)), exporter.exec_id(K(201, 110))]
+
+
+def test_snapshot_jsonl_is_tetragon_process_exec_lines_parents_first(tmp_path):
+    live = record(session(), tmp_path / "rec.jsonl")
+    lines = snapshot.tetragon_lines(live, Exporter(live, node="node-a", tetragon_only=True))
+    seen = set()
+    for line in lines:
+        assert set(line) == {"process_exec", "node_name", "time"}
+        proc = line["process_exec"]["process"]
+        assert "cgroup" not in proc and "procscope" not in proc
+        assert proc["parent_exec_id"] in seen or proc["pid"] == 1 or proc["parent_exec_id"] not in {
+            x["process_exec"]["process"]["exec_id"] for x in lines
+        }
+        seen.add(proc["exec_id"])
+    assert {x["process_exec"]["process"]["pid"] for x in lines} == {p.pid for p in live.live()}
+
+
+def _run(*argv):
+    return subprocess.run([sys.executable, "-m", "procscope.cli", *argv], cwd=REPO, capture_output=True, text=True)
+
+
+def test_corrupt_and_truncated_lines_are_named_and_the_rest_is_read(tmp_path):
+    rec = tmp_path / "rec.jsonl"
+    record(session(), rec)
+    lines = rec.read_text().splitlines()
+    lines[2] = "{not json"
+    lines[3] = json.dumps({**json.loads(lines[3]), "a_future_field": {"x": 1}})  # ignored
+    lines.insert(4, json.dumps({"process_kprobe": {"function_name": "x"}, "time": "2026-01-01T00:00:00Z"}))
+    rec.write_text("\n".join(lines)[:-7])  # cut inside the last record
+    out = _run("events", "--replay", str(rec), "--format", "compact")
+    assert out.returncode == 1
+    assert f"{rec}:3: not JSON" in out.stderr
+    assert f"{rec}:{len(lines)}: truncated record" in out.stderr
+    assert "2 bad lines" in out.stderr
+    shown = out.stdout.splitlines()
+    assert any("/bin/busybox httpd -f" in s for s in shown) and any("/bin/crash" in s for s in shown)
+
+    strict = _run("events", "--replay", str(rec), "--format", "compact", "--strict")
+    assert strict.returncode == 1 and f"{rec}:3: not JSON" in strict.stderr
+    assert "truncated record" not in strict.stderr and len(strict.stdout.splitlines()) <= 2
+
+
+def test_unknown_snapshot_version_and_non_recordings_are_clear_errors(tmp_path):
+    bad = tmp_path / "future.json"
+    bad.write_text(json.dumps({"schema": "procscope-snapshot", "version": 99, "processes": []}))
+    with pytest.raises(ReplayError, match="version 99 is not supported"):
+        Replay(str(bad))
+    out = _run("snapshot", "--replay", str(bad))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "version 99" in out.stderr
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    with pytest.raises(ReplayError, match="not a procscope recording"):
+        Replay(str(text))
+    with pytest.raises(ReplayError, match="cannot read recording"):
+        Replay(str(tmp_path / "missing.jsonl"))
+
+
+def test_replay_filters_by_container_on_the_command_line(tmp_path):
+    rec = tmp_path / "rec.jsonl"
+    record(session(), rec)
+    out = _run("events", "--replay", str(rec), "--format", "compact", "--container", "3f2a")
+    assert out.returncode == 0, out.stderr
+    assert [s.split(" ", 3)[3] for s in out.stdout.splitlines()] == ["/usr/bin/runc-init", "/bin/busybox httpd -f"]
+    snap = _run("snapshot", "--replay", str(rec), "--format", "jsonl", "--user", "nobody")
+    assert [json.loads(s)["process_exec"]["process"]["binary"] for s in snap.stdout.splitlines()] == ["/bin/busybox"]

@@ -192,7 +192,13 @@ class ProcessCache:
             prev = None
         proc = self.procs.get(ev.key)
         if proc is not None and proc.image is not None:
-            return proc  # seen already (the /proc scan raced the probes)
+            if ev.time > proc.image.time and not ev.flags & wire.FLAG_PROCFS:
+                # A newer exec under the same key: the BPF side's exec-time
+                # map was full, so the key fell back to the start time
+                # (counted there as exec_map_full). Same process, new image.
+                proc.image = ev
+                self._set_cgroup(proc, ev.cgroup_path or self._resolve_cgroup(ev))
+            return proc  # else seen already (the /proc scan raced the probes)
         parent_key = prev.key if prev is not None else ev.parent
         if proc is None:
             proc = self._create(ev.key, ev, parent_key)
@@ -311,10 +317,16 @@ class ProcessCache:
 
     def _set_ppid(self, proc: Process, ppid: ProcessKey) -> None:
         self._untree(proc)
+        parent = self.procs.get(ppid)
+        if parent is not None and parent.replaced:
+            # A late event names an image its task has exec'd away from:
+            # the parent is that task, now running its newest image.
+            newest = self.by_pid.get(parent.pid)
+            if newest is not None and parent in self.exec_chain(newest):
+                parent, ppid = newest, newest.key
         proc.ppid = ppid
         if not proc.visible:
             return
-        parent = self.procs.get(ppid)
         if parent is not None and parent is not proc and parent.visible:
             if parent.children is None:
                 parent.children = {}

@@ -296,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        query.from_args(args)  # a bad filter is reported before anything is loaded
         if args.command == "events":
             return cmd_events(args)
         if args.command == "snapshot":

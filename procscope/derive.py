@@ -36,9 +36,9 @@ def group_name(gid: int) -> str:
 
 
 def non_host_namespaces(ns: Namespaces, host_ns: dict[str, int]) -> list[str]:
-    """Names of the namespaces that differ from the host's. With no host
-    reference (unreadable) nothing is claimed."""
-    return [name for name in NAMESPACES if host_ns.get(name) and getattr(ns, name) != host_ns[name]]
+    """Names of the namespaces that differ from the host's. Where either
+    inum is unknown (0: /proc/PID/ns unreadable) nothing is claimed."""
+    return [name for name in NAMESPACES if host_ns.get(name) and getattr(ns, name) not in (0, host_ns[name])]
 
 
 def gained_caps(proc: Process, parent: Process | None) -> int:

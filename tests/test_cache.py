@@ -130,7 +130,7 @@ def test_exec_chain_parent_is_previous_image():
 
 def test_pid_reuse_never_merges():
     cache = ProcessCache(grace_ns=10)
-    init, shell = boot(cache)
+    _init, shell = boot(cache)
     first = exec_event(300, 10, shell.key, "/bin/first")
     second = exec_event(300, 50, shell.key, "/bin/second")
     cache.apply_all([first, exit_event(first.key, 20), second])
@@ -294,7 +294,7 @@ def test_walk_is_depth_first_each_after_its_parent_by_pid():
 # -- grace period and reference counts ----------------------------------------
 def test_exited_process_visible_for_the_grace_period_then_gone():
     cache = ProcessCache(grace_ns=5 * SEC)
-    init, shell = boot(cache)
+    _init, shell = boot(cache)
     job = cache.apply(exec_event(1000, 1 * SEC, shell.key, "/bin/make"))
     cache.apply(exit_event(job.key, 2 * SEC, code=2 << 8))
     assert not job.alive and job.in_grace and job.visible and 1000 not in cache.by_pid
@@ -310,7 +310,7 @@ def test_exited_process_visible_for_the_grace_period_then_gone():
 
 def test_expire_uses_event_time_when_not_given():
     cache = ProcessCache(grace_ns=10)
-    init, shell = boot(cache)
+    _init, shell = boot(cache)
     job = cache.apply(exec_event(1000, 100, shell.key))
     cache.apply(exit_event(job.key, 101))
     cache.apply(exec_event(1001, 111, shell.key))
@@ -365,6 +365,19 @@ def test_clone_with_an_unknown_parent_makes_a_placeholder_and_a_miss():
     check_invariants(cache)
 
 
+def test_exec_under_the_same_key_replaces_the_image():
+    """When the BPF exec-time map is full an exec keeps its start-time key:
+    the cache shows the new image rather than the old one."""
+    cache = ProcessCache()
+    _init, shell = boot(cache)
+    cache.apply(clone_event(200, 10, shell.key))
+    ev = exec_event(200, 10, shell.key, "/usr/bin/curl", ("curl", "x"), time=15, cleanup=ProcessKey(200, 10))
+    proc = cache.apply(ev)
+    assert proc.binary == "/usr/bin/curl" and cache.by_pid[200] is proc and proc.alive
+    assert cache.apply(ev) is proc and proc.image == ev  # the same event again changes nothing
+    check_invariants(cache)
+
+
 def test_exec_arriving_after_its_exit_fills_the_placeholder():
     cache = ProcessCache(grace_ns=100)
     init, shell = boot(cache)
@@ -383,7 +396,7 @@ def test_exec_arriving_after_its_exit_fills_the_placeholder():
 
 def test_new_process_on_a_held_pid_ends_the_older_one():
     cache = ProcessCache(grace_ns=10)
-    init, shell = boot(cache)
+    _init, shell = boot(cache)
     old = cache.apply(exec_event(1500, 10, shell.key, "/bin/old", cgroup=DOCKER_A_PATH))
     new = cache.apply(clone_event(1500, 40, shell.key))  # the old one's exit was lost
     assert cache.counters.lost_exits == 1
@@ -421,11 +434,13 @@ def test_an_older_image_never_displaces_the_live_one():
 
 def test_odd_input_never_raises():
     cache = ProcessCache(grace_ns=10)
-    init, shell = boot(cache)
+    _init, shell = boot(cache)
     job = exec_event(1700, 10, shell.key)
     events = [
-        job, job,  # duplicate
-        exit_event(job.key, 11), exit_event(job.key, 12),  # duplicate exit
+        job,
+        job,  # duplicate
+        exit_event(job.key, 11),
+        exit_event(job.key, 12),  # duplicate exit
         clone_event(1701, 13, ProcessKey(0, 0)),  # parent pid 0
         exec_event(1702, 14, shell.key, cleanup=shell.key),  # cleanup of another pid
         exec_event(1703, 15, ProcessKey(1703, 15)),  # its own parent
@@ -538,7 +553,9 @@ def storm():
     for i in range(STORM):
         pid = 300 + i % 30_000
         clone = CloneEvent(t, ProcessKey(pid, t), pid, pid, shell.key, wire.FLAG_CLONE)
-        run = dataclasses.replace(template, time=t + 1000, key=ProcessKey(pid, t + 1000), tid=pid, nspid=pid, cleanup=clone.key)
+        run = dataclasses.replace(
+            template, time=t + 1000, key=ProcessKey(pid, t + 1000), tid=pid, nspid=pid, cleanup=clone.key
+        )
         events += [clone, run, exit_event(run.key, t + 1_000_000)]
         t += STORM_GAP
     return events
@@ -547,7 +564,9 @@ def storm():
 def _grace_images(cache: ProcessCache) -> int:
     """Images kept for processes in their grace period: each child's exec
     image and the clone image it names as parent."""
-    return sum(1 + (p.parent in cache.procs and cache.procs[p.parent].pid == p.pid) for p in cache.procs.values() if p.in_grace)
+    return sum(
+        1 + (p.parent in cache.procs and cache.procs[p.parent].pid == p.pid) for p in cache.procs.values() if p.in_grace
+    )
 
 
 def test_storm_leaves_only_live_processes_and_the_grace_window(storm):
@@ -730,7 +749,12 @@ def histories(draw, subreapers: bool = True):
             free = [p for p in PIDS if p not in kernel.tasks]
             if free:
                 parent = draw(st.sampled_from(live) | st.just(newest))
-                kernel.fork(parent, draw(st.sampled_from(free) | st.just(free[0])), draw(st.integers(0, 3)) == 0, draw(st.sampled_from(CGROUPS)))
+                kernel.fork(
+                    parent,
+                    draw(st.sampled_from(free) | st.just(free[0])),
+                    draw(st.integers(0, 3)) == 0,
+                    draw(st.sampled_from(CGROUPS)),
+                )
         elif op == "exec":
             kernel.exec(draw(st.sampled_from(live)), draw(st.none() | st.sampled_from(CGROUPS)))
         elif op == "exit" and len(live) > 1:
@@ -803,7 +827,10 @@ def test_lossy_disordered_history_keeps_invariants(kernel, data):
     rng = data.draw(st.randoms(use_true_random=False))
     items = [ev for ev in kernel.history if isinstance(ev, tuple) or rng.random() >= drop]
     # Some events are late by up to three places (expire calls stay put).
-    late = [i + (rng.randint(1, 3) + 0.5 if not isinstance(ev, tuple) and rng.random() < swap else 0) for i, ev in enumerate(items)]
+    late = [
+        i + (rng.randint(1, 3) + 0.5 if not isinstance(ev, tuple) and rng.random() < swap else 0)
+        for i, ev in enumerate(items)
+    ]
     items = [ev for _, ev in sorted(zip(late, items), key=lambda pair: pair[0])]
     note("delivered:\n  " + "\n  ".join(map(_describe, items)))
     answers = data.draw(st.booleans())
@@ -832,4 +859,17 @@ def test_stale_current_parent_answer_never_makes_a_cycle():
     grandchild = cache.apply(clone_event(4, 13, below.key))  # the cache's pid 4: below the orphan
     cache.apply(exit_event(mid.key, 14))
     assert orphan.ppid == init.key and grandchild.ppid == below.key
+    check_invariants(cache)
+
+
+def test_late_child_of_a_replaced_image_goes_under_its_newest_image():
+    """A clone event arriving after its parent's exec names the parent's
+    previous image: the kernel's parent is the same task, now the new image."""
+    cache = ProcessCache()
+    _init, shell = boot(cache)
+    wrapper = cache.apply(exec_event(2100, 10, shell.key, "/entrypoint.sh"))
+    server = cache.apply(exec_event(2100, 12, shell.key, "/usr/sbin/server", cleanup=wrapper.key))
+    helper = cache.apply(clone_event(2101, 11, wrapper.key, time=13))  # forked before the exec, seen after
+    assert helper.parent == wrapper.key and helper.binary == "/entrypoint.sh"  # cloned from the old image
+    assert helper.ppid == server.key and helper.key in server.children and helper.key not in cache.roots
     check_invariants(cache)

@@ -19,7 +19,7 @@ from probes.events import CloneEvent, ExecEvent, ExitEvent
 
 from . import query, snapshot
 from .atomic import atomic_writer
-from .cache import ProcessCache
+from .cache import DEFAULT_GRACE_NS, ProcessCache
 from .export import Exporter, compact, counters_json
 from .replay import SNAPSHOT_VERSION, Replay, ReplayError
 from .sources import live_cache
@@ -83,6 +83,10 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="with --replay: stop at the first bad line")
     parser.add_argument("--ring-size", type=_size, default=DEFAULT_RING_BYTES, help="BPF ring buffer size (default 16M)")
     parser.add_argument("--kthreads", action="store_true", help="also report kernel threads")
+    parser.add_argument(
+        "--grace", type=float, default=DEFAULT_GRACE_NS / 1e9, metavar="S",
+        help="how long an exited process stays in the tree (default 5 s)",
+    )  # fmt: skip
 
 
 def _warn(msg: str) -> None:
@@ -164,7 +168,7 @@ def cmd_events(args) -> int:
         replay = _open_replay(args)
         if replay is None:
             return 2
-        cache = ProcessCache()
+        cache = ProcessCache(grace_ns=int(args.grace * 1e9))
         cache.host_ns = replay.host_ns
 
         def run(stream: EventStream) -> None:
@@ -183,7 +187,8 @@ def cmd_events(args) -> int:
         return 2
     _warn(f"collecting (ring buffer {args.ring_size >> 10} KiB); Ctrl-C to stop")
     try:
-        return _write_events(args, live_cache(collector.hierarchy), lambda stream: stream.run_live(collector))
+        cache = live_cache(collector.hierarchy, grace_ns=int(args.grace * 1e9))
+        return _write_events(args, cache, lambda stream: stream.run_live(collector))
     finally:
         c = collector.counters()
         collector.stop()
@@ -224,7 +229,7 @@ def cmd_snapshot(args) -> int:
         replay = _open_replay(args)
         if replay is None:
             return 2
-        cache = ProcessCache()
+        cache = ProcessCache(grace_ns=int(args.grace * 1e9))
         try:
             replay.feed(cache)
         except ReplayError as exc:
@@ -267,10 +272,10 @@ def _live_snapshot(args, recent: deque) -> tuple[ProcessCache, dict, str]:
     except SetupError as exc:
         _warn(f"{exc}; taking the snapshot from /proc alone (no exec/exit history, no drop counters)")
         hierarchy = cgroups.detect()
-        cache = live_cache(hierarchy)
+        cache = live_cache(hierarchy, grace_ns=int(args.grace * 1e9))
         cache.apply_all(procfs.scan(hierarchy))
         return cache, {}, "procfs"
-    cache = live_cache(collector.hierarchy)
+    cache = live_cache(collector.hierarchy, grace_ns=int(args.grace * 1e9))
     exporter = Exporter(cache)
     try:
         collector.start()

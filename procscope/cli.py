@@ -75,7 +75,33 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument("--last", type=int, default=200, metavar="N", help="keep the last N events (default 200)")
     _add_source_arguments(snap)
     query.add_arguments(snap)
+
+    ui = sub.add_parser("ui", help="the live monitor (what `procscope` with no command runs)")
+    ui.add_argument("--snapshot-dir", default=".", help="where the s key writes snapshots (default: here)")
+    _add_source_arguments(ui)
+    query.add_arguments(ui)
     return parser
+
+
+def cmd_ui(args) -> int:
+    from tui.app import ProcscopeApp  # Textual loads only for the UI
+    from tui.sources import LiveSource, ProcfsSource, ReplaySource
+
+    grace = int(args.grace * 1e9)
+    if args.replay:
+        replay = _open_replay(args)
+        if replay is None:
+            return 2
+        source = ReplaySource(replay, grace)
+    else:
+        collector = Collector(ring_bytes=args.ring_size, kthreads=args.kthreads)
+        try:
+            collector.open()
+            source = LiveSource(collector, grace)
+        except SetupError as exc:
+            source = ProcfsSource(str(exc), grace)
+    ProcscopeApp(source, query_text=str(query.from_args(args)), snapshot_dir=args.snapshot_dir).run()
+    return 0
 
 
 def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -299,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM stops as Ctrl-C does, so output files are still completed.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = ["ui", *argv]  # `procscope [options]` opens the monitor
     args = parser.parse_args(argv)
     try:
         query.from_args(args)  # a bad filter is reported before anything is loaded
@@ -306,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_events(args)
         if args.command == "snapshot":
             return cmd_snapshot(args)
+        if args.command == "ui":
+            return cmd_ui(args)
     except query.QueryError as exc:
         parser.error(str(exc))
     parser.print_help()

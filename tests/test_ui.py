@@ -1,0 +1,128 @@
+"""The monitor driven by a recording, with Textual's Pilot."""
+
+import asyncio
+import io
+import json
+import os
+import stat
+
+import pytest
+from rich.console import Console
+
+from procscope.replay import Replay
+from tui.app import HelpScreen, ProcscopeApp
+from tui.sources import LiveSource, ReplaySource
+
+from .conftest import open_collector, unique_copy
+from .test_replay import record, session
+
+SIZE = (150, 48)
+
+
+@pytest.fixture
+def recording(tmp_path):
+    path = tmp_path / "rec.jsonl"
+    record(session(), path)
+    return str(path)
+
+
+def app_for(recording, tmp_path, **kw) -> ProcscopeApp:
+    return ProcscopeApp(ReplaySource(Replay(recording), 5 * 10**9), snapshot_dir=str(tmp_path), **kw)
+
+
+def commands(view) -> list[str]:
+    return [row.plain.split("  ")[-1].strip(" ├▸") for row in view.rows]
+
+
+def pids(view, column: int = 0) -> list[int]:
+    return [int(row.plain.split()[column]) for row in view.rows]
+
+
+async def test_tree_selection_and_detail(recording, tmp_path):
+    app = app_for(recording, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        tree = app.query_one("#tree")
+        assert pids(tree) == [1, 100, 101, 102, 200, 201, 300, 400]
+        # Orphans hang under init, one level down; the exited shell is dimmed, not gone.
+        assert tree.rows[2].plain.index("/bin/sleep 5") > tree.rows[0].plain.index("/sbin/init")
+        assert "dim" in str(tree.rows[1].style)
+        for _ in range(5):
+            await pilot.press("down")
+        await pilot.pause()
+        assert tree.selected_key.pid == 201
+        detail = app.query_one("#detail").content
+        text = _plain(app, detail)
+        assert "nobody" in text and "/bin/busybox" in text and "httpd -f" in text
+        assert "NOT HOST" in text and "3f2a" * 16 in text
+        assert "ancestry" in text and "200 /usr/bin/runc-init" in text
+
+
+async def test_container_filter_narrows_every_pane(recording, tmp_path):
+    app = app_for(recording, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        assert len(app.query_one("#execs").rows) > 2 and len(app.query_one("#exits").rows) == 3
+        await pilot.press("backslash")
+        await pilot.press(*"container:3f2a", "enter")
+        await pilot.pause()
+        # The tree keeps the path down to what matched (init), the streams only the matches.
+        assert pids(app.query_one("#tree")) == [1, 200, 201]
+        assert sorted(pids(app.query_one("#execs"), column=1)) == [200, 201]  # after the time column
+        assert app.query_one("#exits").rows == []
+        assert "filter: container:3f2a" in _plain(app, app.query_one("#status").content)
+        # A bad filter is refused with a message, and the old one stays.
+        await pilot.press("backslash", "ctrl+u", *"cap:FLY", "enter")
+        await pilot.pause()
+        assert str(app.query) == "container:3f2a"
+
+
+async def test_flat_sort_pause_help_and_snapshot_key(recording, tmp_path):
+    app = app_for(recording, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f6")  # flat, sorted by user
+        await pilot.pause()
+        users = [row.plain.split()[1] for row in app.query_one("#tree").rows]
+        assert users == sorted(users)
+        await pilot.press("p")
+        await pilot.pause()
+        assert "PAUSED" in _plain(app, app.query_one("#status").content)
+        await pilot.press("s")
+        await pilot.pause()
+        path = app.last_snapshot
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        doc = json.loads(open(path).read())
+        assert doc["schema"] == "procscope-snapshot" and {p["pid"] for p in doc["processes"]} >= {1, 101, 201}
+        await pilot.press("p")  # resume: the panes keep refreshing under the help screen
+        await pilot.press("question_mark")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_live_bpf_exec_shows_in_the_exec_stream(scratch, tmp_path):
+    collector = open_collector()
+    app = ProcscopeApp(LiveSource(collector, 5 * 10**9), snapshot_dir=str(tmp_path))
+    binary = unique_copy("/bin/true", scratch)
+    async with app.run_test(size=SIZE) as pilot:
+        assert "source: live BPF" in _plain(app, app.query_one("#status").content)
+        for _ in range(100):
+            await pilot.pause(0.1)
+            if os.getpid() in pids(app.query_one("#tree")):  # the /proc scan filled the tree
+                break
+        assert os.getpid() in pids(app.query_one("#tree"))
+        proc = await asyncio.create_subprocess_exec(binary, "procscope-ui-test")
+        await proc.wait()
+        for _ in range(100):
+            await pilot.pause(0.1)
+            if any(binary in row.plain for row in app.query_one("#execs").rows):
+                break
+        row = next(row.plain for row in app.query_one("#execs").rows if binary in row.plain)
+        assert f"{binary} procscope-ui-test" in row and str(proc.pid) in row.split()
+        assert any(binary in row.plain for row in app.query_one("#exits").rows)
+
+
+def _plain(app, renderable) -> str:
+    console = Console(file=io.StringIO(), width=300, color_system=None)
+    console.print(renderable)
+    return console.file.getvalue()

@@ -1,0 +1,28 @@
+"""The newest execs as they happen."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from procscope import derive
+from procscope.cache import Process
+
+from ..widgets.rows_view import RowsView
+
+HEADER = Text(f"{'TIME':<12} {'PID':>7} {'PPID':>7} {'USER':<9} {'CONTAINER':<12} COMMAND", style="bold")
+
+
+def exec_text(when: str, proc: Process) -> Text:
+    img = proc.image
+    flags = " ".join(w for w in (img.flag_words if img else []) if w not in ("execve", "clone"))
+    container = proc.container.short_id if proc.container else "-"
+    text = Text(f"{when:<12} {proc.pid:>7} {proc.ppid.pid:>7} {derive.user(proc)[:9]:<9} {container:<12} ")
+    text.append(" ".join((proc.binary, *proc.args)))
+    if flags:
+        text.append(f"  [{flags}]", style="dim")
+    return text
+
+
+class ExecStream(RowsView):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(header=HEADER, **kwargs)

@@ -1,0 +1,27 @@
+"""Processes as they exit: status or signal, core dumps, lifetime."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from procscope import derive
+from procscope.cache import Process
+
+from ..rows import age_text
+from ..widgets.rows_view import RowsView
+
+HEADER = Text(f"{'TIME':<12} {'PID':>7} {'STATUS':<24} {'LIFETIME':>9} BINARY", style="bold")
+
+
+def exit_text(when: str, proc: Process) -> Text:
+    status = derive.exit_text(proc)
+    bad = proc.exit is not None and (proc.exit.signal or proc.exit.status)
+    text = Text(f"{when:<12} {proc.pid:>7} ")
+    text.append(f"{status[:24]:<24}", style="bold red" if bad else "")
+    text.append(f" {age_text(derive.age_ns(proc, proc.exit_time)):>9} {proc.binary or '?'}")
+    return text
+
+
+class Exits(RowsView):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(header=HEADER, **kwargs)

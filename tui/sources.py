@@ -1,0 +1,100 @@
+"""Event sources for the UI: the live BPF collector (its thread polls the
+ring buffer with a timeout and queues batches; the UI drains them on its
+timer), the /proc scan alone, or a recording."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from probes import cgroups, procfs
+from probes.collector import Collector
+from probes.events import Event
+from procscope.cache import ProcessCache
+from procscope.export import counters_json
+from procscope.replay import Replay
+from procscope.sources import live_cache
+
+
+class LiveSource:
+    label = "live BPF"
+    banner = ""
+
+    def __init__(self, collector: Collector, grace_ns: int):
+        self.collector = collector
+        self.cache = live_cache(collector.hierarchy, grace_ns)
+        self.wall_offset: int | None = None
+
+    def start(self) -> None:
+        self.collector.start()
+
+    def drain(self) -> list[Event]:
+        out: list[Event] = []
+        while (batch := self.collector.get_batch(timeout=0)) is not None:
+            out.extend(batch)
+        return out
+
+    def counters(self) -> dict:
+        return counters_json(self.collector.counters(), self.cache.counters)
+
+    def stop(self) -> None:
+        self.collector.stop()
+
+
+class ProcfsSource:
+    label = "/proc"
+    banner = "no BPF ({why}): the tree comes from /proc; exec and exit streams are unavailable"
+
+    def __init__(self, why: str, grace_ns: int):
+        self.banner = self.banner.format(why=why)
+        self.hierarchy = cgroups.detect()
+        self.cache = live_cache(self.hierarchy, grace_ns)
+        self.wall_offset: int | None = None
+        self._pending: list[Event] | None = None
+
+    def start(self) -> None:
+        self._pending = list(procfs.scan(self.hierarchy))
+
+    def drain(self) -> list[Event]:
+        out, self._pending = self._pending or [], []
+        return out
+
+    def counters(self) -> dict:
+        return counters_json_empty(self.cache)
+
+    def stop(self) -> None:
+        pass
+
+
+class ReplaySource:
+    banner = ""
+
+    def __init__(self, replay: Replay, grace_ns: int):
+        self.replay = replay
+        self.label = f"replay {replay.path}"
+        self.cache = ProcessCache(grace_ns=grace_ns)
+        self.cache.host_ns = replay.host_ns
+        if replay.kind == "snapshot":
+            self.cache.current_parent = replay.current_parent
+        self._events: list[Event] | None = None
+
+    @property
+    def wall_offset(self) -> int | None:
+        return self.replay.wall_offset
+
+    def start(self) -> None:
+        self._events = list(self.replay.events())
+
+    def drain(self) -> list[Event]:
+        out, self._events = self._events or [], []
+        return out
+
+    def counters(self) -> dict:
+        return self.replay.counters or counters_json_empty(self.cache)
+
+    def stop(self) -> None:
+        pass
+
+
+def counters_json_empty(cache: ProcessCache) -> dict:
+    """Counters of a source without a collector: only the cache's."""
+    return {"sent_failed": {}, "userspace_dropped": 0, "decode_errors": 0, "cache": asdict(cache.counters)}

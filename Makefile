@@ -7,7 +7,7 @@ setup:
 	@scripts/setup
 
 run: setup
-	$(VENV)/bin/procscope events --format compact
+	$(VENV)/bin/procscope
 
 test: setup
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)

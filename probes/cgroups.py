@@ -18,6 +18,9 @@ from .offsets import V1_CONTROLLERS
 class Hierarchy:
     controller: str | None  # None: the cgroup v2 unified hierarchy
     mountpoint: str | None  # where it is mounted, for ids of /proc-scanned processes
+    # The kernel's hierarchy id, as cgroup events carry it: a v1
+    # controller's from /proc/cgroups; the v2 hierarchy's is always 0.
+    hierarchy_id: int = 0
 
     def path_of(self, pid: int | str) -> str | None:
         """This hierarchy's cgroup path of a process, from /proc/PID/cgroup."""
@@ -54,12 +57,28 @@ def _mounts() -> list[tuple[str, str, set[str]]]:
     return out
 
 
+def v1_hierarchy_ids() -> dict[str, int]:
+    """Controller → hierarchy id, from /proc/cgroups (0: not mounted on v1)."""
+    out = {}
+    try:
+        with open("/proc/cgroups") as f:
+            for line in f:
+                if line.startswith("#"):
+                    continue
+                fields = line.split()
+                if len(fields) >= 2:
+                    out[fields[0]] = int(fields[1])
+    except (OSError, ValueError):
+        pass
+    return out
+
+
 def detect() -> Hierarchy:
     mounts = _mounts()
     v1 = {ctrl: mnt for fstype, mnt, opts in mounts if fstype == "cgroup" for ctrl in opts}
     for ctrl in V1_CONTROLLERS:
         if ctrl in v1:
-            return Hierarchy(ctrl, v1[ctrl])
+            return Hierarchy(ctrl, v1[ctrl], v1_hierarchy_ids().get(ctrl, 0))
     v2 = next((mnt for fstype, mnt, _ in mounts if fstype == "cgroup2"), None)
     return Hierarchy(None, v2)
 

@@ -157,6 +157,12 @@ class Collector:
             raise _load_failure(failure, self.compile_log) from None
         self._bpf[b"events"].open_ring_buffer(self._on_record)
 
+    @property
+    def hierarchy_id(self) -> int | None:
+        """The tracked hierarchy's id as cgroup events carry it (v2: 0);
+        None before ``open()``."""
+        return self.hierarchy.hierarchy_id if self.hierarchy is not None else None
+
     def _on_record(self, _ctx, data, size) -> int:
         try:
             self._batch.append(decode(ctypes.string_at(data, size)))

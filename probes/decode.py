@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import wire
 from .events import (
     Capabilities,
+    CgroupEvent,
     CloneEvent,
     Credentials,
     Event,
@@ -99,7 +100,36 @@ def decode_exit(data: bytes) -> ExitEvent:
     return ExitEvent(time, ProcessKey(pid, ktime), tid, code)
 
 
-_DECODERS = {wire.OP_EXECVE: decode_exec, wire.OP_CLONE: decode_clone, wire.OP_EXIT: decode_exit}
+def decode_cgroup(data: bytes) -> CgroupEvent:
+    if len(data) < wire.CGROUP_HEADER.size:
+        raise DecodeError(f"cgroup record of {len(data)} bytes is shorter than its header")
+    (
+        _op, _f, _s, time, _ppid, _pktime,
+        cgrp_op, pid, nspid, flags, _ktime, tracker, cgrpid,
+        _state, hierarchy_id, level, name,
+    ) = wire.CGROUP_HEADER.unpack_from(data)  # fmt: skip
+    path = data[wire.CGROUP_HEADER.size : wire.CGROUP_HEADER.size + wire.CGROUP_PATH_LENGTH]
+    return CgroupEvent(
+        time=time,
+        op=cgrp_op,
+        pid=pid,
+        nspid=nspid,
+        flags=flags,
+        cgroup_id=cgrpid,
+        tracker_id=tracker,
+        level=level,
+        hierarchy_id=hierarchy_id,
+        name=_text(name.split(b"\0", 1)[0]),
+        path=_text(path.split(b"\0", 1)[0]),
+    )
+
+
+_DECODERS = {
+    wire.OP_EXECVE: decode_exec,
+    wire.OP_CLONE: decode_clone,
+    wire.OP_EXIT: decode_exit,
+    wire.OP_CGROUP: decode_cgroup,
+}
 
 
 def decode(data: bytes) -> Event:

@@ -150,4 +150,27 @@ class ExitEvent:
             return f"SIG{self.signal}"
 
 
-Event = ExecEvent | CloneEvent | ExitEvent
+@dataclass(frozen=True, slots=True)
+class CgroupEvent:
+    """A cgroup made, removed, released, or a process moved into one
+    (MsgCgroupEvent). Sent for every hierarchy, v1 and v2: compare
+    ``hierarchy_id`` with the tracked hierarchy's (v2 is 0)."""
+
+    time: int  # event time, boot-clock ns
+    op: int  # wire.CGROUP_MKDIR, _RMDIR, _RELEASE or _ATTACH_TASK
+    pid: int  # ATTACH_TASK: the moved task's tgid; else the current task's
+    nspid: int
+    flags: int  # wire.CGROUP_FLAG_*
+    cgroup_id: int  # kernfs node id: the cgroup directory's inode
+    tracker_id: int
+    level: int  # depth below the hierarchy's root (the root is 0)
+    hierarchy_id: int
+    name: str  # the cgroup's leaf name
+    path: str  # as the kernel formats it: from the hierarchy's root, "/" for the root
+
+    @property
+    def op_name(self) -> str:
+        return wire.CGROUP_OP_NAMES.get(self.op, str(self.op))
+
+
+Event = ExecEvent | CloneEvent | ExitEvent | CgroupEvent

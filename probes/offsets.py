@@ -80,6 +80,9 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("css_set", "subsys"),
     ("cgroup_subsys_state", "cgroup"),
     ("cgroup", "kn"),
+    ("cgroup", "level"),
+    ("cgroup", "root"),
+    ("cgroup_root", "hierarchy_id"),
     ("kernfs_node", "id"),
     ("kernfs_node", "name"),
 )

@@ -11,6 +11,17 @@ OP_EXIT = 7
 OP_CLONE = 23
 OP_CGROUP = 25
 OP_THROTTLE = 27
+# MsgCgroupEvent.cgrp_op (Tetragon's CgroupOpCode)
+CGROUP_MKDIR = 1
+CGROUP_RMDIR = 2
+CGROUP_RELEASE = 3
+CGROUP_ATTACH_TASK = 10
+CGROUP_OP_NAMES = {CGROUP_MKDIR: "MKDIR", CGROUP_RMDIR: "RMDIR", CGROUP_RELEASE: "RELEASE", CGROUP_ATTACH_TASK: "ATTACH_TASK"}
+# MsgCgroupEvent.flags (procscope's own): ATTACH_TASK moved one thread, not
+# its thread group's leader, so the process did not move.
+CGROUP_FLAG_THREAD_ONLY = 0x01
+CGROUP_NAME_LENGTH = 128
+CGROUP_PATH_LENGTH = 4096
 OP_NAMES = {OP_EXECVE: "EXECVE", OP_EXIT: "EXIT", OP_CLONE: "CLONE", OP_CGROUP: "CGROUP", OP_THROTTLE: "THROTTLE"}
 
 # sent_failed columns, in processapi's SentFailed* order
@@ -75,8 +86,17 @@ EXECVE_HEADER = struct.Struct(
 )
 CLONE = struct.Struct("<BBxxIQ" "I4xQ" "IIII" "Q")
 EXIT = struct.Struct("<BBxxIQ" "I4xQ" "II")
+# MsgCgroupEvent up to its path, which follows (up to CGROUP_PATH_LENGTH
+# bytes, NUL-terminated; the record ends after the NUL).
+CGROUP_HEADER = struct.Struct(
+    "<BBxxIQ"  # common
+    "I4xQ"  # parent key
+    "IIII"  # cgrp_op, pid, nspid, flags
+    "QQQ"  # ktime, cgrpid_tracker, cgrpid
+    "iII4x128s"  # MsgCgroupData: state, hierarchy_id, level, pad, name
+)
 
-assert EXECVE_HEADER.size == 384 and CLONE.size == 56 and EXIT.size == 40
+assert EXECVE_HEADER.size == 384 and CLONE.size == 56 and EXIT.size == 40 and CGROUP_HEADER.size == 216
 
 
 def compile_flags() -> list[str]:
@@ -86,6 +106,7 @@ def compile_flags() -> list[str]:
         f"-DPS_SIZEOF_EXECVE_HEADER={EXECVE_HEADER.size}",
         f"-DPS_SIZEOF_CLONE={CLONE.size}",
         f"-DPS_SIZEOF_EXIT={EXIT.size}",
+        f"-DPS_SIZEOF_CGROUP_HEADER={CGROUP_HEADER.size}",
     ]
 
 

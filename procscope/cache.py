@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from probes import wire
-from probes.events import CloneEvent, Event, ExecEvent, ExitEvent, ProcessKey
+from probes.events import CgroupEvent, CloneEvent, Event, ExecEvent, ExitEvent, ProcessKey
 
 from .containers import Container, from_cgroup_name, from_cgroup_path
 
@@ -103,13 +103,18 @@ class ProcessCache:
         host_ns: dict[str, int] | None = None,
         cgroup_path: Callable[[int], str | None] | None = None,
         current_parent: Callable[[int], int | None] | None = None,
+        cgroup_hierarchy: int | None = None,
     ):
         """``cgroup_path`` resolves a cgroup id for events that carry none
         (live BPF events); ``current_parent`` asks the kernel for a live
         pid's parent pid when its parent exits (live sources), else the
         orphan goes to the nearest pid-namespace init, as the kernel does
-        when there is no subreaper."""
+        when there is no subreaper. ``cgroup_hierarchy`` is the id of the
+        hierarchy whose paths the cache shows (the collector's
+        ``hierarchy_id``): cgroup moves in it are followed; None ignores
+        every cgroup event."""
         self.grace_ns = grace_ns
+        self.cgroup_hierarchy = cgroup_hierarchy
         self.host_ns = dict(host_ns or {})
         self._cgroup_path = cgroup_path
         self.current_parent = current_parent
@@ -183,6 +188,8 @@ class ProcessCache:
             return self._clone(ev)
         if isinstance(ev, ExitEvent):
             return self._exited(ev)
+        if isinstance(ev, CgroupEvent):
+            return self._cgroup_moved(ev)
         return None
 
     def _exec(self, ev: ExecEvent) -> Process:
@@ -247,6 +254,24 @@ class ProcessCache:
         if proc.alive:
             proc.exit = ev
             self._end(proc, ev.time)
+        return proc
+
+    def _cgroup_moved(self, ev: CgroupEvent) -> Process | None:
+        """A live process moved to another cgroup of the tracked hierarchy
+        (ATTACH_TASK of its thread group or its leader); other cgroup
+        events change nothing here."""
+        if (
+            ev.op != wire.CGROUP_ATTACH_TASK
+            or ev.flags & wire.CGROUP_FLAG_THREAD_ONLY
+            or self.cgroup_hierarchy is None
+            or ev.hierarchy_id != self.cgroup_hierarchy
+        ):
+            return None
+        proc = self.by_pid.get(ev.pid)
+        if proc is None:
+            return None
+        if proc.cgroup != ev.path:
+            self._set_cgroup(proc, ev.path)
         return proc
 
     # -- bookkeeping ---------------------------------------------------------

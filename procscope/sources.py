@@ -22,5 +22,9 @@ def proc_parent(pid: int) -> int | None:
 
 
 def live_cache(hierarchy: cgroups.Hierarchy | None = None, grace_ns: int = DEFAULT_GRACE_NS) -> ProcessCache:
-    index = cgroups.PathIndex(hierarchy or cgroups.detect())
-    return ProcessCache(grace_ns=grace_ns, host_ns=host_namespaces(), cgroup_path=index.path, current_parent=proc_parent)
+    hierarchy = hierarchy or cgroups.detect()
+    index = cgroups.PathIndex(hierarchy)
+    return ProcessCache(
+        grace_ns=grace_ns, host_ns=host_namespaces(), cgroup_path=index.path, current_parent=proc_parent,
+        cgroup_hierarchy=hierarchy.hierarchy_id,
+    )  # fmt: skip

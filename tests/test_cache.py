@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from probes import wire
-from probes.events import CloneEvent, ExecEvent, ProcessKey
+from probes.events import CgroupEvent, CloneEvent, ExecEvent, ProcessKey
 from procscope import cache as cache_module
 from procscope.cache import DEFAULT_GRACE_NS, ROOT, ContainerEntry, ProcessCache
 from procscope.containers import Container
@@ -488,6 +488,66 @@ def test_container_table_counts_live_processes():
     assert cache.cgroups == {} and cache.containers == {}
     cache.expire(1000)
     assert_empty(cache)
+
+
+def cgroup_event(op: int, pid: int, path: str, time: int, hierarchy_id: int = 4, flags: int = 0) -> CgroupEvent:
+    return CgroupEvent(
+        time=time, op=op, pid=pid, nspid=pid, flags=flags, cgroup_id=1000 + len(path), tracker_id=1000 + len(path),
+        level=path.count("/"), hierarchy_id=hierarchy_id, name=path.rsplit("/", 1)[-1], path=path,
+    )  # fmt: skip
+
+
+def test_attach_task_moves_a_process_in_the_tracked_hierarchy():
+    cache = ProcessCache(grace_ns=10, cgroup_hierarchy=4)
+    init, shell = boot(cache)
+    app = cache.apply(exec_event(1950, 100, shell.key, "/app", cgroup="/user.slice"))
+    worker = cache.apply(clone_event(1951, 110, app.key))
+    moved = cache.apply(cgroup_event(wire.CGROUP_ATTACH_TASK, app.pid, DOCKER_A_PATH, 120))
+    assert moved is app and app.cgroup == DOCKER_A_PATH and app.container == Container(DOCKER_A, "docker")
+    assert set(cache.cgroups[DOCKER_A_PATH]) == {app.key}
+    assert cache.containers == {DOCKER_A: ContainerEntry(Container(DOCKER_A, "docker"), 120, 1)}
+    assert worker.cgroup == "/user.slice" and app.key not in cache.cgroups["/user.slice"]
+    assert cache.now == 120
+    # A child cloned afterwards inherits the new cgroup.
+    child = cache.apply(clone_event(1952, 130, app.key))
+    assert child.cgroup == DOCKER_A_PATH and cache.containers[DOCKER_A].processes == 2
+    # Moving again, to another container.
+    cache.apply(cgroup_event(wire.CGROUP_ATTACH_TASK, app.pid, DOCKER_B_PATH, 140))
+    assert app.cgroup == DOCKER_B_PATH and cache.containers[DOCKER_A].processes == 1
+    assert cache.containers[DOCKER_B].processes == 1
+    check_invariants(cache)
+    for p in (child, worker, app, shell, init):
+        cache.apply(exit_event(p.key, 200))
+    assert cache.cgroups == {} and cache.containers == {}
+    cache.expire(1000)
+    assert_empty(cache)
+
+
+def test_cgroup_events_that_do_not_move_a_tracked_process():
+    cache = ProcessCache(cgroup_hierarchy=4)
+    _init, shell = boot(cache)
+    app = cache.apply(exec_event(1960, 100, shell.key, "/app", cgroup="/user.slice"))
+    ignored = [
+        cgroup_event(wire.CGROUP_ATTACH_TASK, app.pid, DOCKER_A_PATH, 110, hierarchy_id=0),  # another hierarchy
+        cgroup_event(wire.CGROUP_ATTACH_TASK, app.pid, DOCKER_A_PATH, 111, flags=wire.CGROUP_FLAG_THREAD_ONLY),
+        cgroup_event(wire.CGROUP_ATTACH_TASK, 99999, DOCKER_A_PATH, 112),  # not a live process
+        cgroup_event(wire.CGROUP_MKDIR, app.pid, DOCKER_A_PATH, 113),
+        cgroup_event(wire.CGROUP_RMDIR, app.pid, "/user.slice", 114),
+        cgroup_event(wire.CGROUP_RELEASE, app.pid, "/user.slice", 115),
+    ]
+    for ev in ignored:
+        assert cache.apply(ev) is None
+    assert app.cgroup == "/user.slice" and cache.containers == {} and 99999 not in cache.by_pid
+    cache.apply(exit_event(app.key, 120))
+    assert cache.apply(cgroup_event(wire.CGROUP_ATTACH_TASK, app.pid, DOCKER_A_PATH, 130)) is None  # exited
+    assert app.cgroup == "/user.slice" and cache.containers == {}
+    # Without a tracked hierarchy every cgroup event is ignored.
+    blind = ProcessCache()
+    p = blind.apply(exec_event(1961, 10, NOBODY, cgroup="/user.slice"))
+    assert blind.apply(cgroup_event(wire.CGROUP_ATTACH_TASK, p.pid, DOCKER_A_PATH, 20, hierarchy_id=0)) is None
+    assert p.cgroup == "/user.slice"
+    check_invariants(cache)
+    check_invariants(blind)
 
 
 def test_cgroup_from_resolver_or_leaf_name():

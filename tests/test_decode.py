@@ -7,7 +7,7 @@ import pytest
 
 from probes import wire
 from probes.decode import DecodeError, decode
-from probes.events import ExitEvent, ProcessKey
+from probes.events import CgroupEvent, ExitEvent, ProcessKey
 
 
 def test_exit_record_round_trip():
@@ -17,7 +17,21 @@ def test_exit_record_round_trip():
     assert (ev.signal_name, ev.core_dumped, ev.status) == ("SIGKILL", True, 0)
 
 
-@pytest.mark.parametrize("raw", [b"", bytes([wire.OP_EXECVE]) + b"\0" * 20, bytes([wire.OP_CLONE, 0, 0]), bytes([99]) * 64])
+def test_cgroup_record_round_trip():
+    header = wire.CGROUP_HEADER.pack(
+        wire.OP_CGROUP, 0, wire.CGROUP_HEADER.size + 9, 123, 0, 0,
+        wire.CGROUP_ATTACH_TASK, 42, 7, 0, 123, 8153, 8153,
+        0, 4, 2, b"inner",
+    )  # fmt: skip
+    ev = decode(header + b"/a/inner\0")
+    assert ev == CgroupEvent(123, wire.CGROUP_ATTACH_TASK, 42, 7, 0, 8153, 8153, 2, 4, "inner", "/a/inner")
+    assert ev.op_name == "ATTACH_TASK"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", bytes([wire.OP_EXECVE]) + b"\0" * 20, bytes([wire.OP_CLONE, 0, 0]), bytes([99]) * 64, bytes([wire.OP_CGROUP]) * 100],
+)
 def test_bad_records_raise_decode_error(raw):
     with pytest.raises(DecodeError):
         decode(raw)

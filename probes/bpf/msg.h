@@ -1,6 +1,6 @@
 /* Wire structs between the BPF programs and user space. They mirror
  * Tetragon's processapi (MsgCommon, MsgExecveKey, MsgK8s, MsgGenericCred,
- * MsgNamespaces, MsgProcess, MsgCloneEvent, MsgExitEvent). The decoder in
+ * MsgNamespaces, MsgProcess, MsgCloneEvent, MsgExitEvent, MsgCgroupEvent). The decoder in
  * probes/wire.py describes the same layouts; probes/collector.py passes the
  * sizes it expects as PS_SIZEOF_* and the static asserts below keep both
  * sides in step. */
@@ -10,6 +10,21 @@
 #define MSG_OP_EXECVE 5
 #define MSG_OP_EXIT 7
 #define MSG_OP_CLONE 23
+#define MSG_OP_CGROUP 25
+
+/* MsgCgroupEvent.cgrp_op (Tetragon's CgroupOpCode) */
+#define MSG_OP_CGROUP_MKDIR 1
+#define MSG_OP_CGROUP_RMDIR 2
+#define MSG_OP_CGROUP_RELEASE 3
+#define MSG_OP_CGROUP_ATTACH_TASK 10
+
+/* MsgCgroupEvent.flags (procscope's own): ATTACH_TASK moved one thread
+ * that is not its thread group's leader (a v1 cgroup.tasks write), so the
+ * process as /proc/PID/cgroup shows it did not move. */
+#define CGROUP_FLAG_THREAD_ONLY 0x01
+
+#define CGROUP_NAME_LENGTH 128
+#define CGROUP_PATH_LENGTH 4096
 
 #define DOCKER_ID_LENGTH 128
 #define MSG_SIZEOF_ARGS 1024
@@ -144,6 +159,29 @@ struct msg_exit_event {
 	u32 tid;
 };
 
+struct msg_cgroup_data {
+	s32 state;
+	u32 hierarchy_id;
+	u32 level;
+	u32 pad;
+	char name[CGROUP_NAME_LENGTH];
+};
+
+/* Sent up to the path's NUL: common.size says how much of path is there. */
+struct msg_cgroup_event {
+	struct msg_common common;
+	struct msg_execve_key parent;
+	u32 cgrp_op;
+	u32 pid;
+	u32 nspid;
+	u32 flags;
+	u64 ktime;
+	u64 cgrpid_tracker;
+	u64 cgrpid;
+	struct msg_cgroup_data cgrp_data;
+	char path[CGROUP_PATH_LENGTH];
+};
+
 /* KernelStats.SentFailed[256][SENT_FAILED_MAX], flattened: BCC's Python
  * side sizes a 2-D array leaf wrongly. */
 struct kernel_stats {
@@ -154,5 +192,9 @@ _Static_assert(sizeof(struct msg_execve_event) - EXEC_DATA_SIZE == PS_SIZEOF_EXE
 	       "exec header layout differs from probes/wire.py");
 _Static_assert(sizeof(struct msg_clone_event) == PS_SIZEOF_CLONE, "clone layout differs from probes/wire.py");
 _Static_assert(sizeof(struct msg_exit_event) == PS_SIZEOF_EXIT, "exit layout differs from probes/wire.py");
+_Static_assert(sizeof(struct msg_cgroup_event) - CGROUP_PATH_LENGTH == PS_SIZEOF_CGROUP_HEADER,
+	       "cgroup header layout differs from probes/wire.py");
+_Static_assert(offsetof(struct msg_cgroup_event, path) == PS_SIZEOF_CGROUP_HEADER,
+	       "cgroup path offset differs from probes/wire.py");
 
 #endif

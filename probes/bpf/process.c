@@ -488,3 +488,72 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
 	emit(&ev, sizeof(ev), MSG_OP_EXIT);
 	return 0;
 }
+
+/* Cgroup events, from the cgroup raw tracepoints: (struct cgroup *, const
+ * char *path) and for attach_task also (struct task_struct *, bool
+ * threadgroup). The kernel formats path (relative to the hierarchy's root,
+ * at most 1024 bytes) only while a probe is attached. Every hierarchy is
+ * reported, v1 and v2; the hierarchy id tells them apart. */
+BPF_PERCPU_ARRAY(cgroup_heap, struct msg_cgroup_event, 1);
+
+static __always_inline int emit_cgroup(u32 cgrp_op, const void *cgrp, const char *path, const void *task)
+{
+	int zero = 0;
+	struct msg_cgroup_event *ev = cgroup_heap.lookup(&zero);
+	if (!ev)
+		return 0;
+	u64 now = bpf_ktime_get_boot_ns();
+	if (!task)
+		task = (const void *)bpf_get_current_task();
+	u32 tgid = rd_u32(task, PS_OFF(task_struct, tgid));
+	u32 tid = rd_u32(task, PS_OFF(task_struct, pid));
+	__builtin_memset(&ev->parent, 0, sizeof(ev->parent));
+	ev->cgrp_op = cgrp_op;
+	ev->pid = tgid;
+	ev->nspid = pid_nr_ns(task, 0);
+	ev->flags = (cgrp_op == MSG_OP_CGROUP_ATTACH_TASK && tid != tgid) ? CGROUP_FLAG_THREAD_ONLY : 0;
+	ev->ktime = now;
+	const void *kn = rd_ptr(cgrp, PS_OFF(cgroup, kn));
+	ev->cgrpid = kn ? rd_u64(kn, PS_OFF(kernfs_node, id)) : 0;
+	ev->cgrpid_tracker = ev->cgrpid;
+	ev->cgrp_data.state = 0;
+	ev->cgrp_data.pad = 0;
+	ev->cgrp_data.level = rd_u32(cgrp, PS_OFF(cgroup, level));
+	const void *root = rd_ptr(cgrp, PS_OFF(cgroup, root));
+	ev->cgrp_data.hierarchy_id = root ? rd_u32(root, PS_OFF(cgroup_root, hierarchy_id)) : 0;
+	ev->cgrp_data.name[0] = 0;
+	if (kn && bpf_probe_read_kernel_str(ev->cgrp_data.name, sizeof(ev->cgrp_data.name),
+					    rd_ptr(kn, PS_OFF(kernfs_node, name))) < 0)
+		ev->cgrp_data.name[0] = 0;
+	long n = bpf_probe_read_kernel_str(ev->path, CGROUP_PATH_LENGTH, path);
+	if (n <= 0) {
+		ev->path[0] = 0;
+		n = 1;
+	}
+	/* n is 1..CGROUP_PATH_LENGTH with the NUL: masked for the verifier. */
+	u32 size = offsetof(struct msg_cgroup_event, path) + (((u32)n - 1) & (CGROUP_PATH_LENGTH - 1)) + 1;
+	set_common(&ev->common, MSG_OP_CGROUP, size, now);
+	emit(ev, size, MSG_OP_CGROUP);
+	return 0;
+}
+
+RAW_TRACEPOINT_PROBE(cgroup_mkdir)
+{
+	return emit_cgroup(MSG_OP_CGROUP_MKDIR, (const void *)ctx->args[0], (const char *)ctx->args[1], 0);
+}
+
+RAW_TRACEPOINT_PROBE(cgroup_rmdir)
+{
+	return emit_cgroup(MSG_OP_CGROUP_RMDIR, (const void *)ctx->args[0], (const char *)ctx->args[1], 0);
+}
+
+RAW_TRACEPOINT_PROBE(cgroup_release)
+{
+	return emit_cgroup(MSG_OP_CGROUP_RELEASE, (const void *)ctx->args[0], (const char *)ctx->args[1], 0);
+}
+
+RAW_TRACEPOINT_PROBE(cgroup_attach_task)
+{
+	return emit_cgroup(MSG_OP_CGROUP_ATTACH_TASK, (const void *)ctx->args[0], (const char *)ctx->args[1],
+			   (const void *)ctx->args[2]);
+}

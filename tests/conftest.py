@@ -95,14 +95,19 @@ def unique_copy(src: str, directory: str, prefix: str = "ps") -> str:
     return dst
 
 
-@pytest.fixture(scope="session")
-def live():
-    collector = open_collector(scan_proc=False)
+def running_live(scan_proc: bool):
+    """A started collector with every event it delivers kept (for fixtures)."""
+    collector = open_collector(scan_proc=scan_proc)
     collector.start()
     live = Live(collector)
     yield live
     live.close()
     collector.stop()
+
+
+@pytest.fixture(scope="session")
+def live():
+    yield from running_live(scan_proc=False)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from probes import cgroups
 from probes.events import ExecEvent
 from procscope.sources import live_cache
 
-from .conftest import REQUIRE_BPF, Live, open_collector, proc_ns, proc_status, unique_copy
+from .conftest import REQUIRE_BPF, proc_ns, proc_status, running_live, unique_copy
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,12 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def scanned():
     """A collector that starts with the /proc scan, as the monitor does."""
-    collector = open_collector(scan_proc=True)
-    collector.start()
-    live = Live(collector)
-    yield live
-    live.close()
-    collector.stop()
+    yield from running_live(scan_proc=True)
 
 
 def _wait(pred, timeout=10.0):

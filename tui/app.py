@@ -16,6 +16,7 @@ from textual.containers import Horizontal
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Static
 
+from probes import wire
 from probes.events import ExecEvent, ExitEvent
 from procscope import query, snapshot
 from procscope.export import Exporter
@@ -80,6 +81,7 @@ class ProcscopeApp(App):
         self._rate: deque = deque(maxlen=20)  # (monotonic, events_total)
         self._last_counters: dict = {}
         self._prompt_mode = "filter"
+        self._drawn = 0.0  # monotonic time of the last redraw
 
     # -- layout ------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -112,7 +114,7 @@ class ProcscopeApp(App):
         self.set_interval(0.1, self.tick)
 
     # -- data ----------------------------------------------------------------------
-    def ingest(self) -> None:
+    def ingest(self) -> int:
         events = self.source.drain()
         if self.source.wall_offset is not None:
             self.exporter.wall_offset = self.source.wall_offset
@@ -120,21 +122,27 @@ class ProcscopeApp(App):
             proc = self.cache.apply(ev)
             if proc is None:
                 continue
-            if isinstance(ev, ExecEvent) and not ev.flags & 0x04:  # procFS: found at start, not an exec
+            if isinstance(ev, ExecEvent) and not ev.flags & wire.FLAG_PROCFS:  # found at start, not an exec
                 self.execs.append((self.exporter.time(ev.time)[11:23], proc))
             elif isinstance(ev, ExitEvent):
                 self.exits.append((self.exporter.time(ev.time)[11:23], proc))
         self.events_total += len(events)
-        self.cache.expire(boot_now() if self.source.label == "live BPF" else None)
+        self.cache.expire(self.now())
+        return len(events)
+
+    def now(self) -> int:
+        """The clock the panes age things by: the machine's, or a replay's last event."""
+        return boot_now() if self.source.live else self.cache.now
 
     def tick(self) -> None:
-        self.ingest()
-        if not self.paused:
+        # Redraw when something arrived, else once a second (ages, highlights, grace periods).
+        if (self.ingest() or time.monotonic() - self._drawn >= 1.0) and not self.paused:
             self.refresh_panes()
 
     def refresh_panes(self) -> None:
+        self._drawn = time.monotonic()
         match = self.query.predicate(self.cache) if self.query else None
-        now = self.cache.now if self.source.label != "live BPF" else boot_now()
+        now = self.now()
         tree = self.tree_pane
         rows = process_rows(self.cache, match, self.view)
         tree.set_rows([row_text(r, self.cache, now) for r in rows], [r.proc.key for r in rows])
@@ -149,7 +157,7 @@ class ProcscopeApp(App):
     def show_detail(self) -> None:
         key = self.tree_pane.selected_key
         proc = self.cache.get(key) if key is not None else None
-        now = self.cache.now if self.source.label != "live BPF" else boot_now()
+        now = self.now()
         self.widgets["detail"].update(render_detail(proc, self.cache, now))
 
     def show_status(self, shown: int) -> None:

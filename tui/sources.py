@@ -17,6 +17,7 @@ from procscope.sources import live_cache
 
 class LiveSource:
     label = "live BPF"
+    live = True  # ages and grace periods follow the machine's clock
     banner = ""
 
     def __init__(self, collector: Collector, grace_ns: int):
@@ -42,6 +43,7 @@ class LiveSource:
 
 class ProcfsSource:
     label = "/proc"
+    live = True
     banner = "no BPF ({why}): the tree comes from /proc; exec and exit streams are unavailable"
 
     def __init__(self, why: str, grace_ns: int):
@@ -67,6 +69,7 @@ class ProcfsSource:
 
 class ReplaySource:
     banner = ""
+    live = False  # ages follow the recording's clock
 
     def __init__(self, replay: Replay, grace_ns: int):
         self.replay = replay

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from probes import wire
 from procscope import derive
 from procscope.cache import ProcessCache
 
@@ -30,7 +31,7 @@ def row_text(row: Row, cache: ProcessCache, now: int) -> Text:
     style = ""
     if not p.alive:
         style = "dim strike" if p.exit is None else "dim"
-    elif now - p.seen < NEW_NS and p.image is not None and not p.image.flags & 0x04:  # not found by the /proc scan
+    elif now - p.seen < NEW_NS and p.image is not None and not p.image.flags & wire.FLAG_PROCFS:
         style = "bold green"
     text = Text(f"{p.pid:>7} {derive.user(p)[:9]:<9} {container:<12} ", style=style)
     badges = badge_text(derive.badges(p, cache))

@@ -11,21 +11,24 @@ import re
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import cgroups, kernel_tree, offsets, procfs, wire
+from .throttle import RateLimit, ThrottleMonitor, Window
 from .bcc_import import import_bcc
 from .btf import BTF, BTFError
 from .decode import DecodeError, decode
 from .errors import SetupError
-from .events import Event
+from .events import Event, ThrottleEvent, ThrottleMsg
 from .privileges import check_bpf_privileges
 from .tracefs import ensure_tracefs
 
 BPF_DIR = Path(__file__).parent / "bpf"
 DEFAULT_RING_BYTES = 16 << 20
+RATE_ENTRIES = 32768  # cgroups with rate state (Tetragon's default)
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
@@ -45,6 +48,11 @@ class Counters:
     userspace_dropped: int = 0  # events in batches the consumer was too slow for
     exec_map_full: int = 0  # execs whose key fell back to the start time
     received: int = 0
+    # The rate limit's suppressed events: totals per op, and per cgroup
+    # (name → per-op counts) for the cgroups throttled so far.
+    suppressed: dict[str, int] = field(default_factory=dict)
+    suppressed_by_cgroup: dict[str, dict[str, int]] = field(default_factory=dict)
+    throttled_now: list[str] = field(default_factory=list)  # cgroups throttled right now
 
     @property
     def kernel_dropped(self) -> int:
@@ -94,6 +102,44 @@ def _load_failure(exc: Exception, log: list[str]) -> SetupError:
     return SetupError(f"loading the BPF programs failed: {detail} (set PROCSCOPE_DEBUG=1 for the full log)")
 
 
+class _BpfRateMaps:
+    """ThrottleMonitor's view of the rate maps."""
+
+    def __init__(self, bpf):
+        self.rates = bpf[b"cgroup_rate_map"]
+        self.counts = bpf[b"cgroup_suppressed"]
+
+    def windows(self, cgroup_id: int) -> list[Window] | None:
+        try:
+            per_cpu = self.rates[self.rates.Key(cgroup_id)]
+        except KeyError:
+            return None
+        return [Window(v.curr, v.prev, v.time, v.throttled) for v in per_cpu]
+
+    def clear_throttled(self, cgroup_id: int) -> None:
+        # Races the BPF side's update as Tetragon's does: a crossing in
+        # between throttles again with the next event.
+        key = self.rates.Key(cgroup_id)
+        try:
+            per_cpu = self.rates[key]
+        except KeyError:
+            return
+        for v in per_cpu:
+            v.throttled = 0
+        self.rates[key] = per_cpu
+
+    def suppressed(self, cgroup_id: int) -> tuple[int, ...]:
+        try:
+            per_cpu = self.counts[self.counts.Key(cgroup_id)]
+        except KeyError:
+            return (0,) * len(wire.RATE_OPS)
+        return tuple(sum(cpu.n[i] for cpu in per_cpu) for i in range(len(wire.RATE_OPS)))
+
+    def forget(self, cgroup_id: int) -> None:
+        with contextlib.suppress(KeyError):
+            del self.counts[self.counts.Key(cgroup_id)]
+
+
 class Collector:
     """``open()`` loads and attaches; ``poll()`` reads once; ``start()`` polls
     on a thread into a bounded queue read with ``get_batch()``; ``stop()``
@@ -107,6 +153,7 @@ class Collector:
         queue_batches: int = 1024,
         poll_ms: int = 100,
         log: Callable[[str], None] | None = None,
+        cgroup_rate: RateLimit | None = None,
     ):
         self.ring_pages = ring_pages(ring_bytes)
         self.kthreads = kthreads
@@ -114,6 +161,10 @@ class Collector:
         self.poll_ms = poll_ms
         self.log = log or (lambda msg: print(f"procscope: {msg}", file=sys.stderr))
         self.hierarchy: cgroups.Hierarchy | None = None
+        self.cgroup_rate = cgroup_rate
+        self.throttle: ThrottleMonitor | None = None
+        # cgroup id → (name, suppressed counts reported by STOPs), of every cgroup throttled so far
+        self._throttled: dict[int, tuple[str, tuple[int, ...]]] = {}
         self._bpf = None
         self._batch: list[Event] = []
         self._queue: queue.Queue[list[Event]] = queue.Queue(maxsize=queue_batches)
@@ -143,6 +194,10 @@ class Collector:
             f"-DPS_RINGBUF_PAGES={self.ring_pages}",
             f"-DPS_TICK_NS={procfs.TICK_NS}",
             f"-DPS_TRACE_KTHREADS={int(self.kthreads)}",
+            f"-DPS_CGROUP_HIERARCHY_ID={self.hierarchy.hierarchy_id}",
+            f"-DPS_RATE_EVENTS={self.cgroup_rate.events if self.cgroup_rate else 0}",
+            f"-DPS_RATE_INTERVAL_NS={self.cgroup_rate.interval_ns if self.cgroup_rate else 0}ULL",
+            f"-DPS_RATE_ENTRIES={RATE_ENTRIES}",
         ]
         with kernel_tree.compile_tree(self.log):
             with _captured_stderr() as self.compile_log:
@@ -156,6 +211,8 @@ class Collector:
         if failure is not None:
             raise _load_failure(failure, self.compile_log) from None
         self._bpf[b"events"].open_ring_buffer(self._on_record)
+        if self.cgroup_rate is not None:
+            self.throttle = ThrottleMonitor(self.cgroup_rate, _BpfRateMaps(self._bpf), self.hierarchy.hierarchy_id)
 
     @property
     def hierarchy_id(self) -> int | None:
@@ -177,7 +234,25 @@ class Collector:
         self._bpf.ring_buffer_poll(timeout_ms)
         batch, self._batch = self._batch, []
         self._received += len(batch)
+        if self.throttle is not None:
+            batch = self._throttle_events(batch)
         return batch
+
+    def _throttle_events(self, batch: list) -> list[Event]:
+        """Replace the kernel's throttle messages with START events, and add
+        the STOPs that are due."""
+        now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        out: list[Event] = []
+        for ev in batch:
+            if not isinstance(ev, ThrottleMsg):
+                out.append(ev)
+            out.extend(self.throttle.handle(ev, now))
+        out.extend(self.throttle.check(now))
+        for ev in out:
+            if isinstance(ev, ThrottleEvent):
+                name, counts = self._throttled.get(ev.cgroup_id, (ev.name, (0,) * len(wire.RATE_OPS)))
+                self._throttled[ev.cgroup_id] = (name, tuple(a + b for a, b in zip(counts, ev.suppressed)))
+        return out
 
     def scan(self) -> list[Event]:
         return procfs.scan(self.hierarchy or cgroups.detect())
@@ -227,6 +302,15 @@ class Collector:
             if op in (wire.OP_EXECVE, wire.OP_CLONE, wire.OP_EXIT) or any(row.values()):
                 c.sent_failed[name] = row
         c.exec_map_full = sum(self._bpf[b"probe_errors"][0])
+        totals = self._bpf[b"suppressed_total"]
+        c.suppressed = {name: sum(totals[i]) for i, name in enumerate(wire.RATE_OPS)}
+        if self.throttle is not None:
+            maps = self.throttle.maps
+            for cgroup_id, (name, reported) in self._throttled.items():
+                # The map's counts only grow; once the cgroup is removed they are gone, and its STOP reported them.
+                counts = map(max, maps.suppressed(cgroup_id), reported)
+                c.suppressed_by_cgroup[name] = dict(zip(wire.RATE_OPS, counts))
+            c.throttled_now = sorted(t.name for t in self.throttle.active.values())
         return c
 
     # -- tear-down -----------------------------------------------------------

@@ -13,6 +13,7 @@ from .events import (
     ExitEvent,
     Namespaces,
     ProcessKey,
+    ThrottleMsg,
     UserNamespace,
 )
 
@@ -124,15 +125,23 @@ def decode_cgroup(data: bytes) -> CgroupEvent:
     )
 
 
+def decode_throttle(data: bytes) -> ThrottleMsg:
+    if len(data) < wire.THROTTLE.size:
+        raise DecodeError(f"throttle record of {len(data)} bytes, expected {wire.THROTTLE.size}")
+    _op, _f, _s, time, cgrpid, tracker, docker = wire.THROTTLE.unpack_from(data)
+    return ThrottleMsg(time, cgrpid, tracker, _text(docker.split(b"\0", 1)[0]))
+
+
 _DECODERS = {
     wire.OP_EXECVE: decode_exec,
     wire.OP_CLONE: decode_clone,
     wire.OP_EXIT: decode_exit,
     wire.OP_CGROUP: decode_cgroup,
+    wire.OP_THROTTLE: decode_throttle,
 }
 
 
-def decode(data: bytes) -> Event:
+def decode(data: bytes) -> Event | ThrottleMsg:
     if not data:
         raise DecodeError("empty record")
     try:

@@ -173,4 +173,35 @@ class CgroupEvent:
         return wire.CGROUP_OP_NAMES.get(self.op, str(self.op))
 
 
-Event = ExecEvent | CloneEvent | ExitEvent | CgroupEvent
+@dataclass(frozen=True, slots=True)
+class ThrottleMsg:
+    """The kernel's note that a cgroup crossed its rate limit on one CPU
+    (MsgThrottleEvent). The collector turns it into a ThrottleEvent."""
+
+    time: int
+    cgroup_id: int
+    tracker_id: int
+    name: str  # the cgroup's leaf name (MsgK8s.docker)
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleEvent:
+    """THROTTLE_START when a cgroup crossed its rate limit (its exec, clone
+    and exit events are suppressed from then on), THROTTLE_STOP once its
+    rate has stayed under the limit (or the cgroup is gone). ``suppressed``
+    counts, per op in wire.RATE_OPS order, the events suppressed since the
+    previous STOP of this cgroup: known at STOP, zeros at START."""
+
+    time: int
+    type: int  # wire.THROTTLE_START or THROTTLE_STOP
+    cgroup_id: int
+    name: str
+    suppressed: tuple[int, ...] = (0, 0, 0)
+    path: str = ""  # from the hierarchy's root, when known
+
+    @property
+    def type_name(self) -> str:
+        return wire.THROTTLE_NAMES.get(self.type, "THROTTLE_UNKNOWN")
+
+
+Event = ExecEvent | CloneEvent | ExitEvent | CgroupEvent | ThrottleEvent

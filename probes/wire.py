@@ -96,7 +96,17 @@ CGROUP_HEADER = struct.Struct(
     "iII4x128s"  # MsgCgroupData: state, hierarchy_id, level, pad, name
 )
 
+# MsgThrottleEvent: MsgCommon | MsgK8s of the cgroup that crossed its rate limit.
+THROTTLE = struct.Struct("<BBxxIQ" "QQ128s")
+# ThrottleType (Tetragon's tetragon.ThrottleType)
+THROTTLE_START = 1
+THROTTLE_STOP = 2
+THROTTLE_NAMES = {THROTTLE_START: "THROTTLE_START", THROTTLE_STOP: "THROTTLE_STOP"}
+# Ops the rate limit suppresses, in the order of the BPF side's counters.
+RATE_OPS = ("exec", "clone", "exit")
+
 assert EXECVE_HEADER.size == 384 and CLONE.size == 56 and EXIT.size == 40 and CGROUP_HEADER.size == 216
+assert THROTTLE.size == 160
 
 
 def compile_flags() -> list[str]:
@@ -107,6 +117,7 @@ def compile_flags() -> list[str]:
         f"-DPS_SIZEOF_CLONE={CLONE.size}",
         f"-DPS_SIZEOF_EXIT={EXIT.size}",
         f"-DPS_SIZEOF_CGROUP_HEADER={CGROUP_HEADER.size}",
+        f"-DPS_SIZEOF_THROTTLE={THROTTLE.size}",
     ]
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from probes import wire
-from probes.events import CgroupEvent, CloneEvent, Event, ExecEvent, ExitEvent, ProcessKey
+from probes.events import CgroupEvent, CloneEvent, Event, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
 
 from .containers import Container, from_cgroup_name, from_cgroup_path
 
@@ -31,6 +31,7 @@ DEFAULT_GRACE_NS = 5_000_000_000
 # cgroups must not grow them for ever.
 SHARED_TABLE_LIMIT = 1 << 16
 ROOT = ProcessKey(0, 0)
+ANY_HIERARCHY = -1  # cgroup_hierarchy for event sources that hold one hierarchy's events only (recordings)
 
 
 class Process:
@@ -96,6 +97,20 @@ class ContainerEntry:
     processes: int = 0  # live processes in it
 
 
+@dataclass
+class Throttle:
+    """A cgroup the rate limit throttled (now, or earlier in the session)."""
+
+    cgroup_id: int
+    name: str
+    path: str  # from the hierarchy's root; the bare name when unknown
+    container: Container | None
+    active: bool
+    since: int  # event time of the last START
+    suppressed: tuple[int, ...] = (0, 0, 0)  # all STOPs' counts, per op (wire.RATE_OPS)
+    episodes: int = 0
+
+
 class ProcessCache:
     def __init__(
         self,
@@ -122,8 +137,18 @@ class ProcessCache:
         self.by_pid: dict[int, Process] = {}  # the live image of each pid
         self.roots: dict[ProcessKey, Process] = {}  # visible processes whose ppid is not cached
         self.cgroups: dict[str, dict[ProcessKey, Process]] = {}  # path → live processes
+        # The tracked hierarchy's cgroup tree: path → child cgroup paths, for
+        # every cgroup made while we watch or holding a process.
+        self.cgroup_tree: dict[str, set[str]] = {}
+        self.throttles: dict[int, Throttle] = {}  # cgroup id → throttle state
         self.containers: dict[str, ContainerEntry] = {}
         self.counters = CacheCounters()
+        # For redraws: ``version`` moves on every change to what the tree
+        # shows; ``changed``, once a consumer sets it to a set, also collects
+        # the processes whose row changed and the parents whose children
+        # changed (None: the roots). None: not collected.
+        self.version = 0
+        self.changed: set[Process | None] | None = None
         self.now = 0
         self._grace: deque[Process] = deque()  # exited, in exit order
         self._interned: dict = {}
@@ -189,7 +214,9 @@ class ProcessCache:
         if isinstance(ev, ExitEvent):
             return self._exited(ev)
         if isinstance(ev, CgroupEvent):
-            return self._cgroup_moved(ev)
+            return self._cgroup_event(ev)
+        if isinstance(ev, ThrottleEvent):
+            self._throttle(ev)
         return None
 
     def _exec(self, ev: ExecEvent) -> Process:
@@ -256,23 +283,57 @@ class ProcessCache:
             self._end(proc, ev.time)
         return proc
 
-    def _cgroup_moved(self, ev: CgroupEvent) -> Process | None:
-        """A live process moved to another cgroup of the tracked hierarchy
-        (ATTACH_TASK of its thread group or its leader); other cgroup
-        events change nothing here."""
-        if (
-            ev.op != wire.CGROUP_ATTACH_TASK
-            or ev.flags & wire.CGROUP_FLAG_THREAD_ONLY
-            or self.cgroup_hierarchy is None
-            or ev.hierarchy_id != self.cgroup_hierarchy
-        ):
+    def _cgroup_event(self, ev: CgroupEvent) -> Process | None:
+        """Cgroups of the tracked hierarchy: made and removed ones change the
+        cgroup tree; a live process moved to another cgroup (ATTACH_TASK of
+        its thread group or its leader) moves in it and may change container."""
+        if self.cgroup_hierarchy is None or self.cgroup_hierarchy not in (ev.hierarchy_id, ANY_HIERARCHY):
             return None
-        proc = self.by_pid.get(ev.pid)
-        if proc is None:
-            return None
-        if proc.cgroup != ev.path:
-            self._set_cgroup(proc, ev.path)
-        return proc
+        if ev.op == wire.CGROUP_MKDIR:
+            self._add_cgroup(ev.path)
+        elif ev.op == wire.CGROUP_RMDIR:
+            self._remove_cgroup(ev.path)
+        elif ev.op == wire.CGROUP_ATTACH_TASK and not ev.flags & wire.CGROUP_FLAG_THREAD_ONLY:
+            proc = self.by_pid.get(ev.pid)
+            if proc is not None and proc.cgroup != ev.path:
+                self._set_cgroup(proc, ev.path)
+            return proc
+        return None
+
+    def _add_cgroup(self, path: str) -> None:
+        """Add a cgroup and the ancestors it implies (paths are absolute)."""
+        while path not in self.cgroup_tree:
+            self.cgroup_tree[path] = set()
+            if path == "/":
+                return
+            parent = path.rsplit("/", 1)[0] or "/"
+            self.cgroup_tree.setdefault(parent, set()).add(path)
+            path = parent
+
+    def _remove_cgroup(self, path: str) -> None:
+        if path == "/" or self.cgroup_tree.pop(path, None) is None:
+            return
+        parent = path.rsplit("/", 1)[0] or "/"
+        siblings = self.cgroup_tree.get(parent)
+        if siblings is not None:
+            siblings.discard(path)
+
+    def _throttle(self, ev: ThrottleEvent) -> None:
+        t = self.throttles.get(ev.cgroup_id)
+        if t is None:
+            path = ev.path or (self._cgroup_path(ev.cgroup_id) if self._cgroup_path is not None else None) or ev.name
+            container = from_cgroup_path(path) if path.startswith("/") else from_cgroup_name(path)
+            t = self.throttles[ev.cgroup_id] = Throttle(ev.cgroup_id, ev.name, path, container, False, ev.time)
+        if ev.type == wire.THROTTLE_START:
+            t.active, t.since = True, ev.time
+        elif ev.type == wire.THROTTLE_STOP:
+            t.active = False
+            t.episodes += 1
+            t.suppressed = tuple(a + b for a, b in zip(t.suppressed, ev.suppressed))
+
+    def throttled_containers(self) -> set[str]:
+        """Ids of the containers one of whose cgroups is throttled now."""
+        return {t.container.id for t in self.throttles.values() if t.active and t.container is not None}
 
     # -- bookkeeping ---------------------------------------------------------
     def _find(self, key: ProcessKey) -> Process | None:
@@ -356,18 +417,30 @@ class ProcessCache:
             if parent.children is None:
                 parent.children = {}
             parent.children[proc.key] = proc
+            self._touch(parent)
         else:
             self.roots[proc.key] = proc
+            self._touch(None)
+
+    def _touch(self, proc: Process | None) -> None:
+        """Note a change for redraws (see ``changed``)."""
+        self.version += 1
+        if self.changed is not None:
+            self.changed.add(proc)
 
     def _untree(self, proc: Process) -> None:
-        self.roots.pop(proc.key, None)
+        self._touch(proc)  # every tree move and removal comes through here
+        if self.roots.pop(proc.key, None) is not None:
+            self._touch(None)
         up = self.procs.get(proc.ppid)
         if up is not None and up.children:
+            self._touch(up)
             up.children.pop(proc.key, None)
             if not up.children:
                 up.children = None
 
     def _set_cgroup(self, proc: Process, path: str) -> None:
+        self._touch(proc)  # its container and cgroup group
         self._leave_cgroup(proc)
         proc.cgroup = path = self._interned.setdefault(path, path)
         if path not in self._containers_of:
@@ -377,6 +450,8 @@ class ProcessCache:
             self._containers_of[path] = from_cgroup_path(path) if path.startswith("/") else from_cgroup_name(path)
         proc.container = self._containers_of[path]
         if proc.alive and path:
+            if path not in self.cgroups and path.startswith("/"):
+                self._add_cgroup(path)
             self.cgroups.setdefault(path, {})[proc.key] = proc
             c = proc.container
             if c is not None:
@@ -402,6 +477,7 @@ class ProcessCache:
         if not proc.alive:
             return
         proc.alive = False
+        self._touch(proc)  # drawn dimmed
         proc.exit_time = when
         if self.by_pid.get(proc.pid) is proc:
             del self.by_pid[proc.pid]

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from probes import wire
 from probes.collector import Counters
-from probes.events import CloneEvent, ExitEvent, ProcessKey
+from probes.events import CgroupEvent, CloneEvent, ExitEvent, ProcessKey, ThrottleEvent
 
 from .cache import CacheCounters, Process, ProcessCache
 from .names import cap_names, securebit_names, user_name
@@ -141,6 +141,26 @@ class Exporter:
         }  # fmt: skip
         return self._wrap("procscope_clone", body, ev.time)
 
+    def throttle_event(self, ev: ThrottleEvent) -> dict:
+        """Tetragon's process_throttle; procscope adds the cgroup's id and
+        path and, at STOP, the events suppressed per op."""
+        body: dict = {"type": ev.type_name, "cgroup": ev.name}
+        if not self.tetragon_only:
+            t = self.cache.throttles.get(ev.cgroup_id)
+            body["cgroup_id"] = str(ev.cgroup_id)
+            body["path"] = t.path if t is not None else ev.path
+            if ev.type == wire.THROTTLE_STOP:
+                body["suppressed"] = dict(zip(wire.RATE_OPS, ev.suppressed))
+        return self._wrap("process_throttle", body, ev.time)
+
+    def cgroup_event(self, ev: CgroupEvent) -> dict:
+        body = {
+            "op": ev.op_name, "pid": ev.pid, "nspid": ev.nspid, "flags": ev.flags, "cgroup_id": str(ev.cgroup_id),
+            "tracker_id": str(ev.tracker_id), "level": ev.level, "hierarchy_id": ev.hierarchy_id,
+            "name": ev.name, "path": ev.path,
+        }  # fmt: skip
+        return self._wrap("procscope_cgroup", body, ev.time)
+
     def counters_event(self, c: Counters, ktime: int) -> dict:
         return self._wrap("procscope_counters", counters_json(c, self.cache.counters), ktime)
 
@@ -156,6 +176,9 @@ def counters_json(c: Counters, cache: CacheCounters | None = None) -> dict:
         "userspace_dropped": c.userspace_dropped,
         "exec_map_full": c.exec_map_full,
         "received": c.received,
+        "suppressed": c.suppressed,
+        "suppressed_by_cgroup": c.suppressed_by_cgroup,
+        "throttled_now": c.throttled_now,
     }
     if cache is not None:
         out["cache"] = dataclasses.asdict(cache)
@@ -178,6 +201,15 @@ def compact(event: dict) -> str:
     if "procscope_clone" in event:
         c = event["procscope_clone"]
         return f"🧬 clone   {event['node_name']} pid {c['pid']}"
+    if "process_throttle" in event:
+        t = event["process_throttle"]
+        words = [f"{op} {n}" for op, n in t.get("suppressed", {}).items()]
+        tail = f" (suppressed {', '.join(words)})" if words else ""
+        icon = "⏸️" if t["type"] == "THROTTLE_START" else "▶️"
+        return f"{icon} throttle {event['node_name']} {t['type']} {t.get('path') or t['cgroup']}{tail}"
+    if "procscope_cgroup" in event:
+        c = event["procscope_cgroup"]
+        return f"📁 cgroup  {event['node_name']} {c['op']} {c['path']} (hierarchy {c['hierarchy_id']}, pid {c['pid']})"
     if "procscope_counters" in event:
         c = event["procscope_counters"]
         lost = sum(sum(r.values()) for r in c["sent_failed"].values())

@@ -124,6 +124,11 @@ class Query:
 
         return match
 
+    def about_cgroups(self) -> Query:
+        """Only the terms about where a process runs (container, cgroup):
+        what applies to events about a cgroup rather than a process."""
+        return Query(tuple(t for t in self.terms if t.field in ("container", "cgroup")))
+
     def filter(self, cache: ProcessCache, procs: Iterable[Process]) -> list[Process]:
         match = self.predicate(cache)
         return [p for p in procs if match(p)]

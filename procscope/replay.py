@@ -15,11 +15,11 @@ from datetime import datetime
 
 from probes import wire
 from probes.events import (
-    NAMESPACES, Capabilities, CloneEvent, Credentials, Event, ExecEvent, ExitEvent, Namespaces, ProcessKey,
-    UserNamespace,
+    NAMESPACES, Capabilities, CgroupEvent, CloneEvent, Credentials, Event, ExecEvent, ExitEvent, Namespaces, ProcessKey,
+    ThrottleEvent, UserNamespace,
 )  # fmt: skip
 
-from .cache import ROOT, ProcessCache
+from .cache import ANY_HIERARCHY, ROOT, ProcessCache
 from .names import CAPABILITIES, SECUREBITS
 
 SNAPSHOT_SCHEMA = "procscope-snapshot"
@@ -205,6 +205,22 @@ class Replay:
                 self._seen.add(key)
                 out.append(CloneEvent(self._boot(rec["time"]), key, int(c.get("tid", key.pid)),
                                       int(c.get("nspid", key.pid)), parent, wire.FLAG_CLONE))  # fmt: skip
+            elif "process_throttle" in rec:
+                t = rec["process_throttle"]
+                kind = {v: k for k, v in wire.THROTTLE_NAMES.items()}.get(t["type"])
+                if kind is None:
+                    raise BadRecord(f"unknown throttle type {t['type']!r}")
+                counts = t.get("suppressed", {})
+                out.append(ThrottleEvent(self._boot(rec["time"]), kind, int(t.get("cgroup_id", 0)), t["cgroup"],
+                                         tuple(int(counts.get(op, 0)) for op in wire.RATE_OPS), t.get("path", "")))  # fmt: skip
+            elif "procscope_cgroup" in rec:
+                c = rec["procscope_cgroup"]
+                op = {v: k for k, v in wire.CGROUP_OP_NAMES.items()}.get(c["op"])
+                if op is None:
+                    raise BadRecord(f"unknown cgroup op {c['op']!r}")
+                out.append(CgroupEvent(self._boot(rec["time"]), op, int(c["pid"]), int(c.get("nspid", c["pid"])),
+                                       int(c.get("flags", 0)), int(c["cgroup_id"]), int(c.get("tracker_id", c["cgroup_id"])),
+                                       int(c.get("level", 0)), int(c["hierarchy_id"]), c.get("name", ""), c["path"]))  # fmt: skip
             elif "procscope_counters" in rec:
                 self.counters = rec["procscope_counters"]
         except KeyError as exc:
@@ -286,6 +302,15 @@ class Replay:
     def current_parent(self, pid: int) -> int | None:
         """For snapshots: the parent each live process had when it was taken."""
         return self._ppids.get(pid)
+
+    def new_cache(self, grace_ns: int) -> ProcessCache:
+        """A cache for this recording's events. Recordings keep only the
+        tracked hierarchy's cgroup events, so all of them apply."""
+        cache = ProcessCache(grace_ns=grace_ns, cgroup_hierarchy=ANY_HIERARCHY)
+        cache.host_ns = self.host_ns  # the same dict: filled as the first process is read
+        if self.kind == "snapshot":
+            cache.current_parent = self.current_parent
+        return cache
 
     def feed(self, cache: ProcessCache, on_event: Callable[[Event], None] | None = None) -> None:
         cache.host_ns = self.host_ns  # filled as the first process is read

@@ -3,6 +3,7 @@ v1 hierarchy (memory) and in the v2 one, a process moved into them, then
 removed. Root and BPF needed; with PROCSCOPE_REQUIRE_BPF=1 they fail, not
 skip, when something is missing."""
 
+import json
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ import uuid
 import pytest
 
 from probes import cgroups, wire
-from probes.events import CgroupEvent
+from probes.events import CgroupEvent, ExecEvent, ProcessKey
 from procscope.cache import ProcessCache
 
 from .conftest import REQUIRE_BPF, unique_copy
@@ -167,3 +168,57 @@ def test_moving_one_thread_is_flagged(live, scratch):
         proc.wait()
         _evacuate(mount, top)
 
+
+
+def test_cache_keeps_the_cgroup_tree(live):
+    """Cgroups made and removed in the tracked hierarchy appear in and leave
+    the cache's cgroup tree, as the directories do."""
+    h = live.collector.hierarchy
+    top = os.path.join(h.mountpoint, f"procscope-test-{uuid.uuid4().hex[:10]}")
+    inner = os.path.join(top, "inner")
+    rel_top, rel_inner = top[len(h.mountpoint) :], inner[len(h.mountpoint) :]
+    cache = ProcessCache(cgroup_hierarchy=h.hierarchy_id)
+    os.makedirs(inner)
+    try:
+        mkdir = live.wait_for(_is(wire.CGROUP_MKDIR, path=rel_inner, hierarchy_id=h.hierarchy_id))
+        cache.apply_all(e for e in live.matching(lambda e: isinstance(e, CgroupEvent)) if e.time <= mkdir.time)
+        assert cache.cgroup_tree[rel_top] == {rel_inner} and cache.cgroup_tree[rel_inner] == set()
+        assert rel_top in cache.cgroup_tree["/"]
+        assert sorted(os.listdir(top)) and os.path.isdir(inner)
+    finally:
+        _evacuate(h.mountpoint, top)
+    rmdir = live.wait_for(_is(wire.CGROUP_RMDIR, path=rel_top, hierarchy_id=h.hierarchy_id))
+    cache.apply_all(e for e in live.matching(lambda e: isinstance(e, CgroupEvent)) if mkdir.time < e.time <= rmdir.time)
+    assert rel_top not in cache.cgroup_tree and rel_inner not in cache.cgroup_tree
+    assert rel_top not in cache.cgroup_tree["/"]
+
+
+def test_recorded_cgroup_events_replay_into_the_cache(tmp_path):
+    """A recording keeps cgroup events (procscope_cgroup lines): replayed,
+    a process moved into a container's cgroup moves there again."""
+    from procscope.export import Exporter
+    from procscope.replay import Replay
+
+    from .factories import exec_event
+
+    cid = "3f2a" * 16
+    sleeper = exec_event(4242, 10**9, ProcessKey(0, 0), binary="/bin/sleep", cgroup="/user.slice")
+    events = [
+        sleeper,
+        CgroupEvent(sleeper.time + 1, wire.CGROUP_MKDIR, 1, 1, 0, 77, 77, 2, 4, cid, f"/docker/{cid}"),
+        CgroupEvent(sleeper.time + 2, wire.CGROUP_ATTACH_TASK, 4242, 4242, 0, 77, 77, 2, 4, cid, f"/docker/{cid}"),
+    ]
+    cache = ProcessCache(cgroup_hierarchy=4)
+    exporter = Exporter(cache, node="n", wall_offset=0)
+    lines = []
+    for ev in events:
+        proc = cache.apply(ev)
+        lines.append(exporter.exec_event(proc) if isinstance(ev, ExecEvent) else exporter.cgroup_event(ev))
+    path = tmp_path / "rec.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    replay = Replay(str(path))
+    again = replay.new_cache(5 * 10**9)
+    replay.feed(again)
+    proc = again.by_pid[4242]
+    assert proc.cgroup == f"/docker/{cid}" and proc.container.id == cid
+    assert again.containers[cid].processes == 1 and f"/docker/{cid}" in again.cgroup_tree["/docker"]

@@ -11,6 +11,7 @@
 #define MSG_OP_EXIT 7
 #define MSG_OP_CLONE 23
 #define MSG_OP_CGROUP 25
+#define MSG_OP_THROTTLE 27
 
 /* MsgCgroupEvent.cgrp_op (Tetragon's CgroupOpCode) */
 #define MSG_OP_CGROUP_MKDIR 1
@@ -184,6 +185,21 @@ struct msg_cgroup_event {
 
 /* KernelStats.SentFailed[256][SENT_FAILED_MAX], flattened: BCC's Python
  * side sizes a 2-D array leaf wrongly. */
+/* A cgroup crossed its rate limit (Tetragon's msg_throttle). */
+struct msg_throttle {
+	struct msg_common common;
+	struct msg_k8s kube;
+};
+
+/* Events suppressed by the rate limit, by op. */
+#define RATE_EXEC 0
+#define RATE_CLONE 1
+#define RATE_EXIT 2
+#define RATE_OPS 4 /* a power of two: indexes are masked with RATE_OPS - 1 */
+struct rate_counts {
+	u64 n[RATE_OPS];
+};
+
 struct kernel_stats {
 	u64 sent_failed[256 * SENT_FAILED_MAX];
 };
@@ -192,6 +208,7 @@ _Static_assert(sizeof(struct msg_execve_event) - EXEC_DATA_SIZE == PS_SIZEOF_EXE
 	       "exec header layout differs from probes/wire.py");
 _Static_assert(sizeof(struct msg_clone_event) == PS_SIZEOF_CLONE, "clone layout differs from probes/wire.py");
 _Static_assert(sizeof(struct msg_exit_event) == PS_SIZEOF_EXIT, "exit layout differs from probes/wire.py");
+_Static_assert(sizeof(struct msg_throttle) == PS_SIZEOF_THROTTLE, "throttle layout differs from probes/wire.py");
 _Static_assert(sizeof(struct msg_cgroup_event) - CGROUP_PATH_LENGTH == PS_SIZEOF_CGROUP_HEADER,
 	       "cgroup header layout differs from probes/wire.py");
 _Static_assert(offsetof(struct msg_cgroup_event, path) == PS_SIZEOF_CGROUP_HEADER,

@@ -241,7 +241,7 @@ static __always_inline void read_namespaces(const void *task, struct msg_namespa
 
 /* The cgroup that identifies a container: the v2 cgroup, or on v1/hybrid
  * machines the cgroup of one v1 controller chosen by the loader. */
-static __always_inline int read_cgroup(const void *task, struct msg_k8s *k8s)
+static __always_inline const void *tracked_cgroup_kn(const void *task)
 {
 	const void *cset = rd_ptr(task, PS_OFF(task_struct, cgroups));
 #if PS_CGROUP_SUBSYS_IDX < 0
@@ -250,7 +250,12 @@ static __always_inline int read_cgroup(const void *task, struct msg_k8s *k8s)
 	const void *css = rd_ptr(cset, PS_OFF(css_set, subsys) + 8 * PS_CGROUP_SUBSYS_IDX);
 	const void *cgrp = rd_ptr(css, PS_OFF(cgroup_subsys_state, cgroup));
 #endif
-	const void *kn = rd_ptr(cgrp, PS_OFF(cgroup, kn));
+	return rd_ptr(cgrp, PS_OFF(cgroup, kn));
+}
+
+static __always_inline int read_cgroup(const void *task, struct msg_k8s *k8s)
+{
+	const void *kn = tracked_cgroup_kn(task);
 	if (!kn)
 		return -1;
 	k8s->cgrpid = rd_u64(kn, PS_OFF(kernfs_node, id));
@@ -259,6 +264,85 @@ static __always_inline int read_cgroup(const void *task, struct msg_k8s *k8s)
 	if (bpf_probe_read_kernel_str(k8s->docker, sizeof(k8s->docker), name) < 0)
 		return -1;
 	return 0;
+}
+
+/* Per-cgroup rate limit (--cgroup-rate EVENTS,INTERVAL), Tetragon's sliding
+ * window: per cgroup and CPU, the events of the current and the previous
+ * interval, the previous one weighted by how much of it the window still
+ * covers. On the first crossing one THROTTLE message goes out and the
+ * cgroup's exec/clone/exit events are suppressed (and counted) until user
+ * space, seeing the rate back under the limit, clears `throttled`. */
+#if PS_RATE_EVENTS
+struct cgroup_rate {
+	u64 curr;
+	u64 prev;
+	u64 time;
+	u64 rate;
+	u64 throttled; /* when the limit was crossed; 0 = not throttled */
+};
+BPF_PERCPU_HASH(cgroup_rate_map, u64, struct cgroup_rate, PS_RATE_ENTRIES);
+/* Suppressed events per cgroup and op (RATE_EXEC, _CLONE, _EXIT); user
+ * space removes a cgroup's entry once it has read it after the rmdir. */
+BPF_PERCPU_HASH(cgroup_suppressed, u64, struct rate_counts, PS_RATE_ENTRIES);
+BPF_PERCPU_ARRAY(throttle_heap, struct msg_throttle, 1);
+#endif
+/* Suppressed events per op over all cgroups: exact even when a cgroup's
+ * entry is gone or the per-cgroup map is full. */
+BPF_PERCPU_ARRAY(suppressed_total, u64, RATE_OPS);
+
+/* Whether the event of the task may go out; false = suppressed and counted. */
+static __always_inline int rate_allows(const void *task, u64 now, u32 which)
+{
+#if PS_RATE_EVENTS
+	const void *kn = tracked_cgroup_kn(task);
+	if (!kn)
+		return 1;
+	u64 id = rd_u64(kn, PS_OFF(kernfs_node, id));
+	struct cgroup_rate *val = cgroup_rate_map.lookup(&id);
+	if (!val) {
+		struct cgroup_rate init = { .curr = 1, .time = now / PS_RATE_INTERVAL_NS * PS_RATE_INTERVAL_NS };
+		cgroup_rate_map.update(&id, &init);
+		return 1;
+	}
+	u64 delta = now - val->time;
+	if (delta > PS_RATE_INTERVAL_NS) {
+		if (delta > 2 * PS_RATE_INTERVAL_NS) {
+			val->prev = 0;
+			val->time = now / PS_RATE_INTERVAL_NS * PS_RATE_INTERVAL_NS;
+		} else {
+			val->prev = val->curr;
+			val->time += PS_RATE_INTERVAL_NS;
+		}
+		val->curr = 0;
+	}
+	val->curr++;
+	u64 slide = PS_RATE_INTERVAL_NS - (now - val->time);
+	val->rate = slide * val->prev / PS_RATE_INTERVAL_NS + val->curr;
+	if (!val->throttled && val->rate >= PS_RATE_EVENTS) {
+		val->throttled = now;
+		int zero = 0;
+		struct msg_throttle *msg = throttle_heap.lookup(&zero);
+		if (msg) {
+			__builtin_memset(msg, 0, sizeof(*msg));
+			read_cgroup(task, &msg->kube);
+			set_common(&msg->common, MSG_OP_THROTTLE, sizeof(*msg), now);
+			emit(msg, sizeof(*msg), MSG_OP_THROTTLE);
+		}
+	}
+	if (!val->throttled)
+		return 1;
+	u32 slot = which & (RATE_OPS - 1); /* a copy: a map key's stack slot loses its bounds */
+	u64 *total = suppressed_total.lookup(&slot);
+	if (total)
+		(*total)++;
+	struct rate_counts zeros = {};
+	struct rate_counts *n = cgroup_suppressed.lookup_or_try_init(&id, &zeros);
+	if (n)
+		n->n[which & (RATE_OPS - 1)]++;
+	return 0;
+#else
+	return 1;
+#endif
 }
 
 static __always_inline int save_pre_exec(u32 execveat)
@@ -370,6 +454,8 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
 	p->secureexec = exec_privileges(bprm, &ev->creds, ambient, pre);
 	if (pre)
 		pre_exec_creds.delete(&tgid);
+	if (!rate_allows(task, now, RATE_EXEC))
+		return 0;
 	u64 bits = rd_u64(bprm, PS_OFF(linux_binprm, secureexec));
 	if ((bits >> PS_BIT_linux_binprm__secureexec) & 1)
 		p->secureexec |= EXECVE_AT_SECURE;
@@ -449,9 +535,12 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 	if (!PS_TRACE_KTHREADS && is_kthread(child))
 		return 0;
 
+	u64 now = bpf_ktime_get_boot_ns();
+	if (!rate_allows(child, now, RATE_CLONE))
+		return 0;
 	struct msg_clone_event ev = {};
 	u32 ptgid = rd_u32(parent, PS_OFF(task_struct, tgid));
-	set_common(&ev.common, MSG_OP_CLONE, sizeof(ev), bpf_ktime_get_boot_ns());
+	set_common(&ev.common, MSG_OP_CLONE, sizeof(ev), now);
 	ev.parent.pid = ptgid;
 	ev.parent.ktime = key_ktime(ptgid, parent);
 	ev.pid = tgid;
@@ -483,6 +572,8 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
 	ev.current.pid = tgid;
 	ev.current.ktime = key_ktime(tgid, task);
 	exec_ktime.delete(&tgid);
+	if (!rate_allows(task, ev.common.ktime, RATE_EXIT))
+		return 0;
 	ev.code = rd_u32(task, PS_OFF(task_struct, exit_code));
 	ev.tid = rd_u32(task, PS_OFF(task_struct, pid));
 	emit(&ev, sizeof(ev), MSG_OP_EXIT);
@@ -544,6 +635,17 @@ RAW_TRACEPOINT_PROBE(cgroup_mkdir)
 
 RAW_TRACEPOINT_PROBE(cgroup_rmdir)
 {
+#if PS_RATE_EVENTS
+	/* The cgroup's rate state goes with it (its suppressed counts stay
+	 * until user space has read them). */
+	const void *cgrp = (const void *)ctx->args[0];
+	const void *root = rd_ptr(cgrp, PS_OFF(cgroup, root));
+	const void *kn = rd_ptr(cgrp, PS_OFF(cgroup, kn));
+	if (kn && root && rd_u32(root, PS_OFF(cgroup_root, hierarchy_id)) == PS_CGROUP_HIERARCHY_ID) {
+		u64 id = rd_u64(kn, PS_OFF(kernfs_node, id));
+		cgroup_rate_map.delete(&id);
+	}
+#endif
 	return emit_cgroup(MSG_OP_CGROUP_RMDIR, (const void *)ctx->args[0], (const char *)ctx->args[1], 0);
 }
 

@@ -15,16 +15,17 @@ from collections import deque
 from probes import cgroups, procfs, wire
 from probes.collector import DEFAULT_RING_BYTES, Collector
 from probes.errors import SetupError
-from probes.events import CloneEvent, ExecEvent, ExitEvent
+from probes.events import CgroupEvent, CloneEvent, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
+from probes.throttle import RateError, parse_rate
 
 from . import query, snapshot
 from .atomic import atomic_writer
-from .cache import DEFAULT_GRACE_NS, ProcessCache
+from .cache import ANY_HIERARCHY, DEFAULT_GRACE_NS, Process, ProcessCache
 from .export import Exporter, compact, counters_json
 from .replay import SNAPSHOT_VERSION, Replay, ReplayError
 from .sources import live_cache
 
-INCLUDABLE = ("clone", "counters", "procfs")
+INCLUDABLE = ("clone", "counters", "procfs", "cgroup")
 
 
 def _size(text: str) -> int:
@@ -59,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--include",
         type=_include,
         default=set(),
-        help="also emit procscope's own kinds: clone, counters (once a second), procfs (processes found at start)",
+        help="also emit procscope's own kinds: clone, counters (once a second), procfs (processes found at start), "
+        "cgroup (cgroups made, removed, released, and processes moved, in the tracked hierarchy)",
     )
     _add_source_arguments(ev)
     query.add_arguments(ev)
@@ -78,15 +80,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = sub.add_parser("ui", help="the live monitor (what `procscope` with no command runs)")
     ui.add_argument("--snapshot-dir", default=".", help="where the s key writes snapshots (default: here)")
+    ui.add_argument(
+        "--theme", metavar="NAME",
+        help="procscope-dark (default), procscope-light, procscope-high-contrast, or a Textual theme; for this run "
+        "(a theme chosen in the monitor with t or the palette is remembered in ~/.config/procscope/config.toml)",
+    )  # fmt: skip
     _add_source_arguments(ui)
     query.add_arguments(ui)
     return parser
 
 
 def cmd_ui(args) -> int:
-    from tui.app import ProcscopeApp  # Textual loads only for the UI
+    import themes  # Textual loads only for the UI
+    from tui import config
+    from tui.app import ProcscopeApp
     from tui.sources import LiveSource, ProcfsSource, ReplaySource
 
+    if args.theme is not None and args.theme not in themes.all_names():
+        _warn(f"unknown theme {args.theme!r}; choose from {', '.join(themes.all_names())}")
+        return 2
     grace = int(args.grace * 1e9)
     if args.replay:
         replay = _open_replay(args)
@@ -94,14 +106,26 @@ def cmd_ui(args) -> int:
             return 2
         source = ReplaySource(replay, grace)
     else:
-        collector = Collector(ring_bytes=args.ring_size, kthreads=args.kthreads)
+        collector = _collector(args)
         try:
             collector.open()
             source = LiveSource(collector, grace)
         except SetupError as exc:
             source = ProcfsSource(str(exc), grace)
-    ProcscopeApp(source, query_text=str(query.from_args(args)), snapshot_dir=args.snapshot_dir).run()
+    ProcscopeApp(source, query_text=str(query.from_args(args)), snapshot_dir=args.snapshot_dir, theme=args.theme,
+                 config_path=config.default_path()).run()  # fmt: skip
     return 0
+
+
+def _rate(text: str):
+    try:
+        return parse_rate(text)
+    except RateError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _collector(args) -> Collector:
+    return Collector(ring_bytes=args.ring_size, kthreads=args.kthreads, cgroup_rate=args.cgroup_rate)
 
 
 def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -109,6 +133,11 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="with --replay: stop at the first bad line")
     parser.add_argument("--ring-size", type=_size, default=DEFAULT_RING_BYTES, help="BPF ring buffer size (default 16M)")
     parser.add_argument("--kthreads", action="store_true", help="also report kernel threads")
+    parser.add_argument(
+        "--cgroup-rate", type=_rate, metavar="EVENTS,INTERVAL",
+        help="per-cgroup rate limit, e.g. 1000,1s: past it a cgroup's exec/clone/exit events are suppressed (and "
+        "counted) until its rate has stayed under the limit for 5 s; THROTTLE_START/STOP events say when (off by default)",
+    )  # fmt: skip
     parser.add_argument(
         "--grace", type=float, default=DEFAULT_GRACE_NS / 1e9, metavar="S",
         help="how long an exited process stays in the tree (default 5 s)",
@@ -141,6 +170,12 @@ class EventStream:
 
     def _line_for(self, ev) -> dict | None:
         proc = self.cache.apply(ev)
+        if isinstance(ev, ThrottleEvent):
+            return self.exporter.throttle_event(ev) if self._throttle_matches(ev) else None
+        if isinstance(ev, CgroupEvent):
+            tracked = self.cache.cgroup_hierarchy in (ev.hierarchy_id, ANY_HIERARCHY)
+            wanted = "cgroup" in self.include and tracked and (not self.query or proc is not None and self._match(proc))
+            return self.exporter.cgroup_event(ev) if wanted else None
         if proc is None or (self.query and not self._match(proc)):
             return None
         if isinstance(ev, ExecEvent):
@@ -152,6 +187,17 @@ class EventStream:
         if isinstance(ev, CloneEvent) and "clone" in self.include:
             return self.exporter.clone_event(ev)
         return None
+
+    def _throttle_matches(self, ev: ThrottleEvent) -> bool:
+        """Losses are never filtered away, except those of cgroups that the
+        filter's container and cgroup terms exclude."""
+        where = self.query.about_cgroups()
+        t = self.cache.throttles.get(ev.cgroup_id)
+        if not where or t is None:
+            return True
+        probe = Process(ProcessKey(0, 0), None, 0)  # a stand-in with the cgroup's place only
+        probe.cgroup, probe.container = t.path, t.container
+        return where.predicate(self.cache)(probe)
 
     def feed(self, batch) -> bool:
         """Apply and write a batch; True once --count is reached."""
@@ -194,8 +240,7 @@ def cmd_events(args) -> int:
         replay = _open_replay(args)
         if replay is None:
             return 2
-        cache = ProcessCache(grace_ns=int(args.grace * 1e9))
-        cache.host_ns = replay.host_ns
+        cache = replay.new_cache(int(args.grace * 1e9))
 
         def run(stream: EventStream) -> None:
             events = replay.events()
@@ -205,7 +250,7 @@ def cmd_events(args) -> int:
                     return
 
         return _write_events(args, cache, run, replay=replay)
-    collector = Collector(ring_bytes=args.ring_size, kthreads=args.kthreads)
+    collector = _collector(args)
     try:
         collector.open()
     except SetupError as exc:
@@ -223,6 +268,9 @@ def cmd_events(args) -> int:
             f"({', '.join(f'{op} {err} {n}' for op, row in c.sent_failed.items() for err, n in row.items() if n) or 'none'}), "
             f"{c.userspace_dropped} in user space, {c.decode_errors} undecodable"
         )
+        if any(c.suppressed.values()):
+            by_cgroup = "; ".join(f"{name}: {sum(n.values())}" for name, n in c.suppressed_by_cgroup.items())
+            _warn(f"suppressed by --cgroup-rate: {sum(c.suppressed.values())} ({by_cgroup})")
 
 
 def _write_events(args, cache: ProcessCache, run, replay: Replay | None = None) -> int:
@@ -255,7 +303,7 @@ def cmd_snapshot(args) -> int:
         replay = _open_replay(args)
         if replay is None:
             return 2
-        cache = ProcessCache(grace_ns=int(args.grace * 1e9))
+        cache = replay.new_cache(int(args.grace * 1e9))
         try:
             replay.feed(cache)
         except ReplayError as exc:
@@ -292,7 +340,7 @@ def cmd_snapshot(args) -> int:
 def _live_snapshot(args, recent: deque) -> tuple[ProcessCache, dict, str]:
     """The cache from BPF (the /proc scan, then --duration of events), or
     from the /proc scan alone when BPF cannot be used."""
-    collector = Collector(ring_bytes=args.ring_size, kthreads=args.kthreads)
+    collector = _collector(args)
     try:
         collector.open()
     except SetupError as exc:

@@ -2,7 +2,7 @@
 VENV ?= .venv
 export VENV
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test bench screenshots snapshots clean
 setup:
 	@scripts/setup
 
@@ -15,6 +15,15 @@ test: setup
 bench: setup
 	$(VENV)/bin/python bench/exec_rate.py
 	$(VENV)/bin/python bench/cache_memory.py
+	$(VENV)/bin/python bench/ui_frame.py
+
+# SVGs of the monitor replaying tests/data/demo.jsonl (scripts/record-demo records it, as root).
+screenshots: setup
+	$(VENV)/bin/python scripts/screenshots
+
+# Regenerates the snapshot tests' baselines (tests/__snapshots__/) after a wanted change in the UI's looks.
+snapshots: setup
+	$(VENV)/bin/python -m pytest -q tests/test_snapshots.py --snapshot-update
 
 clean:
 	rm -rf $(VENV) .pytest_cache

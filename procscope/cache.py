@@ -85,7 +85,7 @@ class Process:
 @dataclass
 class CacheCounters:
     misses: int = 0  # events naming a process the cache did not know
-    lost_exits: int = 0  # processes whose pid was reused before their exit was seen
+    lost_exits: int = 0  # processes whose exit was never seen: their pid was reused, or they were found gone
     evicted: int = 0  # images removed after their grace period
     late: int = 0  # exec/clone that arrived after an event that needed it (filled a placeholder)
 
@@ -119,6 +119,7 @@ class ProcessCache:
         cgroup_path: Callable[[int], str | None] | None = None,
         current_parent: Callable[[int], int | None] | None = None,
         cgroup_hierarchy: int | None = None,
+        still_running: Callable[[ProcessCache, Process], bool] | None = None,
     ):
         """``cgroup_path`` resolves a cgroup id for events that carry none
         (live BPF events); ``current_parent`` asks the kernel for a live
@@ -133,6 +134,9 @@ class ProcessCache:
         self.host_ns = dict(host_ns or {})
         self._cgroup_path = cgroup_path
         self.current_parent = current_parent
+        # Live sources: asks the kernel whether a process still runs, for
+        # the processes of a cgroup whose exits a throttle may have suppressed.
+        self.still_running = still_running
         self.procs: dict[ProcessKey, Process] = {}
         self.by_pid: dict[int, Process] = {}  # the live image of each pid
         self.roots: dict[ProcessKey, Process] = {}  # visible processes whose ppid is not cached
@@ -176,6 +180,20 @@ class ProcessCache:
         while (prev := self.procs.get(chain[-1].parent)) is not None and prev.pid == proc.pid:
             chain.append(prev)
         return chain[::-1]
+
+    def start_times(self, proc: Process) -> set[int]:
+        """The start times (boottime rounded down to clock ticks, as
+        /proc/PID/stat gives) the process's task may have. An exec's key is
+        its exec time, so the start comes from the images before it: one
+        found by the /proc scan or cloned is keyed by its start, and the
+        first exec seen names the image it replaced (its cleanup key)."""
+        chain = self.exec_chain(proc)
+        # A placeholder's key came from another event: maybe a start, maybe not.
+        times = {p.key.ktime for p in chain if p.image is None or p.image.flags & (wire.FLAG_PROCFS | wire.FLAG_CLONE)}
+        first = chain[0].image
+        if first is not None and first.cleanup is not None and first.cleanup.pid == proc.pid:
+            times.add(first.cleanup.ktime)
+        return times
 
     def ancestry(self, proc: Process) -> list[Process]:
         """Parents by exec identity, nearest first (exec chain included)."""
@@ -330,6 +348,12 @@ class ProcessCache:
             t.active = False
             t.episodes += 1
             t.suppressed = tuple(a + b for a, b in zip(t.suppressed, ev.suppressed))
+            if self.still_running is not None:
+                # Exits suppressed while throttled would leave ghosts in the tree.
+                for proc in list(self.cgroups.get(t.path, {}).values()):
+                    if not self.still_running(self, proc):
+                        self.counters.lost_exits += 1
+                        self._end(proc, ev.time)
 
     def throttled_containers(self) -> set[str]:
         """Ids of the containers one of whose cgroups is throttled now."""

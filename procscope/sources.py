@@ -5,10 +5,10 @@ cgroup's path from its id, and an orphan's new parent."""
 
 from __future__ import annotations
 
-from probes import cgroups
+from probes import cgroups, procfs
 from probes.procfs import host_namespaces
 
-from .cache import DEFAULT_GRACE_NS, ProcessCache
+from .cache import DEFAULT_GRACE_NS, Process, ProcessCache
 
 
 def proc_parent(pid: int) -> int | None:
@@ -21,10 +21,20 @@ def proc_parent(pid: int) -> int | None:
         return None
 
 
+def still_running(cache: ProcessCache, proc: Process) -> bool:
+    """Whether the process's pid still holds it (same start time)."""
+    try:
+        started = procfs.start_key(proc.pid).ktime
+    except (OSError, ValueError, IndexError):
+        return False
+    times = cache.start_times(proc)
+    return not times or started in times  # an unknown start: assume it does
+
+
 def live_cache(hierarchy: cgroups.Hierarchy | None = None, grace_ns: int = DEFAULT_GRACE_NS) -> ProcessCache:
     hierarchy = hierarchy or cgroups.detect()
     index = cgroups.PathIndex(hierarchy)
     return ProcessCache(
         grace_ns=grace_ns, host_ns=host_namespaces(), cgroup_path=index.path, current_parent=proc_parent,
-        cgroup_hierarchy=hierarchy.hierarchy_id,
+        cgroup_hierarchy=hierarchy.hierarchy_id, still_running=still_running,
     )  # fmt: skip

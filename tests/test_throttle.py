@@ -17,6 +17,7 @@ from probes.throttle import RateError, RateLimit, ThrottleMonitor, Window, parse
 from procscope.cache import ProcessCache
 from procscope.export import Exporter
 from procscope.replay import Replay
+from procscope.sources import live_cache
 
 from .conftest import Live, bpf_unavailable, open_collector, unique_copy
 from .test_cgroup_events import _evacuate
@@ -170,6 +171,15 @@ def test_burst_in_one_cgroup_is_throttled_then_resumes(rated, scratch):
         assert received + stop.suppressed[wire.RATE_OPS.index("exec")] == 40
         # The calm cgroup: never throttled, every exec delivered.
         assert not rated.matching(lambda e: mine(e, calm_id)) and len(execs(calm_id)) == 3
+        # Exits suppressed while throttled leave no ghosts: at STOP the
+        # cache asks /proc about the cgroup's processes.
+        events = rated.matching(lambda e: True)
+        cache = live_cache(rated.collector.hierarchy)
+        cache.apply_all(events[: events.index(stop)])
+        ghosts = sum(1 for p in cache.live() if p.binary == binary)
+        cache.apply(stop)
+        assert not [p for p in cache.live() if p.binary == binary] and cache.counters.lost_exits >= ghosts
+        assert cache.throttles[busy_id].path == "/" + os.path.basename(busy)
         # Events flow again after the STOP.
         _run_in(busy, binary, 1)
         rated.wait_for(lambda e: isinstance(e, ExecEvent) and e.cgroup_id == busy_id and e.time > stop.time)

@@ -126,3 +126,33 @@ def _plain(app, renderable) -> str:
     console = Console(file=io.StringIO(), width=300, color_system=None)
     console.print(renderable)
     return console.file.getvalue()
+
+
+async def test_throttled_container_is_marked(tmp_path):
+    """A recording in which the container's cgroup is throttled: the status
+    line says so, the container's group header and the picker mark it; the
+    STOP clears it and reports the suppressed counts."""
+    from probes import wire
+    from probes.events import ThrottleEvent
+
+    from .test_replay import DOCKER
+
+    events = session()
+    last = max(e.time for e in events)
+    name = DOCKER.rsplit("/", 1)[1]
+    start = ThrottleEvent(last + 1, wire.THROTTLE_START, 4711, name, path=DOCKER)
+    path = tmp_path / "rec.jsonl"
+    record([*events, start], path)
+    app = app_for(str(path), tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert f"THROTTLED: {DOCKER}" in _plain(app, app.query_one("#status").content)
+        assert app.query_one("#status").has_class("throttled")
+        await pilot.press("g")  # grouped by container
+        await pilot.pause()
+        header = next(r.plain for r in app.query_one("#tree").rows if r.plain.lstrip("▾▸ ").startswith("container"))
+        assert "3f2a3f2a3f2a" in header and "⏸ throttled" in header
+        app.cache.apply(ThrottleEvent(last + 2, wire.THROTTLE_STOP, 4711, name, (5, 4, 3), DOCKER))
+        app.refresh_panes()
+        assert "THROTTLED" not in _plain(app, app.query_one("#status").content)
+        assert app.cache.throttles[4711].suppressed == (5, 4, 3)

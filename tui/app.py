@@ -4,9 +4,13 @@ what to draw."""
 
 from __future__ import annotations
 
+import gc
 import os
+import re
+import signal
 import time
 from collections import deque
+from functools import partial
 from pathlib import Path
 
 from rich.table import Table
@@ -16,20 +20,29 @@ from textual.containers import Horizontal
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Static
 
+import themes
 from probes import wire
-from probes.events import ExecEvent, ExitEvent
-from procscope import query, snapshot
+from probes.events import ExecEvent, ExitEvent, ThrottleEvent
+from procscope import derive, query, snapshot
 from procscope.export import Exporter
-from procscope.query import Query, QueryError
+from procscope.query import Query, QueryError, Term
+from procscope.signals import SIGNALS
+from procscope.signals import send as send_signal
 
+from . import config
+from .commands import BindingCommands
 from .panes.detail import Detail, render_detail
-from .panes.drops import Drops, render_drops
+from .panes.drops import RECEIVED, Drops, loss_totals, per_second, render_drops
 from .panes.exec_stream import ExecStream, exec_text
 from .panes.exits import Exits, exit_text
-from .panes.process_tree import ProcessTree, row_text
-from .rows import SORTS, ViewOptions, boot_now, process_rows
+from .panes.process_tree import ProcessTree, render_group
+from .rows import GROUPS, SORTS, TreeModel, ViewOptions, boot_now
+from .screens.containers import ContainerScreen
+from .screens.signal import SignalScreen
 
 HISTORY = 1000  # exec stream and exits: bounded
+RATE_WINDOW = 2.0  # seconds the drop rates are averaged over, at least
+HEADER_SORTS = {"PID": "pid", "USER": "user", "COMMAND": "binary"}  # tree header titles a click sorts by
 
 
 class HelpScreen(ModalScreen):
@@ -50,7 +63,7 @@ class HelpScreen(ModalScreen):
 
 
 class ProcscopeApp(App):
-    CSS_PATH = "app.tcss"
+    CSS_PATH = ["app.tcss", *themes.CSS_PATHS]
     TITLE = "procscope"
     BINDINGS = [
         Binding("q", "quit", "Quit"),
@@ -58,30 +71,57 @@ class ProcscopeApp(App):
         Binding("f4,backslash", "prompt('filter')", "Filter"),
         Binding("f5", "toggle_tree", "Tree/flat"),
         Binding("f6", "next_sort", "Sort"),
+        Binding("g", "cycle_group", "Group"),
         Binding("p", "pause", "Pause"),
         Binding("s", "snapshot", "Snapshot"),
         Binding("plus", "expand", "Expand", show=False),
         Binding("minus", "collapse", "Collapse", show=False),
         Binding("asterisk", "expand_all", "Expand all", show=False),
+        Binding("space", "tag", "Tag/untag", show=False),
+        Binding("U", "untag_all", "Untag all", show=False),
+        Binding("f9,k", "signal", "Signal"),
+        Binding("c", "pick_container", "Container"),
+        Binding("t", "cycle_theme", "Theme"),
         Binding("question_mark", "help", "Help"),
     ]
+    COMMANDS = App.COMMANDS | {BindingCommands}
 
-    def __init__(self, source, query_text: str = "", snapshot_dir: str = ".", **kwargs) -> None:
+    def __init__(self, source, query_text: str = "", snapshot_dir: str = ".", theme: str | None = None,
+                 config_path: str | os.PathLike | None = None, **kwargs) -> None:
+        """``theme``: None for the saved one (or the default); ``config_path``: where the
+        theme chosen at run time is saved, None (tests) to read and write no config."""
         super().__init__(**kwargs)
+        self.config_path = config_path
+        self._warnings: list[str] = []
+        self._ansi_defaults = (self.ansi_theme_dark, self.ansi_theme_light)  # Textual's, for its own themes
+        for t in themes.THEMES.values():
+            self.register_theme(t)
+        if theme is None and config_path is not None:
+            theme = config.load(config_path, self.available_themes, self._warnings.append).theme
+        self.theme = theme or themes.DEFAULT
+        self._saved_theme = self.theme  # only a change made here is written back
         self.source = source
         self.cache = source.cache
         self.exporter = Exporter(self.cache)
         self.query = Query.parse(query_text) if query_text else Query()
         self.view = ViewOptions()
+        self.tree_model = TreeModel(self.cache)
         self.paused = False
         self.snapshot_dir = snapshot_dir
         self.execs: deque = deque(maxlen=HISTORY)  # (time text, process)
         self.exits: deque = deque(maxlen=HISTORY)
         self.events_total = 0
         self._rate: deque = deque(maxlen=20)  # (monotonic, events_total)
+        self._first_time: int | None = None  # a replay's first event time (boot ns), /proc scan aside
+        self._replay_events = 0
         self._last_counters: dict = {}
         self._prompt_mode = "filter"
         self._drawn = 0.0  # monotonic time of the last redraw
+        self.tagged: set = set()  # keys of tagged processes: signals go to them
+        self._drop_samples: deque = deque()  # (monotonic, loss totals and events received)
+        self._detail_proc = None  # clicked in a stream but not in the tree: its detail shows anyway
+        self._detail_shown: tuple | None = None  # what the detail pane was drawn from
+        self._drops_rows = -1
 
     # -- layout ------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -107,9 +147,18 @@ class ProcscopeApp(App):
         self.query_one("#drops", Drops).border_title = "drops"
         self.widgets = {w.id: w for w in (self.query_one("#detail"), self.query_one("#drops"),
                                           self.query_one("#status"), self.query_one("#query"))}  # fmt: skip
+        for warning in self._warnings:
+            self.notify(warning, severity="warning", timeout=10)
         self.source.start()
         self.ingest()
         self.refresh_panes()
+        # Full garbage collections pause everything for ~0.1 s at 10k processes, and an exec
+        # storm would set one off every second or two: what start-up made (the /proc scan's
+        # tree, the widgets) mostly stays, so it is left out of them, and they run once a minute.
+        gc.freeze()
+        self._gc_threshold = gc.get_threshold()
+        gc.set_threshold(*self._gc_threshold[:2], 1 << 30)
+        self.set_interval(60, gc.collect)
         self.tree_pane.focus()
         self.set_interval(0.1, self.tick)
 
@@ -120,6 +169,8 @@ class ProcscopeApp(App):
             self.exporter.wall_offset = self.source.wall_offset
         for ev in events:
             proc = self.cache.apply(ev)
+            if isinstance(ev, ThrottleEvent):
+                self.notify_throttle(ev)
             if proc is None:
                 continue
             if isinstance(ev, ExecEvent) and not ev.flags & wire.FLAG_PROCFS:  # found at start, not an exec
@@ -127,8 +178,23 @@ class ProcscopeApp(App):
             elif isinstance(ev, ExitEvent):
                 self.exits.append((self.exporter.time(ev.time)[11:23], proc))
         self.events_total += len(events)
+        if not self.source.live:  # a replay's rate: its events over its own clock, not the /proc scan's
+            timed = [ev.time for ev in events if not (isinstance(ev, ExecEvent) and ev.flags & wire.FLAG_PROCFS)]
+            self._replay_events += len(timed)
+            if timed:
+                self._first_time = min(timed if self._first_time is None else [self._first_time, *timed])
         self.cache.expire(self.now())
         return len(events)
+
+    def notify_throttle(self, ev: ThrottleEvent) -> None:
+        t = self.cache.throttles.get(ev.cgroup_id)
+        where = t.path if t is not None else ev.name
+        if ev.type == wire.THROTTLE_START:
+            self.notify(f"{where}: over --cgroup-rate, its events are suppressed", title="throttled",
+                        severity="warning", timeout=8)  # fmt: skip
+        else:
+            counts = ", ".join(f"{op} {n}" for op, n in zip(wire.RATE_OPS, ev.suppressed))
+            self.notify(f"{where}: events flow again ({counts} suppressed)", title="throttle over", timeout=8)
 
     def now(self) -> int:
         """The clock the panes age things by: the machine's, or a replay's last event."""
@@ -143,34 +209,66 @@ class ProcscopeApp(App):
         self._drawn = time.monotonic()
         match = self.query.predicate(self.cache) if self.query else None
         now = self.now()
-        tree = self.tree_pane
-        rows = process_rows(self.cache, match, self.view)
-        tree.set_rows([row_text(r, self.cache, now) for r in rows], [r.proc.key for r in rows])
+        if self.tagged:
+            self.tagged = {k for k in self.tagged if k in self.cache.procs}  # evicted: nothing to signal
+        rows = self.tree_model.rows(self.query, self.view)
+        self.tree_pane.show(rows, self.cache, now, self.tagged)
         for pane_id, entries, fmt in (("execs", self.execs, exec_text), ("exits", self.exits, exit_text)):
-            shown = [(w, p) for w, p in reversed(entries) if match is None or match(p)]
-            self.panes[pane_id].set_rows([fmt(w, p) for w, p in shown], [(w, p.key) for w, p in shown])
+            shown = [e for e in reversed(entries) if match is None or match(e[1])]
+            self.panes[pane_id].set_items(shown, lambda e, fmt=fmt: fmt(*e), lambda e: (e[0], e[1].key))
         self._last_counters = self.source.counters()
-        self.widgets["drops"].update(render_drops(self._last_counters, {}))
+        drops = render_drops(self._last_counters, self.drop_rates(), self.events_total)
+        # Laid out only when its height may change: a layout redraws the whole screen.
+        self.widgets["drops"].update(drops, layout=drops.row_count != self._drops_rows)
+        self._drops_rows = drops.row_count
         self.show_detail()
-        self.show_status(len(rows))
+        self.show_status(rows.processes)
+
+    def drop_rates(self) -> dict[str, float]:
+        """Per-second rates of each loss counter and of events received,
+        over the last RATE_WINDOW seconds or more."""
+        now = time.monotonic()
+        totals = loss_totals(self._last_counters) | {RECEIVED: self.events_total}
+        samples = self._drop_samples
+        samples.append((now, totals))
+        while len(samples) > 2 and now - samples[1][0] >= RATE_WINDOW:
+            samples.popleft()
+        t0, before = samples[0]
+        return per_second(before, totals, now - t0)
 
     def show_detail(self) -> None:
         key = self.tree_pane.selected_key
         proc = self.cache.get(key) if key is not None else None
+        proc = self._detail_proc or proc
         now = self.now()
-        self.widgets["detail"].update(render_detail(proc, self.cache, now))
+        group = self.tree_pane.selected_group if proc is None else None  # a group's header row
+        # Drawn again only when it may show something else (ages are in seconds), as a
+        # redraw lays the whole screen out again; anything missed shows within a second.
+        shown = (proc, proc and (proc.image, proc.alive, proc.in_grace, proc.container, proc.cgroup),
+                 group and (group.key, group.live, group.shown), now // 10**9)  # fmt: skip
+        if shown == self._detail_shown:
+            return
+        self._detail_shown = shown
+        detail = render_group(group, self.cache, now) if group else render_detail(proc, self.cache, now)
+        self.widgets["detail"].update(detail)
 
     def show_status(self, shown: int) -> None:
-        now = time.monotonic()
-        self._rate.append((now, self.events_total))
-        t0, n0 = self._rate[0]
-        rate = (self.events_total - n0) / (now - t0) if now > t0 else 0.0
+        if self.source.live:
+            now = time.monotonic()
+            self._rate.append((now, self.events_total))
+            t0, n0 = self._rate[0]
+            rate = (self.events_total - n0) / (now - t0) if now > t0 else 0.0
+            rate_text = f"{rate:.0f} events/s"
+        else:
+            # A replay arrives at once: its average over its own clock is the same on every run.
+            span = (self.cache.now - self._first_time) / 1e9 if self._first_time is not None else 0.0
+            rate_text = f"{self._replay_events / span if span > 0 else 0.0:.0f} events/s avg"
         c = self._last_counters
         lost = sum(sum(r.values()) for r in c.get("sent_failed", {}).values()) + c.get("userspace_dropped", 0)
-        live = sum(1 for _ in self.cache.live())
+        live = len(self.cache.by_pid)
         parts = [
             f"source: {self.source.label}",
-            f"{rate:.0f} events/s",
+            rate_text,
             f"{live} processes",
             f"{len(self.cache.containers)} containers",
             f"shown {shown}",
@@ -179,16 +277,48 @@ class ProcscopeApp(App):
             parts.append(f"filter: {self.query}")
         if self.paused:
             parts.append("PAUSED")
+        throttled = sorted(t.path for t in self.cache.throttles.values() if t.active)
+        if throttled:
+            parts.insert(0, f"⏸ THROTTLED: {', '.join(throttled)}")
         if lost:
             parts.insert(0, f"⚠ LOSING EVENTS: {lost} dropped")
         status = self.widgets["status"]
-        status.update(" │ ".join(parts))
+        status.update(" │ ".join(parts), layout=False)  # one line, always
         status.set_class(bool(lost), "losing")
+        status.set_class(bool(throttled) and not lost, "throttled")
 
     # -- events from widgets -----------------------------------------------------------
     def on_rows_view_selected(self, message: ProcessTree.Selected) -> None:
         if message.view.id == "tree":
+            self._detail_proc = None
             self.show_detail()
+            return
+        # A process picked in a stream: select it in the tree if shown, show its detail anyway.
+        entries = self.execs if message.view.id == "execs" else self.exits
+        proc = next((p for w, p in entries if (w, p.key) == message.key), None)
+        if proc is None:
+            return
+        tree = self.tree_pane
+        if proc.key in tree.keys:
+            tree.cursor = tree.keys.index(proc.key)  # its Selected message shows the detail
+        else:
+            self._detail_proc = proc
+            self.show_detail()
+
+    def on_click(self, event) -> None:
+        """A click on the tree's column titles sorts by that column (a flat list, as F6)."""
+        tree = self.tree_pane
+        region = tree.content_region
+        if event.widget is not tree or tree.header is None or event.screen_y != region.y:
+            return
+        x = event.screen_x - region.x + tree.scroll_offset.x
+        titles = [(m.start(), m.group()) for m in re.finditer(r"\S+", tree.header.plain)]
+        # The last title starting at or before x; left of all, the first (PID is right-aligned).
+        title = next((t for start, t in reversed(titles) if start <= x), titles[0][1] if titles else None)
+        if title in HEADER_SORTS:
+            self.view.sort, self.view.tree = HEADER_SORTS[title], False
+            self.notify(f"sorted by {self.view.sort}")
+            self.refresh_panes()
 
     def on_input_submitted(self, message: Input.Submitted) -> None:
         text = message.value.strip()
@@ -237,6 +367,11 @@ class ProcscopeApp(App):
         self.notify(f"sorted by {self.view.sort}")
         self.refresh_panes()
 
+    def action_cycle_group(self) -> None:
+        self.view.group = GROUPS[(GROUPS.index(self.view.group) + 1) % len(GROUPS)]
+        self.notify("not grouped" if self.view.group == "none" else f"grouped by {self.view.group}")
+        self.refresh_panes()
+
     def action_pause(self) -> None:
         self.paused = not self.paused
         self.refresh_panes()
@@ -258,6 +393,79 @@ class ProcscopeApp(App):
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
+    def action_cycle_theme(self) -> None:
+        self.theme = themes.next_name(self.theme)
+        self.notify(f"theme {self.theme}")
+
+    def watch_theme(self, name: str) -> None:
+        # Rich's named colours in the rows ("bold green", "bold red") follow the theme's ANSI palette.
+        palette = themes.ANSI.get(name)
+        self.ansi_theme_dark = palette or self._ansi_defaults[0]
+        self.ansi_theme_light = palette or self._ansi_defaults[1]
+        # getattr: the first theme is set in __init__, before there is a saved one to compare with.
+        if self.config_path is not None and name != getattr(self, "_saved_theme", name):
+            try:
+                config.save(self.config_path, config.Config(theme=name))
+                self._saved_theme = name
+            except OSError as exc:
+                self.notify(f"cannot save the theme to {self.config_path}: {exc.strerror}", severity="warning")
+
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        # App keys still reach the app under a dialog: these must not act on the tree behind it.
+        if action in ("tag", "untag_all", "signal", "pick_container"):
+            return not isinstance(self.screen, (HelpScreen, SignalScreen, ContainerScreen))
+        return True
+
+    def action_tag(self) -> None:
+        key = self.tree_pane.selected_key
+        if key is None or self.cache.get(key) is None:
+            return
+        self.tagged ^= {key}
+        self.refresh_panes()
+        self.tree_pane.action_move(1)
+
+    def action_untag_all(self) -> None:
+        self.tagged.clear()
+        self.refresh_panes()
+
+    def action_signal(self) -> None:
+        """Confirm, then signal the tagged processes, or else the selected one."""
+        if not self.source.live:
+            self.notify("signals need a live source", severity="warning")
+            return
+        keys = self.tagged or {self.tree_pane.selected_key}
+        targets = sorted((p for k in keys if k is not None and (p := self.cache.get(k))), key=lambda p: p.pid)
+        if not targets:
+            self.notify("no process selected", severity="warning")
+            return
+        shown = [(p.pid, derive.user(p), p.binary or "?") for p in targets]
+        self.push_screen(SignalScreen(shown, SIGNALS), partial(self.signal_confirmed, targets))
+
+    def signal_confirmed(self, targets: list, name: str | None) -> None:
+        if name is None:
+            return
+        sig = signal.Signals["SIG" + name]
+        for proc in targets:
+            outcome = send_signal(self.cache, proc, sig)
+            severity = {"sent": "information", "gone": "warning"}.get(outcome.status, "error")
+            self.notify(str(outcome), severity=severity)
+
+    def action_pick_container(self) -> None:
+        entries = sorted(self.cache.containers.values(), key=lambda e: e.container.id)
+        throttled = self.cache.throttled_containers()
+        choices = [(e.container.id, f"{e.container.short_id}  {e.container.runtime:<14} {e.processes:>5} processes"
+                    + ("  ⏸ throttled" if e.container.id in throttled else "")) for e in entries]  # fmt: skip
+        current = next((t.value for t in self.query.terms if t.field == "container" and not t.negate), "")
+        self.push_screen(ContainerScreen(choices, current), self.filter_container)
+
+    def filter_container(self, cid: str | None) -> None:
+        """Replace the filter's container terms with this one ("" for none), keeping the rest."""
+        if cid is None:
+            return
+        terms = tuple(t for t in self.query.terms if t.field != "container")
+        self.query = Query(terms + ((Term("container", cid),) if cid else ()))
+        self.refresh_panes()
+
     def action_snapshot(self) -> None:
         """Write what is shown (the filter applies) as a snapshot document."""
         match = self.query.predicate(self.cache) if self.query else None
@@ -275,3 +483,6 @@ class ProcscopeApp(App):
 
     def on_unmount(self) -> None:
         self.source.stop()
+        if hasattr(self, "_gc_threshold"):
+            gc.set_threshold(*self._gc_threshold)
+            gc.unfreeze()

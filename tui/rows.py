@@ -1,23 +1,36 @@
 """What the panes show, as plain data: rows built from the cache, the
-filter and the view options. Pure functions, so the widgets only draw."""
+filter and the view options, so the widgets only draw.
+
+At tens of thousands of processes a redraw cannot walk and sort the whole
+cache: TreeModel keeps the tree's order between frames, re-sorting only
+the children of parents the cache reports changed (``cache.changed``), and
+recomputes the view only when the cache or the view options changed.
+process_rows computes the same from scratch."""
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Callable
+from bisect import insort
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from procscope import derive
 from procscope.cache import Process, ProcessCache
+from procscope.containers import Container
+from procscope.query import Query
 
 SORTS = ("pid", "user", "binary", "age")
+GROUPS = ("none", "container", "cgroup")
 
 
 @dataclass
 class ViewOptions:
     tree: bool = True  # by parent; else flat, sorted
     sort: str = "pid"
-    collapsed: set = field(default_factory=set)  # keys whose subtrees are folded
+    group: str = "none"  # GROUPS: a header row per container or cgroup, its processes below
+    collapsed: set = field(default_factory=set)  # keys (of processes or groups) whose rows are folded
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,44 +41,291 @@ class Row:
     folded: bool
 
 
+@dataclass(eq=False, slots=True)
+class Group:
+    """A group header row. Its key is a str, so it never names a process."""
+
+    key: str  # "host", "container:<id>" or "cgroup:<path>"
+    kind: str  # "host", "container" or "cgroup"
+    container: Container | None = None
+    cgroup: str = ""
+    top: Process | None = None  # its first process in tree order: names the group
+    live: int = 0  # live processes in it, filter or not
+    shown: int = 0  # its process rows
+
+
+class Rows(Sequence):
+    """The process pane's rows in display order: Row for a process (made
+    when asked: there may be tens of thousands) or a Group header."""
+
+    def __init__(self, items: list, depths: list[int], folded: frozenset, cache: ProcessCache, groups: dict):
+        self.items = items  # Process or Group
+        self.depths = depths
+        self.folded = folded  # keys drawn folded
+        self.groups = groups  # key → Group
+        self.keys = _Keys(items, lambda k: groups.get(k) if isinstance(k, str) else cache.procs.get(k))
+        self.processes = len(items) - len(groups)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        item = self.items[i]
+        if isinstance(item, Group):
+            return item
+        return Row(item, self.depths[i], bool(item.children), item.key in self.folded)
+
+
+class _Keys(Sequence):
+    """The rows' keys for the RowsView, without a list of them; index()
+    finds a row by identity (C speed) instead of comparing keys."""
+
+    def __init__(self, items: list, lookup: Callable[[Hashable], object]):
+        self._items, self._lookup = items, lookup
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [item.key for item in self._items[i]]
+        return self._items[i].key
+
+    def __contains__(self, key) -> bool:
+        try:
+            self.index(key)
+        except ValueError:
+            return False
+        return True
+
+    def index(self, key, start: int = 0, stop: int = sys.maxsize) -> int:
+        item = self._lookup(key)
+        if item is None:
+            raise ValueError(key)
+        return self._items.index(item, start, stop)
+
+
 def _sort_key(sort: str) -> Callable[[Process], tuple]:
     if sort == "user":
-        return lambda p: (derive.user(p), p.pid)
+        return lambda p: (derive.user(p), p.pid, p.key.ktime)
     if sort == "binary":
-        return lambda p: (p.binary, p.pid)
+        return lambda p: (p.binary, p.pid, p.key.ktime)
     if sort == "age":
         return lambda p: (p.key.ktime, p.pid)
     return lambda p: (p.pid, p.key.ktime)
 
 
-def process_rows(cache: ProcessCache, match: Callable[[Process], bool] | None, opts: ViewOptions) -> list[Row]:
-    """The process pane's rows. In tree mode a process shows when it or a
-    descendant matches, so a filter keeps the path down to what it found."""
-    if not opts.tree:
-        procs = [p for p in cache.visible() if match is None or match(p)]
-        procs.sort(key=_sort_key(opts.sort))
-        return [Row(p, 0, False, False) for p in procs]
-    order = list(cache.walk())
-    keep: set | None = None
+_BY_PID = attrgetter("key.pid", "key.ktime")  # as cache.walk orders children; C, not a Python call
+
+
+class _GroupKeys:
+    """A process's group key, memoised per cgroup path (interned by the
+    cache) and interned itself, so equal keys are the same object."""
+
+    def __init__(self):
+        self._memo: dict[tuple[str, str], str] = {}
+
+    def __call__(self, kind: str, p: Process) -> str:
+        key = self._memo.get((kind, p.cgroup))
+        if key is None:
+            if len(self._memo) >= 1 << 16:
+                self._memo.clear()
+            if kind == "cgroup":
+                key = "cgroup:" + p.cgroup
+            else:
+                key = "container:" + p.container.id if p.container else "host"
+            key = self._memo[(kind, p.cgroup)] = sys.intern(key)
+        return key
+
+
+_group_key = _GroupKeys()
+
+
+def _group_order(g: Group) -> tuple:
+    return (g.kind != "host", g.cgroup == "", g.key)  # host first; unknown cgroups last
+
+
+def view_rows(cache: ProcessCache, procs: list[Process], depths: list[int],
+              match: Callable[[Process], bool] | None, opts: ViewOptions) -> Rows:  # fmt: skip
+    """Filter, fold, group or sort the tree order (every visible process,
+    depth first, each after its parent, with its depth).
+
+    In tree mode a process shows when it or a descendant matches, so a
+    filter keeps the path down to what it found; a folded process hides
+    its subtree. Grouped, each process goes under its group's header, as
+    a tree of the group's processes (a process's parent there is its
+    nearest ancestor in the same group); a folded header hides its group."""
+    folded = frozenset(opts.collapsed)
+    if opts.group == "none":
+        if not opts.tree:
+            shown = [p for p in procs if match is None or match(p)]
+            shown.sort(key=_sort_key(opts.sort))
+            return Rows(shown, [0] * len(shown), frozenset(), cache, {})
+        if match is None and not folded:
+            return Rows(procs, depths, folded, cache, {})  # the tree as it is: no copy
+    n = len(procs)
+    gk = [_group_key(opts.group, p) for p in procs] if opts.group != "none" else None
+    # up[i]: the row i hangs under (its parent, or nearest ancestor in its group); -1 for none.
+    up = [-1] * n
+    gdepth = depths
+    if opts.tree:
+        gdepth = [0] * n
+        path: list[int] = []  # the ancestors of row i, by depth
+        for i, d in enumerate(depths):
+            del path[d:]
+            if gk is None:
+                j = path[-1] if path else -1
+            else:
+                k, j = gk[i], -1
+                for a in reversed(path):
+                    if gk[a] is k:
+                        j = a
+                        break
+            if j >= 0:
+                up[i], gdepth[i] = j, gdepth[j] + 1
+            path.append(i)
+    keep = None
     if match is not None:
-        keep = set()
-        for _, p in reversed(order):  # children come after parents: propagate upwards
-            if match(p) or (p.children and any(c.key in keep for c in p.children.values())):
-                keep.add(p.key)
-    rows: list[Row] = []
-    skip_below: int | None = None
-    for depth, p in order:
-        if skip_below is not None:
-            if depth > skip_below:
-                continue
-            skip_below = None
-        if keep is not None and p.key not in keep:
+        keep = [False] * n
+        for i in range(n - 1, -1, -1):  # children come after parents: propagate upwards
+            if keep[i] or match(procs[i]):
+                keep[i] = True
+                if up[i] >= 0:
+                    keep[up[i]] = True
+    hidden = None
+    if opts.tree and folded:
+        folders = {cache.procs.get(k) for k in folded if not isinstance(k, str)}  # by identity: no key hashing
+        hidden = [False] * n
+        for i in range(n):
+            j = up[i]
+            hidden[i] = j >= 0 and (hidden[j] or procs[j] in folders)
+    if gk is None:
+        idx = [i for i in range(n) if (keep is None or keep[i]) and (hidden is None or not hidden[i])]
+        return Rows([procs[i] for i in idx], [gdepth[i] for i in idx], folded, cache, {})
+
+    groups: dict[str, Group] = {}
+    members: dict[str, list[int]] = {}
+    for i, p in enumerate(procs):
+        k = gk[i]
+        g = groups.get(k)
+        if g is None:
+            kind = k.partition(":")[0]
+            g = groups[k] = Group(k, kind, p.container if kind == "container" else None,
+                                  p.cgroup if kind == "cgroup" else "", p)  # fmt: skip
+            members[k] = []
+        g.live += p.alive
+        if (keep is None or keep[i]) and (hidden is None or not hidden[i]):
+            members[k].append(i)
+    items: list = []
+    out_depths: list[int] = []
+    shown_groups = {}
+    sort = _sort_key(opts.sort)
+    for g in sorted(groups.values(), key=_group_order):
+        idx = members[g.key]
+        if not idx:
+            continue  # the filter left nothing in it
+        g.shown = len(idx)
+        shown_groups[g.key] = g
+        items.append(g)
+        out_depths.append(0)
+        if g.key in folded:
             continue
-        folded = p.key in opts.collapsed
-        rows.append(Row(p, depth, bool(p.children), folded))
-        if folded:
-            skip_below = depth
-    return rows
+        if opts.tree:
+            items.extend(procs[i] for i in idx)
+            out_depths.extend(gdepth[i] + 1 for i in idx)
+        else:
+            items.extend(sorted((procs[i] for i in idx), key=sort))
+            out_depths.extend([1] * len(idx))
+    return Rows(items, out_depths, folded if opts.tree else frozenset(k for k in folded if isinstance(k, str)),
+                cache, shown_groups)  # fmt: skip
+
+
+def process_rows(cache: ProcessCache, match: Callable[[Process], bool] | None, opts: ViewOptions) -> Rows:
+    """The process pane's rows, from scratch (TreeModel keeps them between frames)."""
+    order = list(cache.walk())
+    return view_rows(cache, [p for _, p in order], [d for d, _ in order], match, opts)
+
+
+class TreeModel:
+    """The process pane's rows, kept between frames for one cache."""
+
+    def __init__(self, cache: ProcessCache):
+        self.cache = cache
+        cache.changed = set()  # from now on the cache says what changed
+        self._kids: dict = {}  # parent (None: the roots) → its tree children, by pid
+        self._version: int | None = None
+        self._order: tuple[list[Process], list[int]] = ([], [])
+        self._view: tuple | None = None
+        self._rows: Rows | None = None
+
+    def rows(self, query: Query | None, opts: ViewOptions) -> Rows:
+        view = (query or None, opts.tree, opts.sort, opts.group, frozenset(opts.collapsed))
+        if self.cache.version != self._version:
+            self._version = self.cache.version
+            self._order = self._walk()
+        elif view == self._view and self._rows is not None:
+            return self._rows
+        self._view = view
+        # The predicate is built now: pid: terms take the subtree as it is.
+        match = query.predicate(self.cache) if query else None
+        self._rows = view_rows(self.cache, *self._order, match, opts)
+        return self._rows
+
+    def _update_kids(self) -> None:
+        """Bring the sorted children lists up to date with what changed: a
+        parent's children only change through children the cache reports
+        changed, so the others stay where they are and the changed ones
+        that are still there go back in by bisection."""
+        cache, kids, changed = self.cache, self._kids, self.cache.changed
+        back: dict = {}  # parent (None: the roots) → its changed children
+        for proc in changed:
+            if proc is None:
+                continue
+            if cache.roots.get(proc.key) is proc:
+                back.setdefault(None, []).append(proc)
+            elif (up := cache.procs.get(proc.ppid)) is not None and up.children and up.children.get(proc.key) is proc:
+                back.setdefault(up, []).append(proc)
+        for parent in changed:
+            old = kids.get(parent)
+            if old is None:
+                continue
+            if parent is not None and not (parent.children and parent.visible and parent.key in cache.procs):
+                del kids[parent]
+                continue
+            new = [c for c in old if c not in changed]
+            for c in back.get(parent, ()):
+                insort(new, c, key=_BY_PID)
+            kids[parent] = new
+        changed.clear()
+
+    def _walk(self) -> tuple[list[Process], list[int]]:
+        """cache.walk(), from sorted children lists kept up to date."""
+        self._update_kids()
+        cache, kids = self.cache, self._kids
+
+        def children(parent: Process | None, members: dict) -> list[Process]:
+            out = kids.get(parent)
+            if out is None:
+                out = kids[parent] = sorted(members.values(), key=_BY_PID)
+            return out
+
+        procs: list[Process] = []
+        depths: list[int] = []
+        add, add_depth = procs.append, depths.append
+        stack = [iter(children(None, cache.roots))]  # one iterator per level: no per-row tuples
+        push, pop = stack.append, stack.pop
+        while stack:
+            for p in stack[-1]:
+                add(p)
+                add_depth(len(stack) - 1)
+                if p.children:
+                    push(iter(children(p, p.children)))
+                    break
+            else:
+                pop()
+        return procs, depths
 
 
 def age_text(ns: int) -> str:

@@ -24,12 +24,21 @@ class LiveSource:
         self.collector = collector
         self.cache = live_cache(collector.hierarchy, grace_ns)
         self.wall_offset: int | None = None
+        self._pending: list[Event] = []
 
     def start(self) -> None:
+        # The /proc scan here rather than on the collector's thread, so the
+        # first frame has the whole tree; after the probes are attached
+        # (open()), so nothing falls between the scan and the ring buffer.
+        if self.collector.hierarchy is None:
+            self.collector.open()
+        if self.collector.scan_proc:
+            self._pending = self.collector.scan()
+            self.collector.scan_proc = False  # taken: its thread only polls
         self.collector.start()
 
     def drain(self) -> list[Event]:
-        out: list[Event] = []
+        out, self._pending = self._pending, []
         while (batch := self.collector.get_batch(timeout=0)) is not None:
             out.extend(batch)
         return out
@@ -74,10 +83,7 @@ class ReplaySource:
     def __init__(self, replay: Replay, grace_ns: int):
         self.replay = replay
         self.label = f"replay {replay.path}"
-        self.cache = ProcessCache(grace_ns=grace_ns)
-        self.cache.host_ns = replay.host_ns
-        if replay.kind == "snapshot":
-            self.cache.current_parent = replay.current_parent
+        self.cache = replay.new_cache(grace_ns)
         self._events: list[Event] | None = None
 
     @property

@@ -1,5 +1,7 @@
 """Everything lost, and where: the kernel's sent_failed matrix per op and
-errno with totals and rates, user-space drops, cache misses."""
+errno with totals and rates, user-space drops, cache misses, the events
+the per-cgroup rate limit suppressed (per cgroup, ⏸ while throttled); and
+what was received, for scale."""
 
 from __future__ import annotations
 
@@ -8,27 +10,51 @@ from textual.widgets import Static
 
 from probes.wire import SENT_FAILED_NAMES
 
+RECEIVED = "received"  # the rates key for events received
 
-def render_drops(counters: dict, rates: dict[str, float]) -> Table:
+
+def loss_totals(counters: dict) -> dict[str, int]:
+    """Each row's total, by row name (ops first), from a counters document."""
+    out = {op: sum(row.values()) for op, row in counters.get("sent_failed", {}).items()}
+    cache = counters.get("cache", {})
+    out["user space"] = counters.get("userspace_dropped", 0)
+    out["undecodable"] = counters.get("decode_errors", 0)
+    out["cache misses"] = cache.get("misses", 0)
+    out["lost exits"] = cache.get("lost_exits", 0)
+    for name, ops in counters.get("suppressed_by_cgroup", {}).items():
+        out[THROTTLED + name] = sum(ops.values())
+    return out
+
+
+THROTTLED = "throttled "  # row-name prefix of a cgroup's suppressed events
+
+
+def per_second(before: dict[str, int], after: dict[str, int], seconds: float) -> dict[str, float]:
+    """Per second between two samples of totals (counters never go down;
+    a row that just appeared counts from 0)."""
+    if seconds <= 0:
+        return {}
+    return {name: max(0, n - before.get(name, 0)) / seconds for name, n in after.items()}
+
+
+def render_drops(counters: dict, rates: dict[str, float], received: int = 0) -> Table:
     t = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
     t.add_column("op")
     for err in SENT_FAILED_NAMES:
         t.add_column(err, justify="right")
     t.add_column("total", justify="right")
     t.add_column("/s", justify="right")
-    for op, row in counters.get("sent_failed", {}).items():
-        total = sum(row.values())
-        t.add_row(op, *(str(row.get(e, 0)) for e in SENT_FAILED_NAMES), str(total), f"{rates.get(op, 0.0):.1f}",
-                  style="bold red" if total else "")  # fmt: skip
-    cache = counters.get("cache", {})
-    extra = [
-        ("user space", counters.get("userspace_dropped", 0)),
-        ("undecodable", counters.get("decode_errors", 0)),
-        ("cache misses", cache.get("misses", 0)),
-        ("lost exits", cache.get("lost_exits", 0)),
-    ]
-    for name, n in extra:
-        t.add_row(name, *([""] * len(SENT_FAILED_NAMES)), str(n), "", style="bold red" if n else "dim")
+    blank = [""] * len(SENT_FAILED_NAMES)
+    t.add_row(RECEIVED, *blank, str(received), f"{rates.get(RECEIVED, 0.0):.1f}", style="dim")
+    ops = counters.get("sent_failed", {})
+    throttled_now = set(counters.get("throttled_now", ()))
+    for name, total in loss_totals(counters).items():
+        cells = [str(ops[name].get(e, 0)) for e in SENT_FAILED_NAMES] if name in ops else blank
+        label, style = name, "bold red" if total else "" if name in ops else "dim"
+        if name.startswith(THROTTLED):
+            active = name[len(THROTTLED) :] in throttled_now
+            label, style = ("⏸ " + name, "bold yellow") if active else (name, "yellow")
+        t.add_row(label, *cells, str(total), f"{rates.get(name, 0.0):.1f}", style=style)
     return t
 
 

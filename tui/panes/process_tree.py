@@ -1,26 +1,38 @@
-"""The process pane: the tree (or a flat list) with pid, user, container,
-badges, binary and arguments. New processes are highlighted and exited
-ones dimmed for their grace period, as htop does."""
+"""The process pane: the tree (or a flat list, or grouped by container or
+cgroup) with pid, user, container, badges, binary and arguments. New
+processes are highlighted and exited ones dimmed for their grace period,
+as htop does."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
+
+from rich.table import Table
 from rich.text import Text
 
 from probes import wire
 from procscope import derive
-from procscope.cache import ProcessCache
+from procscope.cache import Process, ProcessCache
 
-from ..rows import Row
+from ..rows import Group, Row, Rows, age_text
 from ..widgets.rows_view import RowsView
 
 HEADER = Text(f"{'PID':>7} {'USER':<9} {'CONTAINER':<12} {'BADGES':<16} COMMAND", style="bold")
 NEW_NS = 2_000_000_000  # how long a new process stays highlighted
 SHORT = {"root": "R", "setuid": "S", "setgid": "G", "filecaps": "F", "caps+": "C+", "fileless": "M", "ns": "N",
          "notfound": "?"}  # fmt: skip
+TAGGED = "bold yellow"  # tagged rows, over their own colours, as htop
+TEXT_CACHE = 8192  # rendered rows kept; only drawn rows are rendered, so this is plenty
 
 
 def badge_text(badges: list[str]) -> str:
     return " ".join(b for b in badges if b != "root") or ""
+
+
+def is_new(p: Process, now: int) -> bool:
+    """Highlighted: alive, exec'd or cloned (not found at start) in the last NEW_NS."""
+    return p.alive and now - p.seen < NEW_NS and p.image is not None and not p.image.flags & wire.FLAG_PROCFS
 
 
 def row_text(row: Row, cache: ProcessCache, now: int) -> Text:
@@ -31,7 +43,7 @@ def row_text(row: Row, cache: ProcessCache, now: int) -> Text:
     style = ""
     if not p.alive:
         style = "dim strike" if p.exit is None else "dim"
-    elif now - p.seen < NEW_NS and p.image is not None and not p.image.flags & wire.FLAG_PROCFS:
+    elif is_new(p, now):
         style = "bold green"
     text = Text(f"{p.pid:>7} {derive.user(p)[:9]:<9} {container:<12} ", style=style)
     badges = badge_text(derive.badges(p, cache))
@@ -40,8 +52,107 @@ def row_text(row: Row, cache: ProcessCache, now: int) -> Text:
     return text
 
 
+def group_name(g: Group) -> str:
+    """What a container is called here: its first process's binary (the cache has no container names)."""
+    return os.path.basename(g.top.binary) if g.top is not None and g.top.binary else "?"
+
+
+def group_text(g: Group, folded: bool, throttled: bool = False) -> Text:
+    mark = "▸" if folded else "▾"
+    if g.kind == "container":
+        label = f"container {g.container.short_id}  {g.container.runtime}  {group_name(g)}"
+        label += "  ⏸ throttled" if throttled else ""
+    elif g.kind == "cgroup":
+        label = f"cgroup {g.cgroup or '(unknown)'}"
+    else:
+        label = "host"
+    text = Text(f"{mark} {label}", style="bold cyan")
+    text.append(f"  {g.live} processes" + (f", {g.shown} shown" if g.shown != g.live else ""), style="cyan")
+    return text
+
+
+def render_group(g: Group, cache: ProcessCache, now: int) -> Table:
+    """The detail pane for a group header."""
+    t = Table.grid(padding=(0, 1))
+    t.add_column(style="bold", no_wrap=True)
+    t.add_column()
+    if g.kind == "container":
+        c = g.container
+        t.add_row("container", f"{c.id}  ({c.runtime})")
+        t.add_row("name", group_name(g))
+        entry = cache.containers.get(c.id)
+        if entry is not None:
+            t.add_row("first seen", f"{age_text(max(0, now - entry.first_seen))} ago")
+    elif g.kind == "cgroup":
+        t.add_row("cgroup", g.cgroup or "(unknown)")
+        c = g.top.container if g.top is not None else None
+        t.add_row("container", f"{c.id} ({c.runtime})" if c else "-")
+    else:
+        t.add_row("host", "processes in no container")
+    t.add_row("processes", f"{g.live} live, {g.shown} shown")
+    for th in cache.throttles.values():
+        if (g.kind == "container" and th.container == g.container) or (g.kind == "cgroup" and th.path == g.cgroup):
+            counts = ", ".join(f"{op} {n}" for op, n in zip(wire.RATE_OPS, th.suppressed))
+            state = "⏸ throttled now" if th.active else "not throttled now"
+            t.add_row("cgroup rate", f"{th.path}: {state}; {th.episodes} throttles ended, suppressed {counts}")
+    if g.top is not None:
+        t.add_row("top", f"{g.top.pid} {' '.join((g.top.binary or '?', *g.top.args))}")
+    return t
+
+
+class _Lines(Sequence):
+    """The rows' Text, rendered when drawn (only visible lines are), and
+    kept while what a row shows is unchanged: everything it depends on is
+    in its state tuple, compared by identity first."""
+
+    def __init__(self, rows: Rows, cache: ProcessCache, now: int, tagged: set, memo: dict):
+        self.rows, self.cache, self.now, self.tagged, self.memo = rows, cache, now, tagged, memo
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        rows = self.rows
+        p = rows.items[i]
+        if isinstance(p, Group):
+            throttled = p.container is not None and p.container.id in self.cache.throttled_containers()
+            return group_text(p, p.key in rows.folded, throttled)
+        depth, folded = rows.depths[i], p.key in rows.folded
+        parent = self.cache.procs.get(p.parent)  # caps+ compares with it
+        tagged = p.key in self.tagged
+        state = (p.image, p.alive, p.exit is None, p.container, depth, folded, is_new(p, self.now),
+                 parent.image if parent is not None else None, tagged)  # fmt: skip
+        hit = self.memo.get(p)
+        if hit is not None and hit[0] == state:
+            return hit[1]
+        if len(self.memo) >= TEXT_CACHE:
+            self.memo.clear()
+        text = row_text(Row(p, depth, bool(p.children), folded), self.cache, self.now)
+        if tagged:
+            text.stylize(TAGGED)
+            if text.plain.startswith(" "):  # a marker too, for terminals without colour
+                text.plain = "*" + text.plain[1:]
+        self.memo[p] = (state, text)
+        return text
+
+
 class ProcessTree(RowsView):
     """Draws the rows the app hands it."""
 
+    FOLLOW_TOP = False  # the selected process stays selected wherever it moves
+
     def __init__(self, **kwargs) -> None:
         super().__init__(header=HEADER, **kwargs)
+        self.shown: Rows | None = None
+        self._texts: dict = {}  # Process → (state, Text)
+
+    def show(self, rows: Rows, cache: ProcessCache, now: int, tagged: set = frozenset()) -> None:
+        self.shown = rows
+        self.set_rows(_Lines(rows, cache, now, tagged, self._texts), rows.keys)
+
+    @property
+    def selected_group(self) -> Group | None:
+        key = self.selected_key
+        return self.shown.groups.get(key) if isinstance(key, str) and self.shown is not None else None

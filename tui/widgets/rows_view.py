@@ -1,11 +1,13 @@
-"""A scrollable list of pre-rendered rows with a cursor, drawn with
-Textual's line API: only the visible lines are rendered, so tens of
-thousands of rows cost nothing until they scroll into view (Textual's
-Tree and DataTable rebuild whole caches on every change)."""
+"""A scrollable list of rows with a cursor, drawn with Textual's line API:
+only the visible lines are rendered, and the rows may be a lazy sequence
+that renders only those, so tens of thousands of rows cost nothing until
+they scroll into view (Textual's Tree and DataTable rebuild whole caches
+on every change)."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
 from rich.segment import Segment
 from rich.style import Style
@@ -29,6 +31,8 @@ class RowsView(ScrollView, can_focus=True):
         Binding("end", "move(1000000000)", show=False),
     ]
     cursor = reactive(0, always_update=True, init=False)
+    # On the first row, stay there (a stream's newest) rather than follow its key down.
+    FOLLOW_TOP = True
 
     class Selected(Message):
         """The cursor moved to the row with this key."""
@@ -41,18 +45,55 @@ class RowsView(ScrollView, can_focus=True):
     def __init__(self, header: Text | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.header = header
-        self.rows: list[Text] = []
-        self.keys: list[Hashable] = []
+        self.rows: Sequence[Text] = []
+        self.keys: Sequence[Hashable] = []
+        self._widest = header.cell_len if header is not None else 0  # of the rows rendered so far
+        self._memo: dict = {}  # set_items: item → its Text
 
-    def set_rows(self, rows: list[Text], keys: list[Hashable]) -> None:
-        """Replace the rows, keeping the cursor on the same key when it is still there."""
-        current = self.keys[self.cursor] if 0 <= self.cursor < len(self.keys) else None
+    def set_rows(self, rows: Sequence[Text], keys: Sequence[Hashable]) -> None:
+        """Replace the rows, keeping the cursor on the same key when it is
+        still there, at the same line on screen. ``rows`` may render lazily:
+        only the lines on screen are asked for (the width follows what was
+        drawn), and ``keys.index`` may be a fast lookup."""
+        current = self.selected_key
         self.rows, self.keys = rows, keys
-        width = max((r.cell_len for r in rows[:2000]), default=0)
-        self.virtual_size = Size(width, len(rows) + (1 if self.header else 0))
-        index = {k: i for i, k in enumerate(keys)}.get(current) if current is not None else None
-        self.set_reactive(RowsView.cursor, index if index is not None else min(self.cursor, max(len(rows) - 1, 0)))
+        self._resize(Size(self._widest, len(rows) + (1 if self.header else 0)))
+        index = None
+        if current is not None and not (self.FOLLOW_TOP and self.cursor == 0):
+            try:
+                index = keys.index(current)
+            except ValueError:
+                pass
+        if index is None:
+            index = min(self.cursor, max(len(rows) - 1, 0))
+        elif index != self.cursor:  # rows came or went above it: scroll along
+            self.scroll_to(y=self.scroll_offset.y + index - self.cursor, animate=False, immediate=True)
+        self.set_reactive(RowsView.cursor, index)
         self.refresh()
+
+    def _resize(self, size: Size) -> None:
+        """Set the virtual size without laying the screen out again (which
+        setting ``virtual_size`` does: a full repaint, at every frame when
+        rows come and go), unless a scrollbar appears or goes."""
+        if size == self.virtual_size:
+            return
+        bars = self.show_vertical_scrollbar, self.show_horizontal_scrollbar
+        self.set_reactive(RowsView.virtual_size, size)
+        self._scroll_update(size)  # Textual's own update of the scrollbars for a new virtual size
+        if (self.show_vertical_scrollbar, self.show_horizontal_scrollbar) != bars:
+            self.refresh(layout=True)
+
+    def set_items(self, items: Sequence, render: Callable[[Any], Text], key: Callable[[Any], Hashable]) -> None:
+        """set_rows for items that do not change once shown (a stream's
+        entries): each is rendered once."""
+        memo, self._memo = self._memo, {}
+        for item in items:
+            text = memo.get(item)
+            if text is None:
+                text = render(item)
+                self._widest = max(self._widest, text.cell_len)
+            self._memo[item] = text
+        self.set_rows(list(self._memo.values()), [key(item) for item in items])
 
     @property
     def selected_key(self) -> Hashable | None:
@@ -90,7 +131,11 @@ class RowsView(ScrollView, can_focus=True):
         style = self.get_component_rich_style("rows-view--cursor") if index == self.cursor and self.has_focus else None
         if style is None and index == self.cursor:
             style = Style(reverse=True)
-        return self._strip(self.rows[index], scroll_x, width, style)
+        text = self.rows[index]
+        if text.cell_len > self._widest:  # lazily rendered rows: the scroll area widens as wider ones show
+            self._widest = text.cell_len
+            self.call_later(lambda: self._resize(Size(self._widest, self.virtual_size.height)))
+        return self._strip(text, scroll_x, width, style)
 
     def _strip(self, text: Text, scroll_x: int, width: int, style: Style | None) -> Strip:
         segments = list(text.render(self.app.console))

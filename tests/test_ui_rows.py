@@ -1,0 +1,304 @@
+"""The process pane's rows: the incremental TreeModel against computations
+from scratch after random event sequences, grouping by container and
+cgroup, the cursor staying on its process, the g key, and the live
+source's first drain holding the /proc scan."""
+
+import os
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from probes import wire
+from probes.events import ExecEvent
+from probes.events import ProcessKey as K
+from procscope import derive
+from procscope.cache import ROOT, ProcessCache
+from procscope.query import Query
+from tui.app import ProcscopeApp
+from tui.panes.process_tree import _Lines, group_text, row_text
+from tui.rows import GROUPS, Group, TreeModel, ViewOptions, process_rows
+from tui.sources import LiveSource, counters_json_empty
+
+from .conftest import open_collector
+from .factories import HOST_NS, clone_event, exec_event, exit_event, namespaces
+from .test_replay import DOCKER
+from .test_ui import SIZE, _plain, pids
+
+S = 1_000_000_000
+OTHER = "/system.slice/docker-" + "9b" * 32 + ".scope"
+CGROUPS = ["/init.scope", DOCKER, OTHER, "/user.slice/session-1.scope"]
+BINARIES = ["/bin/sh", "/usr/bin/curl", "/bin/busybox"]
+QUERIES = [None, Query.parse("bin:curl"), Query.parse("container:3f2a"), Query.parse("-bin:sh")]
+
+
+def reference_rows(cache, match, opts) -> list[tuple]:
+    """The tree and the flat list as the first UI built them, from scratch:
+    (key, depth, folded)."""
+    if not opts.tree:
+        sort = {
+            "user": lambda p: (derive.user(p), p.pid, p.key.ktime),
+            "binary": lambda p: (p.binary, p.pid, p.key.ktime),
+            "age": lambda p: (p.key.ktime, p.pid),
+        }.get(opts.sort, lambda p: (p.pid, p.key.ktime))
+        return [(p.key, 0, False) for p in sorted((p for p in cache.visible() if match is None or match(p)), key=sort)]
+    order = list(cache.walk())
+    keep = None
+    if match is not None:
+        keep = set()
+        for _, p in reversed(order):
+            if match(p) or (p.children and any(c.key in keep for c in p.children.values())):
+                keep.add(p.key)
+    rows, skip_below = [], None
+    for depth, p in order:
+        if skip_below is not None:
+            if depth > skip_below:
+                continue
+            skip_below = None
+        if keep is not None and p.key not in keep:
+            continue
+        folded = p.key in opts.collapsed
+        rows.append((p.key, depth, folded))
+        if folded:
+            skip_below = depth
+    return rows
+
+
+def signature(rows) -> list[tuple]:
+    return [(r.key, r.live, r.shown) if isinstance(r, Group) else (r.proc.key, r.depth, r.folded) for r in rows]
+
+
+def rendered(text) -> tuple:
+    return text.plain, str(text.style), [(s.start, s.end, str(s.style)) for s in text.spans]
+
+
+class Machine:
+    """Applies random operations to a cache: execs, clones, re-execs,
+    exits, lost exits (placeholders), pid reuse, and time passing."""
+
+    def __init__(self):
+        self.cache = ProcessCache(grace_ns=3 * S, host_ns=HOST_NS)
+        self.t = 1000
+        self.cache.apply(exec_event(1, 1, ROOT, "/sbin/init", cgroup="/init.scope", flags=wire.FLAG_PROCFS))
+
+    def apply(self, op: tuple) -> None:
+        kind, a, b, c = op
+        self.t += 1000
+        t = self.t
+        live = sorted(self.cache.by_pid.values(), key=lambda p: p.pid)
+        pick = (lambda i: live[i % len(live)]) if live else (lambda i: None)
+        parent = pick(b).key if live else ROOT
+        pid = 2 + a % 40  # few pids: reuse happens
+        if kind == "exec":
+            ns = namespaces(pid=99) if c % 4 else None
+            self.cache.apply(exec_event(pid, t, parent, BINARIES[c % 3], (str(a),), cgroup=CGROUPS[c % 4], ns=ns))
+        elif kind == "clone":
+            self.cache.apply(clone_event(pid, t, parent))
+        elif kind == "reexec" and live:
+            p = pick(a)
+            self.cache.apply(
+                exec_event(p.pid, t, p.ppid, BINARIES[c % 3], cleanup=p.key, cgroup=p.cgroup or "/", uid=c)
+            )
+        elif kind == "exit" and live:
+            self.cache.apply(exit_event(pick(a).key, t))
+        elif kind == "lost":
+            self.cache.apply(exit_event(K(500 + a % 20, t), t))  # never seen: a placeholder
+        elif kind == "time":
+            self.t += (a % 5) * S
+            self.cache.expire(self.t)
+
+
+KINDS = st.sampled_from(["exec", "exec", "clone", "reexec", "exit", "exit", "lost", "time"])
+OPS = st.lists(st.tuples(KINDS, st.integers(0, 999), st.integers(0, 999), st.integers(0, 999)), max_size=60)
+
+
+def views(cache) -> list[ViewOptions]:
+    parents = sorted((p.key for p in cache.procs.values() if p.children), key=lambda k: (k.pid, k.ktime))
+    folded = {*parents[:2], "host", "container:" + "3f2a" * 16}
+    return [
+        ViewOptions(tree=tree, sort=sort, group=group, collapsed=collapsed)
+        for tree, sort in ((True, "pid"), (False, "user"), (False, "age"))
+        for group in GROUPS
+        for collapsed in (set(), folded)
+    ]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(OPS, st.integers(0, 1000))
+def test_incremental_rows_equal_rows_from_scratch(ops, seed):
+    m = Machine()
+    model = TreeModel(m.cache)
+    memo: dict = {}
+    for i, op in enumerate(ops):
+        m.apply(op)
+        combos = [(q, v) for q in QUERIES for v in views(m.cache)]
+        # One view per step, changing as the steps go (so the model's kept
+        # order is used across views), and all of them at the end.
+        for query, opts in combos if i == len(ops) - 1 else [combos[(seed + i) % len(combos)]]:
+            match = query.predicate(m.cache) if query else None
+            rows = model.rows(query, opts)
+            assert model.rows(query, opts) is rows  # nothing changed: kept
+            assert signature(rows) == signature(process_rows(m.cache, match, opts))
+            if opts.group == "none":
+                assert signature(rows) == reference_rows(m.cache, match, opts)
+            for j in range(len(rows)):
+                assert rows.keys.index(rows.keys[j]) == j
+            # Kept row texts are the ones a fresh render gives.
+            lines = _Lines(rows, m.cache, m.t, {K(1, 1)} if i % 2 else set(), memo)
+            for j, r in enumerate(rows):
+                if not isinstance(r, Group):
+                    fresh = row_text(r, m.cache, m.t)
+                    if r.proc.key == K(1, 1) and i % 2:
+                        assert lines[j].plain.startswith("*")
+                    else:
+                        assert rendered(lines[j]) == rendered(fresh)
+
+
+def grouped_events() -> list:
+    """init and sshd on the host; a container (runc-init, busybox httpd, a
+    shell under it); below that shell, a process moved to a host cgroup."""
+    init, runc, httpd, sh = K(1, 10), K(200, 30), K(201, 40), K(202, 50)
+    ns = namespaces(pid=99, net=98)
+    return [
+        exec_event(1, 10, ROOT, "/sbin/init", cgroup="/init.scope", flags=wire.FLAG_PROCFS),
+        exec_event(50, 20, init, "/usr/sbin/sshd", cgroup="/system.slice/ssh.service"),
+        exec_event(200, 30, init, "/usr/bin/runc-init", cgroup=DOCKER, ns=ns),
+        exec_event(201, 40, runc, "/bin/busybox", ("httpd",), cgroup=DOCKER, ns=ns),
+        exec_event(202, 50, httpd, "/bin/sh", cgroup=DOCKER, ns=ns),
+        exec_event(203, 60, sh, "/usr/bin/top", cgroup="/system.slice/ssh.service"),
+    ]
+
+
+def grouped_cache() -> ProcessCache:
+    cache = ProcessCache(host_ns=HOST_NS)
+    cache.apply_all(grouped_events())
+    return cache
+
+
+def layout(rows) -> list:
+    return [r.key if isinstance(r, Group) else (r.proc.pid, r.depth) for r in rows]
+
+
+def test_grouped_by_container_headers_then_their_trees():
+    cache = grouped_cache()
+    rows = process_rows(cache, None, ViewOptions(group="container"))
+    cid = "3f2a" * 16
+    # Host first; a process hangs under its nearest ancestor in its group (top under init).
+    assert layout(rows) == ["host", (1, 1), (50, 2), (203, 2), f"container:{cid}", (200, 1), (201, 2), (202, 3)]
+    host, box = rows[0], rows[4]
+    assert (host.kind, host.live, box.kind, box.container.runtime, box.live) == ("host", 3, "container", "docker", 3)
+    assert group_text(box, False).plain == f"▾ container {cid[:12]}  docker  runc-init  3 processes"
+    assert group_text(host, True).plain.startswith("▸ host")
+
+    # A folded header hides its group; a filter keeps the path down to what it found, in its group.
+    rows = process_rows(cache, None, ViewOptions(group="container", collapsed={f"container:{cid}"}))
+    assert layout(rows) == ["host", (1, 1), (50, 2), (203, 2), f"container:{cid}"]
+    rows = process_rows(cache, Query.parse("bin:busybox").predicate(cache), ViewOptions(group="container"))
+    assert layout(rows) == [f"container:{cid}", (200, 1), (201, 2)] and rows[0].shown == 2 and rows[0].live == 3
+    # Flat: each group's processes sorted, under its header.
+    rows = process_rows(cache, None, ViewOptions(tree=False, sort="binary", group="container"))
+    assert layout(rows) == ["host", (1, 1), (203, 1), (50, 1), f"container:{cid}", (201, 1), (202, 1), (200, 1)]
+
+
+def test_grouped_by_cgroup():
+    cache = grouped_cache()
+    rows = process_rows(cache, None, ViewOptions(group="cgroup"))
+    assert layout(rows) == [
+        "cgroup:/init.scope", (1, 1),
+        f"cgroup:{DOCKER}", (200, 1), (201, 2), (202, 3),
+        "cgroup:/system.slice/ssh.service", (50, 1), (203, 1),
+    ]  # fmt: skip
+    assert group_text(rows[2], False).plain == f"▾ cgroup {DOCKER}  3 processes"
+    # Header keys are strings, never process keys: the rows' keys find them.
+    assert rows.keys.index(f"cgroup:{DOCKER}") == 2 and K(1, 10) in rows.keys and "host" not in rows.keys
+
+
+class FeedSource:
+    """A source the test feeds events to, by hand."""
+
+    label = "test"
+    live = False
+    banner = ""
+    wall_offset = None
+
+    def __init__(self, events):
+        self.cache = ProcessCache(host_ns=HOST_NS)
+        self.pending = list(events)
+
+    def start(self):
+        pass
+
+    def drain(self):
+        out, self.pending = self.pending, []
+        return out
+
+    def counters(self):
+        return counters_json_empty(self.cache)
+
+    def stop(self):
+        pass
+
+
+async def test_cursor_stays_on_its_process_when_rows_come_above(tmp_path):
+    init = K(1, 10)
+    sleepers = [exec_event(pid, pid, init, "/bin/sleep", (str(pid),)) for pid in range(100, 160)]
+    source = FeedSource([exec_event(1, 10, ROOT, "/sbin/init", flags=wire.FLAG_PROCFS), *sleepers])
+    app = ProcscopeApp(source, snapshot_dir=str(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        tree = app.query_one("#tree")
+        for _ in range(30):
+            await pilot.press("down")
+        await pilot.pause()
+        key, cursor, line = tree.selected_key, tree.cursor, tree.cursor - tree.scroll_offset.y
+        assert key.pid == 129 and tree.scroll_offset.y > 0  # scrolled: the cursor is near the bottom
+        source.pending = [exec_event(pid, 200 + pid, init, "/bin/true") for pid in range(50, 60)]  # sorted above
+        await pilot.pause(0.3)
+        assert pids(tree)[1:11] == list(range(50, 60))
+        assert tree.selected_key == key and tree.cursor == cursor + 10
+        assert tree.cursor - tree.scroll_offset.y == line  # at the same line on screen
+        assert "129  key 129:129" in _plain(app, app.query_one("#detail").content)
+
+
+async def test_g_cycles_grouping_and_headers_fold(tmp_path):
+    app = ProcscopeApp(FeedSource(grouped_events()), snapshot_dir=str(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        tree = app.query_one("#tree")
+        assert pids(tree)[:2] == [1, 50] and not tree.shown.groups
+        await pilot.press("g")
+        await pilot.pause()
+        assert app.view.group == "container"
+        assert [k if isinstance(k, str) else k.pid for k in tree.keys] == [
+            "host", 1, 50, 203, "container:" + "3f2a" * 16, 200, 201, 202]  # fmt: skip
+        assert tree.selected_key.pid == 1  # the cursor stayed on init, now under its header
+        assert tree.rows[0].plain.startswith("▾ host") and tree.rows[4].plain.startswith("▾ container 3f2a3f2a3f2a")
+        await pilot.press("up")  # the header: the detail pane summarises the group
+        await pilot.pause()
+        assert tree.selected_key == "host" and "3 live" in _plain(app, app.query_one("#detail").content)
+        await pilot.press("minus")
+        await pilot.pause()
+        assert tree.keys[:2] == ["host", "container:" + "3f2a" * 16] and tree.rows[0].plain.startswith("▸ host")
+        await pilot.press("plus")
+        await pilot.pause()
+        assert len(tree.keys) == 8
+        await pilot.press("g")
+        await pilot.pause()
+        assert app.view.group == "cgroup" and tree.keys[0] == "cgroup:/init.scope"
+        await pilot.press("g")
+        await pilot.pause()
+        assert app.view.group == "none" and pids(tree)[:2] == [1, 50]
+
+
+async def test_live_source_first_drain_has_the_proc_scan(tmp_path):
+    """The scan is taken by LiveSource.start(), after the probes are
+    attached: the first frame shows the whole tree. Needs BPF."""
+    collector = open_collector()
+    source = LiveSource(collector, 5 * S)
+    app = ProcscopeApp(source, snapshot_dir=str(tmp_path))
+    drained: list = []
+    drain = source.drain
+    source.drain = lambda: drained.append(drain()) or drained[-1]
+    async with app.run_test(size=SIZE):
+        first = drained[0]
+        scanned = {ev.key.pid for ev in first if isinstance(ev, ExecEvent) and ev.flags & wire.FLAG_PROCFS}
+        assert {1, os.getpid()} <= scanned
+        assert os.getpid() in pids(app.query_one("#tree"))  # in the first frame
+        assert not collector.scan_proc  # the collector's thread did not scan again

@@ -1,0 +1,71 @@
+"""The monitor's remembered settings: $XDG_CONFIG_HOME/procscope/config.toml
+(default ~/.config/procscope/config.toml). Read with tomllib; written
+atomically with mode 0600. A config that cannot be used never stops the
+monitor: a one-line warning names the file and line, and defaults apply."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from procscope.atomic import atomic_writer
+
+
+@dataclass
+class Config:
+    theme: str | None = None
+
+
+def default_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "procscope" / "config.toml"
+
+
+def _line_of(text: str, key: str) -> int:
+    """Where a key is set, for warnings about its value (tomllib keeps no positions)."""
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if re.match(rf"\s*{re.escape(key)}\s*=", line):
+            return lineno
+    return 1
+
+
+def load(path: str | os.PathLike, known_themes: Iterable[str] = (), warn: Callable[[str], None] = print) -> Config:
+    """The config at ``path``; defaults when it is missing, or (with a warning) unusable."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Config()
+    except (OSError, UnicodeDecodeError) as exc:
+        warn(f"{path}: cannot read the config ({getattr(exc, 'strerror', None) or exc}); using defaults")
+        return Config()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # Python < 3.14 has the position only in the message: "Invalid value (at line 3, column 7)".
+        m = re.search(r"\(at line (\d+), column \d+\)$", str(exc))
+        reason = str(exc)[: m.start()].strip() if m else str(exc)
+        warn(f"{path}:{m[1] if m else 1}: corrupt config ({reason}); using defaults")
+        return Config()
+    theme = data.get("theme")
+    known = list(known_themes)
+    if theme is not None and not isinstance(theme, str):
+        warn(f"{path}:{_line_of(text, 'theme')}: theme must be a string; using the default theme")
+        theme = None
+    elif theme is not None and known and theme not in known:
+        warn(f"{path}:{_line_of(text, 'theme')}: unknown theme {theme!r}; using the default theme")
+        theme = None
+    return Config(theme=theme)
+
+
+def save(path: str | os.PathLike, config: Config) -> None:
+    """Write ``config`` (private: mode 0600, directory 0700). Raises OSError."""
+    Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with atomic_writer(os.fspath(path), mode=0o600) as f:
+        f.write("# procscope settings, written by the monitor\n")
+        if config.theme is not None:
+            f.write(f"theme = {json.dumps(config.theme)}\n")  # a JSON string is a valid TOML basic string

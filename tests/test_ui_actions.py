@@ -235,11 +235,16 @@ async def test_clicks_select_from_streams_and_sort_by_header(replay_app):
     app = replay_app
     async with app.run_test(size=SIZE) as pilot:
         tree, execs, exits = (app.query_one(f"#{i}") for i in ("tree", "execs", "exits"))
-        # A row of the exec stream chosen (as a click does): the tree follows.
-        execs.cursor = pids(execs, column=1).index(201)
+        # A click on a tree row selects that row (below the border and the column titles).
+        await pilot.click("#tree", offset=(3, 1 + 1 + 2))
+        await pilot.pause()
+        assert tree.cursor == 2 and tree.selected_key == tree.keys[2]
+        # A click on a row of the exec stream: the tree follows.
+        await pilot.click("#execs", offset=(3, 1 + 1 + pids(execs, column=1).index(201)))
         await pilot.pause()
         assert tree.selected_key.pid == 201 and "httpd -f" in _plain(app, app.query_one("#detail").content)
         # An exit whose process is not in the tree (init is folded): its detail shows anyway.
+        tree.focus()  # the click focused the stream
         await pilot.press("home", "minus")
         await pilot.pause()
         assert pids(tree) == [1, 400]  # 400's parent is unknown: a root

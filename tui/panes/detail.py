@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 from rich.text import Text
+from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from probes.events import NAMESPACES
@@ -59,5 +60,16 @@ def render_detail(proc: Process | None, cache: ProcessCache, now: int) -> Table 
     return t
 
 
-class Detail(Static):
-    """Shows what the app renders for the selection."""
+class Detail(VerticalScroll):
+    """Shows what the app renders for the selection, scrolled when it is
+    taller than the pane (a Static alone would be cut off)."""
+
+    def compose(self):
+        yield Static(id="detail-body")
+
+    @property
+    def content(self):
+        return self.query_one("#detail-body", Static).content
+
+    def update(self, renderable) -> None:
+        self.query_one("#detail-body", Static).update(renderable)

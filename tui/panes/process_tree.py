@@ -43,6 +43,7 @@ def row_text(row: Row, cache: ProcessCache, now: int) -> Text:
     style = ""
     if not p.alive:
         style = "dim strike" if p.exit is None else "dim"
+        cmd = "✗ " + cmd  # exited: a cue besides the dimming (high contrast, no colour)
     elif is_new(p, now):
         style = "bold green"
     text = Text(f"{p.pid:>7} {derive.user(p)[:9]:<9} {container:<12} ", style=style)

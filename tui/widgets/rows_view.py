@@ -114,7 +114,10 @@ class RowsView(ScrollView, can_focus=True):
         self.post_message(self.Selected(self, self.selected_key))
 
     def on_click(self, event) -> None:
-        row = event.y + self.scroll_offset.y - (1 if self.header else 0)
+        offset = event.get_content_offset(self)  # event.y counts the border too
+        if offset is None:
+            return
+        row = offset.y + self.scroll_offset.y - (1 if self.header else 0)
         if 0 <= row < len(self.rows):
             self.cursor = row
 

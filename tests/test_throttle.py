@@ -155,7 +155,7 @@ def test_burst_in_one_cgroup_is_throttled_then_resumes(rated, scratch):
     binary = unique_copy("/bin/true", scratch)
     try:
         _run_in(busy, binary, 40)
-        _run_in(calm, binary, 3)
+        _run_in(calm, binary, 2)  # 7 events (a clone, exec and exit each, the shell's exit): under 10
         mine = lambda ev, cid: isinstance(ev, ThrottleEvent) and ev.cgroup_id == cid  # noqa: E731
         start = rated.wait_for(lambda e: mine(e, busy_id) and e.type == wire.THROTTLE_START, timeout=5)
         stop = rated.wait_for(lambda e: mine(e, busy_id) and e.type == wire.THROTTLE_STOP, timeout=20)
@@ -170,7 +170,7 @@ def test_burst_in_one_cgroup_is_throttled_then_resumes(rated, scratch):
         assert 0 < received < 40  # the first ones went out, then the limit held
         assert received + stop.suppressed[wire.RATE_OPS.index("exec")] == 40
         # The calm cgroup: never throttled, every exec delivered.
-        assert not rated.matching(lambda e: mine(e, calm_id)) and len(execs(calm_id)) == 3
+        assert not rated.matching(lambda e: mine(e, calm_id)) and len(execs(calm_id)) == 2
         # Exits suppressed while throttled leave no ghosts: at STOP the
         # cache asks /proc about the cgroup's processes.
         events = rated.matching(lambda e: True)

@@ -22,7 +22,7 @@ from .bcc_import import import_bcc
 from .btf import BTF, BTFError
 from .decode import DecodeError, decode
 from .errors import SetupError
-from .events import Event, ThrottleEvent, ThrottleMsg
+from .events import CgroupEvent, Event, ThrottleEvent, ThrottleMsg
 from .privileges import check_bpf_privileges
 from .tracefs import ensure_tracefs
 
@@ -243,15 +243,19 @@ class Collector:
         the STOPs that are due."""
         now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
         out: list[Event] = []
+        made: list[ThrottleEvent] = []
         for ev in batch:
             if not isinstance(ev, ThrottleMsg):
                 out.append(ev)
-            out.extend(self.throttle.handle(ev, now))
-        out.extend(self.throttle.check(now))
-        for ev in out:
-            if isinstance(ev, ThrottleEvent):
-                name, counts = self._throttled.get(ev.cgroup_id, (ev.name, (0,) * len(wire.RATE_OPS)))
-                self._throttled[ev.cgroup_id] = (name, tuple(a + b for a, b in zip(counts, ev.suppressed)))
+            if isinstance(ev, (ThrottleMsg, CgroupEvent)):  # the only records the monitor acts on
+                found = self.throttle.handle(ev, now)
+                out += found
+                made += found
+        stops = self.throttle.check(now)
+        out += stops
+        for ev in made + stops:
+            name, counts = self._throttled.get(ev.cgroup_id, (ev.name, (0,) * len(wire.RATE_OPS)))
+            self._throttled[ev.cgroup_id] = (name, tuple(a + b for a, b in zip(counts, ev.suppressed)))
         return out
 
     def scan(self) -> list[Event]:

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 from .offsets import V1_CONTROLLERS
+from .text import from_bytes, to_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,18 +24,20 @@ class Hierarchy:
     hierarchy_id: int = 0
 
     def path_of(self, pid: int | str) -> str | None:
-        """This hierarchy's cgroup path of a process, from /proc/PID/cgroup."""
+        """This hierarchy's cgroup path of a process, from /proc/PID/cgroup
+        (read as bytes: cgroup names are chosen by whoever makes them)."""
         try:
-            with open(f"/proc/{pid}/cgroup") as f:
+            with open(f"/proc/{pid}/cgroup", "rb") as f:
                 lines = f.read().splitlines()
         except OSError:
             return None
         for line in lines:
-            _hid, controllers, path = line.split(":", 2)
-            if self.controller is None and controllers == "" and _hid == "0":
-                return path
-            if self.controller is not None and self.controller in controllers.split(","):
-                return path
+            hid, _, rest = line.partition(b":")
+            controllers, _, path = rest.partition(b":")
+            if self.controller is None and controllers == b"" and hid == b"0":
+                return from_bytes(path)
+            if self.controller is not None and self.controller.encode() in controllers.split(b","):
+                return from_bytes(path)
         return None
 
     def id_of(self, path: str) -> int:
@@ -42,7 +45,7 @@ class Hierarchy:
         if not self.mountpoint:
             return 0
         try:
-            return os.stat(os.path.join(self.mountpoint, path.lstrip("/"))).st_ino
+            return os.stat(os.path.join(os.fsencode(self.mountpoint), to_bytes(path).lstrip(b"/"))).st_ino
         except OSError:
             return 0
 
@@ -106,7 +109,7 @@ class PathIndex:
             paths[os.stat(root).st_ino] = "/"
         except OSError:
             return
-        stack = [(root, "")]
+        stack = [(os.fsencode(root), "")]  # bytes: a cgroup's name may be any bytes
         while stack:
             directory, rel = stack.pop()
             try:
@@ -115,7 +118,7 @@ class PathIndex:
                 continue
             for entry in entries:
                 if entry.is_dir(follow_symlinks=False):
-                    sub = f"{rel}/{entry.name}"
+                    sub = f"{rel}/{from_bytes(entry.name)}"
                     paths[entry.inode()] = sub
                     stack.append((entry.path, sub))
         self._paths = paths

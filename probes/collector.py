@@ -20,7 +20,7 @@ from . import cgroups, kernel_tree, offsets, procfs, wire
 from .throttle import RateLimit, ThrottleMonitor, Window
 from .bcc_import import import_bcc
 from .btf import BTF, BTFError
-from .decode import DecodeError, decode
+from .decode import decode
 from .errors import SetupError
 from .events import CgroupEvent, Event, ThrottleEvent, ThrottleMsg
 from .privileges import check_bpf_privileges
@@ -30,6 +30,7 @@ BPF_DIR = Path(__file__).parent / "bpf"
 DEFAULT_RING_BYTES = 16 << 20
 RATE_ENTRIES = 32768  # cgroups with rate state (Tetragon's default)
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+BPF_NOEXIST = 1  # bpf(2) map update flag: only if absent
 
 
 def ring_pages(size_bytes: int) -> int:
@@ -48,6 +49,13 @@ class Counters:
     userspace_dropped: int = 0  # events in batches the consumer was too slow for
     exec_map_full: int = 0  # execs whose key fell back to the start time
     received: int = 0
+    # Processes the /proc scan could not read (gone half-way, or unparsable):
+    # missing from the tree until they exec, clone or exit.
+    procfs_unreadable: int = 0
+    # Failures of the collector thread itself (it reports and carries on);
+    # the events of the failed poll may be lost.
+    collector_errors: int = 0
+    last_error: str = ""
     # The rate limit's suppressed events: totals per op, and per cgroup
     # (name → per-op counts) for the cgroups throttled so far.
     suppressed: dict[str, int] = field(default_factory=dict)
@@ -60,7 +68,7 @@ class Counters:
 
     @property
     def lost(self) -> int:
-        return self.kernel_dropped + self.decode_errors + self.userspace_dropped
+        return self.kernel_dropped + self.decode_errors + self.userspace_dropped + self.collector_errors
 
 
 @contextlib.contextmanager
@@ -173,6 +181,9 @@ class Collector:
         self._decode_errors = 0
         self._userspace_dropped = 0
         self._received = 0
+        self._procfs_unreadable = 0
+        self._collector_errors = 0
+        self._last_error = ""
         self.compile_log: list[str] = []
 
     # -- set-up ------------------------------------------------------------
@@ -223,7 +234,7 @@ class Collector:
     def _on_record(self, _ctx, data, size) -> int:
         try:
             self._batch.append(decode(ctypes.string_at(data, size)))
-        except DecodeError:
+        except Exception:  # noqa: BLE001 - DecodeError, or any surprise a record causes: counted, never raised into BCC
             self._decode_errors += 1
         return 0
 
@@ -259,7 +270,23 @@ class Collector:
         return out
 
     def scan(self) -> list[Event]:
-        return procfs.scan(self.hierarchy or cgroups.detect())
+        """The /proc scan, after the probes are attached; the processes it
+        finds in a container's init tree are marked for the BPF side, whose
+        clones inherit the mark."""
+        found = procfs.scan(self.hierarchy or cgroups.detect())
+        self._procfs_unreadable += found.unreadable
+        if self._bpf is not None:
+            self._mark_init_tree(ev for ev in found.events if ev.flags & wire.FLAG_IN_INIT_TREE)
+        return found.events
+
+    def _mark_init_tree(self, events) -> None:
+        table = self._bpf[b"proc_state"]
+        bcc = import_bcc()
+        for ev in events:
+            key = table.Key(ev.key.pid)
+            leaf = table.Leaf(ev.key.ktime, wire.FLAG_IN_INIT_TREE, 0)
+            # BPF_NOEXIST: a process that cloned or exec'd since the scan already has its own entry.
+            bcc.lib.bpf_update_elem(table.map_fd, ctypes.byref(key), ctypes.byref(leaf), BPF_NOEXIST)
 
     def start(self) -> None:
         """Poll on a thread. The first batch is the /proc scan (taken after
@@ -277,11 +304,29 @@ class Collector:
 
     def _run(self) -> None:
         if self.scan_proc:
-            self._put(self.scan())
+            self._guarded(lambda: self._put(self.scan()))
         while not self._stop.is_set():
-            batch = self.poll(self.poll_ms)
-            if batch:
-                self._put(batch)
+            if not self._guarded(self._poll_once):
+                self._stop.wait(0.1)  # a failure that repeats must not spin
+
+    def _poll_once(self) -> None:
+        batch = self.poll(self.poll_ms)
+        if batch:
+            self._put(batch)
+
+    def _guarded(self, step: Callable[[], None]) -> bool:
+        """Run one step of the thread; a failure is counted and reported
+        (the first of each kind), and collection goes on."""
+        try:
+            step()
+            return True
+        except Exception as exc:  # noqa: BLE001 - nothing may stop collection
+            self._collector_errors += 1
+            text = f"{type(exc).__name__}: {exc}"
+            if text != self._last_error:
+                self.log(f"the collector thread failed ({text}); counted, and collection goes on")
+            self._last_error = text
+            return False
 
     def get_batch(self, timeout: float | None = None) -> list[Event] | None:
         try:
@@ -294,6 +339,9 @@ class Collector:
             decode_errors=self._decode_errors,
             userspace_dropped=self._userspace_dropped,
             received=self._received,
+            procfs_unreadable=self._procfs_unreadable,
+            collector_errors=self._collector_errors,
+            last_error=self._last_error,
         )
         if self._bpf is None:
             return c

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import wire
+from .text import from_bytes
 from .events import (
     Capabilities,
     CgroupEvent,
@@ -22,16 +23,12 @@ class DecodeError(ValueError):
     pass
 
 
-def _text(raw: bytes) -> str:
-    return raw.decode("utf-8", "backslashreplace")
-
-
 def _walked_path(raw: bytes) -> str:
     """The BPF path walk writes names leaf first, each NUL-terminated."""
     if not raw:
         return "/"
     parts = raw.rstrip(b"\0").split(b"\0")
-    return "/" + "/".join(_text(p) for p in reversed(parts))
+    return "/" + "/".join(from_bytes(p) for p in reversed(parts))
 
 
 def decode_exec(data: bytes) -> ExecEvent:
@@ -71,7 +68,7 @@ def decode_exec(data: bytes) -> ExecEvent:
         nlink=nlink,
         ino=ino,
         binary=_walked_path(path),
-        args=tuple(_text(a) for a in args.rstrip(b"\0").split(b"\0")) if args else (),
+        args=tuple(from_bytes(a) for a in args.rstrip(b"\0").split(b"\0")) if args else (),
         cwd=_walked_path(cwd),
         parent=ProcessKey(ppid, pktime),
         cleanup=ProcessKey(cpid, cktime),
@@ -83,7 +80,7 @@ def decode_exec(data: bytes) -> ExecEvent:
         ns=Namespaces(*ns),
         cgroup_id=cgrpid,
         cgroup_tracker_id=tracker,
-        cgroup_name=_text(docker.split(b"\0", 1)[0]),
+        cgroup_name=from_bytes(docker.split(b"\0", 1)[0]),
     )
 
 
@@ -120,8 +117,8 @@ def decode_cgroup(data: bytes) -> CgroupEvent:
         tracker_id=tracker,
         level=level,
         hierarchy_id=hierarchy_id,
-        name=_text(name.split(b"\0", 1)[0]),
-        path=_text(path.split(b"\0", 1)[0]),
+        name=from_bytes(name.split(b"\0", 1)[0]),
+        path=from_bytes(path.split(b"\0", 1)[0]),
     )
 
 
@@ -129,7 +126,7 @@ def decode_throttle(data: bytes) -> ThrottleMsg:
     if len(data) < wire.THROTTLE.size:
         raise DecodeError(f"throttle record of {len(data)} bytes, expected {wire.THROTTLE.size}")
     _op, _f, _s, time, cgrpid, tracker, docker = wire.THROTTLE.unpack_from(data)
-    return ThrottleMsg(time, cgrpid, tracker, _text(docker.split(b"\0", 1)[0]))
+    return ThrottleMsg(time, cgrpid, tracker, from_bytes(docker.split(b"\0", 1)[0]))
 
 
 _DECODERS = {

@@ -6,20 +6,20 @@ exec: (pid, start time in clock ticks as nanoseconds)."""
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
-
-import psutil
+from dataclasses import dataclass, field
 
 from . import wire
 from .cgroups import Hierarchy
-from .events import Capabilities, Credentials, ExecEvent, Namespaces, NAMESPACES, ProcessKey, UserNamespace
+from .events import NAMESPACES, Capabilities, Credentials, ExecEvent, Namespaces, ProcessKey, UserNamespace
+from .text import from_bytes
 
 TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 PF_KTHREAD = 0x00200000
 NS_GET_PARENT = 0xB702  # ioctl on a namespace fd (linux/nsfs.h)
 NS_GET_OWNER_UID = 0xB704
-UNKNOWN_ID = 0xFFFFFFFF
 
 
 def _stat(pid: int) -> tuple[int, int, int]:
@@ -34,9 +34,10 @@ def start_key(pid: int) -> ProcessKey:
     return ProcessKey(pid, _stat(pid)[2])
 
 
-def _status(pid: int) -> dict[str, list[str]]:
-    with open(f"/proc/{pid}/status") as f:
-        return {k: v.split() for k, _, v in (line.partition(":") for line in f)}
+def _status(pid: int) -> dict[bytes, list[bytes]]:
+    """/proc/PID/status as bytes: its Name line is the process's to choose."""
+    with open(f"/proc/{pid}/status", "rb") as f:
+        return {k: v.split() for k, _, v in (line.partition(b":") for line in f)}
 
 
 def host_namespaces() -> dict[str, int]:
@@ -68,12 +69,13 @@ def _ns_inum(pid: int, name: str) -> int:
 
 def _user_ns(pid: int) -> UserNamespace:
     """Level and owner of the user namespace, asked of the kernel with the
-    nsfs ioctls (the owner's gid has no ioctl: reported unknown)."""
+    nsfs ioctls. The initial namespace belongs to root:root; a nested one's
+    owner gid has no ioctl, so it is unknown (UNKNOWN_ID)."""
     inum = _ns_inum(pid, "user")
     try:
         fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        return UserNamespace(0, UNKNOWN_ID, UNKNOWN_ID, inum)
+        return UserNamespace(0, wire.UNKNOWN_ID, wire.UNKNOWN_ID, inum)
     try:
         uid_buf = bytearray(4)
         fcntl.ioctl(fd, NS_GET_OWNER_UID, uid_buf)
@@ -87,78 +89,88 @@ def _user_ns(pid: int) -> UserNamespace:
             os.close(fd)
             fd = parent
             level += 1
-        return UserNamespace(level, owner, UNKNOWN_ID, inum)
+        return UserNamespace(level, owner, 0 if level == 0 else wire.UNKNOWN_ID, inum)
     except OSError:
-        return UserNamespace(0, UNKNOWN_ID, UNKNOWN_ID, inum)
+        return UserNamespace(0, wire.UNKNOWN_ID, wire.UNKNOWN_ID, inum)
     finally:
         os.close(fd)
 
 
 def _read_int(path: str, default: int) -> int:
     try:
-        with open(path) as f:
+        with open(path, "rb") as f:
             return int(f.read().strip())
     except (OSError, ValueError):
         return default
 
 
+def _link(pid: int, name: str) -> bytes | None:
+    """Where /proc/PID/<name> points (exe, cwd), as bytes; None if unreadable."""
+    try:
+        return os.readlink(f"/proc/{pid}/{name}".encode())
+    except OSError:
+        return None
+
+
+def _cmdline(pid: int) -> tuple[str, ...]:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        raw = f.read()
+    return tuple(from_bytes(a) for a in raw.rstrip(b"\0").split(b"\0")) if raw else ()
+
+
 def process_event(pid: int, hierarchy: Hierarchy, parent_key: ProcessKey | None = None) -> ExecEvent | None:
-    """The procFS exec event of one running process, or None if it is gone
-    or a kernel thread."""
+    """The procFS exec event of one running process, or None if it is gone,
+    a zombie or a kernel thread. Everything the process controls (its
+    binary's path, arguments, cwd, cgroup) is read as bytes: a name is
+    never a reason to fail."""
     try:
         ppid, kflags, ktime = _stat(pid)
         if kflags & PF_KTHREAD:
             return None
-        proc = psutil.Process(pid)
-        with proc.oneshot():
-            cmdline = proc.cmdline()
-            try:
-                exe = proc.exe()
-            except psutil.AccessDenied:
-                exe = ""
-            try:
-                cwd = proc.cwd()
-            except psutil.AccessDenied:
-                cwd = ""
         st = _status(pid)
-        uid, euid, suid, fsuid = (int(x) for x in st["Uid"])
-        gid, egid, sgid, fsgid = (int(x) for x in st["Gid"])
-        caps = Capabilities(int(st["CapPrm"][0], 16), int(st["CapEff"][0], 16), int(st["CapInh"][0], 16))
-        try:
-            exe_stat = os.stat(f"/proc/{pid}/exe")
-            nlink, ino = exe_stat.st_nlink, exe_stat.st_ino
-        except OSError:
-            nlink, ino = 0, 0
-        user_ns = _user_ns(pid)
-        ns = Namespaces(*(user_ns.inum if n == "user" else _ns_inum(pid, n) for n in NAMESPACES))
-        cgroup_path = hierarchy.path_of(pid) or ""
-        cgroup_id = hierarchy.id_of(cgroup_path)
-    except (psutil.NoSuchProcess, psutil.ZombieProcess, FileNotFoundError, ProcessLookupError, KeyError):
-        return None
-    if exe.endswith(" (deleted)"):
-        exe = exe[: -len(" (deleted)")]
+        uid, euid, suid, fsuid = (int(x) for x in st[b"Uid"])
+        gid, egid, sgid, fsgid = (int(x) for x in st[b"Gid"])
+        caps = Capabilities(int(st[b"CapPrm"][0], 16), int(st[b"CapEff"][0], 16), int(st[b"CapInh"][0], 16))
+        args = _cmdline(pid)
+    except (FileNotFoundError, ProcessLookupError):
+        return None  # gone while we looked
+    if not args and (st.get(b"State") or [b""])[0] == b"Z":
+        return None  # a zombie: its exit is what remains to be seen
+    exe = _link(pid, "exe") or b""
+    cwd = _link(pid, "cwd")
+    try:
+        exe_stat = os.stat(f"/proc/{pid}/exe")
+        nlink, ino = exe_stat.st_nlink, exe_stat.st_ino
+    except OSError:
+        nlink, ino = 0, 0
+    user_ns = _user_ns(pid)
+    ns = Namespaces(*(user_ns.inum if n == "user" else _ns_inum(pid, n) for n in NAMESPACES))
+    cgroup_path = hierarchy.path_of(pid) or ""
+    cgroup_id = hierarchy.id_of(cgroup_path)
+    exe = exe.removesuffix(b" (deleted)")
     flags = wire.FLAG_PROCFS
-    if cwd == "/":
+    if cwd == b"/":
         flags |= wire.FLAG_ROOT_CWD
     if parent_key is None:
         try:
             parent_key = ProcessKey(ppid, _stat(ppid)[2]) if ppid else ProcessKey(0, 0)
         except OSError:
             parent_key = ProcessKey(ppid, 0)
+    nspid = int(st.get(b"NSpid", [pid])[-1])
     return ExecEvent(
         time=ktime,
         key=ProcessKey(pid, ktime),
         tid=pid,
-        nspid=int(st.get("NSpid", [pid])[-1]),
+        nspid=nspid,
         uid=euid,
-        auid=_read_int(f"/proc/{pid}/loginuid", UNKNOWN_ID),
+        auid=_read_int(f"/proc/{pid}/loginuid", wire.UNKNOWN_ID),
         flags=flags,
         privileges=0,
         nlink=nlink,
         ino=ino,
-        binary=exe,
-        args=tuple(cmdline[1:]),
-        cwd=cwd,
+        binary=from_bytes(exe),
+        args=args[1:],
+        cwd=from_bytes(cwd) if cwd is not None else "",
         parent=parent_key,
         cleanup=None,
         creds=Credentials(uid, gid, suid, sgid, euid, egid, fsuid, fsgid, 0, caps, user_ns),
@@ -170,28 +182,53 @@ def process_event(pid: int, hierarchy: Hierarchy, parent_key: ProcessKey | None 
     )
 
 
-def scan(hierarchy: Hierarchy) -> list[ExecEvent]:
+@dataclass
+class Scan:
+    """What the /proc scan found: a procFS exec event per process, each
+    after its parent, and how many processes it could not read (counted,
+    never a reason to stop)."""
+
+    events: list[ExecEvent] = field(default_factory=list)
+    unreadable: int = 0
+
+
+def scan(hierarchy: Hierarchy) -> Scan:
     """Every running user-space process, each after its parent."""
+    out = Scan()
     keys: dict[int, ProcessKey] = {}
     ppids: dict[int, int] = {}
     children: dict[int, list[int]] = {}
-    for pid in psutil.pids():
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
         try:
             ppid, kflags, ktime = _stat(pid)
-        except OSError:
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        except (OSError, ValueError, IndexError):
+            out.unreadable += 1
             continue
         if kflags & PF_KTHREAD:
             continue
         keys[pid] = ProcessKey(pid, ktime)
         ppids[pid] = ppid
         children.setdefault(ppid, []).append(pid)
-    events: list[ExecEvent] = []
+    in_init_tree: dict[int, int] = {}  # pid → its pid namespace, for processes in a container's init tree
     stack = sorted((p for ppid, kids in children.items() if ppid not in keys for p in kids), reverse=True)
     while stack:
         pid = stack.pop()
         ppid = ppids[pid]
-        ev = process_event(pid, hierarchy, keys.get(ppid, ProcessKey(ppid, 0)))
+        try:
+            ev = process_event(pid, hierarchy, keys.get(ppid, ProcessKey(ppid, 0)))
+        except Exception:  # noqa: BLE001 - one process must not stop the scan: skipped and counted
+            out.unreadable += 1
+            ev = None
         if ev is not None:
-            events.append(ev)
+            # As Tetragon: a pid namespace's init (not the host's) and what descends from it in that namespace.
+            if (ev.nspid == 1 and pid != 1) or in_init_tree.get(ppid, -1) == ev.ns.pid:
+                in_init_tree[pid] = ev.ns.pid
+                ev = dataclasses.replace(ev, flags=ev.flags | wire.FLAG_IN_INIT_TREE)
+            out.events.append(ev)
         stack.extend(sorted(children.get(pid, ()), reverse=True))
-    return events
+    return out

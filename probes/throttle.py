@@ -19,6 +19,10 @@ from . import wire
 from .events import CgroupEvent, ThrottleEvent, ThrottleMsg
 
 QUIET_NS = 5_000_000_000  # Tetragon's: under the limit this long before STOP
+# Bounds that keep the BPF side's window arithmetic (in µs, 64 bits) exact.
+MAX_RATE_EVENTS = 1_000_000_000
+MIN_RATE_INTERVAL_NS = 1_000_000
+MAX_RATE_INTERVAL_NS = 3600 * 10**9
 CHECK_NS = 1_000_000_000
 _UNITS = {"ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 
@@ -43,8 +47,10 @@ def parse_rate(text: str) -> RateLimit:
     if not m:
         raise RateError(f"bad cgroup rate {text!r}: expected EVENTS,INTERVAL such as 1000,1s (units ms, s, m, h)")
     events, interval = int(m[1]), int(float(m[2]) * _UNITS[m[3]])
-    if events <= 0 or interval <= 0:
-        raise RateError(f"bad cgroup rate {text!r}: events and interval must be positive")
+    if not 1 <= events <= MAX_RATE_EVENTS:
+        raise RateError(f"bad cgroup rate {text!r}: events must be from 1 to {MAX_RATE_EVENTS:,}")
+    if not MIN_RATE_INTERVAL_NS <= interval <= MAX_RATE_INTERVAL_NS:
+        raise RateError(f"bad cgroup rate {text!r}: the interval must be from 1ms to 1h")
     return RateLimit(events, interval)
 
 

@@ -30,7 +30,8 @@ SENT_FAILED_NAMES = ("unknown", "ENOENT", "E2BIG", "EBUSY", "EINVAL", "ENOSPC", 
 # MSG_COMMON_FLAG_PROCESS_NOT_FOUND: set on placeholder processes by the cache
 MSG_COMMON_FLAG_PROCESS_NOT_FOUND = 0x10
 
-# MsgProcess.flags -> Tetragon's flag words
+# MsgProcess.flags -> Tetragon's flag words (pkg/api flags and their
+# strings, in Tetragon's order; internal flags such as needsCWD have none).
 PROCESS_FLAGS = {
     0x01: "execve",
     0x02: "execveat",
@@ -42,13 +43,20 @@ PROCESS_FLAGS = {
     0x80: "auid",
     0x100: "errorFilename",
     0x200: "errorArgs",
-    0x400: "needsCWD",
-    0x800: "noCWDSupport",
+    0x800: "nocwd",
     0x1000: "rootcwd",
     0x2000: "errorCWD",
     0x4000: "clone",
+    0x10000: "errorCgroupName",
+    0x200000: "errorCgroupID",
+    0x20000: "errorCgroupKn",
+    0x40000: "errorCgroupSubsysCgrp",
+    0x80000: "errorCgroupSubsys",
     0x100000: "errorCgroups",
     0x400000: "errorPathResolutionCwd",
+    0x800000: "dataFilename",
+    0x1000000: "dataArgs",
+    0x2000000: "inInitTree",
 }
 FLAG_EXECVE = 0x01
 FLAG_PROCFS = 0x04
@@ -59,6 +67,9 @@ FLAG_ROOT_CWD = 0x1000
 FLAG_ERROR_CWD = 0x2000
 FLAG_CLONE = 0x4000
 FLAG_ERROR_PATH_RESOLUTION_CWD = 0x400000
+# In its container's init tree: a pid namespace's init (not the host's), or
+# cloned, in the same pid namespace, by a process in that tree.
+FLAG_IN_INIT_TREE = 0x2000000
 
 # MsgProcess.secureexec: processapi's Execve* privilege bits, plus AT_SECURE
 EXECVE_SETUID = 0x01
@@ -67,6 +78,10 @@ EXECVE_FILECAPS = 0x04
 EXECVE_SETUID_ROOT = 0x08
 EXECVE_SETGID_ROOT = 0x10
 EXECVE_AT_SECURE = 0x100
+
+# (uid_t)-1: no such id. An auid never set (Tetragon writes it as is), or an
+# owner the /proc scan cannot learn (left out of the export).
+UNKNOWN_ID = 0xFFFFFFFF
 
 MSG_SIZEOF_ARGS = 1024
 DOCKER_ID_LENGTH = 128

@@ -39,24 +39,30 @@ class Process:
     event has described yet."""
 
     __slots__ = (
-        "key", "image", "parent", "ppid", "children", "refs", "alive", "replaced", "in_grace",
-        "exit", "exit_time", "not_found", "cgroup", "container", "seen",
+        "key", "image", "parent", "previous", "ppid", "children", "refs", "alive", "replaced", "in_grace",
+        "exit", "exit_time", "not_found", "cgroup", "cgroup_id", "cgroup_name", "container", "seen",
     )  # fmt: skip
 
     def __init__(self, key: ProcessKey, image: ExecEvent | None, seen: int):
         self.key = key
         self.image = image
-        self.parent = ROOT  # exec identity: the previous image on re-exec, else the parent process
+        # Exec identity, as Tetragon's: the process that cloned or exec'd this
+        # image's task, as it was then (its parent_exec_id).
+        self.parent = ROOT
+        self.previous: ProcessKey | None = None  # the image of the same pid this exec replaced
         self.ppid = ROOT  # the kernel's current parent (re-parented when orphaned), for the tree
         self.children: dict[ProcessKey, Process] | None = None  # tree children: live, or exited in grace
-        self.refs = 1  # 1 while alive, +1 per cached image naming this one as parent
+        # 1 while alive, +1 per cached image naming this one as parent or previous
+        self.refs = 1
         self.alive = True
         self.replaced = False  # ended by exec'ing a new image: not an exit, not shown
         self.in_grace = False  # exited, still shown
         self.exit: ExitEvent | None = None  # None when the exit itself was lost
         self.exit_time = 0
         self.not_found = False
-        self.cgroup = ""
+        self.cgroup = ""  # path in the tracked hierarchy (where it is now: cgroup moves follow)
+        self.cgroup_id = 0
+        self.cgroup_name = ""
         self.container: Container | None = None
         self.seen = seen  # event time this image was first seen
 
@@ -177,7 +183,7 @@ class ProcessCache:
     def exec_chain(self, proc: Process) -> list[Process]:
         """The images this pid ran before, oldest first, ending with ``proc``."""
         chain = [proc]
-        while (prev := self.procs.get(chain[-1].parent)) is not None and prev.pid == proc.pid:
+        while (prev := self.procs.get(chain[-1].previous)) is not None and prev not in chain:
             chain.append(prev)
         return chain[::-1]
 
@@ -196,7 +202,7 @@ class ProcessCache:
         return times
 
     def ancestry(self, proc: Process) -> list[Process]:
-        """Parents by exec identity, nearest first (exec chain included)."""
+        """Parents by exec identity, nearest first."""
         out, seen = [], {proc.key}
         while (up := self.procs.get((out[-1] if out else proc).parent)) is not None and up.key not in seen:
             out.append(up)
@@ -245,21 +251,21 @@ class ProcessCache:
         proc = self.procs.get(ev.key)
         if proc is not None and proc.image is not None:
             if ev.time > proc.image.time and not ev.flags & wire.FLAG_PROCFS:
-                # A newer exec under the same key: the BPF side's exec-time
-                # map was full, so the key fell back to the start time
-                # (counted there as exec_map_full). Same process, new image.
+                # A newer exec under the same key: the BPF side's state map
+                # was full, so the key fell back to the start time (counted
+                # there as exec_map_full). Same process, new image.
                 proc.image = ev
                 self._set_cgroup(proc, ev.cgroup_path or self._resolve_cgroup(ev))
+                self._set_cgroup_ids(proc, ev.cgroup_id, ev.cgroup_name)
             return proc  # else seen already (the /proc scan raced the probes)
-        parent_key = prev.key if prev is not None else ev.parent
         if proc is None:
-            proc = self._create(ev.key, ev, parent_key)
+            proc = self._create(ev.key, ev, ev.parent)
         else:
-            self._fill(proc, ev, parent_key)
-        ppid = ev.parent
-        if prev is not None and ppid == prev.key:
-            ppid = prev.ppid  # a replayed exec names its previous image: same task, same parent
-        self._place_ended(proc, ppid, ev.cgroup_path or self._resolve_cgroup(ev))
+            self._fill(proc, ev, ev.parent)
+        if prev is not None:
+            self._link_previous(proc, prev)
+        self._place_ended(proc, ev.parent, ev.cgroup_path or self._resolve_cgroup(ev))
+        self._set_cgroup_ids(proc, ev.cgroup_id, ev.cgroup_name)
         if prev is not None:
             # The new image takes the old one's place in the tree: all its
             # children (live, or exited and still shown) are the same task's.
@@ -280,13 +286,15 @@ class ProcessCache:
             # A clone runs its parent's image until it execs.
             image = dataclasses.replace(
                 parent.image, time=ev.time, key=ev.key, tid=ev.tid, nspid=ev.nspid,
-                flags=wire.FLAG_CLONE, privileges=0, parent=ev.parent, cleanup=None,
+                flags=ev.flags | wire.FLAG_CLONE, privileges=0, parent=ev.parent, cleanup=None,
             )  # fmt: skip
         if proc is None:
             proc = self._create(ev.key, image, ev.parent)
         else:
             self._fill(proc, image, ev.parent)
         self._place_ended(proc, ev.parent, parent.cgroup if parent is not None else "")
+        if parent is not None:
+            self._set_cgroup_ids(proc, parent.cgroup_id, parent.cgroup_name)
         return proc
 
     def _exited(self, ev: ExitEvent) -> Process:
@@ -315,6 +323,7 @@ class ProcessCache:
             proc = self.by_pid.get(ev.pid)
             if proc is not None and proc.cgroup != ev.path:
                 self._set_cgroup(proc, ev.path)
+                self._set_cgroup_ids(proc, ev.cgroup_id, ev.name)
             return proc
         return None
 
@@ -384,6 +393,21 @@ class ProcessCache:
         proc.image = image
         proc.not_found = image is None
         self._link_parent(proc, parent)
+
+    def _link_previous(self, proc: Process, prev: Process) -> None:
+        """Keep the image an exec replaced while the new one is cached: the
+        exec chain (and the task's start time) is read through it."""
+        if proc.previous == prev.key:
+            return
+        old = self.procs.get(proc.previous) if proc.previous is not None else None
+        proc.previous = prev.key
+        prev.refs += 1
+        if old is not None:
+            self._unref(old)
+
+    def _set_cgroup_ids(self, proc: Process, cgroup_id: int, name: str) -> None:
+        proc.cgroup_id = cgroup_id
+        proc.cgroup_name = self._interned.setdefault(name, name)
 
     def _link_parent(self, proc: Process, parent_key: ProcessKey) -> None:
         """Take a reference on the exec-identity parent."""
@@ -552,20 +576,26 @@ class ProcessCache:
 
     def _unref(self, proc: Process) -> None:
         """Drop one reference; remove the images nobody needs any more."""
-        while proc is not None:
+        pending = [proc]
+        while pending:
+            proc = pending.pop()
             proc.refs -= 1
             if proc.refs > 0 or proc.alive or proc.in_grace or proc.key not in self.procs:
-                return
-            proc = self._remove(proc)
+                continue
+            pending += self._remove(proc)
 
-    def _remove(self, proc: Process) -> Process | None:
-        """Forget an image; returns its parent, which loses a reference."""
+    def _remove(self, proc: Process) -> list[Process]:
+        """Forget an image; returns the images it named (its parent and the
+        image it replaced), which each lose a reference."""
         del self.procs[proc.key]
         self.counters.evicted += 1
         self._untree(proc)
         for child in list((proc.children or {}).values()):
             self._set_ppid(child, child.ppid)  # its tree parent is gone: a root now
-        return self.procs.get(proc.parent) if proc.parent != proc.key else None
+        named = [self.procs.get(proc.parent) if proc.parent != proc.key else None]
+        if proc.previous is not None:
+            named.append(self.procs.get(proc.previous))
+        return [p for p in named if p is not None]
 
     def expire(self, now: int | None = None) -> int:
         """Exited images whose grace period is over leave the tree, and the

@@ -5,16 +5,26 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 import os
 import time
 from datetime import datetime, timezone
 
 from probes import wire
 from probes.collector import Counters
-from probes.events import CgroupEvent, CloneEvent, ExitEvent, ProcessKey, ThrottleEvent
+from probes.events import CgroupEvent, CloneEvent, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
+from probes.text import json_escaped, printable
 
 from .cache import CacheCounters, Process, ProcessCache
-from .names import cap_names, securebit_names, user_name
+from .names import securebit_names, tetragon_cap_names, user_name
+
+EXTRA = "procscope"  # procscope's own fields of a process object, under one key (tetra ignores it)
+# Tetragon's ProcessPrivilegesChanged words, by the exec's privilege bits.
+PRIVILEGES_RAISED = (
+    (wire.EXECVE_FILECAPS, "PRIVILEGES_RAISED_EXEC_FILE_CAP"),
+    (wire.EXECVE_SETUID_ROOT, "PRIVILEGES_RAISED_EXEC_FILE_SETUID"),
+    (wire.EXECVE_SETGID_ROOT, "PRIVILEGES_RAISED_EXEC_FILE_SETGID"),
+)
 
 
 def boot_to_wall_offset_ns() -> int:
@@ -57,24 +67,19 @@ class Exporter:
             }  # fmt: skip
         c = p.creds
         host_ns = self.cache.host_ns
-        privs = []
-        if p.privileges & wire.EXECVE_FILECAPS:
-            privs.append("PRIVILEGES_RAISED_EXEC_FILE_CAP")
-        if p.privileges & wire.EXECVE_SETUID:
-            privs.append("PRIVILEGES_RAISED_EXEC_FILE_SETUID")
-        if p.privileges & wire.EXECVE_SETGID:
-            privs.append("PRIVILEGES_RAISED_EXEC_FILE_SETGID")
-        binprops: dict = {"file": {"inode": {"number": str(p.ino), "links": p.nlink}}}
-        if p.privileges & wire.EXECVE_SETUID:
-            binprops["setuid"] = c.euid
-        if p.privileges & wire.EXECVE_SETGID:
-            binprops["setgid"] = c.egid
-        if privs:
-            binprops["privileges_changed"] = privs
-        ns = {name: {"inum": inum, "is_host": inum == host_ns.get(name)} for name, inum in p.ns.items()}
         flags = p.flag_words
         if proc.not_found:
             flags.append("miss")
+        caps = {
+            "permitted": tetragon_cap_names(c.caps.permitted),
+            "effective": tetragon_cap_names(c.caps.effective),
+            "inheritable": tetragon_cap_names(c.caps.inheritable),
+        }
+        user_ns: dict = {"level": c.user_ns.level}
+        for field, value in (("uid", c.user_ns.uid), ("gid", c.user_ns.gid)):
+            if value != wire.UNKNOWN_ID:  # the /proc scan cannot learn a nested namespace's owner gid
+                user_ns[field] = value
+        user_ns["ns"] = {"inum": c.user_ns.inum, "is_host": c.user_ns.inum == host_ns.get("user")}
         out = {
             "exec_id": self.exec_id(proc.key),
             "pid": proc.pid,
@@ -88,31 +93,29 @@ class Exporter:
             "parent_exec_id": self.exec_id(proc.parent),
             "refcnt": max(proc.refs, 0),
             "tid": p.tid,
-            "nspid": p.nspid,
-            "cap": {
-                "permitted": cap_names(c.caps.permitted),
-                "effective": cap_names(c.caps.effective),
-                "inheritable": cap_names(c.caps.inheritable),
-            },
-            "ns": ns,
+            "cap": caps,
+            "ns": {name: {"inum": inum, "is_host": inum == host_ns.get(name)} for name, inum in p.ns.items()},
             "process_credentials": {
                 "uid": c.uid, "gid": c.gid, "euid": c.euid, "egid": c.egid,
                 "suid": c.suid, "sgid": c.sgid, "fsuid": c.fsuid, "fsgid": c.fsgid,
-                "securebits": securebit_names(c.securebits),
-                "user_ns": {
-                    "level": c.user_ns.level, "uid": c.user_ns.uid, "gid": c.user_ns.gid,
-                    "ns": {"inum": c.user_ns.inum, "is_host": c.user_ns.inum == host_ns.get("user")},
-                },
+                "securebits": securebit_names(c.securebits), "caps": caps, "user_ns": user_ns,
             },
-            "binary_properties": binprops,
             "user": {"name": user_name(p.uid)},
+            "in_init_tree": bool(p.flags & wire.FLAG_IN_INIT_TREE),
         }  # fmt: skip
+        binprops = binary_properties(p)
+        if binprops:
+            out["binary_properties"] = binprops
         if proc.container is not None:
             out["docker"] = proc.container.tetragon_id
         if not self.tetragon_only:
-            out["cgroup"] = {
-                "id": str(p.cgroup_id), "tracker_id": str(p.cgroup_tracker_id), "name": p.cgroup_name, "path": proc.cgroup,
-            }  # fmt: skip
+            own: dict = {
+                "nspid": p.nspid,
+                "cgroup": {"id": str(proc.cgroup_id), "name": proc.cgroup_name, "path": proc.cgroup},
+            }
+            if proc.previous is not None:
+                own["previous_exec_id"] = self.exec_id(proc.previous)
+            out[EXTRA] = own
         return out
 
     def _wrap(self, kind: str, body: dict, ktime: int) -> dict:
@@ -131,13 +134,14 @@ class Exporter:
     def exit_event(self, ev: ExitEvent, proc: Process) -> dict:
         body = {"process": self.process(proc), "signal": ev.signal_name, "status": ev.status, "time": self.time(ev.time)}
         if ev.core_dumped:
-            body["core_dumped"] = True
+            body[EXTRA] = {"core_dumped": True}
         return self._wrap("process_exit", self._with_parent(body, proc), ev.time)
 
     def clone_event(self, ev: CloneEvent) -> dict:
         body = {
             "exec_id": self.exec_id(ev.key), "parent_exec_id": self.exec_id(ev.parent),
             "pid": ev.key.pid, "tid": ev.tid, "nspid": ev.nspid, "start_time": self.time(ev.key.ktime),
+            "flags": " ".join(wire.flag_words(ev.flags)),
         }  # fmt: skip
         return self._wrap("procscope_clone", body, ev.time)
 
@@ -147,10 +151,10 @@ class Exporter:
         body: dict = {"type": ev.type_name, "cgroup": ev.name}
         if not self.tetragon_only:
             t = self.cache.throttles.get(ev.cgroup_id)
-            body["cgroup_id"] = str(ev.cgroup_id)
-            body["path"] = t.path if t is not None else ev.path
+            own: dict = {"cgroup_id": str(ev.cgroup_id), "path": t.path if t is not None else ev.path}
             if ev.type == wire.THROTTLE_STOP:
-                body["suppressed"] = dict(zip(wire.RATE_OPS, ev.suppressed))
+                own["suppressed"] = dict(zip(wire.RATE_OPS, ev.suppressed))
+            body[EXTRA] = own
         return self._wrap("process_throttle", body, ev.time)
 
     def cgroup_event(self, ev: CgroupEvent) -> dict:
@@ -165,6 +169,23 @@ class Exporter:
         return self._wrap("procscope_counters", counters_json(c, self.cache.counters), ktime)
 
 
+def binary_properties(p: ExecEvent) -> dict:
+    """Tetragon's BinaryProperties: the ids a setuid/setgid exec gave, the
+    privileges it raised (Tetragon names the setuid and setgid ones only for
+    root), and the binary's inode when it has no link (deleted, or a memfd)."""
+    out: dict = {}
+    if p.privileges & wire.EXECVE_SETUID:
+        out["setuid"] = p.creds.euid
+    if p.privileges & wire.EXECVE_SETGID:
+        out["setgid"] = p.creds.egid
+    raised = [word for bit, word in PRIVILEGES_RAISED if p.privileges & bit]
+    if raised:
+        out["privileges_changed"] = raised
+    if p.nlink == 0 and p.ino:
+        out["file"] = {"inode": {"number": str(p.ino), "links": p.nlink}}
+    return out
+
+
 def exec_id(node: str, key: ProcessKey) -> str:
     return base64.b64encode(f"{node}:{key.ktime}:{key.pid}".encode()).decode()
 
@@ -176,6 +197,9 @@ def counters_json(c: Counters, cache: CacheCounters | None = None) -> dict:
         "userspace_dropped": c.userspace_dropped,
         "exec_map_full": c.exec_map_full,
         "received": c.received,
+        "procfs_unreadable": c.procfs_unreadable,
+        "collector_errors": c.collector_errors,
+        "last_error": c.last_error,
         "suppressed": c.suppressed,
         "suppressed_by_cgroup": c.suppressed_by_cgroup,
         "throttled_now": c.throttled_now,
@@ -185,8 +209,18 @@ def counters_json(c: Counters, cache: CacheCounters | None = None) -> dict:
     return out
 
 
+def json_line(event: dict) -> str:
+    """One event as one line of JSON: valid UTF-8, no raw control character."""
+    return json_escaped(json.dumps(event, ensure_ascii=False))
+
+
 def compact(event: dict) -> str:
-    """One readable line, after `tetra getevents -o compact`."""
+    """One readable line, after `tetra getevents -o compact`, safe for a
+    terminal: control characters in names and arguments are escaped."""
+    return printable(_compact(event))
+
+
+def _compact(event: dict) -> str:
     if "process_exec" in event:
         p = event["process_exec"]["process"]
         return f"🚀 process {event['node_name']} {p['binary']} {p['arguments']}".rstrip()
@@ -194,7 +228,7 @@ def compact(event: dict) -> str:
         e = event["process_exit"]
         p = e["process"]
         how = e["signal"] or str(e["status"])
-        if e.get("core_dumped"):
+        if e.get(EXTRA, {}).get("core_dumped"):
             how += " (core dumped)"
         words = [p.get("binary", "?"), p.get("arguments", ""), how]
         return f"💥 exit    {event['node_name']} " + " ".join(w for w in words if w)
@@ -203,10 +237,11 @@ def compact(event: dict) -> str:
         return f"🧬 clone   {event['node_name']} pid {c['pid']}"
     if "process_throttle" in event:
         t = event["process_throttle"]
-        words = [f"{op} {n}" for op, n in t.get("suppressed", {}).items()]
+        own = t.get(EXTRA, {})
+        words = [f"{op} {n}" for op, n in own.get("suppressed", {}).items()]
         tail = f" (suppressed {', '.join(words)})" if words else ""
         icon = "⏸️" if t["type"] == "THROTTLE_START" else "▶️"
-        return f"{icon} throttle {event['node_name']} {t['type']} {t.get('path') or t['cgroup']}{tail}"
+        return f"{icon} throttle {event['node_name']} {t['type']} {own.get('path') or t['cgroup']}{tail}"
     if "procscope_cgroup" in event:
         c = event["procscope_cgroup"]
         return f"📁 cgroup  {event['node_name']} {c['op']} {c['path']} (hierarchy {c['hierarchy_id']}, pid {c['pid']})"

@@ -23,6 +23,17 @@ SECUREBITS = (
 )  # fmt: skip
 
 
+# Tetragon's CapabilitiesType enum: the kernel's names, except bit 1, which
+# it calls DAC_OVERRIDE. protojson refuses any other spelling.
+TETRAGON_CAPABILITIES = tuple("DAC_OVERRIDE" if n == "CAP_DAC_OVERRIDE" else n for n in CAPABILITIES)
+
+
+def tetragon_cap_names(mask: int) -> list[str]:
+    """A capability set as Tetragon's enum names; bits it has no name for
+    (none the kernel sets today) are left out, as tetra would drop them."""
+    return [TETRAGON_CAPABILITIES[bit] for bit in range(len(TETRAGON_CAPABILITIES)) if mask >> bit & 1]
+
+
 def cap_name(bit: int) -> str:
     return CAPABILITIES[bit] if bit < len(CAPABILITIES) else f"CAP_{bit}"
 

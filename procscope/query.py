@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from probes.events import NAMESPACES
+from probes.events import NAMESPACES, ProcessKey
 
 from . import derive
 from .cache import Process, ProcessCache
@@ -213,13 +213,38 @@ def _matcher(term: Term, cache: ProcessCache) -> Callable[[Process], bool]:
                 return lambda p: bool(derive.non_host_namespaces(p.image.ns, host))
             return lambda p: value in derive.non_host_namespaces(p.image.ns, host)
         case "pid":
-            top = cache.by_pid.get(arg)
-            keys = {p.key for p in cache.subtree(top)} if top is not None else set()
-            return lambda p: p.key in keys
+            return _within_pid(cache, arg)
         case "badge":
             return lambda p: value in derive.badges(p, cache)
         case _:
             return lambda p: value in p.cgroup
+
+
+def _within_pid(cache: ProcessCache, pid: int) -> Callable[[Process], bool]:
+    """Whether a process has ``pid`` (alive, or exited in its grace period)
+    or descends from it in the tree, asked of the tree as it is when a
+    process is tested: processes cloned since the predicate was made are in
+    (it is memoised per ancestor)."""
+    memo: dict[ProcessKey, bool] = {}
+
+    def within(proc: Process) -> bool:
+        path = []
+        node, found = proc, False
+        while node is not None and len(path) < 4096:  # bounded: the tree has no cycles, but never loop
+            known = memo.get(node.key)
+            if known is not None:
+                found = known
+                break
+            if node.pid == pid and node.visible:  # alive, or exited and still shown (its exit matches too)
+                found = True
+                break
+            path.append(node.key)
+            node = cache.procs.get(node.ppid)
+        for key in path:
+            memo[key] = found
+        return found
+
+    return within
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,15 +1,21 @@
-"""Recordings back into events: `procscope events -o` files (Tetragon JSON
-lines, also real Tetragon exports) and `procscope snapshot` documents.
+"""Recordings back into events: `procscope events --record` files (and
+`-o` streams, and real Tetragon exports: Tetragon JSON lines) and
+`procscope snapshot` documents.
 
-A corrupt line is reported as FILE:LINE and skipped (``strict`` stops
-instead); unknown fields and event kinds are ignored."""
+Files are read as they come (FIFOs and pipes too), with bounds: a line
+longer than MAX_LINE_BYTES stops the reading (``/dev/zero`` is no
+recording), a snapshot document is at most MAX_SNAPSHOT_BYTES. A corrupt
+line, the first one included, is reported as FILE:LINE and skipped
+(``strict`` stops instead); unknown fields and event kinds are ignored."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import json
+import os
 import signal
+import stat
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
@@ -19,18 +25,24 @@ from probes.events import (
     ThrottleEvent, UserNamespace,
 )  # fmt: skip
 
+from probes.text import clean
+
 from .cache import ANY_HIERARCHY, ROOT, ProcessCache
-from .names import CAPABILITIES, SECUREBITS
+from .export import EXTRA
+from .names import CAPABILITIES, SECUREBITS, TETRAGON_CAPABILITIES
 
 SNAPSHOT_SCHEMA = "procscope-snapshot"
 SNAPSHOT_VERSION = 1
 _FLAG_BITS = {name: bit for bit, name in wire.PROCESS_FLAGS.items()}
-_CAP_BITS = {name: i for i, name in enumerate(CAPABILITIES)}
+_CAP_BITS = {name: i for names in (CAPABILITIES, TETRAGON_CAPABILITIES) for i, name in enumerate(names)}
 _PRIVILEGES = {
     "PRIVILEGES_RAISED_EXEC_FILE_CAP": wire.EXECVE_FILECAPS,
-    "PRIVILEGES_RAISED_EXEC_FILE_SETUID": wire.EXECVE_SETUID,
-    "PRIVILEGES_RAISED_EXEC_FILE_SETGID": wire.EXECVE_SETGID,
+    "PRIVILEGES_RAISED_EXEC_FILE_SETUID": wire.EXECVE_SETUID | wire.EXECVE_SETUID_ROOT,
+    "PRIVILEGES_RAISED_EXEC_FILE_SETGID": wire.EXECVE_SETGID | wire.EXECVE_SETGID_ROOT,
 }
+MAX_LINE_BYTES = 64 << 20  # a process object holds at most a few MiB of arguments
+MAX_SNAPSHOT_BYTES = 1 << 30
+MAX_WARNINGS = 20  # bad lines reported one by one; the rest are counted
 _SECUREBITS = {name: i for i, name in enumerate(SECUREBITS)}
 
 
@@ -73,9 +85,23 @@ def _mask(names: list[str], table: dict[str, int]) -> int:
     return sum(1 << table[n] for n in names if n in table)
 
 
+def _int(value, bits: int = 32) -> int:
+    """A recorded number that must fit the kernel's field."""
+    n = int(value)
+    if not 0 <= n < 1 << bits:
+        raise BadRecord(f"{value!r} is out of range")
+    return n
+
+
+def _text(value) -> str:
+    if not isinstance(value, str):
+        raise BadRecord(f"expected a string, not {type(value).__name__}")
+    return clean(value)
+
+
 class Replay:
     """Reads one recording. ``feed(cache)`` applies it; ``events()`` yields
-    the events for a caller that applies them itself."""
+    the events for a caller that applies them itself (once)."""
 
     def __init__(self, path: str, strict: bool = False, warn: Callable[[str], None] | None = None):
         self.path = path
@@ -86,21 +112,22 @@ class Replay:
         self.counters: dict | None = None  # the last counters record
         self.recent: list[dict] = []  # a snapshot's last events, as exported
         self.bad_lines = 0
+        self.good_records = 0
         self.end_time = 0  # boot ns of the last record
         self.kind = "events"
         self._offset: int | None = None  # wall − boot, learnt from the first process
         self._seen: set[ProcessKey] = set()
         self._ppids: dict[int, int] = {}
+        self._parent_of: dict[ProcessKey, ProcessKey] = {}  # exec parent of each image read
+        self._current: dict[int, ProcessKey] = {}  # the last image of each pid not seen exiting
         try:
-            with open(path, "rb") as f:
-                self._data = f.read()
+            if os.path.isdir(path):
+                raise ReplayError(f"{path} is a directory; name a recording or snapshot file")
+            self._file = open(path, "rb")  # noqa: SIM115 - read as events are asked for, closed at the end
         except OSError as exc:
             raise ReplayError(f"cannot read recording {path}: {exc.strerror}") from None
-        first = self._data.lstrip()[:1]
-        if first not in (b"{", b""):
-            raise ReplayError(f"{path}: not a procscope recording or snapshot (expected JSON)")
-        head = self._data.split(b"\n", 1)[0].strip()
-        if head == b"{" or head.startswith(b'{"schema"'):
+        head = self._file.peek(64)[:64].lstrip()
+        if head.startswith(b'{"schema"') or head[:1] == b"{" and head[1:2] in (b"\n", b"\r"):
             self.kind = "snapshot"
             self._load_snapshot()
 
@@ -110,7 +137,10 @@ class Replay:
         if self.strict:
             raise ReplayError(msg)
         self.bad_lines += 1
-        self.warn(f"{msg}; skipped")
+        if self.bad_lines <= MAX_WARNINGS:
+            self.warn(f"{msg}; skipped")
+        elif self.bad_lines == MAX_WARNINGS + 1:
+            self.warn(f"{self.path}: more bad lines; they are counted, not shown")
 
     # -- clock and process objects ------------------------------------------------
     def _boot(self, wall_text: str) -> int:
@@ -125,44 +155,62 @@ class Replay:
             self._offset = parse_time(p["start_time"]) - key.ktime
         _, parent = parse_exec_id(p["parent_exec_id"]) if p.get("parent_exec_id") else ("", ROOT)
         if not self.host_ns and "ns" in p:
-            self.host_ns.update({n: v["inum"] for n, v in p["ns"].items() if v.get("is_host")})
+            self.host_ns.update({n: _int(v["inum"]) for n, v in p["ns"].items() if v.get("is_host")})
+        own = p.get(EXTRA) or {}
         pc = p.get("process_credentials", {})
         cap = p.get("cap", {})
         uns = pc.get("user_ns", {})
         bp = p.get("binary_properties", {})
         inode = bp.get("file", {}).get("inode", {})
-        cg = p.get("cgroup", {})
-        uid = int(p.get("uid", 0))
-        ids = [int(pc.get(k, uid)) for k in ("uid", "gid", "suid", "sgid", "euid", "egid", "fsuid", "fsgid")]
+        cg = own.get("cgroup") or p.get("cgroup") or {}  # recordings before the "procscope" object had it here
+        uid = _int(p.get("uid", 0))
+        ids = [_int(pc.get(k, uid)) for k in ("uid", "gid", "suid", "sgid", "euid", "egid", "fsuid", "fsgid")]
+        privileges = sum(_PRIVILEGES.get(w, 0) for w in bp.get("privileges_changed", []))
+        privileges |= (wire.EXECVE_SETUID if "setuid" in bp else 0) | (wire.EXECVE_SETGID if "setgid" in bp else 0)
+        cleanup = self._cleanup_of(key, parent, own)
+        if parent.pid == key.pid and cleanup == parent:
+            parent = self._parent_of.get(parent, ROOT)  # older recordings named the previous image as parent
+        self._parent_of[key] = parent
+        self._current[key.pid] = key
         return ExecEvent(
             time=self._boot(time_text) if time_text else key.ktime,
             key=key,
-            tid=int(p.get("tid", key.pid)),
-            nspid=int(p.get("nspid", key.pid)),
+            tid=_int(p.get("tid", key.pid)),
+            nspid=_int(own.get("nspid", p.get("nspid", key.pid))),
             uid=uid,
-            auid=int(p.get("auid", 0xFFFFFFFF)),
-            flags=sum(_FLAG_BITS.get(w, 0) for w in p.get("flags", "").split()),
-            privileges=sum(_PRIVILEGES.get(w, 0) for w in bp.get("privileges_changed", [])),
-            nlink=int(inode.get("links", 1)),
-            ino=int(inode.get("number", 0)),
-            binary=p.get("binary", ""),
-            args=tuple(p.get("arguments", "").split()) if p.get("arguments") else (),
-            cwd=p.get("cwd", ""),
-            # A re-exec names the previous image of the same pid.
+            auid=_int(p.get("auid", wire.UNKNOWN_ID)),
+            flags=sum(_FLAG_BITS.get(w, 0) for w in _text(p.get("flags", "")).split()),
+            privileges=privileges,
+            nlink=_int(inode.get("links", 1)),
+            ino=_int(inode.get("number", 0), 64),
+            binary=_text(p.get("binary", "")),
+            args=tuple(_text(p["arguments"]).split(" ")) if p.get("arguments") else (),  # the joined string comes back exact
+            cwd=_text(p.get("cwd", "")),
             parent=parent,
-            cleanup=parent if parent.pid == key.pid else None,
+            cleanup=cleanup,
             creds=Credentials(
                 *ids, _mask(pc.get("securebits", []), _SECUREBITS),
                 Capabilities(*(_mask(cap.get(s, []), _CAP_BITS) for s in ("permitted", "effective", "inheritable"))),
-                UserNamespace(int(uns.get("level", 0)), int(uns.get("uid", 0)), int(uns.get("gid", 0)),
-                              int(uns.get("ns", {}).get("inum", 0))),
+                UserNamespace(_int(uns.get("level", 0)), _int(uns.get("uid", wire.UNKNOWN_ID)),
+                              _int(uns.get("gid", wire.UNKNOWN_ID)), _int(uns.get("ns", {}).get("inum", 0))),
             ),  # fmt: skip
-            ns=Namespaces(*(int(p.get("ns", {}).get(n, {}).get("inum", 0)) for n in NAMESPACES)),
-            cgroup_id=int(cg.get("id", 0)),
-            cgroup_tracker_id=int(cg.get("tracker_id", 0)),
-            cgroup_name=cg.get("name", ""),
-            cgroup_path=cg.get("path", ""),
+            ns=Namespaces(*(_int(p.get("ns", {}).get(n, {}).get("inum", 0)) for n in NAMESPACES)),
+            cgroup_id=_int(cg.get("id", 0), 64),
+            cgroup_tracker_id=_int(cg.get("tracker_id", cg.get("id", 0)), 64),
+            cgroup_name=_text(cg.get("name", "")),
+            cgroup_path=_text(cg.get("path", "")),
         )
+
+    def _cleanup_of(self, key: ProcessKey, parent: ProcessKey, own: dict) -> ProcessKey | None:
+        """The image this exec replaced: recorded by procscope; in older
+        recordings the parent when it has the same pid; in a Tetragon
+        export, the last image of this pid that was not seen exiting."""
+        if own.get("previous_exec_id"):
+            return parse_exec_id(own["previous_exec_id"])[1]
+        if parent.pid == key.pid:
+            return parent
+        before = self._current.get(key.pid)
+        return before if before is not None and before != key else None
 
     def _seed(self, p: dict | None, time_text: str | None = None) -> Iterator[ExecEvent]:
         """A process object for a process not seen yet (a recording that
@@ -194,62 +242,90 @@ class Replay:
                 out += self._seed(body.get("parent"))
                 out += self._seed(body["process"])
                 _, key = parse_exec_id(body["process"]["exec_id"])
-                code = int(body.get("status", 0)) << 8 | _signal_number(body.get("signal", ""))
-                code |= 0x80 if body.get("core_dumped") else 0
+                code = _int(body.get("status", 0), 8) << 8 | _signal_number(body.get("signal", ""))
+                code |= 0x80 if (body.get(EXTRA) or body).get("core_dumped") else 0
                 when = self._boot(body.get("time") or rec["time"])
-                out.append(ExitEvent(when, key, int(body["process"].get("tid", key.pid)), code))
+                if self._current.get(key.pid) == key:
+                    del self._current[key.pid]
+                out.append(ExitEvent(when, key, _int(body["process"].get("tid", key.pid)), code))
             elif "procscope_clone" in rec:
                 c = rec["procscope_clone"]
                 _, key = parse_exec_id(c["exec_id"])
                 _, parent = parse_exec_id(c["parent_exec_id"])
                 self._seen.add(key)
-                out.append(CloneEvent(self._boot(rec["time"]), key, int(c.get("tid", key.pid)),
-                                      int(c.get("nspid", key.pid)), parent, wire.FLAG_CLONE))  # fmt: skip
+                self._parent_of[key] = parent
+                self._current[key.pid] = key
+                flags = wire.FLAG_CLONE | sum(_FLAG_BITS.get(w, 0) for w in _text(c.get("flags", "")).split())
+                out.append(CloneEvent(self._boot(rec["time"]), key, _int(c.get("tid", key.pid)),
+                                      _int(c.get("nspid", key.pid)), parent, flags))  # fmt: skip
             elif "process_throttle" in rec:
                 t = rec["process_throttle"]
                 kind = {v: k for k, v in wire.THROTTLE_NAMES.items()}.get(t["type"])
                 if kind is None:
                     raise BadRecord(f"unknown throttle type {t['type']!r}")
-                counts = t.get("suppressed", {})
-                out.append(ThrottleEvent(self._boot(rec["time"]), kind, int(t.get("cgroup_id", 0)), t["cgroup"],
-                                         tuple(int(counts.get(op, 0)) for op in wire.RATE_OPS), t.get("path", "")))  # fmt: skip
+                own = t.get(EXTRA) or t  # recordings before the "procscope" object had these beside type and cgroup
+                counts = own.get("suppressed", {})
+                out.append(ThrottleEvent(self._boot(rec["time"]), kind, _int(own.get("cgroup_id", 0), 64), _text(t["cgroup"]),
+                                         tuple(_int(counts.get(op, 0), 64) for op in wire.RATE_OPS),
+                                         _text(own.get("path", ""))))  # fmt: skip
             elif "procscope_cgroup" in rec:
                 c = rec["procscope_cgroup"]
                 op = {v: k for k, v in wire.CGROUP_OP_NAMES.items()}.get(c["op"])
                 if op is None:
                     raise BadRecord(f"unknown cgroup op {c['op']!r}")
-                out.append(CgroupEvent(self._boot(rec["time"]), op, int(c["pid"]), int(c.get("nspid", c["pid"])),
-                                       int(c.get("flags", 0)), int(c["cgroup_id"]), int(c.get("tracker_id", c["cgroup_id"])),
-                                       int(c.get("level", 0)), int(c["hierarchy_id"]), c.get("name", ""), c["path"]))  # fmt: skip
+                out.append(CgroupEvent(self._boot(rec["time"]), op, _int(c["pid"]), _int(c.get("nspid", c["pid"])),
+                                       _int(c.get("flags", 0)), _int(c["cgroup_id"], 64),
+                                       _int(c.get("tracker_id", c["cgroup_id"]), 64), _int(c.get("level", 0)),
+                                       _int(c["hierarchy_id"]), _text(c.get("name", "")), _text(c["path"])))  # fmt: skip
             elif "procscope_counters" in rec:
                 self.counters = rec["procscope_counters"]
         except KeyError as exc:
             raise BadRecord(f"missing field {exc.args[0]!r}") from None
-        except (TypeError, AttributeError, ValueError) as exc:
+        except (TypeError, AttributeError, ValueError, OverflowError) as exc:
+            if isinstance(exc, BadRecord):
+                raise
             raise BadRecord(f"malformed record ({exc})") from None
         return out
 
     def _lines(self) -> Iterator[Event]:
-        lines = self._data.split(b"\n")
-        for lineno, raw in enumerate(lines, 1):
-            if not raw.strip():
-                continue
-            try:
-                rec = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                last = lineno == len(lines) and not self._data.endswith(b"\n")
-                self._bad(lineno, "truncated record (the recording was cut short)" if last else f"not JSON ({exc})")
-                continue
-            try:
-                yield from self._record(rec)
-            except BadRecord as exc:
-                self._bad(lineno, str(exc))
+        f, lineno = self._file, 0
+        with f:
+            while raw := f.readline(MAX_LINE_BYTES + 1):
+                lineno += 1
+                if len(raw) > MAX_LINE_BYTES:
+                    # Not a recording (or a broken one): resynchronising could mean reading for ever.
+                    self._bad(lineno, f"line longer than {MAX_LINE_BYTES >> 20} MiB; the rest of the file is not read")
+                    return
+                if not raw.strip():
+                    continue
+                try:
+                    rec = json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    last = not raw.endswith(b"\n")  # readline stops short of a newline only at the end
+                    self._bad(lineno, "truncated record (the recording was cut short)" if last else f"not JSON ({exc})")
+                    continue
+                except RecursionError:
+                    self._bad(lineno, "nested too deeply to be a record")
+                    continue
+                try:
+                    events = self._record(rec)
+                except BadRecord as exc:
+                    self._bad(lineno, str(exc))
+                    continue
+                self.good_records += 1
+                yield from events
+        if lineno and not self.good_records:
+            self.warn(f"{self.path}: no line could be read; is it a procscope recording, snapshot or Tetragon export?")
 
     # -- snapshots -------------------------------------------------------------------
     def _load_snapshot(self) -> None:
+        with self._file as f:
+            data = f.read(MAX_SNAPSHOT_BYTES + 1)
+        if len(data) > MAX_SNAPSHOT_BYTES:
+            raise ReplayError(f"{self.path}: a snapshot larger than {MAX_SNAPSHOT_BYTES >> 30} GiB is not read")
         try:
-            doc = json.loads(self._data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            doc = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             lineno = getattr(exc, "lineno", 1)
             raise ReplayError(f"{self.path}:{lineno}: corrupt snapshot ({exc}); it cannot be read in part") from None
         if not isinstance(doc, dict) or doc.get("schema") != SNAPSHOT_SCHEMA:
@@ -273,7 +349,7 @@ class Replay:
         exits: list[ExitEvent] = []
         for i, p in enumerate(self._doc.get("processes", [])):
             try:
-                ext = p.get("procscope", {})
+                ext = p.get(EXTRA, {})
                 if ext.get("state") == "placeholder":
                     # Recreated (and counted as a miss) by its exit, or by a child that names it.
                     if ext.get("exit_time"):
@@ -286,11 +362,19 @@ class Replay:
                 yield ev
                 if ext.get("state") == "exited":
                     exits.append(ExitEvent(int(ext["exit_time"]), ev.key, ev.tid, int(ext.get("exit_code") or 0)))
-            except (BadRecord, KeyError, TypeError, ValueError, AttributeError) as exc:
+            except (BadRecord, KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
                 self._bad(f"process #{i + 1}", str(exc))
         yield from sorted(exits, key=lambda e: e.time)
 
     # -- use ---------------------------------------------------------------------------
+    @property
+    def streaming(self) -> bool:
+        """Read from a pipe, FIFO or device: events come as they are written."""
+        try:
+            return not stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
+        except (OSError, ValueError):  # closed: read to its end already
+            return False
+
     def events(self) -> Iterator[Event]:
         return self._snapshot_events() if self.kind == "snapshot" else self._lines()
 

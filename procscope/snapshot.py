@@ -8,10 +8,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from .atomic import atomic_writer
+from probes.text import json_escaped
+
 from .cache import Process, ProcessCache
 from .derive import badges
-from .export import Exporter
+from .export import EXTRA, Exporter, json_line
+from .outputs import atomic_writer
 from .replay import SNAPSHOT_SCHEMA, SNAPSHOT_VERSION
 
 
@@ -32,7 +34,7 @@ def parents_first(cache: ProcessCache, procs: Iterable[Process]) -> list[Process
                 out.append(proc)
                 continue
             stack.append((proc, True))
-            for dep in (proc.ppid, proc.parent):
+            for dep in (proc.ppid, proc.parent, proc.previous):
                 if dep in wanted and dep not in done and dep != proc.key:
                     # A cycle (only from nonsense input) must not loop: the
                     # pending entry below is emitted when reached again.
@@ -72,7 +74,7 @@ def document(
         if not proc.alive and not proc.replaced:
             ext["exit_time"] = proc.exit_time
             ext["exit_code"] = proc.exit.code if proc.exit is not None else None
-        entry["procscope"] = ext
+        entry.setdefault(EXTRA, {}).update(ext)
         entries.append(entry)
     kept = {p.key for p in procs}
     per_container = Counter(p.container.id for p in procs if p.alive and p.container is not None)
@@ -106,21 +108,20 @@ def tetragon_lines(cache: ProcessCache, exporter: Exporter, keep: Callable[[Proc
     return [exporter.exec_event(p) for p in parents_first(cache, live)]
 
 
-def write(path: str | None, content: dict | list[dict], out=None) -> None:
+def write(path: str | None, content: dict | list[dict], out=None, replace: bool = True) -> None:
     """A document (pretty JSON) or a list of lines (JSON lines), to ``path``
-    atomically with mode 0600, or to ``out``."""
+    atomically with mode 0600 (outputs.atomic_writer: OutputError when it
+    cannot), or to ``out``."""
 
     def dump(f) -> None:
         if isinstance(content, dict):
-            json.dump(content, f, indent=1, ensure_ascii=False)
-            f.write("\n")
+            f.write(json_escaped(json.dumps(content, indent=1, ensure_ascii=False)) + "\n")
         else:
             for line in content:
-                f.write(json.dumps(line, ensure_ascii=False) + "\n")
+                f.write(json_line(line) + "\n")
 
     if path is None:
         dump(out)
     else:
-        with atomic_writer(path) as f:
+        with atomic_writer(path, replace=replace) as f:
             dump(f)
-

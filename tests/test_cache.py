@@ -74,6 +74,7 @@ def check_invariants(cache: ProcessCache) -> None:
         assert p.key == key and procs.get(key) is p
     # Reference counts, as in Tetragon.
     naming = Counter(p.parent for p in procs.values() if p.parent != p.key)
+    naming.update(p.previous for p in procs.values() if p.previous is not None)
     for p in procs.values():
         assert p.refs == int(p.alive) + naming[p.key], (p, naming[p.key])
     # Live processes per cgroup and per container.
@@ -97,7 +98,10 @@ def assert_empty(cache: ProcessCache) -> None:
 
 
 # -- identity and exec chains -------------------------------------------------
-def test_exec_chain_parent_is_previous_image():
+def test_exec_parent_is_the_real_parent_and_the_chain_goes_through_previous_images():
+    """As Tetragon: an exec's parent is the process that forked the task
+    (its image then), also after a re-exec; the images the task ran before
+    are kept, for the exec chain, through ``previous``."""
     cache = ProcessCache()
     init, shell = boot(cache)
     clone = clone_event(200, 10, shell.key)
@@ -105,12 +109,13 @@ def test_exec_chain_parent_is_previous_image():
     curl = exec_event(200, 12, shell.key, "/usr/bin/curl", ("curl", "x"), cleanup=bash.key)
     cache.apply_all([clone, bash, curl])
     c, b, k = cache.get(clone.key), cache.get(bash.key), cache.get(curl.key)
-    assert k.parent == bash.key and b.parent == clone.key and c.parent == shell.key
+    assert k.parent == shell.key and b.parent == shell.key and c.parent == shell.key
+    assert k.previous == bash.key and b.previous == clone.key and c.previous is None
     assert cache.exec_chain(k) == [c, b, k]
     assert cache.exec_chain(b) == [c, b]
     assert cache.exec_chain(shell) == [shell]
-    assert [p.key for p in cache.ancestry(k)] == [bash.key, clone.key, shell.key, init.key]
-    assert cache.parent_of(k) is b
+    assert [p.key for p in cache.ancestry(k)] == [shell.key, init.key]
+    assert cache.parent_of(k) is shell
     # Only the current image runs; the earlier ones are kept (refs), not shown.
     assert cache.by_pid[200] is k and k.alive
     assert b.replaced and c.replaced and not b.visible and not c.visible
@@ -181,7 +186,7 @@ def test_clone_copies_binary_args_creds_and_namespaces_until_exec():
     assert cache.containers[DOCKER_A].processes == 2
     # After its exec it is itself.
     run = cache.apply(exec_event(401, 30, app.key, "/bin/sh", ("sh",), uid=0, cleanup=worker.key, cgroup=DOCKER_A_PATH))
-    assert run.binary == "/bin/sh" and run.image.creds == creds(0) and run.parent == worker.key
+    assert run.binary == "/bin/sh" and run.image.creds == creds(0) and run.parent == app.key and run.previous == worker.key
     assert cache.exec_chain(run) == [worker, run]
     assert cache.containers[DOCKER_A].processes == 2
     check_invariants(cache)
@@ -623,10 +628,8 @@ def storm():
 
 def _grace_images(cache: ProcessCache) -> int:
     """Images kept for processes in their grace period: each child's exec
-    image and the clone image it names as parent."""
-    return sum(
-        1 + (p.parent in cache.procs and cache.procs[p.parent].pid == p.pid) for p in cache.procs.values() if p.in_grace
-    )
+    image and the clone image it replaced (its previous image)."""
+    return sum(1 + (p.previous in cache.procs) for p in cache.procs.values() if p.in_grace)
 
 
 def test_storm_leaves_only_live_processes_and_the_grace_window(storm):

@@ -222,3 +222,7 @@ def test_recorded_cgroup_events_replay_into_the_cache(tmp_path):
     proc = again.by_pid[4242]
     assert proc.cgroup == f"/docker/{cid}" and proc.container.id == cid
     assert again.containers[cid].processes == 1 and f"/docker/{cid}" in again.cgroup_tree["/docker"]
+    # Exported after the move (its exit, say), the cgroup is the new one: path, id and name.
+    moved = exporter.process(cache.by_pid[4242])["procscope"]["cgroup"]
+    assert moved == {"id": "77", "name": cid, "path": f"/docker/{cid}"}
+    assert exporter.process(cache.by_pid[4242])["docker"] == cid[:31]

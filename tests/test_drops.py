@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+from probes.collector import Collector
 from probes.events import ExecEvent
 
 from .conftest import open_collector, unique_copy
@@ -46,3 +47,13 @@ def test_full_ring_buffer_is_counted(scratch):
     assert received + dropped == BURST
     assert counters.sent_failed["EXIT"]["EAGAIN"] > 0  # exits of the burst overflowed too
     assert counters.decode_errors == 0 and counters.userspace_dropped == 0
+
+
+def test_a_failure_of_the_collector_thread_is_counted_reported_once_and_survived():
+    said = []
+    collector = Collector(log=said.append)
+    for _ in range(3):
+        assert collector._guarded(lambda: 1 / 0) is False  # one poll's failure: the thread goes on
+    c = collector.counters()
+    assert c.collector_errors == 3 and c.last_error == "ZeroDivisionError: division by zero" and c.lost >= 3
+    assert said == ["the collector thread failed (ZeroDivisionError: division by zero); counted, and collection goes on"]

@@ -13,7 +13,7 @@ from .conftest import open_collector, unique_copy
 
 
 def test_scan_lists_running_processes_parents_first():
-    events = procfs.scan(cgroups.detect())
+    events = procfs.scan(cgroups.detect()).events
     pids = [e.key.pid for e in events]
     assert os.getpid() in pids and os.getppid() in pids
     position = {pid: i for i, pid in enumerate(pids)}

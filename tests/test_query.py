@@ -165,7 +165,7 @@ def test_pid_takes_the_subtree(cache):
     assert pids(cache, "pid:400") == {400, 401, 402, 500}
     assert pids(cache, "pid:1") == ALL - PLACEHOLDERS
     assert pids(cache, "pid:910") == {910, 911}  # placeholders have a tree too
-    assert pids(cache, "pid:203") == set()  # exited: not a live pid
+    assert pids(cache, "pid:203") == {203}  # exited, in its grace period: its exit event must match too
     assert pids(cache, "pid:99999") == set()
     assert pids(cache, "-pid:100") == ALL - {100, 200, 201, 202, 203, 204}
     assert pids(cache, "pid:1 pid:401") == {401, 402}

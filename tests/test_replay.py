@@ -6,13 +6,16 @@ import os
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
 from .factories import HOST_NS, clone_event, exec_event, exit_event, namespaces
 from probes import wire
 from probes.events import ProcessKey as K
-from procscope import cli, snapshot
+from procscope import snapshot
+from procscope.outputs import StreamFile
+from procscope.stream import RECORDED, EventStream, Output
 from procscope.cache import ROOT, ProcessCache
 from procscope.export import Exporter
 from procscope.replay import Replay, ReplayError
@@ -58,13 +61,13 @@ def tree(cache: ProcessCache) -> list[tuple]:
 
 
 def record(events, path, node="node-a") -> ProcessCache:
-    """What `procscope events -o FILE` does, on these events."""
+    """What `procscope events --record FILE` does, on these events."""
     cache = ProcessCache(host_ns=HOST_NS)
-    args = cli.build_parser().parse_args(["events", "-o", str(path)])
-    with open(path, "w") as out:
-        stream = cli.EventStream(args, out, cache, recording=True)
-        stream.exporter.node = node
-        stream.feed(events)
+    out = StreamFile(str(path))
+    stream = EventStream(cache, [Output(out, RECORDED)])
+    stream.exporter.node = node
+    stream.feed(events)
+    out.close()
     return cache
 
 
@@ -153,10 +156,13 @@ def test_unknown_snapshot_version_and_non_recordings_are_clear_errors(tmp_path):
         Replay(str(bad))
     out = _run("snapshot", "--replay", str(bad))
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "version 99" in out.stderr
+    # A file that is no recording: its lines are bad lines like any other, and it is said so.
     text = tmp_path / "notes.txt"
     text.write_text("hello\n")
-    with pytest.raises(ReplayError, match="not a procscope recording"):
-        Replay(str(text))
+    warnings = []
+    assert list(Replay(str(text), warn=warnings.append).events()) == []
+    assert warnings == [f"{text}:1: not JSON (Expecting value: line 1 column 1 (char 0)); skipped",
+                        f"{text}: no line could be read; is it a procscope recording, snapshot or Tetragon export?"]
     with pytest.raises(ReplayError, match="cannot read recording"):
         Replay(str(tmp_path / "missing.jsonl"))
 
@@ -169,3 +175,52 @@ def test_replay_filters_by_container_on_the_command_line(tmp_path):
     assert [s.split(" ", 3)[3] for s in out.stdout.splitlines()] == ["/usr/bin/runc-init", "/bin/busybox httpd -f"]
     snap = _run("snapshot", "--replay", str(rec), "--format", "jsonl", "--user", "nobody")
     assert [json.loads(s)["process_exec"]["process"]["binary"] for s in snap.stdout.splitlines()] == ["/bin/busybox"]
+
+
+def test_a_bad_first_line_is_reported_like_any_other(tmp_path):
+    rec = tmp_path / "rec.jsonl"
+    record(session(), rec)
+    rec.write_bytes(b"\xff\xfe garbage\n" + rec.read_bytes())
+    out = _run("events", "--replay", str(rec), "--format", "compact")
+    assert out.returncode == 1 and f"{rec}:1: not JSON" in out.stderr
+    assert any("/bin/busybox httpd -f" in s for s in out.stdout.splitlines())
+
+
+def test_deep_nesting_and_endless_lines_are_bounded(tmp_path):
+    rec = tmp_path / "rec.jsonl"
+    record(session(), rec)
+    lines = rec.read_bytes().split(b"\n")
+    lines.insert(3, b"[" * 100_000 + b"]" * 100_000)
+    rec.write_bytes(b"\n".join(lines))
+    out = _run("events", "--replay", str(rec), "--format", "compact")
+    assert out.returncode == 1 and f"{rec}:4: nested too deeply" in out.stderr
+    assert "Traceback" not in out.stderr and any("/bin/crash" in s for s in out.stdout.splitlines())
+    # /dev/zero is no recording: the line limit stops it, quickly and with bounded memory.
+    t0 = time.monotonic()
+    zero = subprocess.run([sys.executable, "-m", "procscope.cli", "events", "--replay", "/dev/zero"], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert zero.returncode == 1 and "/dev/zero:1: line longer than 64 MiB" in zero.stderr
+    assert time.monotonic() - t0 < 30
+
+
+def test_a_fifo_is_read_as_it_comes_and_sigterm_ends_it(tmp_path):
+    rec = tmp_path / "rec.jsonl"
+    record(session(), rec)
+    lines = rec.read_bytes().splitlines(keepends=True)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([sys.executable, "-m", "procscope.cli", "events", "--replay", str(fifo), "--format", "compact"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    with open(fifo, "wb", buffering=0) as w:
+        w.write(b"".join(lines))  # everything, but the writer stays open: no end of file yet
+        first = proc.stdout.readline()  # an event comes out before the input ended
+        assert first.startswith("🚀".encode())
+        t0 = time.monotonic()
+        proc.terminate()
+        assert proc.wait(timeout=10) is not None and time.monotonic() - t0 < 10
+    assert b"Traceback" not in proc.stderr.read()
+
+
+def test_replay_of_a_directory_is_one_line(tmp_path):
+    out = _run("events", "--replay", str(tmp_path))
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "is a directory" in out.stderr

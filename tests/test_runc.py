@@ -111,7 +111,7 @@ def test_events_container_filter_end_to_end(container, tmp_path):
     both exec: only the container's execs come out."""
     runc, cid = container
     out = tmp_path / "events.jsonl"
-    cmd = [sys.executable, "-m", "procscope.cli", "events", "--container", cid[:12], "--duration", "8", "-o", str(out)]
+    cmd = [sys.executable, "-m", "procscope.cli", "events", "--container", cid[:12], "--duration", "8", "--record", str(out)]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
         if "collecting" in line:

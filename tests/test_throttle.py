@@ -19,7 +19,7 @@ from procscope.export import Exporter
 from procscope.replay import Replay
 from procscope.sources import live_cache
 
-from .conftest import Live, bpf_unavailable, open_collector, unique_copy
+from .conftest import Live, bpf_unavailable, open_collector, strictcheck_finds_only_our_extras, tetra_reads_every_line, unique_copy
 from .test_cgroup_events import _evacuate
 
 S = 1_000_000_000
@@ -30,8 +30,11 @@ def test_parse_rate():
     assert parse_rate("10, 2s") == RateLimit(10, 2 * S)
     assert parse_rate("100,1m") == RateLimit(100, 60 * S)
     assert parse_rate("50,500ms") == RateLimit(50, S // 2)
-    for bad in ("1000", "1000,1", "0,1s", "x,1s", "10,1d"):
-        with pytest.raises(RateError, match="EVENTS,INTERVAL|positive"):
+    for bad in ("1000", "1000,1", "x,1s", "10,1d"):
+        with pytest.raises(RateError, match="EVENTS,INTERVAL"):
+            parse_rate(bad)
+    for bad in ("0,1s", "99999999999999999999,1s", "10,100h", "10,0.1ms"):
+        with pytest.raises(RateError, match="must be from"):  # bounds that keep the BPF arithmetic exact
             parse_rate(bad)
 
 
@@ -111,9 +114,9 @@ def test_throttle_events_export_and_replay(tmp_path):
     for ev in (start, stop):
         cache.apply(ev)
         lines.append(exporter.throttle_event(ev))
-    assert lines[0]["process_throttle"] == {"type": "THROTTLE_START", "cgroup": start.name, "cgroup_id": "42",
-                                            "path": start.path}  # fmt: skip
-    assert lines[1]["process_throttle"]["suppressed"] == {"exec": 7, "clone": 6, "exit": 5}
+    assert lines[0]["process_throttle"] == {"type": "THROTTLE_START", "cgroup": start.name,
+                                            "procscope": {"cgroup_id": "42", "path": start.path}}  # fmt: skip
+    assert lines[1]["process_throttle"]["procscope"]["suppressed"] == {"exec": 7, "clone": 6, "exit": 5}
     t = cache.throttles[42]
     assert not t.active and t.suppressed == (7, 6, 5) and t.container.id == "ab" * 32
     exporter.tetragon_only = True
@@ -221,7 +224,9 @@ def test_events_command_writes_throttle_lines(scratch, tmp_path):
     name = os.path.basename(busy)
     throttles = [x["process_throttle"] for x in lines if x.get("process_throttle", {}).get("cgroup") == name]
     assert [t["type"] for t in throttles] == ["THROTTLE_START", "THROTTLE_STOP"]
-    assert throttles[0]["path"] == "/" + name
+    assert throttles[0]["procscope"]["path"] == "/" + name
     execs = [x for x in lines if "process_exec" in x and x["process_exec"]["process"]["binary"] == binary]
-    assert len(execs) + throttles[1]["suppressed"]["exec"] == 30
+    assert len(execs) + throttles[1]["procscope"]["suppressed"]["exec"] == 30
     assert "suppressed by --cgroup-rate" in err
+    tetra_reads_every_line(str(out))  # throttle lines too
+    strictcheck_finds_only_our_extras(str(out))

@@ -156,3 +156,51 @@ async def test_throttled_container_is_marked(tmp_path):
         app.refresh_panes()
         assert "THROTTLED" not in _plain(app, app.query_one("#status").content)
         assert app.cache.throttles[4711].suppressed == (5, 4, 3)
+
+
+async def test_a_failure_stops_the_monitor_with_one_line_and_a_private_log(recording, tmp_path, monkeypatch):
+    """Whatever goes wrong inside, the monitor stops with exit status 1, one
+    line naming the cause (escaped: it may quote a process), and the full
+    traceback in a file of mode 0600."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+    class Failing(ReplaySource):
+        def drain(self):
+            raise RuntimeError("cannot cope with [/] \x1b]0;x\x07")
+
+    app = ProcscopeApp(Failing(Replay(recording), 5 * 10**9), snapshot_dir=str(tmp_path))
+    with pytest.raises(RuntimeError):
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+    assert app.return_code == 1
+    assert app.failure.startswith("the monitor stopped on an error (RuntimeError: cannot cope with [/] \\x1b]0;x\\x07)")
+    log = app.failure.rsplit("full traceback in ", 1)[1]
+    assert "Traceback" in open(log).read() and stat.S_IMODE(os.stat(log).st_mode) == 0o600
+
+
+async def test_markup_in_the_filter_a_search_a_replay_path_or_the_config_is_text(session_file_with_markup, tmp_path):
+    """`[/]` and friends typed by the user or found in a path or a config
+    value are shown as they are: nothing parses them as markup."""
+    config = tmp_path / "config.toml"
+    config.write_text('theme = "[/][@click=app.quit]x"\n')
+    app = ProcscopeApp(ReplaySource(Replay(session_file_with_markup), 5 * 10**9), query_text="bin:[/]",
+                       snapshot_dir=str(tmp_path), config_path=config)  # fmt: skip
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        status = _plain(app, app.query_one("#status").content)
+        assert "filter: bin:'[/]'" in status and "[/]" in status.split("source: replay ")[1]
+        await pilot.press("slash", "[", "/", "]", "enter")  # a search that finds nothing
+        await pilot.pause()
+        await pilot.press("backslash", "ctrl+u", *"[link=x]", "enter")  # a filter with markup: fine, and no match
+        await pilot.pause()
+        assert str(app.query) == "'[link=x]'" and app.is_running
+        assert any("unknown theme '[/][@click=app.quit]x'" in str(n.message) for n in app._notifications)
+
+
+@pytest.fixture
+def session_file_with_markup(tmp_path):
+    d = tmp_path / "[" / "]"
+    d.mkdir(parents=True)
+    path = d / "[@click=app.quit]rec.jsonl"
+    record(session(), path)
+    return str(path)

@@ -4,6 +4,7 @@ what to draw."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import os
 import re
@@ -11,7 +12,6 @@ import signal
 import time
 from collections import deque
 from functools import partial
-from pathlib import Path
 
 from rich.table import Table
 from textual.app import App, ComposeResult
@@ -24,13 +24,16 @@ import themes
 from probes import wire
 from probes.events import ExecEvent, ExitEvent, ThrottleEvent
 from procscope import derive, query, snapshot
+from probes.text import printable
 from procscope.export import Exporter
+from procscope.outputs import OutputError, free_name
 from procscope.query import Query, QueryError, Term
 from procscope.signals import SIGNALS
 from procscope.signals import send as send_signal
 
 from . import config
 from .commands import BindingCommands
+from .crash import crash_report
 from .panes.detail import Detail, render_detail
 from .panes.drops import RECEIVED, Drops, loss_totals, per_second, render_drops
 from .panes.exec_stream import ExecStream, exec_text
@@ -39,6 +42,7 @@ from .panes.process_tree import ProcessTree, render_group
 from .rows import GROUPS, SORTS, TreeModel, ViewOptions, boot_now
 from .screens.containers import ContainerScreen
 from .screens.signal import SignalScreen
+from .text import add_row, safe
 
 HISTORY = 1000  # exec stream and exits: bounded
 RATE_WINDOW = 2.0  # seconds the drop rates are averaged over, at least
@@ -54,11 +58,11 @@ class HelpScreen(ModalScreen):
         t.add_column()
         for binding in ProcscopeApp.BINDINGS:
             if isinstance(binding, Binding) and binding.description:
-                t.add_row(binding.key.replace(",", " or "), binding.description)
-        t.add_row("", "")
-        t.add_row("filter", query.SYNTAX)
+                add_row(t, binding.key.replace(",", " or "), binding.description)
+        add_row(t, "", "")
+        add_row(t, "filter", query.SYNTAX)
         for name, help_text in query.FIELDS.items():
-            t.add_row(f"  {name}:", help_text)
+            add_row(t, f"  {name}:", help_text)
         yield Static(t, id="help")
 
 
@@ -92,6 +96,7 @@ class ProcscopeApp(App):
         theme chosen at run time is saved, None (tests) to read and write no config."""
         super().__init__(**kwargs)
         self.config_path = config_path
+        self.failure: str | None = None  # why the monitor stopped, when an error stopped it
         self._warnings: list[str] = []
         self._ansi_defaults = (self.ansi_theme_dark, self.ansi_theme_light)  # Textual's, for its own themes
         for t in themes.THEMES.values():
@@ -125,8 +130,8 @@ class ProcscopeApp(App):
 
     # -- layout ------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield Static(id="status")
-        yield Static(self.source.banner, id="banner", classes="shown" if self.source.banner else "")
+        yield Static(id="status", markup=False)
+        yield Static(safe(self.source.banner), id="banner", classes="shown" if self.source.banner else "")
         with Horizontal(id="top"):
             yield ProcessTree(id="tree")
             yield Detail(id="detail")
@@ -148,7 +153,7 @@ class ProcscopeApp(App):
         self.widgets = {w.id: w for w in (self.query_one("#detail"), self.query_one("#drops"),
                                           self.query_one("#status"), self.query_one("#query"))}  # fmt: skip
         for warning in self._warnings:
-            self.notify(warning, severity="warning", timeout=10)
+            self.say(warning, severity="warning", timeout=10)
         self.source.start()
         self.ingest()
         self.refresh_panes()
@@ -158,13 +163,32 @@ class ProcscopeApp(App):
         gc.freeze()
         self._gc_threshold = gc.get_threshold()
         gc.set_threshold(*self._gc_threshold[:2], 1 << 30)
-        self.set_interval(60, gc.collect)
+        self.set_interval(60, self.collect_garbage)
+        # SIGTERM ends the monitor as q does (the terminal is restored, the exit status is 0).
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.exit)
         self.tree_pane.focus()
         self.set_interval(0.1, self.tick)
+
+    def collect_garbage(self) -> None:
+        gc.collect()
+
+    def say(self, message: str, *, title: str = "", severity: str = "information", timeout: float | None = None) -> None:
+        """A notification: its text may name processes, so it is never markup."""
+        self.notify(printable(message), title=title, severity=severity, timeout=timeout, markup=False)
+
+    def _handle_exception(self, error: Exception) -> None:
+        # Textual's hook for an error nothing handled: the monitor stops either way. The full
+        # traceback goes to a log file and the terminal gets one line (tui.main prints it),
+        # instead of Textual's traceback with locals, which may hold any process's text.
+        self.failure = crash_report(error)
+        super()._handle_exception(error)
+        self._exit_renderables.clear()
 
     # -- data ----------------------------------------------------------------------
     def ingest(self) -> int:
         events = self.source.drain()
+        while self.source.messages:
+            self.say(self.source.messages.pop(0), severity="error", timeout=15)
         if self.source.wall_offset is not None:
             self.exporter.wall_offset = self.source.wall_offset
         for ev in events:
@@ -190,11 +214,11 @@ class ProcscopeApp(App):
         t = self.cache.throttles.get(ev.cgroup_id)
         where = t.path if t is not None else ev.name
         if ev.type == wire.THROTTLE_START:
-            self.notify(f"{where}: over --cgroup-rate, its events are suppressed", title="throttled",
+            self.say(f"{where}: over --cgroup-rate, its events are suppressed", title="throttled",
                         severity="warning", timeout=8)  # fmt: skip
         else:
             counts = ", ".join(f"{op} {n}" for op, n in zip(wire.RATE_OPS, ev.suppressed))
-            self.notify(f"{where}: events flow again ({counts} suppressed)", title="throttle over", timeout=8)
+            self.say(f"{where}: events flow again ({counts} suppressed)", title="throttle over", timeout=8)
 
     def now(self) -> int:
         """The clock the panes age things by: the machine's, or a replay's last event."""
@@ -264,7 +288,8 @@ class ProcscopeApp(App):
             span = (self.cache.now - self._first_time) / 1e9 if self._first_time is not None else 0.0
             rate_text = f"{self._replay_events / span if span > 0 else 0.0:.0f} events/s avg"
         c = self._last_counters
-        lost = sum(sum(r.values()) for r in c.get("sent_failed", {}).values()) + c.get("userspace_dropped", 0)
+        lost = sum(sum(r.values()) for r in c.get("sent_failed", {}).values()) + sum(
+            c.get(k, 0) for k in ("userspace_dropped", "decode_errors", "collector_errors"))  # fmt: skip
         live = len(self.cache.by_pid)
         parts = [
             f"source: {self.source.label}",
@@ -283,7 +308,7 @@ class ProcscopeApp(App):
         if lost:
             parts.insert(0, f"⚠ LOSING EVENTS: {lost} dropped")
         status = self.widgets["status"]
-        status.update(" │ ".join(parts), layout=False)  # one line, always
+        status.update(safe(" │ ".join(parts)), layout=False)  # one line, always
         status.set_class(bool(lost), "losing")
         status.set_class(bool(throttled) and not lost, "throttled")
 
@@ -317,7 +342,7 @@ class ProcscopeApp(App):
         title = next((t for start, t in reversed(titles) if start <= x), titles[0][1] if titles else None)
         if title in HEADER_SORTS:
             self.view.sort, self.view.tree = HEADER_SORTS[title], False
-            self.notify(f"sorted by {self.view.sort}")
+            self.say(f"sorted by {self.view.sort}")
             self.refresh_panes()
 
     def on_input_submitted(self, message: Input.Submitted) -> None:
@@ -327,7 +352,7 @@ class ProcscopeApp(App):
             try:
                 self.query = Query.parse(text)
             except QueryError as exc:
-                self.notify(str(exc), severity="error", timeout=6)
+                self.say(str(exc), severity="error", timeout=6)
                 return
         else:
             self.search(text)
@@ -346,7 +371,7 @@ class ProcscopeApp(App):
             if proc is not None and text in " ".join((proc.binary, *proc.args, str(proc.pid))):
                 tree.cursor = i
                 return
-        self.notify(f"no process matches {text!r}", severity="warning")
+        self.say(f"no process matches {text!r}", severity="warning")
 
     # -- actions ------------------------------------------------------------------------
     def action_prompt(self, mode: str) -> None:
@@ -364,12 +389,12 @@ class ProcscopeApp(App):
     def action_next_sort(self) -> None:
         self.view.sort = SORTS[(SORTS.index(self.view.sort) + 1) % len(SORTS)]
         self.view.tree = False
-        self.notify(f"sorted by {self.view.sort}")
+        self.say(f"sorted by {self.view.sort}")
         self.refresh_panes()
 
     def action_cycle_group(self) -> None:
         self.view.group = GROUPS[(GROUPS.index(self.view.group) + 1) % len(GROUPS)]
-        self.notify("not grouped" if self.view.group == "none" else f"grouped by {self.view.group}")
+        self.say("not grouped" if self.view.group == "none" else f"grouped by {self.view.group}")
         self.refresh_panes()
 
     def action_pause(self) -> None:
@@ -395,7 +420,7 @@ class ProcscopeApp(App):
 
     def action_cycle_theme(self) -> None:
         self.theme = themes.next_name(self.theme)
-        self.notify(f"theme {self.theme}")
+        self.say(f"theme {self.theme}")
 
     def watch_theme(self, name: str) -> None:
         # Rich's named colours in the rows ("bold green", "bold red") follow the theme's ANSI palette.
@@ -407,8 +432,8 @@ class ProcscopeApp(App):
             try:
                 config.save(self.config_path, config.Config(theme=name))
                 self._saved_theme = name
-            except OSError as exc:
-                self.notify(f"cannot save the theme to {self.config_path}: {exc.strerror}", severity="warning")
+            except (OSError, OutputError) as exc:
+                self.say(f"cannot save the theme to {self.config_path}: {exc}", severity="warning")
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         # App keys still reach the app under a dialog: these must not act on the tree behind it.
@@ -431,12 +456,12 @@ class ProcscopeApp(App):
     def action_signal(self) -> None:
         """Confirm, then signal the tagged processes, or else the selected one."""
         if not self.source.live:
-            self.notify("signals need a live source", severity="warning")
+            self.say("signals need a live source", severity="warning")
             return
         keys = self.tagged or {self.tree_pane.selected_key}
         targets = sorted((p for k in keys if k is not None and (p := self.cache.get(k))), key=lambda p: p.pid)
         if not targets:
-            self.notify("no process selected", severity="warning")
+            self.say("no process selected", severity="warning")
             return
         shown = [(p.pid, derive.user(p), p.binary or "?") for p in targets]
         self.push_screen(SignalScreen(shown, SIGNALS), partial(self.signal_confirmed, targets))
@@ -448,7 +473,7 @@ class ProcscopeApp(App):
         for proc in targets:
             outcome = send_signal(self.cache, proc, sig)
             severity = {"sent": "information", "gone": "warning"}.get(outcome.status, "error")
-            self.notify(str(outcome), severity=severity)
+            self.say(str(outcome), severity=severity)
 
     def action_pick_container(self) -> None:
         entries = sorted(self.cache.containers.values(), key=lambda e: e.container.id)
@@ -471,14 +496,13 @@ class ProcscopeApp(App):
         match = self.query.predicate(self.cache) if self.query else None
         recent = [self.exporter.exec_event(p) for _, p in self.execs]
         doc = snapshot.document(self.cache, self.exporter, self._last_counters, recent, self.source.label, match)
-        name = f"procscope-snapshot-{time.strftime('%Y%m%d-%H%M%S')}.json"
-        path = Path(self.snapshot_dir) / name
+        path = free_name(self.snapshot_dir, f"procscope-snapshot-{time.strftime('%Y%m%d-%H%M%S')}", ".json")
         try:
-            snapshot.write(str(path), doc)
-        except OSError as exc:
-            self.notify(f"cannot write {path}: {exc.strerror}", severity="error")
+            snapshot.write(path, doc, replace=False)
+        except OutputError as exc:
+            self.say(str(exc), severity="error")
             return
-        self.notify(f"snapshot written to {path} ({len(doc['processes'])} processes)")
+        self.say(f"snapshot written to {path} ({len(doc['processes'])} processes)")
         self.last_snapshot = os.fspath(path)
 
     def on_unmount(self) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from procscope.atomic import atomic_writer
+from procscope.outputs import atomic_writer
 
 
 @dataclass
@@ -65,7 +65,7 @@ def load(path: str | os.PathLike, known_themes: Iterable[str] = (), warn: Callab
 def save(path: str | os.PathLike, config: Config) -> None:
     """Write ``config`` (private: mode 0600, directory 0700). Raises OSError."""
     Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with atomic_writer(os.fspath(path), mode=0o600) as f:
+    with atomic_writer(os.fspath(path)) as f:
         f.write("# procscope settings, written by the monitor\n")
         if config.theme is not None:
             f.write(f"theme = {json.dumps(config.theme)}\n")  # a JSON string is a valid TOML basic string

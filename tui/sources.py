@@ -25,6 +25,10 @@ class LiveSource:
         self.cache = live_cache(collector.hierarchy, grace_ns)
         self.wall_offset: int | None = None
         self._pending: list[Event] = []
+        # What the collector reports while it runs goes to the screen, not to
+        # stderr (the terminal the monitor draws on).
+        self.messages: list[str] = []
+        collector.log = self.messages.append
 
     def start(self) -> None:
         # The /proc scan here rather than on the collector's thread, so the
@@ -56,21 +60,24 @@ class ProcfsSource:
     banner = "no BPF ({why}): the tree comes from /proc; exec and exit streams are unavailable"
 
     def __init__(self, why: str, grace_ns: int):
+        self.messages: list[str] = []
         self.banner = self.banner.format(why=why)
         self.hierarchy = cgroups.detect()
         self.cache = live_cache(self.hierarchy, grace_ns)
         self.wall_offset: int | None = None
         self._pending: list[Event] | None = None
+        self._unreadable = 0
 
     def start(self) -> None:
-        self._pending = list(procfs.scan(self.hierarchy))
+        found = procfs.scan(self.hierarchy)
+        self._pending, self._unreadable = found.events, found.unreadable
 
     def drain(self) -> list[Event]:
         out, self._pending = self._pending or [], []
         return out
 
     def counters(self) -> dict:
-        return counters_json_empty(self.cache)
+        return counters_json_empty(self.cache) | {"procfs_unreadable": self._unreadable}
 
     def stop(self) -> None:
         pass
@@ -81,6 +88,7 @@ class ReplaySource:
     live = False  # ages follow the recording's clock
 
     def __init__(self, replay: Replay, grace_ns: int):
+        self.messages: list[str] = []
         self.replay = replay
         self.label = f"replay {replay.path}"
         self.cache = replay.new_cache(grace_ns)

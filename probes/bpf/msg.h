@@ -46,6 +46,7 @@
 #define EVENT_CLONE 0x4000
 #define EVENT_ERROR_CGROUPS 0x100000
 #define EVENT_ERROR_PATH_RESOLUTION_CWD 0x400000
+#define EVENT_IN_INIT_TREE 0x2000000
 
 /* MsgProcess.secureexec: privilege changes of this exec (processapi's
  * Execve* constants) plus the kernel's AT_SECURE decision. */

@@ -17,14 +17,32 @@
 
 BPF_RINGBUF_OUTPUT(events, PS_RINGBUF_PAGES);
 BPF_PERCPU_ARRAY(stats, struct kernel_stats, 1);
-/* Internal errors: 0 = exec_ktime map full (key falls back to start time). */
+/* Internal errors: 0 = proc_state map full (a key falls back to the start
+ * time, a clone or init-tree mark is lost). */
 BPF_PERCPU_ARRAY(probe_errors, u64, 4);
 BPF_PERCPU_ARRAY(exec_heap, struct msg_execve_event, 1);
 
-/* tgid -> ktime of its current image, for processes that exec'd while we
- * run. Everything else is keyed by its start time in clock ticks, exactly
- * what the /proc scan computes from /proc/PID/stat. */
-BPF_HASH(exec_ktime, u32, u64, MAX_PIDS);
+/* What the kernel does not keep for us, per process (tgid) cloned or
+ * exec'd while we run, and for the /proc scan's processes in a container's
+ * init tree (written by user space): the ktime of its current image (an
+ * exec's; a clone's is its start time), whether that image is a clone not
+ * yet exec'd (EVENT_CLONE), and whether it is in its container's init tree
+ * (EVENT_IN_INIT_TREE). Without an entry a process is keyed by its start
+ * time in clock ticks, exactly what the /proc scan computes. */
+struct proc_state {
+	u64 ktime;
+	u32 flags;
+	u32 pad;
+};
+BPF_HASH(proc_state, u32, struct proc_state, MAX_PIDS);
+
+static __always_inline void count_state_full(void)
+{
+	u32 idx = 0;
+	u64 *e = probe_errors.lookup(&idx);
+	if (e)
+		(*e)++;
+}
 
 struct pre_exec {
 	u32 uid;
@@ -100,8 +118,8 @@ static __always_inline u64 start_key_ktime(const void *task)
 
 static __always_inline u64 key_ktime(u32 tgid, const void *task)
 {
-	u64 *kt = exec_ktime.lookup(&tgid);
-	return kt ? *kt : start_key_ktime(task);
+	struct proc_state *st = proc_state.lookup(&tgid);
+	return st ? st->ktime : start_key_ktime(task);
 }
 
 static __always_inline u32 pid_nr_ns(const void *task, u32 *pidns_inum)
@@ -316,8 +334,10 @@ static __always_inline int rate_allows(const void *task, u64 now, u32 which)
 		val->curr = 0;
 	}
 	val->curr++;
-	u64 slide = PS_RATE_INTERVAL_NS - (now - val->time);
-	val->rate = slide * val->prev / PS_RATE_INTERVAL_NS + val->curr;
+	/* In microseconds: slide * prev in ns could overflow 64 bits for long
+	 * intervals of busy cgroups. */
+	u64 slide_us = (PS_RATE_INTERVAL_NS - (now - val->time)) / 1000;
+	val->rate = slide_us * val->prev / (PS_RATE_INTERVAL_NS / 1000) + val->curr;
 	if (!val->throttled && val->rate >= PS_RATE_EVENTS) {
 		val->throttled = now;
 		int zero = 0;
@@ -412,16 +432,14 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
 	p->size_envs = 0;
 	p->pad = 0;
 
-	/* The previous image of this pid, then record the new one. */
+	/* The previous image of this pid: a clone not yet exec'd makes this
+	 * exec "execve clone"; the init-tree mark stays with the process. */
+	struct proc_state *prev = proc_state.lookup(&tgid);
+	u32 prev_flags = prev ? prev->flags : 0;
 	ev->cleanup_key.pid = tgid;
 	ev->cleanup_key.pad = 0;
-	ev->cleanup_key.ktime = key_ktime(tgid, task);
-	if (exec_ktime.update(&tgid, &now)) {
-		u32 idx = 0;
-		u64 *e = probe_errors.lookup(&idx);
-		if (e)
-			(*e)++;
-	}
+	ev->cleanup_key.ktime = prev ? prev->ktime : start_key_ktime(task);
+	p->flags |= prev_flags & EVENT_CLONE;
 
 	const void *rparent = rd_ptr(task, PS_OFF(task_struct, real_parent));
 	u32 ptgid = rd_u32(rparent, PS_OFF(task_struct, tgid));
@@ -443,6 +461,15 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
 	p->nspid = pid_nr_ns(task, &pidns);
 	read_namespaces(task, &ev->ns, ev->creds.user_ns.ns_inum);
 	ev->ns.pid_inum = pidns;
+
+	/* A pid namespace's init (global pid 1 is the host's) starts an init tree. */
+	u32 in_init = prev_flags & EVENT_IN_INIT_TREE;
+	if (p->nspid == 1 && tgid != 1)
+		in_init = EVENT_IN_INIT_TREE;
+	p->flags |= in_init;
+	struct proc_state next = { .ktime = now, .flags = in_init };
+	if (proc_state.update(&tgid, &next))
+		count_state_full();
 
 	__builtin_memset(&ev->kube, 0, sizeof(ev->kube));
 	if (read_cgroup(task, &ev->kube))
@@ -536,8 +563,6 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 		return 0;
 
 	u64 now = bpf_ktime_get_boot_ns();
-	if (!rate_allows(child, now, RATE_CLONE))
-		return 0;
 	struct msg_clone_event ev = {};
 	u32 ptgid = rd_u32(parent, PS_OFF(task_struct, tgid));
 	set_common(&ev.common, MSG_OP_CLONE, sizeof(ev), now);
@@ -545,9 +570,28 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 	ev.parent.ktime = key_ktime(ptgid, parent);
 	ev.pid = tgid;
 	ev.tid = pid;
-	ev.nspid = pid_nr_ns(child, 0);
+	u32 pidns = 0;
+	ev.nspid = pid_nr_ns(child, &pidns);
 	ev.flags = EVENT_CLONE;
 	ev.ktime = start_key_ktime(child);
+
+	/* In the init tree: a new pid namespace's init, or the child of a
+	 * process in the tree that stays in its pid namespace (a process that
+	 * entered the namespace from outside, as docker exec's does, is not). */
+	struct proc_state *up = proc_state.lookup(&ptgid);
+	if (ev.nspid == 1 && tgid != 1) {
+		ev.flags |= EVENT_IN_INIT_TREE;
+	} else if (up && (up->flags & EVENT_IN_INIT_TREE)) {
+		u32 parent_pidns = 0;
+		pid_nr_ns(parent, &parent_pidns);
+		if (parent_pidns == pidns)
+			ev.flags |= EVENT_IN_INIT_TREE;
+	}
+	struct proc_state st = { .ktime = ev.ktime, .flags = ev.flags };
+	if (proc_state.update(&tgid, &st))
+		count_state_full();
+	if (!rate_allows(child, now, RATE_CLONE))
+		return 0;
 	emit(&ev, sizeof(ev), MSG_OP_CLONE);
 	return 0;
 }
@@ -571,7 +615,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
 	set_common(&ev.common, MSG_OP_EXIT, sizeof(ev), bpf_ktime_get_boot_ns());
 	ev.current.pid = tgid;
 	ev.current.ktime = key_ktime(tgid, task);
-	exec_ktime.delete(&tgid);
+	proc_state.delete(&tgid);
 	if (!rate_allows(task, ev.common.ktime, RATE_EXIT))
 		return 0;
 	ev.code = rd_u32(task, PS_OFF(task_struct, exit_code));

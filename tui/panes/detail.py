@@ -13,6 +13,7 @@ from procscope.cache import Process, ProcessCache
 from procscope.names import cap_names, securebit_names
 
 from ..rows import age_text
+from ..text import add_row
 
 
 def render_detail(proc: Process | None, cache: ProcessCache, now: int) -> Table | Text:
@@ -22,22 +23,22 @@ def render_detail(proc: Process | None, cache: ProcessCache, now: int) -> Table 
     t.add_column(style="bold", no_wrap=True)
     t.add_column()
     img = proc.image
-    t.add_row("pid", f"{proc.pid}  key {proc.key.pid}:{proc.key.ktime}")
-    t.add_row("state", derive.exit_text(proc) + f"  (age {age_text(derive.age_ns(proc, now))})")
+    add_row(t, "pid", f"{proc.pid}  key {proc.key.pid}:{proc.key.ktime}")
+    add_row(t, "state", derive.exit_text(proc) + f"  (age {age_text(derive.age_ns(proc, now))})")
     if img is None:
-        t.add_row("", Text("process not found: its exec or clone was lost", style="bold red"))
+        add_row(t, "", Text("process not found: its exec or clone was lost", style="bold red"))
         return t
-    t.add_row("binary", f"{img.binary}  (inode {img.ino}, links {img.nlink})")
-    t.add_row("args", " ".join(img.args))
-    t.add_row("cwd", img.cwd)
-    t.add_row("flags", " ".join(img.flag_words))
-    t.add_row("badges", " ".join(derive.badges(proc, cache)) or "-")
+    add_row(t, "binary", f"{img.binary}  (inode {img.ino}, links {img.nlink})")
+    add_row(t, "args", " ".join(img.args))
+    add_row(t, "cwd", img.cwd)
+    add_row(t, "flags", " ".join(img.flag_words))
+    add_row(t, "badges", " ".join(derive.badges(proc, cache)) or "-")
     c = img.creds
     ids = (f"uid {c.uid} euid {c.euid} suid {c.suid} fsuid {c.fsuid}  "
            f"gid {c.gid} egid {c.egid} sgid {c.sgid} fsgid {c.fsgid}")  # fmt: skip
-    t.add_row("user", f"{derive.user(proc)} / {derive.group_name(c.egid)}  auid {img.auid}")
-    t.add_row("ids", ids)
-    t.add_row("securebits", " ".join(securebit_names(c.securebits)) or "-")
+    add_row(t, "user", f"{derive.user(proc)} / {derive.group_name(c.egid)}  auid {img.auid}")
+    add_row(t, "ids", ids)
+    add_row(t, "securebits", " ".join(securebit_names(c.securebits)) or "-")
     parent = cache.parent_of(proc)
     pcaps = parent.image.creds.caps if parent is not None and parent.image is not None else None
     for name in ("permitted", "effective", "inheritable"):
@@ -46,17 +47,20 @@ def render_detail(proc: Process | None, cache: ProcessCache, now: int) -> Table 
         text = Text()
         for cap in cap_names(mine):
             gained = cap not in cap_names(theirs)
-            text.append(cap.removeprefix("CAP_") + " ", style="bold red" if gained else "")
-        t.add_row(f"cap {name}", text if mine else Text("-", style="dim"))
+            text.append(cap.removeprefix("CAP_") + " ", style="bold red" if gained else "")  # names of our own
+        add_row(t, f"cap {name}", text if mine else Text("-", style="dim"))
     for name in NAMESPACES:
         inum = getattr(img.ns, name)
         host = cache.host_ns.get(name)
         where = "host" if inum == host else "?" if not inum or not host else "NOT HOST"
-        t.add_row(f"ns {name}", Text(f"{inum}  {where}", style="bold yellow" if where == "NOT HOST" else ""))
-    t.add_row("cgroup", proc.cgroup or "-")
-    t.add_row("container", f"{proc.container.id} ({proc.container.runtime})" if proc.container else "-")
+        add_row(t, f"ns {name}", Text(f"{inum}  {where}", style="bold yellow" if where == "NOT HOST" else ""))
+    add_row(t, "cgroup", proc.cgroup or "-")
+    add_row(t, "container", f"{proc.container.id} ({proc.container.runtime})" if proc.container else "-")
+    earlier = cache.exec_chain(proc)[:-1]
+    if earlier:
+        add_row(t, "exec'd from", " → ".join(f"{p.binary or '?'}" for p in earlier))
     chain = [f"{a.pid} {a.binary or '?'}" for a in reversed(cache.ancestry(proc))]
-    t.add_row("ancestry", " → ".join(chain + [f"{proc.pid} {img.binary}"]))
+    add_row(t, "ancestry", " → ".join(chain + [f"{proc.pid} {img.binary}"]))
     return t
 
 

@@ -10,6 +10,8 @@ from textual.widgets import Static
 
 from probes.wire import SENT_FAILED_NAMES
 
+from ..text import add_row
+
 RECEIVED = "received"  # the rates key for events received
 
 
@@ -19,6 +21,10 @@ def loss_totals(counters: dict) -> dict[str, int]:
     cache = counters.get("cache", {})
     out["user space"] = counters.get("userspace_dropped", 0)
     out["undecodable"] = counters.get("decode_errors", 0)
+    # Failures that should never happen: a row only once they have.
+    for name, key in (("collector failures", "collector_errors"), ("unreadable in /proc", "procfs_unreadable")):
+        if counters.get(key):
+            out[name] = counters[key]
     out["cache misses"] = cache.get("misses", 0)
     out["lost exits"] = cache.get("lost_exits", 0)
     for name, ops in counters.get("suppressed_by_cgroup", {}).items():
@@ -45,7 +51,7 @@ def render_drops(counters: dict, rates: dict[str, float], received: int = 0) -> 
     t.add_column("total", justify="right")
     t.add_column("/s", justify="right")
     blank = [""] * len(SENT_FAILED_NAMES)
-    t.add_row(RECEIVED, *blank, str(received), f"{rates.get(RECEIVED, 0.0):.1f}", style="dim")
+    add_row(t, RECEIVED, *blank, str(received), f"{rates.get(RECEIVED, 0.0):.1f}", style="dim")
     ops = counters.get("sent_failed", {})
     throttled_now = set(counters.get("throttled_now", ()))
     for name, total in loss_totals(counters).items():
@@ -54,7 +60,7 @@ def render_drops(counters: dict, rates: dict[str, float], received: int = 0) -> 
         if name.startswith(THROTTLED):
             active = name[len(THROTTLED) :] in throttled_now
             label, style = ("⏸ " + name, "bold yellow") if active else (name, "yellow")
-        t.add_row(label, *cells, str(total), f"{rates.get(name, 0.0):.1f}", style=style)
+        add_row(t, label, *cells, str(total), f"{rates.get(name, 0.0):.1f}", style=style)
     return t
 
 

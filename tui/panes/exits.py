@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
+from probes.text import printable
 from procscope import derive
 from procscope.cache import Process
 
@@ -18,7 +19,7 @@ def exit_text(when: str, proc: Process) -> Text:
     bad = proc.exit is not None and (proc.exit.signal or proc.exit.status)
     text = Text(f"{when:<12} {proc.pid:>7} ")
     text.append(f"{status[:24]:<24}", style="bold red" if bad else "")
-    text.append(f" {age_text(derive.age_ns(proc, proc.exit_time)):>9} {proc.binary or '?'}")
+    text.append(f" {age_text(derive.age_ns(proc, proc.exit_time)):>9} {printable(proc.binary or '?')}")
     return text
 
 

@@ -12,10 +12,12 @@ from rich.table import Table
 from rich.text import Text
 
 from probes import wire
+from probes.text import printable
 from procscope import derive
 from procscope.cache import Process, ProcessCache
 
 from ..rows import Group, Row, Rows, age_text
+from ..text import add_row, safe
 from ..widgets.rows_view import RowsView
 
 HEADER = Text(f"{'PID':>7} {'USER':<9} {'CONTAINER':<12} {'BADGES':<16} COMMAND", style="bold")
@@ -37,16 +39,16 @@ def is_new(p: Process, now: int) -> bool:
 
 def row_text(row: Row, cache: ProcessCache, now: int) -> Text:
     p = row.proc
-    container = p.container.short_id if p.container else "-"
+    container = printable(p.container.short_id) if p.container else "-"
     indent = "  " * row.depth + ("▸ " if row.folded else "├ " if row.depth else "")
-    cmd = " ".join((p.binary or "?", *p.args))
+    cmd = printable(" ".join((p.binary or "?", *p.args)))
     style = ""
     if not p.alive:
         style = "dim strike" if p.exit is None else "dim"
         cmd = "✗ " + cmd  # exited: a cue besides the dimming (high contrast, no colour)
     elif is_new(p, now):
         style = "bold green"
-    text = Text(f"{p.pid:>7} {derive.user(p)[:9]:<9} {container:<12} ", style=style)
+    text = Text(f"{p.pid:>7} {printable(derive.user(p))[:9]:<9} {container:<12} ", style=style)
     badges = badge_text(derive.badges(p, cache))
     text.append(f"{badges[:16]:<16} ", style="bold red" if badges else "")
     text.append(indent + cmd, style=style)
@@ -67,7 +69,7 @@ def group_text(g: Group, folded: bool, throttled: bool = False) -> Text:
         label = f"cgroup {g.cgroup or '(unknown)'}"
     else:
         label = "host"
-    text = Text(f"{mark} {label}", style="bold cyan")
+    text = safe(f"{mark} {label}", style="bold cyan")
     text.append(f"  {g.live} processes" + (f", {g.shown} shown" if g.shown != g.live else ""), style="cyan")
     return text
 
@@ -79,25 +81,25 @@ def render_group(g: Group, cache: ProcessCache, now: int) -> Table:
     t.add_column()
     if g.kind == "container":
         c = g.container
-        t.add_row("container", f"{c.id}  ({c.runtime})")
-        t.add_row("name", group_name(g))
+        add_row(t, "container", f"{c.id}  ({c.runtime})")
+        add_row(t, "name", group_name(g))
         entry = cache.containers.get(c.id)
         if entry is not None:
-            t.add_row("first seen", f"{age_text(max(0, now - entry.first_seen))} ago")
+            add_row(t, "first seen", f"{age_text(max(0, now - entry.first_seen))} ago")
     elif g.kind == "cgroup":
-        t.add_row("cgroup", g.cgroup or "(unknown)")
+        add_row(t, "cgroup", g.cgroup or "(unknown)")
         c = g.top.container if g.top is not None else None
-        t.add_row("container", f"{c.id} ({c.runtime})" if c else "-")
+        add_row(t, "container", f"{c.id} ({c.runtime})" if c else "-")
     else:
-        t.add_row("host", "processes in no container")
-    t.add_row("processes", f"{g.live} live, {g.shown} shown")
+        add_row(t, "host", "processes in no container")
+    add_row(t, "processes", f"{g.live} live, {g.shown} shown")
     for th in cache.throttles.values():
         if (g.kind == "container" and th.container == g.container) or (g.kind == "cgroup" and th.path == g.cgroup):
             counts = ", ".join(f"{op} {n}" for op, n in zip(wire.RATE_OPS, th.suppressed))
             state = "⏸ throttled now" if th.active else "not throttled now"
-            t.add_row("cgroup rate", f"{th.path}: {state}; {th.episodes} throttles ended, suppressed {counts}")
+            add_row(t, "cgroup rate", f"{th.path}: {state}; {th.episodes} throttles ended, suppressed {counts}")
     if g.top is not None:
-        t.add_row("top", f"{g.top.pid} {' '.join((g.top.binary or '?', *g.top.args))}")
+        add_row(t, "top", f"{g.top.pid} {' '.join((g.top.binary or '?', *g.top.args))}")
     return t
 
 

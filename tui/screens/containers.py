@@ -10,6 +10,8 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from ..text import safe
+
 
 class ContainerScreen(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
@@ -21,7 +23,7 @@ class ContainerScreen(ModalScreen[str | None]):
         self.current = current
 
     def compose(self) -> ComposeResult:
-        options = [Option("all containers", id="")] + [Option(label, id=cid) for cid, label in self.choices]
+        options = [Option("all containers", id="")] + [Option(safe(label), id=cid) for cid, label in self.choices]
         with Vertical(id="dialog"):
             yield Static("Show one container", id="title")
             yield OptionList(*options, id="containers")

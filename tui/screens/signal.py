@@ -11,6 +11,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, OptionList, Static
 from textual.widgets.option_list import Option
 
+from ..text import add_row
+
 
 class SignalScreen(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
@@ -27,7 +29,7 @@ class SignalScreen(ModalScreen[str | None]):
         t.add_column("USER")
         t.add_column("BINARY")
         for pid, user, binary in self.targets:
-            t.add_row(str(pid), user, binary)
+            add_row(t, str(pid), user, binary)
         n = len(self.targets)
         with Vertical(id="dialog"):
             yield Static(f"Send a signal to {n} process{'es' if n > 1 else ''}", id="title")

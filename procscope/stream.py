@@ -1,0 +1,129 @@
+"""The event stream of `procscope events`: every event goes through the
+process cache, and the matching ones become lines for each output that
+wants their kind.
+
+Two kinds of output: the stream (stdout or ``-o``: Tetragon's event kinds,
+plus procscope's own only when ``--include`` asks), and the recording
+(``--record``: procscope's superset, everything a replay needs to rebuild
+the tree: the /proc scan, clones, cgroup moves and the counters)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from probes import wire
+from probes.collector import Collector
+from probes.events import CgroupEvent, CloneEvent, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
+
+from .cache import ANY_HIERARCHY, Process, ProcessCache
+from .export import Exporter, compact, json_line
+from .query import Query
+
+INCLUDABLE = ("clone", "counters", "procfs", "cgroup")  # procscope's own kinds
+TETRAGON_KINDS = frozenset({"exec", "exit", "throttle"})
+RECORDED = TETRAGON_KINDS | set(INCLUDABLE)
+
+
+@dataclass
+class Output:
+    """One destination: ``write(line)`` and ``flush()`` (a StreamFile, or
+    stdout), the kinds it takes, and its format."""
+
+    sink: object
+    kinds: frozenset[str]
+    compact: bool = False
+    written: int = 0
+
+
+class EventStream:
+    """Feeds events through the cache and writes the matching ones; the
+    outputs' ``written`` counts survive an interrupt."""
+
+    def __init__(self, cache: ProcessCache, outputs: list[Output], query: Query | None = None, count: int | None = None):
+        """``count``: stop once the first output has this many lines."""
+        self.cache = cache
+        self.exporter = Exporter(cache)
+        self.outputs = outputs
+        self.query = query or Query()
+        self.count = count
+        self.wanted = frozenset().union(*(o.kinds for o in outputs))
+        self._match = self.query.predicate(cache)
+
+    def _emit(self, kind: str, obj: dict) -> bool:
+        """Write one event to the outputs that take its kind; True once --count is reached."""
+        line = text = None
+        for out in self.outputs:
+            if kind not in out.kinds:
+                continue
+            if out.compact:
+                text = text or compact(obj)
+                out.sink.write(text)
+            else:
+                line = line or json_line(obj)
+                out.sink.write(line)
+            out.written += 1
+        return self.count is not None and self.outputs[0].written >= self.count
+
+    def _line_for(self, ev) -> tuple[str, dict] | None:
+        proc = self.cache.apply(ev)
+        if isinstance(ev, ThrottleEvent):
+            return ("throttle", self.exporter.throttle_event(ev)) if self._throttle_matches(ev) else None
+        if isinstance(ev, CgroupEvent):
+            tracked = self.cache.cgroup_hierarchy in (ev.hierarchy_id, ANY_HIERARCHY)
+            wanted = "cgroup" in self.wanted and tracked and (not self.query or proc is not None and self._match(proc))
+            return ("cgroup", self.exporter.cgroup_event(ev)) if wanted else None
+        if proc is None or (self.query and not self._match(proc)):
+            return None
+        if isinstance(ev, ExecEvent):
+            kind = "procfs" if ev.flags & wire.FLAG_PROCFS else "exec"
+            return (kind, self.exporter.exec_event(proc)) if kind in self.wanted else None
+        if isinstance(ev, ExitEvent):
+            return "exit", self.exporter.exit_event(ev, proc)
+        if isinstance(ev, CloneEvent) and "clone" in self.wanted:
+            return "clone", self.exporter.clone_event(ev)
+        return None
+
+    def _throttle_matches(self, ev: ThrottleEvent) -> bool:
+        """Losses are never filtered away, except those of cgroups that the
+        filter's container and cgroup terms exclude."""
+        where = self.query.about_cgroups()
+        t = self.cache.throttles.get(ev.cgroup_id)
+        if not where or t is None:
+            return True
+        probe = Process(ProcessKey(0, 0), None, 0)  # a stand-in with the cgroup's place only
+        probe.cgroup, probe.container = t.path, t.container
+        return where.predicate(self.cache)(probe)
+
+    def feed(self, batch: Iterable) -> bool:
+        """Apply and write a batch; True once --count is reached."""
+        if self.query:
+            self._match = self.query.predicate(self.cache)
+        for ev in batch:
+            found = self._line_for(ev)
+            if found is not None and self._emit(*found):
+                return True
+        self.cache.expire()
+        return False
+
+    def flush(self) -> None:
+        for out in self.outputs:
+            out.sink.flush()
+
+    def run_live(self, collector: Collector, duration: float | None) -> None:
+        """Collect until ``duration`` (or --count, or Ctrl-C), flushing every
+        output at least once a second (what was flushed survives a crash)."""
+        deadline = time.monotonic() + duration if duration is not None else None
+        next_counters = time.monotonic() + 1.0
+        collector.start()
+        while deadline is None or time.monotonic() < deadline:
+            if self.feed(collector.get_batch(timeout=0.1) or []):
+                return
+            if "counters" in self.wanted and time.monotonic() >= next_counters:
+                next_counters += 1.0
+                now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+                self.cache.expire(now)
+                if self._emit("counters", self.exporter.counters_event(collector.counters(), now)):
+                    return
+            self.flush()

@@ -1,0 +1,56 @@
+"""Arguments are checked by argparse before anything starts: a bad value
+is refused with one line naming it (exit status 2), never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from probes.collector import PAGE_SIZE
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "procscope.cli", *argv], cwd=REPO, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["events", "--grace", "nan"], "argument --grace: bad duration 'nan'"),
+        (["events", "--grace", "-1"], "argument --grace: bad duration '-1'"),
+        (["events", "--duration", "-5"], "argument --duration: bad duration '-5'"),
+        (["events", "--duration", "0"], "argument --duration: bad duration '0': it must be more than 0"),
+        (["events", "--duration", "inf"], "argument --duration: bad duration 'inf'"),
+        (["events", "--count", "0"], "argument --count: bad count '0': it must be at least 1"),
+        (["events", "--ring-size", "0"], "argument --ring-size: bad size '0': it must be positive"),
+        (["events", "--ring-size", "3"], "argument --ring-size: ring buffer size '3' out of range"),
+        (["events", "--ring-size", "64G"], "argument --ring-size: ring buffer size '64G' out of range"),
+        (["events", "--cgroup-rate", "99999999999999999999,1s"], "argument --cgroup-rate: bad cgroup rate"),
+        (["events", "--cgroup-rate", "10,100h"], "argument --cgroup-rate: bad cgroup rate"),
+        (["events", "--cgroup-rate", "10,0.1ms"], "argument --cgroup-rate: bad cgroup rate"),
+        (["events", "--max-size", "ten"], "argument --max-size: bad size 'ten'"),
+        (["events", "--max-backups", "-1"], "argument --max-backups: bad number '-1'"),
+        (["snapshot", "--last", "-3"], "argument --last: bad number '-3'"),
+        (["ui", "--snapshot-dir", "/no/such/dir"], "argument --snapshot-dir: '/no/such/dir' is not a directory"),
+        (["events", "--filter", "bin:[/]x cap:[/]"], "--filter: unknown capability '[/]'"),
+    ],
+)
+def test_bad_arguments_are_one_line(argv, said):
+    out = _run(*argv)
+    assert out.returncode == 2, out.stderr
+    errors = [line for line in out.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and said in errors[0], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_ring_size_is_reported_as_rounded():
+    from procscope.cli import _ring_text
+
+    assert _ring_text(16 << 20) == "ring buffer 16384 KiB"
+    assert _ring_text(5 * PAGE_SIZE) == f"ring buffer {8 * PAGE_SIZE >> 10} KiB, rounded up from {5 * PAGE_SIZE} bytes to a power of two pages"

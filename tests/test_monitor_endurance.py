@@ -1,0 +1,27 @@
+"""The monitor as people run it: in a real terminal, for minutes (live
+BPF, and a replay): still running, and still answering keys."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .conftest import Terminal
+
+DEMO = str(Path(__file__).parent / "data" / "demo.jsonl")
+MINUTES = float(os.environ.get("PROCSCOPE_ENDURANCE_MINUTES", "2"))
+
+
+def test_monitor_runs_for_minutes_live_and_replaying():
+    live, replay = Terminal([]), Terminal(["--replay", DEMO])
+    seconds = MINUTES * 60
+    while seconds > 0:  # both read in turns, so neither blocks on a full terminal
+        for t in (live, replay):
+            t.read(0.5)
+        seconds -= 1.0
+    for t in (live, replay):
+        assert t.alive(), t.out[-3000:]
+        t.type(b"\x1b[B")  # down: the selection moves, the screen changes
+        assert t.read(3), "no drawing after a key"
+        out, status = t.quit()
+        assert status == 0 and b"Traceback" not in out, out[-3000:]

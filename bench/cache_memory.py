@@ -14,15 +14,13 @@ import dataclasses
 import gc
 import sys
 import tracemalloc
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from probes import wire  # noqa: E402
-from probes.events import (  # noqa: E402
+from procscope.probes import wire
+from procscope.probes.events import (
     Capabilities, Credentials, ExecEvent, Namespaces, ProcessKey, UserNamespace,
 )  # fmt: skip
-from procscope.cache import ROOT, ProcessCache  # noqa: E402
+from procscope.cache import ROOT, ProcessCache
 
 TARGET_BYTES = 2048
 

@@ -20,12 +20,11 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `python bench/exec_rate.py` from anywhere
 
-from bench import workload  # noqa: E402
-from probes.collector import DEFAULT_RING_BYTES, PAGE_SIZE, Collector, Counters, ring_pages  # noqa: E402
-from probes.errors import SetupError  # noqa: E402
-from probes.events import ExecEvent  # noqa: E402
+import workload  # bench/workload.py: this script's own directory is on sys.path
+from procscope.probes.collector import DEFAULT_RING_BYTES, PAGE_SIZE, Collector, Counters, ring_pages
+from procscope.probes.errors import SetupError
+from procscope.probes.events import ExecEvent
 
 QUIET_S = 1.0  # drain until the workload's exec count has not grown for this long
 DRAIN_CAP_S = 60.0

@@ -23,16 +23,14 @@ import sys
 import tempfile
 import time
 from collections import deque
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.cache_memory import events as service_events  # noqa: E402
-from probes import wire  # noqa: E402
-from probes.events import ExecEvent, ExitEvent, Namespaces, ProcessKey  # noqa: E402
-from procscope.cache import ROOT, ProcessCache  # noqa: E402
-from tui.app import ProcscopeApp  # noqa: E402
-from tui.sources import counters_json_empty  # noqa: E402
+from bench.cache_memory import events as service_events
+from procscope.probes import wire
+from procscope.probes.events import ExecEvent, ExitEvent, Namespaces, ProcessKey
+from procscope.cache import ROOT, ProcessCache
+from procscope.tui.app import ProcscopeApp
+from procscope.tui.sources import Source
 
 TARGET_MS = 100.0  # key to screen
 SIZE = (200, 60)
@@ -51,17 +49,14 @@ KEYS = (
 )
 
 
-class StreamSource:
+class StreamSource(Source):
     """n live processes at start, then `rate` execs/s (children of the
     services, round robin) with their exits, timed by the wall clock."""
 
-    label = "synthetic"
-    live = False  # ages follow the events' clock
-    banner = ""
-    wall_offset = None
+    label = "synthetic"  # not live: ages follow the events' clock
 
     def __init__(self, n: int, rate: float):
-        self.cache = ProcessCache(grace_ns=GRACE_NS, host_ns=HOST_NS)
+        super().__init__(ProcessCache(grace_ns=GRACE_NS, host_ns=HOST_NS))
         init = dataclasses.replace(service_events(1)[0], key=ProcessKey(1, 10), parent=ROOT, cleanup=None,
                                    binary="/sbin/init", args=())  # fmt: skip
         self._initial: list = [init, *service_events(n - 1)]
@@ -70,9 +65,6 @@ class StreamSource:
         self._streaming_since: float | None = None
         self._made = 0
         self._due: deque[tuple[int, ProcessKey]] = deque()  # exits to send, in time order
-
-    def start(self) -> None:
-        pass
 
     def stream(self) -> None:
         self._streaming_since = time.monotonic()
@@ -97,12 +89,6 @@ class StreamSource:
             self._due.append((t + LIFETIME_NS, key))
         self._made = max(self._made, target)
         return out
-
-    def counters(self) -> dict:
-        return counters_json_empty(self.cache)
-
-    def stop(self) -> None:
-        pass
 
 
 def percentile(xs: list[float], q: float) -> float:

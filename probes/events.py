@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import signal as _signal
 from dataclasses import dataclass
 
-from . import wire
+from . import wire, words
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +107,7 @@ class ExecEvent:
 
     @property
     def flag_words(self) -> list[str]:
-        return wire.flag_words(self.flags)
+        return words.flag_words(self.flags)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +141,7 @@ class ExitEvent:
 
     @property
     def signal_name(self) -> str:
-        if not self.signal:
-            return ""
-        try:
-            return _signal.Signals(self.signal).name
-        except ValueError:
-            return f"SIG{self.signal}"
+        return words.signal_name(self.signal)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,34 +30,7 @@ SENT_FAILED_NAMES = ("unknown", "ENOENT", "E2BIG", "EBUSY", "EINVAL", "ENOSPC", 
 # MSG_COMMON_FLAG_PROCESS_NOT_FOUND: set on placeholder processes by the cache
 MSG_COMMON_FLAG_PROCESS_NOT_FOUND = 0x10
 
-# MsgProcess.flags -> Tetragon's flag words (pkg/api flags and their
-# strings, in Tetragon's order; internal flags such as needsCWD have none).
-PROCESS_FLAGS = {
-    0x01: "execve",
-    0x02: "execveat",
-    0x04: "procFS",
-    0x08: "truncFilename",
-    0x10: "truncArgs",
-    0x20: "taskWalk",
-    0x40: "miss",
-    0x80: "auid",
-    0x100: "errorFilename",
-    0x200: "errorArgs",
-    0x800: "nocwd",
-    0x1000: "rootcwd",
-    0x2000: "errorCWD",
-    0x4000: "clone",
-    0x10000: "errorCgroupName",
-    0x200000: "errorCgroupID",
-    0x20000: "errorCgroupKn",
-    0x40000: "errorCgroupSubsysCgrp",
-    0x80000: "errorCgroupSubsys",
-    0x100000: "errorCgroups",
-    0x400000: "errorPathResolutionCwd",
-    0x800000: "dataFilename",
-    0x1000000: "dataArgs",
-    0x2000000: "inInitTree",
-}
+# MsgProcess.flags (their words: words.PROCESS_FLAGS)
 FLAG_EXECVE = 0x01
 FLAG_PROCFS = 0x04
 FLAG_TRUNC_ARGS = 0x10
@@ -134,7 +107,3 @@ def compile_flags() -> list[str]:
         f"-DPS_SIZEOF_CGROUP_HEADER={CGROUP_HEADER.size}",
         f"-DPS_SIZEOF_THROTTLE={THROTTLE.size}",
     ]
-
-
-def flag_words(flags: int) -> list[str]:
-    return [name for bit, name in PROCESS_FLAGS.items() if flags & bit]

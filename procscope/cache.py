@@ -20,8 +20,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from probes import wire
-from probes.events import CgroupEvent, CloneEvent, Event, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
+from procscope.probes import wire
+from procscope.probes.events import CgroupEvent, CloneEvent, Event, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
 
 from .containers import Container, from_cgroup_name, from_cgroup_path
 
@@ -39,7 +39,7 @@ class Process:
     event has described yet."""
 
     __slots__ = (
-        "key", "image", "parent", "previous", "ppid", "children", "refs", "alive", "replaced", "in_grace",
+        "key", "image", "parent", "previous", "tree_parent", "children", "refs", "alive", "replaced", "in_grace",
         "exit", "exit_time", "not_found", "cgroup", "cgroup_id", "cgroup_name", "container", "seen",
     )  # fmt: skip
 
@@ -50,7 +50,7 @@ class Process:
         # image's task, as it was then (its parent_exec_id).
         self.parent = ROOT
         self.previous: ProcessKey | None = None  # the image of the same pid this exec replaced
-        self.ppid = ROOT  # the kernel's current parent (re-parented when orphaned), for the tree
+        self.tree_parent = ROOT  # key of the kernel's current parent (re-parented when orphaned), for the tree
         self.children: dict[ProcessKey, Process] | None = None  # tree children: live, or exited in grace
         # 1 while alive, +1 per cached image naming this one as parent or previous
         self.refs = 1
@@ -145,7 +145,7 @@ class ProcessCache:
         self.still_running = still_running
         self.procs: dict[ProcessKey, Process] = {}
         self.by_pid: dict[int, Process] = {}  # the live image of each pid
-        self.roots: dict[ProcessKey, Process] = {}  # visible processes whose ppid is not cached
+        self.roots: dict[ProcessKey, Process] = {}  # visible processes whose tree parent is not cached
         self.cgroups: dict[str, dict[ProcessKey, Process]] = {}  # path → live processes
         # The tracked hierarchy's cgroup tree: path → child cgroup paths, for
         # every cgroup made while we watch or holding a process.
@@ -271,7 +271,7 @@ class ProcessCache:
             # children (live, or exited and still shown) are the same task's.
             if prev.children:
                 for child in list(prev.children.values()):
-                    self._set_ppid(child, proc.key)
+                    self._set_tree_parent(child, proc.key)
             prev.replaced = True
             self._end(prev, ev.time)
         return proc
@@ -422,7 +422,7 @@ class ProcessCache:
             if parent is not None:
                 parent.refs += 1
 
-    def _place(self, proc: Process, ppid: ProcessKey, cgroup: str) -> bool:
+    def _place(self, proc: Process, tree_parent: ProcessKey, cgroup: str) -> bool:
         """Make a (now described) process visible: pid index, tree, cgroup.
         Returns False when a newer image already holds the pid: ``proc``
         has ended (the caller ends it), so it stays out of the pid index."""
@@ -438,27 +438,27 @@ class ProcessCache:
                 self._end(old, self.now)
             if current:
                 self.by_pid[proc.pid] = proc
-        self._set_ppid(proc, ppid)
+        self._set_tree_parent(proc, tree_parent)
         self._set_cgroup(proc, cgroup)
         return current
 
-    def _place_ended(self, proc: Process, ppid: ProcessKey, cgroup: str) -> None:
+    def _place_ended(self, proc: Process, tree_parent: ProcessKey, cgroup: str) -> None:
         """_place for an exec or clone (or a placeholder parent): an image
         older than its pid's live one has ended, its exit lost."""
-        if not self._place(proc, ppid, cgroup):
+        if not self._place(proc, tree_parent, cgroup):
             self.counters.lost_exits += 1
             self._end(proc, self.now)
 
-    def _set_ppid(self, proc: Process, ppid: ProcessKey) -> None:
+    def _set_tree_parent(self, proc: Process, tree_parent: ProcessKey) -> None:
         self._untree(proc)
-        parent = self.procs.get(ppid)
+        parent = self.procs.get(tree_parent)
         if parent is not None and parent.replaced:
             # A late event names an image its task has exec'd away from:
             # the parent is that task, now running its newest image.
             newest = self.by_pid.get(parent.pid)
             if newest is not None and parent in self.exec_chain(newest):
-                parent, ppid = newest, newest.key
-        proc.ppid = ppid
+                parent, tree_parent = newest, newest.key
+        proc.tree_parent = tree_parent
         if not proc.visible:
             return
         if parent is not None and parent is not proc and parent.visible:
@@ -480,7 +480,7 @@ class ProcessCache:
         self._touch(proc)  # every tree move and removal comes through here
         if self.roots.pop(proc.key, None) is not None:
             self._touch(None)
-        up = self.procs.get(proc.ppid)
+        up = self.procs.get(proc.tree_parent)
         if up is not None and up.children:
             self._touch(up)
             up.children.pop(proc.key, None)
@@ -537,7 +537,7 @@ class ProcessCache:
             self._grace.append(proc)
             # Orphans (and zombies) go to a reaper, as in the kernel.
             for child in list((proc.children or {}).values()):
-                self._set_ppid(child, self._reaper_for(child, proc))
+                self._set_tree_parent(child, self._reaper_for(child, proc))
         self._unref(proc)
 
     def _reaper_for(self, child: Process, dead: Process) -> ProcessKey:
@@ -554,13 +554,13 @@ class ProcessCache:
         # the init of a namespace nested in its parent's).
         known = dead.image if dead.image is not None else child.image
         pidns = known.ns.pid if known is not None else 0
-        up, seen = self.procs.get(dead.ppid), set()
+        up, seen = self.procs.get(dead.tree_parent), set()
         while up is not None and up.key not in seen:
             seen.add(up.key)
             img = up.image
             if up.alive and img is not None and img.nspid == 1 and img.ns.pid == pidns:
                 return up.key
-            up = self.procs.get(up.ppid)
+            up = self.procs.get(up.tree_parent)
         init = self.by_pid.get(1)
         return init.key if init is not None and not self._within(init, child) else ROOT
 
@@ -571,7 +571,7 @@ class ProcessCache:
             if proc is top:
                 return True
             seen.add(proc.key)
-            proc = self.procs.get(proc.ppid)
+            proc = self.procs.get(proc.tree_parent)
         return False
 
     def _unref(self, proc: Process) -> None:
@@ -591,7 +591,7 @@ class ProcessCache:
         self.counters.evicted += 1
         self._untree(proc)
         for child in list((proc.children or {}).values()):
-            self._set_ppid(child, child.ppid)  # its tree parent is gone: a root now
+            self._set_tree_parent(child, child.tree_parent)  # its tree parent is gone: a root now
         named = [self.procs.get(proc.parent) if proc.parent != proc.key else None]
         if proc.previous is not None:
             named.append(self.procs.get(proc.previous))
@@ -609,7 +609,7 @@ class ProcessCache:
             gone += 1
             self._untree(proc)
             for child in list((proc.children or {}).values()):
-                self._set_ppid(child, child.ppid)
+                self._set_tree_parent(child, child.tree_parent)
             if proc.refs <= 0 and proc.key in self.procs:
                 proc.refs += 1
                 self._unref(proc)

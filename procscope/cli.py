@@ -12,19 +12,19 @@ import sys
 import time
 from collections import deque
 
-from probes import cgroups, procfs
-from probes.collector import DEFAULT_RING_BYTES, PAGE_SIZE, Collector, ring_pages
-from probes.errors import SetupError
-from probes.events import ExecEvent, ExitEvent
-from probes.text import printable
-from probes.throttle import RateError, parse_rate
+from procscope.probes import cgroups, procfs
+from procscope.probes.collector import DEFAULT_RING_BYTES, PAGE_SIZE, Collector, ring_pages
+from procscope.probes.errors import SetupError
+from procscope.probes.events import ExecEvent, ExitEvent
+from procscope.probes.text import printable
+from procscope.probes.throttle import RateError, parse_rate
 
 from . import query, snapshot
 from .cache import DEFAULT_GRACE_NS, ProcessCache
 from .export import Exporter, counters_json
 from .outputs import OutputError, Rotation, StreamFile, check_target
 from .replay import SNAPSHOT_VERSION, Replay, ReplayError
-from .sources import live_cache
+from .live import live_cache
 from .stream import INCLUDABLE, RECORDED, TETRAGON_KINDS, EventStream, Output
 
 MAX_RING_BYTES = 1 << 30
@@ -413,7 +413,7 @@ def _live_snapshot(args, recent: deque) -> tuple[ProcessCache, dict, str]:
 
 # -- the monitor -------------------------------------------------------------------
 def cmd_ui(args) -> int:
-    from tui.main import run_monitor  # Textual loads only for the UI
+    from procscope.tui.main import run_monitor  # Textual loads only for the UI
 
     if args.replay:
         replay = _open_replay(args)

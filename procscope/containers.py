@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from probes.wire import DOCKER_ID_LENGTH
+from procscope.probes.wire import DOCKER_ID_LENGTH
 
 ID_LENGTH = 64  # docker, containerd, CRI-O and podman ids: 64 hex digits
 TRUNCATED_ID_LENGTH = 31  # Tetragon's shortest accepted (and shown) id

@@ -5,14 +5,11 @@ the UI and the exporters both use these so they always agree."""
 
 from __future__ import annotations
 
-import functools
-import grp
+from procscope.probes import words
+from procscope.probes.events import NAMESPACES, Namespaces
 
-from probes import wire
-from probes.events import NAMESPACES, Namespaces
-
+from .accounts import user_name
 from .cache import Process, ProcessCache
-from .names import cap_names, user_name
 
 # Badge names, in display order, with what they mean (for help screens and docs).
 BADGES = {
@@ -25,14 +22,6 @@ BADGES = {
     "ns": "lives in a namespace other than the host's",
     "notfound": "known only from a later event (its exec or clone was lost)",
 }
-
-
-@functools.lru_cache(maxsize=4096)
-def group_name(gid: int) -> str:
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
 
 
 def non_host_namespaces(ns: Namespaces, host_ns: dict[str, int]) -> list[str]:
@@ -55,12 +44,7 @@ def badges(proc: Process, cache: ProcessCache) -> list[str]:
     out = []
     if img.creds.euid == 0:
         out.append("root")
-    if img.privileges & wire.EXECVE_SETUID:
-        out.append("setuid")
-    if img.privileges & wire.EXECVE_SETGID:
-        out.append("setgid")
-    if img.privileges & wire.EXECVE_FILECAPS:
-        out.append("filecaps")
+    out += words.privilege_badges(img.privileges)
     if gained_caps(proc, cache.parent_of(proc)):
         out.append("caps+")
     if img.nlink == 0 and img.ino:
@@ -74,13 +58,6 @@ def badges(proc: Process, cache: ProcessCache) -> list[str]:
 
 def user(proc: Process) -> str:
     return user_name(proc.image.uid) if proc.image else "?"
-
-
-def capability_sets(proc: Process) -> dict[str, list[str]]:
-    if proc.image is None:
-        return {}
-    caps = proc.image.creds.caps
-    return {"permitted": cap_names(caps.permitted), "effective": cap_names(caps.effective), "inheritable": cap_names(caps.inheritable)}
 
 
 def age_ns(proc: Process, now: int) -> int:

@@ -10,21 +10,15 @@ import os
 import time
 from datetime import datetime, timezone
 
-from probes import wire
-from probes.collector import Counters
-from probes.events import CgroupEvent, CloneEvent, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
-from probes.text import json_escaped, printable
+from procscope.probes import wire, words
+from procscope.probes.collector import Counters
+from procscope.probes.events import CgroupEvent, CloneEvent, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
+from procscope.probes.text import json_escaped, printable
 
 from .cache import CacheCounters, Process, ProcessCache
-from .names import securebit_names, tetragon_cap_names, user_name
+from .accounts import user_name
 
 EXTRA = "procscope"  # procscope's own fields of a process object, under one key (tetra ignores it)
-# Tetragon's ProcessPrivilegesChanged words, by the exec's privilege bits.
-PRIVILEGES_RAISED = (
-    (wire.EXECVE_FILECAPS, "PRIVILEGES_RAISED_EXEC_FILE_CAP"),
-    (wire.EXECVE_SETUID_ROOT, "PRIVILEGES_RAISED_EXEC_FILE_SETUID"),
-    (wire.EXECVE_SETGID_ROOT, "PRIVILEGES_RAISED_EXEC_FILE_SETGID"),
-)
 
 
 def boot_to_wall_offset_ns() -> int:
@@ -71,9 +65,9 @@ class Exporter:
         if proc.not_found:
             flags.append("miss")
         caps = {
-            "permitted": tetragon_cap_names(c.caps.permitted),
-            "effective": tetragon_cap_names(c.caps.effective),
-            "inheritable": tetragon_cap_names(c.caps.inheritable),
+            "permitted": words.tetragon_cap_names(c.caps.permitted),
+            "effective": words.tetragon_cap_names(c.caps.effective),
+            "inheritable": words.tetragon_cap_names(c.caps.inheritable),
         }
         user_ns: dict = {"level": c.user_ns.level}
         for field, value in (("uid", c.user_ns.uid), ("gid", c.user_ns.gid)):
@@ -98,7 +92,7 @@ class Exporter:
             "process_credentials": {
                 "uid": c.uid, "gid": c.gid, "euid": c.euid, "egid": c.egid,
                 "suid": c.suid, "sgid": c.sgid, "fsuid": c.fsuid, "fsgid": c.fsgid,
-                "securebits": securebit_names(c.securebits), "caps": caps, "user_ns": user_ns,
+                "securebits": words.securebit_names(c.securebits), "caps": caps, "user_ns": user_ns,
             },
             "user": {"name": user_name(p.uid)},
             "in_init_tree": bool(p.flags & wire.FLAG_IN_INIT_TREE),
@@ -141,7 +135,7 @@ class Exporter:
         body = {
             "exec_id": self.exec_id(ev.key), "parent_exec_id": self.exec_id(ev.parent),
             "pid": ev.key.pid, "tid": ev.tid, "nspid": ev.nspid, "start_time": self.time(ev.key.ktime),
-            "flags": " ".join(wire.flag_words(ev.flags)),
+            "flags": " ".join(words.flag_words(ev.flags)),
         }  # fmt: skip
         return self._wrap("procscope_clone", body, ev.time)
 
@@ -178,7 +172,7 @@ def binary_properties(p: ExecEvent) -> dict:
         out["setuid"] = p.creds.euid
     if p.privileges & wire.EXECVE_SETGID:
         out["setgid"] = p.creds.egid
-    raised = [word for bit, word in PRIVILEGES_RAISED if p.privileges & bit]
+    raised = words.raised_words(p.privileges)
     if raised:
         out["privileges_changed"] = raised
     if p.nlink == 0 and p.ino:

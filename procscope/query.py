@@ -23,11 +23,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from probes.events import NAMESPACES, ProcessKey
+from procscope.probes import words
+from procscope.probes.events import NAMESPACES, ProcessKey
 
 from . import derive
 from .cache import Process, ProcessCache
-from .names import CAPABILITIES
 
 FIELDS: dict[str, str] = {
     "container": "container id prefix (case-insensitive); 'host' for processes in no container",
@@ -154,12 +154,12 @@ def _compile(field: str, value: str, token: str) -> tuple[str, Any]:
     if field == "user":
         return value, int(value) if value.isascii() and value.isdigit() else None
     if field == "cap":
-        name = value.upper().removeprefix("CAP_")
-        if "CAP_" + name not in CAPABILITIES:
+        bit = words.cap_bit(value)
+        if bit is None:
             raise QueryError(
                 f"unknown capability {value!r} in {token!r}; use a name from capabilities(7), e.g. SYS_ADMIN"
             )
-        return name, CAPABILITIES.index("CAP_" + name)
+        return words.CAPABILITIES[bit].removeprefix("CAP_"), bit
     if field == "ns":
         name = value.lower()
         if name != "any" and name not in NAMESPACES:
@@ -239,7 +239,7 @@ def _within_pid(cache: ProcessCache, pid: int) -> Callable[[Process], bool]:
                 found = True
                 break
             path.append(node.key)
-            node = cache.procs.get(node.ppid)
+            node = cache.procs.get(node.tree_parent)
         for key in path:
             memo[key] = found
         return found

@@ -14,36 +14,26 @@ import base64
 import binascii
 import json
 import os
-import signal
 import stat
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
-from probes import wire
-from probes.events import (
+from procscope.probes import wire, words
+from procscope.probes.events import (
     NAMESPACES, Capabilities, CgroupEvent, CloneEvent, Credentials, Event, ExecEvent, ExitEvent, Namespaces, ProcessKey,
     ThrottleEvent, UserNamespace,
 )  # fmt: skip
 
-from probes.text import clean
+from procscope.probes.text import clean
 
 from .cache import ANY_HIERARCHY, ROOT, ProcessCache
 from .export import EXTRA
-from .names import CAPABILITIES, SECUREBITS, TETRAGON_CAPABILITIES
 
 SNAPSHOT_SCHEMA = "procscope-snapshot"
 SNAPSHOT_VERSION = 1
-_FLAG_BITS = {name: bit for bit, name in wire.PROCESS_FLAGS.items()}
-_CAP_BITS = {name: i for names in (CAPABILITIES, TETRAGON_CAPABILITIES) for i, name in enumerate(names)}
-_PRIVILEGES = {
-    "PRIVILEGES_RAISED_EXEC_FILE_CAP": wire.EXECVE_FILECAPS,
-    "PRIVILEGES_RAISED_EXEC_FILE_SETUID": wire.EXECVE_SETUID | wire.EXECVE_SETUID_ROOT,
-    "PRIVILEGES_RAISED_EXEC_FILE_SETGID": wire.EXECVE_SETGID | wire.EXECVE_SETGID_ROOT,
-}
 MAX_LINE_BYTES = 64 << 20  # a process object holds at most a few MiB of arguments
 MAX_SNAPSHOT_BYTES = 1 << 30
 MAX_WARNINGS = 20  # bad lines reported one by one; the rest are counted
-_SECUREBITS = {name: i for i, name in enumerate(SECUREBITS)}
 
 
 class ReplayError(Exception):
@@ -70,19 +60,6 @@ def parse_time(text: str) -> int:
         return int(secs) * 1_000_000_000 + int((frac + "000000000")[:9])
     except (ValueError, AttributeError):
         raise BadRecord(f"bad time {text!r}") from None
-
-
-def _signal_number(name: str) -> int:
-    if not name:
-        return 0
-    try:
-        return signal.Signals[name].value
-    except KeyError:  # "SIG64" for a signal without a name, as ExitEvent writes it
-        return int(name[3:]) if name[3:].isdigit() else 0
-
-
-def _mask(names: list[str], table: dict[str, int]) -> int:
-    return sum(1 << table[n] for n in names if n in table)
 
 
 def _int(value, bits: int = 32) -> int:
@@ -165,7 +142,7 @@ class Replay:
         cg = own.get("cgroup") or p.get("cgroup") or {}  # recordings before the "procscope" object had it here
         uid = _int(p.get("uid", 0))
         ids = [_int(pc.get(k, uid)) for k in ("uid", "gid", "suid", "sgid", "euid", "egid", "fsuid", "fsgid")]
-        privileges = sum(_PRIVILEGES.get(w, 0) for w in bp.get("privileges_changed", []))
+        privileges = words.raised_bits(bp.get("privileges_changed", []))
         privileges |= (wire.EXECVE_SETUID if "setuid" in bp else 0) | (wire.EXECVE_SETGID if "setgid" in bp else 0)
         cleanup = self._cleanup_of(key, parent, own)
         if parent.pid == key.pid and cleanup == parent:
@@ -179,7 +156,7 @@ class Replay:
             nspid=_int(own.get("nspid", p.get("nspid", key.pid))),
             uid=uid,
             auid=_int(p.get("auid", wire.UNKNOWN_ID)),
-            flags=sum(_FLAG_BITS.get(w, 0) for w in _text(p.get("flags", "")).split()),
+            flags=words.flag_bits(_text(p.get("flags", ""))),
             privileges=privileges,
             nlink=_int(inode.get("links", 1)),
             ino=_int(inode.get("number", 0), 64),
@@ -189,8 +166,8 @@ class Replay:
             parent=parent,
             cleanup=cleanup,
             creds=Credentials(
-                *ids, _mask(pc.get("securebits", []), _SECUREBITS),
-                Capabilities(*(_mask(cap.get(s, []), _CAP_BITS) for s in ("permitted", "effective", "inheritable"))),
+                *ids, words.securebit_mask(pc.get("securebits", [])),
+                Capabilities(*(words.cap_mask(cap.get(s, [])) for s in ("permitted", "effective", "inheritable"))),
                 UserNamespace(_int(uns.get("level", 0)), _int(uns.get("uid", wire.UNKNOWN_ID)),
                               _int(uns.get("gid", wire.UNKNOWN_ID)), _int(uns.get("ns", {}).get("inum", 0))),
             ),  # fmt: skip
@@ -242,7 +219,7 @@ class Replay:
                 out += self._seed(body.get("parent"))
                 out += self._seed(body["process"])
                 _, key = parse_exec_id(body["process"]["exec_id"])
-                code = _int(body.get("status", 0), 8) << 8 | _signal_number(body.get("signal", ""))
+                code = _int(body.get("status", 0), 8) << 8 | words.signal_number(body.get("signal", ""))
                 code |= 0x80 if (body.get(EXTRA) or body).get("core_dumped") else 0
                 when = self._boot(body.get("time") or rec["time"])
                 if self._current.get(key.pid) == key:
@@ -255,7 +232,7 @@ class Replay:
                 self._seen.add(key)
                 self._parent_of[key] = parent
                 self._current[key.pid] = key
-                flags = wire.FLAG_CLONE | sum(_FLAG_BITS.get(w, 0) for w in _text(c.get("flags", "")).split())
+                flags = wire.FLAG_CLONE | words.flag_bits(_text(c.get("flags", "")))
                 out.append(CloneEvent(self._boot(rec["time"]), key, _int(c.get("tid", key.pid)),
                                       _int(c.get("nspid", key.pid)), parent, flags))  # fmt: skip
             elif "process_throttle" in rec:

@@ -13,7 +13,7 @@ import os
 import signal
 from dataclasses import dataclass
 
-from probes import procfs
+from procscope.probes import procfs
 
 from .cache import Process, ProcessCache
 

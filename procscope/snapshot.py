@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from probes.text import json_escaped
+from procscope.probes.text import json_escaped
 
 from .cache import Process, ProcessCache
 from .derive import badges
@@ -34,7 +34,7 @@ def parents_first(cache: ProcessCache, procs: Iterable[Process]) -> list[Process
                 out.append(proc)
                 continue
             stack.append((proc, True))
-            for dep in (proc.ppid, proc.parent, proc.previous):
+            for dep in (proc.tree_parent, proc.parent, proc.previous):
                 if dep in wanted and dep not in done and dep != proc.key:
                     # A cycle (only from nonsense input) must not loop: the
                     # pending entry below is emitted when reached again.
@@ -68,7 +68,7 @@ def document(
         entry = exporter.process(proc)
         ext: dict = {"state": _state(proc), "badges": badges(proc, cache)}
         if proc.visible:  # where it shows in the tree; replaced images have no place there
-            ext["ppid_exec_id"] = exporter.exec_id(proc.ppid)
+            ext["ppid_exec_id"] = exporter.exec_id(proc.tree_parent)
         if proc.container is not None:
             ext["container"] = {"id": proc.container.id, "runtime": proc.container.runtime}
         if not proc.alive and not proc.replaced:

@@ -13,9 +13,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from probes import wire
-from probes.collector import Collector
-from probes.events import CgroupEvent, CloneEvent, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
+from procscope.probes import wire
+from procscope.probes.collector import Collector
+from procscope.probes.events import CgroupEvent, CloneEvent, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
 
 from .cache import ANY_HIERARCHY, Process, ProcessCache
 from .export import Exporter, compact, json_line

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from probes.collector import Collector
-from probes.errors import SetupError
-from probes.events import ExecEvent
+from procscope.probes.collector import Collector
+from procscope.probes.errors import SetupError
+from procscope.probes.events import ExecEvent
 
 REQUIRE_BPF = os.environ.get("PROCSCOPE_REQUIRE_BPF") == "1"
 REPO = Path(__file__).resolve().parent.parent
@@ -257,7 +257,7 @@ def _comm_is(pid: int, comm: bytes) -> bool:
 @pytest.fixture(scope="session")
 def hostile():
     """Long-lived hostile processes for the whole session."""
-    from probes import cgroups
+    from procscope.probes import cgroups
 
     h = spawn_hostile(600, cgroups.detect())
     yield h

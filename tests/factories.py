@@ -3,8 +3,8 @@ export, replay): the same dataclasses the decoder produces."""
 
 from __future__ import annotations
 
-from probes import wire
-from probes.events import Capabilities, CloneEvent, Credentials, ExecEvent, ExitEvent, Namespaces, ProcessKey, UserNamespace
+from procscope.probes import wire
+from procscope.probes.events import Capabilities, CloneEvent, Credentials, ExecEvent, ExitEvent, Namespaces, ProcessKey, UserNamespace
 
 HOST_NS = {name: 4026531830 + i for i, name in enumerate(Namespaces.__slots__)}
 ALL_CAPS = (1 << 41) - 1

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from probes import wire
-from probes.events import CgroupEvent, CloneEvent, ExecEvent, ProcessKey
+from procscope.probes import wire
+from procscope.probes.events import CgroupEvent, CloneEvent, ExecEvent, ProcessKey
 from procscope import cache as cache_module
 from procscope.cache import DEFAULT_GRACE_NS, ROOT, ContainerEntry, ProcessCache
 from procscope.containers import Container
@@ -120,7 +120,7 @@ def test_exec_parent_is_the_real_parent_and_the_chain_goes_through_previous_imag
     assert cache.by_pid[200] is k and k.alive
     assert b.replaced and c.replaced and not b.visible and not c.visible
     assert b.refs == 1 and c.refs == 1
-    assert k.ppid == shell.key and shell.children == {curl.key: k}
+    assert k.tree_parent == shell.key and shell.children == {curl.key: k}
     assert walk_keys(cache) == [init.key, shell.key, curl.key]
     assert [(d, p.pid) for d, p in cache.walk()] == [(0, 1), (1, 100), (2, 200)]
     check_invariants(cache)
@@ -162,7 +162,7 @@ def test_reexec_takes_over_children_including_exited_ones():
     assert shell.replaced and not shell.visible
     # The new image is the same task: the kernel's children are still its children.
     assert set(zsh.children) == {kid.key, dead.key}
-    assert cache.get(kid.key).ppid == zsh.key and cache.get(dead.key).ppid == zsh.key
+    assert cache.get(kid.key).tree_parent == zsh.key and cache.get(dead.key).tree_parent == zsh.key
     assert walk_keys(cache) == [init.key, zsh.key, kid.key, dead.key]
     check_invariants(cache)
 
@@ -181,7 +181,7 @@ def test_clone_copies_binary_args_creds_and_namespaces_until_exec():
     assert img.creds == creds(33, 0x3) and img.uid == 33 and img.ns == ns
     assert img.key == ProcessKey(401, 20) and img.nspid == 2 and img.tid == 401
     assert img.parent == app.key and img.cleanup is None and img.flags == wire.FLAG_CLONE and img.privileges == 0
-    assert worker.parent == app.key and worker.ppid == app.key and not worker.not_found
+    assert worker.parent == app.key and worker.tree_parent == app.key and not worker.not_found
     assert worker.cgroup == DOCKER_A_PATH and worker.container == Container(DOCKER_A, "docker")
     assert cache.containers[DOCKER_A].processes == 2
     # After its exec it is itself.
@@ -208,7 +208,7 @@ def test_orphan_goes_to_pid_1():
     mid = cache.apply(clone_event(500, 10, shell.key))
     leaf = cache.apply(clone_event(501, 11, mid.key))
     cache.apply(exit_event(mid.key, 12))
-    assert leaf.ppid == init.key and leaf.key in init.children and leaf.key not in (mid.children or {})
+    assert leaf.tree_parent == init.key and leaf.key in init.children and leaf.key not in (mid.children or {})
     assert leaf.parent == mid.key  # the exec identity does not change
     assert mid.refs == 1 and mid.key in cache.procs
     check_invariants(cache)
@@ -232,14 +232,14 @@ def test_orphan_goes_to_its_pid_namespace_init():
     sh = cache.apply(exec_event(602, 12, cinit.key, "/bin/sh", ns=ns, nspid=7, cgroup=DOCKER_A_PATH))
     sleeper = cache.apply(exec_event(603, 13, sh.key, "/bin/sleep", ns=ns, nspid=8, cgroup=DOCKER_A_PATH))
     cache.apply(exit_event(sh.key, 14))
-    assert sleeper.ppid == cinit.key and sleeper.key in cinit.children
+    assert sleeper.tree_parent == cinit.key and sleeper.key in cinit.children
     # A host process whose parent dies goes to pid 1, not to the container's init.
     host_kid = cache.apply(exec_event(604, 15, shim.key, "/bin/true", ns=pidns(HOST_PIDNS)))
     cache.apply(exit_event(shim.key, 16))
-    assert host_kid.ppid == init.key
+    assert host_kid.tree_parent == init.key
     # The container's init itself lives in its parent's namespace for this purpose:
     # its parent's namespace has no init below pid 1, so pid 1 takes it.
-    assert cinit.ppid == init.key
+    assert cinit.tree_parent == init.key
     assert walk_keys(cache)[:2] == [init.key, shell.key]
     check_invariants(cache)
 
@@ -255,7 +255,7 @@ def test_nested_pid_namespace_init_goes_to_its_parents_namespace_init():
     starter = cache.apply(exec_event(701, 11, a_init.key, "/usr/bin/runc", ns=a, nspid=20))
     b_init = cache.apply(exec_event(702, 12, starter.key, "/bin/sh", ns=b, nspid=1))
     cache.apply(exit_event(starter.key, 13))
-    assert b_init.ppid == a_init.key
+    assert b_init.tree_parent == a_init.key
     check_invariants(cache)
 
 
@@ -270,8 +270,8 @@ def test_orphan_goes_to_the_current_parent_callbacks_answer():
     answers[802] = 800  # a subreaper: the kernel says so
     answers[803] = 4242  # a pid the cache does not know: fall back to the namespace init
     cache.apply(exit_event(mid.key, 14))
-    assert leaf.ppid == reaper.key and leaf.key in reaper.children
-    assert other.ppid == init.key
+    assert leaf.tree_parent == reaper.key and leaf.key in reaper.children
+    assert other.tree_parent == init.key
     check_invariants(cache)
 
 
@@ -280,7 +280,7 @@ def test_orphan_with_no_init_known_becomes_a_root():
     parent = cache.apply(exec_event(900, 10, NOBODY, "/bin/parent"))
     child = cache.apply(clone_event(901, 11, parent.key))
     cache.apply(exit_event(parent.key, 12))
-    assert child.ppid == ROOT and child.key in cache.roots
+    assert child.tree_parent == ROOT and child.key in cache.roots
     check_invariants(cache)
 
 
@@ -358,7 +358,7 @@ def test_clone_with_an_unknown_parent_makes_a_placeholder_and_a_miss():
     parent = cache.get(lost)
     assert parent is not None and parent.not_found and parent.image is None
     assert cache.counters.misses == 1
-    assert child.parent == lost and child.ppid == lost and parent.children == {child.key: child}
+    assert child.parent == lost and child.tree_parent == lost and parent.children == {child.key: child}
     assert child.image is None  # nothing to copy
     assert parent.refs == 2 and cache.by_pid[1300] is parent
     assert walk_keys(cache) == [lost, child.key]
@@ -391,7 +391,7 @@ def test_exec_arriving_after_its_exit_fills_the_placeholder():
     proc = cache.apply(exec_event(1400, 50, shell.key, "/bin/late", time=55))
     assert proc.binary == "/bin/late" and not proc.not_found and cache.counters.late == 1
     assert not proc.alive and proc.in_grace and 1400 not in cache.by_pid
-    assert proc.parent == shell.key and proc.ppid == shell.key and proc.key in shell.children
+    assert proc.parent == shell.key and proc.tree_parent == shell.key and proc.key in shell.children
     assert shell.refs == 2
     check_invariants(cache)
     cache.expire(200)
@@ -868,7 +868,7 @@ def test_lossless_history_matches_the_kernel(case):
         current = snap
         _apply(cache, item)
         check_invariants(cache)
-        seen = {pid: (p.key, p.ppid, p.cgroup) for pid, p in cache.by_pid.items()}
+        seen = {pid: (p.key, p.tree_parent, p.cgroup) for pid, p in cache.by_pid.items()}
         assert seen == snap, (_describe(item), {pid: (seen.get(pid), snap.get(pid)) for pid in seen.keys() | snap.keys() if seen.get(pid) != snap.get(pid)})  # fmt: skip
         live_cgroups: dict = {}
         for key, _, path in snap.values():
@@ -921,7 +921,7 @@ def test_stale_current_parent_answer_never_makes_a_cycle():
     below = cache.apply(clone_event(5, 12, orphan.key))
     grandchild = cache.apply(clone_event(4, 13, below.key))  # the cache's pid 4: below the orphan
     cache.apply(exit_event(mid.key, 14))
-    assert orphan.ppid == init.key and grandchild.ppid == below.key
+    assert orphan.tree_parent == init.key and grandchild.tree_parent == below.key
     check_invariants(cache)
 
 
@@ -934,5 +934,5 @@ def test_late_child_of_a_replaced_image_goes_under_its_newest_image():
     server = cache.apply(exec_event(2100, 12, shell.key, "/usr/sbin/server", cleanup=wrapper.key))
     helper = cache.apply(clone_event(2101, 11, wrapper.key, time=13))  # forked before the exec, seen after
     assert helper.parent == wrapper.key and helper.binary == "/entrypoint.sh"  # cloned from the old image
-    assert helper.ppid == server.key and helper.key in server.children and helper.key not in cache.roots
+    assert helper.tree_parent == server.key and helper.key in server.children and helper.key not in cache.roots
     check_invariants(cache)

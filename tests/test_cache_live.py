@@ -11,9 +11,9 @@ import time
 import psutil
 import pytest
 
-from probes import cgroups
-from probes.events import ExecEvent
-from procscope.sources import live_cache
+from procscope.probes import cgroups
+from procscope.probes.events import ExecEvent
+from procscope.live import live_cache
 
 from .conftest import REQUIRE_BPF, proc_ns, proc_status, running_live, unique_copy
 
@@ -56,7 +56,7 @@ def test_shell_tree_has_the_kernels_parent_links_and_exec_chain(scanned, scratch
             # (the shell, or already the sleep it became: the shell races its children).
             assert cache.parent_of(kid).pid == proc.pid and cache.parent_of(kid).binary in (sh, sleep)
         # The test process itself was found by the /proc scan, so the tree reaches it.
-        assert cache.procs[top.ppid].pid == os.getpid()
+        assert cache.procs[top.tree_parent].pid == os.getpid()
 
         # Kill the parent: the kernel re-parents the sleeps, and so does the cache.
         proc.kill()
@@ -66,8 +66,8 @@ def test_shell_tree_has_the_kernels_parent_links_and_exec_chain(scanned, scratch
         assert not top.alive and top.in_grace and top.exit.signal_name == "SIGKILL"
         for kid in kids:
             kernel_ppid = int(proc_status(kid.pid)["PPid"][0])
-            assert cache.procs[kid.ppid].pid == kernel_ppid != proc.pid
-            assert kid in cache.procs[kid.ppid].children.values()
+            assert cache.procs[kid.tree_parent].pid == kernel_ppid != proc.pid
+            assert kid in cache.procs[kid.tree_parent].children.values()
         # After the grace period the images the live sleeps name as parent stay; the rest goes.
         named = {kid.parent for kid in kids}
         cache.expire(top.exit_time + cache.grace_ns)

@@ -12,8 +12,8 @@ import uuid
 
 import pytest
 
-from probes import cgroups, wire
-from probes.events import CgroupEvent, ExecEvent, ProcessKey
+from procscope.probes import cgroups, wire
+from procscope.probes.events import CgroupEvent, ExecEvent, ProcessKey
 from procscope.cache import ProcessCache
 
 from .conftest import REQUIRE_BPF, unique_copy

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from probes.collector import PAGE_SIZE
+from procscope.probes.collector import PAGE_SIZE
 
 REPO = Path(__file__).resolve().parent.parent
 

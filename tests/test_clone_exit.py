@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from probes.events import CloneEvent, ExecEvent, ExitEvent
+from procscope.probes.events import CloneEvent, ExecEvent, ExitEvent
 
 from .conftest import unique_copy
 

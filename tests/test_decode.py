@@ -5,9 +5,9 @@ import struct
 
 import pytest
 
-from probes import wire
-from probes.decode import DecodeError, decode
-from probes.events import CgroupEvent, ExitEvent, ProcessKey
+from procscope.probes import wire
+from procscope.probes.decode import DecodeError, decode
+from procscope.probes.events import CgroupEvent, ExitEvent, ProcessKey
 
 
 def test_exit_record_round_trip():

@@ -5,8 +5,8 @@ import subprocess
 import sys
 import textwrap
 
-from probes.collector import Collector
-from probes.events import ExecEvent
+from procscope.probes.collector import Collector
+from procscope.probes.events import ExecEvent
 
 from .conftest import open_collector, unique_copy
 

@@ -68,9 +68,9 @@ def test_json_stream_and_recording_to_files(scratch):
     cache = ProcessCache(grace_ns=60 * 10**9)  # the shell exited seconds before the recording ended
     Replay(target, strict=True).feed(cache)
     me = cache.by_pid[os.getpid()]
-    assert cache.procs[me.ppid].pid == os.getppid() and me.binary == os.path.realpath(sys.executable)
+    assert cache.procs[me.tree_parent].pid == os.getppid() and me.binary == os.path.realpath(sys.executable)
     shell = cache.procs[parse_exec_id(p["exec_id"])[1]]
-    assert not shell.alive and shell.exit.status == 4 and cache.procs[shell.ppid].pid == os.getpid()
+    assert not shell.alive and shell.exit.status == 4 and cache.procs[shell.tree_parent].pid == os.getpid()
 
 
 def test_compact_and_included_kinds(scratch):

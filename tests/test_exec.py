@@ -3,9 +3,9 @@
 import os
 import subprocess
 
-from probes import wire
-from probes.events import ExecEvent, NAMESPACES
-from probes.procfs import host_namespaces
+from procscope.probes import wire
+from procscope.probes.events import ExecEvent, NAMESPACES
+from procscope.probes.procfs import host_namespaces
 
 from .conftest import proc_ns, proc_status, unique_copy
 

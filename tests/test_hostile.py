@@ -13,8 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from probes import cgroups
-from probes.text import to_bytes
+from procscope.probes import cgroups
+from procscope.probes.text import to_bytes
 
 from .conftest import RAW_FROM_NAMES, Terminal, bpf_unavailable, open_collector, spawn_hostile
 
@@ -167,8 +167,8 @@ async def test_monitor_pilot_hostile_rows_details_clicks_and_snapshots(hostile, 
     """Every hostile row drawn escaped; selecting each shows its detail
     (markup shown as text: a path ending in /[/] no longer crashes); a click
     on one triggers nothing; `s` twice writes two snapshots, both valid."""
-    from tui.app import ProcscopeApp
-    from tui.sources import LiveSource
+    from procscope.tui.app import ProcscopeApp
+    from procscope.tui.sources import LiveSource
 
     app = ProcscopeApp(LiveSource(open_collector(), 5 * 10**9), query_text="bin:procscope-hostile",
                        snapshot_dir=str(tmp_path))  # fmt: skip

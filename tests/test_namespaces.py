@@ -2,8 +2,8 @@
 
 import subprocess
 
-from probes.events import NAMESPACES
-from probes.procfs import host_namespaces
+from procscope.probes.events import NAMESPACES
+from procscope.probes.procfs import host_namespaces
 
 from .conftest import proc_ns, unique_copy
 

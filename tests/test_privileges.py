@@ -4,8 +4,8 @@ setgid and file-capability binaries."""
 import os
 import subprocess
 
-from probes import wire
-from procscope.names import cap_names
+from procscope.probes import wire
+from procscope.probes.words import cap_names
 
 from .conftest import unique_copy
 

@@ -6,8 +6,8 @@ import subprocess
 
 import psutil
 
-from probes import cgroups, procfs, wire
-from probes.events import ExitEvent
+from procscope.probes import cgroups, procfs, wire
+from procscope.probes.events import ExitEvent
 
 from .conftest import open_collector, unique_copy
 

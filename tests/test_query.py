@@ -6,11 +6,12 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from probes import wire
-from probes.events import NAMESPACES, ProcessKey
+from procscope.probes import wire
+from procscope.probes.events import NAMESPACES, ProcessKey
 from procscope import derive
 from procscope.cache import ROOT, ProcessCache
-from procscope.names import CAPABILITIES, user_name
+from procscope.accounts import user_name
+from procscope.probes.words import CAPABILITIES
 from procscope.query import FIELDS, Query, QueryError, Term, add_arguments, from_args
 
 from .factories import HOST_NS, clone_event, exec_event, exit_event, namespaces

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from .factories import HOST_NS, clone_event, exec_event, exit_event, namespaces
-from probes import wire
-from probes.events import ProcessKey as K
+from procscope.probes import wire
+from procscope.probes.events import ProcessKey as K
 from procscope import snapshot
 from procscope.outputs import StreamFile
 from procscope.stream import RECORDED, EventStream, Output
@@ -55,7 +55,7 @@ def session():
 
 def tree(cache: ProcessCache) -> list[tuple]:
     return [
-        (depth, p.key, p.binary, " ".join(p.args), p.alive, p.not_found, p.cgroup, p.ppid, p.parent, p.exit.code if p.exit else None)
+        (depth, p.key, p.binary, " ".join(p.args), p.alive, p.not_found, p.cgroup, p.tree_parent, p.parent, p.exit.code if p.exit else None)
         for depth, p in cache.walk()
     ]
 
@@ -84,7 +84,7 @@ def test_recording_replays_to_the_same_tree(tmp_path):
     assert again.host_ns == HOST_NS
     # What the user sees: orphans under init, the container with its two processes, the crash.
     by_pid = {p.pid: p for _, p in again.walk()}
-    assert by_pid[101].ppid == by_pid[1].key and by_pid[102].ppid == by_pid[1].key
+    assert by_pid[101].tree_parent == by_pid[1].key and by_pid[102].tree_parent == by_pid[1].key
     assert [p.binary for p in again.exec_chain(by_pid[101])] == ["/bin/sh", "/bin/sleep"]
     assert again.containers["3f2a" * 16].processes == 2
     assert by_pid[300].exit.signal_name == "SIGSEGV" and by_pid[300].exit.core_dumped

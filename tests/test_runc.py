@@ -13,11 +13,11 @@ import time
 
 import pytest
 
-from probes import cgroups
-from probes.events import ExecEvent
-from probes.procfs import host_namespaces
+from procscope.probes import cgroups
+from procscope.probes.events import ExecEvent
+from procscope.probes.procfs import host_namespaces
 from procscope.query import Query
-from procscope.sources import live_cache
+from procscope.live import live_cache
 
 from .conftest import REQUIRE_BPF, proc_ns
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from probes import kernel_tree
-from probes.btf import BTF, BTFError
+from procscope.probes import kernel_tree
+from procscope.probes.btf import BTF, BTFError
 
 from .conftest import bpf_unavailable, open_collector
 

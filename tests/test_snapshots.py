@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-import themes
+from procscope import themes
 from procscope.replay import Replay
-from tui.app import ProcscopeApp
-from tui.sources import ReplaySource
+from procscope.tui.app import ProcscopeApp
+from procscope.tui.sources import ReplaySource
 
 ROOT = Path(__file__).parent.parent
 DEMO = "tests/data/demo.jsonl"  # relative: the status line names it, the same on every machine

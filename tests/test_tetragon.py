@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from probes import cgroups, wire
+from procscope.probes import cgroups, wire
 
 from .conftest import bpf_unavailable, spawn_hostile, strictcheck_finds_only_our_extras, tetra_reads_every_line, unique_copy
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-import themes
+from procscope import themes
 from procscope import cli
 from procscope.replay import Replay
-from tui import config
-from tui.app import ProcscopeApp
-from tui.sources import ReplaySource
+from procscope.tui import config
+from procscope.tui.app import ProcscopeApp
+from procscope.tui.sources import ReplaySource
 
 DEMO = str(Path(__file__).parent / "data" / "demo.jsonl")
 SIZE = (150, 48)

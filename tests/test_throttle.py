@@ -11,13 +11,13 @@ import uuid
 
 import pytest
 
-from probes import cgroups, wire
-from probes.events import CgroupEvent, ExecEvent, ThrottleEvent, ThrottleMsg
-from probes.throttle import RateError, RateLimit, ThrottleMonitor, Window, parse_rate
+from procscope.probes import cgroups, wire
+from procscope.probes.events import CgroupEvent, ExecEvent, ThrottleEvent, ThrottleMsg
+from procscope.probes.throttle import RateError, RateLimit, ThrottleMonitor, Window, parse_rate
 from procscope.cache import ProcessCache
 from procscope.export import Exporter
 from procscope.replay import Replay
-from procscope.sources import live_cache
+from procscope.live import live_cache
 
 from .conftest import Live, bpf_unavailable, open_collector, strictcheck_finds_only_our_extras, tetra_reads_every_line, unique_copy
 from .test_cgroup_events import _evacuate

@@ -10,8 +10,8 @@ import pytest
 from rich.console import Console
 
 from procscope.replay import Replay
-from tui.app import HelpScreen, ProcscopeApp
-from tui.sources import LiveSource, ReplaySource
+from procscope.tui.app import HelpScreen, ProcscopeApp
+from procscope.tui.sources import LiveSource, ReplaySource
 
 from .conftest import open_collector, unique_copy
 from .test_replay import record, session
@@ -132,8 +132,8 @@ async def test_throttled_container_is_marked(tmp_path):
     """A recording in which the container's cgroup is throttled: the status
     line says so, the container's group header and the picker mark it; the
     STOP clears it and reports the suppressed counts."""
-    from probes import wire
-    from probes.events import ThrottleEvent
+    from procscope.probes import wire
+    from procscope.probes.events import ThrottleEvent
 
     from .test_replay import DOCKER
 

@@ -8,17 +8,17 @@ import subprocess
 
 import pytest
 
-from probes import procfs, wire
-from probes.events import ProcessKey as K
+from procscope.probes import procfs, wire
+from procscope.probes.events import ProcessKey as K
 from procscope import signals
 from procscope.cache import ROOT, ProcessCache
 from procscope.replay import Replay
-from tui.app import HelpScreen, ProcscopeApp
-from tui.commands import BindingCommands
-from tui.panes.drops import loss_totals, per_second, render_drops
-from tui.screens.containers import ContainerScreen
-from tui.screens.signal import SignalScreen
-from tui.sources import ProcfsSource, ReplaySource
+from procscope.tui.app import HelpScreen, ProcscopeApp
+from procscope.tui.commands import BindingCommands
+from procscope.tui.panes.drops import loss_totals, per_second, render_drops
+from procscope.tui.screens.containers import ContainerScreen
+from procscope.tui.screens.signal import SignalScreen
+from procscope.tui.sources import ProcfsSource, ReplaySource
 
 from .factories import clone_event, exec_event, exit_event
 from .test_replay import DOCKER, record, session

@@ -8,16 +8,16 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probes import wire
-from probes.events import ExecEvent
-from probes.events import ProcessKey as K
+from procscope.probes import wire
+from procscope.probes.events import ExecEvent
+from procscope.probes.events import ProcessKey as K
 from procscope import derive
 from procscope.cache import ROOT, ProcessCache
 from procscope.query import Query
-from tui.app import ProcscopeApp
-from tui.panes.process_tree import _Lines, group_text, row_text
-from tui.rows import GROUPS, Group, TreeModel, ViewOptions, process_rows
-from tui.sources import LiveSource, counters_json_empty
+from procscope.tui.app import ProcscopeApp
+from procscope.tui.panes.process_tree import _Lines, group_text, row_text
+from procscope.tui.rows import GROUPS, Group, TreeModel, ViewOptions, process_rows
+from procscope.tui.sources import LiveSource, Source
 
 from .conftest import open_collector
 from .factories import HOST_NS, clone_event, exec_event, exit_event, namespaces
@@ -96,7 +96,7 @@ class Machine:
         elif kind == "reexec" and live:
             p = pick(a)
             self.cache.apply(
-                exec_event(p.pid, t, p.ppid, BINARIES[c % 3], cleanup=p.key, cgroup=p.cgroup or "/", uid=c)
+                exec_event(p.pid, t, p.tree_parent, BINARIES[c % 3], cleanup=p.key, cgroup=p.cgroup or "/", uid=c)
             )
         elif kind == "exit" and live:
             self.cache.apply(exit_event(pick(a).key, t))
@@ -212,30 +212,18 @@ def test_grouped_by_cgroup():
     assert rows.keys.index(f"cgroup:{DOCKER}") == 2 and K(1, 10) in rows.keys and "host" not in rows.keys
 
 
-class FeedSource:
+class FeedSource(Source):
     """A source the test feeds events to, by hand."""
 
     label = "test"
-    live = False
-    banner = ""
-    wall_offset = None
 
     def __init__(self, events):
-        self.cache = ProcessCache(host_ns=HOST_NS)
+        super().__init__(ProcessCache(host_ns=HOST_NS))
         self.pending = list(events)
-
-    def start(self):
-        pass
 
     def drain(self):
         out, self.pending = self.pending, []
         return out
-
-    def counters(self):
-        return counters_json_empty(self.cache)
-
-    def stop(self):
-        pass
 
 
 async def test_cursor_stays_on_its_process_when_rows_come_above(tmp_path):

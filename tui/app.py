@@ -20,11 +20,11 @@ from textual.containers import Horizontal
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Static
 
-import themes
-from probes import wire
-from probes.events import ExecEvent, ExitEvent, ThrottleEvent
+from procscope import themes
+from procscope.probes import wire
+from procscope.probes.events import ExecEvent, ExitEvent, ThrottleEvent
 from procscope import derive, query, snapshot
-from probes.text import printable
+from procscope.probes.text import printable
 from procscope.export import Exporter
 from procscope.outputs import OutputError, free_name
 from procscope.query import Query, QueryError, Term

@@ -8,7 +8,7 @@ import time
 import traceback
 from pathlib import Path
 
-from probes.text import printable
+from procscope.probes.text import printable
 from procscope.outputs import free_name
 
 

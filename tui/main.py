@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import themes
-from probes.collector import Collector
-from probes.errors import SetupError
+from procscope import themes
+from procscope.probes.collector import Collector
+from procscope.probes.errors import SetupError
 from procscope import query
 from procscope.replay import Replay
 

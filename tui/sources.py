@@ -1,33 +1,57 @@
-"""Event sources for the UI: the live BPF collector (its thread polls the
-ring buffer with a timeout and queues batches; the UI drains them on its
+"""Where the monitor's events come from: the live BPF collector (its thread
+polls the ring buffer and queues batches; the monitor drains them on its
 timer), the /proc scan alone, or a recording."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
-from probes import cgroups, procfs
-from probes.collector import Collector
-from probes.events import Event
 from procscope.cache import ProcessCache
 from procscope.export import counters_json
+from procscope.live import live_cache
+from procscope.probes import cgroups, procfs
+from procscope.probes.collector import Collector
+from procscope.probes.events import Event
 from procscope.replay import Replay
-from procscope.sources import live_cache
 
 
-class LiveSource:
+class Source:
+    """The monitor's view of a source: it fills ``cache`` through the
+    batches ``drain`` returns; ``messages`` are shown as notifications."""
+
+    label = ""
+    live = False  # True: ages and grace periods follow the machine's clock; else the events'
+    banner = ""  # shown above the panes when not empty
+    wall_offset: int | None = None  # wall − boot clock of the events, when not the machine's
+
+    def __init__(self, cache: ProcessCache):
+        self.cache = cache
+        self.messages: list[str] = []
+
+    def start(self) -> None:
+        pass
+
+    def drain(self) -> list[Event]:
+        return []
+
+    def counters(self) -> dict:
+        """Only the cache's, for a source without a collector."""
+        return {"sent_failed": {}, "userspace_dropped": 0, "decode_errors": 0, "cache": asdict(self.cache.counters)}
+
+    def stop(self) -> None:
+        pass
+
+
+class LiveSource(Source):
     label = "live BPF"
-    live = True  # ages and grace periods follow the machine's clock
-    banner = ""
+    live = True
 
     def __init__(self, collector: Collector, grace_ns: int):
+        super().__init__(live_cache(collector.hierarchy, grace_ns))
         self.collector = collector
-        self.cache = live_cache(collector.hierarchy, grace_ns)
-        self.wall_offset: int | None = None
         self._pending: list[Event] = []
         # What the collector reports while it runs goes to the screen, not to
         # stderr (the terminal the monitor draws on).
-        self.messages: list[str] = []
         collector.log = self.messages.append
 
     def start(self) -> None:
@@ -54,18 +78,15 @@ class LiveSource:
         self.collector.stop()
 
 
-class ProcfsSource:
+class ProcfsSource(Source):
     label = "/proc"
     live = True
-    banner = "no BPF ({why}): the tree comes from /proc; exec and exit streams are unavailable"
 
     def __init__(self, why: str, grace_ns: int):
-        self.messages: list[str] = []
-        self.banner = self.banner.format(why=why)
         self.hierarchy = cgroups.detect()
-        self.cache = live_cache(self.hierarchy, grace_ns)
-        self.wall_offset: int | None = None
-        self._pending: list[Event] | None = None
+        super().__init__(live_cache(self.hierarchy, grace_ns))
+        self.banner = f"no BPF ({why}): the tree comes from /proc; exec and exit streams are unavailable"
+        self._pending: list[Event] = []
         self._unreadable = 0
 
     def start(self) -> None:
@@ -73,26 +94,19 @@ class ProcfsSource:
         self._pending, self._unreadable = found.events, found.unreadable
 
     def drain(self) -> list[Event]:
-        out, self._pending = self._pending or [], []
+        out, self._pending = self._pending, []
         return out
 
     def counters(self) -> dict:
-        return counters_json_empty(self.cache) | {"procfs_unreadable": self._unreadable}
-
-    def stop(self) -> None:
-        pass
+        return super().counters() | {"procfs_unreadable": self._unreadable}
 
 
-class ReplaySource:
-    banner = ""
-    live = False  # ages follow the recording's clock
-
+class ReplaySource(Source):
     def __init__(self, replay: Replay, grace_ns: int):
-        self.messages: list[str] = []
+        super().__init__(replay.new_cache(grace_ns))
         self.replay = replay
         self.label = f"replay {replay.path}"
-        self.cache = replay.new_cache(grace_ns)
-        self._events: list[Event] | None = None
+        self._events: list[Event] = []
 
     @property
     def wall_offset(self) -> int | None:
@@ -102,16 +116,8 @@ class ReplaySource:
         self._events = list(self.replay.events())
 
     def drain(self) -> list[Event]:
-        out, self._events = self._events or [], []
+        out, self._events = self._events, []
         return out
 
     def counters(self) -> dict:
-        return self.replay.counters or counters_json_empty(self.cache)
-
-    def stop(self) -> None:
-        pass
-
-
-def counters_json_empty(cache: ProcessCache) -> dict:
-    """Counters of a source without a collector: only the cache's."""
-    return {"sent_failed": {}, "userspace_dropped": 0, "decode_errors": 0, "cache": asdict(cache.counters)}
+        return self.replay.counters or super().counters()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from probes.text import printable
+from procscope.probes.text import printable
 
 
 def safe(text: str, style: str = "") -> Text:

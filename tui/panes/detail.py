@@ -7,10 +7,11 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from probes.events import NAMESPACES
+from procscope.probes.events import NAMESPACES
 from procscope import derive
 from procscope.cache import Process, ProcessCache
-from procscope.names import cap_names, securebit_names
+from procscope.accounts import group_name
+from procscope.probes.words import cap_names, securebit_names
 
 from ..rows import age_text
 from ..text import add_row
@@ -36,7 +37,7 @@ def render_detail(proc: Process | None, cache: ProcessCache, now: int) -> Table 
     c = img.creds
     ids = (f"uid {c.uid} euid {c.euid} suid {c.suid} fsuid {c.fsuid}  "
            f"gid {c.gid} egid {c.egid} sgid {c.sgid} fsgid {c.fsgid}")  # fmt: skip
-    add_row(t, "user", f"{derive.user(proc)} / {derive.group_name(c.egid)}  auid {img.auid}")
+    add_row(t, "user", f"{derive.user(proc)} / {group_name(c.egid)}  auid {img.auid}")
     add_row(t, "ids", ids)
     add_row(t, "securebits", " ".join(securebit_names(c.securebits)) or "-")
     parent = cache.parent_of(proc)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from rich.table import Table
 from textual.widgets import Static
 
-from probes.wire import SENT_FAILED_NAMES
+from procscope.probes.wire import SENT_FAILED_NAMES
 
 from ..text import add_row
 

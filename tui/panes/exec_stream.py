@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from probes.text import printable
+from procscope.probes.text import printable
 from procscope import derive
 from procscope.cache import Process
 
@@ -17,7 +17,7 @@ def exec_text(when: str, proc: Process) -> Text:
     img = proc.image
     flags = " ".join(w for w in (img.flag_words if img else []) if w not in ("execve", "clone"))
     container = printable(proc.container.short_id) if proc.container else "-"
-    text = Text(f"{when:<12} {proc.pid:>7} {proc.ppid.pid:>7} {printable(derive.user(proc))[:9]:<9} {container:<12} ")
+    text = Text(f"{when:<12} {proc.pid:>7} {proc.tree_parent.pid:>7} {printable(derive.user(proc))[:9]:<9} {container:<12} ")
     text.append(printable(" ".join((proc.binary, *proc.args))))
     if flags:
         text.append(f"  [{flags}]", style="dim")

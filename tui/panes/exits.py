@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from probes.text import printable
+from procscope.probes.text import printable
 from procscope import derive
 from procscope.cache import Process
 

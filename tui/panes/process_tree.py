@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from rich.table import Table
 from rich.text import Text
 
-from probes import wire
-from probes.text import printable
+from procscope.probes import wire
+from procscope.probes.text import printable
 from procscope import derive
 from procscope.cache import Process, ProcessCache
 

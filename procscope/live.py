@@ -5,8 +5,8 @@ cgroup's path from its id, and an orphan's new parent."""
 
 from __future__ import annotations
 
-from probes import cgroups, procfs
-from probes.procfs import host_namespaces
+from procscope.probes import cgroups, procfs
+from procscope.probes.procfs import host_namespaces
 
 from .cache import DEFAULT_GRACE_NS, Process, ProcessCache
 

@@ -1,0 +1,23 @@
+"""Names of user and group ids, as ps shows them (the number when there is none)."""
+
+from __future__ import annotations
+
+import functools
+import grp
+import pwd
+
+
+@functools.lru_cache(maxsize=4096)
+def user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+@functools.lru_cache(maxsize=4096)
+def group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)

@@ -9,7 +9,10 @@ setup:
 run: setup
 	$(VENV)/bin/procscope
 
+# The import contracts (pyproject.toml), the linter, then every test.
 test: setup
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: setup

@@ -1,6 +1,6 @@
 """How much Python heap the process cache needs per live process.
 
-Target (issue 3): at most 2 KB per live process on average at 10k processes.
+Target: at most 2 KB per live process on average at 10k processes.
 Baseline, measured in the same run: the same events as the decoder hands
 them over, merely kept in a list (no tree, no indexes, no sharing).
 
@@ -15,12 +15,16 @@ import gc
 import sys
 import tracemalloc
 
-
+from procscope.cache import ROOT, ProcessCache
 from procscope.probes import wire
 from procscope.probes.events import (
-    Capabilities, Credentials, ExecEvent, Namespaces, ProcessKey, UserNamespace,
+    Capabilities,
+    Credentials,
+    ExecEvent,
+    Namespaces,
+    ProcessKey,
+    UserNamespace,
 )  # fmt: skip
-from procscope.cache import ROOT, ProcessCache
 
 TARGET_BYTES = 2048
 

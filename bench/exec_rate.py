@@ -18,13 +18,15 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
-
 
 import workload  # bench/workload.py: this script's own directory is on sys.path
-from procscope.probes.collector import DEFAULT_RING_BYTES, PAGE_SIZE, Collector, Counters, ring_pages
+
+from procscope.probes import procfs
+from procscope.probes.collector import Collector
+from procscope.probes.counters import Counters
 from procscope.probes.errors import SetupError
 from procscope.probes.events import ExecEvent
+from procscope.probes.loader import DEFAULT_RING_BYTES, PAGE_SIZE, ring_pages
 
 QUIET_S = 1.0  # drain until the workload's exec count has not grown for this long
 DRAIN_CAP_S = 60.0
@@ -33,8 +35,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 def thread_cpu(tid: int) -> float:
     """CPU seconds (user+sys) of one thread of this process, from /proc."""
-    stat = Path(f"/proc/self/task/{tid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # comm may contain spaces; fields after it start at #3
+    fields = procfs.stat_fields(f"/proc/self/task/{tid}/stat")
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (#14, #15)
 
 

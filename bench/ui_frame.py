@@ -24,11 +24,10 @@ import tempfile
 import time
 from collections import deque
 
-
 from bench.cache_memory import events as service_events
+from procscope.cache import ROOT, ProcessCache
 from procscope.probes import wire
 from procscope.probes.events import ExecEvent, ExitEvent, Namespaces, ProcessKey
-from procscope.cache import ROOT, ProcessCache
 from procscope.tui.app import ProcscopeApp
 from procscope.tui.sources import Source
 

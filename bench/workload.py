@@ -64,12 +64,6 @@ def measure(duration: float = 5.0, workers: int | None = None, binary: str = DEF
     return total, elapsed
 
 
-def run(duration: float = 5.0, workers: int | None = None, binary: str = DEFAULT_BINARY,
-        count: int | None = None) -> int:
-    """Run the workload and return the total number of execs."""
-    return measure(duration, workers, binary, count)[0]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=float, default=5.0, help="seconds to run (default 5)")

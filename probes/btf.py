@@ -65,7 +65,7 @@ class BTF:
             pos += 12 + _EXTRA_FIXED.get(kind, 0) + vlen * _EXTRA_PER_MEMBER.get(kind, 0)
 
     @classmethod
-    def load(cls, path: Path = VMLINUX) -> "BTF":
+    def load(cls, path: Path = VMLINUX) -> BTF:
         try:
             return cls(path.read_bytes())
         except FileNotFoundError:
@@ -114,13 +114,6 @@ class BTF:
     # -- queries ---------------------------------------------------------
     def sizeof(self, struct_name: str) -> int:
         return self._sizeof_id(self._find((STRUCT, UNION), struct_name))
-
-    def has_member(self, struct_name: str, path: str) -> bool:
-        try:
-            self.member(struct_name, path)
-        except BTFError:
-            return False
-        return True
 
     def member(self, struct_name: str, path: str) -> Member:
         """Resolve a dotted member path such as ``"ns.inum"`` in ``struct

@@ -1,151 +1,25 @@
-"""The collector: loads the BPF programs, polls the ring buffer on a thread,
-decodes records into typed events and hands them out in batches."""
+"""The collector: attaches the BPF programs (probes.loader), polls the ring
+buffer on a thread, decodes records into typed events and hands them out
+in batches through a bounded queue; counts everything it loses."""
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import os
 import queue
-import re
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
 
-from . import cgroups, kernel_tree, offsets, procfs, wire
-from .throttle import RateLimit, ThrottleMonitor, Window
+from . import cgroups, procfs, wire
 from .bcc_import import import_bcc
-from .btf import BTF, BTFError
+from .counters import Counters
 from .decode import decode
-from .errors import SetupError
-from .events import CgroupEvent, Event, ThrottleEvent, ThrottleMsg
-from .privileges import check_bpf_privileges
-from .tracefs import ensure_tracefs
+from .events import Event
+from .loader import DEFAULT_RING_BYTES, load
+from .throttle import BpfRateMaps, RateLimit, ThrottleMonitor
 
-BPF_DIR = Path(__file__).parent / "bpf"
-DEFAULT_RING_BYTES = 16 << 20
-RATE_ENTRIES = 32768  # cgroups with rate state (Tetragon's default)
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 BPF_NOEXIST = 1  # bpf(2) map update flag: only if absent
-
-
-def ring_pages(size_bytes: int) -> int:
-    """Ring buffer sizes are a power-of-two number of pages."""
-    pages = max(1, size_bytes // PAGE_SIZE)
-    return 1 << (pages - 1).bit_length()
-
-
-@dataclass
-class Counters:
-    """Everything lost, and where. ``sent_failed[op][errno]`` is the kernel
-    side, summed over CPUs; the rest is user space."""
-
-    sent_failed: dict[str, dict[str, int]] = field(default_factory=dict)
-    decode_errors: int = 0
-    userspace_dropped: int = 0  # events in batches the consumer was too slow for
-    exec_map_full: int = 0  # execs whose key fell back to the start time
-    received: int = 0
-    # Processes the /proc scan could not read (gone half-way, or unparsable):
-    # missing from the tree until they exec, clone or exit.
-    procfs_unreadable: int = 0
-    # Failures of the collector thread itself (it reports and carries on);
-    # the events of the failed poll may be lost.
-    collector_errors: int = 0
-    last_error: str = ""
-    # The rate limit's suppressed events: totals per op, and per cgroup
-    # (name → per-op counts) for the cgroups throttled so far.
-    suppressed: dict[str, int] = field(default_factory=dict)
-    suppressed_by_cgroup: dict[str, dict[str, int]] = field(default_factory=dict)
-    throttled_now: list[str] = field(default_factory=list)  # cgroups throttled right now
-
-    @property
-    def kernel_dropped(self) -> int:
-        return sum(sum(row.values()) for row in self.sent_failed.values())
-
-    @property
-    def lost(self) -> int:
-        return self.kernel_dropped + self.decode_errors + self.userspace_dropped + self.collector_errors
-
-
-@contextlib.contextmanager
-def _captured_stderr() -> Iterator[list[str]]:
-    """BCC and clang write diagnostics straight to fd 2; keep them so that a
-    failure can be reported in one line instead of a wall of text."""
-    out: list[str] = []
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield out
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            out.extend(tmp.read().decode(errors="replace").splitlines())
-
-
-def _load_failure(exc: Exception, log: list[str]) -> SetupError:
-    text = "\n".join(log)
-    m = re.search(r"^.*error: .*$", text, re.M)
-    if m:
-        return SetupError(f"compiling the BPF programs failed: {m.group(0).strip()}")
-    m = re.search(r"Failed to load program.*?: (.*)$|failed to attach.*$|cannot attach.*$", text, re.M | re.I)
-    if "processed " in text and "insns" in text:  # the verifier's log: it rejected a program
-        last = [line for line in text.splitlines() if line.strip() and not line.startswith(("processed", ";"))]
-        return SetupError(
-            f"the kernel's BPF verifier rejected a procscope program ({last[-1].strip() if last else exc}): "
-            "please report this with your kernel version (PROCSCOPE_DEBUG=1 prints the full log)"
-        )
-    if "Operation not permitted" in text:
-        return SetupError(
-            "the kernel refused to load procscope's BPF programs (Operation not permitted): "
-            "run as root, and check kernel.unprivileged_bpf_disabled, lockdown mode or a seccomp profile"
-        )
-    detail = m.group(0).strip() if m else str(exc)
-    return SetupError(f"loading the BPF programs failed: {detail} (set PROCSCOPE_DEBUG=1 for the full log)")
-
-
-class _BpfRateMaps:
-    """ThrottleMonitor's view of the rate maps."""
-
-    def __init__(self, bpf):
-        self.rates = bpf[b"cgroup_rate_map"]
-        self.counts = bpf[b"cgroup_suppressed"]
-
-    def windows(self, cgroup_id: int) -> list[Window] | None:
-        try:
-            per_cpu = self.rates[self.rates.Key(cgroup_id)]
-        except KeyError:
-            return None
-        return [Window(v.curr, v.prev, v.time, v.throttled) for v in per_cpu]
-
-    def clear_throttled(self, cgroup_id: int) -> None:
-        # Races the BPF side's update as Tetragon's does: a crossing in
-        # between throttles again with the next event.
-        key = self.rates.Key(cgroup_id)
-        try:
-            per_cpu = self.rates[key]
-        except KeyError:
-            return
-        for v in per_cpu:
-            v.throttled = 0
-        self.rates[key] = per_cpu
-
-    def suppressed(self, cgroup_id: int) -> tuple[int, ...]:
-        try:
-            per_cpu = self.counts[self.counts.Key(cgroup_id)]
-        except KeyError:
-            return (0,) * len(wire.RATE_OPS)
-        return tuple(sum(cpu.n[i] for cpu in per_cpu) for i in range(len(wire.RATE_OPS)))
-
-    def forget(self, cgroup_id: int) -> None:
-        with contextlib.suppress(KeyError):
-            del self.counts[self.counts.Key(cgroup_id)]
 
 
 class Collector:
@@ -163,7 +37,7 @@ class Collector:
         log: Callable[[str], None] | None = None,
         cgroup_rate: RateLimit | None = None,
     ):
-        self.ring_pages = ring_pages(ring_bytes)
+        self.ring_bytes = ring_bytes
         self.kthreads = kthreads
         self.scan_proc = scan_proc
         self.poll_ms = poll_ms
@@ -171,8 +45,6 @@ class Collector:
         self.hierarchy: cgroups.Hierarchy | None = None
         self.cgroup_rate = cgroup_rate
         self.throttle: ThrottleMonitor | None = None
-        # cgroup id → (name, suppressed counts reported by STOPs), of every cgroup throttled so far
-        self._throttled: dict[int, tuple[str, tuple[int, ...]]] = {}
         self._bpf = None
         self._batch: list[Event] = []
         self._queue: queue.Queue[list[Event]] = queue.Queue(maxsize=queue_batches)
@@ -188,42 +60,11 @@ class Collector:
 
     # -- set-up ------------------------------------------------------------
     def open(self) -> None:
-        check_bpf_privileges()
-        try:
-            btf = BTF.load()
-        except BTFError as exc:
-            raise SetupError(str(exc)) from None
-        ensure_tracefs()  # before importing bcc, which looks for it at import
-        bcc = import_bcc()
-        self.hierarchy = cgroups.detect()
-        try:
-            cflags = offsets.compile_flags(btf, self.hierarchy.controller)
-        except BTFError as exc:
-            raise SetupError(f"this kernel's BTF lacks what procscope reads: {exc}") from None
-        cflags += wire.compile_flags() + [
-            f"-I{BPF_DIR}",
-            f"-DPS_RINGBUF_PAGES={self.ring_pages}",
-            f"-DPS_TICK_NS={procfs.TICK_NS}",
-            f"-DPS_TRACE_KTHREADS={int(self.kthreads)}",
-            f"-DPS_CGROUP_HIERARCHY_ID={self.hierarchy.hierarchy_id}",
-            f"-DPS_RATE_EVENTS={self.cgroup_rate.events if self.cgroup_rate else 0}",
-            f"-DPS_RATE_INTERVAL_NS={self.cgroup_rate.interval_ns if self.cgroup_rate else 0}ULL",
-            f"-DPS_RATE_ENTRIES={RATE_ENTRIES}",
-        ]
-        with kernel_tree.compile_tree(self.log):
-            with _captured_stderr() as self.compile_log:
-                try:
-                    self._bpf = bcc.BPF(src_file=str(BPF_DIR / "process.c").encode(), cflags=cflags)
-                    failure = None
-                except Exception as exc:  # BCC raises bare Exception
-                    failure = exc
-        if os.environ.get("PROCSCOPE_DEBUG"):
-            print("\n".join(self.compile_log), file=sys.stderr)
-        if failure is not None:
-            raise _load_failure(failure, self.compile_log) from None
+        """Load and attach (SetupError, one line, when it cannot)."""
+        self._bpf, self.hierarchy = load(self.ring_bytes, self.kthreads, self.cgroup_rate, self.log, self.compile_log)
         self._bpf[b"events"].open_ring_buffer(self._on_record)
         if self.cgroup_rate is not None:
-            self.throttle = ThrottleMonitor(self.cgroup_rate, _BpfRateMaps(self._bpf), self.hierarchy.hierarchy_id)
+            self.throttle = ThrottleMonitor(self.cgroup_rate, BpfRateMaps(self._bpf), self.hierarchy.hierarchy_id)
 
     @property
     def hierarchy_id(self) -> int | None:
@@ -246,28 +87,8 @@ class Collector:
         batch, self._batch = self._batch, []
         self._received += len(batch)
         if self.throttle is not None:
-            batch = self._throttle_events(batch)
+            batch = self.throttle.process(batch, time.clock_gettime_ns(time.CLOCK_BOOTTIME))
         return batch
-
-    def _throttle_events(self, batch: list) -> list[Event]:
-        """Replace the kernel's throttle messages with START events, and add
-        the STOPs that are due."""
-        now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-        out: list[Event] = []
-        made: list[ThrottleEvent] = []
-        for ev in batch:
-            if not isinstance(ev, ThrottleMsg):
-                out.append(ev)
-            if isinstance(ev, (ThrottleMsg, CgroupEvent)):  # the only records the monitor acts on
-                found = self.throttle.handle(ev, now)
-                out += found
-                made += found
-        stops = self.throttle.check(now)
-        out += stops
-        for ev in made + stops:
-            name, counts = self._throttled.get(ev.cgroup_id, (ev.name, (0,) * len(wire.RATE_OPS)))
-            self._throttled[ev.cgroup_id] = (name, tuple(a + b for a, b in zip(counts, ev.suppressed)))
-        return out
 
     def scan(self) -> list[Event]:
         """The /proc scan, after the probes are attached; the processes it
@@ -354,14 +175,9 @@ class Collector:
             if op in (wire.OP_EXECVE, wire.OP_CLONE, wire.OP_EXIT) or any(row.values()):
                 c.sent_failed[name] = row
         c.exec_map_full = sum(self._bpf[b"probe_errors"][0])
-        totals = self._bpf[b"suppressed_total"]
-        c.suppressed = {name: sum(totals[i]) for i, name in enumerate(wire.RATE_OPS)}
         if self.throttle is not None:
-            maps = self.throttle.maps
-            for cgroup_id, (name, reported) in self._throttled.items():
-                # The map's counts only grow; once the cgroup is removed they are gone, and its STOP reported them.
-                counts = map(max, maps.suppressed(cgroup_id), reported)
-                c.suppressed_by_cgroup[name] = dict(zip(wire.RATE_OPS, counts))
+            c.suppressed = dict(zip(wire.RATE_OPS, self.throttle.maps.totals(), strict=True))
+            c.suppressed_by_cgroup = self.throttle.by_cgroup()
             c.throttled_now = sorted(t.name for t in self.throttle.active.values())
         return c
 
@@ -375,7 +191,7 @@ class Collector:
             self._bpf.cleanup()  # detaches every probe and closes the maps
             self._bpf = None
 
-    def __enter__(self) -> "Collector":
+    def __enter__(self) -> Collector:
         self.open()
         return self
 

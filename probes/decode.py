@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from . import wire
-from .text import from_bytes
 from .events import (
     Capabilities,
     CgroupEvent,
@@ -17,6 +16,7 @@ from .events import (
     ThrottleMsg,
     UserNamespace,
 )
+from .text import from_bytes
 
 
 class DecodeError(ValueError):

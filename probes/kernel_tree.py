@@ -65,15 +65,6 @@ def _merge(dest: Path, sources: list[Path]) -> None:
             (dest / name).symlink_to(entries[0])
 
 
-def fallback_description(release: str | None = None) -> str | None:
-    """What the fallback would use, or None when the kernel has its own headers."""
-    release = release or os.uname().release
-    if _has_own_headers(release):
-        return None
-    trees = _installed_trees()
-    return trees[0].name if trees else None
-
-
 @contextlib.contextmanager
 def compile_tree(log=None, release: str | None = None) -> Iterator[None]:
     """Context in which BCC compiles: sets BCC_KERNEL_SOURCE to a merged

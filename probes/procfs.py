@@ -22,12 +22,26 @@ NS_GET_PARENT = 0xB702  # ioctl on a namespace fd (linux/nsfs.h)
 NS_GET_OWNER_UID = 0xB704
 
 
+def stat_fields(path: str) -> list[bytes]:
+    """The fields of a /proc/.../stat file after the process's name (which
+    may hold spaces and parentheses): proc(5)'s field 3 (state) is [0]."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    return raw[raw.rindex(b")") + 2 :].split()
+
+
 def _stat(pid: int) -> tuple[int, int, int]:
     """(ppid, kernel flags, start key ktime) from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        raw = f.read()
-    fields = raw[raw.rindex(b")") + 2 :].split()
+    fields = stat_fields(f"/proc/{pid}/stat")
     return int(fields[1]), int(fields[6]), int(fields[19]) * TICK_NS
+
+
+def parent_pid(pid: int) -> int | None:
+    """The current parent of a live process (None if it is gone)."""
+    try:
+        return _stat(pid)[0]
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def start_key(pid: int) -> ProcessKey:

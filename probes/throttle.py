@@ -10,6 +10,7 @@ the maps are reached through ``RateMaps``, so this is tested without BPF."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -87,6 +88,56 @@ class RateMaps(Protocol):
     def forget(self, cgroup_id: int) -> None:
         """Drop the cgroup's suppressed counts (after its rmdir)."""
 
+    def totals(self) -> tuple[int, ...]:
+        """Suppressed events per op over all cgroups (exact even for removed ones)."""
+
+
+class BpfRateMaps:
+    """RateMaps on the BPF side's maps."""
+
+    def __init__(self, bpf):
+        self.rates = bpf[b"cgroup_rate_map"]
+        self.counts = bpf[b"cgroup_suppressed"]
+        self.total = bpf[b"suppressed_total"]
+
+    def windows(self, cgroup_id: int) -> list[Window] | None:
+        try:
+            per_cpu = self.rates[self.rates.Key(cgroup_id)]
+        except KeyError:
+            return None
+        return [Window(v.curr, v.prev, v.time, v.throttled) for v in per_cpu]
+
+    def clear_throttled(self, cgroup_id: int) -> None:
+        # Races the BPF side's update as Tetragon's does: a crossing in
+        # between throttles again with the next event.
+        key = self.rates.Key(cgroup_id)
+        try:
+            per_cpu = self.rates[key]
+        except KeyError:
+            return
+        for v in per_cpu:
+            v.throttled = 0
+        self.rates[key] = per_cpu
+
+    def suppressed(self, cgroup_id: int) -> tuple[int, ...]:
+        try:
+            per_cpu = self.counts[self.counts.Key(cgroup_id)]
+        except KeyError:
+            return (0,) * len(wire.RATE_OPS)
+        return tuple(sum(cpu.n[i] for cpu in per_cpu) for i in range(len(wire.RATE_OPS)))
+
+    def forget(self, cgroup_id: int) -> None:
+        with contextlib.suppress(KeyError):
+            del self.counts[self.counts.Key(cgroup_id)]
+
+    def totals(self) -> tuple[int, ...]:
+        return tuple(sum(self.total[i]) for i in range(len(wire.RATE_OPS)))
+
+
+def added(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
+    """Per-op counts summed: the one place suppressed counts add up."""
+    return tuple(x + y for x, y in zip(a, b, strict=True))
+
 
 @dataclass
 class Throttled:
@@ -103,7 +154,37 @@ class ThrottleMonitor:
     quiet_ns: int = QUIET_NS
     active: dict[int, Throttled] = field(default_factory=dict)
     reported: dict[int, tuple[int, ...]] = field(default_factory=dict)  # suppressed counts at the last STOP
+    # Every cgroup throttled so far: id → (name, counts its STOPs reported).
+    seen: dict[int, tuple[str, tuple[int, ...]]] = field(default_factory=dict)
     last_check: int = 0
+
+    def process(self, batch: list, now: int) -> list:
+        """A decoded batch with the kernel's throttle messages replaced by
+        START events, and the STOPs that are due added."""
+        out: list = []
+        made: list[ThrottleEvent] = []
+        for ev in batch:
+            if not isinstance(ev, ThrottleMsg):
+                out.append(ev)
+            if isinstance(ev, (ThrottleMsg, CgroupEvent)):  # the only records the monitor acts on
+                found = self.handle(ev, now)
+                out += found
+                made += found
+        stops = self.check(now)
+        out += stops
+        for ev in made + stops:
+            name, counts = self.seen.get(ev.cgroup_id, (ev.name, (0,) * len(wire.RATE_OPS)))
+            self.seen[ev.cgroup_id] = (name, added(counts, ev.suppressed))
+        return out
+
+    def by_cgroup(self) -> dict[str, dict[str, int]]:
+        """Suppressed events per op of each cgroup throttled so far."""
+        out = {}
+        for cgroup_id, (name, reported) in self.seen.items():
+            # The map's counts only grow; once the cgroup is removed they are gone, and its STOP reported them.
+            counts = map(max, self.maps.suppressed(cgroup_id), reported)
+            out[name] = dict(zip(wire.RATE_OPS, counts, strict=True))
+        return out
 
     def handle(self, ev, now: int) -> list[ThrottleEvent]:
         """Throttle events caused by one decoded record."""
@@ -144,5 +225,5 @@ class ThrottleMonitor:
         total = self.maps.suppressed(cgroup_id)
         before = self.reported.get(cgroup_id, (0,) * len(total))
         self.reported[cgroup_id] = total
-        episode = tuple(a - b for a, b in zip(total, before))
+        episode = tuple(a - b for a, b in zip(total, before, strict=True))
         return ThrottleEvent(now, wire.THROTTLE_STOP, cgroup_id, t.name, episode)

@@ -1,13 +1,13 @@
 """The process cache: the live model built from collector events.
 
 Pure Python, no UI and no root needed. It follows Tetragon's process cache:
-a process image is identified by (pid, ktime) and shown as its exec_id; a
-re-exec makes a new image whose parent is the previous one; an image stays
-while it is alive or has descendants that are (reference counts), and an
-exited one stays visible for a grace period. On top of that it keeps the
-kernel's view for display: the current parent of each live process, with
-orphans re-parented as the kernel does, and live processes per cgroup and
-container.
+a process image is identified by (pid, ktime) and shown as its exec_id; its
+parent is the process that forked its task (a re-exec keeps it, and keeps
+the image it replaced as ``previous``); an image stays while it is alive or
+named by a cached image (reference counts), and an exited one stays visible
+for a grace period. On top of that it keeps the kernel's view for display:
+the current parent of each live process, with orphans re-parented as the
+kernel does; where processes run is in ``where`` (cgroup_index).
 
 Lost or reordered events never raise: an event that names an unknown
 process creates a placeholder flagged ``not_found`` and counts a miss.
@@ -18,103 +18,15 @@ from __future__ import annotations
 import dataclasses
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 
 from procscope.probes import wire
 from procscope.probes.events import CgroupEvent, CloneEvent, Event, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
 
-from .containers import Container, from_cgroup_name, from_cgroup_path
+from .cgroup_index import CgroupIndex
+from .process import ROOT, CacheCounters, Process, Shared
 
 DEFAULT_GRACE_NS = 5_000_000_000
-# Entries kept in the sharing tables (interned strings, creds and namespaces;
-# parsed cgroup paths) before they start again: unique cwds or transient
-# cgroups must not grow them for ever.
-SHARED_TABLE_LIMIT = 1 << 16
-ROOT = ProcessKey(0, 0)
 ANY_HIERARCHY = -1  # cgroup_hierarchy for event sources that hold one hierarchy's events only (recordings)
-
-
-class Process:
-    """One process image. ``image`` is None only for a placeholder that no
-    event has described yet."""
-
-    __slots__ = (
-        "key", "image", "parent", "previous", "tree_parent", "children", "refs", "alive", "replaced", "in_grace",
-        "exit", "exit_time", "not_found", "cgroup", "cgroup_id", "cgroup_name", "container", "seen",
-    )  # fmt: skip
-
-    def __init__(self, key: ProcessKey, image: ExecEvent | None, seen: int):
-        self.key = key
-        self.image = image
-        # Exec identity, as Tetragon's: the process that cloned or exec'd this
-        # image's task, as it was then (its parent_exec_id).
-        self.parent = ROOT
-        self.previous: ProcessKey | None = None  # the image of the same pid this exec replaced
-        self.tree_parent = ROOT  # key of the kernel's current parent (re-parented when orphaned), for the tree
-        self.children: dict[ProcessKey, Process] | None = None  # tree children: live, or exited in grace
-        # 1 while alive, +1 per cached image naming this one as parent or previous
-        self.refs = 1
-        self.alive = True
-        self.replaced = False  # ended by exec'ing a new image: not an exit, not shown
-        self.in_grace = False  # exited, still shown
-        self.exit: ExitEvent | None = None  # None when the exit itself was lost
-        self.exit_time = 0
-        self.not_found = False
-        self.cgroup = ""  # path in the tracked hierarchy (where it is now: cgroup moves follow)
-        self.cgroup_id = 0
-        self.cgroup_name = ""
-        self.container: Container | None = None
-        self.seen = seen  # event time this image was first seen
-
-    @property
-    def pid(self) -> int:
-        return self.key.pid
-
-    @property
-    def binary(self) -> str:
-        return self.image.binary if self.image else ""
-
-    @property
-    def args(self) -> tuple[str, ...]:
-        return self.image.args if self.image else ()
-
-    @property
-    def visible(self) -> bool:
-        """Shown in the tree: alive, or exited and in its grace period."""
-        return self.alive or self.in_grace
-
-    def __repr__(self) -> str:
-        state = "alive" if self.alive else "replaced" if self.replaced else "exited"
-        return f"<Process {self.key.pid}:{self.key.ktime} {self.binary or '?'} {state} refs={self.refs}>"
-
-
-@dataclass
-class CacheCounters:
-    misses: int = 0  # events naming a process the cache did not know
-    lost_exits: int = 0  # processes whose exit was never seen: their pid was reused, or they were found gone
-    evicted: int = 0  # images removed after their grace period
-    late: int = 0  # exec/clone that arrived after an event that needed it (filled a placeholder)
-
-
-@dataclass
-class ContainerEntry:
-    container: Container
-    first_seen: int  # event time
-    processes: int = 0  # live processes in it
-
-
-@dataclass
-class Throttle:
-    """A cgroup the rate limit throttled (now, or earlier in the session)."""
-
-    cgroup_id: int
-    name: str
-    path: str  # from the hierarchy's root; the bare name when unknown
-    container: Container | None
-    active: bool
-    since: int  # event time of the last START
-    suppressed: tuple[int, ...] = (0, 0, 0)  # all STOPs' counts, per op (wire.RATE_OPS)
-    episodes: int = 0
 
 
 class ProcessCache:
@@ -146,23 +58,17 @@ class ProcessCache:
         self.procs: dict[ProcessKey, Process] = {}
         self.by_pid: dict[int, Process] = {}  # the live image of each pid
         self.roots: dict[ProcessKey, Process] = {}  # visible processes whose tree parent is not cached
-        self.cgroups: dict[str, dict[ProcessKey, Process]] = {}  # path → live processes
-        # The tracked hierarchy's cgroup tree: path → child cgroup paths, for
-        # every cgroup made while we watch or holding a process.
-        self.cgroup_tree: dict[str, set[str]] = {}
-        self.throttles: dict[int, Throttle] = {}  # cgroup id → throttle state
-        self.containers: dict[str, ContainerEntry] = {}
+        self.where = CgroupIndex()  # cgroups, containers and throttles
+        # Shortcuts to what the index keeps, which the views read.
+        self.cgroups, self.cgroup_tree = self.where.cgroups, self.where.tree
+        self.containers, self.throttles = self.where.containers, self.where.throttles
         self.counters = CacheCounters()
-        # For redraws: ``version`` moves on every change to what the tree
-        # shows; ``changed``, once a consumer sets it to a set, also collects
-        # the processes whose row changed and the parents whose children
-        # changed (None: the roots). None: not collected.
-        self.version = 0
-        self.changed: set[Process | None] | None = None
+        # Called with each process whose place or looks changed, and each
+        # parent whose children changed (None: the roots): a view's hook.
+        self.on_change: Callable[[Process | None], None] | None = None
         self.now = 0
         self._grace: deque[Process] = deque()  # exited, in exit order
-        self._interned: dict = {}
-        self._containers_of: dict[str, Container | None] = {}
+        self._shared = Shared()
 
     # -- lookups -------------------------------------------------------------
     def get(self, key: ProcessKey) -> Process | None:
@@ -244,7 +150,7 @@ class ProcessCache:
         return None
 
     def _exec(self, ev: ExecEvent) -> Process:
-        ev = self._intern(ev)
+        ev = self._shared.event(ev)
         prev = self.procs.get(ev.cleanup) if ev.cleanup is not None and ev.cleanup != ev.key else None
         if prev is not None and prev.pid != ev.key.pid:
             prev = None
@@ -316,9 +222,9 @@ class ProcessCache:
         if self.cgroup_hierarchy is None or self.cgroup_hierarchy not in (ev.hierarchy_id, ANY_HIERARCHY):
             return None
         if ev.op == wire.CGROUP_MKDIR:
-            self._add_cgroup(ev.path)
+            self.where.add(ev.path)
         elif ev.op == wire.CGROUP_RMDIR:
-            self._remove_cgroup(ev.path)
+            self.where.remove(ev.path)
         elif ev.op == wire.CGROUP_ATTACH_TASK and not ev.flags & wire.CGROUP_FLAG_THREAD_ONLY:
             proc = self.by_pid.get(ev.pid)
             if proc is not None and proc.cgroup != ev.path:
@@ -327,46 +233,19 @@ class ProcessCache:
             return proc
         return None
 
-    def _add_cgroup(self, path: str) -> None:
-        """Add a cgroup and the ancestors it implies (paths are absolute)."""
-        while path not in self.cgroup_tree:
-            self.cgroup_tree[path] = set()
-            if path == "/":
-                return
-            parent = path.rsplit("/", 1)[0] or "/"
-            self.cgroup_tree.setdefault(parent, set()).add(path)
-            path = parent
-
-    def _remove_cgroup(self, path: str) -> None:
-        if path == "/" or self.cgroup_tree.pop(path, None) is None:
-            return
-        parent = path.rsplit("/", 1)[0] or "/"
-        siblings = self.cgroup_tree.get(parent)
-        if siblings is not None:
-            siblings.discard(path)
-
     def _throttle(self, ev: ThrottleEvent) -> None:
-        t = self.throttles.get(ev.cgroup_id)
-        if t is None:
-            path = ev.path or (self._cgroup_path(ev.cgroup_id) if self._cgroup_path is not None else None) or ev.name
-            container = from_cgroup_path(path) if path.startswith("/") else from_cgroup_name(path)
-            t = self.throttles[ev.cgroup_id] = Throttle(ev.cgroup_id, ev.name, path, container, False, ev.time)
+        path = ev.path or (self._cgroup_path(ev.cgroup_id) if self._cgroup_path is not None else None) or ev.name
+        t = self.where.throttle_of(ev.cgroup_id, ev.name, path, ev.time)
         if ev.type == wire.THROTTLE_START:
             t.active, t.since = True, ev.time
         elif ev.type == wire.THROTTLE_STOP:
-            t.active = False
-            t.episodes += 1
-            t.suppressed = tuple(a + b for a, b in zip(t.suppressed, ev.suppressed))
+            t.stopped(ev.suppressed)
             if self.still_running is not None:
                 # Exits suppressed while throttled would leave ghosts in the tree.
                 for proc in list(self.cgroups.get(t.path, {}).values()):
                     if not self.still_running(self, proc):
                         self.counters.lost_exits += 1
                         self._end(proc, ev.time)
-
-    def throttled_containers(self) -> set[str]:
-        """Ids of the containers one of whose cgroups is throttled now."""
-        return {t.container.id for t in self.throttles.values() if t.active and t.container is not None}
 
     # -- bookkeeping ---------------------------------------------------------
     def _find(self, key: ProcessKey) -> Process | None:
@@ -407,7 +286,7 @@ class ProcessCache:
 
     def _set_cgroup_ids(self, proc: Process, cgroup_id: int, name: str) -> None:
         proc.cgroup_id = cgroup_id
-        proc.cgroup_name = self._interned.setdefault(name, name)
+        proc.cgroup_name = self._shared.one(name)
 
     def _link_parent(self, proc: Process, parent_key: ProcessKey) -> None:
         """Take a reference on the exec-identity parent."""
@@ -471,10 +350,8 @@ class ProcessCache:
             self._touch(None)
 
     def _touch(self, proc: Process | None) -> None:
-        """Note a change for redraws (see ``changed``)."""
-        self.version += 1
-        if self.changed is not None:
-            self.changed.add(proc)
+        if self.on_change is not None:
+            self.on_change(proc)
 
     def _untree(self, proc: Process) -> None:
         self._touch(proc)  # every tree move and removal comes through here
@@ -489,36 +366,7 @@ class ProcessCache:
 
     def _set_cgroup(self, proc: Process, path: str) -> None:
         self._touch(proc)  # its container and cgroup group
-        self._leave_cgroup(proc)
-        proc.cgroup = path = self._interned.setdefault(path, path)
-        if path not in self._containers_of:
-            if len(self._containers_of) >= SHARED_TABLE_LIMIT:
-                self._containers_of.clear()
-            # Absolute: a full path; else only the leaf name was known.
-            self._containers_of[path] = from_cgroup_path(path) if path.startswith("/") else from_cgroup_name(path)
-        proc.container = self._containers_of[path]
-        if proc.alive and path:
-            if path not in self.cgroups and path.startswith("/"):
-                self._add_cgroup(path)
-            self.cgroups.setdefault(path, {})[proc.key] = proc
-            c = proc.container
-            if c is not None:
-                entry = self.containers.get(c.id)
-                if entry is None:
-                    entry = self.containers[c.id] = ContainerEntry(c, self.now)
-                entry.processes += 1
-
-    def _leave_cgroup(self, proc: Process) -> None:
-        members = self.cgroups.get(proc.cgroup)
-        if members is None or members.pop(proc.key, None) is None:
-            return
-        if not members:
-            del self.cgroups[proc.cgroup]
-        c = proc.container
-        if c is not None and (entry := self.containers.get(c.id)) is not None:
-            entry.processes -= 1
-            if entry.processes <= 0:
-                del self.containers[c.id]
+        self.where.join(proc, self._shared.one(path), self.now)
 
     def _end(self, proc: Process, when: int) -> None:
         """The image stops running (exit or re-exec)."""
@@ -529,7 +377,7 @@ class ProcessCache:
         proc.exit_time = when
         if self.by_pid.get(proc.pid) is proc:
             del self.by_pid[proc.pid]
-        self._leave_cgroup(proc)
+        self.where.leave(proc)
         if proc.replaced:
             self._untree(proc)
         else:
@@ -622,21 +470,6 @@ class ProcessCache:
             if path is not None:
                 return path
         return ev.cgroup_name  # relative: only the leaf is known
-
-    def _intern(self, ev: ExecEvent) -> ExecEvent:
-        """Share the parts many processes have in common (creds, namespaces,
-        binary, cwd): at 10k processes most of the memory is duplicates."""
-        table = self._interned
-        if len(table) >= SHARED_TABLE_LIMIT:
-            table.clear()  # only sharing is lost; equal values stay equal
-        creds = table.setdefault(ev.creds, ev.creds)
-        ns = table.setdefault(ev.ns, ev.ns)
-        binary = table.setdefault(ev.binary, ev.binary)
-        cwd = table.setdefault(ev.cwd, ev.cwd)
-        name = table.setdefault(ev.cgroup_name, ev.cgroup_name)
-        if creds is ev.creds and ns is ev.ns and binary is ev.binary and cwd is ev.cwd and name is ev.cgroup_name:
-            return ev
-        return dataclasses.replace(ev, creds=creds, ns=ns, binary=binary, cwd=cwd, cgroup_name=name)
 
 
 def _by_pid(proc: Process) -> tuple[int, int]:

@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import itertools
 import math
 import os
 import signal
 import sys
-import time
-from collections import deque
 
-from procscope.probes import cgroups, procfs
-from procscope.probes.collector import DEFAULT_RING_BYTES, PAGE_SIZE, Collector, ring_pages
-from procscope.probes.errors import SetupError
-from procscope.probes.events import ExecEvent, ExitEvent
+from procscope.probes.loader import DEFAULT_RING_BYTES, PAGE_SIZE
 from procscope.probes.text import printable
 from procscope.probes.throttle import RateError, parse_rate
 
-from . import query, snapshot
-from .cache import DEFAULT_GRACE_NS, ProcessCache
-from .export import Exporter, counters_json
-from .outputs import OutputError, Rotation, StreamFile, check_target
-from .replay import SNAPSHOT_VERSION, Replay, ReplayError
-from .live import live_cache
-from .stream import INCLUDABLE, RECORDED, TETRAGON_KINDS, EventStream, Output
+from . import commands, query
+from .cache import DEFAULT_GRACE_NS
+from .replay import SNAPSHOT_VERSION
+from .stream import INCLUDABLE
 
 MAX_RING_BYTES = 1 << 30
 _UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
@@ -149,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     snap.add_argument("-o", "--output", metavar="FILE", help="write to FILE (atomically, mode 0600) instead of stdout")
     snap.add_argument(
         "--format", choices=("json", "jsonl"), default="json",
-        help="json: one document (schema version %d) with processes, containers, cgroups, drop counters and the "
-        "last events; jsonl: Tetragon process_exec lines, parents first, for `tetra getevents`" % SNAPSHOT_VERSION,
+        help=f"json: one document (schema version {SNAPSHOT_VERSION}) with processes, containers, cgroups, drop "
+        "counters and the last events; jsonl: Tetragon process_exec lines, parents first, for `tetra getevents`",
     )  # fmt: skip
     snap.add_argument("--duration", type=_seconds, default=0.0, metavar="S", help="watch live events for S seconds first")
     snap.add_argument("--last", type=_non_negative, default=200, metavar="N", help="keep the last N events (default 200)")
@@ -188,239 +178,6 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _warn(msg: str) -> None:
-    print(f"procscope: {printable(msg)}", file=sys.stderr)
-
-
-def _collector(args) -> Collector:
-    return Collector(ring_bytes=args.ring_size, kthreads=args.kthreads, cgroup_rate=args.cgroup_rate)
-
-
-def _ring_text(requested: int) -> str:
-    real = ring_pages(requested) * PAGE_SIZE
-    text = f"ring buffer {real >> 10} KiB"
-    return text if real == requested else f"{text}, rounded up from {requested} bytes to a power of two pages"
-
-
-def _open_replay(args) -> Replay | None:
-    try:
-        return Replay(args.replay, strict=args.strict, warn=_warn)
-    except ReplayError as exc:
-        _warn(str(exc))
-        return None
-
-
-def _finishing() -> None:
-    """Ctrl-C or SIGTERM again while the files are completed must not cut the wrap-up short."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-# -- events ------------------------------------------------------------------------
-class _Stdout:
-    def write(self, line: str) -> None:
-        sys.stdout.write(line + "\n")
-
-    def flush(self) -> None:
-        sys.stdout.flush()
-
-    def close(self) -> None:
-        sys.stdout.flush()
-
-
-def _outputs(args) -> list[Output]:
-    """The stream (stdout or -o) and the recording (--record), opened."""
-    rotation = Rotation(args.max_size, args.max_backups, args.rotate_interval, args.compress)
-    stream_kinds = frozenset(TETRAGON_KINDS | set(args.include))
-    outputs = []
-    if args.output not in (None, "-"):
-        outputs.append(Output(StreamFile(args.output, rotation), stream_kinds, args.format == "compact"))
-    elif args.output == "-" or not args.record:
-        outputs.append(Output(_Stdout(), stream_kinds, args.format == "compact"))
-    if args.record:
-        outputs.append(Output(StreamFile(args.record, rotation), frozenset(RECORDED)))
-    return outputs
-
-
-def cmd_events(args) -> int:
-    try:
-        for path in (args.output, args.record):
-            if path not in (None, "-"):
-                check_target(path)  # before anything is loaded
-    except OutputError as exc:
-        _warn(str(exc))
-        return 2
-    if args.replay:
-        replay = _open_replay(args)
-        if replay is None:
-            return 2
-        cache = replay.new_cache(int(args.grace * 1e9))
-
-        def run(stream: EventStream) -> None:
-            events = replay.events()
-            size = 1 if replay.streaming else 512  # from a pipe: each event as soon as it is read
-            while batch := list(itertools.islice(events, size)):
-                stream.exporter.wall_offset = replay.wall_offset  # times come out as recorded
-                if stream.feed(batch):
-                    return
-                if size == 1:
-                    stream.flush()
-
-        return _write_events(args, cache, run, replay=replay)
-    collector = _collector(args)
-    try:
-        collector.open()
-    except SetupError as exc:
-        _warn(str(exc))
-        return 2
-    _warn(f"collecting ({_ring_text(args.ring_size)}); Ctrl-C to stop")
-    cache = live_cache(collector.hierarchy, grace_ns=int(args.grace * 1e9))
-    try:
-        return _write_events(args, cache, lambda stream: stream.run_live(collector, args.duration))
-    finally:
-        _finishing()
-        c = collector.counters()
-        collector.stop()
-        where = ", ".join(f"{op} {err} {n}" for op, row in c.sent_failed.items() for err, n in row.items() if n)
-        _warn(
-            f"lost: {c.kernel_dropped} in the kernel ({where or 'none'}), {c.userspace_dropped} in user space, "
-            f"{c.decode_errors} undecodable, {c.collector_errors} in collector failures"
-            + (f" (last: {c.last_error})" if c.collector_errors else "")
-            + (f"; {c.procfs_unreadable} processes unreadable in /proc" if c.procfs_unreadable else "")
-        )
-        if any(c.suppressed.values()):
-            by_cgroup = "; ".join(f"{name}: {sum(n.values())}" for name, n in c.suppressed_by_cgroup.items())
-            _warn(f"suppressed by --cgroup-rate: {sum(c.suppressed.values())} ({by_cgroup})")
-
-
-def _write_events(args, cache: ProcessCache, run, replay: Replay | None = None) -> int:
-    outputs: list[Output] = []
-    status = 0
-    try:
-        outputs = _outputs(args)
-        stream = EventStream(cache, outputs, query.from_args(args), args.count)
-        try:
-            run(stream)
-        except KeyboardInterrupt:
-            pass
-        _finishing()
-        for out in outputs:
-            out.sink.close()
-    except BrokenPipeError:
-        sys.stderr.close()  # the reader went away (e.g. `| head`): not an error
-        return 0
-    except OutputError as exc:
-        _warn(str(exc))
-        status = 1 if any(o.written for o in outputs) else 2
-        for out in outputs:  # the others are completed; the failed one keeps what it had
-            with contextlib.suppress(OutputError, OSError):
-                out.sink.close()
-    except ReplayError as exc:  # --strict
-        _warn(str(exc))
-        status = 1
-    written = ", ".join(f"{o.written} {'recorded' if o.kinds == RECORDED else 'written'}" for o in outputs) or "0 written"
-    c = cache.counters
-    _warn(f"events: {written}; cache: {c.misses} misses (events naming unknown processes), {c.lost_exits} lost exits")
-    if replay is not None and replay.bad_lines:
-        _warn(f"{replay.bad_lines} bad lines in {replay.path} skipped")
-        status = status or 1
-    return status
-
-
-# -- snapshot ----------------------------------------------------------------------
-def cmd_snapshot(args) -> int:
-    if args.output is not None:
-        try:
-            check_target(args.output)  # before the collection, which may take --duration
-        except OutputError as exc:
-            _warn(str(exc))
-            return 2
-    recent: deque[dict] = deque(maxlen=args.last)
-    if args.replay:
-        replay = _open_replay(args)
-        if replay is None:
-            return 2
-        cache = replay.new_cache(int(args.grace * 1e9))
-        try:
-            replay.feed(cache)
-        except ReplayError as exc:
-            _warn(str(exc))
-            return 1
-        exporter = Exporter(cache, node=replay.node or None, wall_offset=replay.wall_offset)
-        recent.extend(replay.recent)
-        counters = replay.counters or {}
-        source = f"replay:{args.replay}"
-    else:
-        cache, counters, source = _live_snapshot(args, recent)
-        exporter = Exporter(cache)
-    q = query.from_args(args)
-    keep = q.predicate(cache) if q else None
-    if args.format == "json":
-        content = snapshot.document(cache, exporter, counters, list(recent), source, keep)
-    else:
-        exporter.tetragon_only = True
-        content = snapshot.tetragon_lines(cache, exporter, keep)
-    try:
-        snapshot.write(args.output, content, sys.stdout)
-    except BrokenPipeError:
-        sys.stderr.close()
-        return 0
-    except OutputError as exc:
-        _warn(str(exc))
-        return 2
-    if args.output:
-        n = len(content["processes"]) if isinstance(content, dict) else len(content)
-        _warn(f"wrote {n} processes to {args.output}")
-    return 1 if args.replay and replay.bad_lines else 0
-
-
-def _live_snapshot(args, recent: deque) -> tuple[ProcessCache, dict, str]:
-    """The cache from BPF (the /proc scan, then --duration of events), or
-    from the /proc scan alone when BPF cannot be used."""
-    collector = _collector(args)
-    try:
-        collector.open()
-    except SetupError as exc:
-        _warn(f"{exc}; taking the snapshot from /proc alone (no exec/exit history, no drop counters)")
-        hierarchy = cgroups.detect()
-        cache = live_cache(hierarchy, grace_ns=int(args.grace * 1e9))
-        found = procfs.scan(hierarchy)
-        cache.apply_all(found.events)
-        return cache, {"procfs_unreadable": found.unreadable}, "procfs"
-    cache = live_cache(collector.hierarchy, grace_ns=int(args.grace * 1e9))
-    exporter = Exporter(cache)
-    try:
-        collector.start()
-        cache.apply_all(collector.get_batch(timeout=30) or [])  # the /proc scan comes first
-        deadline = time.monotonic() + args.duration
-        try:
-            while (left := deadline - time.monotonic()) > 0:
-                for ev in collector.get_batch(timeout=min(left, 0.1)) or []:
-                    proc = cache.apply(ev)
-                    if proc is not None and isinstance(ev, ExecEvent):
-                        recent.append(exporter.exec_event(proc))
-                    elif proc is not None and isinstance(ev, ExitEvent):
-                        recent.append(exporter.exit_event(ev, proc))
-        except KeyboardInterrupt:
-            pass  # Ctrl-C ends the watching: the snapshot is still written
-        _finishing()
-        cache.expire(time.clock_gettime_ns(time.CLOCK_BOOTTIME))
-        counters = counters_json(collector.counters(), cache.counters)
-    finally:
-        collector.stop()
-    return cache, counters, "live"
-
-
-# -- the monitor -------------------------------------------------------------------
-def cmd_ui(args) -> int:
-    from procscope.tui.main import run_monitor  # Textual loads only for the UI
-
-    if args.replay:
-        replay = _open_replay(args)
-        return 2 if replay is None else run_monitor(args, None, replay, _warn)
-    return run_monitor(args, _collector(args), None, _warn)
-
-
 def main(argv: list[str] | None = None) -> int:
     # SIGTERM stops as Ctrl-C does, so output files are still completed.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -432,11 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         query.from_args(args)  # a bad filter is reported before anything is loaded
         if args.command == "events":
-            return cmd_events(args)
+            return commands.events(args)
         if args.command == "snapshot":
-            return cmd_snapshot(args)
+            return commands.snapshot_command(args)
         if args.command == "ui":
-            return cmd_ui(args)
+            return commands.ui(args)
     except query.QueryError as exc:
         parser.error(printable(str(exc)))
     parser.print_help()

@@ -117,3 +117,9 @@ def from_cgroup_name(name: str) -> Container | None:
         return None
     found = _classify(name, [], None, len(name) >= _TRUNCATED_NAME)
     return None if found is _MONITOR else found
+
+
+def container_of(cgroup: str) -> Container | None:
+    """Container of a cgroup path (absolute, from the hierarchy's root), or
+    of a bare leaf name when that is all that is known (relative)."""
+    return from_cgroup_path(cgroup) if cgroup.startswith("/") else from_cgroup_name(cgroup)

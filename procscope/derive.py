@@ -66,7 +66,7 @@ def age_ns(proc: Process, now: int) -> int:
     return max(0, end - proc.key.ktime)
 
 
-def exit_text(proc: Process) -> str:
+def state_text(proc: Process) -> str:
     """"running", "exit 3", "SIGKILL (core dumped)", or "exited (status lost)"."""
     if proc.alive:
         return "running"

@@ -4,19 +4,18 @@ field names) and as compact one-line text."""
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from procscope.probes import wire, words
-from procscope.probes.collector import Counters
+from procscope.probes.counters import Counters
 from procscope.probes.events import CgroupEvent, CloneEvent, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
 from procscope.probes.text import json_escaped, printable
 
-from .cache import CacheCounters, Process, ProcessCache
 from .accounts import user_name
+from .cache import Process, ProcessCache
 
 EXTRA = "procscope"  # procscope's own fields of a process object, under one key (tetra ignores it)
 
@@ -26,7 +25,7 @@ def boot_to_wall_offset_ns() -> int:
 
 
 def rfc3339(wall_ns: int) -> str:
-    dt = datetime.fromtimestamp(wall_ns // 1_000_000_000, tz=timezone.utc)
+    dt = datetime.fromtimestamp(wall_ns // 1_000_000_000, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{wall_ns % 1_000_000_000:09d}Z"
 
 
@@ -147,7 +146,7 @@ class Exporter:
             t = self.cache.throttles.get(ev.cgroup_id)
             own: dict = {"cgroup_id": str(ev.cgroup_id), "path": t.path if t is not None else ev.path}
             if ev.type == wire.THROTTLE_STOP:
-                own["suppressed"] = dict(zip(wire.RATE_OPS, ev.suppressed))
+                own["suppressed"] = dict(zip(wire.RATE_OPS, ev.suppressed, strict=False))
             body[EXTRA] = own
         return self._wrap("process_throttle", body, ev.time)
 
@@ -160,7 +159,8 @@ class Exporter:
         return self._wrap("procscope_cgroup", body, ev.time)
 
     def counters_event(self, c: Counters, ktime: int) -> dict:
-        return self._wrap("procscope_counters", counters_json(c, self.cache.counters), ktime)
+        c.cache = self.cache.counters.as_dict()
+        return self._wrap("procscope_counters", c.to_json(), ktime)
 
 
 def binary_properties(p: ExecEvent) -> dict:
@@ -182,25 +182,6 @@ def binary_properties(p: ExecEvent) -> dict:
 
 def exec_id(node: str, key: ProcessKey) -> str:
     return base64.b64encode(f"{node}:{key.ktime}:{key.pid}".encode()).decode()
-
-
-def counters_json(c: Counters, cache: CacheCounters | None = None) -> dict:
-    out = {
-        "sent_failed": c.sent_failed,
-        "decode_errors": c.decode_errors,
-        "userspace_dropped": c.userspace_dropped,
-        "exec_map_full": c.exec_map_full,
-        "received": c.received,
-        "procfs_unreadable": c.procfs_unreadable,
-        "collector_errors": c.collector_errors,
-        "last_error": c.last_error,
-        "suppressed": c.suppressed,
-        "suppressed_by_cgroup": c.suppressed_by_cgroup,
-        "throttled_now": c.throttled_now,
-    }
-    if cache is not None:
-        out["cache"] = dataclasses.asdict(cache)
-    return out
 
 
 def json_line(event: dict) -> str:

@@ -1,7 +1,6 @@
-"""Where the cache's events come from: the live BPF collector (with the
-/proc scan first), the /proc scan alone (no root or no BPF), or a
-recording. Live caches also ask the kernel what events do not say: a
-cgroup's path from its id, and an orphan's new parent."""
+"""A process cache for the live system: it asks the kernel what events do
+not say (a cgroup's path from its id, an orphan's new parent, whether a
+process still runs)."""
 
 from __future__ import annotations
 
@@ -9,16 +8,6 @@ from procscope.probes import cgroups, procfs
 from procscope.probes.procfs import host_namespaces
 
 from .cache import DEFAULT_GRACE_NS, Process, ProcessCache
-
-
-def proc_parent(pid: int) -> int | None:
-    """The current parent pid of a live process, from /proc/PID/stat."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            raw = f.read()
-        return int(raw[raw.rindex(b")") + 2 :].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def still_running(cache: ProcessCache, proc: Process) -> bool:
@@ -35,6 +24,6 @@ def live_cache(hierarchy: cgroups.Hierarchy | None = None, grace_ns: int = DEFAU
     hierarchy = hierarchy or cgroups.detect()
     index = cgroups.PathIndex(hierarchy)
     return ProcessCache(
-        grace_ns=grace_ns, host_ns=host_namespaces(), cgroup_path=index.path, current_parent=proc_parent,
+        grace_ns=grace_ns, host_ns=host_namespaces(), cgroup_path=index.path, current_parent=procfs.parent_pid,
         cgroup_hierarchy=hierarchy.hierarchy_id, still_running=still_running,
     )  # fmt: skip

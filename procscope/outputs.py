@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TextIO
 
 MODE = 0o600
@@ -172,7 +172,7 @@ class StreamFile:
 
     def _backup_name(self) -> str:
         stem, ext = os.path.splitext(self.path)
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H-%M-%S.%f")[:-3]
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%S.%f")[:-3]
         name, n = f"{stem}-{stamp}{ext}", 1
         while os.path.lexists(name) or os.path.lexists(name + ".gz"):
             n += 1

@@ -20,10 +20,19 @@ from datetime import datetime
 
 from procscope.probes import wire, words
 from procscope.probes.events import (
-    NAMESPACES, Capabilities, CgroupEvent, CloneEvent, Credentials, Event, ExecEvent, ExitEvent, Namespaces, ProcessKey,
-    ThrottleEvent, UserNamespace,
+    NAMESPACES,
+    Capabilities,
+    CgroupEvent,
+    CloneEvent,
+    Credentials,
+    Event,
+    ExecEvent,
+    ExitEvent,
+    Namespaces,
+    ProcessKey,
+    ThrottleEvent,
+    UserNamespace,
 )  # fmt: skip
-
 from procscope.probes.text import clean
 
 from .cache import ANY_HIERARCHY, ROOT, ProcessCache

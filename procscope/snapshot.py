@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
+from procscope.probes.counters import Counters
 from procscope.probes.text import json_escaped
 
 from .cache import Process, ProcessCache
@@ -35,11 +36,10 @@ def parents_first(cache: ProcessCache, procs: Iterable[Process]) -> list[Process
                 continue
             stack.append((proc, True))
             for dep in (proc.tree_parent, proc.parent, proc.previous):
-                if dep in wanted and dep not in done and dep != proc.key:
-                    # A cycle (only from nonsense input) must not loop: the
-                    # pending entry below is emitted when reached again.
-                    if not any(s[0].key == dep for s in stack):
-                        stack.append((wanted[dep], False))
+                # A cycle (only from nonsense input) must not loop: the
+                # pending entry below is emitted when reached again.
+                if dep in wanted and dep not in done and dep != proc.key and not any(s[0].key == dep for s in stack):
+                    stack.append((wanted[dep], False))
     return out
 
 
@@ -54,7 +54,7 @@ def _state(proc: Process) -> str:
 def document(
     cache: ProcessCache,
     exporter: Exporter,
-    counters: dict,
+    counters: Counters,
     recent: list[dict],
     source: str,
     keep: Callable[[Process], bool] | None = None,
@@ -98,7 +98,7 @@ def document(
             path: [exporter.exec_id(k) for k in sorted(members, key=lambda k: (k.pid, k.ktime)) if k in kept]
             for path, members in sorted(cache.cgroups.items())
         },
-        "counters": counters,
+        "counters": counters.to_json(),
         "events": recent,
     }
 

@@ -1,4 +1,5 @@
 import contextlib
+import io
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from procscope.probes.collector import Collector
 from procscope.probes.errors import SetupError
@@ -291,7 +293,7 @@ def tetra_reads_every_line(path: str) -> str:
 
 
 def strictcheck_finds_only_our_extras(path: str) -> None:
-    out = subprocess.run([_tool("strictcheck")], stdin=open(path, "rb"), capture_output=True, text=True, timeout=120)
+    out = subprocess.run([_tool("strictcheck")], input=Path(path).read_text(), capture_output=True, text=True, timeout=120)
     report = out.stdout
     assert "LENIENT REJECT" not in report and "parses but no Tetragon event" not in report, report[:3000]
     # Strict parsing fails only at procscope's own object (tetra ignores unknown fields).
@@ -353,3 +355,47 @@ class Terminal:
         if self.alive():
             self.proc.kill()
         return bytes(self.out), self.proc.wait()
+
+
+# -- cgroups made by tests ------------------------------------------------------
+def evacuate(mount: str, directory: str) -> None:
+    """Move every process of a test cgroup back to the root, then remove it."""
+    if not os.path.isdir(directory):
+        return
+    for sub in sorted((os.path.join(directory, d) for d in os.listdir(directory)), reverse=True):
+        if os.path.isdir(sub):
+            evacuate(mount, sub)
+    try:
+        with open(os.path.join(directory, "cgroup.procs")) as f:
+            pids = f.read().split()
+        for pid in pids:
+            with open(os.path.join(mount, "cgroup.procs"), "w") as f:
+                f.write(pid)
+    except OSError:
+        pass
+    for _ in range(50):
+        try:
+            os.rmdir(directory)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.05)  # a dying process still holds it
+
+
+# -- the monitor, driven by Pilot -------------------------------------------------
+SIZE = (150, 48)
+
+
+def commands(view) -> list[str]:
+    return [row.plain.split("  ")[-1].strip(" ├▸") for row in view.rows]
+
+
+def pids(view, column: int = 0) -> list[int]:
+    return [int(row.plain.split()[column]) for row in view.rows]
+
+
+def plain(app, renderable) -> str:
+    console = Console(file=io.StringIO(), width=300, color_system=None)
+    console.print(renderable)
+    return console.file.getvalue()

@@ -3,9 +3,23 @@ export, replay): the same dataclasses the decoder produces."""
 
 from __future__ import annotations
 
+from procscope.cache import ROOT, ProcessCache
+from procscope.outputs import StreamFile
 from procscope.probes import wire
-from procscope.probes.events import Capabilities, CloneEvent, Credentials, ExecEvent, ExitEvent, Namespaces, ProcessKey, UserNamespace
+from procscope.probes.events import (
+    Capabilities,
+    CloneEvent,
+    Credentials,
+    ExecEvent,
+    ExitEvent,
+    Namespaces,
+    ProcessKey,
+    UserNamespace,
+)
+from procscope.stream import RECORDED, EventStream, Output
 
+S = 1_000_000_000
+K = ProcessKey
 HOST_NS = {name: 4026531830 + i for i, name in enumerate(Namespaces.__slots__)}
 ALL_CAPS = (1 << 41) - 1
 
@@ -43,3 +57,46 @@ def clone_event(pid: int, ktime: int, parent: ProcessKey, time: int | None = Non
 
 def exit_event(key: ProcessKey, time: int, code: int = 0) -> ExitEvent:
     return ExitEvent(time, key, key.pid, code)
+
+
+DOCKER = "/system.slice/docker-" + "3f2a" * 16 + ".scope"
+
+
+def session():
+    """A small machine's history: init, a shell that runs `sleep & sleep`,
+    an `exec` chain, a container, an orphan, a crash, and a process whose
+    exec was lost."""
+    init = K(1, 10)
+    sh, sh_img = K(100, 20), K(100, 30)
+    return [
+        exec_event(1, 10, ROOT, "/sbin/init", flags=wire.FLAG_PROCFS),
+        clone_event(100, 20, init),
+        exec_event(100, 30, init, "/bin/sh", ("-c", "sleep 5 & sleep 6"), cleanup=sh),
+        clone_event(101, 40, sh_img),
+        exec_event(101, 50, sh_img, "/bin/sleep", ("5",), cleanup=K(101, 40)),
+        clone_event(102, 60, sh_img),
+        exec_event(102, 70, sh_img, "/bin/sleep", ("6",), cleanup=K(102, 60)),
+        clone_event(200, 80, init),
+        exec_event(200, 90, init, "/usr/bin/runc-init", cleanup=K(200, 80), cgroup=DOCKER,
+                   ns=namespaces(pid=99, net=98, mnt=97), nspid=1),  # fmt: skip
+        clone_event(201, 100, K(200, 90)),
+        exec_event(201, 110, K(200, 90), "/bin/busybox", ("httpd", "-f"), cleanup=K(201, 100), cgroup=DOCKER,
+                   ns=namespaces(pid=99, net=98, mnt=97), nspid=2, uid=65534, caps=0),  # fmt: skip
+        clone_event(300, 120, sh_img),
+        exit_event(K(100, 30), 1 * S),  # the shell exits: its sleeps are orphans
+        exec_event(300, 130, init, "/bin/crash", cleanup=K(300, 120)),  # re-parented to init already
+        exit_event(K(300, 130), 2 * S, code=0x80 | 11),  # SIGSEGV, core dumped
+        exit_event(K(400, 140), 2 * S + 1),  # never seen: a placeholder
+    ]
+
+
+def record(events, path, node="node-a") -> ProcessCache:
+    """What `procscope events --record FILE` does, on these events."""
+    cache = ProcessCache(host_ns=HOST_NS)
+    out = StreamFile(str(path))
+    stream = EventStream(cache, [Output(out, RECORDED)])  # as `procscope events --record FILE` does
+    stream.exporter.node = node
+    stream.feed(events)
+    out.close()
+    return cache
+

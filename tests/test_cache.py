@@ -15,11 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
+from procscope import cgroup_index
+from procscope.cache import DEFAULT_GRACE_NS, ROOT, ProcessCache
+from procscope.cgroup_index import ContainerEntry
+from procscope.containers import Container
 from procscope.probes import wire
 from procscope.probes.events import CgroupEvent, CloneEvent, ExecEvent, ProcessKey
-from procscope import cache as cache_module
-from procscope.cache import DEFAULT_GRACE_NS, ROOT, ContainerEntry, ProcessCache
-from procscope.containers import Container
+from procscope.process import Shared
 
 from .factories import HOST_NS, clone_event, creds, exec_event, exit_event, namespaces
 
@@ -584,7 +586,8 @@ def test_cgroups_dict_empties():
 def test_shared_tables_stay_bounded(monkeypatch):
     """Every process in its own cgroup and directory (transient scopes, temp
     dirs): the cache must not keep one entry per string ever seen."""
-    monkeypatch.setattr(cache_module, "SHARED_TABLE_LIMIT", 1000)
+    monkeypatch.setattr(Shared, "LIMIT", 1000)
+    monkeypatch.setattr(cgroup_index, "MEMO_LIMIT", 1000)
     cache = ProcessCache(grace_ns=10)
     base = exec_event(2, 2, NOBODY)
     for i in range(5000):
@@ -594,7 +597,7 @@ def test_shared_tables_stay_bounded(monkeypatch):
         cache.apply(exit_event(ev.key, 10 * i + 1))
     cache.expire()
     assert len(cache.procs) <= 2
-    assert len(cache._interned) <= 1000 + 5 and len(cache._containers_of) <= 1000
+    assert len(cache._shared._table) <= 1000 and len(cache.where._containers_of) <= 1000
     # Values are still right after the tables started again.
     last = cache.apply(dataclasses.replace(base, time=10**9, key=ProcessKey(3, 10**9), cgroup_path=DOCKER_A_PATH))
     assert last.cgroup == DOCKER_A_PATH and cache.containers[DOCKER_A].processes == 1
@@ -894,7 +897,7 @@ def test_lossy_disordered_history_keeps_invariants(kernel, data):
         i + (rng.randint(1, 3) + 0.5 if not isinstance(ev, tuple) and rng.random() < swap else 0)
         for i, ev in enumerate(items)
     ]
-    items = [ev for _, ev in sorted(zip(late, items), key=lambda pair: pair[0])]
+    items = [ev for _, ev in sorted(zip(late, items, strict=False), key=lambda pair: pair[0])]
     note("delivered:\n  " + "\n  ".join(map(_describe, items)))
     answers = data.draw(st.booleans())
     cache = ProcessCache(grace_ns=GRACE, current_parent=(lambda pid: kernel.tasks[pid].ppid if pid in kernel.tasks else None) if answers else None)  # fmt: skip

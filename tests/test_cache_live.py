@@ -11,11 +11,13 @@ import time
 import psutil
 import pytest
 
+from procscope.live import live_cache
 from procscope.probes import cgroups
 from procscope.probes.events import ExecEvent
-from procscope.live import live_cache
 
 from .conftest import REQUIRE_BPF, proc_ns, proc_status, running_live, unique_copy
+
+pytestmark = pytest.mark.bpf  # root and BPF: every test here
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -7,16 +7,15 @@ import json
 import os
 import signal
 import subprocess
-import time
 import uuid
 
 import pytest
 
+from procscope.cache import ProcessCache
 from procscope.probes import cgroups, wire
 from procscope.probes.events import CgroupEvent, ExecEvent, ProcessKey
-from procscope.cache import ProcessCache
 
-from .conftest import REQUIRE_BPF, unique_copy
+from .conftest import REQUIRE_BPF, evacuate, unique_copy
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 
@@ -40,29 +39,7 @@ def _is(op: int, **fields):
     return pred
 
 
-def _evacuate(mount: str, directory: str) -> None:
-    """Move every process of a test cgroup back to the root, then remove it."""
-    if not os.path.isdir(directory):
-        return
-    for sub in sorted((os.path.join(directory, d) for d in os.listdir(directory)), reverse=True):
-        if os.path.isdir(sub):
-            _evacuate(mount, sub)
-    try:
-        with open(os.path.join(directory, "cgroup.procs")) as f:
-            pids = f.read().split()
-        for pid in pids:
-            with open(os.path.join(mount, "cgroup.procs"), "w") as f:
-                f.write(pid)
-    except OSError:
-        pass
-    for _ in range(50):
-        try:
-            os.rmdir(directory)
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            time.sleep(0.05)  # a dying process still holds it
+
 
 
 @pytest.fixture(params=["memory", "unified"])
@@ -70,9 +47,10 @@ def hierarchy(request):
     mount, hid = _mount_of(request.param)
     top = os.path.join(mount, f"procscope-test-{uuid.uuid4().hex[:10]}")
     yield mount, hid, top
-    _evacuate(mount, top)
+    evacuate(mount, top)
 
 
+@pytest.mark.bpf
 def test_collector_reports_the_tracked_hierarchy_id(live):
     h = live.collector.hierarchy
     assert live.collector.hierarchy_id == h.hierarchy_id
@@ -82,6 +60,7 @@ def test_collector_reports_the_tracked_hierarchy_id(live):
         assert h.hierarchy_id == cgroups.v1_hierarchy_ids()[h.controller] > 0
 
 
+@pytest.mark.bpf
 def test_mkdir_attach_rmdir_release(live, hierarchy):
     mount, hid, top = hierarchy
     child = os.path.join(top, "inner")
@@ -110,7 +89,7 @@ def test_mkdir_attach_rmdir_release(live, hierarchy):
         sleeper.send_signal(signal.SIGKILL)
         sleeper.wait()
 
-    _evacuate(mount, top)
+    evacuate(mount, top)
     for rel in (rel_child, rel_top):
         ev = live.wait_for(_is(wire.CGROUP_RMDIR, path=rel, hierarchy_id=hid))
         assert ev.cgroup_id == ids[rel] and ev.pid == me and ev.level == rel.count("/")
@@ -122,6 +101,7 @@ def test_mkdir_attach_rmdir_release(live, hierarchy):
     assert not any(live.collector.counters().sent_failed.get("CGROUP", {}).values())
 
 
+@pytest.mark.bpf
 def test_cache_follows_a_process_moved_in_the_tracked_hierarchy(live, scratch):
     h = live.collector.hierarchy
     mount = h.mountpoint
@@ -144,9 +124,10 @@ def test_cache_follows_a_process_moved_in_the_tracked_hierarchy(live, scratch):
     finally:
         sleeper.send_signal(signal.SIGKILL)
         sleeper.wait()
-        _evacuate(mount, top)
+        evacuate(mount, top)
 
 
+@pytest.mark.bpf
 def test_moving_one_thread_is_flagged(live, scratch):
     """A v1 cgroup.tasks write moves one thread; the event says so (the
     process, as /proc/PID/cgroup shows it, stays)."""
@@ -166,10 +147,11 @@ def test_moving_one_thread_is_flagged(live, scratch):
     finally:
         proc.kill()
         proc.wait()
-        _evacuate(mount, top)
+        evacuate(mount, top)
 
 
 
+@pytest.mark.bpf
 def test_cache_keeps_the_cgroup_tree(live):
     """Cgroups made and removed in the tracked hierarchy appear in and leave
     the cache's cgroup tree, as the directories do."""
@@ -186,7 +168,7 @@ def test_cache_keeps_the_cgroup_tree(live):
         assert rel_top in cache.cgroup_tree["/"]
         assert sorted(os.listdir(top)) and os.path.isdir(inner)
     finally:
-        _evacuate(h.mountpoint, top)
+        evacuate(h.mountpoint, top)
     rmdir = live.wait_for(_is(wire.CGROUP_RMDIR, path=rel_top, hierarchy_id=h.hierarchy_id))
     cache.apply_all(e for e in live.matching(lambda e: isinstance(e, CgroupEvent)) if mkdir.time < e.time <= rmdir.time)
     assert rel_top not in cache.cgroup_tree and rel_inner not in cache.cgroup_tree

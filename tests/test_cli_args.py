@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from procscope.probes.collector import PAGE_SIZE
+from procscope.probes.loader import PAGE_SIZE
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -50,7 +50,7 @@ def test_bad_arguments_are_one_line(argv, said):
 
 
 def test_ring_size_is_reported_as_rounded():
-    from procscope.cli import _ring_text
+    from procscope.commands import ring_text
 
-    assert _ring_text(16 << 20) == "ring buffer 16384 KiB"
-    assert _ring_text(5 * PAGE_SIZE) == f"ring buffer {8 * PAGE_SIZE >> 10} KiB, rounded up from {5 * PAGE_SIZE} bytes to a power of two pages"
+    assert ring_text(16 << 20) == "ring buffer 16384 KiB"
+    assert ring_text(5 * PAGE_SIZE) == f"ring buffer {8 * PAGE_SIZE >> 10} KiB, rounded up from {5 * PAGE_SIZE} bytes to a power of two pages"

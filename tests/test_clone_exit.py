@@ -8,9 +8,13 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from procscope.probes.events import CloneEvent, ExecEvent, ExitEvent
 
 from .conftest import unique_copy
+
+pytestmark = pytest.mark.bpf  # root and BPF: every test here
 
 THREADED = textwrap.dedent(
     """

@@ -5,6 +5,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from procscope.probes.collector import Collector
 from procscope.probes.events import ExecEvent
 
@@ -23,6 +25,7 @@ SPAWNER = textwrap.dedent(
 )
 
 
+@pytest.mark.bpf
 def test_full_ring_buffer_is_counted(scratch):
     binary = unique_copy("/bin/true", scratch)
     # Started before the probes load, so its own exec is not in the count.

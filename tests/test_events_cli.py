@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from procscope.cache import ProcessCache
 from procscope.replay import Replay, parse_exec_id
 
@@ -34,6 +36,7 @@ def _run_events(extra, action, scratch):
     return out, err
 
 
+@pytest.mark.bpf
 def test_json_stream_and_recording_to_files(scratch):
     binary = unique_copy("/bin/sh", scratch)
     stream, target = os.path.join(scratch, "stream.json"), os.path.join(scratch, "events.json")
@@ -73,6 +76,7 @@ def test_json_stream_and_recording_to_files(scratch):
     assert not shell.alive and shell.exit.status == 4 and cache.procs[shell.tree_parent].pid == os.getpid()
 
 
+@pytest.mark.bpf
 def test_compact_and_included_kinds(scratch):
     binary = unique_copy("/bin/true", scratch)
 
@@ -94,6 +98,7 @@ def test_bad_include_is_rejected():
     assert proc.returncode == 2 and "unknown event kind 'bogus'" in proc.stderr
 
 
+@pytest.mark.bpf
 def test_sigterm_completes_the_file(scratch):
     binary = unique_copy("/bin/true", scratch)
     target = os.path.join(scratch, "rec.json")
@@ -115,6 +120,7 @@ def test_sigterm_completes_the_file(scratch):
     assert not [f for f in os.listdir(scratch) if f.startswith(".rec.json")]  # no temporary left
 
 
+@pytest.mark.bpf
 def test_pid_follows_new_descendants_and_keeps_its_own_procfs_line(scratch):
     """--pid P: P's line from the /proc scan, and the execs of every process
     P starts later (its subtree as it grows), nothing else."""
@@ -135,6 +141,7 @@ def test_pid_follows_new_descendants_and_keeps_its_own_procfs_line(scratch):
     assert not any(p["binary"] == other for p in execs)
 
 
+@pytest.mark.bpf
 def test_ctrl_c_three_times_keeps_the_recording(scratch):
     marker = unique_copy("/bin/true", scratch)
     target = os.path.join(scratch, "rec.json")

@@ -3,11 +3,15 @@
 import os
 import subprocess
 
+import pytest
+
 from procscope.probes import wire
-from procscope.probes.events import ExecEvent, NAMESPACES
+from procscope.probes.events import NAMESPACES, ExecEvent
 from procscope.probes.procfs import host_namespaces
 
 from .conftest import proc_ns, proc_status, unique_copy
+
+pytestmark = pytest.mark.bpf  # root and BPF: every test here
 
 
 def test_exec_identity_matches_proc(live, scratch):

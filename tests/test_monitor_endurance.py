@@ -6,7 +6,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from .conftest import Terminal
+
+pytestmark = pytest.mark.bpf  # root and BPF: every test here
 
 DEMO = str(Path(__file__).parent / "data" / "demo.jsonl")
 MINUTES = float(os.environ.get("PROCSCOPE_ENDURANCE_MINUTES", "2"))

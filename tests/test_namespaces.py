@@ -2,10 +2,14 @@
 
 import subprocess
 
+import pytest
+
 from procscope.probes.events import NAMESPACES
 from procscope.probes.procfs import host_namespaces
 
 from .conftest import proc_ns, unique_copy
+
+pytestmark = pytest.mark.bpf  # root and BPF: every test here
 
 
 def test_unshared_namespaces_match_proc(live, scratch):

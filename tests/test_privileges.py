@@ -4,10 +4,14 @@ setgid and file-capability binaries."""
 import os
 import subprocess
 
+import pytest
+
 from procscope.probes import wire
 from procscope.probes.words import cap_names
 
 from .conftest import unique_copy
+
+pytestmark = pytest.mark.bpf  # root and BPF: every test here
 
 # A plain setresuid to nobody: the kernel clears the permitted set (setpriv
 # --reuid would keep it, and then no capability is "gained" by the exec).

@@ -5,6 +5,7 @@ import os
 import subprocess
 
 import psutil
+import pytest
 
 from procscope.probes import cgroups, procfs, wire
 from procscope.probes.events import ExitEvent
@@ -29,6 +30,7 @@ def test_scan_lists_running_processes_parents_first():
     assert me.parent == procfs.start_key(os.getppid())
 
 
+@pytest.mark.bpf
 def test_scan_agrees_with_bpf(live, scratch):
     """The same process seen at exec by BPF and later by the scan."""
     binary = unique_copy("/bin/sleep", scratch)
@@ -49,6 +51,7 @@ def test_scan_agrees_with_bpf(live, scratch):
         child.wait()
 
 
+@pytest.mark.bpf
 def test_exit_of_a_process_older_than_procscope_matches_its_scan_key(scratch):
     binary = unique_copy("/bin/sleep", scratch)
     child = subprocess.Popen([binary, "30"])

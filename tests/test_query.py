@@ -6,11 +6,11 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from procscope import derive
+from procscope.accounts import user_name
+from procscope.cache import ROOT, ProcessCache
 from procscope.probes import wire
 from procscope.probes.events import NAMESPACES, ProcessKey
-from procscope import derive
-from procscope.cache import ROOT, ProcessCache
-from procscope.accounts import user_name
 from procscope.probes.words import CAPABILITIES
 from procscope.query import FIELDS, Query, QueryError, Term, add_arguments, from_args
 

@@ -10,47 +10,17 @@ import time
 
 import pytest
 
-from .factories import HOST_NS, clone_event, exec_event, exit_event, namespaces
-from procscope.probes import wire
-from procscope.probes.events import ProcessKey as K
 from procscope import snapshot
-from procscope.outputs import StreamFile
-from procscope.stream import RECORDED, EventStream, Output
-from procscope.cache import ROOT, ProcessCache
+from procscope.cache import ProcessCache
 from procscope.export import Exporter
+from procscope.probes.counters import Counters
+from procscope.probes.events import ProcessKey as K
 from procscope.replay import Replay, ReplayError
 
-DOCKER = "/system.slice/docker-" + "3f2a" * 16 + ".scope"
+from .factories import DOCKER, HOST_NS, record, session
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 S = 1_000_000_000
-
-
-def session():
-    """A small machine's history: init, a shell that runs `sleep & sleep`,
-    an `exec` chain, a container, an orphan, a crash, and a process whose
-    exec was lost."""
-    init = K(1, 10)
-    sh, sh_img = K(100, 20), K(100, 30)
-    return [
-        exec_event(1, 10, ROOT, "/sbin/init", flags=wire.FLAG_PROCFS),
-        clone_event(100, 20, init),
-        exec_event(100, 30, init, "/bin/sh", ("-c", "sleep 5 & sleep 6"), cleanup=sh),
-        clone_event(101, 40, sh_img),
-        exec_event(101, 50, sh_img, "/bin/sleep", ("5",), cleanup=K(101, 40)),
-        clone_event(102, 60, sh_img),
-        exec_event(102, 70, sh_img, "/bin/sleep", ("6",), cleanup=K(102, 60)),
-        clone_event(200, 80, init),
-        exec_event(200, 90, init, "/usr/bin/runc-init", cleanup=K(200, 80), cgroup=DOCKER,
-                   ns=namespaces(pid=99, net=98, mnt=97), nspid=1),  # fmt: skip
-        clone_event(201, 100, K(200, 90)),
-        exec_event(201, 110, K(200, 90), "/bin/busybox", ("httpd", "-f"), cleanup=K(201, 100), cgroup=DOCKER,
-                   ns=namespaces(pid=99, net=98, mnt=97), nspid=2, uid=65534, caps=0),  # fmt: skip
-        clone_event(300, 120, sh_img),
-        exit_event(K(100, 30), 1 * S),  # the shell exits: its sleeps are orphans
-        exec_event(300, 130, init, "/bin/crash", cleanup=K(300, 120)),  # re-parented to init already
-        exit_event(K(300, 130), 2 * S, code=0x80 | 11),  # SIGSEGV, core dumped
-        exit_event(K(400, 140), 2 * S + 1),  # never seen: a placeholder
-    ]
 
 
 def tree(cache: ProcessCache) -> list[tuple]:
@@ -58,17 +28,6 @@ def tree(cache: ProcessCache) -> list[tuple]:
         (depth, p.key, p.binary, " ".join(p.args), p.alive, p.not_found, p.cgroup, p.tree_parent, p.parent, p.exit.code if p.exit else None)
         for depth, p in cache.walk()
     ]
-
-
-def record(events, path, node="node-a") -> ProcessCache:
-    """What `procscope events --record FILE` does, on these events."""
-    cache = ProcessCache(host_ns=HOST_NS)
-    out = StreamFile(str(path))
-    stream = EventStream(cache, [Output(out, RECORDED)])
-    stream.exporter.node = node
-    stream.feed(events)
-    out.close()
-    return cache
 
 
 def replayed(path, **kw) -> ProcessCache:
@@ -94,15 +53,15 @@ def test_recording_replays_to_the_same_tree(tmp_path):
 def test_snapshot_replays_to_the_same_tree_and_document(tmp_path):
     live = record(session(), tmp_path / "rec.jsonl")
     exporter = Exporter(live, node="node-a")
-    doc = snapshot.document(live, exporter, {"received": 16}, [], "live")
+    doc = snapshot.document(live, exporter, Counters(received=16), [], "live")
     snapshot.write(str(tmp_path / "snap.json"), doc)
     assert stat.S_IMODE(os.stat(tmp_path / "snap.json").st_mode) == 0o600
     again = ProcessCache()
     replay = Replay(str(tmp_path / "snap.json"))
     replay.feed(again)
     assert tree(again) == tree(live)
-    assert replay.wall_offset == exporter.wall_offset and replay.counters == {"received": 16}
-    doc2 = snapshot.document(again, Exporter(again, node="node-a", wall_offset=replay.wall_offset), {"received": 16}, [], "live")
+    assert replay.wall_offset == exporter.wall_offset and Counters.from_json(replay.counters) == Counters(received=16)
+    doc2 = snapshot.document(again, Exporter(again, node="node-a", wall_offset=replay.wall_offset), Counters(received=16), [], "live")
     strip = lambda d: {**d, "clock": None}  # noqa: E731
     assert strip(doc2) == strip(doc)
     assert doc["containers"][0]["short_id"] == "3f2a3f2a3f2a" and doc["containers"][0]["processes"] == 2

@@ -13,13 +13,15 @@ import time
 
 import pytest
 
+from procscope.live import live_cache
 from procscope.probes import cgroups
 from procscope.probes.events import ExecEvent
 from procscope.probes.procfs import host_namespaces
 from procscope.query import Query
-from procscope.live import live_cache
 
 from .conftest import REQUIRE_BPF, proc_ns
+
+pytestmark = pytest.mark.bpf  # root and BPF: every test here
 
 CONTAINER_NS = ("pid", "mnt", "uts", "ipc", "net")
 

@@ -16,6 +16,8 @@ from procscope.probes.btf import BTF, BTFError
 
 from .conftest import bpf_unavailable, open_collector
 
+pytestmark = pytest.mark.bpf  # root and BPF: every test here
+
 REPO = Path(__file__).resolve().parent.parent
 EVENTS = [sys.executable, "-m", "procscope.cli", "events", "--duration", "1"]
 
@@ -107,7 +109,7 @@ def test_events_command_leaves_nothing_behind():
     before = _prog_ids()
     proc = subprocess.run([*EVENTS[:-1], "0.5"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert "lost: 0 in the kernel" in proc.stderr
+    assert "procscope: lost: 0\n" in proc.stderr
     assert _gone_soon(_prog_ids() - before)
 
 

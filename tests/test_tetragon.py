@@ -18,7 +18,15 @@ import pytest
 
 from procscope.probes import cgroups, wire
 
-from .conftest import bpf_unavailable, spawn_hostile, strictcheck_finds_only_our_extras, tetra_reads_every_line, unique_copy
+from .conftest import (
+    bpf_unavailable,
+    spawn_hostile,
+    strictcheck_finds_only_our_extras,
+    tetra_reads_every_line,
+    unique_copy,
+)
+
+pytestmark = pytest.mark.bpf  # root and BPF: every test here
 
 REPO = Path(__file__).resolve().parent.parent
 NOBODY = {"user": 65534, "group": 65534, "extra_groups": []}

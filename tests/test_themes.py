@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from procscope import themes
-from procscope import cli
+from procscope import cli, themes
 from procscope.replay import Replay
 from procscope.tui import config
 from procscope.tui.app import ProcscopeApp

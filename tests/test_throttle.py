@@ -11,16 +11,23 @@ import uuid
 
 import pytest
 
+from procscope.cache import ProcessCache
+from procscope.export import Exporter
+from procscope.live import live_cache
 from procscope.probes import cgroups, wire
 from procscope.probes.events import CgroupEvent, ExecEvent, ThrottleEvent, ThrottleMsg
 from procscope.probes.throttle import RateError, RateLimit, ThrottleMonitor, Window, parse_rate
-from procscope.cache import ProcessCache
-from procscope.export import Exporter
 from procscope.replay import Replay
-from procscope.live import live_cache
 
-from .conftest import Live, bpf_unavailable, open_collector, strictcheck_finds_only_our_extras, tetra_reads_every_line, unique_copy
-from .test_cgroup_events import _evacuate
+from .conftest import (
+    Live,
+    bpf_unavailable,
+    evacuate,
+    open_collector,
+    strictcheck_finds_only_our_extras,
+    tetra_reads_every_line,
+    unique_copy,
+)
 
 S = 1_000_000_000
 
@@ -151,6 +158,7 @@ def _run_in(cgroup: str, binary: str, n: int) -> None:
     subprocess.run(["sh", "-c", loop], check=True)
 
 
+@pytest.mark.bpf
 def test_burst_in_one_cgroup_is_throttled_then_resumes(rated, scratch):
     mount = rated.collector.hierarchy.mountpoint
     busy, busy_id = _cgroup(rated.collector)
@@ -191,13 +199,14 @@ def test_burst_in_one_cgroup_is_throttled_then_resumes(rated, scratch):
         assert counters.suppressed_by_cgroup[os.path.basename(busy)]["exec"] == 40 - received
         assert counters.kernel_dropped == 0
     finally:
-        _evacuate(mount, busy)
-        _evacuate(mount, calm)
+        evacuate(mount, busy)
+        evacuate(mount, calm)
     # The cgroup's rate state goes with it.
     rated.wait_for(lambda e: isinstance(e, CgroupEvent) and e.op == wire.CGROUP_RMDIR and e.cgroup_id == busy_id)
     assert rated.collector.throttle.maps.windows(busy_id) is None
 
 
+@pytest.mark.bpf
 def test_events_command_writes_throttle_lines(scratch, tmp_path):
     """`procscope events --cgroup-rate` end to end: START and STOP lines
     naming the cgroup, with the suppressed counts."""
@@ -218,7 +227,7 @@ def test_events_command_writes_throttle_lines(scratch, tmp_path):
         _run_in(busy, binary, 30)
         _, err = proc.communicate(timeout=60)
     finally:
-        _evacuate(mount, busy)
+        evacuate(mount, busy)
     assert proc.returncode == 0, err
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     name = os.path.basename(busy)

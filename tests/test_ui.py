@@ -1,22 +1,20 @@
 """The monitor driven by a recording, with Textual's Pilot."""
 
 import asyncio
-import io
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
-from rich.console import Console
 
 from procscope.replay import Replay
-from procscope.tui.app import HelpScreen, ProcscopeApp
+from procscope.tui.app import ProcscopeApp
+from procscope.tui.screens.help import HelpScreen
 from procscope.tui.sources import LiveSource, ReplaySource
 
-from .conftest import open_collector, unique_copy
-from .test_replay import record, session
-
-SIZE = (150, 48)
+from .conftest import SIZE, open_collector, pids, plain, unique_copy
+from .factories import record, session
 
 
 @pytest.fixture
@@ -28,14 +26,6 @@ def recording(tmp_path):
 
 def app_for(recording, tmp_path, **kw) -> ProcscopeApp:
     return ProcscopeApp(ReplaySource(Replay(recording), 5 * 10**9), snapshot_dir=str(tmp_path), **kw)
-
-
-def commands(view) -> list[str]:
-    return [row.plain.split("  ")[-1].strip(" ├▸") for row in view.rows]
-
-
-def pids(view, column: int = 0) -> list[int]:
-    return [int(row.plain.split()[column]) for row in view.rows]
 
 
 async def test_tree_selection_and_detail(recording, tmp_path):
@@ -51,7 +41,7 @@ async def test_tree_selection_and_detail(recording, tmp_path):
         await pilot.pause()
         assert tree.selected_key.pid == 201
         detail = app.query_one("#detail").content
-        text = _plain(app, detail)
+        text = plain(app, detail)
         assert "nobody" in text and "/bin/busybox" in text and "httpd -f" in text
         assert "NOT HOST" in text and "3f2a" * 16 in text
         assert "ancestry" in text and "200 /usr/bin/runc-init" in text
@@ -68,7 +58,7 @@ async def test_container_filter_narrows_every_pane(recording, tmp_path):
         assert pids(app.query_one("#tree")) == [1, 200, 201]
         assert sorted(pids(app.query_one("#execs"), column=1)) == [200, 201]  # after the time column
         assert app.query_one("#exits").rows == []
-        assert "filter: container:3f2a" in _plain(app, app.query_one("#status").content)
+        assert "filter: container:3f2a" in plain(app, app.query_one("#status").content)
         # A bad filter is refused with a message, and the old one stays.
         await pilot.press("backslash", "ctrl+u", *"cap:FLY", "enter")
         await pilot.pause()
@@ -84,12 +74,12 @@ async def test_flat_sort_pause_help_and_snapshot_key(recording, tmp_path):
         assert users == sorted(users)
         await pilot.press("p")
         await pilot.pause()
-        assert "PAUSED" in _plain(app, app.query_one("#status").content)
+        assert "PAUSED" in plain(app, app.query_one("#status").content)
         await pilot.press("s")
         await pilot.pause()
         path = app.last_snapshot
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-        doc = json.loads(open(path).read())
+        doc = json.loads(Path(path).read_text())
         assert doc["schema"] == "procscope-snapshot" and {p["pid"] for p in doc["processes"]} >= {1, 101, 201}
         await pilot.press("p")  # resume: the panes keep refreshing under the help screen
         await pilot.press("question_mark")
@@ -100,12 +90,13 @@ async def test_flat_sort_pause_help_and_snapshot_key(recording, tmp_path):
         assert not isinstance(app.screen, HelpScreen)
 
 
+@pytest.mark.bpf
 async def test_live_bpf_exec_shows_in_the_exec_stream(scratch, tmp_path):
     collector = open_collector()
     app = ProcscopeApp(LiveSource(collector, 5 * 10**9), snapshot_dir=str(tmp_path))
     binary = unique_copy("/bin/true", scratch)
     async with app.run_test(size=SIZE) as pilot:
-        assert "source: live BPF" in _plain(app, app.query_one("#status").content)
+        assert "source: live BPF" in plain(app, app.query_one("#status").content)
         for _ in range(100):
             await pilot.pause(0.1)
             if os.getpid() in pids(app.query_one("#tree")):  # the /proc scan filled the tree
@@ -122,12 +113,6 @@ async def test_live_bpf_exec_shows_in_the_exec_stream(scratch, tmp_path):
         assert any(binary in row.plain for row in app.query_one("#exits").rows)
 
 
-def _plain(app, renderable) -> str:
-    console = Console(file=io.StringIO(), width=300, color_system=None)
-    console.print(renderable)
-    return console.file.getvalue()
-
-
 async def test_throttled_container_is_marked(tmp_path):
     """A recording in which the container's cgroup is throttled: the status
     line says so, the container's group header and the picker mark it; the
@@ -135,7 +120,7 @@ async def test_throttled_container_is_marked(tmp_path):
     from procscope.probes import wire
     from procscope.probes.events import ThrottleEvent
 
-    from .test_replay import DOCKER
+    from .factories import DOCKER
 
     events = session()
     last = max(e.time for e in events)
@@ -146,7 +131,7 @@ async def test_throttled_container_is_marked(tmp_path):
     app = app_for(str(path), tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        assert f"THROTTLED: {DOCKER}" in _plain(app, app.query_one("#status").content)
+        assert f"THROTTLED: {DOCKER}" in plain(app, app.query_one("#status").content)
         assert app.query_one("#status").has_class("throttled")
         await pilot.press("g")  # grouped by container
         await pilot.pause()
@@ -154,7 +139,7 @@ async def test_throttled_container_is_marked(tmp_path):
         assert "3f2a3f2a3f2a" in header and "⏸ throttled" in header
         app.cache.apply(ThrottleEvent(last + 2, wire.THROTTLE_STOP, 4711, name, (5, 4, 3), DOCKER))
         app.refresh_panes()
-        assert "THROTTLED" not in _plain(app, app.query_one("#status").content)
+        assert "THROTTLED" not in plain(app, app.query_one("#status").content)
         assert app.cache.throttles[4711].suppressed == (5, 4, 3)
 
 
@@ -175,7 +160,7 @@ async def test_a_failure_stops_the_monitor_with_one_line_and_a_private_log(recor
     assert app.return_code == 1
     assert app.failure.startswith("the monitor stopped on an error (RuntimeError: cannot cope with [/] \\x1b]0;x\\x07)")
     log = app.failure.rsplit("full traceback in ", 1)[1]
-    assert "Traceback" in open(log).read() and stat.S_IMODE(os.stat(log).st_mode) == 0o600
+    assert "Traceback" in Path(log).read_text() and stat.S_IMODE(os.stat(log).st_mode) == 0o600
 
 
 async def test_markup_in_the_filter_a_search_a_replay_path_or_the_config_is_text(session_file_with_markup, tmp_path):
@@ -187,7 +172,7 @@ async def test_markup_in_the_filter_a_search_a_replay_path_or_the_config_is_text
                        snapshot_dir=str(tmp_path), config_path=config)  # fmt: skip
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        status = _plain(app, app.query_one("#status").content)
+        status = plain(app, app.query_one("#status").content)
         assert "filter: bin:'[/]'" in status and "[/]" in status.split("source: replay ")[1]
         await pilot.press("slash", "[", "/", "]", "enter")  # a search that finds nothing
         await pilot.pause()

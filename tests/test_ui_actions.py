@@ -8,21 +8,23 @@ import subprocess
 
 import pytest
 
-from procscope.probes import procfs, wire
-from procscope.probes.events import ProcessKey as K
 from procscope import signals
 from procscope.cache import ROOT, ProcessCache
+from procscope.probes import procfs, wire
+from procscope.probes.counters import Counters
+from procscope.probes.events import ProcessKey as K
 from procscope.replay import Replay
-from procscope.tui.app import HelpScreen, ProcscopeApp
-from procscope.tui.commands import BindingCommands
-from procscope.tui.panes.drops import loss_totals, per_second, render_drops
+from procscope.tui.app import ProcscopeApp
+from procscope.tui.feed import loss_totals, per_second
+from procscope.tui.palette import BindingCommands
+from procscope.tui.panes.drops import render_drops
 from procscope.tui.screens.containers import ContainerScreen
+from procscope.tui.screens.help import HelpScreen
 from procscope.tui.screens.signal import SignalScreen
 from procscope.tui.sources import ProcfsSource, ReplaySource
 
-from .factories import clone_event, exec_event, exit_event
-from .test_replay import DOCKER, record, session
-from .test_ui import SIZE, _plain, pids
+from .conftest import SIZE, pids, plain
+from .factories import DOCKER, clone_event, exec_event, exit_event, record, session
 
 CONTAINER = DOCKER.split("-")[1].removesuffix(".scope")
 
@@ -146,7 +148,7 @@ async def test_live_signal_kills_the_selected_process(sleeper, tmp_path):
         await pilot.press("k")
         await pilot.pause()
         assert isinstance(app.screen, SignalScreen)
-        assert str(sleeper.pid) in _plain(app, app.screen.query_one("#targets").content)
+        assert str(sleeper.pid) in plain(app, app.screen.query_one("#targets").content)
         await pilot.press("escape")  # cancel: nothing sent
         await pilot.pause()
         assert not isinstance(app.screen, SignalScreen) and sleeper.poll() is None
@@ -167,7 +169,7 @@ async def test_live_signal_goes_to_the_tagged_processes(sleepers, tmp_path):
         app.tagged.update(procfs.start_key(c.pid) for c in sleepers)
         await pilot.press("k")
         await pilot.pause()
-        targets = _plain(app, app.screen.query_one("#targets").content)
+        targets = plain(app, app.screen.query_one("#targets").content)
         assert all(str(c.pid) in targets for c in sleepers)
         await pilot.press("down", "down", "enter")  # TERM, KILL, INT
         assert [c.wait(timeout=10) for c in sleepers] == [-signal.SIGINT] * 2
@@ -226,7 +228,7 @@ async def test_help_lists_the_new_keys(replay_app):
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
-        text = _plain(app, app.screen.query_one("#help").content)
+        text = plain(app, app.screen.query_one("#help").content)
         for line in ("f9 or k", "space", "Untag all", "Container"):
             assert line in text
 
@@ -242,7 +244,7 @@ async def test_clicks_select_from_streams_and_sort_by_header(replay_app):
         # A click on a row of the exec stream: the tree follows.
         await pilot.click("#execs", offset=(3, 1 + 1 + pids(execs, column=1).index(201)))
         await pilot.pause()
-        assert tree.selected_key.pid == 201 and "httpd -f" in _plain(app, app.query_one("#detail").content)
+        assert tree.selected_key.pid == 201 and "httpd -f" in plain(app, app.query_one("#detail").content)
         # An exit whose process is not in the tree (init is folded): its detail shows anyway.
         tree.focus()  # the click focused the stream
         await pilot.press("home", "minus")
@@ -250,7 +252,7 @@ async def test_clicks_select_from_streams_and_sort_by_header(replay_app):
         assert pids(tree) == [1, 400]  # 400's parent is unknown: a root
         exits.cursor = pids(exits, column=1).index(300)
         await pilot.pause()
-        assert "/bin/crash" in _plain(app, app.query_one("#detail").content)
+        assert "/bin/crash" in plain(app, app.query_one("#detail").content)
         # The USER title of the tree's header: flat, sorted by user.
         x = tree.header.plain.index("USER") + 2
         await pilot.click("#tree", offset=(1 + x, 1))  # inside the border
@@ -262,26 +264,28 @@ async def test_clicks_select_from_streams_and_sort_by_header(replay_app):
 
 
 def test_drop_rates_and_received():
-    before = {"sent_failed": {"EXECVE": {"EAGAIN": 10}}, "userspace_dropped": 5, "cache": {"misses": 1}}
-    after = {"sent_failed": {"EXECVE": {"EAGAIN": 30}, "EXIT": {"ENOSPC": 4}}, "userspace_dropped": 9,
-             "cache": {"misses": 1}}  # fmt: skip
+    before = Counters.from_json({"sent_failed": {"EXECVE": {"EAGAIN": 10}}, "userspace_dropped": 5, "cache": {"misses": 1}})
+    after = Counters.from_json({"sent_failed": {"EXECVE": {"EAGAIN": 30}, "EXIT": {"ENOSPC": 4}}, "userspace_dropped": 9,
+                                "cache": {"misses": 1}})  # fmt: skip
     rates = per_second(loss_totals(before) | {"received": 100}, loss_totals(after) | {"received": 500}, 2.0)
     assert rates == {"EXECVE": 10.0, "EXIT": 2.0, "user space": 2.0, "undecodable": 0.0, "cache misses": 0.0,
                      "lost exits": 0.0, "received": 200.0}  # fmt: skip
     assert per_second({}, loss_totals(after), 0) == {}
-    lines = {line.split()[0]: line.split() for line in _plain(None, render_drops(after, rates, 500)).splitlines()[1:]}
+    lines = {line.split()[0]: line.split() for line in plain(None, render_drops(after, rates, 500)).splitlines()[1:]}
     assert lines["EXECVE"][-3:] == ["30", "30", "10.0"]  # EAGAIN, total, /s
     assert lines["user"][-2:] == ["9", "2.0"]
     assert lines["received"][-2:] == ["500", "200.0"]
 
 
 def test_drops_pane_shows_throttled_cgroups():
-    counters = {"sent_failed": {}, "suppressed_by_cgroup": {"busy.scope": {"exec": 30, "clone": 29, "exit": 31},
+    recorded = {"sent_failed": {}, "suppressed_by_cgroup": {"busy.scope": {"exec": 30, "clone": 29, "exit": 31},
                 "old.scope": {"exec": 2, "clone": 0, "exit": 1}}, "throttled_now": ["busy.scope"]}  # fmt: skip
-    before = loss_totals({**counters, "suppressed_by_cgroup": {"busy.scope": {"exec": 10}, "old.scope": {"exec": 3}}})
+    counters = Counters.from_json(recorded)
+    before = loss_totals(Counters.from_json({**recorded, "suppressed_by_cgroup": {"busy.scope": {"exec": 10},
+                                                                                   "old.scope": {"exec": 3}}}))
     rates = per_second(before, loss_totals(counters), 2.0)
     assert rates["throttled busy.scope"] == 40.0
-    lines = [line.split() for line in _plain(None, render_drops(counters, rates, 0)).splitlines()]
+    lines = [line.split() for line in plain(None, render_drops(counters, rates, 0)).splitlines()]
     assert ["⏸", "throttled", "busy.scope", "90", "40.0"] in lines  # throttled now: marked
     assert ["throttled", "old.scope", "3", "0.0"] in lines
 
@@ -290,6 +294,6 @@ async def test_drops_pane_shows_rates(replay_app):
     app = replay_app
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
-        text = _plain(app, app.query_one("#drops").content)
+        text = plain(app, app.query_one("#drops").content)
         received = next(line for line in text.splitlines() if line.strip().startswith("received"))
-        assert received.split()[1] == str(app.events_total)
+        assert received.split()[1] == str(app.feed.events_total)

@@ -5,24 +5,23 @@ source's first drain holding the /proc scan."""
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from procscope import derive
+from procscope.cache import ROOT, ProcessCache
 from procscope.probes import wire
 from procscope.probes.events import ExecEvent
 from procscope.probes.events import ProcessKey as K
-from procscope import derive
-from procscope.cache import ROOT, ProcessCache
 from procscope.query import Query
 from procscope.tui.app import ProcscopeApp
 from procscope.tui.panes.process_tree import _Lines, group_text, row_text
 from procscope.tui.rows import GROUPS, Group, TreeModel, ViewOptions, process_rows
 from procscope.tui.sources import LiveSource, Source
 
-from .conftest import open_collector
-from .factories import HOST_NS, clone_event, exec_event, exit_event, namespaces
-from .test_replay import DOCKER
-from .test_ui import SIZE, _plain, pids
+from .conftest import SIZE, open_collector, pids, plain
+from .factories import DOCKER, HOST_NS, clone_event, exec_event, exit_event, namespaces
 
 S = 1_000_000_000
 OTHER = "/system.slice/docker-" + "9b" * 32 + ".scope"
@@ -243,7 +242,7 @@ async def test_cursor_stays_on_its_process_when_rows_come_above(tmp_path):
         assert pids(tree)[1:11] == list(range(50, 60))
         assert tree.selected_key == key and tree.cursor == cursor + 10
         assert tree.cursor - tree.scroll_offset.y == line  # at the same line on screen
-        assert "129  key 129:129" in _plain(app, app.query_one("#detail").content)
+        assert "129  key 129:129" in plain(app, app.query_one("#detail").content)
 
 
 async def test_g_cycles_grouping_and_headers_fold(tmp_path):
@@ -260,7 +259,7 @@ async def test_g_cycles_grouping_and_headers_fold(tmp_path):
         assert tree.rows[0].plain.startswith("▾ host") and tree.rows[4].plain.startswith("▾ container 3f2a3f2a3f2a")
         await pilot.press("up")  # the header: the detail pane summarises the group
         await pilot.pause()
-        assert tree.selected_key == "host" and "3 live" in _plain(app, app.query_one("#detail").content)
+        assert tree.selected_key == "host" and "3 live" in plain(app, app.query_one("#detail").content)
         await pilot.press("minus")
         await pilot.pause()
         assert tree.keys[:2] == ["host", "container:" + "3f2a" * 16] and tree.rows[0].plain.startswith("▸ host")
@@ -275,6 +274,7 @@ async def test_g_cycles_grouping_and_headers_fold(tmp_path):
         assert app.view.group == "none" and pids(tree)[:2] == [1, 50]
 
 
+@pytest.mark.bpf
 async def test_live_source_first_drain_has_the_proc_scan(tmp_path):
     """The scan is taken by LiveSource.start(), after the probes are
     attached: the first frame shows the whole tree. Needs BPF."""

@@ -1,1 +1,1 @@
-"""procscope's Textual UI (issue 4): widgets that render the process cache."""
+"""procscope's Textual UI: widgets that render the process cache."""

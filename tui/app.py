@@ -10,60 +10,39 @@ import os
 import re
 import signal
 import time
-from collections import deque
 from functools import partial
 
-from rich.table import Table
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Static
 
-from procscope import themes
-from procscope.probes import wire
-from procscope.probes.events import ExecEvent, ExitEvent, ThrottleEvent
-from procscope import derive, query, snapshot
-from procscope.probes.text import printable
+from procscope import derive, snapshot, themes
 from procscope.export import Exporter
 from procscope.outputs import OutputError, free_name
+from procscope.probes import wire
+from procscope.probes.events import ThrottleEvent
+from procscope.probes.text import printable
 from procscope.query import Query, QueryError, Term
 from procscope.signals import SIGNALS
 from procscope.signals import send as send_signal
 
 from . import config
-from .commands import BindingCommands
 from .crash import crash_report
+from .feed import Feed
+from .palette import BindingCommands
 from .panes.detail import Detail, render_detail
-from .panes.drops import RECEIVED, Drops, loss_totals, per_second, render_drops
-from .panes.exec_stream import ExecStream, exec_text
-from .panes.exits import Exits, exit_text
+from .panes.drops import Drops, render_drops
+from .panes.exec_stream import ExecStream, exec_row
+from .panes.exits import Exits, exit_row
 from .panes.process_tree import ProcessTree, render_group
-from .rows import GROUPS, SORTS, TreeModel, ViewOptions, boot_now
+from .rows import GROUPS, SORTS, TreeModel, ViewOptions
 from .screens.containers import ContainerScreen
+from .screens.help import HelpScreen
 from .screens.signal import SignalScreen
-from .text import add_row, safe
+from .text import safe
 
-HISTORY = 1000  # exec stream and exits: bounded
-RATE_WINDOW = 2.0  # seconds the drop rates are averaged over, at least
 HEADER_SORTS = {"PID": "pid", "USER": "user", "COMMAND": "binary"}  # tree header titles a click sorts by
-
-
-class HelpScreen(ModalScreen):
-    BINDINGS = [Binding("escape,q,question_mark", "app.pop_screen", "Close")]
-
-    def compose(self) -> ComposeResult:
-        t = Table.grid(padding=(0, 2))
-        t.add_column(style="bold")
-        t.add_column()
-        for binding in ProcscopeApp.BINDINGS:
-            if isinstance(binding, Binding) and binding.description:
-                add_row(t, binding.key.replace(",", " or "), binding.description)
-        add_row(t, "", "")
-        add_row(t, "filter", query.SYNTAX)
-        for name, help_text in query.FIELDS.items():
-            add_row(t, f"  {name}:", help_text)
-        yield Static(t, id="help")
 
 
 class ProcscopeApp(App):
@@ -108,22 +87,15 @@ class ProcscopeApp(App):
         self.source = source
         self.cache = source.cache
         self.exporter = Exporter(self.cache)
+        self.feed = Feed(source, self.exporter)
         self.query = Query.parse(query_text) if query_text else Query()
         self.view = ViewOptions()
         self.tree_model = TreeModel(self.cache)
         self.paused = False
         self.snapshot_dir = snapshot_dir
-        self.execs: deque = deque(maxlen=HISTORY)  # (time text, process)
-        self.exits: deque = deque(maxlen=HISTORY)
-        self.events_total = 0
-        self._rate: deque = deque(maxlen=20)  # (monotonic, events_total)
-        self._first_time: int | None = None  # a replay's first event time (boot ns), /proc scan aside
-        self._replay_events = 0
-        self._last_counters: dict = {}
         self._prompt_mode = "filter"
         self._drawn = 0.0  # monotonic time of the last redraw
         self.tagged: set = set()  # keys of tagged processes: signals go to them
-        self._drop_samples: deque = deque()  # (monotonic, loss totals and events received)
         self._detail_proc = None  # clicked in a stream but not in the tree: its detail shows anyway
         self._detail_shown: tuple | None = None  # what the detail pane was drawn from
         self._drops_rows = -1
@@ -186,29 +158,12 @@ class ProcscopeApp(App):
 
     # -- data ----------------------------------------------------------------------
     def ingest(self) -> int:
-        events = self.source.drain()
+        n, throttles = self.feed.ingest()
         while self.source.messages:
             self.say(self.source.messages.pop(0), severity="error", timeout=15)
-        if self.source.wall_offset is not None:
-            self.exporter.wall_offset = self.source.wall_offset
-        for ev in events:
-            proc = self.cache.apply(ev)
-            if isinstance(ev, ThrottleEvent):
-                self.notify_throttle(ev)
-            if proc is None:
-                continue
-            if isinstance(ev, ExecEvent) and not ev.flags & wire.FLAG_PROCFS:  # found at start, not an exec
-                self.execs.append((self.exporter.time(ev.time)[11:23], proc))
-            elif isinstance(ev, ExitEvent):
-                self.exits.append((self.exporter.time(ev.time)[11:23], proc))
-        self.events_total += len(events)
-        if not self.source.live:  # a replay's rate: its events over its own clock, not the /proc scan's
-            timed = [ev.time for ev in events if not (isinstance(ev, ExecEvent) and ev.flags & wire.FLAG_PROCFS)]
-            self._replay_events += len(timed)
-            if timed:
-                self._first_time = min(timed if self._first_time is None else [self._first_time, *timed])
-        self.cache.expire(self.now())
-        return len(events)
+        for ev in throttles:
+            self.notify_throttle(ev)
+        return n
 
     def notify_throttle(self, ev: ThrottleEvent) -> None:
         t = self.cache.throttles.get(ev.cgroup_id)
@@ -217,12 +172,11 @@ class ProcscopeApp(App):
             self.say(f"{where}: over --cgroup-rate, its events are suppressed", title="throttled",
                         severity="warning", timeout=8)  # fmt: skip
         else:
-            counts = ", ".join(f"{op} {n}" for op, n in zip(wire.RATE_OPS, ev.suppressed))
+            counts = ", ".join(f"{op} {n}" for op, n in zip(wire.RATE_OPS, ev.suppressed, strict=False))
             self.say(f"{where}: events flow again ({counts} suppressed)", title="throttle over", timeout=8)
 
     def now(self) -> int:
-        """The clock the panes age things by: the machine's, or a replay's last event."""
-        return boot_now() if self.source.live else self.cache.now
+        return self.feed.now()
 
     def tick(self) -> None:
         # Redraw when something arrived, else once a second (ages, highlights, grace periods).
@@ -237,28 +191,16 @@ class ProcscopeApp(App):
             self.tagged = {k for k in self.tagged if k in self.cache.procs}  # evicted: nothing to signal
         rows = self.tree_model.rows(self.query, self.view)
         self.tree_pane.show(rows, self.cache, now, self.tagged)
-        for pane_id, entries, fmt in (("execs", self.execs, exec_text), ("exits", self.exits, exit_text)):
+        for pane_id, entries, fmt in (("execs", self.feed.execs, exec_row), ("exits", self.feed.exits, exit_row)):
             shown = [e for e in reversed(entries) if match is None or match(e[1])]
             self.panes[pane_id].set_items(shown, lambda e, fmt=fmt: fmt(*e), lambda e: (e[0], e[1].key))
-        self._last_counters = self.source.counters()
-        drops = render_drops(self._last_counters, self.drop_rates(), self.events_total)
+        rates = self.feed.sample()
+        drops = render_drops(self.feed.counters, rates, self.feed.events_total)
         # Laid out only when its height may change: a layout redraws the whole screen.
         self.widgets["drops"].update(drops, layout=drops.row_count != self._drops_rows)
         self._drops_rows = drops.row_count
         self.show_detail()
         self.show_status(rows.processes)
-
-    def drop_rates(self) -> dict[str, float]:
-        """Per-second rates of each loss counter and of events received,
-        over the last RATE_WINDOW seconds or more."""
-        now = time.monotonic()
-        totals = loss_totals(self._last_counters) | {RECEIVED: self.events_total}
-        samples = self._drop_samples
-        samples.append((now, totals))
-        while len(samples) > 2 and now - samples[1][0] >= RATE_WINDOW:
-            samples.popleft()
-        t0, before = samples[0]
-        return per_second(before, totals, now - t0)
 
     def show_detail(self) -> None:
         key = self.tree_pane.selected_key
@@ -277,23 +219,11 @@ class ProcscopeApp(App):
         self.widgets["detail"].update(detail)
 
     def show_status(self, shown: int) -> None:
-        if self.source.live:
-            now = time.monotonic()
-            self._rate.append((now, self.events_total))
-            t0, n0 = self._rate[0]
-            rate = (self.events_total - n0) / (now - t0) if now > t0 else 0.0
-            rate_text = f"{rate:.0f} events/s"
-        else:
-            # A replay arrives at once: its average over its own clock is the same on every run.
-            span = (self.cache.now - self._first_time) / 1e9 if self._first_time is not None else 0.0
-            rate_text = f"{self._replay_events / span if span > 0 else 0.0:.0f} events/s avg"
-        c = self._last_counters
-        lost = sum(sum(r.values()) for r in c.get("sent_failed", {}).values()) + sum(
-            c.get(k, 0) for k in ("userspace_dropped", "decode_errors", "collector_errors"))  # fmt: skip
+        lost = self.feed.counters.lost
         live = len(self.cache.by_pid)
         parts = [
             f"source: {self.source.label}",
-            rate_text,
+            self.feed.rate_text(),
             f"{live} processes",
             f"{len(self.cache.containers)} containers",
             f"shown {shown}",
@@ -319,7 +249,7 @@ class ProcscopeApp(App):
             self.show_detail()
             return
         # A process picked in a stream: select it in the tree if shown, show its detail anyway.
-        entries = self.execs if message.view.id == "execs" else self.exits
+        entries = self.feed.execs if message.view.id == "execs" else self.feed.exits
         proc = next((p for w, p in entries if (w, p.key) == message.key), None)
         if proc is None:
             return
@@ -477,7 +407,7 @@ class ProcscopeApp(App):
 
     def action_pick_container(self) -> None:
         entries = sorted(self.cache.containers.values(), key=lambda e: e.container.id)
-        throttled = self.cache.throttled_containers()
+        throttled = self.cache.where.throttled_containers()
         choices = [(e.container.id, f"{e.container.short_id}  {e.container.runtime:<14} {e.processes:>5} processes"
                     + ("  ⏸ throttled" if e.container.id in throttled else "")) for e in entries]  # fmt: skip
         current = next((t.value for t in self.query.terms if t.field == "container" and not t.negate), "")
@@ -494,8 +424,8 @@ class ProcscopeApp(App):
     def action_snapshot(self) -> None:
         """Write what is shown (the filter applies) as a snapshot document."""
         match = self.query.predicate(self.cache) if self.query else None
-        recent = [self.exporter.exec_event(p) for _, p in self.execs]
-        doc = snapshot.document(self.cache, self.exporter, self._last_counters, recent, self.source.label, match)
+        recent = [self.exporter.exec_event(p) for _, p in self.feed.execs]
+        doc = snapshot.document(self.cache, self.exporter, self.feed.counters, recent, self.source.label, match)
         path = free_name(self.snapshot_dir, f"procscope-snapshot-{time.strftime('%Y%m%d-%H%M%S')}", ".json")
         try:
             snapshot.write(path, doc, replace=False)

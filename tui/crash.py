@@ -8,8 +8,8 @@ import time
 import traceback
 from pathlib import Path
 
-from procscope.probes.text import printable
 from procscope.outputs import free_name
+from procscope.probes.text import printable
 
 
 def log_dir() -> Path:

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from procscope import themes
+from procscope import query, themes
 from procscope.probes.collector import Collector
 from procscope.probes.errors import SetupError
-from procscope import query
 from procscope.replay import Replay
 
 from . import config

@@ -3,7 +3,7 @@ filter and the view options, so the widgets only draw.
 
 At tens of thousands of processes a redraw cannot walk and sort the whole
 cache: TreeModel keeps the tree's order between frames, re-sorting only
-the children of parents the cache reports changed (``cache.changed``), and
+the children of parents the cache reports changed (``cache.on_change``), and
 recomputes the view only when the cache or the view options changed.
 process_rows computes the same from scratch."""
 
@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 
 from procscope import derive
-from procscope.cache import Process, ProcessCache
+from procscope.cache import ProcessCache
 from procscope.containers import Container
+from procscope.process import Process
 from procscope.query import Query
 
 SORTS = ("pid", "user", "binary", "age")
@@ -253,17 +254,19 @@ class TreeModel:
 
     def __init__(self, cache: ProcessCache):
         self.cache = cache
-        cache.changed = set()  # from now on the cache says what changed
+        # Processes whose rows changed and parents whose children changed (None: the roots).
+        self._changed: set[Process | None] = set()
+        cache.on_change = self._changed.add
         self._kids: dict = {}  # parent (None: the roots) → its tree children, by pid
-        self._version: int | None = None
+        self._walked = False
         self._order: tuple[list[Process], list[int]] = ([], [])
         self._view: tuple | None = None
         self._rows: Rows | None = None
 
     def rows(self, query: Query | None, opts: ViewOptions) -> Rows:
         view = (query or None, opts.tree, opts.sort, opts.group, frozenset(opts.collapsed))
-        if self.cache.version != self._version:
-            self._version = self.cache.version
+        if self._changed or not self._walked:
+            self._walked = True
             self._order = self._walk()
         elif view == self._view and self._rows is not None:
             return self._rows
@@ -278,7 +281,7 @@ class TreeModel:
         parent's children only change through children the cache reports
         changed, so the others stay where they are and the changed ones
         that are still there go back in by bisection."""
-        cache, kids, changed = self.cache, self._kids, self.cache.changed
+        cache, kids, changed = self.cache, self._kids, self._changed
         back: dict = {}  # parent (None: the roots) → its changed children
         for proc in changed:
             if proc is None:

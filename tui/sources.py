@@ -4,13 +4,11 @@ timer), the /proc scan alone, or a recording."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from procscope.cache import ProcessCache
-from procscope.export import counters_json
 from procscope.live import live_cache
 from procscope.probes import cgroups, procfs
 from procscope.probes.collector import Collector
+from procscope.probes.counters import Counters
 from procscope.probes.events import Event
 from procscope.replay import Replay
 
@@ -34,9 +32,9 @@ class Source:
     def drain(self) -> list[Event]:
         return []
 
-    def counters(self) -> dict:
+    def counters(self) -> Counters:
         """Only the cache's, for a source without a collector."""
-        return {"sent_failed": {}, "userspace_dropped": 0, "decode_errors": 0, "cache": asdict(self.cache.counters)}
+        return Counters(cache=self.cache.counters.as_dict())
 
     def stop(self) -> None:
         pass
@@ -71,8 +69,10 @@ class LiveSource(Source):
             out.extend(batch)
         return out
 
-    def counters(self) -> dict:
-        return counters_json(self.collector.counters(), self.cache.counters)
+    def counters(self) -> Counters:
+        c = self.collector.counters()
+        c.cache = self.cache.counters.as_dict()
+        return c
 
     def stop(self) -> None:
         self.collector.stop()
@@ -97,8 +97,10 @@ class ProcfsSource(Source):
         out, self._pending = self._pending, []
         return out
 
-    def counters(self) -> dict:
-        return super().counters() | {"procfs_unreadable": self._unreadable}
+    def counters(self) -> Counters:
+        c = super().counters()
+        c.procfs_unreadable = self._unreadable
+        return c
 
 
 class ReplaySource(Source):
@@ -119,5 +121,6 @@ class ReplaySource(Source):
         out, self._events = self._events, []
         return out
 
-    def counters(self) -> dict:
-        return self.replay.counters or super().counters()
+    def counters(self) -> Counters:
+        """What the recording last said it had lost (its cache's counts with it)."""
+        return Counters.from_json(self.replay.counters) if self.replay.counters else super().counters()

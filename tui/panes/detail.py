@@ -7,11 +7,12 @@ from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from procscope.probes.events import NAMESPACES
 from procscope import derive
-from procscope.cache import Process, ProcessCache
 from procscope.accounts import group_name
+from procscope.cache import ProcessCache
+from procscope.probes.events import NAMESPACES
 from procscope.probes.words import cap_names, securebit_names
+from procscope.process import Process
 
 from ..rows import age_text
 from ..text import add_row
@@ -25,7 +26,7 @@ def render_detail(proc: Process | None, cache: ProcessCache, now: int) -> Table 
     t.add_column()
     img = proc.image
     add_row(t, "pid", f"{proc.pid}  key {proc.key.pid}:{proc.key.ktime}")
-    add_row(t, "state", derive.exit_text(proc) + f"  (age {age_text(derive.age_ns(proc, now))})")
+    add_row(t, "state", derive.state_text(proc) + f"  (age {age_text(derive.age_ns(proc, now))})")
     if img is None:
         add_row(t, "", Text("process not found: its exec or clone was lost", style="bold red"))
         return t

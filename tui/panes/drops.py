@@ -8,42 +8,14 @@ from __future__ import annotations
 from rich.table import Table
 from textual.widgets import Static
 
+from procscope.probes.counters import Counters
 from procscope.probes.wire import SENT_FAILED_NAMES
 
+from ..feed import RECEIVED, THROTTLED, loss_totals
 from ..text import add_row
 
-RECEIVED = "received"  # the rates key for events received
 
-
-def loss_totals(counters: dict) -> dict[str, int]:
-    """Each row's total, by row name (ops first), from a counters document."""
-    out = {op: sum(row.values()) for op, row in counters.get("sent_failed", {}).items()}
-    cache = counters.get("cache", {})
-    out["user space"] = counters.get("userspace_dropped", 0)
-    out["undecodable"] = counters.get("decode_errors", 0)
-    # Failures that should never happen: a row only once they have.
-    for name, key in (("collector failures", "collector_errors"), ("unreadable in /proc", "procfs_unreadable")):
-        if counters.get(key):
-            out[name] = counters[key]
-    out["cache misses"] = cache.get("misses", 0)
-    out["lost exits"] = cache.get("lost_exits", 0)
-    for name, ops in counters.get("suppressed_by_cgroup", {}).items():
-        out[THROTTLED + name] = sum(ops.values())
-    return out
-
-
-THROTTLED = "throttled "  # row-name prefix of a cgroup's suppressed events
-
-
-def per_second(before: dict[str, int], after: dict[str, int], seconds: float) -> dict[str, float]:
-    """Per second between two samples of totals (counters never go down;
-    a row that just appeared counts from 0)."""
-    if seconds <= 0:
-        return {}
-    return {name: max(0, n - before.get(name, 0)) / seconds for name, n in after.items()}
-
-
-def render_drops(counters: dict, rates: dict[str, float], received: int = 0) -> Table:
+def render_drops(counters: Counters, rates: dict[str, float], received: int = 0) -> Table:
     t = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
     t.add_column("op")
     for err in SENT_FAILED_NAMES:
@@ -52,8 +24,8 @@ def render_drops(counters: dict, rates: dict[str, float], received: int = 0) -> 
     t.add_column("/s", justify="right")
     blank = [""] * len(SENT_FAILED_NAMES)
     add_row(t, RECEIVED, *blank, str(received), f"{rates.get(RECEIVED, 0.0):.1f}", style="dim")
-    ops = counters.get("sent_failed", {})
-    throttled_now = set(counters.get("throttled_now", ()))
+    ops = counters.sent_failed
+    throttled_now = set(counters.throttled_now)
     for name, total in loss_totals(counters).items():
         cells = [str(ops[name].get(e, 0)) for e in SENT_FAILED_NAMES] if name in ops else blank
         label, style = name, "bold red" if total else "" if name in ops else "dim"

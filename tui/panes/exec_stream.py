@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from procscope.probes.text import printable
 from procscope import derive
-from procscope.cache import Process
+from procscope.probes.text import printable
+from procscope.process import Process
 
 from ..widgets.rows_view import RowsView
 
 HEADER = Text(f"{'TIME':<12} {'PID':>7} {'PPID':>7} {'USER':<9} {'CONTAINER':<12} COMMAND", style="bold")
 
 
-def exec_text(when: str, proc: Process) -> Text:
+def exec_row(when: str, proc: Process) -> Text:
     img = proc.image
     flags = " ".join(w for w in (img.flag_words if img else []) if w not in ("execve", "clone"))
     container = printable(proc.container.short_id) if proc.container else "-"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from procscope.probes.text import printable
 from procscope import derive
-from procscope.cache import Process
+from procscope.probes.text import printable
+from procscope.process import Process
 
 from ..rows import age_text
 from ..widgets.rows_view import RowsView
@@ -14,8 +14,8 @@ from ..widgets.rows_view import RowsView
 HEADER = Text(f"{'TIME':<12} {'PID':>7} {'STATUS':<24} {'LIFETIME':>9} BINARY", style="bold")
 
 
-def exit_text(when: str, proc: Process) -> Text:
-    status = derive.exit_text(proc)
+def exit_row(when: str, proc: Process) -> Text:
+    status = derive.state_text(proc)
     bad = proc.exit is not None and (proc.exit.signal or proc.exit.status)
     text = Text(f"{when:<12} {proc.pid:>7} ")
     text.append(f"{status[:24]:<24}", style="bold red" if bad else "")

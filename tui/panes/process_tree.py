@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from rich.table import Table
 from rich.text import Text
 
+from procscope import derive
+from procscope.cache import ProcessCache
 from procscope.probes import wire
 from procscope.probes.text import printable
-from procscope import derive
-from procscope.cache import Process, ProcessCache
+from procscope.process import Process
 
 from ..rows import Group, Row, Rows, age_text
 from ..text import add_row, safe
@@ -95,7 +96,7 @@ def render_group(g: Group, cache: ProcessCache, now: int) -> Table:
     add_row(t, "processes", f"{g.live} live, {g.shown} shown")
     for th in cache.throttles.values():
         if (g.kind == "container" and th.container == g.container) or (g.kind == "cgroup" and th.path == g.cgroup):
-            counts = ", ".join(f"{op} {n}" for op, n in zip(wire.RATE_OPS, th.suppressed))
+            counts = ", ".join(f"{op} {n}" for op, n in zip(wire.RATE_OPS, th.suppressed, strict=False))
             state = "⏸ throttled now" if th.active else "not throttled now"
             add_row(t, "cgroup rate", f"{th.path}: {state}; {th.episodes} throttles ended, suppressed {counts}")
     if g.top is not None:
@@ -120,7 +121,7 @@ class _Lines(Sequence):
         rows = self.rows
         p = rows.items[i]
         if isinstance(p, Group):
-            throttled = p.container is not None and p.container.id in self.cache.throttled_containers()
+            throttled = p.container is not None and p.container.id in self.cache.where.throttled_containers()
             return group_text(p, p.key in rows.folded, throttled)
         depth, folded = rows.depths[i], p.key in rows.folded
         parent = self.cache.procs.get(p.parent)  # caps+ compares with it

@@ -6,6 +6,7 @@ on every change)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
@@ -60,10 +61,8 @@ class RowsView(ScrollView, can_focus=True):
         self._resize(Size(self._widest, len(rows) + (1 if self.header else 0)))
         index = None
         if current is not None and not (self.FOLLOW_TOP and self.cursor == 0):
-            try:
+            with contextlib.suppress(ValueError):
                 index = keys.index(current)
-            except ValueError:
-                pass
         if index is None:
             index = min(self.cursor, max(len(rows) - 1, 0))
         elif index != self.cursor:  # rows came or went above it: scroll along

@@ -1,0 +1,102 @@
+"""A process image as the cache keeps it, and the cache's own loss counts."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from procscope.probes.events import ExecEvent, ExitEvent, ProcessKey
+
+from .containers import Container
+
+ROOT = ProcessKey(0, 0)
+
+
+class Process:
+    """One process image. ``image`` is None only for a placeholder that no
+    event has described yet."""
+
+    __slots__ = (
+        "key", "image", "parent", "previous", "tree_parent", "children", "refs", "alive", "replaced", "in_grace",
+        "exit", "exit_time", "not_found", "cgroup", "cgroup_id", "cgroup_name", "container", "seen",
+    )  # fmt: skip
+
+    def __init__(self, key: ProcessKey, image: ExecEvent | None, seen: int):
+        self.key = key
+        self.image = image
+        # Exec identity, as Tetragon's: the process that cloned or exec'd this
+        # image's task, as it was then (its parent_exec_id).
+        self.parent = ROOT
+        self.previous: ProcessKey | None = None  # the image of the same pid this exec replaced
+        self.tree_parent = ROOT  # key of the kernel's current parent (re-parented when orphaned), for the tree
+        self.children: dict[ProcessKey, Process] | None = None  # tree children: live, or exited in grace
+        # 1 while alive, +1 per cached image naming this one as parent or previous
+        self.refs = 1
+        self.alive = True
+        self.replaced = False  # ended by exec'ing a new image: not an exit, not shown
+        self.in_grace = False  # exited, still shown
+        self.exit: ExitEvent | None = None  # None when the exit itself was lost
+        self.exit_time = 0
+        self.not_found = False
+        self.cgroup = ""  # path in the tracked hierarchy (where it is now: cgroup moves follow)
+        self.cgroup_id = 0
+        self.cgroup_name = ""
+        self.container: Container | None = None
+        self.seen = seen  # event time this image was first seen
+
+    @property
+    def pid(self) -> int:
+        return self.key.pid
+
+    @property
+    def binary(self) -> str:
+        return self.image.binary if self.image else ""
+
+    @property
+    def args(self) -> tuple[str, ...]:
+        return self.image.args if self.image else ()
+
+    @property
+    def visible(self) -> bool:
+        """Shown in the tree: alive, or exited and in its grace period."""
+        return self.alive or self.in_grace
+
+    def __repr__(self) -> str:
+        state = "alive" if self.alive else "replaced" if self.replaced else "exited"
+        return f"<Process {self.key.pid}:{self.key.ktime} {self.binary or '?'} {state} refs={self.refs}>"
+
+
+@dataclass
+class CacheCounters:
+    misses: int = 0  # events naming a process the cache did not know
+    lost_exits: int = 0  # processes whose exit was never seen: their pid was reused, or they were found gone
+    evicted: int = 0  # images removed after their grace period
+    late: int = 0  # exec/clone that arrived after an event that needed it (filled a placeholder)
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+class Shared:
+    """One object for equal values that many processes have (creds,
+    namespaces, binaries, cwds, cgroup paths): at 10k processes most of the
+    memory would be duplicates. Bounded: unique cwds or transient cgroups
+    must not grow it for ever; once full it starts again (only sharing is
+    lost, equal values stay equal)."""
+
+    LIMIT = 1 << 16
+
+    def __init__(self):
+        self._table: dict = {}
+
+    def one(self, value):
+        table = self._table
+        if len(table) >= self.LIMIT:
+            table.clear()
+        return table.setdefault(value, value)
+
+    def event(self, ev: ExecEvent) -> ExecEvent:
+        creds, ns, binary, cwd, name = (self.one(v) for v in (ev.creds, ev.ns, ev.binary, ev.cwd, ev.cgroup_name))
+        if creds is ev.creds and ns is ev.ns and binary is ev.binary and cwd is ev.cwd and name is ev.cgroup_name:
+            return ev
+        return dataclasses.replace(ev, creds=creds, ns=ns, binary=binary, cwd=cwd, cgroup_name=name)

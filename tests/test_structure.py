@@ -1,0 +1,57 @@
+"""The layout: one import root, the layers kept apart, the wheel holding
+procscope/ only (the import contracts themselves are checked by
+lint-imports, which the test command runs)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SOURCES = ["probes", "procscope", "tui", "themes", "tests", "bench"]
+
+
+def _python(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True, check=True).stdout
+
+
+def test_the_model_imports_no_ui_and_no_bcc():
+    loaded = json.loads(_python(
+        "import json, sys\n"
+        "import procscope.cache, procscope.query, procscope.export, procscope.replay, procscope.snapshot, procscope.cli\n"
+        "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))"
+    ))  # fmt: skip
+    assert not {"textual", "rich", "bcc"} & set(loaded)
+
+
+def test_nothing_imports_the_bare_folder_names():
+    bare = []
+    files = [p for d in SOURCES for p in (REPO / d).rglob("*.py") if "procscope/probes" not in str(p.relative_to(REPO))]
+    files += [REPO / "scripts" / "screenshots", REPO / "scripts" / "record-demo"]
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            bare += [f"{path.relative_to(REPO)}: {n}" for n in names if n.split(".")[0] in ("probes", "tui", "themes")]
+    assert bare == []
+
+
+def test_python_dash_m_procscope_is_the_command():
+    out = subprocess.run([sys.executable, "-m", "procscope", "--help"], cwd="/", capture_output=True, text=True)
+    assert out.returncode == 0 and "usage: procscope" in out.stdout and "events" in out.stdout
+
+
+def test_the_wheel_holds_procscope_only(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path),
+                    str(REPO)], check=True, capture_output=True)  # fmt: skip
+    (wheel,) = tmp_path.glob("procscope-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {"procscope", wheel.name.split("-py3")[0] + ".dist-info"}
+    for path in ("procscope/probes/bpf/process.c", "procscope/probes/bpf/msg.h", "procscope/tui/app.tcss",
+                 "procscope/themes/dark.tcss", "procscope/probes/collector.py", "procscope/tui/app.py"):  # fmt: skip
+        assert path in names

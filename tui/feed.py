@@ -1,0 +1,114 @@
+"""What the monitor keeps of the event flow besides the cache: the events
+drained from the source and applied to the cache, the newest execs and
+exits, the event rate, and the loss counters with their rates. No Textual
+here: tests use it without an app."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from procscope.export import Exporter
+from procscope.probes import wire
+from procscope.probes.counters import Counters
+from procscope.probes.events import ExecEvent, ExitEvent, ThrottleEvent
+from procscope.process import Process
+
+from .rows import boot_now
+
+HISTORY = 1000  # exec stream and exits: bounded
+RATE_WINDOW = 2.0  # seconds the loss rates are averaged over, at least
+RECEIVED = "received"  # the rates key for events received
+THROTTLED = "throttled "  # row-name prefix of a cgroup's suppressed events
+
+
+def loss_totals(c: Counters) -> dict[str, int]:
+    """Each loss row's total, by row name (ops first)."""
+    out = {op: sum(row.values()) for op, row in c.sent_failed.items()}
+    out["user space"] = c.userspace_dropped
+    out["undecodable"] = c.decode_errors
+    # Failures that should never happen: a row only once they have.
+    if c.collector_errors:
+        out["collector failures"] = c.collector_errors
+    if c.procfs_unreadable:
+        out["unreadable in /proc"] = c.procfs_unreadable
+    out["cache misses"] = c.cache.get("misses", 0)
+    out["lost exits"] = c.cache.get("lost_exits", 0)
+    for name, ops in c.suppressed_by_cgroup.items():
+        out[THROTTLED + name] = sum(ops.values())
+    return out
+
+
+def per_second(before: dict[str, int], after: dict[str, int], seconds: float) -> dict[str, float]:
+    """Per second between two samples of totals (counters never go down;
+    a row that just appeared counts from 0)."""
+    if seconds <= 0:
+        return {}
+    return {name: max(0, n - before.get(name, 0)) / seconds for name, n in after.items()}
+
+
+class Feed:
+    def __init__(self, source, exporter: Exporter):
+        self.source = source
+        self.cache = source.cache
+        self.exporter = exporter
+        self.execs: deque[tuple[str, Process]] = deque(maxlen=HISTORY)  # (time text, process)
+        self.exits: deque[tuple[str, Process]] = deque(maxlen=HISTORY)
+        self.events_total = 0
+        self.counters = Counters()
+        self._rate: deque[tuple[float, int]] = deque(maxlen=20)  # (monotonic, events_total)
+        self._first_time: int | None = None  # a replay's first event time (boot ns), /proc scan aside
+        self._replay_events = 0
+        self._loss_samples: deque[tuple[float, dict[str, int]]] = deque()
+
+    def now(self) -> int:
+        """The clock things are aged by: the machine's, or a replay's last event."""
+        return boot_now() if self.source.live else self.cache.now
+
+    def ingest(self) -> tuple[int, list[ThrottleEvent]]:
+        """Apply what the source has; (how many events, the throttle events among them)."""
+        events = self.source.drain()
+        if self.source.wall_offset is not None:
+            self.exporter.wall_offset = self.source.wall_offset
+        throttles = []
+        for ev in events:
+            proc = self.cache.apply(ev)
+            if isinstance(ev, ThrottleEvent):
+                throttles.append(ev)
+            if proc is None:
+                continue
+            if isinstance(ev, ExecEvent) and not ev.flags & wire.FLAG_PROCFS:  # found at start, not an exec
+                self.execs.append((self.exporter.time(ev.time)[11:23], proc))
+            elif isinstance(ev, ExitEvent):
+                self.exits.append((self.exporter.time(ev.time)[11:23], proc))
+        self.events_total += len(events)
+        if not self.source.live:  # a replay's rate: its events over its own clock, not the /proc scan's
+            timed = [ev.time for ev in events if not (isinstance(ev, ExecEvent) and ev.flags & wire.FLAG_PROCFS)]
+            self._replay_events += len(timed)
+            if timed:
+                self._first_time = min(timed if self._first_time is None else [self._first_time, *timed])
+        self.cache.expire(self.now())
+        return len(events), throttles
+
+    def sample(self) -> dict[str, float]:
+        """Read the counters; per-second rates of each loss row and of events
+        received, over the last RATE_WINDOW seconds or more."""
+        self.counters = self.source.counters()
+        now = time.monotonic()
+        totals = loss_totals(self.counters) | {RECEIVED: self.events_total}
+        samples = self._loss_samples
+        samples.append((now, totals))
+        while len(samples) > 2 and now - samples[1][0] >= RATE_WINDOW:
+            samples.popleft()
+        t0, before = samples[0]
+        return per_second(before, totals, now - t0)
+
+    def rate_text(self) -> str:
+        if self.source.live:
+            now = time.monotonic()
+            self._rate.append((now, self.events_total))
+            t0, n0 = self._rate[0]
+            return f"{(self.events_total - n0) / (now - t0) if now > t0 else 0.0:.0f} events/s"
+        # A replay arrives at once: its average over its own clock is the same on every run.
+        span = (self.cache.now - self._first_time) / 1e9 if self._first_time is not None else 0.0
+        return f"{self._replay_events / span if span > 0 else 0.0:.0f} events/s avg"

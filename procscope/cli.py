@@ -148,11 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_arguments(snap)
 
     ui = sub.add_parser("ui", help="the live monitor (what `procscope` with no command runs)")
-    ui.add_argument("--snapshot-dir", type=_directory, default=".", help="where the s key writes snapshots (default: here)")
+    ui.add_argument("--snapshot-dir", type=_directory, default=".", help="where the W key writes snapshots (default: here)")
     ui.add_argument(
         "--theme", metavar="NAME",
         help="procscope-dark (default), procscope-light, procscope-high-contrast, or a Textual theme; for this run "
-        "(a theme chosen in the monitor with t or the palette is remembered in ~/.config/procscope/config.toml)",
+        "(a theme chosen in the monitor with ctrl+t or the palette is remembered in ~/.config/procscope/config.toml)",
     )  # fmt: skip
     _add_source_arguments(ui)
     query.add_arguments(ui)

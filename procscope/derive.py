@@ -77,3 +77,14 @@ def state_text(proc: Process) -> str:
         return "exited (status lost)"
     text = ev.signal_name or f"exit {ev.status}"
     return text + " (core dumped)" if ev.core_dumped else text
+
+
+def age_text(ns: int) -> str:
+    s = ns // 1_000_000_000
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"

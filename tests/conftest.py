@@ -399,3 +399,12 @@ def plain(app, renderable) -> str:
     console = Console(file=io.StringIO(), width=300, color_system=None)
     console.print(renderable)
     return console.file.getvalue()
+
+
+def screen_text(app) -> str:
+    """The screen as the terminal shows it, as text (what a user reads)."""
+    console = Console(file=io.StringIO(), width=app.size.width, height=app.size.height, record=True,
+                      force_terminal=True, color_system="truecolor", legacy_windows=False, safe_box=False)  # fmt: skip
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text()
+

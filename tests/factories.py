@@ -3,6 +3,9 @@ export, replay): the same dataclasses the decoder produces."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from procscope.cache import ROOT, ProcessCache
 from procscope.outputs import StreamFile
 from procscope.probes import wire
@@ -100,3 +103,15 @@ def record(events, path, node="node-a") -> ProcessCache:
     out.close()
     return cache
 
+
+def with_losses(src: str, dst, *, eagain: int = 12, dropped: int = 3) -> None:
+    """A copy of the recording ``src`` whose last counters record says the
+    kernel failed ``eagain`` EXECVE sends with EAGAIN and user space dropped
+    ``dropped`` events, as a recording of a machine that lost events does."""
+    lines = Path(src).read_bytes().splitlines()
+    last = max(i for i, line in enumerate(lines) if line.startswith(b'{"procscope_counters"'))
+    rec = json.loads(lines[last])
+    rec["procscope_counters"]["sent_failed"]["EXECVE"]["EAGAIN"] = eagain
+    rec["procscope_counters"]["userspace_dropped"] = dropped
+    lines[last] = json.dumps(rec).encode()
+    Path(dst).write_bytes(b"\n".join(lines) + b"\n")

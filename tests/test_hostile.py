@@ -159,7 +159,7 @@ def test_replay_of_json_with_lone_surrogates_and_bad_bytes_stays_valid(tmp_path)
 def test_monitor_in_a_terminal_shows_hostile_names_escaped(hostile):
     """The real monitor in a pseudo-terminal: the bytes it writes hold no
     sequence from a process's name, and the names are drawn escaped."""
-    monitor = Terminal(["--filter", "bin:procscope-hostile"])
+    monitor = Terminal(["--filter", "bin:procscope-hostile"], cols=300)  # wide: whole commands, none elided
     monitor.read(8)
     out, status = monitor.quit()
     assert status == 0, out[-2000:]
@@ -170,7 +170,7 @@ def test_monitor_in_a_terminal_shows_hostile_names_escaped(hostile):
 async def test_monitor_pilot_hostile_rows_details_clicks_and_snapshots(hostile, tmp_path):
     """Every hostile row drawn escaped; selecting each shows its detail
     (markup shown as text: a path ending in /[/] no longer crashes); a click
-    on one triggers nothing; `s` twice writes two snapshots, both valid."""
+    on one triggers nothing; `W` twice writes two snapshots, both valid."""
     from procscope.tui.app import ProcscopeApp
     from procscope.tui.sources import LiveSource
 
@@ -195,10 +195,10 @@ async def test_monitor_pilot_hostile_rows_details_clicks_and_snapshots(hostile, 
         await pilot.click("#detail", offset=(30, 5))
         await pilot.pause(0.3)
         assert app.is_running and app.return_code is None
-        await pilot.press("s")
+        await pilot.press("W")
         await pilot.pause()
         first = app.last_snapshot
-        await pilot.press("s")
+        await pilot.press("W")
         await pilot.pause()
         assert app.last_snapshot != first
         for path in (first, app.last_snapshot):

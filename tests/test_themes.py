@@ -32,7 +32,7 @@ async def test_theme_key_cycles_the_three_themes(tmp_path):
         assert app.theme == "procscope-dark"
         seen = []
         for _ in range(3):
-            await pilot.press("t")
+            await pilot.press("ctrl+t")
             await pilot.pause()
             seen.append(app.theme)
             # The rows' Rich colours follow the theme's own ANSI palette.
@@ -40,7 +40,7 @@ async def test_theme_key_cycles_the_three_themes(tmp_path):
             assert f"-theme-{app.theme}" in app.classes
         assert seen == ["procscope-light", "procscope-high-contrast", "procscope-dark"]
         app.theme = "nord"  # from Textual's picker: t goes back to procscope's first
-        await pilot.press("t")
+        await pilot.press("ctrl+t")
         assert app.theme == "procscope-dark"
     assert not (tmp_path / "xdg").exists()  # no config_path: nothing written
 
@@ -75,7 +75,7 @@ async def test_chosen_theme_is_saved_private_and_used_next_time(tmp_path):
     app = app_for(tmp_path, config_path=path)
     async with app.run_test(size=SIZE) as pilot:
         assert not path.exists()  # starting writes nothing
-        await pilot.press("t")
+        await pilot.press("ctrl+t")
         await pilot.pause()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert config.load(path).theme == "procscope-light"

@@ -68,20 +68,20 @@ async def test_container_filter_narrows_every_pane(recording, tmp_path):
 async def test_flat_sort_pause_help_and_snapshot_key(recording, tmp_path):
     app = app_for(recording, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("f6")  # flat, sorted by user
+        await pilot.press("f6", "down", "enter")  # sort by: PID, then USER: a flat list
         await pilot.pause()
         users = [row.plain.split()[1] for row in app.query_one("#tree").rows]
         assert users == sorted(users)
-        await pilot.press("p")
+        await pilot.press("Z")
         await pilot.pause()
-        assert "PAUSED" in plain(app, app.query_one("#status").content)
-        await pilot.press("s")
+        assert "FROZEN" in plain(app, app.query_one("#status").content)
+        await pilot.press("W")
         await pilot.pause()
         path = app.last_snapshot
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         doc = json.loads(Path(path).read_text())
         assert doc["schema"] == "procscope-snapshot" and {p["pid"] for p in doc["processes"]} >= {1, 101, 201}
-        await pilot.press("p")  # resume: the panes keep refreshing under the help screen
+        await pilot.press("Z")  # thaw: the panes keep refreshing under the help screen
         await pilot.press("question_mark")
         await pilot.pause(0.3)
         assert isinstance(app.screen, HelpScreen)

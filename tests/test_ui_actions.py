@@ -18,8 +18,8 @@ from procscope.tui.app import ProcscopeApp
 from procscope.tui.feed import loss_totals, per_second
 from procscope.tui.palette import BindingCommands
 from procscope.tui.panes.drops import render_drops
-from procscope.tui.screens.containers import ContainerScreen
 from procscope.tui.screens.help import HelpScreen
+from procscope.tui.screens.pick import PickScreen
 from procscope.tui.screens.signal import SignalScreen
 from procscope.tui.sources import ProcfsSource, ReplaySource
 
@@ -179,18 +179,18 @@ async def test_container_picker_narrows_every_pane_and_keeps_the_filter(replay_a
     app = replay_app
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("backslash", *"-bin:nothing", "enter")
-        await pilot.press("c")
+        await pilot.press("C")
         await pilot.pause()
-        assert isinstance(app.screen, ContainerScreen)
+        assert isinstance(app.screen, PickScreen)
         await pilot.press("down", "enter")  # the one container, after "all containers"
         await pilot.pause()
         assert str(app.query) == f"-bin:nothing container:{CONTAINER}"
         assert pids(app.query_one("#tree")) == [1, 200, 201]
         assert sorted(pids(app.query_one("#execs"), column=1)) == [200, 201]
         assert app.query_one("#exits").rows == []
-        await pilot.press("c")
+        await pilot.press("C")
         await pilot.pause()
-        assert app.screen.query_one("#containers").highlighted == 1  # the current one
+        assert app.screen.query_one("#choices").highlighted == 1  # the current one
         await pilot.press("up", "enter")  # all containers
         await pilot.pause()
         assert str(app.query) == "-bin:nothing"
@@ -203,23 +203,23 @@ async def test_palette_offers_every_bound_action(replay_app):
         provider = BindingCommands(app.screen)
         found = [hit.text async for hit in provider.discover()]
         described = [b.description for b in ProcscopeApp.BINDINGS if b.description]
-        assert found == described and {"Signal", "Tag/untag", "Untag all", "Container"} <= set(found)
+        assert found == described and {"Kill", "Untag all", "Show one container", "Setup"} <= set(found)
         assert "Untag all" in [hit.text async for hit in provider.search("untag")]
         # Run one through the palette itself.
         await pilot.press("ctrl+p")
         await pilot.pause()
-        await pilot.press(*"Tree/flat")
+        await pilot.press(*"Tree")
         await pilot.pause(0.5)
         await pilot.press("enter")
         await pilot.pause(0.3)
         assert app.view.tree is False
         await pilot.press("ctrl+p")  # a dialog from the palette
         await pilot.pause()
-        await pilot.press(*"Container")
+        await pilot.press(*"Show one container")
         await pilot.pause(0.5)
         await pilot.press("enter")
         await pilot.pause(0.3)
-        assert isinstance(app.screen, ContainerScreen)
+        assert isinstance(app.screen, PickScreen)
 
 
 async def test_help_lists_the_new_keys(replay_app):
@@ -228,9 +228,12 @@ async def test_help_lists_the_new_keys(replay_app):
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
-        text = plain(app, app.screen.query_one("#help").content)
-        for line in ("f9 or k", "space", "Untag all", "Container"):
-            assert line in text
+        text = plain(app, app.screen.query_one("#help Static").content)
+        # Keys as typed, grouped by purpose; the filter language after them.
+        for line in ("F9 k", "F5 t", "F1 h ?", "space", "Untag all", "Show one container", "< ", "> ", "I ",
+                     "Find and narrow", "Panels", "Filter"):  # fmt: skip
+            assert line in text, line
+        assert "question_mark" not in text and "less_than_sign" not in text
 
 
 async def test_clicks_select_from_streams_and_sort_by_header(replay_app):
@@ -242,7 +245,7 @@ async def test_clicks_select_from_streams_and_sort_by_header(replay_app):
         await pilot.pause()
         assert tree.cursor == 2 and tree.selected_key == tree.keys[2]
         # A click on a row of the exec stream: the tree follows.
-        await pilot.click("#execs", offset=(3, 1 + 1 + pids(execs, column=1).index(201)))
+        await pilot.click("#execs", offset=(3, 1 + pids(execs, column=1).index(201)))  # below its column titles (the panel has the border)
         await pilot.pause()
         assert tree.selected_key.pid == 201 and "httpd -f" in plain(app, app.query_one("#detail").content)
         # An exit whose process is not in the tree (init is folded): its detail shows anyway.
@@ -257,10 +260,10 @@ async def test_clicks_select_from_streams_and_sort_by_header(replay_app):
         x = tree.header.plain.index("USER") + 2
         await pilot.click("#tree", offset=(1 + x, 1))  # inside the border
         await pilot.pause()
-        assert app.view.tree is False and app.view.sort == "user"
+        assert app.view.tree is False and app.view.sort == "USER"
         await pilot.click("#tree", offset=(2, 1))  # over the pids, left of the right-aligned title
         await pilot.pause()
-        assert app.view.sort == "pid"
+        assert app.view.sort == "PID"
 
 
 def test_drop_rates_and_received():

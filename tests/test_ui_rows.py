@@ -16,8 +16,9 @@ from procscope.probes.events import ExecEvent
 from procscope.probes.events import ProcessKey as K
 from procscope.query import Query
 from procscope.tui.app import ProcscopeApp
+from procscope.tui.columns import DEFAULT, Context, fit
 from procscope.tui.panes.process_tree import _Lines, group_text, row_text
-from procscope.tui.rows import GROUPS, Group, TreeModel, ViewOptions, process_rows
+from procscope.tui.rows import GROUPS, Group, Rows, TreeModel, ViewOptions, process_rows
 from procscope.tui.sources import LiveSource, Source
 
 from .conftest import SIZE, open_collector, pids, plain
@@ -35,11 +36,12 @@ def reference_rows(cache, match, opts) -> list[tuple]:
     (key, depth, folded)."""
     if not opts.tree:
         sort = {
-            "user": lambda p: (derive.user(p), p.pid, p.key.ktime),
-            "binary": lambda p: (p.binary, p.pid, p.key.ktime),
-            "age": lambda p: (p.key.ktime, p.pid),
-        }.get(opts.sort, lambda p: (p.pid, p.key.ktime))
-        return [(p.key, 0, False) for p in sorted((p for p in cache.visible() if match is None or match(p)), key=sort)]
+            "USER": lambda p: (derive.user(p), p.pid, p.key.ktime),
+            "COMMAND": lambda p: (p.binary, p.args, p.pid, p.key.ktime),
+            "START": lambda p: (p.key.ktime, p.pid, p.key.ktime),
+        }.get(opts.sort, lambda p: (p.pid, p.pid, p.key.ktime))
+        shown = (p for p in cache.visible() if match is None or match(p))
+        return [(p.key, 0, False) for p in sorted(shown, key=sort, reverse=opts.reverse)]
     order = list(cache.walk())
     keep = None
     if match is not None:
@@ -114,8 +116,8 @@ def views(cache) -> list[ViewOptions]:
     parents = sorted((p.key for p in cache.procs.values() if p.children), key=lambda k: (k.pid, k.ktime))
     folded = {*parents[:2], "host", "container:" + "3f2a" * 16}
     return [
-        ViewOptions(tree=tree, sort=sort, group=group, collapsed=collapsed)
-        for tree, sort in ((True, "pid"), (False, "user"), (False, "age"))
+        ViewOptions(tree=tree, sort=sort, reverse=reverse, group=group, collapsed=collapsed)
+        for tree, sort, reverse in ((True, "PID", False), (False, "USER", False), (False, "START", True), (False, "COMMAND", False))
         for group in GROUPS
         for collapsed in (set(), folded)
     ]
@@ -142,10 +144,11 @@ def test_incremental_rows_equal_rows_from_scratch(ops, seed):
             for j in range(len(rows)):
                 assert rows.keys.index(rows.keys[j]) == j
             # Kept row texts are the ones a fresh render gives.
-            lines = _Lines(rows, m.cache, m.t, {K(1, 1)} if i % 2 else set(), memo)
+            ctx, columns = Context(m.cache, m.t, 0), tuple(fit(list(DEFAULT), 200))
+            lines = _Lines(rows, ctx, columns, {K(1, 1)} if i % 2 else set(), memo)
             for j, r in enumerate(rows):
                 if not isinstance(r, Group):
-                    fresh = row_text(r, m.cache, m.t)
+                    fresh = row_text(r, ctx, columns)
                     if r.proc.key == K(1, 1) and i % 2:
                         assert lines[j].plain.startswith("*")
                     else:
@@ -194,7 +197,7 @@ def test_grouped_by_container_headers_then_their_trees():
     rows = process_rows(cache, Query.parse("bin:busybox").predicate(cache), ViewOptions(group="container"))
     assert layout(rows) == [f"container:{cid}", (200, 1), (201, 2)] and rows[0].shown == 2 and rows[0].live == 3
     # Flat: each group's processes sorted, under its header.
-    rows = process_rows(cache, None, ViewOptions(tree=False, sort="binary", group="container"))
+    rows = process_rows(cache, None, ViewOptions(tree=False, sort="COMMAND", group="container"))
     assert layout(rows) == ["host", (1, 1), (203, 1), (50, 1), f"container:{cid}", (201, 1), (202, 1), (200, 1)]
 
 
@@ -290,3 +293,54 @@ async def test_live_source_first_drain_has_the_proc_scan(tmp_path):
         assert {1, os.getpid()} <= scanned
         assert os.getpid() in pids(app.query_one("#tree"))  # in the first frame
         assert not collector.scan_proc  # the collector's thread did not scan again
+
+
+def glyphs_from_scratch(depths: list[int]) -> list[str]:
+    """What the tree draws before each command, from the definition: └─ for
+    the last of its siblings (no later row at its depth before its parent's
+    subtree ends), ├─ else; under each ancestor below the top, │ if that
+    ancestor has siblings still to come."""
+    n = len(depths)
+
+    def is_last(i: int) -> bool:
+        for j in range(i + 1, n):
+            if depths[j] < depths[i]:
+                return True
+            if depths[j] == depths[i]:
+                return False
+        return True
+
+    out = []
+    for i, d in enumerate(depths):
+        if d == 0:
+            out.append("")
+            continue
+        ancestors = {}
+        for j in range(i - 1, -1, -1):
+            if depths[j] < d and depths[j] not in ancestors and all(depths[j] < depths[k] for k in range(j + 1, i)):
+                ancestors[depths[j]] = j
+        guide = "".join("   " if is_last(ancestors[k]) else "│  " for k in range(1, d))
+        out.append(guide + ("└─ " if is_last(i) else "├─ "))
+    return out
+
+
+@given(st.lists(st.integers(0, 4), max_size=40))
+def test_tree_glyphs_are_htops(steps):
+    depths = []
+    for s in steps:  # each row at most one deeper than the one before
+        depths.append(min(s, depths[-1] + 1) if depths else 0)
+    rows = Rows(list(range(len(depths))), depths, frozenset(), None, {})
+    lasts, guides = rows.guides()
+    drawn = [(g + ("└─ " if last else "├─ ")) if d else "" for d, last, g in zip(depths, lasts, guides, strict=True)]
+    assert drawn == glyphs_from_scratch(depths)
+
+
+def test_tree_glyphs_on_screen():
+    """init; two children, the first with two of its own; the last folded (htop's +)."""
+    cache = ProcessCache(host_ns=HOST_NS)
+    cache.apply(exec_event(1, 1, ROOT, "/sbin/init", flags=wire.FLAG_PROCFS))
+    for pid, parent in ((2, 1), (3, 2), (4, 2), (5, 1), (6, 5)):
+        cache.apply(exec_event(pid, pid, cache.by_pid[parent].key, f"/bin/p{pid}", flags=wire.FLAG_PROCFS))
+    rows = process_rows(cache, None, ViewOptions(collapsed={cache.by_pid[5].key}))
+    assert [rows[i].branch + rows[i].proc.binary for i in range(len(rows))] == [
+        "/sbin/init", "├─ /bin/p2", "│  ├─ /bin/p3", "│  └─ /bin/p4", "└+ /bin/p5"]  # fmt: skip

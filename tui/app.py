@@ -1,33 +1,32 @@
-"""The monitor: app logic. Events are drained from the source on a timer
-(at most 10 Hz) and applied to the process cache; the panes are handed
-what to draw."""
+"""The monitor. Events are drained from the source on a timer (at most
+10 Hz) and applied to the process cache (tui.feed); the panes are handed
+what to draw. The process list gets most of the screen at every size; the
+detail, the exec stream, the exits and the losses are panels the keys open
+and close (the detail beside the list from WIDE columns, else below)."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import os
-import re
 import signal
 import time
-from functools import partial
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
-from textual.widgets import Footer, Input, Static
+from textual.containers import Container
+from textual.widgets import ContentSwitcher, Footer, Input, Static
 
-from procscope import derive, snapshot, themes
+from procscope import themes
 from procscope.export import Exporter
-from procscope.outputs import OutputError, free_name
 from procscope.probes import wire
 from procscope.probes.events import ThrottleEvent
 from procscope.probes.text import printable
-from procscope.query import Query, QueryError, Term
-from procscope.signals import SIGNALS
-from procscope.signals import send as send_signal
+from procscope.query import Query, QueryError
 
 from . import config
+from .actions import PANELS, Actions
+from .columns import COLUMNS, DEFAULT, Context, column_at, fit, header
 from .crash import crash_report
 from .feed import Feed
 from .palette import BindingCommands
@@ -36,43 +35,62 @@ from .panes.drops import Drops, render_drops
 from .panes.exec_stream import ExecStream, exec_row
 from .panes.exits import Exits, exit_row
 from .panes.process_tree import ProcessTree, render_group
-from .rows import GROUPS, SORTS, TreeModel, ViewOptions
-from .screens.containers import ContainerScreen
-from .screens.help import HelpScreen
-from .screens.signal import SignalScreen
+from .rows import TreeModel, ViewOptions
+from .screens.help import key_text
 from .text import safe
 
-HEADER_SORTS = {"PID": "pid", "USER": "user", "COMMAND": "binary"}  # tree header titles a click sorts by
+WIDE = 140  # from this many columns the detail goes beside the list
+TALL = 40  # from this many rows the bottom panel is open by default
+FULL_FOOTER = 100  # narrower than this, the footer drops the palette hint
+PANEL_TITLES = {"execs": "execs", "exits": "exits", "drops": "losses"}
 
 
-class ProcscopeApp(App):
+class ProcscopeApp(Actions, App):
     CSS_PATH = ["app.tcss", *themes.CSS_PATHS]
     TITLE = "procscope"
+    # htop's keys for htop's actions (the footer shows its function keys);
+    # procscope's own on keys htop leaves free. The help screen groups them.
     BINDINGS = [
-        Binding("q", "quit", "Quit"),
+        Binding("f1,h,question_mark", "help", "Help"),
+        Binding("f2,S", "setup", "Setup"),
         Binding("f3,slash", "prompt('search')", "Search"),
+        Binding("n", "search_next(1)", "Next match of the search", show=False),
+        Binding("N", "search_next(-1)", "Previous match of the search", show=False),
         Binding("f4,backslash", "prompt('filter')", "Filter"),
-        Binding("f5", "toggle_tree", "Tree/flat"),
-        Binding("f6", "next_sort", "Sort"),
-        Binding("g", "cycle_group", "Group"),
-        Binding("p", "pause", "Pause"),
-        Binding("s", "snapshot", "Snapshot"),
-        Binding("plus", "expand", "Expand", show=False),
-        Binding("minus", "collapse", "Collapse", show=False),
-        Binding("asterisk", "expand_all", "Expand all", show=False),
-        Binding("space", "tag", "Tag/untag", show=False),
+        Binding("f5,t", "toggle_tree", "Tree"),
+        Binding("f6", "pick_sort", "SortBy"),
+        Binding("less_than_sign", "step_sort(-1)", "Sort by the column to the left", show=False),
+        Binding("greater_than_sign", "step_sort(1)", "Sort by the column to the right", show=False),
+        Binding("I", "invert_sort", "Invert the sort order", show=False),
+        Binding("f9,k", "signal", "Kill"),
+        Binding("f10,q", "quit", "Quit"),
+        Binding("space", "tag", "Tag or untag the process (signals go to the tagged ones)", show=False),
+        Binding("c", "tag_children", "Tag the process and its children", show=False),
         Binding("U", "untag_all", "Untag all", show=False),
-        Binding("f9,k", "signal", "Signal"),
-        Binding("c", "pick_container", "Container"),
-        Binding("t", "cycle_theme", "Theme"),
-        Binding("question_mark", "help", "Help"),
+        Binding("u", "pick_user", "Show one user's processes", show=False),
+        Binding("Z", "freeze", "Freeze the view (events still arrive behind it)", show=False),
+        Binding("F", "follow", "Follow the selected process", show=False),
+        Binding("plus", "expand", "Expand the subtree", show=False),
+        Binding("minus", "collapse", "Collapse the subtree", show=False),
+        Binding("asterisk", "expand_all", "Expand every subtree", show=False),
+        Binding("enter", "toggle_detail", "The process's details: open or close", show=False),
+        Binding("tab", "next_panel(1)", "Next panel: execs, exits, losses", show=False, priority=True),
+        Binding("shift+tab", "next_panel(-1)", "Previous panel", show=False, priority=True),
+        Binding("E", "panel('execs')", "The exec stream", show=False),
+        Binding("X", "panel('exits')", "The exits", show=False),
+        Binding("L", "panel('drops')", "The losses: every counter, per op and errno, with rates", show=False),
+        Binding("escape", "close_panels", "Close the panel (or the prompt)", show=False),
+        Binding("C", "pick_container", "Show one container", show=False),
+        Binding("g", "cycle_group", "Group by container, by cgroup, or not", show=False),
+        Binding("W", "snapshot", "Write a snapshot of what is shown (mode 0600)", show=False),
+        Binding("ctrl+t", "cycle_theme", "Next theme (remembered)", show=False),
     ]
     COMMANDS = App.COMMANDS | {BindingCommands}
 
     def __init__(self, source, query_text: str = "", snapshot_dir: str = ".", theme: str | None = None,
-                 config_path: str | os.PathLike | None = None, **kwargs) -> None:
-        """``theme``: None for the saved one (or the default); ``config_path``: where the
-        theme chosen at run time is saved, None (tests) to read and write no config."""
+                 config_path: str | os.PathLike | None = None, **kwargs) -> None:  # fmt: skip
+        """``theme``: None for the saved one (or the default); ``config_path``: where settings
+        chosen at run time are saved, None (tests) to read and write no config."""
         super().__init__(**kwargs)
         self.config_path = config_path
         self.failure: str | None = None  # why the monitor stopped, when an error stopped it
@@ -80,10 +98,13 @@ class ProcscopeApp(App):
         self._ansi_defaults = (self.ansi_theme_dark, self.ansi_theme_light)  # Textual's, for its own themes
         for t in themes.THEMES.values():
             self.register_theme(t)
-        if theme is None and config_path is not None:
-            theme = config.load(config_path, self.available_themes, self._warnings.append).theme
-        self.theme = theme or themes.DEFAULT
+        self.settings = config.Config()
+        if config_path is not None:
+            self.settings = config.load(config_path, self.available_themes, self._warnings.append, COLUMNS)
+        self.theme = theme or self.settings.theme or themes.DEFAULT
         self._saved_theme = self.theme  # only a change made here is written back
+        self.chosen_columns = list(self.settings.columns or DEFAULT)
+        self.shown_columns = fit(self.chosen_columns, 200)
         self.source = source
         self.cache = source.cache
         self.exporter = Exporter(self.cache)
@@ -91,11 +112,16 @@ class ProcscopeApp(App):
         self.query = Query.parse(query_text) if query_text else Query()
         self.view = ViewOptions()
         self.tree_model = TreeModel(self.cache)
-        self.paused = False
+        self.frozen = False
+        self.following = None  # key of the process F follows
         self.snapshot_dir = snapshot_dir
-        self._prompt_mode = "filter"
-        self._drawn = 0.0  # monotonic time of the last redraw
         self.tagged: set = set()  # keys of tagged processes: signals go to them
+        self.wide = False
+        self.detail_open: bool | None = None  # None: the default for the size
+        self.panel_open: bool | None = None
+        self._prompt_mode = "filter"
+        self._last_search = ""
+        self._drawn = 0.0  # monotonic time of the last redraw
         self._detail_proc = None  # clicked in a stream but not in the tree: its detail shows anyway
         self._detail_shown: tuple | None = None  # what the detail pane was drawn from
         self._drops_rows = -1
@@ -104,28 +130,28 @@ class ProcscopeApp(App):
     def compose(self) -> ComposeResult:
         yield Static(id="status", markup=False)
         yield Static(safe(self.source.banner), id="banner", classes="shown" if self.source.banner else "")
-        with Horizontal(id="top"):
+        with Container(id="main"):
             yield ProcessTree(id="tree")
             yield Detail(id="detail")
-        with Horizontal(id="bottom"):
+        with ContentSwitcher(id="panel", initial=PANELS[0]):
             yield ExecStream(id="execs")
             yield Exits(id="exits")
-        yield Drops(id="drops")
-        yield Input(id="query", placeholder="filter, e.g. container:3f2a user:root cap:SYS_ADMIN ns:net bin:curl")
+            yield Drops(id="drops")
+        yield Input(id="query")
         yield Footer()
 
     def on_mount(self) -> None:
         # Kept, not queried: App.query_one looks at the active screen, which may be the help.
+        self.main_screen = self.screen
         self.tree_pane = self.query_one("#tree", ProcessTree)
+        self.panel = self.query_one("#panel", ContentSwitcher)
         self.panes = {"execs": self.query_one("#execs", ExecStream), "exits": self.query_one("#exits", Exits)}
-        self.tree_pane.border_title = "processes"
-        self.panes["execs"].border_title = "execs"
-        self.panes["exits"].border_title = "exits"
-        self.query_one("#drops", Drops).border_title = "drops"
         self.widgets = {w.id: w for w in (self.query_one("#detail"), self.query_one("#drops"),
                                           self.query_one("#status"), self.query_one("#query"))}  # fmt: skip
+        self.tree_pane.border_title = "processes"
         for warning in self._warnings:
             self.say(warning, severity="warning", timeout=10)
+        self.apply_layout()
         self.source.start()
         self.ingest()
         self.refresh_panes()
@@ -141,8 +167,60 @@ class ProcscopeApp(App):
         self.tree_pane.focus()
         self.set_interval(0.1, self.tick)
 
+    def layout_now(self) -> tuple[bool, bool]:
+        """(detail shown, bottom panel shown): the user's choice, else the size's default."""
+        width, height = self.size
+        detail = self.detail_open if self.detail_open is not None else width >= WIDE
+        panel = self.panel_open if self.panel_open is not None else height >= TALL
+        return detail, panel
+
+    def apply_layout(self) -> None:
+        self.wide = self.size.width >= WIDE
+        detail, panel = self.layout_now()
+        screen = self.main_screen
+        screen.set_class(self.wide, "-wide")
+        screen.set_class(detail, "-detail")
+        screen.set_class(panel, "-panel")
+        # Narrow: the footer keeps to the function keys (ctrl+p still opens the palette).
+        footer = screen.query_one(Footer)
+        if footer.compact != (self.size.width < FULL_FOOTER):
+            footer.compact = self.size.width < FULL_FOOTER
+            footer.show_command_palette = not footer.compact
+            footer.refresh(recompose=True)  # the palette hint is composed, not styled
+        self.panel.border_title = " · ".join(
+            f"[reverse] {title} [/]" if name == self.panel.current else title for name, title in PANEL_TITLES.items()
+        ) + "   (Tab: next, Esc: close)"  # fmt: skip
+        self.fit_columns()
+        self._detail_shown = None
+        self.show_detail()  # now, not at the next second's redraw
+
+    def on_resize(self) -> None:
+        if not hasattr(self, "main_screen"):
+            return  # before the first mount: on_mount lays it out
+        # Called before App's own handler has taken the new size: lay out after it.
+        self.call_later(self._resized)
+
+    def _resized(self) -> None:
+        self.apply_layout()
+        self.refresh_panes(force=True)
+
+    def on_process_tree_resized(self) -> None:
+        self.fit_columns()
+
+    def fit_columns(self) -> None:
+        # The scrollbar's width kept aside: it comes and goes with the rows, without a resize.
+        tree = self.tree_pane
+        width = (tree.content_region.width or self.size.width - 2) - tree.styles.scrollbar_size_vertical
+        columns = fit(self.chosen_columns, width)
+        if columns != self.shown_columns:
+            self.shown_columns = columns
+            self.refresh_panes(force=True)
+
     def collect_garbage(self) -> None:
         gc.collect()
+
+    def get_key_display(self, binding: Binding) -> str:
+        return key_text(binding.key.split(",")[0])  # F5, not f5
 
     def say(self, message: str, *, title: str = "", severity: str = "information", timeout: float | None = None) -> None:
         """A notification: its text may name processes, so it is never markup."""
@@ -170,9 +248,9 @@ class ProcscopeApp(App):
         where = t.path if t is not None else ev.name
         if ev.type == wire.THROTTLE_START:
             self.say(f"{where}: over --cgroup-rate, its events are suppressed", title="throttled",
-                        severity="warning", timeout=8)  # fmt: skip
+                     severity="warning", timeout=8)  # fmt: skip
         else:
-            counts = ", ".join(f"{op} {n}" for op, n in zip(wire.RATE_OPS, ev.suppressed, strict=False))
+            counts = ", ".join(f"{op} {n}" for op, n in zip(wire.RATE_OPS, ev.suppressed, strict=True))
             self.say(f"{where}: events flow again ({counts} suppressed)", title="throttle over", timeout=8)
 
     def now(self) -> int:
@@ -180,17 +258,29 @@ class ProcscopeApp(App):
 
     def tick(self) -> None:
         # Redraw when something arrived, else once a second (ages, highlights, grace periods).
-        if (self.ingest() or time.monotonic() - self._drawn >= 1.0) and not self.paused:
+        if self.ingest() or time.monotonic() - self._drawn >= 1.0:
             self.refresh_panes()
 
-    def refresh_panes(self) -> None:
+    def refresh_panes(self, force: bool = False) -> None:
+        if self.frozen and not force:
+            self.show_status(self.tree_pane.shown.processes if self.tree_pane.shown else 0)
+            return
         self._drawn = time.monotonic()
         match = self.query.predicate(self.cache) if self.query else None
         now = self.now()
         if self.tagged:
             self.tagged = {k for k in self.tagged if k in self.cache.procs}  # evicted: nothing to signal
         rows = self.tree_model.rows(self.query, self.view)
-        self.tree_pane.show(rows, self.cache, now, self.tagged)
+        ctx = Context(self.cache, now, self.exporter.wall_offset)
+        columns = tuple(self.shown_columns)
+        tree = self.tree_pane
+        tree.show(rows, ctx, columns, header(self.shown_columns, self.view.sort if not self.view.tree else "",
+                                             self.view.reverse), self.tagged)  # fmt: skip
+        if self.following is not None:
+            if self.following in tree.keys:
+                tree.cursor = tree.keys.index(self.following)
+            else:
+                self.following = None  # gone: nothing left to follow
         for pane_id, entries, fmt in (("execs", self.feed.execs, exec_row), ("exits", self.feed.exits, exit_row)):
             shown = [e for e in reversed(entries) if match is None or match(e[1])]
             self.panes[pane_id].set_items(shown, lambda e, fmt=fmt: fmt(*e), lambda e: (e[0], e[1].key))
@@ -203,6 +293,8 @@ class ProcscopeApp(App):
         self.show_status(rows.processes)
 
     def show_detail(self) -> None:
+        if not self.layout_now()[0]:
+            return
         key = self.tree_pane.selected_key
         proc = self.cache.get(key) if key is not None else None
         proc = self._detail_proc or proc
@@ -215,28 +307,30 @@ class ProcscopeApp(App):
         if shown == self._detail_shown:
             return
         self._detail_shown = shown
-        detail = render_group(group, self.cache, now) if group else render_detail(proc, self.cache, now)
+        detail = render_group(group, self.cache, now) if group else render_detail(proc, self.cache, now, self.exporter)
         self.widgets["detail"].update(detail)
 
     def show_status(self, shown: int) -> None:
-        lost = self.feed.counters.lost
-        live = len(self.cache.by_pid)
-        parts = [
-            f"source: {self.source.label}",
-            self.feed.rate_text(),
-            f"{live} processes",
-            f"{len(self.cache.containers)} containers",
-            f"shown {shown}",
-        ]
-        if self.query:
-            parts.append(f"filter: {self.query}")
-        if self.paused:
-            parts.append("PAUSED")
+        # What needs attention first: a narrow terminal cuts the end of the line.
+        c = self.feed.counters
+        lost = c.lost
+        where = ", ".join(f"{place} {n}" for place, n in c.where_lost())
+        parts = [f"⚠ lost {lost}: {where} (L)" if lost else "lost 0"]
         throttled = sorted(t.path for t in self.cache.throttles.values() if t.active)
         if throttled:
-            parts.insert(0, f"⏸ THROTTLED: {', '.join(throttled)}")
-        if lost:
-            parts.insert(0, f"⚠ LOSING EVENTS: {lost} dropped")
+            parts.append(f"⏸ THROTTLED: {', '.join(throttled)}")
+        if self.frozen:
+            parts.append("FROZEN (Z)")
+        if self.following is not None:
+            parts.append(f"following {self.following.pid} (F)")
+        if self.query:
+            parts.append(f"filter: {self.query}")
+        parts += [
+            f"{len(self.cache.by_pid)} running, {shown} shown",
+            f"{len(self.cache.containers)} container" + ("" if len(self.cache.containers) == 1 else "s"),
+            self.feed.rate_text(),
+            f"source: {self.source.label}",
+        ]
         status = self.widgets["status"]
         status.update(safe(" │ ".join(parts)), layout=False)  # one line, always
         status.set_class(bool(lost), "losing")
@@ -261,19 +355,16 @@ class ProcscopeApp(App):
             self.show_detail()
 
     def on_click(self, event) -> None:
-        """A click on the tree's column titles sorts by that column (a flat list, as F6)."""
+        """A click on the list's column titles sorts by that column (a flat list, as F6)."""
         tree = self.tree_pane
         region = tree.content_region
-        if event.widget is not tree or tree.header is None or event.screen_y != region.y:
+        if event.widget is not tree or event.screen_y != region.y:
             return
-        x = event.screen_x - region.x + tree.scroll_offset.x
-        titles = [(m.start(), m.group()) for m in re.finditer(r"\S+", tree.header.plain)]
-        # The last title starting at or before x; left of all, the first (PID is right-aligned).
-        title = next((t for start, t in reversed(titles) if start <= x), titles[0][1] if titles else None)
-        if title in HEADER_SORTS:
-            self.view.sort, self.view.tree = HEADER_SORTS[title], False
-            self.say(f"sorted by {self.view.sort}")
-            self.refresh_panes()
+        col = column_at(self.shown_columns, event.screen_x - region.x + tree.scroll_offset.x)
+        if col is not None:
+            if col.name == self.view.sort and not self.view.tree:
+                self.view.reverse = not self.view.reverse  # the same title again: the other way
+            self._sort_by(col.name)
 
     def on_input_submitted(self, message: Input.Submitted) -> None:
         text = message.value.strip()
@@ -290,150 +381,19 @@ class ProcscopeApp(App):
         self.tree_pane.focus()
         self.refresh_panes()
 
-    def search(self, text: str) -> None:
-        tree = self.tree_pane
-        if not text:
-            return
-        n = len(tree.keys)
-        for step in range(1, n + 1):
-            i = (tree.cursor + step) % n
-            proc = self.cache.get(tree.keys[i])
-            if proc is not None and text in " ".join((proc.binary, *proc.args, str(proc.pid))):
-                tree.cursor = i
-                return
-        self.say(f"no process matches {text!r}", severity="warning")
-
-    # -- actions ------------------------------------------------------------------------
-    def action_prompt(self, mode: str) -> None:
-        self._prompt_mode = mode
-        box = self.widgets["query"]
-        box.placeholder = "search binary, args or pid" if mode == "search" else box.placeholder
-        box.value = str(self.query) if mode == "filter" else ""
-        box.add_class("shown")
-        box.focus()
-
-    def action_toggle_tree(self) -> None:
-        self.view.tree = not self.view.tree
-        self.refresh_panes()
-
-    def action_next_sort(self) -> None:
-        self.view.sort = SORTS[(SORTS.index(self.view.sort) + 1) % len(SORTS)]
-        self.view.tree = False
-        self.say(f"sorted by {self.view.sort}")
-        self.refresh_panes()
-
-    def action_cycle_group(self) -> None:
-        self.view.group = GROUPS[(GROUPS.index(self.view.group) + 1) % len(GROUPS)]
-        self.say("not grouped" if self.view.group == "none" else f"grouped by {self.view.group}")
-        self.refresh_panes()
-
-    def action_pause(self) -> None:
-        self.paused = not self.paused
-        self.refresh_panes()
-
-    def action_expand(self) -> None:
-        self.view.collapsed.discard(self.tree_pane.selected_key)
-        self.refresh_panes()
-
-    def action_collapse(self) -> None:
-        key = self.tree_pane.selected_key
-        if key is not None:
-            self.view.collapsed.add(key)
-        self.refresh_panes()
-
-    def action_expand_all(self) -> None:
-        self.view.collapsed.clear()
-        self.refresh_panes()
-
-    def action_help(self) -> None:
-        self.push_screen(HelpScreen())
-
-    def action_cycle_theme(self) -> None:
-        self.theme = themes.next_name(self.theme)
-        self.say(f"theme {self.theme}")
-
     def watch_theme(self, name: str) -> None:
         # Rich's named colours in the rows ("bold green", "bold red") follow the theme's ANSI palette.
         palette = themes.ANSI.get(name)
         self.ansi_theme_dark = palette or self._ansi_defaults[0]
         self.ansi_theme_light = palette or self._ansi_defaults[1]
         # getattr: the first theme is set in __init__, before there is a saved one to compare with.
-        if self.config_path is not None and name != getattr(self, "_saved_theme", name):
-            try:
-                config.save(self.config_path, config.Config(theme=name))
-                self._saved_theme = name
-            except (OSError, OutputError) as exc:
-                self.say(f"cannot save the theme to {self.config_path}: {exc}", severity="warning")
+        if name != getattr(self, "_saved_theme", name):
+            self.settings.theme = self._saved_theme = name
+            self.save_settings("theme")
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
-        # App keys still reach the app under a dialog: these must not act on the tree behind it.
-        if action in ("tag", "untag_all", "signal", "pick_container"):
-            return not isinstance(self.screen, (HelpScreen, SignalScreen, ContainerScreen))
-        return True
-
-    def action_tag(self) -> None:
-        key = self.tree_pane.selected_key
-        if key is None or self.cache.get(key) is None:
-            return
-        self.tagged ^= {key}
-        self.refresh_panes()
-        self.tree_pane.action_move(1)
-
-    def action_untag_all(self) -> None:
-        self.tagged.clear()
-        self.refresh_panes()
-
-    def action_signal(self) -> None:
-        """Confirm, then signal the tagged processes, or else the selected one."""
-        if not self.source.live:
-            self.say("signals need a live source", severity="warning")
-            return
-        keys = self.tagged or {self.tree_pane.selected_key}
-        targets = sorted((p for k in keys if k is not None and (p := self.cache.get(k))), key=lambda p: p.pid)
-        if not targets:
-            self.say("no process selected", severity="warning")
-            return
-        shown = [(p.pid, derive.user(p), p.binary or "?") for p in targets]
-        self.push_screen(SignalScreen(shown, SIGNALS), partial(self.signal_confirmed, targets))
-
-    def signal_confirmed(self, targets: list, name: str | None) -> None:
-        if name is None:
-            return
-        sig = signal.Signals["SIG" + name]
-        for proc in targets:
-            outcome = send_signal(self.cache, proc, sig)
-            severity = {"sent": "information", "gone": "warning"}.get(outcome.status, "error")
-            self.say(str(outcome), severity=severity)
-
-    def action_pick_container(self) -> None:
-        entries = sorted(self.cache.containers.values(), key=lambda e: e.container.id)
-        throttled = self.cache.where.throttled_containers()
-        choices = [(e.container.id, f"{e.container.short_id}  {e.container.runtime:<14} {e.processes:>5} processes"
-                    + ("  ⏸ throttled" if e.container.id in throttled else "")) for e in entries]  # fmt: skip
-        current = next((t.value for t in self.query.terms if t.field == "container" and not t.negate), "")
-        self.push_screen(ContainerScreen(choices, current), self.filter_container)
-
-    def filter_container(self, cid: str | None) -> None:
-        """Replace the filter's container terms with this one ("" for none), keeping the rest."""
-        if cid is None:
-            return
-        terms = tuple(t for t in self.query.terms if t.field != "container")
-        self.query = Query(terms + ((Term("container", cid),) if cid else ()))
-        self.refresh_panes()
-
-    def action_snapshot(self) -> None:
-        """Write what is shown (the filter applies) as a snapshot document."""
-        match = self.query.predicate(self.cache) if self.query else None
-        recent = [self.exporter.exec_event(p) for _, p in self.feed.execs]
-        doc = snapshot.document(self.cache, self.exporter, self.feed.counters, recent, self.source.label, match)
-        path = free_name(self.snapshot_dir, f"procscope-snapshot-{time.strftime('%Y%m%d-%H%M%S')}", ".json")
-        try:
-            snapshot.write(path, doc, replace=False)
-        except OutputError as exc:
-            self.say(str(exc), severity="error")
-            return
-        self.say(f"snapshot written to {path} ({len(doc['processes'])} processes)")
-        self.last_snapshot = os.fspath(path)
+        # App keys still reach the app under a dialog: these must not act on the list behind it.
+        return not (action in self.LIST_ACTIONS and self.screen is not getattr(self, "main_screen", self.screen))
 
     def on_unmount(self) -> None:
         self.source.stop()

@@ -19,6 +19,7 @@ from procscope.outputs import atomic_writer
 @dataclass
 class Config:
     theme: str | None = None
+    columns: list[str] | None = None  # the process list's, in order (tui.columns)
 
 
 def default_path() -> Path:
@@ -34,7 +35,8 @@ def _line_of(text: str, key: str) -> int:
     return 1
 
 
-def load(path: str | os.PathLike, known_themes: Iterable[str] = (), warn: Callable[[str], None] = print) -> Config:
+def load(path: str | os.PathLike, known_themes: Iterable[str] = (), warn: Callable[[str], None] = print,
+         known_columns: Iterable[str] = ()) -> Config:  # fmt: skip
     """The config at ``path``; defaults when it is missing, or (with a warning) unusable."""
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -59,7 +61,15 @@ def load(path: str | os.PathLike, known_themes: Iterable[str] = (), warn: Callab
     elif theme is not None and known and theme not in known:
         warn(f"{path}:{_line_of(text, 'theme')}: unknown theme {theme!r}; using the default theme")
         theme = None
-    return Config(theme=theme)
+    columns = data.get("columns")
+    known = set(known_columns)
+    if columns is not None and not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
+        warn(f"{path}:{_line_of(text, 'columns')}: columns must be a list of names; using the default columns")
+        columns = None
+    elif columns is not None and known and (unknown := [c for c in columns if c not in known]):
+        warn(f"{path}:{_line_of(text, 'columns')}: unknown column {unknown[0]!r}; using the default columns")
+        columns = None
+    return Config(theme=theme, columns=columns)
 
 
 def save(path: str | os.PathLike, config: Config) -> None:
@@ -67,5 +77,8 @@ def save(path: str | os.PathLike, config: Config) -> None:
     Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with atomic_writer(os.fspath(path)) as f:
         f.write("# procscope settings, written by the monitor\n")
+        # JSON strings and arrays of them are valid TOML.
         if config.theme is not None:
-            f.write(f"theme = {json.dumps(config.theme)}\n")  # a JSON string is a valid TOML basic string
+            f.write(f"theme = {json.dumps(config.theme)}\n")
+        if config.columns is not None:
+            f.write(f"columns = {json.dumps(config.columns)}\n")

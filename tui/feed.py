@@ -94,6 +94,8 @@ class Feed:
         """Read the counters; per-second rates of each loss row and of events
         received, over the last RATE_WINDOW seconds or more."""
         self.counters = self.source.counters()
+        if not self.source.live:
+            return {}  # a replay's counters arrive at once: no rate on this clock means anything
         now = time.monotonic()
         totals = loss_totals(self.counters) | {RECEIVED: self.events_total}
         samples = self._loss_samples

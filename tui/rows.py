@@ -16,20 +16,21 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 
-from procscope import derive
 from procscope.cache import ProcessCache
 from procscope.containers import Container
 from procscope.process import Process
 from procscope.query import Query
 
-SORTS = ("pid", "user", "binary", "age")
+from .columns import COLUMNS
+
 GROUPS = ("none", "container", "cgroup")
 
 
 @dataclass
 class ViewOptions:
-    tree: bool = True  # by parent; else flat, sorted
-    sort: str = "pid"
+    tree: bool = True  # by parent (children by pid); else flat, sorted
+    sort: str = "PID"  # a column's name (columns.COLUMNS)
+    reverse: bool = False
     group: str = "none"  # GROUPS: a header row per container or cgroup, its processes below
     collapsed: set = field(default_factory=set)  # keys (of processes or groups) whose rows are folded
 
@@ -40,6 +41,16 @@ class Row:
     depth: int
     has_children: bool
     folded: bool
+    last: bool = True  # the last of its siblings (tree mode)
+    guide: str = ""  # the tree's lines for its ancestors: "│  " or "   " per level below the top
+
+    @property
+    def branch(self) -> str:
+        """What the tree draws before the command, htop's way: ├─ or └─,
+        with + instead of ─ when its subtree is folded."""
+        if self.depth == 0:
+            return "+ " if self.folded else ""
+        return self.guide + ("└" if self.last else "├") + ("+" if self.folded else "─") + " "
 
 
 @dataclass(eq=False, slots=True)
@@ -59,13 +70,21 @@ class Rows(Sequence):
     """The process pane's rows in display order: Row for a process (made
     when asked: there may be tens of thousands) or a Group header."""
 
-    def __init__(self, items: list, depths: list[int], folded: frozenset, cache: ProcessCache, groups: dict):
+    def __init__(self, items: list, depths: list[int], folded: frozenset, cache: ProcessCache, groups: dict,
+                 tree: bool = True):  # fmt: skip
         self.items = items  # Process or Group
         self.depths = depths
         self.folded = folded  # keys drawn folded
         self.groups = groups  # key → Group
         self.keys = _Keys(items, lambda k: groups.get(k) if isinstance(k, str) else cache.procs.get(k))
         self.processes = len(items) - len(groups)
+        self.tree = tree
+        self._guides: tuple[list[bool], list[str]] | None = None  # made when first drawn
+
+    def guides(self) -> tuple[list[bool], list[str]]:
+        if self._guides is None:
+            self._guides = tree_guides(self.depths) if self.tree else ([True] * len(self.items), [""] * len(self.items))
+        return self._guides
 
     def __len__(self) -> int:
         return len(self.items)
@@ -76,7 +95,34 @@ class Rows(Sequence):
         item = self.items[i]
         if isinstance(item, Group):
             return item
-        return Row(item, self.depths[i], bool(item.children), item.key in self.folded)
+        lasts, guides = self.guides()
+        return Row(item, self.depths[i], bool(item.children), item.key in self.folded, lasts[i], guides[i])
+
+
+def tree_guides(depths: list[int]) -> tuple[list[bool], list[str]]:
+    """For rows in tree order (each after its parent, with its depth):
+    whether each is the last of its siblings, and the lines drawn for its
+    ancestors ("│  " under one that has siblings still to come, else
+    spaces). Two passes over the rows; equal guides are one string."""
+    n = len(depths)
+    last = [True] * n
+    later: list[bool] = []  # later[d]: a row at depth d comes after, before the subtree ends
+    for i in range(n - 1, -1, -1):
+        d = depths[i]
+        del later[d + 1 :]
+        later.extend([False] * (d + 1 - len(later)))
+        last[i] = not later[d]
+        later[d] = True
+    guides = [""] * n
+    stack = [""]  # stack[k]: the guide of a row at depth k + 1
+    for i, d in enumerate(depths):
+        if d == 0:
+            del stack[1:]
+            continue
+        del stack[d:]
+        guides[i] = stack[-1]
+        stack.append(stack[-1] + ("   " if last[i] else "│  "))
+    return last, guides
 
 
 class _Keys(Sequence):
@@ -108,14 +154,9 @@ class _Keys(Sequence):
         return self._items.index(item, start, stop)
 
 
-def _sort_key(sort: str) -> Callable[[Process], tuple]:
-    if sort == "user":
-        return lambda p: (derive.user(p), p.pid, p.key.ktime)
-    if sort == "binary":
-        return lambda p: (p.binary, p.pid, p.key.ktime)
-    if sort == "age":
-        return lambda p: (p.key.ktime, p.pid)
-    return lambda p: (p.pid, p.key.ktime)
+def _sort_key(sort: str, cache: ProcessCache) -> Callable[[Process], tuple]:
+    by = COLUMNS.get(sort, COLUMNS["PID"]).sort
+    return lambda p: (by(p, cache), p.pid, p.key.ktime)
 
 
 _BY_PID = attrgetter("key.pid", "key.ktime")  # as cache.walk orders children; C, not a Python call
@@ -162,8 +203,8 @@ def view_rows(cache: ProcessCache, procs: list[Process], depths: list[int],
     if opts.group == "none":
         if not opts.tree:
             shown = [p for p in procs if match is None or match(p)]
-            shown.sort(key=_sort_key(opts.sort))
-            return Rows(shown, [0] * len(shown), frozenset(), cache, {})
+            shown.sort(key=_sort_key(opts.sort, cache), reverse=opts.reverse)
+            return Rows(shown, [0] * len(shown), frozenset(), cache, {}, tree=False)
         if match is None and not folded:
             return Rows(procs, depths, folded, cache, {})  # the tree as it is: no copy
     n = len(procs)
@@ -222,7 +263,7 @@ def view_rows(cache: ProcessCache, procs: list[Process], depths: list[int],
     items: list = []
     out_depths: list[int] = []
     shown_groups = {}
-    sort = _sort_key(opts.sort)
+    sort = _sort_key(opts.sort, cache)
     for g in sorted(groups.values(), key=_group_order):
         idx = members[g.key]
         if not idx:
@@ -237,7 +278,7 @@ def view_rows(cache: ProcessCache, procs: list[Process], depths: list[int],
             items.extend(procs[i] for i in idx)
             out_depths.extend(gdepth[i] + 1 for i in idx)
         else:
-            items.extend(sorted((procs[i] for i in idx), key=sort))
+            items.extend(sorted((procs[i] for i in idx), key=sort, reverse=opts.reverse))
             out_depths.extend([1] * len(idx))
     return Rows(items, out_depths, folded if opts.tree else frozenset(k for k in folded if isinstance(k, str)),
                 cache, shown_groups)  # fmt: skip
@@ -264,7 +305,7 @@ class TreeModel:
         self._rows: Rows | None = None
 
     def rows(self, query: Query | None, opts: ViewOptions) -> Rows:
-        view = (query or None, opts.tree, opts.sort, opts.group, frozenset(opts.collapsed))
+        view = (query or None, opts.tree, opts.sort, opts.reverse, opts.group, frozenset(opts.collapsed))
         if self._changed or not self._walked:
             self._walked = True
             self._order = self._walk()
@@ -329,17 +370,6 @@ class TreeModel:
             else:
                 pop()
         return procs, depths
-
-
-def age_text(ns: int) -> str:
-    s = ns // 1_000_000_000
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{s % 3600 // 60:02d}m"
-    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
 def boot_now() -> int:

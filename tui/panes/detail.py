@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.table import Table
 from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from procscope import derive
-from procscope.accounts import group_name
+from procscope.accounts import group_name, user_name
 from procscope.cache import ProcessCache
+from procscope.export import Exporter
 from procscope.probes.events import NAMESPACES
+from procscope.probes.wire import UNKNOWN_ID
 from procscope.probes.words import cap_names, securebit_names
 from procscope.process import Process
 
-from ..rows import age_text
 from ..text import add_row
 
 
-def render_detail(proc: Process | None, cache: ProcessCache, now: int) -> Table | Text:
+def _id(n: int, name: str) -> str:
+    return "unset" if n == UNKNOWN_ID else f"{n} ({name})" if name != str(n) else str(n)
+
+
+def local_time(wall_ns: int) -> str:
+    """Local time with its zone, to the millisecond."""
+    t = time.localtime(wall_ns / 1e9)
+    return time.strftime("%Y-%m-%d %H:%M:%S", t) + f".{wall_ns // 1_000_000 % 1000:03d} " + time.strftime("%Z", t)
+
+
+def render_detail(proc: Process | None, cache: ProcessCache, now: int, exporter: Exporter) -> Table | Text:
     if proc is None:
         return Text("no process selected", style="dim")
     t = Table.grid(padding=(0, 1))
@@ -26,7 +39,10 @@ def render_detail(proc: Process | None, cache: ProcessCache, now: int) -> Table 
     t.add_column()
     img = proc.image
     add_row(t, "pid", f"{proc.pid}  key {proc.key.pid}:{proc.key.ktime}")
-    add_row(t, "state", derive.state_text(proc) + f"  (age {age_text(derive.age_ns(proc, now))})")
+    add_row(t, "state", derive.state_text(proc) + f"  (age {derive.age_text(derive.age_ns(proc, now))})")
+    add_row(t, "started", local_time(proc.key.ktime + exporter.wall_offset))
+    if not proc.alive and proc.exit_time:
+        add_row(t, "ended", local_time(proc.exit_time + exporter.wall_offset))
     if img is None:
         add_row(t, "", Text("process not found: its exec or clone was lost", style="bold red"))
         return t
@@ -36,10 +52,11 @@ def render_detail(proc: Process | None, cache: ProcessCache, now: int) -> Table 
     add_row(t, "flags", " ".join(img.flag_words))
     add_row(t, "badges", " ".join(derive.badges(proc, cache)) or "-")
     c = img.creds
-    ids = (f"uid {c.uid} euid {c.euid} suid {c.suid} fsuid {c.fsuid}  "
-           f"gid {c.gid} egid {c.egid} sgid {c.sgid} fsgid {c.fsgid}")  # fmt: skip
-    add_row(t, "user", f"{derive.user(proc)} / {group_name(c.egid)}  auid {img.auid}")
-    add_row(t, "ids", ids)
+    add_row(t, "user", f"{derive.user(proc)} / {group_name(c.egid)}  (login user {_id(img.auid, user_name(img.auid))})")
+    add_row(t, "uids", "  ".join(f"{k} {_id(v, user_name(v))}" for k, v in (("real", c.uid), ("effective", c.euid),
+                                                                            ("saved", c.suid), ("fs", c.fsuid))))
+    add_row(t, "gids", "  ".join(f"{k} {_id(v, group_name(v))}" for k, v in (("real", c.gid), ("effective", c.egid),
+                                                                             ("saved", c.sgid), ("fs", c.fsgid))))
     add_row(t, "securebits", " ".join(securebit_names(c.securebits)) or "-")
     parent = cache.parent_of(proc)
     pcaps = parent.image.creds.caps if parent is not None and parent.image is not None else None
@@ -51,6 +68,8 @@ def render_detail(proc: Process | None, cache: ProcessCache, now: int) -> Table 
             gained = cap not in cap_names(theirs)
             text.append(cap.removeprefix("CAP_") + " ", style="bold red" if gained else "")  # names of our own
         add_row(t, f"cap {name}", text if mine else Text("-", style="dim"))
+    if pcaps is not None and any(getattr(c.caps, n) & ~getattr(pcaps, n) for n in ("permitted", "effective")):
+        add_row(t, "", Text("in red: capabilities its parent lacked", style="dim"))
     for name in NAMESPACES:
         inum = getattr(img.ns, name)
         host = cache.host_ns.get(name)

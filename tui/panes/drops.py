@@ -16,10 +16,11 @@ from ..text import add_row
 
 
 def render_drops(counters: Counters, rates: dict[str, float], received: int = 0) -> Table:
-    t = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
-    t.add_column("op")
+    # One cell between columns, none at the edges: the errno names fit in 80 columns.
+    t = Table(expand=True, box=None, padding=(0, 1), collapse_padding=True, pad_edge=False, header_style="bold")
+    t.add_column("op", no_wrap=True)
     for err in SENT_FAILED_NAMES:
-        t.add_column(err, justify="right")
+        t.add_column(err, justify="right", no_wrap=True)
     t.add_column("total", justify="right")
     t.add_column("/s", justify="right")
     blank = [""] * len(SENT_FAILED_NAMES)

@@ -8,7 +8,6 @@ from procscope import derive
 from procscope.probes.text import printable
 from procscope.process import Process
 
-from ..rows import age_text
 from ..widgets.rows_view import RowsView
 
 HEADER = Text(f"{'TIME':<12} {'PID':>7} {'STATUS':<24} {'LIFETIME':>9} BINARY", style="bold")
@@ -19,7 +18,7 @@ def exit_row(when: str, proc: Process) -> Text:
     bad = proc.exit is not None and (proc.exit.signal or proc.exit.status)
     text = Text(f"{when:<12} {proc.pid:>7} ")
     text.append(f"{status[:24]:<24}", style="bold red" if bad else "")
-    text.append(f" {age_text(derive.age_ns(proc, proc.exit_time)):>9} {printable(proc.binary or '?')}")
+    text.append(f" {derive.age_text(derive.age_ns(proc, proc.exit_time)):>9} {printable(proc.binary or '?')}")
     return text
 
 

@@ -1,7 +1,7 @@
 """The process pane: the tree (or a flat list, or grouped by container or
-cgroup) with pid, user, container, badges, binary and arguments. New
-processes are highlighted and exited ones dimmed for their grace period,
-as htop does."""
+cgroup) in the columns that fit (tui.columns), the tree drawn htop's way.
+New processes are highlighted and exited ones dimmed for their grace
+period, as htop does."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from rich.table import Table
 from rich.text import Text
+from textual.message import Message
 
 from procscope import derive
 from procscope.cache import ProcessCache
@@ -17,11 +18,11 @@ from procscope.probes import wire
 from procscope.probes.text import printable
 from procscope.process import Process
 
-from ..rows import Group, Row, Rows, age_text
+from ..columns import Column, Context
+from ..rows import Group, Row, Rows
 from ..text import add_row, safe
 from ..widgets.rows_view import RowsView
 
-HEADER = Text(f"{'PID':>7} {'USER':<9} {'CONTAINER':<12} {'BADGES':<16} COMMAND", style="bold")
 NEW_NS = 2_000_000_000  # how long a new process stays highlighted
 SHORT = {"root": "R", "setuid": "S", "setgid": "G", "filecaps": "F", "caps+": "C+", "fileless": "M", "ns": "N",
          "notfound": "?"}  # fmt: skip
@@ -29,30 +30,28 @@ TAGGED = "bold yellow"  # tagged rows, over their own colours, as htop
 TEXT_CACHE = 8192  # rendered rows kept; only drawn rows are rendered, so this is plenty
 
 
-def badge_text(badges: list[str]) -> str:
-    return " ".join(b for b in badges if b != "root") or ""
-
-
 def is_new(p: Process, now: int) -> bool:
     """Highlighted: alive, exec'd or cloned (not found at start) in the last NEW_NS."""
     return p.alive and now - p.seen < NEW_NS and p.image is not None and not p.image.flags & wire.FLAG_PROCFS
 
 
-def row_text(row: Row, cache: ProcessCache, now: int) -> Text:
+def row_text(row: Row, ctx: Context, columns: list[Column]) -> Text:
     p = row.proc
-    container = printable(p.container.short_id) if p.container else "-"
-    indent = "  " * row.depth + ("▸ " if row.folded else "├ " if row.depth else "")
-    cmd = printable(" ".join((p.binary or "?", *p.args)))
     style = ""
     if not p.alive:
         style = "dim strike" if p.exit is None else "dim"
-        cmd = "✗ " + cmd  # exited: a cue besides the dimming (high contrast, no colour)
-    elif is_new(p, now):
+    elif is_new(p, ctx.now):
         style = "bold green"
-    text = Text(f"{p.pid:>7} {printable(derive.user(p))[:9]:<9} {container:<12} ", style=style)
-    badges = badge_text(derive.badges(p, cache))
-    text.append(f"{badges[:16]:<16} ", style="bold red" if badges else "")
-    text.append(indent + cmd, style=style)
+    text = Text(style=style)
+    for col in columns:
+        if col.name == "COMMAND":
+            # Exited: a cue besides the dimming (high contrast, no colour).
+            text.append(row.branch + ("✗ " if not p.alive else "") + printable(col.value(p, ctx)))
+        elif col.name == "BADGES":
+            cell = col.cell(p, ctx)
+            text.append(cell + " ", style="bold red" if cell.strip() else "")
+        else:
+            text.append(col.cell(p, ctx) + " ")
     return text
 
 
@@ -86,7 +85,7 @@ def render_group(g: Group, cache: ProcessCache, now: int) -> Table:
         add_row(t, "name", group_name(g))
         entry = cache.containers.get(c.id)
         if entry is not None:
-            add_row(t, "first seen", f"{age_text(max(0, now - entry.first_seen))} ago")
+            add_row(t, "first seen", f"{derive.age_text(max(0, now - entry.first_seen))} ago")
     elif g.kind == "cgroup":
         add_row(t, "cgroup", g.cgroup or "(unknown)")
         c = g.top.container if g.top is not None else None
@@ -109,8 +108,9 @@ class _Lines(Sequence):
     kept while what a row shows is unchanged: everything it depends on is
     in its state tuple, compared by identity first."""
 
-    def __init__(self, rows: Rows, cache: ProcessCache, now: int, tagged: set, memo: dict):
-        self.rows, self.cache, self.now, self.tagged, self.memo = rows, cache, now, tagged, memo
+    def __init__(self, rows: Rows, ctx: Context, columns: list[Column], tagged: set, memo: dict):
+        self.rows, self.ctx, self.columns, self.tagged, self.memo = rows, ctx, columns, tagged, memo
+        self.cache, self.now = ctx.cache, ctx.now
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -123,17 +123,18 @@ class _Lines(Sequence):
         if isinstance(p, Group):
             throttled = p.container is not None and p.container.id in self.cache.where.throttled_containers()
             return group_text(p, p.key in rows.folded, throttled)
-        depth, folded = rows.depths[i], p.key in rows.folded
+        row = rows[i]
         parent = self.cache.procs.get(p.parent)  # caps+ compares with it
         tagged = p.key in self.tagged
-        state = (p.image, p.alive, p.exit is None, p.container, depth, folded, is_new(p, self.now),
-                 parent.image if parent is not None else None, tagged)  # fmt: skip
+        # Everything the row's cells depend on; ages and times change by the second.
+        state = (p.image, p.alive, p.exit is None, p.container, p.cgroup, row.branch, is_new(p, self.now),
+                 parent.image if parent is not None else None, tagged, self.columns, self.now // 1_000_000_000)  # fmt: skip
         hit = self.memo.get(p)
         if hit is not None and hit[0] == state:
             return hit[1]
         if len(self.memo) >= TEXT_CACHE:
             self.memo.clear()
-        text = row_text(Row(p, depth, bool(p.children), folded), self.cache, self.now)
+        text = row_text(row, self.ctx, self.columns)
         if tagged:
             text.stylize(TAGGED)
             if text.plain.startswith(" "):  # a marker too, for terminals without colour
@@ -147,14 +148,21 @@ class ProcessTree(RowsView):
 
     FOLLOW_TOP = False  # the selected process stays selected wherever it moves
 
+    class Resized(Message):
+        """Its width changed: the columns that fit may be others."""
+
     def __init__(self, **kwargs) -> None:
-        super().__init__(header=HEADER, **kwargs)
+        super().__init__(header=Text(""), **kwargs)
         self.shown: Rows | None = None
+        self.columns: list[Column] = []
         self._texts: dict = {}  # Process → (state, Text)
 
-    def show(self, rows: Rows, cache: ProcessCache, now: int, tagged: set = frozenset()) -> None:
-        self.shown = rows
-        self.set_rows(_Lines(rows, cache, now, tagged, self._texts), rows.keys)
+    def show(self, rows: Rows, ctx: Context, columns: list[Column], header: Text, tagged: set = frozenset()) -> None:
+        self.shown, self.columns, self.header = rows, columns, header
+        self.set_rows(_Lines(rows, ctx, columns, tagged, self._texts), rows.keys)
+
+    def on_resize(self) -> None:
+        self.post_message(self.Resized())
 
     @property
     def selected_group(self) -> Group | None:

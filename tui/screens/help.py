@@ -1,30 +1,68 @@
-"""The help screen: every described key binding of the monitor, and the filter language."""
+"""The help screen: the keys, as typed, grouped by what they are for (read
+from the app's bindings, so they cannot drift), the badges, and the filter
+language."""
 
 from __future__ import annotations
 
 from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.keys import format_key
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from procscope import query
+from procscope import derive, query
 
 from ..text import add_row
 
+GROUPS = (
+    ("Find and narrow", ("prompt('search')", "search_next(1)", "search_next(-1)", "prompt('filter')", "pick_user",
+                         "pick_container")),
+    ("View", ("toggle_tree", "pick_sort", "step_sort(-1)", "step_sort(1)", "invert_sort", "expand", "collapse",
+              "expand_all", "cycle_group", "freeze", "follow", "setup")),
+    ("Panels", ("toggle_detail", "next_panel(1)", "next_panel(-1)", "panel('execs')", "panel('exits')",
+                "panel('drops')", "close_panels")),
+    ("Act", ("tag", "tag_children", "untag_all", "signal", "snapshot")),
+    ("Other", ("help", "cycle_theme", "quit")),
+)  # fmt: skip
+
+
+def key_text(key: str) -> str:
+    """A key as it is typed: F5, ?, /, space, ^t."""
+    if key.startswith("f") and key[1:].isdigit():
+        return key.upper()
+    if key.startswith("ctrl+"):
+        return "^" + format_key(key[5:])
+    return format_key(key)
+
 
 class HelpScreen(ModalScreen):
-    BINDINGS = [Binding("escape,q,question_mark", "app.pop_screen", "Close")]
+    BINDINGS = [Binding("escape,q,f1,h,question_mark", "app.pop_screen", "Close")]
 
     def compose(self) -> ComposeResult:
+        by_action = {}
+        for b in self.app.BINDINGS:
+            if isinstance(b, Binding):
+                by_action.setdefault(b.action, b)
         t = Table.grid(padding=(0, 2))
-        t.add_column(style="bold")
+        t.add_column(style="bold", no_wrap=True)
         t.add_column()
-        for binding in self.app.BINDINGS:
-            if isinstance(binding, Binding) and binding.description:
-                add_row(t, binding.key.replace(",", " or "), binding.description)
+        for title, actions in GROUPS:
+            add_row(t, title, "", style="underline")
+            for action in actions:
+                b = by_action.get(action)
+                if b is not None:
+                    add_row(t, " ".join(key_text(k) for k in b.key.split(",")), b.description)
+            add_row(t, "", "")
+        add_row(t, "^p", "the command palette: every action by name")
         add_row(t, "", "")
-        add_row(t, "filter", query.SYNTAX)
+        add_row(t, "Badges", "", style="underline")
+        for name, meaning in derive.BADGES.items():
+            add_row(t, name, meaning)
+        add_row(t, "", "")
+        add_row(t, "Filter", query.SYNTAX, style="underline")
         for name, help_text in query.FIELDS.items():
-            add_row(t, f"  {name}:", help_text)
-        yield Static(t, id="help")
+            add_row(t, f"{name}:", help_text)
+        with VerticalScroll(id="help"):
+            yield Static(t)

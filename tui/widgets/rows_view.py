@@ -140,6 +140,10 @@ class RowsView(ScrollView, can_focus=True):
         return self._strip(text, scroll_x, width, style)
 
     def _strip(self, text: Text, scroll_x: int, width: int, style: Style | None) -> Strip:
+        if scroll_x == 0 and text.cell_len > width > 1:
+            # Too long to show: elided with …, not cut (scrolling right shows the rest).
+            text = text.copy()
+            text.truncate(width, overflow="ellipsis")
         segments = list(text.render(self.app.console))
         strip = Strip(segments).crop(scroll_x, scroll_x + width).extend_cell_length(width)
         base = self.rich_style

@@ -1,0 +1,319 @@
+"""The screen at the sizes people use (80×24, 120×40, 200×60), replaying
+the demo recording and driven as an htop user would: how many process rows
+and which columns show, the panels opening and closing, a resize, and
+every htop key doing what it does in htop. What is checked is the screen's
+text, as the terminal shows it."""
+
+import os
+import re
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+from rich.text import Text
+
+from procscope.replay import Replay
+from procscope.tui.app import ProcscopeApp
+from procscope.tui.screens.help import HelpScreen
+from procscope.tui.screens.pick import PickScreen
+from procscope.tui.screens.setup import SetupScreen
+from procscope.tui.screens.signal import SignalScreen
+from procscope.tui.sources import ReplaySource
+
+from .conftest import plain, screen_text
+from .factories import with_losses
+
+ROOT = Path(__file__).parent.parent
+DEMO = "tests/data/demo.jsonl"
+SIZES = [(80, 24), (120, 40), (200, 60)]
+PID_ROW = re.compile(r"^│\s*\*?\s*(\d+) ")  # a process row of the list: its pid after the border
+
+
+@pytest.fixture
+def demo(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+
+    def make(path: str = DEMO, **kw) -> ProcscopeApp:
+        return ProcscopeApp(ReplaySource(Replay(path), 5 * 10**9), snapshot_dir=str(tmp_path), **kw)
+
+    return make
+
+
+def list_lines(app) -> list[str]:
+    """The process list's lines on screen: from its column titles to its bottom border."""
+    lines = screen_text(app).splitlines()
+    top = next(i for i, line in enumerate(lines) if re.match(r"^│\s+PID[ ▲▼]", line))
+    end = next(i for i in range(top, len(lines)) if lines[i].startswith("╰"))
+    return lines[top:end]
+
+
+def shown_pids(app) -> list[int]:
+    return [int(m[1]) for line in list_lines(app)[1:] if (m := PID_ROW.match(line))]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_the_list_gets_most_of_the_screen(demo, size):
+    app = demo()
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        lines = list_lines(app)
+        titles = lines[0].split()
+        assert titles[1:4] == ["PID", "USER", "CONTAINER"] and "COMMAND" in titles
+        rows = shown_pids(app)
+        # At 80×24 at least 15 processes (htop gives about 20), each with its command.
+        assert len(rows) >= {24: 15, 40: 20, 60: 28}[size[1]], rows
+        assert "/sbin/init" in lines[1] and "/usr/bin/bash" in lines[2]
+        # Long commands end in an ellipsis, inside the border.
+        assert all(len(line) <= size[0] for line in lines)
+        if size[0] < 100:
+            assert any(line.rstrip(" │").endswith("…") for line in lines)
+        # The wider the screen, the more columns (AGE appears from 120).
+        assert ("AGE" in titles) == (size[0] >= 120)
+        footer = screen_text(app).splitlines()[-1]
+        for key in ("F1 Help", "F2 Setup", "F3 Search", "F4 Filter", "F5 Tree", "F6 SortBy", "F9 Kill", "F10 Quit"):
+            assert key in footer, (key, footer)
+
+
+async def test_panels_open_close_and_switch_at_80x24(demo):
+    app = demo()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        text = screen_text(app)
+        assert "execs" not in text and "pid                  1" not in text  # the list only
+        await pilot.press("enter")  # the selected process's detail, below the list
+        await pilot.pause()
+        text = screen_text(app)
+        assert "key 1:240000000" in text and "binary               /sbin/init" in text
+        assert len(shown_pids(app)) >= 5
+        await pilot.press("escape")
+        await pilot.pause()
+        assert "key 1:" not in screen_text(app) and len(shown_pids(app)) >= 15
+        # E, X, L open the bottom panel on the exec stream, the exits, the losses; the same key closes it.
+        await pilot.press("E")
+        await pilot.pause()
+        text = screen_text(app)
+        assert "TIME" in text and "/usr/bin/sleep 600" in text.split("execs")[1]
+        await pilot.press("tab")  # the next: exits
+        await pilot.pause()
+        assert app.panel.current == "exits" and "LIFETIME" in screen_text(app)
+        assert "exit 0" in screen_text(app).split("exits")[1]
+        await pilot.press("tab")
+        await pilot.pause()
+        text = screen_text(app)
+        assert app.panel.current == "drops"
+        for word in ("unknown", "ENOENT", "E2BIG", "EBUSY", "EINVAL", "ENOSPC", "EAGAIN", "EXECVE", "user space"):
+            assert word in text, word
+        await pilot.press("L")
+        await pilot.pause()
+        assert "EAGAIN" not in screen_text(app) and len(shown_pids(app)) >= 15
+
+
+async def test_wide_screens_show_the_detail_beside_the_list_and_resizing_lays_out_again(demo):
+    app = demo()
+    async with app.run_test(size=(200, 60)) as pilot:
+        await pilot.pause()
+        tree, detail = app.query_one("#tree").region, app.query_one("#detail").region
+        assert detail.x >= tree.right and detail.y == tree.y  # beside
+        assert app.panel.region.y >= tree.bottom  # and the exec stream below both
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause(0.3)
+        assert not app.query_one("#detail").display and not app.panel.display
+        assert len(shown_pids(app)) >= 15 and "AGE" not in list_lines(app)[0]
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause(0.3)
+        assert "AGE" in list_lines(app)[0] and app.panel.display and not app.query_one("#detail").display
+        await pilot.press("enter")
+        await pilot.pause()
+        tree, detail = app.query_one("#tree").region, app.query_one("#detail").region
+        assert detail.y >= tree.bottom  # below, as narrower than WIDE
+        await pilot.resize_terminal(200, 60)
+        await pilot.pause(0.3)
+        assert app.query_one("#detail").region.x >= app.query_one("#tree").region.right
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_losses_are_one_glance_and_one_key_away(demo, tmp_path, size):
+    app = demo()
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        status = screen_text(app).splitlines()[0]
+        assert status.startswith(" lost 0 │") and not app.query_one("#status").has_class("losing")
+    with_losses(DEMO, tmp_path / "lossy.jsonl")
+    app = demo(str(tmp_path / "lossy.jsonl"))
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        status = screen_text(app).splitlines()[0]
+        assert status.startswith(" ⚠ lost 15: kernel EAGAIN on EXECVE 12, user-space queue 3 (L) │"), status
+        assert app.query_one("#status").has_class("losing")
+        if app.panel.display:
+            await pilot.press("L")  # the panel may be open on another
+            await pilot.pause()
+        if app.panel.current != "drops" or not app.panel.display:
+            await pilot.press("L")
+            await pilot.pause()
+        execve = next(line for line in screen_text(app).splitlines() if re.match(r"│\s*EXECVE ", line))
+        assert execve.split()[-4:] == ["12", "12", "0.0", "│"]  # EAGAIN, total, per second
+
+
+async def test_htop_keys(demo, tmp_path):
+    config = tmp_path / "config.toml"
+    app = demo(config_path=config)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        for key in ("f1", "h", "question_mark"):  # help
+            await pilot.press(key)
+            await pilot.pause()
+            assert isinstance(app.screen, HelpScreen), key
+            await pilot.press("escape")
+            await pilot.pause()
+        # F5 and t: the tree off (a flat list by PID) and on again.
+        for key in ("f5", "t"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert not app.view.tree and "├─" not in "".join(list_lines(app))
+            await pilot.press(key)
+            await pilot.pause()
+            assert app.view.tree and "├─" in "".join(list_lines(app))
+        # F3 and /: search, then n and N for the next and previous match.
+        await pilot.press("f3", *"sleep 600", "enter")
+        await pilot.pause()
+        first = app.tree_pane.cursor
+        assert "sleep 600" in " ".join((app.cache.get(app.tree_pane.selected_key).binary,
+                                        *app.cache.get(app.tree_pane.selected_key).args))  # fmt: skip
+        await pilot.press("n")
+        await pilot.pause()
+        second = app.tree_pane.cursor
+        assert second > first
+        await pilot.press("N")
+        await pilot.pause()
+        assert app.tree_pane.cursor == first
+        await pilot.press("slash", *"payload", "enter")
+        await pilot.pause()
+        assert "/memfd:payload" in app.cache.get(app.tree_pane.selected_key).binary
+        # F4 and \: the filter.
+        await pilot.press("f4", *"user:nobody", "enter")
+        await pilot.pause()
+        assert str(app.query) == "user:nobody"
+        assert {app.cache.by_pid[p].image.uid for p in shown_pids(app) if p != 1} <= {65534, 0}
+        await pilot.press("backslash", "ctrl+u", "enter")
+        await pilot.pause()
+        assert not app.query
+        # u: one user's processes, from a list of users.
+        await pilot.press("u")
+        await pilot.pause()
+        assert isinstance(app.screen, PickScreen)
+        await pilot.press("down", "enter")  # after "all users": nobody
+        await pilot.pause()
+        assert str(app.query) == "user:nobody"
+        await pilot.press("u", "home", "enter")  # all users again
+        await pilot.pause()
+        assert not app.query
+        # F6: sort by a column (a flat list); < and > the next column; I inverts.
+        await pilot.press("f6")
+        await pilot.pause()
+        assert isinstance(app.screen, PickScreen)
+        await pilot.press("down", "enter")
+        await pilot.pause()
+        assert app.view.sort == "USER" and not app.view.tree and "USER▲" in list_lines(app)[0]
+        await pilot.press("greater_than_sign")
+        await pilot.pause()
+        assert app.view.sort == "CONTAINER"
+        await pilot.press("less_than_sign", "less_than_sign")
+        await pilot.pause()
+        assert app.view.sort == "PID"
+        pids = shown_pids(app)
+        assert pids == sorted(pids)
+        await pilot.press("I")
+        await pilot.pause()
+        pids = shown_pids(app)
+        assert pids == sorted(pids, reverse=True) and "PID▼" in list_lines(app)[0]
+        await pilot.press("I", "t")
+        await pilot.pause()
+        # space tags and moves down, U untags all.
+        await pilot.press("home", "space", "space")
+        await pilot.pause()
+        assert len(app.tagged) == 2 and app.tree_pane.cursor == 2
+        assert [(line[1], int(line[2:].split()[0])) for line in list_lines(app)[1:4]] == [
+            ("*", 1), ("*", 19279), (" ", 19280)]
+        await pilot.press("U")
+        await pilot.pause()
+        assert not app.tagged
+        # - folds the subtree (htop marks it with +), + unfolds, * unfolds all.
+        await pilot.press("home", "down", "minus")
+        await pilot.pause()
+        lines = list_lines(app)
+        assert 19280 not in shown_pids(app) and re.search(r"[├└]\+ /usr/bin/bash", lines[2]), lines[2]
+        await pilot.press("plus")
+        await pilot.pause()
+        assert len(shown_pids(app)) >= 15
+        await pilot.press("minus", "asterisk")
+        await pilot.pause()
+        assert len(shown_pids(app)) >= 15 and not app.view.collapsed
+        # Z freezes the view; F follows the selected process.
+        await pilot.press("Z")
+        await pilot.pause()
+        assert "FROZEN (Z)" in screen_text(app).splitlines()[0]
+        await pilot.press("Z", "down", "F")
+        await pilot.pause()
+        followed = app.tree_pane.selected_key
+        assert app.following == followed and f"following {followed.pid} (F)" in screen_text(app).splitlines()[0]
+        await pilot.press("t")  # the list reorders: the followed process stays selected
+        await pilot.pause()
+        assert app.tree_pane.selected_key == followed
+        await pilot.press("F", "t")
+        await pilot.pause()
+        # F9 and k: the signal dialog (a replay refuses to send, and says so).
+        for key in ("f9", "k"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert not isinstance(app.screen, SignalScreen)
+        # F2: setup; space hides a column, ] moves one, Enter saves it in the config file.
+        await pilot.press("f2")
+        await pilot.pause()
+        assert isinstance(app.screen, SetupScreen)
+        await pilot.press("space")  # CONTAINER (the first not always shown) off
+        await pilot.press("down", "down", "down", "space")  # PPID on
+        await pilot.press("left_square_bracket", "left_square_bracket")  # PPID before BADGES
+        await pilot.press("enter")
+        await pilot.pause()
+        titles = list_lines(app)[0].split()[1:]
+        assert titles[:4] == ["PID", "USER", "PPID", "BADGES"] and "CONTAINER" not in titles
+        saved = tomllib.loads(config.read_text())
+        assert saved["columns"] == ["PID", "USER", "PPID", "BADGES", "AGE", "COMMAND"]
+        assert os.stat(config).st_mode & 0o777 == 0o600
+        # F10 and q quit.
+        await pilot.press("f10")
+        await pilot.pause()
+    assert app.return_code == 0
+    app = demo(config_path=config)  # the columns are remembered
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert list_lines(app)[0].split()[1:4] == ["PID", "USER", "PPID"]
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.return_code == 0
+
+
+async def test_the_detail_reads_as_words(demo, monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # times are local, with the zone
+    time.tzset()
+    try:
+        app = demo()
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press(*["slash", *"setuid-sleep", "enter"] * 2, "enter")  # the binary, not its shell
+            await pilot.pause()
+            assert re.search(r"│ started +2026-11-25 12:00:11\.\d{3} JST", screen_text(app))
+            text = " ".join(plain(app, app.query_one("#detail").content).split())  # all of it, scrolled or not
+            assert "/tmp/procscope-demo/bin/setuid-sleep" in text
+            assert "login user unset" in text  # auid 4294967295
+            assert "real 65534 (nobody) effective 0 (root)" in text
+            # The capabilities nobody's shell lacked are red, and the pane says what red means.
+            table = app.query_one("#detail").content
+            red = {cell.plain[s.start : s.end].strip() for cell in table.columns[1]._cells
+                   if isinstance(cell, Text) for s in cell.spans if "red" in str(s.style)}  # fmt: skip
+            assert {"SYS_ADMIN", "SETUID", "DAC_OVERRIDE"} <= red
+            assert "in red: capabilities its parent lacked" in text
+    finally:
+        monkeypatch.undo()
+        time.tzset()

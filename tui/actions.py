@@ -1,0 +1,259 @@
+"""What the monitor's keys do (the bindings are the app's): htop's keys for
+htop's actions, procscope's own on keys htop leaves free. A mixin of the
+app: every action changes the view or acts on processes, then redraws."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import Counter
+from functools import partial
+
+from procscope import derive, snapshot, themes
+from procscope.outputs import OutputError, free_name
+from procscope.query import Query, Term
+from procscope.signals import SIGNALS
+from procscope.signals import send as send_signal
+
+from . import config
+from .rows import GROUPS
+from .screens.help import HelpScreen
+from .screens.pick import PickScreen
+from .screens.setup import SetupScreen
+from .screens.signal import SignalScreen
+
+PANELS = ("execs", "exits", "drops")  # the bottom panel's contents, in Tab's order
+
+
+class Actions:
+    # -- find and narrow -----------------------------------------------------------
+    def action_prompt(self, mode: str) -> None:
+        self._prompt_mode = mode
+        box = self.widgets["query"]
+        box.placeholder = ("search binary, args or pid (n, N: next, previous)" if mode == "search"
+                           else "filter, e.g. container:3f2a user:root cap:SYS_ADMIN ns:net bin:curl")  # fmt: skip
+        box.value = str(self.query) if mode == "filter" else ""
+        box.add_class("shown")
+        box.focus()
+
+    def search(self, text: str, step: int = 1) -> None:
+        """Select the next (step 1) or previous (-1) process whose binary, arguments or pid hold ``text``."""
+        tree = self.tree_pane
+        self._last_search = text
+        n = len(tree.keys)
+        if not text or not n:
+            return
+        for k in range(1, n + 1):
+            i = (tree.cursor + step * k) % n
+            proc = self.cache.get(tree.keys[i])
+            if proc is not None and text in " ".join((proc.binary, *proc.args, str(proc.pid))):
+                tree.cursor = i
+                return
+        self.say(f"no process matches {text!r}", severity="warning")
+
+    def action_search_next(self, step: int) -> None:
+        if self._last_search:
+            self.search(self._last_search, step)
+        else:
+            self.action_prompt("search")
+
+    def _replace_terms(self, field: str, value: str | None) -> None:
+        """The filter's terms on ``field`` replaced by this one ("" for none), the rest kept."""
+        if value is None:
+            return
+        terms = tuple(t for t in self.query.terms if t.field != field)
+        self.query = Query(terms + ((Term(field, value),) if value else ()))
+        self.refresh_panes()
+
+    def action_pick_container(self) -> None:
+        entries = sorted(self.cache.containers.values(), key=lambda e: e.container.id)
+        throttled = self.cache.where.throttled_containers()
+        choices = [(e.container.id, f"{e.container.short_id}  {e.container.runtime:<14} {e.processes:>5} processes"
+                    + ("  ⏸ throttled" if e.container.id in throttled else "")) for e in entries]  # fmt: skip
+        current = next((t.value for t in self.query.terms if t.field == "container" and not t.negate), "")
+        self.push_screen(PickScreen("Show one container", choices, current, "all containers"),
+                         partial(self._replace_terms, "container"))  # fmt: skip
+
+    def action_pick_user(self) -> None:
+        users = Counter(derive.user(p) for p in self.cache.live())
+        choices = [(name, f"{name:<20} {n:>6} processes") for name, n in sorted(users.items())]
+        current = next((t.value for t in self.query.terms if t.field == "user" and not t.negate), "")
+        self.push_screen(PickScreen("Show one user's processes", choices, current, "all users"),
+                         partial(self._replace_terms, "user"))  # fmt: skip
+
+    # -- view ------------------------------------------------------------------------------
+    def action_toggle_tree(self) -> None:
+        self.view.tree = not self.view.tree
+        self.refresh_panes()
+
+    def _sort_by(self, name: str | None) -> None:
+        if not name:
+            return
+        self.view.sort, self.view.tree = name, False  # sorted means a list, as htop
+        self.say(f"sorted by {name}" + (", descending" if self.view.reverse else ""))
+        self.refresh_panes()
+
+    def action_pick_sort(self) -> None:
+        choices = [(c.name, f"{c.name:<10} {c.about}") for c in self.shown_columns]
+        self.push_screen(PickScreen("Sort by", choices, self.view.sort), self._sort_by)
+
+    def action_step_sort(self, step: int) -> None:
+        names = [c.name for c in self.shown_columns]
+        i = names.index(self.view.sort) if self.view.sort in names else 0
+        self._sort_by(names[(i + step) % len(names)])
+
+    def action_invert_sort(self) -> None:
+        self.view.reverse = not self.view.reverse
+        self._sort_by(self.view.sort)
+
+    def action_cycle_group(self) -> None:
+        self.view.group = GROUPS[(GROUPS.index(self.view.group) + 1) % len(GROUPS)]
+        self.say("not grouped" if self.view.group == "none" else f"grouped by {self.view.group}")
+        self.refresh_panes()
+
+    def action_expand(self) -> None:
+        self.view.collapsed.discard(self.tree_pane.selected_key)
+        self.refresh_panes()
+
+    def action_collapse(self) -> None:
+        key = self.tree_pane.selected_key
+        if key is not None:
+            self.view.collapsed.add(key)
+        self.refresh_panes()
+
+    def action_expand_all(self) -> None:
+        self.view.collapsed.clear()
+        self.refresh_panes()
+
+    def action_freeze(self) -> None:
+        """Z: the view stands still; events still arrive and are applied behind it."""
+        self.frozen = not self.frozen
+        self.refresh_panes(force=True)
+
+    def action_follow(self) -> None:
+        """F: keep the selected process selected and in view wherever it moves."""
+        key = self.tree_pane.selected_key
+        self.following = None if self.following is not None or isinstance(key, str) else key
+        self.refresh_panes()
+
+    def action_setup(self) -> None:
+        self.push_screen(SetupScreen(self.chosen_columns), self._columns_chosen)
+
+    def _columns_chosen(self, names: list[str] | None) -> None:
+        if names is None:
+            return
+        self.chosen_columns = names
+        self.settings.columns = names
+        self.save_settings("columns")
+        self.fit_columns()
+        self.refresh_panes()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_cycle_theme(self) -> None:
+        self.theme = themes.next_name(self.theme)
+        self.say(f"theme {self.theme}")
+
+    def save_settings(self, what: str) -> None:
+        if self.config_path is None:
+            return
+        try:
+            config.save(self.config_path, self.settings)
+        except (OSError, OutputError) as exc:
+            self.say(f"cannot save the {what} to {self.config_path}: {exc}", severity="warning")
+
+    # -- panels ------------------------------------------------------------------------------
+    def action_toggle_detail(self) -> None:
+        self.detail_open = not self.layout_now()[0]
+        self.apply_layout()
+
+    def action_panel(self, name: str) -> None:
+        if self.layout_now()[1] and self.panel.current == name:
+            self.panel_open = False  # the key again closes it
+        else:
+            self.panel.current, self.panel_open = name, True
+        self.apply_layout()
+
+    def action_next_panel(self, step: int) -> None:
+        if not self.layout_now()[1]:
+            self.action_panel(self.panel.current or PANELS[0])
+            return
+        i = PANELS.index(self.panel.current) if self.panel.current in PANELS else 0
+        self.action_panel(PANELS[(i + step) % len(PANELS)])
+
+    def action_close_panels(self) -> None:
+        box = self.widgets["query"]
+        if box.has_class("shown"):
+            box.remove_class("shown")
+            self.tree_pane.focus()
+            return
+        detail, panel = self.layout_now()
+        if panel:
+            self.panel_open = False
+        elif detail and not self.wide:
+            self.detail_open = False
+        self.apply_layout()
+
+    # -- act on processes ------------------------------------------------------------------
+    def action_tag(self) -> None:
+        key = self.tree_pane.selected_key
+        if key is None or self.cache.get(key) is None:
+            return
+        self.tagged ^= {key}
+        self.refresh_panes()
+        self.tree_pane.action_move(1)
+
+    def action_tag_children(self) -> None:
+        """c: tag the process and everything below it, as htop does."""
+        proc = self.cache.get(self.tree_pane.selected_key) if self.tree_pane.selected_key is not None else None
+        if proc is not None:
+            self.tagged |= {p.key for p in self.cache.subtree(proc)}
+            self.refresh_panes()
+
+    def action_untag_all(self) -> None:
+        self.tagged.clear()
+        self.refresh_panes()
+
+    def action_signal(self) -> None:
+        """Confirm, then signal the tagged processes, or else the selected one."""
+        if not self.source.live:
+            self.say("signals need a live source", severity="warning")
+            return
+        keys = self.tagged or {self.tree_pane.selected_key}
+        targets = sorted((p for k in keys if k is not None and (p := self.cache.get(k))), key=lambda p: p.pid)
+        if not targets:
+            self.say("no process selected", severity="warning")
+            return
+        shown = [(p.pid, derive.user(p), p.binary or "?") for p in targets]
+        self.push_screen(SignalScreen(shown, SIGNALS), partial(self.signal_confirmed, targets))
+
+    def signal_confirmed(self, targets: list, name: str | None) -> None:
+        if name is None:
+            return
+        sig = signal.Signals["SIG" + name]
+        for proc in targets:
+            outcome = send_signal(self.cache, proc, sig)
+            severity = {"sent": "information", "gone": "warning"}.get(outcome.status, "error")
+            self.say(str(outcome), severity=severity)
+
+    def action_snapshot(self) -> None:
+        """Write what is shown (the filter applies) as a snapshot document; never over another file."""
+        match = self.query.predicate(self.cache) if self.query else None
+        recent = [self.exporter.exec_event(p) for _, p in self.feed.execs]
+        doc = snapshot.document(self.cache, self.exporter, self.feed.counters, recent, self.source.label, match)
+        path = free_name(self.snapshot_dir, f"procscope-snapshot-{time.strftime('%Y%m%d-%H%M%S')}", ".json")
+        try:
+            snapshot.write(path, doc, replace=False)
+        except OutputError as exc:
+            self.say(str(exc), severity="error")
+            return
+        self.say(f"snapshot written to {path} ({len(doc['processes'])} processes)")
+        self.last_snapshot = os.fspath(path)
+
+    # Keys that must not reach the list behind a dialog (app bindings still fire under one).
+    LIST_ACTIONS = frozenset({
+        "tag", "tag_children", "untag_all", "signal", "pick_container", "pick_user", "pick_sort", "setup",
+        "toggle_detail", "next_panel", "panel", "close_panels", "follow", "snapshot",
+    })  # fmt: skip

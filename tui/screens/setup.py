@@ -1,0 +1,64 @@
+"""The setup screen (F2): which columns the process list shows, and in what
+order. Dismissed with the new list of names, or None when cancelled; the
+app saves it in the config file."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import SelectionList, Static
+from textual.widgets.selection_list import Selection
+
+from ..columns import ALWAYS, COLUMNS
+
+
+class SetupScreen(ModalScreen[list[str] | None]):
+    BINDINGS = [
+        Binding("escape", "dismiss(None)", "Cancel"),
+        Binding("enter", "save", "Save", priority=True),  # not the list's own: that toggles
+        Binding("left_square_bracket,shift+up", "move(-1)", "Move up"),
+        Binding("right_square_bracket,shift+down", "move(1)", "Move down"),
+    ]
+
+    def __init__(self, chosen: list[str]):
+        super().__init__()
+        # The chosen ones in their order, then the others; COMMAND always last.
+        names = [n for n in chosen if n in COLUMNS and n != "COMMAND"]
+        names += [n for n in COLUMNS if n not in names and n != "COMMAND"]
+        self.names = names
+        self.chosen = set(chosen) | set(ALWAYS)
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static("Columns: space shows or hides one, [ and ] move it, Enter saves, Esc cancels", id="title", markup=False)
+            yield SelectionList[str](*self._selections(), id="columns")
+
+    def _selections(self) -> list[Selection]:
+        out = []
+        for n in self.names:
+            fixed = n in ALWAYS
+            label = f"{n:<10} {COLUMNS[n].about}" + ("  (always)" if fixed else "")
+            out.append(Selection(label, n, n in self.chosen, disabled=fixed))
+        return out
+
+    def on_mount(self) -> None:
+        columns = self.query_one(SelectionList)
+        columns.highlighted = next(i for i, n in enumerate(self.names) if n not in ALWAYS)  # the fixed ones are skipped
+        columns.focus()
+
+    def action_move(self, step: int) -> None:
+        columns = self.query_one(SelectionList)
+        i = columns.highlighted
+        if i is None or not 0 <= i + step < len(self.names):
+            return
+        self.chosen = set(columns.selected) | set(ALWAYS)
+        self.names[i], self.names[i + step] = self.names[i + step], self.names[i]
+        columns.clear_options()
+        columns.add_options(self._selections())
+        columns.highlighted = i + step
+
+    def action_save(self) -> None:
+        selected = set(self.query_one(SelectionList).selected) | set(ALWAYS)
+        self.dismiss([n for n in self.names if n in selected] + ["COMMAND"])

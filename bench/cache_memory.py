@@ -10,10 +10,11 @@ them over, merely kept in a list (no tree, no indexes, no sharing).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
 import sys
 import tracemalloc
+
+import msgspec
 
 from procscope.cache import ROOT, ProcessCache
 from procscope.probes import wire
@@ -83,7 +84,7 @@ def main() -> int:
     def cached():
         cache = ProcessCache(host_ns={})
         # init, the parent of the leaders
-        cache.apply(dataclasses.replace(events(1)[0], key=ProcessKey(1, 10), parent=ROOT, cleanup=None, binary="/sbin/init"))
+        cache.apply(msgspec.structs.replace(events(1)[0], key=ProcessKey(1, 10), parent=ROOT, cleanup=None, binary="/sbin/init"))
         for ev in events(n):
             cache.apply(ev)
         return cache

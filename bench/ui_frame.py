@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import statistics
 import sys
 import tempfile
 import time
 from collections import deque
 
-from bench.cache_memory import events as service_events
+import msgspec
+from cache_memory import events as service_events  # bench/ is on sys.path
+
 from procscope.cache import ROOT, ProcessCache
 from procscope.probes import wire
 from procscope.probes.events import ExecEvent, ExitEvent, Namespaces, ProcessKey
@@ -56,7 +57,7 @@ class StreamSource(Source):
 
     def __init__(self, n: int, rate: float):
         super().__init__(ProcessCache(grace_ns=GRACE_NS, host_ns=HOST_NS))
-        init = dataclasses.replace(service_events(1)[0], key=ProcessKey(1, 10), parent=ROOT, cleanup=None,
+        init = msgspec.structs.replace(service_events(1)[0], key=ProcessKey(1, 10), parent=ROOT, cleanup=None,
                                    binary="/sbin/init", args=())  # fmt: skip
         self._initial: list = [init, *service_events(n - 1)]
         self._parents = [ev for ev in self._initial[1:] if ev.binary.startswith("/usr/bin/python3")]
@@ -117,9 +118,9 @@ async def run(n: int, rate: float, duration: float) -> dict:
         def state() -> tuple:
             return app.tree_pane.selected_key, app.view.tree, getattr(app.view, "group", None), str(app.query)
 
-        def timed() -> None:
+        def timed(force: bool = False) -> None:
             t = time.perf_counter()
-            refresh()
+            refresh(force)
             changes.append((time.perf_counter(), state()))
             frames.append(changes[-1][0] - t)
 

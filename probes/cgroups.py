@@ -28,10 +28,13 @@ class Hierarchy:
         (read as bytes: cgroup names are chosen by whoever makes them)."""
         try:
             with open(f"/proc/{pid}/cgroup", "rb") as f:
-                lines = f.read().splitlines()
+                return self.path_in(f.read())
         except OSError:
             return None
-        for line in lines:
+
+    def path_in(self, raw: bytes) -> str | None:
+        """This hierarchy's path in the text of a /proc/PID/cgroup file."""
+        for line in raw.splitlines():
             hid, _, rest = line.partition(b":")
             controllers, _, path = rest.partition(b":")
             if self.controller is None and controllers == b"" and hid == b"0":

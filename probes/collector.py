@@ -4,6 +4,7 @@ in batches through a bounded queue; counts everything it loses."""
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import queue
 import sys
@@ -15,8 +16,10 @@ from . import cgroups, procfs, wire
 from .bcc_import import import_bcc
 from .counters import Counters
 from .decode import decode
+from .errors import SetupError
 from .events import Event
-from .loader import DEFAULT_RING_BYTES, load
+from .loader import DEFAULT_RING_BYTES, PAGE_SIZE, load, ring_pages
+from .ringbuf import RingReader
 from .throttle import BpfRateMaps, RateLimit, ThrottleMonitor
 
 BPF_NOEXIST = 1  # bpf(2) map update flag: only if absent
@@ -46,25 +49,32 @@ class Collector:
         self.cgroup_rate = cgroup_rate
         self.throttle: ThrottleMonitor | None = None
         self._bpf = None
-        self._batch: list[Event] = []
+        self._ring: RingReader | None = None
         self._queue: queue.Queue[list[Event]] = queue.Queue(maxsize=queue_batches)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._decode_errors = 0
         self._userspace_dropped = 0
         self._received = 0
+        self._by_type: collections.Counter[type] = collections.Counter()
         self._procfs_unreadable = 0
         self._collector_errors = 0
         self._last_error = ""
         self.compile_log: list[str] = []
+        self.setup_error: str | None = None  # why open() failed on the thread (start(attach=True))
+        self.scanned: list[Event] | None = None  # the thread's /proc scan, after start(attach=True)
 
     # -- set-up ------------------------------------------------------------
     def open(self) -> None:
         """Load and attach (SetupError, one line, when it cannot)."""
         self._bpf, self.hierarchy = load(self.ring_bytes, self.kthreads, self.cgroup_rate, self.log, self.compile_log)
-        self._bpf[b"events"].open_ring_buffer(self._on_record)
+        self._ring = RingReader(self._bpf[b"events"].map_fd, ring_pages(self.ring_bytes) * PAGE_SIZE)
         if self.cgroup_rate is not None:
             self.throttle = ThrottleMonitor(self.cgroup_rate, BpfRateMaps(self._bpf), self.hierarchy.hierarchy_id)
+
+    @property
+    def attached(self) -> bool:
+        return self._ring is not None
 
     @property
     def hierarchy_id(self) -> int | None:
@@ -72,22 +82,25 @@ class Collector:
         None before ``open()``."""
         return self.hierarchy.hierarchy_id if self.hierarchy is not None else None
 
-    def _on_record(self, _ctx, data, size) -> int:
-        try:
-            self._batch.append(decode(ctypes.string_at(data, size)))
-        except Exception:  # noqa: BLE001 - DecodeError, or any surprise a record causes: counted, never raised into BCC
-            self._decode_errors += 1
-        return 0
-
     # -- reading -------------------------------------------------------------
     def poll(self, timeout_ms: int = 0) -> list[Event]:
-        """Read what the ring buffer holds (waiting up to timeout_ms)."""
-        self._batch = []
-        self._bpf.ring_buffer_poll(timeout_ms)
-        batch, self._batch = self._batch, []
+        """Read what the ring buffer holds (waiting up to timeout_ms for the
+        kernel's wakeup, which comes once per batch of records, not each)."""
+        ring = self._ring
+        if timeout_ms:
+            ring.wait(timeout_ms)
+        batch = []
+        errors = 0
+        for record in ring.read():
+            try:
+                batch.append(decode(record))
+            except Exception:  # noqa: BLE001 - DecodeError, or any surprise a record causes: counted, never raised
+                errors += 1
+        self._decode_errors += errors
         self._received += len(batch)
         if self.throttle is not None:
             batch = self.throttle.process(batch, time.clock_gettime_ns(time.CLOCK_BOOTTIME))
+        self._by_type.update(map(type, batch))  # counted in C
         return batch
 
     def scan(self) -> list[Event]:
@@ -109,10 +122,13 @@ class Collector:
             # BPF_NOEXIST: a process that cloned or exec'd since the scan already has its own entry.
             bcc.lib.bpf_update_elem(table.map_fd, ctypes.byref(key), ctypes.byref(leaf), BPF_NOEXIST)
 
-    def start(self) -> None:
+    def start(self, attach: bool = False) -> None:
         """Poll on a thread. The first batch is the /proc scan (taken after
-        the probes are attached, so nothing falls between the two)."""
-        if self._bpf is None:
+        the probes are attached, so nothing falls between the two).
+        ``attach``: load and attach on the thread too (compiling takes a
+        second); a failure is left in ``setup_error``, and the scan in
+        ``scanned`` instead of the queue."""
+        if self._bpf is None and not attach:
             self.open()
         self._thread = threading.Thread(target=self._run, name="procscope-collector", daemon=True)
         self._thread.start()
@@ -124,7 +140,15 @@ class Collector:
             self._userspace_dropped += len(batch)
 
     def _run(self) -> None:
-        if self.scan_proc:
+        if self._bpf is None:
+            try:
+                self.open()
+            except Exception as exc:  # noqa: BLE001 - SetupError, or whatever BCC raised: the caller shows it
+                self.setup_error = str(exc) if isinstance(exc, SetupError) else f"{type(exc).__name__}: {exc}"
+                return
+            if self.scan_proc and not self._guarded(lambda: setattr(self, "scanned", self.scan())):
+                self.scan_proc = False  # failed (counted): the caller's own scan stands
+        elif self.scan_proc:
             self._guarded(lambda: self._put(self.scan()))
         while not self._stop.is_set():
             if not self._guarded(self._poll_once):
@@ -160,6 +184,7 @@ class Collector:
             decode_errors=self._decode_errors,
             userspace_dropped=self._userspace_dropped,
             received=self._received,
+            by_type={t.TYPE: n for t, n in list(self._by_type.items())},
             procfs_unreadable=self._procfs_unreadable,
             collector_errors=self._collector_errors,
             last_error=self._last_error,
@@ -187,6 +212,9 @@ class Collector:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
         if self._bpf is not None:
             self._bpf.cleanup()  # detaches every probe and closes the maps
             self._bpf = None

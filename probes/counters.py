@@ -17,6 +17,7 @@ class Counters:
     userspace_dropped: int = 0  # events in batches the consumer was too slow for
     exec_map_full: int = 0  # processes whose state did not fit the BPF map (keys fell back to start times)
     received: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)  # events received, by Tetragon's type name
     # Processes the /proc scan could not read (gone half-way, or unparsable):
     # missing from the tree until they exec, clone or exit.
     procfs_unreadable: int = 0
@@ -68,6 +69,7 @@ class Counters:
             return {str(k): counts(row) for k, row in v.items()} if isinstance(v, dict) else {}
 
         out = cls(sent_failed=nested(doc.get("sent_failed")), suppressed=counts(doc.get("suppressed")),
+                  by_type=counts(doc.get("by_type")),
                   suppressed_by_cgroup=nested(doc.get("suppressed_by_cgroup")), cache=counts(doc.get("cache")),
                   last_error=str(doc.get("last_error", "")))  # fmt: skip
         now = doc.get("throttled_now")

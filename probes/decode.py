@@ -8,6 +8,7 @@ from .events import (
     CgroupEvent,
     CloneEvent,
     Credentials,
+    CredsEvent,
     Event,
     ExecEvent,
     ExitEvent,
@@ -31,57 +32,63 @@ def _walked_path(raw: bytes) -> str:
     return "/" + "/".join(from_bytes(p) for p in reversed(parts))
 
 
+def _args(raw: bytes) -> tuple[str, ...]:
+    return tuple(from_bytes(a) for a in raw.rstrip(b"\0").split(b"\0")) if raw else ()
+
+
+def _creds(raw: bytes) -> Credentials:
+    uid, gid, suid, sgid, euid, egid, fsuid, fsgid, securebits, cap_p, cap_e, cap_i, *uns = wire.EXECVE_CREDS.unpack(raw)
+    return Credentials(uid, gid, suid, sgid, euid, egid, fsuid, fsgid, securebits, Capabilities(cap_p, cap_e, cap_i),
+                       UserNamespace(*uns))  # fmt: skip
+
+
+class _Memo(dict):
+    """Raw bytes → their decoded value, made once (a hit is one dict
+    lookup in C). Bounded: once full it starts again."""
+
+    LIMIT = 1 << 14
+
+    def __init__(self, make):
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, raw: bytes):
+        if len(self) >= self.LIMIT:
+            self.clear()
+        value = self[raw] = self.make(raw)
+        return value
+
+
+_CREDS = _Memo(_creds)
+_NAMESPACES = _Memo(lambda raw: Namespaces(*wire.EXECVE_NS.unpack(raw)))
+_NAMES = _Memo(lambda raw: from_bytes(raw.split(b"\0", 1)[0]))
+_PATHS = _Memo(_walked_path)
+_ARGS = _Memo(_args)
+CREDS_AT, NS_AT = wire.EXECVE_CREDS_AT, wire.EXECVE_NS_AT
+CREDS_END, NS_END = CREDS_AT + wire.EXECVE_CREDS.size, NS_AT + wire.EXECVE_NS.size
+
+
 def decode_exec(data: bytes) -> ExecEvent:
     if len(data) < wire.EXECVE_HEADER.size:
         raise DecodeError(f"exec record of {len(data)} bytes is shorter than its header")
     (
-        _op, _cflags, _size, time,
-        cgrpid, tracker, docker,
-        ppid, pktime, _pflags,
-        uid, gid, suid, sgid, euid, egid, fsuid, fsgid, securebits,
-        cap_p, cap_e, cap_i, uns_level, uns_uid, uns_gid, uns_inum,
-        *ns,
-    ) = wire.EXECVE_HEADER.unpack_from(data)
-    ns, rest = ns[:10], ns[10:]
-    (
-        cpid, cktime,
+        _op, _cflags, _size, time, cgrpid, tracker, ppid, pktime, cpid, cktime,
         _psize, pid, tid, nspid, privileges, puid, auid, flags, nlink, _pad, ino, ktime,
         size_path, size_args, size_cwd, _size_envs,
-    ) = rest
+    ) = wire.EXECVE_REST.unpack_from(data)  # fmt: skip
     off = wire.EXECVE_HEADER.size
-    if off + size_path + size_args + size_cwd > len(data):
+    end_path = off + size_path
+    end_args = end_path + size_args
+    end = end_args + size_cwd
+    if end > len(data):
         raise DecodeError("exec record sizes exceed its length")
-    path = data[off : off + size_path]
-    off += size_path
-    args = data[off : off + size_args]
-    off += size_args
-    cwd = data[off : off + size_cwd]
     return ExecEvent(
-        time=time,
-        key=ProcessKey(pid, ktime),
-        tid=tid,
-        nspid=nspid,
-        uid=puid,
-        auid=auid,
-        flags=flags,
-        privileges=privileges,
-        nlink=nlink,
-        ino=ino,
-        binary=_walked_path(path),
-        args=tuple(from_bytes(a) for a in args.rstrip(b"\0").split(b"\0")) if args else (),
-        cwd=_walked_path(cwd),
-        parent=ProcessKey(ppid, pktime),
-        cleanup=ProcessKey(cpid, cktime),
-        creds=Credentials(
-            uid, gid, suid, sgid, euid, egid, fsuid, fsgid, securebits,
-            Capabilities(cap_p, cap_e, cap_i),
-            UserNamespace(uns_level, uns_uid, uns_gid, uns_inum),
-        ),
-        ns=Namespaces(*ns),
-        cgroup_id=cgrpid,
-        cgroup_tracker_id=tracker,
-        cgroup_name=from_bytes(docker.split(b"\0", 1)[0]),
-    )
+        time, ProcessKey(pid, ktime), tid, nspid, puid, auid, flags, privileges, nlink, ino,
+        _PATHS[data[off:end_path]], _ARGS[data[end_path:end_args]], _PATHS[data[end_args:end]],
+        ProcessKey(ppid, pktime), ProcessKey(cpid, cktime),
+        _CREDS[data[CREDS_AT:CREDS_END]], _NAMESPACES[data[NS_AT:NS_END]],
+        cgrpid, tracker, _NAMES[data[wire.EXECVE_NAME]],
+    )  # fmt: skip
 
 
 def decode_clone(data: bytes) -> CloneEvent:
@@ -96,6 +103,14 @@ def decode_exit(data: bytes) -> ExitEvent:
         raise DecodeError(f"exit record of {len(data)} bytes, expected {wire.EXIT.size}")
     _op, _f, _s, time, pid, ktime, code, tid = wire.EXIT.unpack_from(data)
     return ExitEvent(time, ProcessKey(pid, ktime), tid, code)
+
+
+def decode_creds(data: bytes) -> CredsEvent:
+    if len(data) < wire.CREDS.size:
+        raise DecodeError(f"creds record of {len(data)} bytes, expected {wire.CREDS.size}")
+    _op, _f, _s, time, pid, ktime, tid, syscall, creds, ns = wire.CREDS.unpack_from(data)
+    name = wire.CREDS_SYSCALLS[syscall] if syscall < len(wire.CREDS_SYSCALLS) else f"syscall {syscall}"
+    return CredsEvent(time, ProcessKey(pid, ktime), tid, name, _CREDS[creds], _NAMESPACES[ns])
 
 
 def decode_cgroup(data: bytes) -> CgroupEvent:
@@ -135,6 +150,7 @@ _DECODERS = {
     wire.OP_EXIT: decode_exit,
     wire.OP_CGROUP: decode_cgroup,
     wire.OP_THROTTLE: decode_throttle,
+    wire.OP_CREDS: decode_creds,
 }
 
 

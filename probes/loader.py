@@ -24,6 +24,7 @@ BPF_DIR = Path(__file__).parent / "bpf"
 DEFAULT_RING_BYTES = 16 << 20
 RATE_ENTRIES = 32768  # cgroups with rate state (Tetragon's default)
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+WAKEUP_EVERY = 64  # records per CPU between wakeups of the reader (which also reads every poll interval)
 
 
 def ring_pages(size_bytes: int) -> int:
@@ -57,6 +58,7 @@ def load(ring_bytes: int, kthreads: bool, cgroup_rate: RateLimit | None, log: Ca
         f"-DPS_RATE_EVENTS={cgroup_rate.events if cgroup_rate else 0}",
         f"-DPS_RATE_INTERVAL_NS={cgroup_rate.interval_ns if cgroup_rate else 0}ULL",
         f"-DPS_RATE_ENTRIES={RATE_ENTRIES}",
+        f"-DPS_WAKEUP_EVERY={WAKEUP_EVERY}",
     ]
     failure = bpf = None
     with kernel_tree.compile_tree(log), _captured_stderr(compile_log):

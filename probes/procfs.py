@@ -6,10 +6,11 @@ exec: (pid, start time in clock ticks as nanoseconds)."""
 
 from __future__ import annotations
 
-import dataclasses
 import fcntl
 import os
 from dataclasses import dataclass, field
+
+import msgspec
 
 from . import wire
 from .cgroups import Hierarchy
@@ -20,20 +21,29 @@ TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 PF_KTHREAD = 0x00200000
 NS_GET_PARENT = 0xB702  # ioctl on a namespace fd (linux/nsfs.h)
 NS_GET_OWNER_UID = 0xB704
+UNREADABLE = object()  # a process the scan could not read
 
 
 def stat_fields(path: str) -> list[bytes]:
     """The fields of a /proc/.../stat file after the process's name (which
     may hold spaces and parentheses): proc(5)'s field 3 (state) is [0]."""
     with open(path, "rb") as f:
-        raw = f.read()
+        return _after_name(f.read())
+
+
+def _after_name(raw: bytes) -> list[bytes]:
     return raw[raw.rindex(b")") + 2 :].split()
 
 
-def _stat(pid: int) -> tuple[int, int, int]:
-    """(ppid, kernel flags, start key ktime) from /proc/PID/stat."""
-    fields = stat_fields(f"/proc/{pid}/stat")
+def _parse_stat(raw: bytes) -> tuple[int, int, int]:
+    """(ppid, kernel flags, start key ktime) from a stat file."""
+    fields = _after_name(raw)
     return int(fields[1]), int(fields[6]), int(fields[19]) * TICK_NS
+
+
+def _stat(pid: int) -> tuple[int, int, int]:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return _parse_stat(f.read())
 
 
 def parent_pid(pid: int) -> int | None:
@@ -46,12 +56,6 @@ def parent_pid(pid: int) -> int | None:
 
 def start_key(pid: int) -> ProcessKey:
     return ProcessKey(pid, _stat(pid)[2])
-
-
-def _status(pid: int) -> dict[bytes, list[bytes]]:
-    """/proc/PID/status as bytes: its Name line is the process's to choose."""
-    with open(f"/proc/{pid}/status", "rb") as f:
-        return {k: v.split() for k, _, v in (line.partition(b":") for line in f)}
 
 
 def host_namespaces() -> dict[str, int]:
@@ -81,11 +85,10 @@ def _ns_inum(pid: int, name: str) -> int:
         return 0
 
 
-def _user_ns(pid: int) -> UserNamespace:
+def _user_ns(pid: int, inum: int) -> UserNamespace:
     """Level and owner of the user namespace, asked of the kernel with the
     nsfs ioctls. The initial namespace belongs to root:root; a nested one's
     owner gid has no ioctl, so it is unknown (UNKNOWN_ID)."""
-    inum = _ns_inum(pid, "user")
     try:
         fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -110,90 +113,139 @@ def _user_ns(pid: int) -> UserNamespace:
         os.close(fd)
 
 
-def _read_int(path: str, default: int) -> int:
-    try:
-        with open(path, "rb") as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return default
+_NS_LINKS = tuple(f"ns/{name}" for name in NAMESPACES)
+_STATUS_KEYS = (b"\nUid:", b"\nGid:", b"\nCapInh:", b"\nCapPrm:", b"\nCapEff:", b"\nNSpid:", b"\nState:")
 
 
-def _link(pid: int, name: str) -> bytes | None:
-    """Where /proc/PID/<name> points (exe, cwd), as bytes; None if unreadable."""
+class Reader:
+    """Reads processes from /proc: one directory descriptor per process (no
+    path lookup per file), and what many processes share (a user
+    namespace's level and owner, a cgroup's id) asked once per scan."""
+
+    def __init__(self, hierarchy: Hierarchy):
+        self.hierarchy = hierarchy
+        self._user_ns: dict[int, UserNamespace] = {}
+        self._cgroup_ids: dict[str, int] = {}
+
+    def event(self, pid: int, parent_key: ProcessKey | None = None,
+              stat: tuple[int, int, int] | None = None) -> ExecEvent | None:  # fmt: skip
+        """The procFS exec event of one running process, or None if it is gone,
+        a zombie or a kernel thread. Everything the process controls (its
+        binary's path, arguments, cwd, cgroup) is read as bytes: a name is
+        never a reason to fail."""
+        try:
+            d = os.open(f"/proc/{pid}", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except (FileNotFoundError, ProcessLookupError):
+            return None
+        try:
+            return self._event(pid, d, parent_key, stat)
+        except (FileNotFoundError, ProcessLookupError):
+            return None  # gone while we looked
+        finally:
+            os.close(d)
+
+    def _event(self, pid: int, d: int, parent_key: ProcessKey | None,
+               stat: tuple[int, int, int] | None) -> ExecEvent | None:  # fmt: skip
+        ppid, kflags, ktime = stat or _parse_stat(_read_at(d, "stat"))
+        if kflags & PF_KTHREAD:
+            return None
+        st = _status_fields(_read_at(d, "status"))
+        uid, euid, suid, fsuid = (int(x) for x in st[0])
+        gid, egid, sgid, fsgid = (int(x) for x in st[1])
+        caps = Capabilities(int(st[3][0], 16), int(st[4][0], 16), int(st[2][0], 16))
+        raw = _read_at(d, "cmdline")
+        args = tuple(from_bytes(a) for a in raw.rstrip(b"\0").split(b"\0")) if raw else ()
+        if not args and (st[6] or [b""])[0] == b"Z":
+            return None  # a zombie: its exit is what remains to be seen
+        exe = _link_at(d, "exe") or b""
+        cwd = _link_at(d, "cwd")
+        try:
+            exe_stat = os.stat("exe", dir_fd=d)
+            nlink, ino = exe_stat.st_nlink, exe_stat.st_ino
+        except OSError:
+            nlink, ino = 0, 0
+        inums = [_inum_at(d, link) for link in _NS_LINKS]
+        user_inum = inums[NAMESPACES.index("user")]
+        user_ns = self._user_ns.get(user_inum) if user_inum else None
+        if user_ns is None:
+            user_ns = self._user_ns[user_inum] = _user_ns(pid, user_inum)
+        ns = Namespaces(*inums)
+        cgroup_path = self.hierarchy.path_in(_read_at(d, "cgroup", b"")) or ""
+        cgroup_id = self._cgroup_ids.get(cgroup_path)
+        if cgroup_id is None:
+            cgroup_id = self._cgroup_ids[cgroup_path] = self.hierarchy.id_of(cgroup_path)
+        exe = exe.removesuffix(b" (deleted)")
+        flags = wire.FLAG_PROCFS
+        if cwd == b"/":
+            flags |= wire.FLAG_ROOT_CWD
+        if parent_key is None:
+            try:
+                parent_key = ProcessKey(ppid, _stat(ppid)[2]) if ppid else ProcessKey(0, 0)
+            except OSError:
+                parent_key = ProcessKey(ppid, 0)
+        try:
+            loginuid = int(_read_at(d, "loginuid", b"").strip())
+        except ValueError:
+            loginuid = wire.UNKNOWN_ID
+        return ExecEvent(
+            ktime, ProcessKey(pid, ktime), pid, int((st[5] or [pid])[-1]), euid, loginuid, flags, 0, nlink, ino,
+            from_bytes(exe), args[1:], from_bytes(cwd) if cwd is not None else "", parent_key, None,
+            Credentials(uid, gid, suid, sgid, euid, egid, fsuid, fsgid, 0, caps, user_ns), ns,
+            cgroup_id, cgroup_id, cgroup_path.rsplit("/", 1)[-1], cgroup_path,
+        )  # fmt: skip
+
+
+def _read_at(d: int, name: str, missing: bytes | None = None) -> bytes:
+    """A file of the process's directory; ``missing``: returned if unreadable
+    (None: raise)."""
     try:
-        return os.readlink(f"/proc/{pid}/{name}".encode())
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=d)
+    except OSError:
+        if missing is None:
+            raise
+        return missing
+    try:
+        chunks = [os.read(fd, 1 << 16)]
+        while len(chunks[-1]) == 1 << 16:  # a long command line
+            chunks.append(os.read(fd, 1 << 16))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _link_at(d: int, name: str) -> bytes | None:
+    """Where the process's exe or cwd points, as bytes; None if unreadable."""
+    try:
+        return os.readlink(name.encode(), dir_fd=d)
     except OSError:
         return None
 
 
-def _cmdline(pid: int) -> tuple[str, ...]:
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        raw = f.read()
-    return tuple(from_bytes(a) for a in raw.rstrip(b"\0").split(b"\0")) if raw else ()
+def _inum_at(d: int, link: str) -> int:
+    try:
+        target = os.readlink(link, dir_fd=d)
+    except OSError:
+        return 0
+    return int(target[target.index("[") + 1 : -1])
+
+
+def _status_fields(raw: bytes) -> list[list[bytes]]:
+    """The values of _STATUS_KEYS' lines (the Name line, the process's to
+    choose, is the first and never searched: each key starts a line)."""
+    out = []
+    for key in _STATUS_KEYS:
+        at = raw.find(key)
+        if at < 0:
+            out.append([])
+            continue
+        at += len(key)
+        out.append(raw[at : raw.find(b"\n", at)].split())
+    return out
 
 
 def process_event(pid: int, hierarchy: Hierarchy, parent_key: ProcessKey | None = None) -> ExecEvent | None:
-    """The procFS exec event of one running process, or None if it is gone,
-    a zombie or a kernel thread. Everything the process controls (its
-    binary's path, arguments, cwd, cgroup) is read as bytes: a name is
-    never a reason to fail."""
-    try:
-        ppid, kflags, ktime = _stat(pid)
-        if kflags & PF_KTHREAD:
-            return None
-        st = _status(pid)
-        uid, euid, suid, fsuid = (int(x) for x in st[b"Uid"])
-        gid, egid, sgid, fsgid = (int(x) for x in st[b"Gid"])
-        caps = Capabilities(int(st[b"CapPrm"][0], 16), int(st[b"CapEff"][0], 16), int(st[b"CapInh"][0], 16))
-        args = _cmdline(pid)
-    except (FileNotFoundError, ProcessLookupError):
-        return None  # gone while we looked
-    if not args and (st.get(b"State") or [b""])[0] == b"Z":
-        return None  # a zombie: its exit is what remains to be seen
-    exe = _link(pid, "exe") or b""
-    cwd = _link(pid, "cwd")
-    try:
-        exe_stat = os.stat(f"/proc/{pid}/exe")
-        nlink, ino = exe_stat.st_nlink, exe_stat.st_ino
-    except OSError:
-        nlink, ino = 0, 0
-    user_ns = _user_ns(pid)
-    ns = Namespaces(*(user_ns.inum if n == "user" else _ns_inum(pid, n) for n in NAMESPACES))
-    cgroup_path = hierarchy.path_of(pid) or ""
-    cgroup_id = hierarchy.id_of(cgroup_path)
-    exe = exe.removesuffix(b" (deleted)")
-    flags = wire.FLAG_PROCFS
-    if cwd == b"/":
-        flags |= wire.FLAG_ROOT_CWD
-    if parent_key is None:
-        try:
-            parent_key = ProcessKey(ppid, _stat(ppid)[2]) if ppid else ProcessKey(0, 0)
-        except OSError:
-            parent_key = ProcessKey(ppid, 0)
-    nspid = int(st.get(b"NSpid", [pid])[-1])
-    return ExecEvent(
-        time=ktime,
-        key=ProcessKey(pid, ktime),
-        tid=pid,
-        nspid=nspid,
-        uid=euid,
-        auid=_read_int(f"/proc/{pid}/loginuid", wire.UNKNOWN_ID),
-        flags=flags,
-        privileges=0,
-        nlink=nlink,
-        ino=ino,
-        binary=from_bytes(exe),
-        args=args[1:],
-        cwd=from_bytes(cwd) if cwd is not None else "",
-        parent=parent_key,
-        cleanup=None,
-        creds=Credentials(uid, gid, suid, sgid, euid, egid, fsuid, fsgid, 0, caps, user_ns),
-        ns=ns,
-        cgroup_id=cgroup_id,
-        cgroup_tracker_id=cgroup_id,
-        cgroup_name=cgroup_path.rsplit("/", 1)[-1],
-        cgroup_path=cgroup_path,
-    )
+    """One process's procFS exec event (see Reader.event)."""
+    return Reader(hierarchy).event(pid, parent_key)
 
 
 @dataclass
@@ -209,6 +261,8 @@ class Scan:
 def scan(hierarchy: Hierarchy) -> Scan:
     """Every running user-space process, each after its parent."""
     out = Scan()
+    reader = Reader(hierarchy)
+    stats: dict[int, tuple[int, int, int]] = {}
     keys: dict[int, ProcessKey] = {}
     ppids: dict[int, int] = {}
     children: dict[int, list[int]] = {}
@@ -226,23 +280,32 @@ def scan(hierarchy: Hierarchy) -> Scan:
         if kflags & PF_KTHREAD:
             continue
         keys[pid] = ProcessKey(pid, ktime)
+        stats[pid] = (ppid, kflags, ktime)
         ppids[pid] = ppid
         children.setdefault(ppid, []).append(pid)
-    in_init_tree: dict[int, int] = {}  # pid → its pid namespace, for processes in a container's init tree
+    order = []  # parents before children, by pid
     stack = sorted((p for ppid, kids in children.items() if ppid not in keys for p in kids), reverse=True)
     while stack:
         pid = stack.pop()
-        ppid = ppids[pid]
-        try:
-            ev = process_event(pid, hierarchy, keys.get(ppid, ProcessKey(ppid, 0)))
-        except Exception:  # noqa: BLE001 - one process must not stop the scan: skipped and counted
-            out.unreadable += 1
-            ev = None
-        if ev is not None:
-            # As Tetragon: a pid namespace's init (not the host's) and what descends from it in that namespace.
-            if (ev.nspid == 1 and pid != 1) or in_init_tree.get(ppid, -1) == ev.ns.pid:
-                in_init_tree[pid] = ev.ns.pid
-                ev = dataclasses.replace(ev, flags=ev.flags | wire.FLAG_IN_INIT_TREE)
-            out.events.append(ev)
+        order.append(pid)
         stack.extend(sorted(children.get(pid, ()), reverse=True))
+
+    def read(pid: int) -> ExecEvent | None:
+        try:
+            return reader.event(pid, keys.get(ppids[pid], ProcessKey(ppids[pid], 0)), stats[pid])
+        except Exception:  # noqa: BLE001 - one process must not stop the scan: skipped and counted
+            return UNREADABLE
+
+    # Threads would not help: reading /proc is system calls that do not run beside each other.
+    found = [read(pid) for pid in order]
+    in_init_tree: dict[int, int] = {}  # pid → its pid namespace, for processes in a container's init tree
+    for pid, ev in zip(order, found, strict=True):
+        if ev is UNREADABLE:
+            out.unreadable += 1
+        elif ev is not None:
+            # As Tetragon: a pid namespace's init (not the host's) and what descends from it in that namespace.
+            if (ev.nspid == 1 and pid != 1) or in_init_tree.get(ppids[pid], -1) == ev.ns.pid:
+                in_init_tree[pid] = ev.ns.pid
+                ev = msgspec.structs.replace(ev, flags=ev.flags | wire.FLAG_IN_INIT_TREE)
+            out.events.append(ev)
     return out

@@ -80,4 +80,6 @@ def printable(text: str) -> str:
 def json_escaped(line: str) -> str:
     """A line of JSON with the characters JSON leaves raw and a terminal
     would act on written as \\uXXXX escapes (the same string to a reader)."""
+    if line.isascii() and "\x7f" not in line:  # isascii is a flag of the string: most lines end here
+        return line
     return _JSON_RAW.sub(lambda m: f"\\u{ord(m[0]):04x}", line) if _JSON_RAW.search(line) else line

@@ -11,6 +11,7 @@ OP_EXIT = 7
 OP_CLONE = 23
 OP_CGROUP = 25
 OP_THROTTLE = 27
+OP_CREDS = 30  # procscope's own: credentials or namespaces changed after exec
 # MsgCgroupEvent.cgrp_op (Tetragon's CgroupOpCode)
 CGROUP_MKDIR = 1
 CGROUP_RMDIR = 2
@@ -22,7 +23,11 @@ CGROUP_OP_NAMES = {CGROUP_MKDIR: "MKDIR", CGROUP_RMDIR: "RMDIR", CGROUP_RELEASE:
 CGROUP_FLAG_THREAD_ONLY = 0x01
 CGROUP_NAME_LENGTH = 128
 CGROUP_PATH_LENGTH = 4096
-OP_NAMES = {OP_EXECVE: "EXECVE", OP_EXIT: "EXIT", OP_CLONE: "CLONE", OP_CGROUP: "CGROUP", OP_THROTTLE: "THROTTLE"}
+OP_NAMES = {OP_EXECVE: "EXECVE", OP_EXIT: "EXIT", OP_CLONE: "CLONE", OP_CGROUP: "CGROUP", OP_THROTTLE: "THROTTLE",
+            OP_CREDS: "CREDS"}  # fmt: skip
+# msg_creds_event.syscall: which call changed them (the BPF side's numbering)
+CREDS_SYSCALLS = ("setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid", "setfsgid",
+                  "setgroups", "capset", "prctl", "setns", "unshare")  # fmt: skip
 
 # sent_failed columns, in processapi's SentFailed* order
 SENT_FAILED_NAMES = ("unknown", "ENOENT", "E2BIG", "EBUSY", "EINVAL", "ENOSPC", "EAGAIN")
@@ -72,8 +77,17 @@ EXECVE_HEADER = struct.Struct(
     "I4xQ"  # cleanup key
     "10IQQ4H"  # process: size..pad, ino, ktime, sizes
 )
+# The same header in parts, for the decoder: most execs share their
+# credentials, namespaces and cgroup name with others, so those are decoded
+# once per distinct value, keyed by their bytes (which the rest skips).
+EXECVE_NAME = slice(32, 160)  # MsgK8s.docker
+EXECVE_CREDS_AT, EXECVE_CREDS = 184, struct.Struct("<9I4xQQQiIII")
+EXECVE_NS_AT, EXECVE_NS = 264, struct.Struct("<10I")
+EXECVE_REST = struct.Struct("<BBxxIQ" "QQ128x" "I4xQ" "8x" f"{EXECVE_CREDS.size}x" f"{EXECVE_NS.size}x" "I4xQ" "10IQQ4H")
 CLONE = struct.Struct("<BBxxIQ" "I4xQ" "IIII" "Q")
 EXIT = struct.Struct("<BBxxIQ" "I4xQ" "II")
+# MsgCommon | MsgExecveKey | tid, syscall | MsgGenericCred | MsgNamespaces
+CREDS = struct.Struct("<BBxxIQ" "I4xQ" "II" f"{EXECVE_CREDS.size}s" f"{EXECVE_NS.size}s")
 # MsgCgroupEvent up to its path, which follows (up to CGROUP_PATH_LENGTH
 # bytes, NUL-terminated; the record ends after the NUL).
 CGROUP_HEADER = struct.Struct(
@@ -94,7 +108,11 @@ THROTTLE_NAMES = {THROTTLE_START: "THROTTLE_START", THROTTLE_STOP: "THROTTLE_STO
 RATE_OPS = ("exec", "clone", "exit")
 
 assert EXECVE_HEADER.size == 384 and CLONE.size == 56 and EXIT.size == 40 and CGROUP_HEADER.size == 216
+assert CREDS.size == 160
 assert THROTTLE.size == 160
+assert struct.calcsize("<BBxxIQQQ") == EXECVE_NAME.start and EXECVE_NAME.stop - EXECVE_NAME.start == DOCKER_ID_LENGTH
+assert struct.calcsize("<BBxxIQQQ128sI4xQQ") == EXECVE_CREDS_AT and EXECVE_CREDS_AT + EXECVE_CREDS.size == EXECVE_NS_AT
+assert EXECVE_REST.size == EXECVE_HEADER.size
 
 
 def compile_flags() -> list[str]:
@@ -106,4 +124,5 @@ def compile_flags() -> list[str]:
         f"-DPS_SIZEOF_EXIT={EXIT.size}",
         f"-DPS_SIZEOF_CGROUP_HEADER={CGROUP_HEADER.size}",
         f"-DPS_SIZEOF_THROTTLE={THROTTLE.size}",
+        f"-DPS_SIZEOF_CREDS={CREDS.size}",
     ]

@@ -15,17 +15,28 @@ process creates a placeholder flagged ``not_found`` and counts a miss.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
+import msgspec
+
 from procscope.probes import wire
-from procscope.probes.events import CgroupEvent, CloneEvent, Event, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
+from procscope.probes.events import (
+    CgroupEvent,
+    CloneEvent,
+    CredsEvent,
+    Event,
+    ExecEvent,
+    ExitEvent,
+    ProcessKey,
+    ThrottleEvent,
+)  # fmt: skip
 
 from .cgroup_index import CgroupIndex
-from .process import ROOT, CacheCounters, Process, Shared
+from .process import ROOT, CacheCounters, CredsChange, Process, Shared
 
 DEFAULT_GRACE_NS = 5_000_000_000
+MAX_CHANGES = 32  # credential changes kept per process (the oldest go first)
 ANY_HIERARCHY = -1  # cgroup_hierarchy for event sources that hold one hierarchy's events only (recordings)
 
 
@@ -65,7 +76,7 @@ class ProcessCache:
         self.counters = CacheCounters()
         # Called with each process whose place or looks changed, and each
         # parent whose children changed (None: the roots): a view's hook.
-        self.on_change: Callable[[Process | None], None] | None = None
+        self.on_change: Callable[[Process | None], None] = _unwatched
         self.now = 0
         self._grace: deque[Process] = deque()  # exited, in exit order
         self._shared = Shared()
@@ -133,6 +144,23 @@ class ProcessCache:
         for ev in events:
             self.apply(ev)
 
+    def rescan(self, events: list[ExecEvent]) -> None:
+        """A second /proc scan (taken once the probes are attached, the first
+        having been drawn before): of the processes known from the first
+        only, those it lacks exited unseen, and those it finds with another
+        image exec'd unseen. The events themselves are then applied as usual."""
+        found = {ev.key: ev for ev in events}
+        for proc in list(self.by_pid.values()):
+            image = proc.image
+            if image is None or not image.flags & wire.FLAG_PROCFS:
+                continue  # seen by the probes since: they know better
+            new = found.get(proc.key)
+            if new is None:
+                self._end(proc, self.now)
+            elif (new.binary, new.args, new.creds, new.ns) != (image.binary, image.args, image.creds, image.ns):
+                proc.image = self._shared.event(new)
+                self.on_change(proc)
+
     def apply(self, ev: Event) -> Process | None:
         """Record one event; return the process it concerns."""
         if ev.time > self.now:
@@ -143,6 +171,8 @@ class ProcessCache:
             return self._clone(ev)
         if isinstance(ev, ExitEvent):
             return self._exited(ev)
+        if isinstance(ev, CredsEvent):
+            return self._creds(ev)
         if isinstance(ev, CgroupEvent):
             return self._cgroup_event(ev)
         if isinstance(ev, ThrottleEvent):
@@ -190,7 +220,7 @@ class ProcessCache:
         image = None
         if parent is not None and parent.image is not None:
             # A clone runs its parent's image until it execs.
-            image = dataclasses.replace(
+            image = msgspec.structs.replace(
                 parent.image, time=ev.time, key=ev.key, tid=ev.tid, nspid=ev.nspid,
                 flags=ev.flags | wire.FLAG_CLONE, privileges=0, parent=ev.parent, cleanup=None,
             )  # fmt: skip
@@ -213,6 +243,27 @@ class ProcessCache:
         if proc.alive:
             proc.exit = ev
             self._end(proc, ev.time)
+        return proc
+
+    def _creds(self, ev: CredsEvent) -> Process | None:
+        """Credentials or namespaces changed after exec: the image takes them,
+        the change is kept. None when nothing differs (the BPF side sends the
+        first call after an exec whatever it did)."""
+        proc = self.procs.get(ev.key)
+        if proc is None or proc.image is None:
+            self.counters.misses += 1  # its exec or clone was lost: nothing to change
+            return None
+        img = proc.image
+        if img.creds == ev.creds and img.ns == ev.ns:
+            return None
+        change = CredsChange(ev.time, ev.syscall, img.creds, img.ns, ev.creds, ev.ns)
+        proc.image = msgspec.structs.replace(img, creds=ev.creds, ns=ev.ns, uid=ev.creds.euid)
+        if proc.changes is None:
+            proc.changes = []
+        elif len(proc.changes) >= MAX_CHANGES:
+            del proc.changes[0]
+        proc.changes.append(change)
+        self.on_change(proc)
         return proc
 
     def _cgroup_event(self, ev: CgroupEvent) -> Process | None:
@@ -344,28 +395,24 @@ class ProcessCache:
             if parent.children is None:
                 parent.children = {}
             parent.children[proc.key] = proc
-            self._touch(parent)
+            self.on_change(parent)
         else:
             self.roots[proc.key] = proc
-            self._touch(None)
-
-    def _touch(self, proc: Process | None) -> None:
-        if self.on_change is not None:
-            self.on_change(proc)
+            self.on_change(None)
 
     def _untree(self, proc: Process) -> None:
-        self._touch(proc)  # every tree move and removal comes through here
+        self.on_change(proc)  # every tree move and removal comes through here
         if self.roots.pop(proc.key, None) is not None:
-            self._touch(None)
+            self.on_change(None)
         up = self.procs.get(proc.tree_parent)
         if up is not None and up.children:
-            self._touch(up)
+            self.on_change(up)
             up.children.pop(proc.key, None)
             if not up.children:
                 up.children = None
 
     def _set_cgroup(self, proc: Process, path: str) -> None:
-        self._touch(proc)  # its container and cgroup group
+        self.on_change(proc)  # its container and cgroup group
         self.where.join(proc, self._shared.one(path), self.now)
 
     def _end(self, proc: Process, when: int) -> None:
@@ -373,7 +420,7 @@ class ProcessCache:
         if not proc.alive:
             return
         proc.alive = False
-        self._touch(proc)  # drawn dimmed
+        self.on_change(proc)  # drawn dimmed
         proc.exit_time = when
         if self.by_pid.get(proc.pid) is proc:
             del self.by_pid[proc.pid]
@@ -474,3 +521,7 @@ class ProcessCache:
 
 def _by_pid(proc: Process) -> tuple[int, int]:
     return proc.key.pid, proc.key.ktime
+
+
+def _unwatched(proc: Process | None) -> None:
+    """on_change while nothing watches the cache."""

@@ -4,6 +4,7 @@ throttled. Kept by the process cache, which places processes here."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from procscope.probes.events import ProcessKey
@@ -11,6 +12,7 @@ from procscope.probes.throttle import added
 
 from .containers import Container, container_of
 from .process import Process
+from .runtimes import ContainerInfo
 
 # Parsed cgroup paths kept (their containers) before the memo starts again:
 # transient cgroups must not grow it for ever.
@@ -52,6 +54,20 @@ class CgroupIndex:
     containers: dict[str, ContainerEntry] = field(default_factory=dict)  # id → live processes in it
     throttles: dict[int, Throttle] = field(default_factory=dict)  # cgroup id → throttle state
     _containers_of: dict[str, Container | None] = field(default_factory=dict)
+    # What the runtimes say about each container (live: procscope.runtimes; a replay: the
+    # recording), kept after its processes end: exits and recordings still name it.
+    describe: Callable[[Container], ContainerInfo | None] | None = None
+    info: dict[str, ContainerInfo] = field(default_factory=dict)
+
+    def info_of(self, c: Container | None) -> ContainerInfo | None:
+        if c is None:
+            return None
+        found = self.info.get(c.id)
+        if found is None and self.describe is not None and (found := self.describe(c)) is not None:
+            if len(self.info) >= MEMO_LIMIT:
+                self.info.clear()
+            self.info[c.id] = found
+        return found
 
     def add(self, path: str) -> None:
         """Add a cgroup and the ancestors it implies (paths are absolute)."""
@@ -95,6 +111,7 @@ class CgroupIndex:
                 entry = self.containers.get(c.id)
                 if entry is None:
                     entry = self.containers[c.id] = ContainerEntry(c, now)
+                    self.info_of(c)  # described once, as it appears
                 entry.processes += 1
 
     def leave(self, proc: Process) -> None:

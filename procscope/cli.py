@@ -12,10 +12,11 @@ from procscope.probes.loader import DEFAULT_RING_BYTES, PAGE_SIZE
 from procscope.probes.text import printable
 from procscope.probes.throttle import RateError, parse_rate
 
-from . import commands, query
+from . import __version__, commands, query
 from .cache import DEFAULT_GRACE_NS
 from .replay import SNAPSHOT_VERSION
 from .stream import INCLUDABLE
+from .timetravel import Moment, MomentError
 
 MAX_RING_BYTES = 1 << 30
 _UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
@@ -97,6 +98,27 @@ def _include(text: str) -> set[str]:
     return kinds
 
 
+def _moment(text: str) -> Moment:
+    try:
+        return Moment.parse(text)
+    except MomentError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"bad port {text!r}: a number from 1 to 65535")
+    return int(text)
+
+
+def _metrics_address(text: str) -> tuple[str, int]:
+    """HOST:PORT (or :PORT for 127.0.0.1; [::1]:PORT) → (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"bad address {text!r}: give HOST:PORT, e.g. 127.0.0.1:2112")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 def _directory(text: str) -> str:
     if not os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a directory; create it or choose another")
@@ -106,6 +128,7 @@ def _directory(text: str) -> str:
 # -- the parser --------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="procscope", description="Live process monitor driven by eBPF.")
+    parser.add_argument("--version", action="version", version=f"procscope {__version__}")
     sub = parser.add_subparsers(dest="command")
     ev = sub.add_parser("events", help="stream exec/exit events (Tetragon JSON or compact text)")
     ev.add_argument("--duration", type=_positive_seconds, metavar="S", help="stop after S seconds (or 500ms, 2m, 1h)")
@@ -124,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--include", type=_include, default=set(),
         help="add procscope's own kinds to the stream: clone, counters (once a second), procfs (processes found at "
-        "start), cgroup (cgroups made, removed, released, and processes moved, in the tracked hierarchy)",
+        "start), cgroup (cgroups made, removed, released, and processes moved, in the tracked hierarchy), creds "
+        "(credentials or namespaces changed after exec: procscope_creds, old and new)",
     )  # fmt: skip
     rot = ev.add_argument_group("rotation of -o and --record files (as Tetragon's export file)")
     rot.add_argument("--max-size", type=_size, metavar="SIZE", help="rotate a file once it reaches SIZE (e.g. 10M)")
@@ -144,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     snap.add_argument("--duration", type=_seconds, default=0.0, metavar="S", help="watch live events for S seconds first")
     snap.add_argument("--last", type=_non_negative, default=200, metavar="N", help="keep the last N events (default 200)")
+    snap.add_argument("--at", type=_moment, metavar="TIME",
+                      help="with --replay: the snapshot as of TIME (RFC 3339; --at=-30s from the end, +10s from the start)")  # fmt: skip
+    snap.add_argument("--diff", type=_moment, nargs=2, metavar=("T1", "T2"),
+                      help="with --replay: what started, exited, and gained or lost privileges between T1 and T2 (JSON)")  # fmt: skip
     _add_source_arguments(snap)
     query.add_arguments(snap)
 
@@ -154,8 +182,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="procscope-dark (default), procscope-light, procscope-high-contrast, or a Textual theme; for this run "
         "(a theme chosen in the monitor with ctrl+t or the palette is remembered in ~/.config/procscope/config.toml)",
     )  # fmt: skip
+    # Set by `procscope serve` for the monitors it runs (unless --allow-signals).
+    ui.add_argument("--no-signals", action="store_true", help=argparse.SUPPRESS)
     _add_source_arguments(ui)
     query.add_arguments(ui)
+
+    srv = sub.add_parser("serve", help="the monitor in a web browser (textual-serve): each page gets its own")
+    srv.add_argument("--host", default="127.0.0.1",
+                     help="address to listen on (default 127.0.0.1, this machine only: the page shows every process)")  # fmt: skip
+    srv.add_argument("--port", type=_port, default=8000, help="default 8000")
+    srv.add_argument("--allow-signals", action="store_true", help="let the page send signals (off by default)")
+    srv.add_argument("ui_args", nargs=argparse.REMAINDER, metavar="-- UI-OPTIONS",
+                     help="options for each monitor, as `procscope ui` takes them (e.g. -- --container web)")  # fmt: skip
     return parser
 
 
@@ -173,6 +211,10 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
         "counted) until its rate has stayed under the limit for 5 s; THROTTLE_START/STOP events say when (off by default)",
     )  # fmt: skip
     parser.add_argument(
+        "--metrics", type=_metrics_address, metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics while collecting (e.g. 127.0.0.1:2112; off by default)",
+    )  # fmt: skip
+    parser.add_argument(
         "--grace", type=_seconds, default=DEFAULT_GRACE_NS / 1e9, metavar="S",
         help="how long an exited process stays in the tree (default 5 s)",
     )  # fmt: skip
@@ -183,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv = ["ui", *argv]  # `procscope [options]` opens the monitor
     args = parser.parse_args(argv)
     try:
@@ -194,6 +236,11 @@ def main(argv: list[str] | None = None) -> int:
             return commands.snapshot_command(args)
         if args.command == "ui":
             return commands.ui(args)
+        if args.command == "serve":
+            ui_args = args.ui_args[1:] if args.ui_args[:1] == ["--"] else args.ui_args
+            ui = parser.parse_args(["ui", *ui_args])  # bad monitor options: refused before serving
+            query.from_args(ui)
+            return commands.serve(args.host, args.port, ui_args, args.allow_signals)
     except query.QueryError as exc:
         parser.error(printable(str(exc)))
     parser.print_help()

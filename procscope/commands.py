@@ -25,6 +25,7 @@ from .live import live_cache
 from .outputs import OutputError, Rotation, StreamFile, check_target
 from .replay import Replay, ReplayError
 from .stream import RECORDED, TETRAGON_KINDS, EventStream, Output
+from .timetravel import Timeline
 
 
 def warn(msg: str) -> None:
@@ -33,6 +34,36 @@ def warn(msg: str) -> None:
 
 def _collector(args) -> Collector:
     return Collector(ring_bytes=args.ring_size, kthreads=args.kthreads, cgroup_rate=args.cgroup_rate)
+
+
+def serve_metrics(args, counters, cache: ProcessCache) -> bool:
+    """--metrics: serve them (False, with one line, when that cannot be done)."""
+    if args.metrics is None:
+        return True
+    if args.replay:
+        warn("--metrics is for live collection, not --replay; drop one of them")
+        return False
+    from .metrics import MetricsError, serve  # prometheus-client loads only when asked for
+
+    try:
+        port = serve(args.metrics, counters, cache)
+    except MetricsError as exc:
+        warn(str(exc))
+        return False
+    host = args.metrics[0]
+    warn(f"metrics at http://{f'[{host}]' if ':' in host else host}:{port}/metrics")
+    return True
+
+
+def with_cache(collector: Collector, cache: ProcessCache):
+    """The counters of a collector feeding ``cache``, the cache's own included."""
+
+    def counters() -> Counters:
+        c = collector.counters()
+        c.cache = cache.counters.as_dict()
+        return c
+
+    return counters
 
 
 def ring_text(requested: int) -> str:
@@ -91,7 +122,7 @@ def events(args) -> int:
         return 2
     if args.replay:
         replay = _open_replay(args)
-        if replay is None:
+        if replay is None or not serve_metrics(args, None, None):
             return 2
         cache = replay.new_cache(int(args.grace * 1e9))
 
@@ -112,8 +143,11 @@ def events(args) -> int:
     except SetupError as exc:
         warn(str(exc))
         return 2
-    warn(f"collecting ({ring_text(args.ring_size)}); Ctrl-C to stop")
     cache = live_cache(collector.hierarchy, grace_ns=int(args.grace * 1e9))
+    if not serve_metrics(args, with_cache(collector, cache), cache):
+        collector.stop()
+        return 2
+    warn(f"collecting ({ring_text(args.ring_size)}); Ctrl-C to stop")
     try:
         return _write_events(args, cache, lambda stream: stream.run_live(collector, args.duration))
     finally:
@@ -172,13 +206,25 @@ def snapshot_command(args) -> int:
             warn(str(exc))
             return 2
     recent: deque[dict] = deque(maxlen=args.last)
+    if (args.at or args.diff) and not args.replay:
+        warn("--at and --diff look back in a recording: add --replay FILE")
+        return 2
     if args.replay:
         replay = _open_replay(args)
-        if replay is None:
+        if replay is None or not serve_metrics(args, None, None):
             return 2
-        cache = replay.new_cache(int(args.grace * 1e9))
+        grace = int(args.grace * 1e9)
         try:
-            replay.feed(cache)
+            if args.diff or args.at:
+                timeline = Timeline(replay, grace)
+            if args.diff:
+                t1, t2 = sorted(timeline.boot_time(m) for m in args.diff)
+                return _write(args, timeline.diff(t1, t2), "changes", replay)
+            if args.at:
+                cache = timeline.cache_at(timeline.boot_time(args.at))
+            else:
+                cache = replay.new_cache(grace)
+                replay.feed(cache)
         except ReplayError as exc:
             warn(str(exc))
             return 1
@@ -187,7 +233,10 @@ def snapshot_command(args) -> int:
         counters = Counters.from_json(replay.counters)
         source = f"replay:{args.replay}"
     else:
-        cache, counters, source = _live_snapshot(args, recent)
+        found = _live_snapshot(args, recent)
+        if found is None:
+            return 2
+        cache, counters, source = found
         exporter = Exporter(cache)
     q = query.from_args(args)
     keep = q.predicate(cache) if q else None
@@ -196,6 +245,13 @@ def snapshot_command(args) -> int:
     else:
         exporter.tetragon_only = True
         content = snapshot.tetragon_lines(cache, exporter, keep)
+    if args.at and isinstance(content, dict):
+        content["as_of"] = exporter.time(cache.now)
+    return _write(args, content, "processes", replay if args.replay else None)
+
+
+def _write(args, content, what: str, replay: Replay | None) -> int:
+    """A snapshot or diff to -o (atomically) or stdout; the exit status."""
     try:
         snapshot.write(args.output, content, sys.stdout)
     except BrokenPipeError:
@@ -205,14 +261,18 @@ def snapshot_command(args) -> int:
         warn(str(exc))
         return 2
     if args.output:
-        n = len(content["processes"]) if isinstance(content, dict) else len(content)
-        warn(f"wrote {n} processes to {args.output}")
-    return 1 if args.replay and replay.bad_lines else 0
+        if what == "processes":
+            n = len(content["processes"]) if isinstance(content, dict) else len(content)
+        else:
+            n = sum(len(content[k]) for k in ("started", "exited", "privileges"))
+        warn(f"wrote {n} {what} to {args.output}")
+    return 1 if replay is not None and replay.bad_lines else 0
 
 
-def _live_snapshot(args, recent: deque) -> tuple[ProcessCache, Counters, str]:
+def _live_snapshot(args, recent: deque) -> tuple[ProcessCache, Counters, str] | None:
     """The cache from BPF (the /proc scan, then --duration of events), or
-    from the /proc scan alone when BPF cannot be used."""
+    from the /proc scan alone when BPF cannot be used (None: --metrics
+    could not be served)."""
     collector = _collector(args)
     try:
         collector.open()
@@ -225,6 +285,9 @@ def _live_snapshot(args, recent: deque) -> tuple[ProcessCache, Counters, str]:
         return cache, Counters(procfs_unreadable=found.unreadable, cache=cache.counters.as_dict()), "procfs"
     cache = live_cache(collector.hierarchy, grace_ns=int(args.grace * 1e9))
     exporter = Exporter(cache)
+    if not serve_metrics(args, with_cache(collector, cache), cache):
+        collector.stop()
+        return None
     try:
         collector.start()
         cache.apply_all(collector.get_batch(timeout=30) or [])  # the /proc scan comes first
@@ -254,5 +317,11 @@ def ui(args) -> int:
 
     if args.replay:
         replay = _open_replay(args)
-        return 2 if replay is None else run_monitor(args, None, replay, warn)
-    return run_monitor(args, _collector(args), None, warn)
+        return 2 if replay is None or not serve_metrics(args, None, None) else run_monitor(args, None, replay, warn)
+    return run_monitor(args, _collector(args), None, warn, lambda counters, cache: serve_metrics(args, counters, cache))
+
+
+def serve(host: str, port: int, ui_args: list[str], allow_signals: bool) -> int:
+    from procscope.tui.serve import run_server  # textual-serve loads only for this
+
+    return run_server(host, port, ui_args, allow_signals, warn)

@@ -5,11 +5,14 @@ the UI and the exporters both use these so they always agree."""
 
 from __future__ import annotations
 
-from procscope.probes import words
+from procscope.probes import wire, words
 from procscope.probes.events import NAMESPACES, Namespaces
 
 from .accounts import user_name
 from .cache import Process, ProcessCache
+from .containers import Container
+from .process import CredsChange
+from .runtimes import ContainerInfo
 
 # Badge names, in display order, with what they mean (for help screens and docs).
 BADGES = {
@@ -21,6 +24,8 @@ BADGES = {
     "fileless": "runs a binary with no link on disk (deleted, or a memfd)",
     "ns": "lives in a namespace other than the host's",
     "notfound": "known only from a later event (its exec or clone was lost)",
+    "creds+": "gained privileges after its exec (euid 0, capabilities, or a namespace joined): see the detail",
+    "exec-in": "entered its container from outside (docker exec, kubectl exec, nsenter): not from its first process",
 }
 
 
@@ -53,7 +58,34 @@ def badges(proc: Process, cache: ProcessCache) -> list[str]:
         out.append("ns")
     if proc.not_found:
         out.append("notfound")
+    if proc.changes and any(c.rose for c in proc.changes):
+        out.append("creds+")
+    if proc.container is not None and not img.flags & wire.FLAG_IN_INIT_TREE:
+        out.append("exec-in")
     return out
+
+
+def container_info(proc: Process, cache: ProcessCache) -> ContainerInfo | None:
+    return cache.where.info_of(proc.container)
+
+
+def container_name(proc: Process, cache: ProcessCache) -> str:
+    """What a process's container is called: its runtime's name, else its short id ("-": none)."""
+    if proc.container is None:
+        return "-"
+    info = cache.where.info_of(proc.container)
+    return info.name if info is not None and info.name else proc.container.short_id
+
+
+def container_text(c: Container, info: ContainerInfo | None) -> str:
+    """One line about a container: name, image, pod, runtime, id."""
+    parts = [info.name] if info is not None and info.name else []
+    if info is not None and info.image:
+        parts.append(f"image {info.image}")
+    if info is not None and info.pod is not None:
+        parts.append(f"pod {info.pod.namespace}/{info.pod.name}")
+    parts += [c.runtime, c.short_id]
+    return "  ".join(parts)
 
 
 def user(proc: Process) -> str:
@@ -88,3 +120,19 @@ def age_text(ns: int) -> str:
     if s < 86400:
         return f"{s // 3600}h{s % 3600 // 60:02d}m"
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+def change_text(change: CredsChange, host_ns: dict[str, int]) -> str:
+    """What a credential change did: "setresuid: euid 1000→0, caps +SYS_ADMIN, ns net joined"."""
+    old, new = change.old_creds, change.creds
+    parts = [f"{name} {a}→{b}" for name, a, b in (("uid", old.uid, new.uid), ("euid", old.euid, new.euid),
+             ("gid", old.gid, new.gid), ("egid", old.egid, new.egid)) if a != b]  # fmt: skip
+    gained, lost = new.caps.effective & ~old.caps.effective, old.caps.effective & ~new.caps.effective
+    if gained:
+        parts.append("caps +" + ",".join(n.removeprefix("CAP_") for n in words.cap_names(gained)))
+    if lost:
+        parts.append("caps -" + ",".join(n.removeprefix("CAP_") for n in words.cap_names(lost)))
+    moved = [name for name in NAMESPACES if getattr(change.ns, name) != getattr(change.old_ns, name)]
+    if moved:
+        parts.append("ns " + ",".join(moved) + (" (host's)" if not non_host_namespaces(change.ns, host_ns) else ""))
+    return f"{change.syscall}: " + (", ".join(parts) or "other credentials (groups, securebits)")

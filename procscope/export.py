@@ -4,20 +4,35 @@ field names) and as compact one-line text."""
 from __future__ import annotations
 
 import base64
-import json
 import os
+import re
 import time
 from datetime import UTC, datetime
 
+import msgspec
+
 from procscope.probes import wire, words
 from procscope.probes.counters import Counters
-from procscope.probes.events import CgroupEvent, CloneEvent, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
+from procscope.probes.events import (
+    CgroupEvent,
+    CloneEvent,
+    Credentials,
+    ExecEvent,
+    ExitEvent,
+    Namespaces,
+    ProcessKey,
+    ThrottleEvent,
+)
 from procscope.probes.text import json_escaped, printable
 
 from .accounts import user_name
 from .cache import Process, ProcessCache
+from .process import CredsChange
+from .runtimes import ContainerInfo
 
 EXTRA = "procscope"  # procscope's own fields of a process object, under one key (tetra ignores it)
+MEMO_LIMIT = 2048  # objects kept: each holds a process (evicted ones too, until cleared)
+_json = msgspec.json.Encoder()
 
 
 def boot_to_wall_offset_ns() -> int:
@@ -25,8 +40,13 @@ def boot_to_wall_offset_ns() -> int:
 
 
 def rfc3339(wall_ns: int) -> str:
-    dt = datetime.fromtimestamp(wall_ns // 1_000_000_000, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{wall_ns % 1_000_000_000:09d}Z"
+    seconds, ns = divmod(wall_ns, 1_000_000_000)
+    if seconds != _last_second[0]:  # events come in bursts within one second: formatted once
+        _last_second[:] = seconds, datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+    return f"{_last_second[1]}{ns:09d}Z"
+
+
+_last_second: list = [None, ""]
 
 
 class Exporter:
@@ -43,14 +63,42 @@ class Exporter:
         self.node = node or os.uname().nodename
         self.tetragon_only = tetragon_only
         self.wall_offset = boot_to_wall_offset_ns() if wall_offset is None else wall_offset
+        # Process objects by process, made again only when what they show changed (an exec's
+        # parent is exported with each of its children: in a storm, a few parents, many times).
+        self._objects: dict[Process, tuple[tuple, dict]] = {}
+        self._exec_ids: dict[ProcessKey, str] = {}
+        self._creds: dict[Credentials, tuple[dict, dict]] = {}
+        self._ns: dict[Namespaces, dict] = {}
 
     def exec_id(self, key: ProcessKey) -> str:
-        return exec_id(self.node, key)
+        found = self._exec_ids.get(key)
+        if found is None:
+            if len(self._exec_ids) >= MEMO_LIMIT:
+                self._exec_ids.clear()
+            found = self._exec_ids[key] = exec_id(self.node, key)
+        return found
 
     def time(self, ktime: int) -> str:
         return rfc3339(ktime + self.wall_offset)
 
     def process(self, proc: Process) -> dict:
+        # Everything the object shows but refcnt, compared by identity first.
+        shows = (proc.image, proc.parent, proc.not_found, proc.container, proc.cgroup, proc.cgroup_id, proc.cgroup_name,
+                 proc.previous, self.tetragon_only, self.wall_offset, self.node,
+                 self.cache.where.info_of(proc.container))  # fmt: skip
+        hit = self._objects.get(proc)
+        if hit is not None and hit[0] == shows:
+            out = dict(hit[1])  # shallow: what it holds is never changed once made
+        else:
+            if len(self._objects) >= MEMO_LIMIT:
+                self._objects.clear()
+            out = self._process(proc)
+            self._objects[proc] = (shows, out)
+            out = dict(out)
+        out["refcnt"] = max(proc.refs, 0)
+        return out
+
+    def _process(self, proc: Process) -> dict:
         p = proc.image
         if p is None:  # a placeholder: only its identity is known
             return {
@@ -59,20 +107,10 @@ class Exporter:
                 "refcnt": max(proc.refs, 0),
             }  # fmt: skip
         c = p.creds
-        host_ns = self.cache.host_ns
         flags = p.flag_words
         if proc.not_found:
             flags.append("miss")
-        caps = {
-            "permitted": words.tetragon_cap_names(c.caps.permitted),
-            "effective": words.tetragon_cap_names(c.caps.effective),
-            "inheritable": words.tetragon_cap_names(c.caps.inheritable),
-        }
-        user_ns: dict = {"level": c.user_ns.level}
-        for field, value in (("uid", c.user_ns.uid), ("gid", c.user_ns.gid)):
-            if value != wire.UNKNOWN_ID:  # the /proc scan cannot learn a nested namespace's owner gid
-                user_ns[field] = value
-        user_ns["ns"] = {"inum": c.user_ns.inum, "is_host": c.user_ns.inum == host_ns.get("user")}
+        caps, credentials = self._credentials(c)
         out = {
             "exec_id": self.exec_id(proc.key),
             "pid": proc.pid,
@@ -87,29 +125,65 @@ class Exporter:
             "refcnt": max(proc.refs, 0),
             "tid": p.tid,
             "cap": caps,
-            "ns": {name: {"inum": inum, "is_host": inum == host_ns.get(name)} for name, inum in p.ns.items()},
-            "process_credentials": {
-                "uid": c.uid, "gid": c.gid, "euid": c.euid, "egid": c.egid,
-                "suid": c.suid, "sgid": c.sgid, "fsuid": c.fsuid, "fsgid": c.fsgid,
-                "securebits": words.securebit_names(c.securebits), "caps": caps, "user_ns": user_ns,
-            },
+            "ns": self._namespaces(p.ns),
+            "process_credentials": credentials,
             "user": {"name": user_name(p.uid)},
             "in_init_tree": bool(p.flags & wire.FLAG_IN_INIT_TREE),
         }  # fmt: skip
         binprops = binary_properties(p)
         if binprops:
             out["binary_properties"] = binprops
+        info = None
         if proc.container is not None:
             out["docker"] = proc.container.tetragon_id
+            info = self.cache.where.info_of(proc.container)
+            if info is not None and info.pod is not None:
+                out["pod"] = pod_object(info, p.nspid)
         if not self.tetragon_only:
             own: dict = {
                 "nspid": p.nspid,
                 "cgroup": {"id": str(proc.cgroup_id), "name": proc.cgroup_name, "path": proc.cgroup},
             }
+            if info is not None:
+                own["container"] = info.to_json()  # what a replay shows again
             if proc.previous is not None:
                 own["previous_exec_id"] = self.exec_id(proc.previous)
             out[EXTRA] = own
         return out
+
+    def _credentials(self, c: Credentials) -> tuple[dict, dict]:
+        """(cap, process_credentials) of a process object: most processes share their credentials."""
+        found = self._creds.get(c)
+        if found is not None:
+            return found
+        caps = {
+            "permitted": words.tetragon_cap_names(c.caps.permitted),
+            "effective": words.tetragon_cap_names(c.caps.effective),
+            "inheritable": words.tetragon_cap_names(c.caps.inheritable),
+        }
+        user_ns: dict = {"level": c.user_ns.level}
+        for field, value in (("uid", c.user_ns.uid), ("gid", c.user_ns.gid)):
+            if value != wire.UNKNOWN_ID:  # the /proc scan cannot learn a nested namespace's owner gid
+                user_ns[field] = value
+        user_ns["ns"] = {"inum": c.user_ns.inum, "is_host": c.user_ns.inum == self.cache.host_ns.get("user")}
+        credentials = {
+            "uid": c.uid, "gid": c.gid, "euid": c.euid, "egid": c.egid,
+            "suid": c.suid, "sgid": c.sgid, "fsuid": c.fsuid, "fsgid": c.fsgid,
+            "securebits": words.securebit_names(c.securebits), "caps": caps, "user_ns": user_ns,
+        }  # fmt: skip
+        if len(self._creds) >= MEMO_LIMIT:
+            self._creds.clear()
+        found = self._creds[c] = caps, credentials
+        return found
+
+    def _namespaces(self, ns: Namespaces) -> dict:
+        found = self._ns.get(ns)
+        if found is None:
+            host = self.cache.host_ns
+            if len(self._ns) >= MEMO_LIMIT:
+                self._ns.clear()
+            found = self._ns[ns] = {name: {"inum": inum, "is_host": inum == host.get(name)} for name, inum in ns.items()}
+        return found
 
     def _wrap(self, kind: str, body: dict, ktime: int) -> dict:
         return {kind: body, "node_name": self.node, "time": self.time(ktime)}
@@ -137,6 +211,18 @@ class Exporter:
             "flags": " ".join(words.flag_words(ev.flags)),
         }  # fmt: skip
         return self._wrap("procscope_clone", body, ev.time)
+
+    def creds_event(self, proc: Process, change: CredsChange) -> dict:
+        """procscope_creds: the process (as it is now) and its credentials and namespaces before and after."""
+        body = {
+            "process": self.process(proc), "syscall": change.syscall,
+            "old": self.creds_and_namespaces(change.old_creds, change.old_ns),
+            "new": self.creds_and_namespaces(change.creds, change.ns),
+        }  # fmt: skip
+        return self._wrap("procscope_creds", body, change.time)
+
+    def creds_and_namespaces(self, c: Credentials, ns: Namespaces) -> dict:
+        return {"process_credentials": self._credentials(c)[1], "ns": self._namespaces(ns)}
 
     def throttle_event(self, ev: ThrottleEvent) -> dict:
         """Tetragon's process_throttle; procscope adds the cgroup's id and
@@ -184,9 +270,30 @@ def exec_id(node: str, key: ProcessKey) -> str:
     return base64.b64encode(f"{node}:{key.ktime}:{key.pid}".encode()).decode()
 
 
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")
+
+
+def pod_object(info: ContainerInfo, nspid: int) -> dict:
+    """Tetragon's Pod of a Kubernetes container (pid: in the container's pid namespace, as Tetragon's)."""
+    pod = info.pod
+    container: dict = {"id": f"{info.runtime}://{info.id}", "name": pod.container or info.name}
+    image = {k: v for k, v in (("id", info.image_id), ("name", info.image)) if v}
+    if image:
+        container["image"] = image
+    if _RFC3339.fullmatch(info.started):
+        container["start_time"] = info.started
+    container["pid"] = nspid
+    out: dict = {"namespace": pod.namespace, "name": pod.name, "container": container}
+    if pod.labels:
+        out["pod_labels"] = dict(pod.labels)
+    return out
+
+
 def json_line(event: dict) -> str:
-    """One event as one line of JSON: valid UTF-8, no raw control character."""
-    return json_escaped(json.dumps(event, ensure_ascii=False))
+    """One event as one line of JSON: valid UTF-8, no raw control character.
+    msgspec's encoder: several times faster than json.dumps, and compact
+    (no spaces), as Tetragon's own export."""
+    return json_escaped(_json.encode(event).decode())
 
 
 def compact(event: dict) -> str:
@@ -207,6 +314,15 @@ def _compact(event: dict) -> str:
             how += " (core dumped)"
         words = [p.get("binary", "?"), p.get("arguments", ""), how]
         return f"💥 exit    {event['node_name']} " + " ".join(w for w in words if w)
+    if "procscope_creds" in event:
+        c = event["procscope_creds"]
+        old, new = c["old"]["process_credentials"], c["new"]["process_credentials"]
+        diff = [f"{k} {old.get(k)}→{new.get(k)}" for k in ("uid", "euid", "gid", "egid") if old.get(k) != new.get(k)]
+        if old["caps"] != new["caps"]:
+            diff.append("caps " + ",".join(new["caps"].get("effective", [])) or "none")
+        if c["old"]["ns"] != c["new"]["ns"]:
+            diff.append("ns " + ",".join(n for n in c["new"]["ns"] if c["new"]["ns"][n] != c["old"]["ns"].get(n)))
+        return f"🔑 creds   {event['node_name']} {c['process'].get('binary', '?')} {c['syscall']}: {'; '.join(diff)}"
     if "procscope_clone" in event:
         c = event["procscope_clone"]
         return f"🧬 clone   {event['node_name']} pid {c['pid']}"

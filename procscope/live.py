@@ -8,6 +8,7 @@ from procscope.probes import cgroups, procfs
 from procscope.probes.procfs import host_namespaces
 
 from .cache import DEFAULT_GRACE_NS, Process, ProcessCache
+from .runtimes import Runtimes
 
 
 def still_running(cache: ProcessCache, proc: Process) -> bool:
@@ -23,7 +24,9 @@ def still_running(cache: ProcessCache, proc: Process) -> bool:
 def live_cache(hierarchy: cgroups.Hierarchy | None = None, grace_ns: int = DEFAULT_GRACE_NS) -> ProcessCache:
     hierarchy = hierarchy or cgroups.detect()
     index = cgroups.PathIndex(hierarchy)
-    return ProcessCache(
+    cache = ProcessCache(
         grace_ns=grace_ns, host_ns=host_namespaces(), cgroup_path=index.path, current_parent=procfs.parent_pid,
         cgroup_hierarchy=hierarchy.hierarchy_id, still_running=still_running,
     )  # fmt: skip
+    cache.where.describe = Runtimes().describe  # names, images and pods from the runtimes' state files
+    return cache

@@ -118,8 +118,7 @@ class StreamFile:
     def write(self, line: str) -> None:
         """One line (without its newline). OutputError when it cannot be written."""
         try:
-            self._f.write(line)
-            self._f.write("\n")
+            self._f.write(line + "\n")
         except OSError as exc:
             raise self._failed(exc) from None
         self.lines += 1

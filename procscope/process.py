@@ -5,11 +5,31 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from procscope.probes.events import ExecEvent, ExitEvent, ProcessKey
+import msgspec
+
+from procscope.probes.events import Credentials, ExecEvent, ExitEvent, Namespaces, ProcessKey
 
 from .containers import Container
 
 ROOT = ProcessKey(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class CredsChange:
+    """A syscall changed a process's credentials or namespaces after its exec."""
+
+    time: int
+    syscall: str
+    old_creds: Credentials
+    old_ns: Namespaces
+    creds: Credentials
+    ns: Namespaces
+
+    @property
+    def rose(self) -> bool:
+        """Privileges went up: euid to 0, effective capabilities gained, or a namespace joined."""
+        gained = self.creds.caps.effective & ~self.old_creds.caps.effective
+        return (self.creds.euid == 0 != self.old_creds.euid) or bool(gained) or self.ns != self.old_ns
 
 
 class Process:
@@ -18,7 +38,7 @@ class Process:
 
     __slots__ = (
         "key", "image", "parent", "previous", "tree_parent", "children", "refs", "alive", "replaced", "in_grace",
-        "exit", "exit_time", "not_found", "cgroup", "cgroup_id", "cgroup_name", "container", "seen",
+        "exit", "exit_time", "not_found", "cgroup", "cgroup_id", "cgroup_name", "container", "seen", "changes",
     )  # fmt: skip
 
     def __init__(self, key: ProcessKey, image: ExecEvent | None, seen: int):
@@ -43,6 +63,7 @@ class Process:
         self.cgroup_name = ""
         self.container: Container | None = None
         self.seen = seen  # event time this image was first seen
+        self.changes: list[CredsChange] | None = None  # credentials or namespaces changed since the exec, oldest first
 
     @property
     def pid(self) -> int:
@@ -96,7 +117,12 @@ class Shared:
         return table.setdefault(value, value)
 
     def event(self, ev: ExecEvent) -> ExecEvent:
-        creds, ns, binary, cwd, name = (self.one(v) for v in (ev.creds, ev.ns, ev.binary, ev.cwd, ev.cgroup_name))
+        table = self._table
+        if len(table) >= self.LIMIT - 5:
+            table.clear()
+        one = table.setdefault  # the decoder shares these already: mostly hits, and no copy below
+        creds, ns, binary = one(ev.creds, ev.creds), one(ev.ns, ev.ns), one(ev.binary, ev.binary)
+        cwd, name = one(ev.cwd, ev.cwd), one(ev.cgroup_name, ev.cgroup_name)
         if creds is ev.creds and ns is ev.ns and binary is ev.binary and cwd is ev.cwd and name is ev.cgroup_name:
             return ev
-        return dataclasses.replace(ev, creds=creds, ns=ns, binary=binary, cwd=cwd, cgroup_name=name)
+        return msgspec.structs.replace(ev, creds=creds, ns=ns, binary=binary, cwd=cwd, cgroup_name=name)

@@ -30,7 +30,10 @@ from . import derive
 from .cache import Process, ProcessCache
 
 FIELDS: dict[str, str] = {
-    "container": "container id prefix (case-insensitive); 'host' for processes in no container",
+    "container": "container name, or id prefix (case-insensitive); 'host' for processes in no container",
+    "image": "text in the container's image name (or its sha256 id prefix)",
+    "pod": "Kubernetes pod name, or NAMESPACE/NAME",
+    "k8s-ns": "Kubernetes namespace of the pod",
     "user": "user name, or numeric uid (the effective one, as ps shows)",
     "bin": "text in the binary path; /REGEX/ for a regex search",
     "args": "text in the arguments (joined by spaces); /REGEX/ for a regex search",
@@ -44,7 +47,7 @@ SYNTAX = "terms are ANDed; -term or !term negates; a bare word matches binary or
 
 # Fields about the image: unknown for placeholders (badge:notfound is not).
 _IMAGE_FIELDS = frozenset({"", "user", "bin", "args", "cap", "ns"})
-_OPTIONS = {"container": "ID", "user": "USER", "bin": "TEXT", "args": "TEXT", "cap": "CAP", "ns": "NAME", "pid": "PID"}
+_OPTIONS = {"container": "NAME|ID", "image": "IMAGE", "pod": "POD", "k8s-ns": "NAMESPACE", "user": "USER", "bin": "TEXT", "args": "TEXT", "cap": "CAP", "ns": "NAME", "pid": "PID"}
 
 
 class QueryError(ValueError):
@@ -150,7 +153,9 @@ def _compile(field: str, value: str, token: str) -> tuple[str, Any]:
     if field in ("bin", "args"):
         return value, _text_matcher(value, token)
     if field == "container":
-        return value.lower(), None
+        return value, None
+    if field in ("image", "pod", "k8s-ns"):
+        return value, None
     if field == "user":
         return value, int(value) if value.isascii() and value.isdigit() else None
     if field == "cap":
@@ -196,7 +201,31 @@ def _matcher(term: Term, cache: ProcessCache) -> Callable[[Process], bool]:
         case "container":
             if value == "host":
                 return lambda p: p.container is None
-            return lambda p: p.container is not None and p.container.id.lower().startswith(value)
+            prefix = value.lower()
+
+            def named(p: Process) -> bool:
+                if p.container is None:
+                    return False
+                info = cache.where.info_of(p.container)
+                return p.container.id.startswith(prefix) or (info is not None and info.name == value)
+
+            return named
+        case "image":
+            def image(p: Process) -> bool:
+                info = cache.where.info_of(p.container)
+                return info is not None and (value in info.image or bool(info.image_id) and info.image_id.removeprefix("sha256:").startswith(value.removeprefix("sha256:")))
+
+            return image
+        case "pod" | "k8s-ns":
+            def pod(p: Process) -> bool:
+                info = cache.where.info_of(p.container)
+                if info is None or info.pod is None:
+                    return False
+                if term.field == "k8s-ns":
+                    return info.pod.namespace == value
+                return value in (info.pod.name, f"{info.pod.namespace}/{info.pod.name}")
+
+            return pod
         case "user":
             return lambda p: p.image.uid == arg or derive.user(p) == value
         case "bin":

@@ -25,6 +25,7 @@ from procscope.probes.events import (
     CgroupEvent,
     CloneEvent,
     Credentials,
+    CredsEvent,
     Event,
     ExecEvent,
     ExitEvent,
@@ -37,12 +38,29 @@ from procscope.probes.text import clean
 
 from .cache import ANY_HIERARCHY, ROOT, ProcessCache
 from .export import EXTRA
+from .runtimes import ContainerInfo
 
 SNAPSHOT_SCHEMA = "procscope-snapshot"
 SNAPSHOT_VERSION = 1
 MAX_LINE_BYTES = 64 << 20  # a process object holds at most a few MiB of arguments
 MAX_SNAPSHOT_BYTES = 1 << 30
 MAX_WARNINGS = 20  # bad lines reported one by one; the rest are counted
+
+
+def _credentials(pc: dict, cap: dict, uid: int) -> Credentials:
+    """Tetragon's process_credentials (and cap) → Credentials; ids missing: ``uid``."""
+    uns = pc.get("user_ns", {})
+    ids = [_int(pc.get(k, uid)) for k in ("uid", "gid", "suid", "sgid", "euid", "egid", "fsuid", "fsgid")]
+    return Credentials(
+        *ids, words.securebit_mask(pc.get("securebits", [])),
+        Capabilities(*(words.cap_mask(cap.get(s, [])) for s in ("permitted", "effective", "inheritable"))),
+        UserNamespace(_int(uns.get("level", 0)), _int(uns.get("uid", wire.UNKNOWN_ID)),
+                      _int(uns.get("gid", wire.UNKNOWN_ID)), _int(uns.get("ns", {}).get("inum", 0))),
+    )  # fmt: skip
+
+
+def _namespaces(ns: dict) -> Namespaces:
+    return Namespaces(*(_int(ns.get(n, {}).get("inum", 0)) for n in NAMESPACES))
 
 
 class ReplayError(Exception):
@@ -95,6 +113,7 @@ class Replay:
         self.warn = warn or (lambda msg: None)
         self.node = ""
         self.host_ns: dict[str, int] = {}
+        self.container_info: dict[str, ContainerInfo] = {}  # what the runtimes said, as recorded
         self.counters: dict | None = None  # the last counters record
         self.recent: list[dict] = []  # a snapshot's last events, as exported
         self.bad_lines = 0
@@ -143,14 +162,14 @@ class Replay:
         if not self.host_ns and "ns" in p:
             self.host_ns.update({n: _int(v["inum"]) for n, v in p["ns"].items() if v.get("is_host")})
         own = p.get(EXTRA) or {}
+        info = ContainerInfo.from_json(own.get("container")) if isinstance(own, dict) else None
+        if info is not None and info.described:
+            self.container_info[info.id] = info
         pc = p.get("process_credentials", {})
-        cap = p.get("cap", {})
-        uns = pc.get("user_ns", {})
         bp = p.get("binary_properties", {})
         inode = bp.get("file", {}).get("inode", {})
         cg = own.get("cgroup") or p.get("cgroup") or {}  # recordings before the "procscope" object had it here
         uid = _int(p.get("uid", 0))
-        ids = [_int(pc.get(k, uid)) for k in ("uid", "gid", "suid", "sgid", "euid", "egid", "fsuid", "fsgid")]
         privileges = words.raised_bits(bp.get("privileges_changed", []))
         privileges |= (wire.EXECVE_SETUID if "setuid" in bp else 0) | (wire.EXECVE_SETGID if "setgid" in bp else 0)
         cleanup = self._cleanup_of(key, parent, own)
@@ -165,7 +184,8 @@ class Replay:
             nspid=_int(own.get("nspid", p.get("nspid", key.pid))),
             uid=uid,
             auid=_int(p.get("auid", wire.UNKNOWN_ID)),
-            flags=words.flag_bits(_text(p.get("flags", ""))),
+            # in_init_tree absent (older recordings): not known to have entered from outside.
+            flags=words.flag_bits(_text(p.get("flags", ""))) | (0 if p.get("in_init_tree") is False else wire.FLAG_IN_INIT_TREE),
             privileges=privileges,
             nlink=_int(inode.get("links", 1)),
             ino=_int(inode.get("number", 0), 64),
@@ -174,18 +194,20 @@ class Replay:
             cwd=_text(p.get("cwd", "")),
             parent=parent,
             cleanup=cleanup,
-            creds=Credentials(
-                *ids, words.securebit_mask(pc.get("securebits", [])),
-                Capabilities(*(words.cap_mask(cap.get(s, [])) for s in ("permitted", "effective", "inheritable"))),
-                UserNamespace(_int(uns.get("level", 0)), _int(uns.get("uid", wire.UNKNOWN_ID)),
-                              _int(uns.get("gid", wire.UNKNOWN_ID)), _int(uns.get("ns", {}).get("inum", 0))),
-            ),  # fmt: skip
-            ns=Namespaces(*(_int(p.get("ns", {}).get(n, {}).get("inum", 0)) for n in NAMESPACES)),
+            creds=_credentials(pc, p.get("cap", {}), uid),
+            ns=_namespaces(p.get("ns", {})),
             cgroup_id=_int(cg.get("id", 0), 64),
             cgroup_tracker_id=_int(cg.get("tracker_id", cg.get("id", 0)), 64),
             cgroup_name=_text(cg.get("name", "")),
             cgroup_path=_text(cg.get("path", "")),
         )
+
+    def _creds_event(self, c: dict, time_text: str) -> CredsEvent:
+        _, key = parse_exec_id(c["process"]["exec_id"])
+        new = c["new"]
+        pc = new.get("process_credentials", {})
+        return CredsEvent(self._boot(time_text), key, _int(c["process"].get("tid", key.pid)), _text(c.get("syscall", "")),
+                          _credentials(pc, pc.get("caps", {}), _int(pc.get("euid", 0))), _namespaces(new.get("ns", {})))  # fmt: skip
 
     def _cleanup_of(self, key: ProcessKey, parent: ProcessKey, own: dict) -> ProcessKey | None:
         """The image this exec replaced: recorded by procscope; in older
@@ -263,6 +285,8 @@ class Replay:
                                        _int(c.get("flags", 0)), _int(c["cgroup_id"], 64),
                                        _int(c.get("tracker_id", c["cgroup_id"]), 64), _int(c.get("level", 0)),
                                        _int(c["hierarchy_id"]), _text(c.get("name", "")), _text(c["path"])))  # fmt: skip
+            elif "procscope_creds" in rec:
+                out.append(self._creds_event(rec["procscope_creds"], rec["time"]))
             elif "procscope_counters" in rec:
                 self.counters = rec["procscope_counters"]
         except KeyError as exc:
@@ -378,12 +402,14 @@ class Replay:
         tracked hierarchy's cgroup events, so all of them apply."""
         cache = ProcessCache(grace_ns=grace_ns, cgroup_hierarchy=ANY_HIERARCHY)
         cache.host_ns = self.host_ns  # the same dict: filled as the first process is read
+        cache.where.info = self.container_info  # the same: filled as processes are read
         if self.kind == "snapshot":
             cache.current_parent = self.current_parent
         return cache
 
     def feed(self, cache: ProcessCache, on_event: Callable[[Event], None] | None = None) -> None:
         cache.host_ns = self.host_ns  # filled as the first process is read
+        cache.where.info = self.container_info
         if self.kind == "snapshot":
             cache.current_parent = self.current_parent
         for ev in self.events():

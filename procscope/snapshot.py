@@ -70,7 +70,8 @@ def document(
         if proc.visible:  # where it shows in the tree; replaced images have no place there
             ext["ppid_exec_id"] = exporter.exec_id(proc.tree_parent)
         if proc.container is not None:
-            ext["container"] = {"id": proc.container.id, "runtime": proc.container.runtime}
+            info = cache.where.info_of(proc.container)
+            ext["container"] = info.to_json() if info else {"id": proc.container.id, "runtime": proc.container.runtime}
         if not proc.alive and not proc.replaced:
             ext["exit_time"] = proc.exit_time
             ext["exit_code"] = proc.exit.code if proc.exit is not None else None
@@ -88,6 +89,7 @@ def document(
         "processes": entries,
         "containers": [
             {
+                **(info.to_json() if (info := cache.where.info_of(e.container)) else {}),
                 "id": e.container.id, "short_id": e.container.short_id, "runtime": e.container.runtime,
                 "processes": per_container[e.container.id],
                 "first_seen": exporter.time(e.first_seen),

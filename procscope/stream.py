@@ -15,13 +15,13 @@ from dataclasses import dataclass
 
 from procscope.probes import wire
 from procscope.probes.collector import Collector
-from procscope.probes.events import CgroupEvent, CloneEvent, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
+from procscope.probes.events import CgroupEvent, CloneEvent, CredsEvent, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
 
 from .cache import ANY_HIERARCHY, Process, ProcessCache
 from .export import Exporter, compact, json_line
 from .query import Query
 
-INCLUDABLE = ("clone", "counters", "procfs", "cgroup")  # procscope's own kinds
+INCLUDABLE = ("clone", "counters", "procfs", "cgroup", "creds")  # procscope's own kinds
 TETRAGON_KINDS = frozenset({"exec", "exit", "throttle"})
 RECORDED = TETRAGON_KINDS | set(INCLUDABLE)
 
@@ -83,6 +83,8 @@ class EventStream:
             return "exit", self.exporter.exit_event(ev, proc)
         if isinstance(ev, CloneEvent) and "clone" in self.wanted:
             return "clone", self.exporter.clone_event(ev)
+        if isinstance(ev, CredsEvent) and "creds" in self.wanted:  # proc: only when something changed
+            return "creds", self.exporter.creds_event(proc, proc.changes[-1])
         return None
 
     def _throttle_matches(self, ev: ThrottleEvent) -> bool:

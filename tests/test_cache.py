@@ -7,10 +7,10 @@ after every event."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
@@ -560,11 +560,11 @@ def test_cgroup_events_that_do_not_move_a_tracked_process():
 def test_cgroup_from_resolver_or_leaf_name():
     paths = {42: DOCKER_B_PATH}
     cache = ProcessCache(cgroup_path=paths.get)
-    bpf = dataclasses.replace(exec_event(1900, 10, NOBODY), cgroup_path="", cgroup_id=42, cgroup_name="x")
+    bpf = msgspec.structs.replace(exec_event(1900, 10, NOBODY), cgroup_path="", cgroup_id=42, cgroup_name="x")
     proc = cache.apply(bpf)
     assert proc.cgroup == DOCKER_B_PATH and proc.container == Container(DOCKER_B, "docker")
     leaf = f"docker-{DOCKER_A}.scope"
-    unknown = dataclasses.replace(exec_event(1901, 11, NOBODY), cgroup_path="", cgroup_id=43, cgroup_name=leaf)
+    unknown = msgspec.structs.replace(exec_event(1901, 11, NOBODY), cgroup_path="", cgroup_id=43, cgroup_name=leaf)
     proc2 = cache.apply(unknown)
     assert proc2.cgroup == leaf and proc2.container == Container(DOCKER_A, "docker")
     assert set(cache.cgroups) == {DOCKER_B_PATH, leaf}
@@ -591,7 +591,7 @@ def test_shared_tables_stay_bounded(monkeypatch):
     cache = ProcessCache(grace_ns=10)
     base = exec_event(2, 2, NOBODY)
     for i in range(5000):
-        ev = dataclasses.replace(base, time=10 * i, key=ProcessKey(2, 10 * i), cwd=f"/tmp/t{i}",
+        ev = msgspec.structs.replace(base, time=10 * i, key=ProcessKey(2, 10 * i), cwd=f"/tmp/t{i}",
                                  cgroup_path=f"/system.slice/run-r{i}.scope", cgroup_name=f"run-r{i}.scope")  # fmt: skip
         cache.apply(ev)
         cache.apply(exit_event(ev.key, 10 * i + 1))
@@ -599,7 +599,7 @@ def test_shared_tables_stay_bounded(monkeypatch):
     assert len(cache.procs) <= 2
     assert len(cache._shared._table) <= 1000 and len(cache.where._containers_of) <= 1000
     # Values are still right after the tables started again.
-    last = cache.apply(dataclasses.replace(base, time=10**9, key=ProcessKey(3, 10**9), cgroup_path=DOCKER_A_PATH))
+    last = cache.apply(msgspec.structs.replace(base, time=10**9, key=ProcessKey(3, 10**9), cgroup_path=DOCKER_A_PATH))
     assert last.cgroup == DOCKER_A_PATH and cache.containers[DOCKER_A].processes == 1
     check_invariants(cache)
 
@@ -621,7 +621,7 @@ def storm():
     for i in range(STORM):
         pid = 300 + i % 30_000
         clone = CloneEvent(t, ProcessKey(pid, t), pid, pid, shell.key, wire.FLAG_CLONE)
-        run = dataclasses.replace(
+        run = msgspec.structs.replace(
             template, time=t + 1000, key=ProcessKey(pid, t + 1000), tid=pid, nspid=pid, cleanup=clone.key
         )
         events += [clone, run, exit_event(run.key, t + 1_000_000)]
@@ -939,3 +939,27 @@ def test_late_child_of_a_replaced_image_goes_under_its_newest_image():
     assert helper.parent == wrapper.key and helper.binary == "/entrypoint.sh"  # cloned from the old image
     assert helper.tree_parent == server.key and helper.key in server.children and helper.key not in cache.roots
     check_invariants(cache)
+
+
+def test_the_second_proc_scan_settles_what_happened_before_the_probes():
+    """The monitor draws a first /proc scan before the probes are attached
+    and takes a second once they are: a process only the first found has
+    exited unseen; one found again with another command exec'd unseen; one
+    the probes have seen since is theirs; a new one is added."""
+    P = wire.FLAG_PROCFS
+    cache = ProcessCache()
+    init = exec_event(1, 10, ROOT, "/sbin/init", flags=P)
+    gone = exec_event(50, 20, init.key, "/bin/sleep", ("9",), flags=P)
+    execd = exec_event(60, 30, init.key, "/bin/sh", flags=P)
+    seen = exec_event(70, 40, init.key, "/bin/old", flags=P)
+    cache.apply_all([init, gone, execd, seen])
+    cache.apply(exec_event(70, 45 * SEC, init.key, "/bin/new", cleanup=seen.key))  # the probes saw this one
+    second = [init, exec_event(60, 30, init.key, "/usr/bin/python3", ("-c", "1"), flags=P),
+              exec_event(70, 40, init.key, "/bin/old", flags=P), exec_event(80, 50, init.key, "/bin/cat", flags=P)]  # fmt: skip
+    cache.rescan(second)
+    cache.apply_all(second)
+    assert not cache.procs[gone.key].alive
+    assert cache.by_pid[60].image.binary == "/usr/bin/python3" and cache.by_pid[60].image.args == ("-c", "1")
+    assert cache.by_pid[70].image.binary == "/bin/new"
+    assert cache.by_pid[80].image.binary == "/bin/cat"
+    assert sorted(cache.by_pid) == [1, 60, 70, 80]

@@ -216,7 +216,7 @@ def test_predicate_and_filter_agree(cache):
     "text, message",
     [
         ("foo:bar", ("unknown filter field 'foo' in 'foo:bar'; use one of: "
-                     "container, user, bin, args, cap, ns, pid, badge, cgroup")),
+                     "container, image, pod, k8s-ns, user, bin, args, cap, ns, pid, badge, cgroup")),
         ("user:", "empty value in 'user:'; put a value after the ':' or drop the term"),
         ("-bin:", "empty value in '-bin:'"),
         ("bin:/[a-/", "bad regex in 'bin:/[a-/': "),
@@ -245,7 +245,7 @@ def test_parse_errors_are_one_line_with_a_fix(text, message):
 @pytest.mark.parametrize(
     "text, canonical",
     [
-        ("container:3F2A user:root cap:sys_admin ns:NET bin:curl", "container:3f2a user:root cap:SYS_ADMIN ns:net bin:curl"),
+        ("container:3F2A user:root cap:sys_admin ns:NET bin:curl", "container:3F2A user:root cap:SYS_ADMIN ns:net bin:curl"),  # a name keeps its case
         ('args:"foo bar" !bin:x -pid:007', "args:'foo bar' -bin:x -pid:7"),
         ("badge:CAPS+ cgroup:/system.slice/", "badge:caps+ cgroup:/system.slice/"),
         (r"""bin:/^\/usr/ "it's" args:'say "hi"'""", r"""bin:'/^\/usr/' 'it'"'"'s' args:'say "hi"'"""),
@@ -267,7 +267,7 @@ def test_terms_compare_by_meaning():
 
 
 def test_fields_help():
-    assert list(FIELDS) == ["container", "user", "bin", "args", "cap", "ns", "pid", "badge", "cgroup"]
+    assert list(FIELDS) == ["container", "image", "pod", "k8s-ns", "user", "bin", "args", "cap", "ns", "pid", "badge", "cgroup"]
     assert all(text and "\n" not in text for text in FIELDS.values())
     assert all(name in FIELDS["ns"] for name in NAMESPACES) and all(b in FIELDS["badge"] for b in derive.BADGES)
 
@@ -321,7 +321,7 @@ def test_from_args_errors_name_the_option(argv, message):
 def test_add_arguments_help():
     text = _parser().format_help()
     assert "filters:" in text
-    for option in ("--filter QUERY", "--container ID", "--user USER", "--bin TEXT", "--args TEXT", "--cap CAP",
+    for option in ("--filter QUERY", "--container NAME|ID", "--image IMAGE", "--pod POD", "--k8s-ns NAMESPACE", "--user USER", "--bin TEXT", "--args TEXT", "--cap CAP",
                    "--ns NAME", "--pid PID"):  # fmt: skip
         assert option in text
 
@@ -375,3 +375,28 @@ def test_parse_raises_only_query_errors(text):
         assert "\n" not in str(exc)
         return
     assert Query.parse(str(q)) == q
+
+
+def test_container_names_images_and_pods_come_from_what_the_runtimes_said():
+    """container: takes a name too; image:, pod: and k8s-ns: ask the runtime's
+    description (here as a recording would hold it)."""
+    from procscope.containers import container_of
+    from procscope.runtimes import ContainerInfo, Pod
+
+    from .factories import DOCKER, exec_event
+
+    cache = ProcessCache()
+    init = exec_event(1, 10, ROOT, "/sbin/init")
+    web = exec_event(300, 20, init.key, "/bin/httpd", cgroup=DOCKER)
+    cache.apply_all([init, web])
+    c = container_of(DOCKER)
+    cache.where.info[c.id] = ContainerInfo(c.id, "docker", "web-1", "nginx:1.27", "sha256:abcdef", pod=Pod("shop-1", "prod"))
+
+    def shown(text: str) -> list[int]:
+        match = Query.parse(text).predicate(cache)
+        return sorted(p.pid for p in cache.by_pid.values() if match(p))
+
+    assert shown("container:web-1") == shown("container:" + c.id[:6]) == shown("image:nginx") == [300]
+    assert shown("image:abcd") == shown("pod:shop-1") == shown("pod:prod/shop-1") == shown("k8s-ns:prod") == [300]
+    assert shown("container:web") == shown("pod:shop") == shown("k8s-ns:dev") == []  # names are whole
+    assert shown("-container:web-1") == [1]

@@ -6,10 +6,17 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+import pytest
+
+import procscope
+
+from .conftest import bpf_unavailable
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCES = ["probes", "procscope", "tui", "themes", "tests", "bench"]
@@ -55,3 +62,44 @@ def test_the_wheel_holds_procscope_only(tmp_path):
     for path in ("procscope/probes/bpf/process.c", "procscope/probes/bpf/msg.h", "procscope/tui/app.tcss",
                  "procscope/themes/dark.tcss", "procscope/probes/collector.py", "procscope/tui/app.py"):  # fmt: skip
         assert path in names
+
+
+def _wheel(directory: Path) -> Path:
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(directory), str(REPO)],
+                   check=True, capture_output=True)  # fmt: skip
+    (wheel,) = directory.glob("procscope-*.whl")
+    return wheel
+
+
+@pytest.mark.bpf
+def test_the_wheel_installs_into_a_system_site_packages_venv_and_runs(tmp_path):
+    """As pipx install --system-site-packages would: the distro's bcc found
+    directly; `procscope --version` and a short `procscope events` work."""
+    wheel = _wheel(tmp_path)
+    venv = tmp_path / "venv"
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    subprocess.run([venv / "bin/pip", "install", "-q", "--disable-pip-version-check", "-c", REPO / "constraints.txt",
+                    wheel], check=True, capture_output=True)  # fmt: skip
+    version = subprocess.run([venv / "bin/procscope", "--version"], cwd="/", capture_output=True, text=True, check=True)
+    assert version.stdout.strip() == f"procscope {procscope.__version__}"
+    found = subprocess.run([venv / "bin/python", "-c", "import bcc, procscope; print(bcc.__file__, procscope.__file__)"],
+                           cwd="/", capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert found.startswith("/usr/lib/python3/dist-packages/bcc/") and str(venv) in found.split()[1]
+    if os.geteuid() != 0:
+        bpf_unavailable("tests are not running as root")
+    events = subprocess.run([venv / "bin/procscope", "events", "--duration", "3", "--include", "procfs"], cwd="/",
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert events.returncode == 0, events.stderr
+    lines = [json.loads(line) for line in events.stdout.splitlines()]
+    assert any(e.get("process_exec", {}).get("process", {}).get("pid") == 1 for e in lines)  # the /proc scan's init
+
+
+def test_the_wheel_finds_the_distros_bcc_from_a_plain_venv(tmp_path):
+    wheel = _wheel(tmp_path)
+    venv = tmp_path / "venv"
+    subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
+    subprocess.run([venv / "bin/pip", "install", "-q", "--disable-pip-version-check", "--no-deps", wheel],
+                   check=True, capture_output=True)  # fmt: skip
+    code = "from procscope.probes.bcc_import import import_bcc; print(import_bcc().__file__)"
+    out = subprocess.run([venv / "bin/python", "-c", code], cwd="/", capture_output=True, text=True, check=True).stdout
+    assert out.startswith("/usr/lib/python3/dist-packages/bcc/")

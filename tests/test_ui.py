@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from procscope.probes.collector import Collector
 from procscope.replay import Replay
 from procscope.tui.app import ProcscopeApp
 from procscope.tui.screens.help import HelpScreen
 from procscope.tui.sources import LiveSource, ReplaySource
 
-from .conftest import SIZE, open_collector, pids, plain, unique_copy
+from .conftest import SIZE, bpf_unavailable, open_collector, pids, plain, unique_copy
 from .factories import record, session
 
 
@@ -57,7 +58,7 @@ async def test_container_filter_narrows_every_pane(recording, tmp_path):
         # The tree keeps the path down to what matched (init), the streams only the matches.
         assert pids(app.query_one("#tree")) == [1, 200, 201]
         assert sorted(pids(app.query_one("#execs"), column=1)) == [200, 201]  # after the time column
-        assert app.query_one("#exits").rows == []
+        assert len(app.query_one("#exits").rows) == 0
         assert "filter: container:3f2a" in plain(app, app.query_one("#status").content)
         # A bad filter is refused with a message, and the old one stays.
         await pilot.press("backslash", "ctrl+u", *"cap:FLY", "enter")
@@ -111,6 +112,45 @@ async def test_live_bpf_exec_shows_in_the_exec_stream(scratch, tmp_path):
         row = next(row.plain for row in app.query_one("#execs").rows if binary in row.plain)
         assert f"{binary} procscope-ui-test" in row and str(proc.pid) in row.split()
         assert any(binary in row.plain for row in app.query_one("#exits").rows)
+
+
+@pytest.mark.bpf
+async def test_live_monitor_draws_the_proc_tree_first_and_attaches_behind_it(scratch, tmp_path):
+    """Given a collector not yet attached, the first frame is the /proc scan
+    (status: attaching probes); once attached, a second scan settles what
+    happened meanwhile: a process started then is in the tree, one killed
+    then is not, and execs after it are live."""
+    if os.geteuid() != 0:
+        bpf_unavailable("tests are not running as root")
+    before = await asyncio.create_subprocess_exec("sleep", "60")
+    app = ProcscopeApp(LiveSource(Collector(), 5 * 10**9), snapshot_dir=str(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        status = app.query_one("#status")
+        assert "attaching probes" in plain(app, status.content)
+        assert {os.getpid(), before.pid} <= set(pids(app.query_one("#tree")))  # the first frame has the tree
+        during = await asyncio.create_subprocess_exec("sleep", "60")
+        before.kill()
+        await before.wait()
+        for _ in range(100):
+            if "source: live BPF" in plain(app, status.content) or app.source.collector.setup_error:
+                break
+            await pilot.pause(0.1)
+        if app.source.collector.setup_error:
+            bpf_unavailable(app.source.collector.setup_error)
+        assert "source: live BPF" in plain(app, status.content)
+        await pilot.pause(0.3)
+        shown = set(pids(app.query_one("#tree")))
+        assert during.pid in shown and before.pid not in app.cache.by_pid
+        binary = unique_copy("/bin/true", scratch)
+        proc = await asyncio.create_subprocess_exec(binary)
+        await proc.wait()
+        for _ in range(50):
+            await pilot.pause(0.1)
+            if any(binary in row.plain for row in app.query_one("#execs").rows):
+                break
+        assert any(binary in row.plain for row in app.query_one("#execs").rows)
+    during.kill()
+    await during.wait()
 
 
 async def test_throttled_container_is_marked(tmp_path):
@@ -189,3 +229,43 @@ def session_file_with_markup(tmp_path):
     path = d / "[@click=app.quit]rec.jsonl"
     record(session(), path)
     return str(path)
+
+
+async def test_time_travel_through_a_recording(recording, tmp_path):
+    """`,` `.` step seconds, `{` `}` events, `@` goes to a time; the whole
+    screen shows that moment (the shell that exits at 1 s is running at
+    0.5 s, the crash at 2 s has not happened), and the time bar says where."""
+    app = app_for(recording, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        status = app.query_one("#status")
+        assert "⏱" not in plain(app, status.content)
+        await pilot.press("at")
+        await pilot.press(*"+0.5s", "enter")
+        await pilot.pause()
+        text = plain(app, status.content)
+        assert "⏱" in text and "0.5 of 2.0 s" in text
+        sh = app.cache.by_pid[100]
+        assert sh.alive and sh.binary == "/bin/sh" and app.cache.by_pid[300].alive  # it crashes at 2 s
+        assert not any("crash" in row.plain for row in app.query_one("#exits").rows)
+        await pilot.press("full_stop", "full_stop")  # 2.0 s: the end
+        await pilot.pause()
+        assert not app.cache.procs[sh.key].alive and "end" in plain(app, status.content)
+        await pilot.press("left_curly_bracket")  # one event back: before the last exit
+        await pilot.pause()
+        assert "end" not in plain(app, status.content).split("⏱")[1].split("│")[0]
+        await pilot.press("at")
+        await pilot.press(*"yesterday", "enter")
+        await pilot.pause()
+        assert any("bad time 'yesterday'" in str(n.message) for n in app._notifications)
+
+
+async def test_time_travel_needs_a_recording(tmp_path):
+    from procscope.tui.sources import ProcfsSource
+
+    app = ProcscopeApp(ProcfsSource("test", 5 * 10**9), snapshot_dir=str(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("comma")
+        await pilot.pause()
+        assert app.travel is None
+        assert any("time travel looks through a recording" in str(n.message) for n in app._notifications)

@@ -187,7 +187,7 @@ async def test_container_picker_narrows_every_pane_and_keeps_the_filter(replay_a
         assert str(app.query) == f"-bin:nothing container:{CONTAINER}"
         assert pids(app.query_one("#tree")) == [1, 200, 201]
         assert sorted(pids(app.query_one("#execs"), column=1)) == [200, 201]
-        assert app.query_one("#exits").rows == []
+        assert len(app.query_one("#exits").rows) == 0
         await pilot.press("C")
         await pilot.pause()
         assert app.screen.query_one("#choices").highlighted == 1  # the current one

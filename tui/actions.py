@@ -15,13 +15,17 @@ from procscope.outputs import OutputError, free_name
 from procscope.query import Query, Term
 from procscope.signals import SIGNALS
 from procscope.signals import send as send_signal
+from procscope.timetravel import Timeline
 
 from . import config
-from .rows import GROUPS
+from .rows import GROUPS, TreeModel
 from .screens.help import HelpScreen
 from .screens.pick import PickScreen
 from .screens.setup import SetupScreen
 from .screens.signal import SignalScreen
+from .timetravel import TimeTravel
+
+SIGNALS_OFF = "signals are off in this served monitor (start procscope serve with --allow-signals to allow them)"
 
 PANELS = ("execs", "exits", "drops")  # the bottom panel's contents, in Tab's order
 
@@ -31,11 +35,43 @@ class Actions:
     def action_prompt(self, mode: str) -> None:
         self._prompt_mode = mode
         box = self.widgets["query"]
-        box.placeholder = ("search binary, args or pid (n, N: next, previous)" if mode == "search"
-                           else "filter, e.g. container:3f2a user:root cap:SYS_ADMIN ns:net bin:curl")  # fmt: skip
+        if mode == "time" and self.time_travel() is None:
+            return
+        box.placeholder = {"search": "search binary, args or pid (n, N: next, previous)",
+                           "time": "go to: 2026-12-01T10:00:00Z, -30s from the end, +10s from the start, or end"}.get(
+            mode, "filter, e.g. container:web-1 image:nginx user:root cap:SYS_ADMIN ns:net bin:curl")  # fmt: skip
         box.value = str(self.query) if mode == "filter" else ""
         box.add_class("shown")
         box.focus()
+
+    # -- time travel (replays) ----------------------------------------------------------
+    def time_travel(self) -> TimeTravel | None:
+        if self.travel is None:
+            if self.source.live:
+                self.say("time travel looks through a recording: procscope --replay FILE "
+                         "(record one with procscope events --record FILE)", severity="warning")  # fmt: skip
+                return None
+            self.travel = TimeTravel(Timeline(self.source.replay, self.cache.grace_ns, self.source.recorded))
+        return self.travel
+
+    def action_step_time(self, seconds: float) -> None:
+        if (travel := self.time_travel()) is not None:
+            self.show_moment(travel.step_seconds(seconds))
+
+    def action_step_event(self, n: int) -> None:
+        if (travel := self.time_travel()) is not None:
+            self.show_moment(travel.step_events(n))
+
+    def show_moment(self, at: int | None) -> None:
+        """The whole screen as of ``at`` (None: the end of the recording)."""
+        cache, execs, exits = self.travel.go(at)
+        self.source.cache = self.cache = self.feed.cache = self.exporter.cache = cache
+        self.tree_model = TreeModel(cache)
+        for kept, entries in ((self.feed.execs, execs), (self.feed.exits, exits)):
+            kept.clear()
+            kept.extend(entries)
+        self._detail_shown = None
+        self.refresh_panes(force=True)
 
     def search(self, text: str, step: int = 1) -> None:
         """Select the next (step 1) or previous (-1) process whose binary, arguments or pid hold ``text``."""
@@ -69,8 +105,9 @@ class Actions:
     def action_pick_container(self) -> None:
         entries = sorted(self.cache.containers.values(), key=lambda e: e.container.id)
         throttled = self.cache.where.throttled_containers()
-        choices = [(e.container.id, f"{e.container.short_id}  {e.container.runtime:<14} {e.processes:>5} processes"
-                    + ("  ⏸ throttled" if e.container.id in throttled else "")) for e in entries]  # fmt: skip
+        choices = [(e.container.id, f"{derive.container_text(e.container, self.cache.where.info_of(e.container))}"
+                    f"  {e.processes} processes" + ("  ⏸ throttled" if e.container.id in throttled else ""))
+                   for e in entries]  # fmt: skip
         current = next((t.value for t in self.query.terms if t.field == "container" and not t.negate), "")
         self.push_screen(PickScreen("Show one container", choices, current, "all containers"),
                          partial(self._replace_terms, "container"))  # fmt: skip
@@ -218,6 +255,9 @@ class Actions:
 
     def action_signal(self) -> None:
         """Confirm, then signal the tagged processes, or else the selected one."""
+        if not self.allow_signals:
+            self.say(SIGNALS_OFF, severity="warning")
+            return
         if not self.source.live:
             self.say("signals need a live source", severity="warning")
             return
@@ -230,7 +270,7 @@ class Actions:
         self.push_screen(SignalScreen(shown, SIGNALS), partial(self.signal_confirmed, targets))
 
     def signal_confirmed(self, targets: list, name: str | None) -> None:
-        if name is None:
+        if name is None or not self.allow_signals:
             return
         sig = signal.Signals["SIG" + name]
         for proc in targets:
@@ -255,5 +295,5 @@ class Actions:
     # Keys that must not reach the list behind a dialog (app bindings still fire under one).
     LIST_ACTIONS = frozenset({
         "tag", "tag_children", "untag_all", "signal", "pick_container", "pick_user", "pick_sort", "setup",
-        "toggle_detail", "next_panel", "panel", "close_panels", "follow", "snapshot",
+        "toggle_detail", "next_panel", "panel", "close_panels", "follow", "snapshot", "step_time", "step_event",
     })  # fmt: skip

@@ -11,13 +11,14 @@ import gc
 import os
 import signal
 import time
+from collections import deque
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container
 from textual.widgets import ContentSwitcher, Footer, Input, Static
 
-from procscope import themes
+from procscope import derive, themes
 from procscope.export import Exporter
 from procscope.probes import wire
 from procscope.probes.events import ThrottleEvent
@@ -38,10 +39,13 @@ from .panes.process_tree import ProcessTree, render_group
 from .rows import TreeModel, ViewOptions
 from .screens.help import key_text
 from .text import safe
+from .timetravel import MomentError
 
 WIDE = 140  # from this many columns the detail goes beside the list
 TALL = 40  # from this many rows the bottom panel is open by default
 FULL_FOOTER = 100  # narrower than this, the footer drops the palette hint
+BUSY_EVENTS = 1000  # events in the last second from which the list redraws at most every BUSY_REDRAW s
+BUSY_REDRAW = 1.0  # as htop redraws (1.5 s by default); a key redraws at once
 PANEL_TITLES = {"execs": "execs", "exits": "exits", "drops": "losses"}
 
 
@@ -84,14 +88,21 @@ class ProcscopeApp(Actions, App):
         Binding("g", "cycle_group", "Group by container, by cgroup, or not", show=False),
         Binding("W", "snapshot", "Write a snapshot of what is shown (mode 0600)", show=False),
         Binding("ctrl+t", "cycle_theme", "Next theme (remembered)", show=False),
+        Binding("comma", "step_time(-1)", "A replay one second back in time", show=False),
+        Binding("full_stop", "step_time(1)", "A replay one second forward", show=False),
+        Binding("left_curly_bracket", "step_event(-1)", "A replay one event back", show=False),
+        Binding("right_curly_bracket", "step_event(1)", "A replay one event forward", show=False),
+        Binding("at", "prompt('time')", "A replay at a time: RFC 3339, -30s, +10s or end", show=False),
     ]
     COMMANDS = App.COMMANDS | {BindingCommands}
 
     def __init__(self, source, query_text: str = "", snapshot_dir: str = ".", theme: str | None = None,
-                 config_path: str | os.PathLike | None = None, **kwargs) -> None:  # fmt: skip
+                 config_path: str | os.PathLike | None = None, allow_signals: bool = True, **kwargs) -> None:  # fmt: skip
         """``theme``: None for the saved one (or the default); ``config_path``: where settings
-        chosen at run time are saved, None (tests) to read and write no config."""
+        chosen at run time are saved, None (tests) to read and write no config; ``allow_signals``:
+        False in the monitors `procscope serve` runs (without --allow-signals)."""
         super().__init__(**kwargs)
+        self.allow_signals = allow_signals
         self.config_path = config_path
         self.failure: str | None = None  # why the monitor stopped, when an error stopped it
         self._warnings: list[str] = []
@@ -122,9 +133,13 @@ class ProcscopeApp(Actions, App):
         self._prompt_mode = "filter"
         self._last_search = ""
         self._drawn = 0.0  # monotonic time of the last redraw
+        self._recent: deque[int] = deque(maxlen=10)  # events per tick, the last second's
+        self._pending = False  # events arrived and are not drawn yet
         self._detail_proc = None  # clicked in a stream but not in the tree: its detail shows anyway
         self._detail_shown: tuple | None = None  # what the detail pane was drawn from
         self._drops_rows = -1
+        self._banner = source.banner
+        self.travel = None  # TimeTravel, once a replay is stepped through
 
     # -- layout ------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -147,7 +162,8 @@ class ProcscopeApp(Actions, App):
         self.panel = self.query_one("#panel", ContentSwitcher)
         self.panes = {"execs": self.query_one("#execs", ExecStream), "exits": self.query_one("#exits", Exits)}
         self.widgets = {w.id: w for w in (self.query_one("#detail"), self.query_one("#drops"),
-                                          self.query_one("#status"), self.query_one("#query"))}  # fmt: skip
+                                          self.query_one("#status"), self.query_one("#query"),
+                                          self.query_one("#banner"))}  # fmt: skip
         self.tree_pane.border_title = "processes"
         for warning in self._warnings:
             self.say(warning, severity="warning", timeout=10)
@@ -239,6 +255,13 @@ class ProcscopeApp(Actions, App):
         n, throttles = self.feed.ingest()
         while self.source.messages:
             self.say(self.source.messages.pop(0), severity="error", timeout=15)
+        while self.source.notes:
+            self.say(self.source.notes.pop(0), timeout=8)
+        if self.source.banner != self._banner:  # the probes could not attach after all
+            self._banner = self.source.banner
+            banner = self.widgets["banner"]
+            banner.update(safe(self._banner))
+            banner.set_class(bool(self._banner), "shown")
         for ev in throttles:
             self.notify_throttle(ev)
         return n
@@ -258,7 +281,16 @@ class ProcscopeApp(Actions, App):
 
     def tick(self) -> None:
         # Redraw when something arrived, else once a second (ages, highlights, grace periods).
-        if self.ingest() or time.monotonic() - self._drawn >= 1.0:
+        # In a storm, at most every BUSY_REDRAW s: a frame costs the same for 10 events as
+        # for 1000, and keys still redraw at once (their actions do).
+        n = self.ingest()
+        self._recent.append(n)
+        since = time.monotonic() - self._drawn
+        busy = sum(self._recent) > BUSY_EVENTS
+        if (n or self._pending) and since < (BUSY_REDRAW if busy else 0):
+            self._pending = True
+        elif n or self._pending or since >= 1.0:
+            self._pending = False
             self.refresh_panes()
 
     def refresh_panes(self, force: bool = False) -> None:
@@ -281,9 +313,11 @@ class ProcscopeApp(Actions, App):
                 tree.cursor = tree.keys.index(self.following)
             else:
                 self.following = None  # gone: nothing left to follow
-        for pane_id, entries, fmt in (("execs", self.feed.execs, exec_row), ("exits", self.feed.exits, exit_row)):
+        named = lambda when, p: exec_row(when, p, derive.container_name(p, self.cache) if p.container else "")  # noqa: E731
+        for pane_id, entries, fmt in (("execs", self.feed.execs, named), ("exits", self.feed.exits, exit_row)):
             shown = [e for e in reversed(entries) if match is None or match(e[1])]
-            self.panes[pane_id].set_items(shown, lambda e, fmt=fmt: fmt(*e), lambda e: (e[0], e[1].key))
+            self.panes[pane_id].set_items(shown, lambda e, fmt=fmt: fmt(self.exporter.time(e[0])[11:23], e[1]),
+                                          lambda e: (e[0], e[1].key))  # fmt: skip
         rates = self.feed.sample()
         drops = render_drops(self.feed.counters, rates, self.feed.events_total)
         # Laid out only when its height may change: a layout redraws the whole screen.
@@ -300,15 +334,18 @@ class ProcscopeApp(Actions, App):
         proc = self._detail_proc or proc
         now = self.now()
         group = self.tree_pane.selected_group if proc is None else None  # a group's header row
-        # Drawn again only when it may show something else (ages are in seconds), as a
-        # redraw lays the whole screen out again; anything missed shows within a second.
-        shown = (proc, proc and (proc.image, proc.alive, proc.in_grace, proc.container, proc.cgroup),
-                 group and (group.key, group.live, group.shown), now // 10**9)  # fmt: skip
+        # Drawn again only when it may show something else (ages are in seconds); laid out
+        # (which redraws the whole screen) only when what it shows is another thing, as
+        # only then may its height change; the next second's age of the same is a repaint.
+        what = (proc, proc and (proc.image, proc.alive, proc.in_grace, proc.container, proc.cgroup),
+                group and (group.key, group.live, group.shown))  # fmt: skip
+        shown = (what, now // 10**9)
         if shown == self._detail_shown:
             return
+        layout = self._detail_shown is None or self._detail_shown[0] != what
         self._detail_shown = shown
         detail = render_group(group, self.cache, now) if group else render_detail(proc, self.cache, now, self.exporter)
-        self.widgets["detail"].update(detail)
+        self.widgets["detail"].update(detail, layout=layout)
 
     def show_status(self, shown: int) -> None:
         # What needs attention first: a narrow terminal cuts the end of the line.
@@ -316,6 +353,8 @@ class ProcscopeApp(Actions, App):
         lost = c.lost
         where = ", ".join(f"{place} {n}" for place, n in c.where_lost())
         parts = [f"⚠ lost {lost}: {where} (L)" if lost else "lost 0"]
+        if self.travel is not None:
+            parts.append(self.travel.bar(self.exporter.time(self.cache.now)[11:21]))
         throttled = sorted(t.path for t in self.cache.throttles.values() if t.active)
         if throttled:
             parts.append(f"⏸ THROTTLED: {', '.join(throttled)}")
@@ -375,6 +414,15 @@ class ProcscopeApp(Actions, App):
             except QueryError as exc:
                 self.say(str(exc), severity="error", timeout=6)
                 return
+        elif self._prompt_mode == "time":
+            travel = self.time_travel()
+            try:
+                at = travel.parse(text) if travel is not None else None
+            except MomentError as exc:
+                self.say(str(exc), severity="error", timeout=6)
+                return
+            if travel is not None:
+                self.show_moment(at)
         else:
             self.search(text)
         box.remove_class("shown")

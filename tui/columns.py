@@ -80,7 +80,9 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column("USER", 9, False, lambda p, x: derive.user(p), lambda p, c: derive.user(p), "effective user, by name"),
     Column("UID", 6, True, lambda p, x: str(p.image.uid) if p.image else "?",
            lambda p, c: p.image.uid if p.image else UNKNOWN_ID, "effective user id"),
-    Column("CONTAINER", 12, False, lambda p, x: p.container.short_id if p.container else "-",
+    Column("CONTAINER", 14, False, lambda p, x: derive.container_name(p, x.cache),
+           lambda p, c: derive.container_name(p, c) if p.container else "", "container name (its id when unnamed)"),
+    Column("CID", 12, False, lambda p, x: p.container.short_id if p.container else "-",
            lambda p, c: p.container.id if p.container else "", "container id (12 characters)"),
     Column("BADGES", 14, False, lambda p, x: " ".join(b for b in derive.badges(p, x.cache) if b != "root"),
            lambda p, c: len(derive.badges(p, c)), "privileges and oddities (see the help)"),
@@ -99,7 +101,7 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
 DEFAULT = ("PID", "USER", "CONTAINER", "BADGES", "AGE", "COMMAND")
 ALWAYS = ("PID", "USER", "COMMAND")
 # The first to give way when the terminal is narrow.
-GIVE_WAY = ("START", "AGE", "PPID", "UID", "STATE", "EXIT", "CAPS", "NS", "CGROUP", "CONTAINER", "BADGES")
+GIVE_WAY = ("START", "AGE", "PPID", "UID", "STATE", "EXIT", "CAPS", "NS", "CGROUP", "CID", "CONTAINER", "BADGES")
 
 
 def fit(chosen: list[str], width: int) -> list[Column]:

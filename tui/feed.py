@@ -52,8 +52,9 @@ class Feed:
         self.source = source
         self.cache = source.cache
         self.exporter = exporter
-        self.execs: deque[tuple[str, Process]] = deque(maxlen=HISTORY)  # (time text, process)
-        self.exits: deque[tuple[str, Process]] = deque(maxlen=HISTORY)
+        # (event time, process): the time is formatted when the entry is drawn, if ever.
+        self.execs: deque[tuple[int, Process]] = deque(maxlen=HISTORY)
+        self.exits: deque[tuple[int, Process]] = deque(maxlen=HISTORY)
         self.events_total = 0
         self.counters = Counters()
         self._rate: deque[tuple[float, int]] = deque(maxlen=20)  # (monotonic, events_total)
@@ -78,9 +79,9 @@ class Feed:
             if proc is None:
                 continue
             if isinstance(ev, ExecEvent) and not ev.flags & wire.FLAG_PROCFS:  # found at start, not an exec
-                self.execs.append((self.exporter.time(ev.time)[11:23], proc))
+                self.execs.append((ev.time, proc))
             elif isinstance(ev, ExitEvent):
-                self.exits.append((self.exporter.time(ev.time)[11:23], proc))
+                self.exits.append((ev.time, proc))
         self.events_total += len(events)
         if not self.source.live:  # a replay's rate: its events over its own clock, not the /proc scan's
             timed = [ev.time for ev in events if not (isinstance(ev, ExecEvent) and ev.flags & wire.FLAG_PROCFS)]

@@ -8,30 +8,29 @@ from collections.abc import Callable
 
 from procscope import query, themes
 from procscope.probes.collector import Collector
-from procscope.probes.errors import SetupError
 from procscope.replay import Replay
 
 from . import config
 from .app import ProcscopeApp
-from .sources import LiveSource, ProcfsSource, ReplaySource
+from .screen_fd import screen_apart
+from .sources import LiveSource, ReplaySource
 
 
-def run_monitor(args, collector: Collector | None, replay: Replay | None, warn: Callable[[str], None]) -> int:
+def run_monitor(args, collector: Collector | None, replay: Replay | None, warn: Callable[[str], None],
+                metrics: Callable | None = None) -> int:  # fmt: skip
+    """``metrics(counters, cache)``: serves --metrics for a live source (False: it could not)."""
     if args.theme is not None and args.theme not in themes.all_names():
         warn(f"unknown theme {args.theme!r}; choose from {', '.join(themes.all_names())}")
         return 2
     grace = int(args.grace * 1e9)
-    if replay is not None:
-        source = ReplaySource(replay, grace)
-    else:
-        try:
-            collector.open()
-            source = LiveSource(collector, grace)
-        except SetupError as exc:
-            source = ProcfsSource(str(exc), grace)
+    # Live: the probes attach behind the first frame (the source says so, or why they could not).
+    source = ReplaySource(replay, grace) if replay is not None else LiveSource(collector, grace)
+    if metrics is not None and not metrics(source.counters, source.cache):
+        return 2
     app = ProcscopeApp(source, query_text=str(query.from_args(args)), snapshot_dir=args.snapshot_dir, theme=args.theme,
-                       config_path=config.default_path())  # fmt: skip
-    app.run()
+                       config_path=config.default_path(), allow_signals=not args.no_signals)  # fmt: skip
+    with screen_apart(app):
+        app.run()
     if app.failure is not None:
         warn(app.failure)
         return 1

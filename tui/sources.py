@@ -24,7 +24,8 @@ class Source:
 
     def __init__(self, cache: ProcessCache):
         self.cache = cache
-        self.messages: list[str] = []
+        self.messages: list[str] = []  # errors
+        self.notes: list[str] = []  # for information
 
     def start(self) -> None:
         pass
@@ -40,38 +41,71 @@ class Source:
         pass
 
 
+def procfs_banner(why: str) -> str:
+    return f"no BPF ({why}): the tree comes from /proc; exec and exit streams are unavailable"
+
+
 class LiveSource(Source):
+    """The collector's events. Given a collector not yet attached, the first
+    frame comes from a /proc scan while the probes load and attach behind
+    it (compiling them takes about a second); a second scan, taken once
+    they are attached, settles what happened in between (cache.rescan). If
+    they cannot attach, the source stays the /proc scan and says why."""
+
     label = "live BPF"
     live = True
 
     def __init__(self, collector: Collector, grace_ns: int):
-        super().__init__(live_cache(collector.hierarchy, grace_ns))
+        self.hierarchy = collector.hierarchy or cgroups.detect()
+        super().__init__(live_cache(self.hierarchy, grace_ns))
         self.collector = collector
         self._pending: list[Event] = []
+        self._attaching = False
+        self._unreadable = 0  # in the first /proc scan, when it is the source's own
         # What the collector reports while it runs goes to the screen, not to
         # stderr (the terminal the monitor draws on).
         collector.log = self.messages.append
 
     def start(self) -> None:
-        # The /proc scan here rather than on the collector's thread, so the
-        # first frame has the whole tree; after the probes are attached
-        # (open()), so nothing falls between the scan and the ring buffer.
-        if self.collector.hierarchy is None:
-            self.collector.open()
-        if self.collector.scan_proc:
-            self._pending = self.collector.scan()
-            self.collector.scan_proc = False  # taken: its thread only polls
-        self.collector.start()
+        collector = self.collector
+        if collector.attached:
+            # Attached already: the scan here, after the probes, so nothing falls between.
+            if collector.scan_proc:
+                self._pending = collector.scan()
+                collector.scan_proc = False  # taken: its thread only polls
+            collector.start()
+            return
+        self.label = "/proc, attaching probes…"
+        # The scan first: compiling beside it would slow the first frame (both want a core).
+        found = procfs.scan(self.hierarchy)
+        self._pending, self._unreadable = found.events, found.unreadable
+        self._attaching = True
+        collector.log = self.notes.append  # while attaching: how (e.g. which kernel tree)
+        collector.start(attach=True)
 
     def drain(self) -> list[Event]:
         out, self._pending = self._pending, []
-        while (batch := self.collector.get_batch(timeout=0)) is not None:
+        collector = self.collector
+        if self._attaching and not out:  # the second scan settles the first once that is applied
+            if collector.setup_error is not None:
+                self._attaching = False
+                self.label, self.banner = "/proc", procfs_banner(collector.setup_error)
+            elif collector.attached and (collector.scanned is not None or not collector.scan_proc):
+                self._attaching = False
+                self.label = "live BPF"
+                collector.log = self.messages.append
+                if collector.scanned is not None:
+                    self.cache.rescan(collector.scanned)
+                    out.extend(collector.scanned)
+                    collector.scanned = None
+        while (batch := collector.get_batch(timeout=0)) is not None:
             out.extend(batch)
         return out
 
     def counters(self) -> Counters:
         c = self.collector.counters()
         c.cache = self.cache.counters.as_dict()
+        c.procfs_unreadable += self._unreadable
         return c
 
     def stop(self) -> None:
@@ -85,7 +119,7 @@ class ProcfsSource(Source):
     def __init__(self, why: str, grace_ns: int):
         self.hierarchy = cgroups.detect()
         super().__init__(live_cache(self.hierarchy, grace_ns))
-        self.banner = f"no BPF ({why}): the tree comes from /proc; exec and exit streams are unavailable"
+        self.banner = procfs_banner(why)
         self._pending: list[Event] = []
         self._unreadable = 0
 
@@ -109,13 +143,15 @@ class ReplaySource(Source):
         self.replay = replay
         self.label = f"replay {replay.path}"
         self._events: list[Event] = []
+        self.recorded: list[Event] = []
 
     @property
     def wall_offset(self) -> int | None:
         return self.replay.wall_offset
 
     def start(self) -> None:
-        self._events = list(self.replay.events())
+        self.recorded = list(self.replay.events())  # kept for time travel (tui.timetravel)
+        self._events = list(self.recorded)
 
     def drain(self) -> list[Event]:
         out, self._events = self._events, []

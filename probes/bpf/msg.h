@@ -12,6 +12,8 @@
 #define MSG_OP_CLONE 23
 #define MSG_OP_CGROUP 25
 #define MSG_OP_THROTTLE 27
+/* procscope's own: a process's credentials or namespaces changed after its exec. */
+#define MSG_OP_CREDS 30
 
 /* MsgCgroupEvent.cgrp_op (Tetragon's CgroupOpCode) */
 #define MSG_OP_CGROUP_MKDIR 1
@@ -186,6 +188,18 @@ struct msg_cgroup_event {
 
 /* KernelStats.SentFailed[256][SENT_FAILED_MAX], flattened: BCC's Python
  * side sizes a 2-D array leaf wrongly. */
+/* Credentials and namespaces as they are after a successful credential or
+ * namespace syscall (setuid…, capset, prctl, setns, unshare) that changed
+ * them; the same layouts as the exec's. syscall: PS_SYS_* of probes.wire. */
+struct msg_creds_event {
+	struct msg_common common;
+	struct msg_execve_key current;
+	u32 tid;
+	u32 syscall;
+	struct msg_generic_cred creds;
+	struct msg_namespaces ns;
+};
+
 /* A cgroup crossed its rate limit (Tetragon's msg_throttle). */
 struct msg_throttle {
 	struct msg_common common;
@@ -210,6 +224,7 @@ _Static_assert(sizeof(struct msg_execve_event) - EXEC_DATA_SIZE == PS_SIZEOF_EXE
 _Static_assert(sizeof(struct msg_clone_event) == PS_SIZEOF_CLONE, "clone layout differs from probes/wire.py");
 _Static_assert(sizeof(struct msg_exit_event) == PS_SIZEOF_EXIT, "exit layout differs from probes/wire.py");
 _Static_assert(sizeof(struct msg_throttle) == PS_SIZEOF_THROTTLE, "throttle layout differs from probes/wire.py");
+_Static_assert(sizeof(struct msg_creds_event) == PS_SIZEOF_CREDS, "creds layout differs from probes/wire.py");
 _Static_assert(sizeof(struct msg_cgroup_event) - CGROUP_PATH_LENGTH == PS_SIZEOF_CGROUP_HEADER,
 	       "cgroup header layout differs from probes/wire.py");
 _Static_assert(offsetof(struct msg_cgroup_event, path) == PS_SIZEOF_CGROUP_HEADER,

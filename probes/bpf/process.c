@@ -35,6 +35,9 @@ struct proc_state {
 	u32 pad;
 };
 BPF_HASH(proc_state, u32, struct proc_state, MAX_PIDS);
+/* Digest of the credentials and namespaces last sent after exec, per
+ * process (see creds_changed); forgotten at exec and exit. */
+BPF_TABLE("lru_hash", u32, u64, creds_seen, 16384);
 
 static __always_inline void count_state_full(void)
 {
@@ -100,10 +103,26 @@ static __always_inline void set_common(struct msg_common *c, u8 op, u32 size, u6
 	c->ktime = ktime;
 }
 
-/* The one output path: every failure is counted by op and errno. */
+/* Records sent on this CPU since it last woke the reader up. */
+BPF_PERCPU_ARRAY(unannounced, u32, 1);
+
+/* The one output path: every failure is counted by op and errno. The
+ * reader is woken once per PS_WAKEUP_EVERY records per CPU, not for each
+ * (the default wakes it whenever it has caught up: in a storm, for almost
+ * every record, which costs the kernel a wakeup and the reader a pass);
+ * it reads every poll interval anyway, so nothing waits longer than that. */
 static __always_inline void emit(void *data, u64 size, u8 op)
 {
-	long err = events.ringbuf_output(data, size, 0);
+	int zero = 0;
+	u64 flags = BPF_RB_FORCE_WAKEUP;
+	u32 *n = unannounced.lookup(&zero);
+	if (n) {
+		if (++*n < PS_WAKEUP_EVERY)
+			flags = BPF_RB_NO_WAKEUP;
+		else
+			*n = 0;
+	}
+	long err = events.ringbuf_output(data, size, flags);
 	if (err < 0)
 		count_failed(op, err);
 }
@@ -436,6 +455,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
 	 * exec "execve clone"; the init-tree mark stays with the process. */
 	struct proc_state *prev = proc_state.lookup(&tgid);
 	u32 prev_flags = prev ? prev->flags : 0;
+	creds_seen.delete(&tgid); /* the new image's credentials are the exec's */
 	ev->cleanup_key.pid = tgid;
 	ev->cleanup_key.pad = 0;
 	ev->cleanup_key.ktime = prev ? prev->ktime : start_key_ktime(task);
@@ -616,6 +636,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
 	ev.current.pid = tgid;
 	ev.current.ktime = key_ktime(tgid, task);
 	proc_state.delete(&tgid);
+	creds_seen.delete(&tgid);
 	if (!rate_allows(task, ev.common.ktime, RATE_EXIT))
 		return 0;
 	ev.code = rd_u32(task, PS_OFF(task_struct, exit_code));
@@ -703,3 +724,64 @@ RAW_TRACEPOINT_PROBE(cgroup_attach_task)
 	return emit_cgroup(MSG_OP_CGROUP_ATTACH_TASK, (const void *)ctx->args[0], (const char *)ctx->args[1],
 			   (const void *)ctx->args[2]);
 }
+
+/* Credentials and namespaces changed after exec: at the exit of the
+ * syscalls that change them, when they succeeded. A digest of what was last
+ * sent per process (creds_seen) keeps calls that changed nothing (a daemon's setuid to
+ * the uid it has, prctl(PR_SET_NAME)) from costing a record: only processes
+ * whose credentials really change cost anything. The first call after an
+ * exec is always sent (the exec's digest is not kept, which would cost every
+ * exec); user space drops it when nothing differs from the exec. */
+
+static __always_inline u64 creds_digest(const struct msg_creds_event *ev)
+{
+	const u32 *w = (const u32 *)&ev->creds;
+	u64 h = 1469598103934665603ULL;
+#pragma unroll
+	for (int i = 0; i < (sizeof(ev->creds) + sizeof(ev->ns)) / 4; i++)
+		h = (h ^ w[i]) * 1099511628211ULL;
+	return h;
+}
+
+static __always_inline int creds_changed(long ret, u32 syscall)
+{
+	if (ret < 0)
+		return 0;
+	const void *task = (const void *)bpf_get_current_task();
+	if (!PS_TRACE_KTHREADS && is_kthread(task))
+		return 0;
+	struct msg_creds_event ev = {};
+	u64 ambient = 0;
+	read_creds(task, &ev.creds, &ambient);
+	ev.creds.pad = 0;
+	read_namespaces(task, &ev.ns, ev.creds.user_ns.ns_inum);
+	pid_nr_ns(task, &ev.ns.pid_inum);
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	u64 digest = creds_digest(&ev);
+	u64 *seen = creds_seen.lookup(&tgid);
+	if (seen && *seen == digest)
+		return 0;
+	creds_seen.update(&tgid, &digest);
+	set_common(&ev.common, MSG_OP_CREDS, sizeof(ev), bpf_ktime_get_boot_ns());
+	ev.current.pid = tgid;
+	ev.current.ktime = key_ktime(tgid, task);
+	ev.tid = (u32)bpf_get_current_pid_tgid();
+	ev.syscall = syscall;
+	emit(&ev, sizeof(ev), MSG_OP_CREDS);
+	return 0;
+}
+
+/* setfsuid and setfsgid return the previous id, never an error. */
+TRACEPOINT_PROBE(syscalls, sys_exit_setuid) { return creds_changed(args->ret, 0); }
+TRACEPOINT_PROBE(syscalls, sys_exit_setgid) { return creds_changed(args->ret, 1); }
+TRACEPOINT_PROBE(syscalls, sys_exit_setreuid) { return creds_changed(args->ret, 2); }
+TRACEPOINT_PROBE(syscalls, sys_exit_setregid) { return creds_changed(args->ret, 3); }
+TRACEPOINT_PROBE(syscalls, sys_exit_setresuid) { return creds_changed(args->ret, 4); }
+TRACEPOINT_PROBE(syscalls, sys_exit_setresgid) { return creds_changed(args->ret, 5); }
+TRACEPOINT_PROBE(syscalls, sys_exit_setfsuid) { return creds_changed(0, 6); }
+TRACEPOINT_PROBE(syscalls, sys_exit_setfsgid) { return creds_changed(0, 7); }
+TRACEPOINT_PROBE(syscalls, sys_exit_setgroups) { return creds_changed(args->ret, 8); }
+TRACEPOINT_PROBE(syscalls, sys_exit_capset) { return creds_changed(args->ret, 9); }
+TRACEPOINT_PROBE(syscalls, sys_exit_prctl) { return creds_changed(args->ret, 10); }
+TRACEPOINT_PROBE(syscalls, sys_exit_setns) { return creds_changed(args->ret, 11); }
+TRACEPOINT_PROBE(syscalls, sys_exit_unshare) { return creds_changed(args->ret, 12); }

@@ -13,12 +13,14 @@ from procscope import derive
 from procscope.accounts import group_name, user_name
 from procscope.cache import ProcessCache
 from procscope.export import Exporter
+from procscope.probes import wire
 from procscope.probes.events import NAMESPACES
 from procscope.probes.wire import UNKNOWN_ID
 from procscope.probes.words import cap_names, securebit_names
 from procscope.process import Process
 
 from ..text import add_row
+from .container import container_rows
 
 
 def _id(n: int, name: str) -> str:
@@ -51,6 +53,10 @@ def render_detail(proc: Process | None, cache: ProcessCache, now: int, exporter:
     add_row(t, "cwd", img.cwd)
     add_row(t, "flags", " ".join(img.flag_words))
     add_row(t, "badges", " ".join(derive.badges(proc, cache)) or "-")
+    for change in proc.changes or ():  # after the exec, oldest first: what is shown below is the newest
+        style = "bold red" if change.rose else ""
+        add_row(t, "changed", Text(f"{local_time(change.time + exporter.wall_offset)}  "
+                                   f"{derive.change_text(change, cache.host_ns)}", style=style))  # fmt: skip
     c = img.creds
     add_row(t, "user", f"{derive.user(proc)} / {group_name(c.egid)}  (login user {_id(img.auid, user_name(img.auid))})")
     add_row(t, "uids", "  ".join(f"{k} {_id(v, user_name(v))}" for k, v in (("real", c.uid), ("effective", c.euid),
@@ -76,7 +82,12 @@ def render_detail(proc: Process | None, cache: ProcessCache, now: int, exporter:
         where = "host" if inum == host else "?" if not inum or not host else "NOT HOST"
         add_row(t, f"ns {name}", Text(f"{inum}  {where}", style="bold yellow" if where == "NOT HOST" else ""))
     add_row(t, "cgroup", proc.cgroup or "-")
-    add_row(t, "container", f"{proc.container.id} ({proc.container.runtime})" if proc.container else "-")
+    if proc.container is not None:
+        container_rows(t, proc.container, cache.where.info_of(proc.container))
+        entered = "from its first process" if img.flags & wire.FLAG_IN_INIT_TREE else "from outside (exec-in)"
+        add_row(t, "in the container", entered)
+    else:
+        add_row(t, "container", "-")
     earlier = cache.exec_chain(proc)[:-1]
     if earlier:
         add_row(t, "exec'd from", " → ".join(f"{p.binary or '?'}" for p in earlier))
@@ -96,5 +107,5 @@ class Detail(VerticalScroll):
     def content(self):
         return self.query_one("#detail-body", Static).content
 
-    def update(self, renderable) -> None:
-        self.query_one("#detail-body", Static).update(renderable)
+    def update(self, renderable, layout: bool = True) -> None:
+        self.query_one("#detail-body", Static).update(renderable, layout=layout)

@@ -17,11 +17,13 @@ from procscope.cache import ProcessCache
 from procscope.probes import wire
 from procscope.probes.text import printable
 from procscope.process import Process
+from procscope.runtimes import ContainerInfo
 
 from ..columns import Column, Context
 from ..rows import Group, Row, Rows
 from ..text import add_row, safe
 from ..widgets.rows_view import RowsView
+from .container import container_rows
 
 NEW_NS = 2_000_000_000  # how long a new process stays highlighted
 SHORT = {"root": "R", "setuid": "S", "setgid": "G", "filecaps": "F", "caps+": "C+", "fileless": "M", "ns": "N",
@@ -56,14 +58,15 @@ def row_text(row: Row, ctx: Context, columns: list[Column]) -> Text:
 
 
 def group_name(g: Group) -> str:
-    """What a container is called here: its first process's binary (the cache has no container names)."""
+    """A container's first process's binary: what an unnamed container is called here."""
     return os.path.basename(g.top.binary) if g.top is not None and g.top.binary else "?"
 
 
-def group_text(g: Group, folded: bool, throttled: bool = False) -> Text:
+def group_text(g: Group, folded: bool, throttled: bool = False, info: ContainerInfo | None = None) -> Text:
+    """A group's header row; ``info``: what the runtime says about its container."""
     mark = "▸" if folded else "▾"
     if g.kind == "container":
-        label = f"container {g.container.short_id}  {g.container.runtime}  {group_name(g)}"
+        label = f"container {derive.container_text(g.container, info) if info else f'{g.container.short_id}  {g.container.runtime}  {group_name(g)}'}"
         label += "  ⏸ throttled" if throttled else ""
     elif g.kind == "cgroup":
         label = f"cgroup {g.cgroup or '(unknown)'}"
@@ -81,15 +84,16 @@ def render_group(g: Group, cache: ProcessCache, now: int) -> Table:
     t.add_column()
     if g.kind == "container":
         c = g.container
-        add_row(t, "container", f"{c.id}  ({c.runtime})")
-        add_row(t, "name", group_name(g))
+        container_rows(t, c, cache.where.info_of(c))
+        if cache.where.info_of(c) is None:
+            add_row(t, "first process", group_name(g))
         entry = cache.containers.get(c.id)
         if entry is not None:
             add_row(t, "first seen", f"{derive.age_text(max(0, now - entry.first_seen))} ago")
     elif g.kind == "cgroup":
         add_row(t, "cgroup", g.cgroup or "(unknown)")
         c = g.top.container if g.top is not None else None
-        add_row(t, "container", f"{c.id} ({c.runtime})" if c else "-")
+        add_row(t, "container", derive.container_text(c, cache.where.info_of(c)) if c else "-")
     else:
         add_row(t, "host", "processes in no container")
     add_row(t, "processes", f"{g.live} live, {g.shown} shown")
@@ -122,7 +126,7 @@ class _Lines(Sequence):
         p = rows.items[i]
         if isinstance(p, Group):
             throttled = p.container is not None and p.container.id in self.cache.where.throttled_containers()
-            return group_text(p, p.key in rows.folded, throttled)
+            return group_text(p, p.key in rows.folded, throttled, self.cache.where.info_of(p.container))
         row = rows[i]
         parent = self.cache.procs.get(p.parent)  # caps+ compares with it
         tagged = p.key in self.tagged

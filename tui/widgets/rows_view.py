@@ -84,15 +84,10 @@ class RowsView(ScrollView, can_focus=True):
 
     def set_items(self, items: Sequence, render: Callable[[Any], Text], key: Callable[[Any], Hashable]) -> None:
         """set_rows for items that do not change once shown (a stream's
-        entries): each is rendered once."""
-        memo, self._memo = self._memo, {}
-        for item in items:
-            text = memo.get(item)
-            if text is None:
-                text = render(item)
-                self._widest = max(self._widest, text.cell_len)
-            self._memo[item] = text
-        self.set_rows(list(self._memo.values()), [key(item) for item in items])
+        entries): each is rendered when first drawn, and only once."""
+        if len(self._memo) > 2 * len(items) + 64:  # forget the entries no longer listed
+            self._memo = {item: self._memo[item] for item in items if item in self._memo}
+        self.set_rows(_Rendered(items, render, self._memo), [key(item) for item in items])
 
     @property
     def selected_key(self) -> Hashable | None:
@@ -151,3 +146,22 @@ class RowsView(ScrollView, can_focus=True):
         if style is not None:
             strip = Strip([Segment(s.text, (s.style or Style()) + style, s.control) for s in strip])
         return strip
+
+
+class _Rendered(Sequence):
+    """Items rendered to Text when first asked for, kept in ``memo``."""
+
+    def __init__(self, items: Sequence, render: Callable[[Any], Text], memo: dict):
+        self.items, self.render, self.memo = items, render, memo
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        item = self.items[i]
+        text = self.memo.get(item)
+        if text is None:
+            text = self.memo[item] = self.render(item)
+        return text

@@ -1,0 +1,121 @@
+"""What the benchmarks share: rounds that alternate the workload alone with
+the workload under test (this VM's exec rate drifts by ±10% from one run to
+the next, so each measurement is compared with the baselines just before
+and after it), CPU time of a process, BPF run time per program, and the
+RESULT line."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import workload  # bench/workload.py: the scripts' own directory is on sys.path
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int | str = "self", tid: int | None = None) -> float:
+    """User + system CPU seconds of a process (all its threads), or of one thread."""
+    path = f"/proc/{pid}/task/{tid}/stat" if tid is not None else f"/proc/{pid}/stat"
+    with open(path, "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (#14, #15 of stat)
+
+
+@dataclass
+class Rounds:
+    """Storm rates: the baselines, and per treatment the rates measured between two of them."""
+
+    baselines: list[float] = field(default_factory=list)
+    measured: dict[str, list[tuple[float, int]]] = field(default_factory=dict)  # name → (rate, baseline index)
+
+    def ratios(self, name: str) -> list[float]:
+        b = self.baselines
+        return [rate / ((b[i] + b[i + 1]) / 2) for rate, i in self.measured.get(name, [])]
+
+    def ratio(self, name: str) -> float:
+        return statistics.median(self.ratios(name))
+
+
+def storm(duration: float, workers: int, binary: str) -> tuple[int, float]:
+    """One storm: (execs, execs per second)."""
+    n, s = workload.measure(duration, workers, binary)
+    return n, n / s
+
+
+def alternate(rounds: int, duration: float, workers: int, binary: str,
+              treatments: dict[str, Callable[[Callable[[], tuple[int, float]]], None]], log=print) -> Rounds:  # fmt: skip
+    """``rounds`` times: a baseline storm, then each treatment, which sets
+    itself up, calls the function it is given (a storm; it returns the
+    execs and their rate) and tears down; a last baseline closes. A short storm first warms
+    the machine up (the first is always slower) and is not counted."""
+    storm(min(duration, 2.0), workers, binary)
+    out = Rounds()
+
+    def baseline() -> None:
+        n, rate = storm(duration, workers, binary)
+        out.baselines.append(rate)
+        log(f"  baseline: {n} execs, {rate:.0f}/s")
+
+    for _ in range(rounds):
+        baseline()
+        for name, run in treatments.items():
+            def measured(name=name) -> tuple[int, float]:
+                n, rate = storm(duration, workers, binary)
+                out.measured.setdefault(name, []).append((rate, len(out.baselines) - 1))
+                log(f"  {name}: {n} execs, {rate:.0f}/s")
+                return n, rate
+
+            run(measured)
+    baseline()
+    return out
+
+
+@contextlib.contextmanager
+def bpf_stats(ids: set[int]) -> Iterator[dict[str, tuple[int, int]]]:
+    """Run time of the BPF programs ``ids`` while the block runs: name →
+    (runs, ns), from bpftool with kernel.bpf_stats_enabled on only meanwhile."""
+    out: dict[str, tuple[int, int]] = {}
+    path = "/proc/sys/kernel/bpf_stats_enabled"
+    with open(path) as f:
+        was = f.read().strip()
+    with open(path, "w") as f:
+        f.write("1")
+    before = _progs()
+    try:
+        yield out
+    finally:
+        after = _progs()
+        with open(path, "w") as f:
+            f.write(was)
+        for pid, p in after.items():
+            if pid not in ids:
+                continue
+            b = before.get(pid, {})
+            runs = p.get("run_cnt", 0) - b.get("run_cnt", 0)
+            if runs:
+                name = p.get("name", str(pid))
+                r, ns = out.get(name, (0, 0))
+                out[name] = (r + runs, ns + p.get("run_time_ns", 0) - b.get("run_time_ns", 0))
+
+
+def prog_ids() -> set[int]:
+    """The BPF programs loaded now (to tell which ones a load added)."""
+    return set(_progs())
+
+
+def _progs() -> dict[int, dict]:
+    done = subprocess.run(["bpftool", "prog", "show", "--json"], capture_output=True, text=True, check=True)
+    return {p["id"]: p for p in json.loads(done.stdout)}
+
+
+def result(checks: list[tuple[str, bool]]) -> int:
+    """Print RESULT PASS/FAIL with what failed; the exit status."""
+    failed = [name for name, ok in checks if not ok]
+    print(f"RESULT: {'PASS' if not failed else 'FAIL'}" + (f" ({'; '.join(failed)})" if failed else ""))
+    return 1 if failed else 0

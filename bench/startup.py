@@ -1,0 +1,125 @@
+"""Start-up and idle, as users meet them: the real monitor in a pseudo-
+terminal, on an idle machine and with 10,000 extra (sleeping) processes.
+Needs root (the probes) and htop (scripts/setup installs it).
+
+Measured: seconds from the command to the first screen with the process
+tree (its column titles and the status line's count), and to live BPF
+(the status line's source); the monitor's CPU at 10,000 idle processes
+against `htop -d 10`'s (htop's default refresh, 1 s) in the same run.
+
+    sudo .venv/bin/python bench/startup.py [--rounds 3] [--processes 10000] [--idle-seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import sys
+import time
+
+import measure
+from monitor_storm import header
+from terminal import Terminal
+
+TARGETS = {"idle": 1.0, "many": 1.5, "cpu_vs_htop": 0.05}
+
+
+def tree_shown(lines: list[str]) -> bool:
+    return bool(header(lines)) and " shown" in lines[0]
+
+
+def start_times(rounds: int) -> tuple[list[float], list[float]]:
+    """(to the tree, to live BPF) per round, seconds from the command."""
+    tree, live = [], []
+    for _ in range(rounds):
+        term = Terminal([], 200, 50)
+        try:
+            if term.wait(tree_shown, 60) is None:
+                raise RuntimeError("the monitor showed no tree:\n" + "\n".join(term.lines()))
+            tree.append(time.monotonic() - term.started)
+            if term.wait(lambda ls: "source: live BPF" in ls[0], 60) is None:
+                raise RuntimeError("the probes did not attach:\n" + "\n".join(term.lines()))
+            live.append(time.monotonic() - term.started)
+        finally:
+            term.quit()
+    return tree, live
+
+
+def idle_cpu(term: Terminal, ready, seconds: float) -> float:
+    """CPU cores ``term``'s program uses over ``seconds``, once ``ready`` passes."""
+    if term.wait(ready, 60) is None:
+        raise RuntimeError("not ready:\n" + "\n".join(term.lines()))
+    time.sleep(2.0)  # past start-up
+    cpu0, t0 = measure.cpu_seconds(term.proc.pid), time.monotonic()
+    time.sleep(seconds)
+    return (measure.cpu_seconds(term.proc.pid) - cpu0) / (time.monotonic() - t0)
+
+
+class Sleepers:
+    """``n`` sleeping processes (forked, so they cost little memory)."""
+
+    def __init__(self, n: int):
+        self.pids = []
+        for _ in range(n):
+            pid = os.fork()
+            if pid == 0:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                while True:
+                    signal.pause()
+            self.pids.append(pid)
+
+    def stop(self) -> None:
+        for pid in self.pids:
+            os.kill(pid, signal.SIGKILL)
+        for pid in self.pids:
+            os.waitpid(pid, 0)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--processes", type=int, default=10_000)
+    ap.add_argument("--idle-seconds", type=float, default=20.0)
+    a = ap.parse_args()
+    print(f"procscope start-up benchmark: {a.rounds} starts each, idle and with {a.processes} extra processes",
+          flush=True)  # fmt: skip
+    idle_tree, idle_live = start_times(a.rounds)
+    sleepers = Sleepers(a.processes)
+    try:
+        many_tree, many_live = start_times(a.rounds)
+        monitor = Terminal([], 200, 50)
+        try:
+            ours = idle_cpu(monitor, lambda ls: "source: live BPF" in ls[0] and tree_shown(ls), a.idle_seconds)
+        finally:
+            monitor.quit()
+        htop = Terminal([], 200, 50, command=["htop", "-d", "10"])
+        try:
+            theirs = idle_cpu(htop, lambda ls: any("PID" in line for line in ls), a.idle_seconds)
+        finally:
+            htop.quit()
+    finally:
+        sleepers.stop()
+
+    def secs(values: list[float]) -> str:
+        return ", ".join(f"{v:.2f}" for v in values)
+
+    idle, many = statistics.median(idle_tree), statistics.median(many_tree)
+    print(f"  first screen with the tree, idle          : {idle:.2f} s  ({secs(idle_tree)}; target <= {TARGETS['idle']})")
+    print(f"  live BPF, idle                            : {statistics.median(idle_live):.2f} s  ({secs(idle_live)})")
+    print(f"  first screen with the tree, +{a.processes} : {many:.2f} s  ({secs(many_tree)};"
+          f" target <= {TARGETS['many']})")
+    print(f"  live BPF, +{a.processes}                   : {statistics.median(many_live):.2f} s  ({secs(many_live)})")
+    ratio = ours / theirs if theirs else float("inf")
+    print(f"  CPU at {a.processes} idle processes: procscope {ours:.3f} core, htop -d 10 {theirs:.3f} core"
+          f" ({ratio:.3f} of htop's; target <= {TARGETS['cpu_vs_htop']})")
+    return measure.result([
+        (f"first screen idle {idle:.2f} s", idle <= TARGETS["idle"]),
+        (f"first screen with {a.processes} processes {many:.2f} s", many <= TARGETS["many"]),
+        (f"idle CPU {ratio:.3f} of htop's", ratio <= TARGETS["cpu_vs_htop"]),
+    ])  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""A recording as of any moment: the cache rebuilt from its events up to
+that moment (`snapshot --replay FILE --at TIME`), and what changed between
+two moments (`--diff T1 T2`): processes started, exited, and privileges
+gained or lost."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from procscope.probes import wire, words
+from procscope.probes.events import CredsEvent, Event, ExecEvent, ExitEvent
+
+from . import derive
+from .cache import Process, ProcessCache
+from .export import Exporter
+from .replay import BadRecord, Replay, parse_time
+
+_RELATIVE = re.compile(r"([+-])(\d+(?:\.\d+)?)(ms|s|m|h)?")
+_UNIT = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+class MomentError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Moment:
+    """A time in a recording: RFC 3339 (wall clock), or relative to its end
+    (-30s) or to its start (+10s)."""
+
+    text: str
+    wall_ns: int | None = None
+    from_end: bool = False
+    offset_ns: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Moment:
+        if m := _RELATIVE.fullmatch(text.strip()):
+            ns = int(float(m[2]) * _UNIT[m[3]] * 1e9)
+            return cls(text, from_end=m[1] == "-", offset_ns=-ns if m[1] == "-" else ns)
+        try:
+            return cls(text, wall_ns=parse_time(text.strip()))
+        except BadRecord:
+            raise MomentError(
+                f"bad time {text!r}: write RFC 3339 (2026-12-01T10:00:00Z), or -30s from the end, +10s from the start"
+            ) from None
+
+
+class Timeline:
+    """A recording's events, in order, and its clock."""
+
+    def __init__(self, replay: Replay, grace_ns: int, events: list[Event] | None = None):
+        """``events``: the recording's, when already read (a Replay reads its file once)."""
+        self.replay = replay
+        self.grace_ns = grace_ns
+        self.events: list[Event] = list(replay.events()) if events is None else events
+        timed = [ev.time for ev in self.events if not (isinstance(ev, ExecEvent) and ev.flags & wire.FLAG_PROCFS)]
+        self.start = min(timed, default=0)
+        self.end = max(timed, default=0)
+
+    def boot_time(self, moment: Moment) -> int:
+        if moment.wall_ns is not None:
+            return moment.wall_ns - (self.replay.wall_offset or 0)
+        return (self.end if moment.from_end else self.start) + moment.offset_ns
+
+    def cache_at(self, t: int) -> ProcessCache:
+        """The cache as it was at boot time ``t``: the events up to then, and the grace periods then over."""
+        cache = self.replay.new_cache(self.grace_ns)
+        for ev in self.events:
+            # Filtered, not cut at the first later one: CPUs' events interleave a little. The /proc
+            # scan describes the start (its events are timed by when the scan read them).
+            if ev.time <= t or (isinstance(ev, ExecEvent) and ev.flags & wire.FLAG_PROCFS):
+                cache.apply(ev)
+        cache.now = max(cache.now, t)
+        cache.expire(t)
+        return cache
+
+    def diff(self, t1: int, t2: int) -> dict:
+        """What started, exited, and gained or lost privileges after ``t1`` up to ``t2``."""
+        before, after = self.cache_at(t1), self.cache_at(t2)
+        exporter = Exporter(after, node=self.replay.node or None, wall_offset=self.replay.wall_offset)
+
+        def brief(p: Process) -> dict:
+            return {"exec_id": exporter.exec_id(p.key), "pid": p.pid, "binary": p.binary, "arguments": " ".join(p.args),
+                    "user": derive.user(p), "start_time": exporter.time(p.key.ktime)}  # fmt: skip
+
+        started = [p for p in after.procs.values() if p.image is not None and t1 < p.image.time <= t2
+                   and not p.image.flags & wire.FLAG_PROCFS]  # fmt: skip
+        exits = [ev for ev in self.events if isinstance(ev, ExitEvent) and t1 < ev.time <= t2]
+        exited = [{**brief(p), "exit_time": exporter.time(ev.time)} if (p := after.procs.get(ev.key) or before.procs.get(ev.key))
+                  else {"exec_id": exporter.exec_id(ev.key), "pid": ev.key.pid, "exit_time": exporter.time(ev.time)}
+                  for ev in exits]  # fmt: skip
+        privileges = []
+        for p in started:
+            if p.image.privileges:
+                privileges.append({**brief(p), "time": exporter.time(p.image.time), "gained": True,
+                                   "what": "exec: " + " ".join(words.privilege_badges(p.image.privileges))})  # fmt: skip
+        for ev in self.events:
+            if isinstance(ev, CredsEvent) and t1 < ev.time <= t2 and (p := after.procs.get(ev.key)) is not None:
+                for change in p.changes or ():
+                    if change.time == ev.time:
+                        privileges.append({**brief(p), "time": exporter.time(change.time), "gained": change.rose,
+                                           "what": derive.change_text(change, after.host_ns)})  # fmt: skip
+        by_time = lambda e: e["start_time"]  # noqa: E731
+        return {
+            "schema": "procscope-diff", "from": exporter.time(t1), "to": exporter.time(t2),
+            "started": sorted((brief(p) for p in started), key=by_time),
+            "exited": sorted(exited, key=lambda e: e["exit_time"]),
+            "privileges": sorted(privileges, key=lambda e: e["time"]),
+        }  # fmt: skip

@@ -1,0 +1,183 @@
+"""Credentials and namespaces that change after exec, from real syscalls
+(ctypes, in a child started after the probes are attached), against what
+/proc says afterwards: the cache's image follows, the change is kept,
+rises are badged, and `procscope events --include creds` writes them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from procscope import derive
+from procscope.live import live_cache
+from procscope.probes.events import NAMESPACES, CredsEvent, ExecEvent
+
+from .conftest import REPO, proc_ns, proc_status
+
+# The child: waits for a line, runs CALLS[line], prints "done", waits to be killed.
+CHILD = r"""
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+
+def check(r):
+    if r != 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+
+class Header(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+class Data(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+def drop_caps():
+    data = (Data * 2)()  # all zero: every capability gone
+    check(libc.capset(ctypes.byref(Header(0x20080522, 0)), data))
+
+CALLS = {
+    "setresuid": lambda: check(libc.setresuid(65534, 65534, 65534)),
+    "capset": drop_caps,
+    "euid-back": lambda: (check(libc.setresuid(-1, 65534, 0)), time.sleep(0.2), check(libc.setresuid(-1, 0, -1))),
+    "setns": lambda: check(libc.setns(os.open(sys.argv[1], os.O_RDONLY), 0x40000000)),
+    "unshare": lambda: check(libc.unshare(0x00020000)),
+    "nothing": lambda: check(libc.prctl(15, b"renamed", 0, 0, 0)),
+}
+for line in sys.stdin:
+    CALLS[line.strip()]()
+    print("done", flush=True)
+"""
+
+
+@pytest.fixture
+def netns():
+    """A process in a network namespace of its own, to setns into."""
+    holder = subprocess.Popen(["unshare", "--net", "sleep", "120"])
+    for _ in range(50):
+        if os.readlink(f"/proc/{holder.pid}/ns/net") != os.readlink("/proc/self/ns/net"):
+            break
+        time.sleep(0.1)
+    yield f"/proc/{holder.pid}/ns/net"
+    holder.kill()
+    holder.wait()
+
+
+def run(live, scratch, *calls: str, netns_path: str = "") -> tuple[subprocess.Popen, object]:
+    """A child that makes ``calls``; the cache fed with every event up to
+    them, and the child's process in it."""
+    child = subprocess.Popen([sys.executable, "-c", CHILD, netns_path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)  # fmt: skip
+    live.wait_for(lambda e: isinstance(e, ExecEvent) and e.key.pid == child.pid)
+    for call in calls:
+        child.stdin.write(call + "\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "done\n"
+    live.sync(scratch)
+    cache = live_cache()
+    cache.apply_all(live.matching(lambda e: True))
+    return child, cache.by_pid[child.pid], cache
+
+
+def assert_matches_proc(pid: int, proc) -> None:
+    st, ns = proc_status(pid), proc_ns(pid)
+    c = proc.image.creds
+    assert [str(x) for x in (c.uid, c.euid, c.suid, c.fsuid)] == st["Uid"]
+    assert [str(x) for x in (c.gid, c.egid, c.sgid, c.fsgid)] == st["Gid"]
+    assert c.caps.effective == int(st["CapEff"][0], 16) and c.caps.permitted == int(st["CapPrm"][0], 16)
+    assert {n: getattr(proc.image.ns, n) for n in NAMESPACES if n in ns} == {n: ns[n] for n in NAMESPACES if n in ns}
+
+
+def finish(child: subprocess.Popen) -> None:
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+
+
+@pytest.mark.bpf
+def test_setresuid_to_nobody_is_followed_and_is_no_rise(live, scratch):
+    child, proc, cache = run(live, scratch, "setresuid")
+    try:
+        assert_matches_proc(child.pid, proc)
+        assert proc.image.creds.euid == 65534 and derive.user(proc) == "nobody"
+        (change,) = proc.changes
+        assert (change.syscall, change.old_creds.euid, change.creds.euid, change.rose) == ("setresuid", 0, 65534, False)
+        assert "creds+" not in derive.badges(proc, cache)
+    finally:
+        finish(child)
+
+
+@pytest.mark.bpf
+def test_capset_dropping_every_capability(live, scratch):
+    child, proc, cache = run(live, scratch, "capset")
+    try:
+        assert_matches_proc(child.pid, proc)
+        assert proc.image.creds.caps.effective == 0 and proc.changes[-1].syscall == "capset"
+        assert "caps -" in derive.change_text(proc.changes[-1], cache.host_ns)
+    finally:
+        finish(child)
+
+
+@pytest.mark.bpf
+def test_euid_raised_back_to_0_from_the_saved_uid_is_a_rise(live, scratch):
+    child, proc, cache = run(live, scratch, "euid-back")
+    try:
+        assert_matches_proc(child.pid, proc)
+        assert [(c.old_creds.euid, c.creds.euid) for c in proc.changes] == [(0, 65534), (65534, 0)]
+        assert proc.changes[-1].rose and "creds+" in derive.badges(proc, cache)
+    finally:
+        finish(child)
+
+
+@pytest.mark.bpf
+def test_setns_into_another_network_namespace(live, scratch, netns):
+    child, proc, cache = run(live, scratch, "setns", netns_path=netns)
+    try:
+        assert_matches_proc(child.pid, proc)
+        assert proc.image.ns.net == int(os.readlink(netns)[5:-1])
+        assert proc.changes[-1].syscall == "setns" and "ns net" in derive.change_text(proc.changes[-1], cache.host_ns)
+        assert "creds+" in derive.badges(proc, cache)  # a namespace joined
+    finally:
+        finish(child)
+
+
+@pytest.mark.bpf
+def test_unshare_of_the_mount_namespace_and_a_prctl_that_changes_nothing(live, scratch):
+    child, proc, cache = run(live, scratch, "nothing", "unshare", "nothing")
+    try:
+        assert_matches_proc(child.pid, proc)
+        assert [c.syscall for c in proc.changes] == ["unshare"]  # the prctl changed nothing: no change kept
+        sent = live.matching(lambda e: isinstance(e, CredsEvent) and e.key == proc.key)
+        assert [e.syscall for e in sent] == ["prctl", "unshare"]  # only the first call after exec is sent regardless
+    finally:
+        finish(child)
+
+
+@pytest.mark.bpf
+def test_events_include_creds_writes_old_and_new(scratch, tmp_path):
+    out = tmp_path / "events.json"
+    events = subprocess.Popen([sys.executable, "-m", "procscope", "events", "-o", str(out), "--include", "creds",
+                               "--record", str(tmp_path / "rec.jsonl")], cwd=REPO, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    while "collecting" not in (line := events.stderr.readline()):
+        assert line, events.stderr.read()
+    child = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    child.stdin.write("setresuid\n")
+    child.stdin.flush()
+    assert child.stdout.readline() == "done\n"
+    time.sleep(1.0)
+    finish(child)
+    events.send_signal(signal.SIGINT)
+    assert events.wait(30) == 0
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    (creds,) = [e["procscope_creds"] for e in lines if "procscope_creds" in e and e["procscope_creds"]["process"]["pid"] == child.pid]
+    assert creds["syscall"] == "setresuid"
+    assert creds["old"]["process_credentials"]["euid"] == 0 and creds["new"]["process_credentials"]["euid"] == 65534
+    assert creds["process"]["process_credentials"]["euid"] == 65534  # the process as it is now
+    # A replay of the recording has the change too.
+    snap = subprocess.run([sys.executable, "-m", "procscope", "snapshot", "--replay", str(tmp_path / "rec.jsonl"),
+                           "--pid", str(child.pid)], cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    (p,) = [p for p in json.loads(snap.stdout)["processes"] if p["pid"] == child.pid]
+    assert p["process_credentials"]["euid"] == 65534

@@ -1,0 +1,39 @@
+"""The monitor draws on its own copy of the terminal's descriptor while fd 2
+points at /dev/null: the probes load behind the first frame, and what BCC,
+clang or a C library writes to stderr meanwhile (or ever) must not land on
+the screen. Only for Textual's Linux driver (not the web driver of
+`procscope serve`, not tests' headless one)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+from textual.app import App
+from textual.drivers.linux_driver import LinuxDriver
+
+
+@contextlib.contextmanager
+def screen_apart(app: App) -> Iterator[None]:
+    if app.driver_class is not LinuxDriver:
+        yield
+        return
+    screen = os.fdopen(os.dup(2), "w", encoding="utf-8", errors="replace")
+
+    class Driver(LinuxDriver):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self._file = screen  # what Textual's writer thread writes to (sys.__stderr__ else)
+
+    app.driver_class = Driver
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)  # the one line of a failure goes to the terminal again
+        os.close(saved)
+        screen.close()

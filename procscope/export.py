@@ -40,10 +40,15 @@ def boot_to_wall_offset_ns() -> int:
 
 
 def rfc3339(wall_ns: int) -> str:
+    """As protojson writes a Timestamp: 0, 3, 6 or 9 fractional digits, the fewest that are exact."""
     seconds, ns = divmod(wall_ns, 1_000_000_000)
     if seconds != _last_second[0]:  # events come in bursts within one second: formatted once
-        _last_second[:] = seconds, datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-    return f"{_last_second[1]}{ns:09d}Z"
+        _last_second[:] = seconds, datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    if ns % 1000:
+        return f"{_last_second[1]}.{ns:09d}Z"
+    if ns % 1_000_000:
+        return f"{_last_second[1]}.{ns // 1000:06d}Z"
+    return f"{_last_second[1]}.{ns // 1_000_000:03d}Z" if ns else f"{_last_second[1]}Z"
 
 
 _last_second: list = [None, ""]
@@ -80,6 +85,12 @@ class Exporter:
 
     def time(self, ktime: int) -> str:
         return rfc3339(ktime + self.wall_offset)
+
+    def clock(self, ktime: int, digits: int = 3) -> str:
+        """HH:MM:SS.fff (UTC) of a boot-clock time, for columns of one width."""
+        wall = ktime + self.wall_offset
+        hms = rfc3339(wall - wall % 1_000_000_000)[11:19]
+        return f"{hms}.{wall % 1_000_000_000:09d}"[: 9 + digits]
 
     def process(self, proc: Process) -> dict:
         # Everything the object shows but refcnt, compared by identity first.

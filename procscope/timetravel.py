@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 
 from procscope.probes import wire, words
-from procscope.probes.events import CredsEvent, Event, ExecEvent, ExitEvent
+from procscope.probes.events import CloneEvent, CredsEvent, Event, ExecEvent, ExitEvent
 
 from . import derive
 from .cache import Process, ProcessCache
@@ -64,14 +64,18 @@ class Timeline:
             return moment.wall_ns - (self.replay.wall_offset or 0)
         return (self.end if moment.from_end else self.start) + moment.offset_ns
 
-    def cache_at(self, t: int) -> ProcessCache:
-        """The cache as it was at boot time ``t``: the events up to then, and the grace periods then over."""
+    def cache_at(self, t: int, seen: dict | None = None) -> ProcessCache:
+        """The cache as it was at boot time ``t``: the events up to then, and
+        the grace periods then over; ``seen`` gets every image exec'd or
+        cloned by then (key → process), expired ones too."""
         cache = self.replay.new_cache(self.grace_ns)
         for ev in self.events:
             # Filtered, not cut at the first later one: CPUs' events interleave a little. The /proc
             # scan describes the start (its events are timed by when the scan read them).
             if ev.time <= t or (isinstance(ev, ExecEvent) and ev.flags & wire.FLAG_PROCFS):
-                cache.apply(ev)
+                proc = cache.apply(ev)
+                if seen is not None and proc is not None and isinstance(ev, ExecEvent | CloneEvent):
+                    seen[proc.key] = proc
         cache.now = max(cache.now, t)
         cache.expire(t)
         return cache

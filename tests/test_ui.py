@@ -269,3 +269,18 @@ async def test_time_travel_needs_a_recording(tmp_path):
         await pilot.pause()
         assert app.travel is None
         assert any("time travel looks through a recording" in str(n.message) for n in app._notifications)
+
+
+async def test_the_history_panel_lists_every_process_seen_exited_ones_too(recording, tmp_path):
+    app = app_for(recording, tmp_path, config_path=None)
+    async with app.run_test(size=(120, 50)) as pilot:
+        await pilot.press("Y")
+        await pilot.pause()
+        rows = [row.plain for row in app.query_one("#history").rows]
+        assert any("/bin/crash" in r and "SIGSEGV" in r for r in rows)  # exited, and shown
+        assert any("/bin/sh -c sleep 5 & sleep 6" in r for r in rows)
+        await pilot.press("backslash")
+        await pilot.press(*"bin:crash", "enter")
+        await pilot.pause()
+        rows = [row.plain for row in app.query_one("#history").rows]
+        assert rows and all("/bin/crash" in r for r in rows)  # the filter narrows it

@@ -98,6 +98,9 @@ async def test_panels_open_close_and_switch_at_80x24(demo):
         await pilot.pause()
         assert app.panel.current == "exits" and "LIFETIME" in screen_text(app)
         assert "exit 0" in screen_text(app).split("exits")[1]
+        await pilot.press("tab")  # the history: every process seen
+        await pilot.pause()
+        assert app.panel.current == "history" and "STARTED" in screen_text(app)
         await pilot.press("tab")
         await pilot.pause()
         text = screen_text(app)

@@ -27,7 +27,7 @@ from .timetravel import TimeTravel
 
 SIGNALS_OFF = "signals are off in this served monitor (start procscope serve with --allow-signals to allow them)"
 
-PANELS = ("execs", "exits", "drops")  # the bottom panel's contents, in Tab's order
+PANELS = ("execs", "exits", "history", "drops")  # the bottom panel's contents, in Tab's order
 
 
 class Actions:
@@ -64,12 +64,15 @@ class Actions:
 
     def show_moment(self, at: int | None) -> None:
         """The whole screen as of ``at`` (None: the end of the recording)."""
-        cache, execs, exits = self.travel.go(at)
+        cache, execs, exits, seen = self.travel.go(at)
         self.source.cache = self.cache = self.feed.cache = self.exporter.cache = cache
         self.tree_model = TreeModel(cache)
         for kept, entries in ((self.feed.execs, execs), (self.feed.exits, exits)):
             kept.clear()
             kept.extend(entries)
+        self.feed.seen.clear()
+        for p in seen.values():
+            self.feed.saw(p)
         self._detail_shown = None
         self.refresh_panes(force=True)
 

@@ -35,6 +35,7 @@ from .panes.detail import Detail, render_detail
 from .panes.drops import Drops, render_drops
 from .panes.exec_stream import ExecStream, exec_row
 from .panes.exits import Exits, exit_row
+from .panes.history import History, history_row
 from .panes.process_tree import ProcessTree, render_group
 from .rows import TreeModel, ViewOptions
 from .screens.help import key_text
@@ -46,7 +47,7 @@ TALL = 40  # from this many rows the bottom panel is open by default
 FULL_FOOTER = 100  # narrower than this, the footer drops the palette hint
 BUSY_EVENTS = 1000  # events in the last second from which the list redraws at most every BUSY_REDRAW s
 BUSY_REDRAW = 1.0  # as htop redraws (1.5 s by default); a key redraws at once
-PANEL_TITLES = {"execs": "execs", "exits": "exits", "drops": "losses"}
+PANEL_TITLES = {"execs": "execs", "exits": "exits", "history": "history", "drops": "losses"}
 
 
 class ProcscopeApp(Actions, App):
@@ -82,6 +83,7 @@ class ProcscopeApp(Actions, App):
         Binding("shift+tab", "next_panel(-1)", "Previous panel", show=False, priority=True),
         Binding("E", "panel('execs')", "The exec stream", show=False),
         Binding("X", "panel('exits')", "The exits", show=False),
+        Binding("Y", "panel('history')", "Every process seen, exited ones too (the filter narrows it)", show=False),
         Binding("L", "panel('drops')", "The losses: every counter, per op and errno, with rates", show=False),
         Binding("escape", "close_panels", "Close the panel (or the prompt)", show=False),
         Binding("C", "pick_container", "Show one container", show=False),
@@ -151,6 +153,7 @@ class ProcscopeApp(Actions, App):
         with ContentSwitcher(id="panel", initial=PANELS[0]):
             yield ExecStream(id="execs")
             yield Exits(id="exits")
+            yield History(id="history")
             yield Drops(id="drops")
         yield Input(id="query")
         yield Footer()
@@ -160,7 +163,8 @@ class ProcscopeApp(Actions, App):
         self.main_screen = self.screen
         self.tree_pane = self.query_one("#tree", ProcessTree)
         self.panel = self.query_one("#panel", ContentSwitcher)
-        self.panes = {"execs": self.query_one("#execs", ExecStream), "exits": self.query_one("#exits", Exits)}
+        self.panes = {"execs": self.query_one("#execs", ExecStream), "exits": self.query_one("#exits", Exits),
+                      "history": self.query_one("#history", History)}  # fmt: skip
         self.widgets = {w.id: w for w in (self.query_one("#detail"), self.query_one("#drops"),
                                           self.query_one("#status"), self.query_one("#query"),
                                           self.query_one("#banner"))}  # fmt: skip
@@ -314,9 +318,11 @@ class ProcscopeApp(Actions, App):
             else:
                 self.following = None  # gone: nothing left to follow
         named = lambda when, p: exec_row(when, p, derive.container_name(p, self.cache) if p.container else "")  # noqa: E731
-        for pane_id, entries, fmt in (("execs", self.feed.execs, named), ("exits", self.feed.exits, exit_row)):
+        seen = [(p.key.ktime, p) for p in self.feed.seen.values()]
+        for pane_id, entries, fmt in (("execs", self.feed.execs, named), ("exits", self.feed.exits, exit_row),
+                                      ("history", seen, history_row)):  # fmt: skip
             shown = [e for e in reversed(entries) if match is None or match(e[1])]
-            self.panes[pane_id].set_items(shown, lambda e, fmt=fmt: fmt(self.exporter.time(e[0])[11:23], e[1]),
+            self.panes[pane_id].set_items(shown, lambda e, fmt=fmt: fmt(self.exporter.clock(e[0]), e[1]),
                                           lambda e: (e[0], e[1].key))  # fmt: skip
         rates = self.feed.sample()
         drops = render_drops(self.feed.counters, rates, self.feed.events_total)
@@ -354,7 +360,7 @@ class ProcscopeApp(Actions, App):
         where = ", ".join(f"{place} {n}" for place, n in c.where_lost())
         parts = [f"⚠ lost {lost}: {where} (L)" if lost else "lost 0"]
         if self.travel is not None:
-            parts.append(self.travel.bar(self.exporter.time(self.cache.now)[11:21]))
+            parts.append(self.travel.bar(self.exporter.clock(self.cache.now, 1)))
         throttled = sorted(t.path for t in self.cache.throttles.values() if t.active)
         if throttled:
             parts.append(f"⏸ THROTTLED: {', '.join(throttled)}")

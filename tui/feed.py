@@ -11,12 +11,13 @@ from collections import deque
 from procscope.export import Exporter
 from procscope.probes import wire
 from procscope.probes.counters import Counters
-from procscope.probes.events import ExecEvent, ExitEvent, ThrottleEvent
+from procscope.probes.events import CloneEvent, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
 from procscope.process import Process
 
 from .rows import boot_now
 
 HISTORY = 1000  # exec stream and exits: bounded
+SEEN = 20_000  # processes the history panel lists: bounded, the oldest go first
 RATE_WINDOW = 2.0  # seconds the loss rates are averaged over, at least
 RECEIVED = "received"  # the rates key for events received
 THROTTLED = "throttled "  # row-name prefix of a cgroup's suppressed events
@@ -55,6 +56,7 @@ class Feed:
         # (event time, process): the time is formatted when the entry is drawn, if ever.
         self.execs: deque[tuple[int, Process]] = deque(maxlen=HISTORY)
         self.exits: deque[tuple[int, Process]] = deque(maxlen=HISTORY)
+        self.seen: dict[ProcessKey, Process] = {}  # every image seen, in the order seen
         self.events_total = 0
         self.counters = Counters()
         self._rate: deque[tuple[float, int]] = deque(maxlen=20)  # (monotonic, events_total)
@@ -78,6 +80,8 @@ class Feed:
                 throttles.append(ev)
             if proc is None:
                 continue
+            if isinstance(ev, (ExecEvent, CloneEvent)):
+                self.saw(proc)
             if isinstance(ev, ExecEvent) and not ev.flags & wire.FLAG_PROCFS:  # found at start, not an exec
                 self.execs.append((ev.time, proc))
             elif isinstance(ev, ExitEvent):
@@ -90,6 +94,12 @@ class Feed:
                 self._first_time = min(timed if self._first_time is None else [self._first_time, *timed])
         self.cache.expire(self.now())
         return len(events), throttles
+
+    def saw(self, proc: Process) -> None:
+        seen = self.seen
+        if proc.key not in seen and len(seen) >= SEEN:
+            del seen[next(iter(seen))]
+        seen[proc.key] = proc
 
     def sample(self) -> dict[str, float]:
         """Read the counters; per-second rates of each loss row and of events

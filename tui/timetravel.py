@@ -45,19 +45,21 @@ class TimeTravel:
         return max(self.timeline.start, min(self.timeline.end, t))
 
     def go(self, t: int | None):
-        """The cache as of ``t`` (None: the end) and the exec stream and exits up to then."""
+        """As of ``t`` (None: the end): the cache, the exec stream and exits
+        up to then, and every process seen by then."""
         self.at = None if t is not None and t >= self.timeline.end else t
         end = self.timeline.end if self.at is None else self.at
-        cache = self.timeline.cache_at(end)
+        seen: dict = {}
+        cache = self.timeline.cache_at(end, seen)
         execs, exits = [], []
         for ev in self.timeline.events:
             if ev.time > end:
                 continue
-            if isinstance(ev, ExecEvent) and not _scanned(ev) and (p := cache.procs.get(ev.key)) is not None:
+            if isinstance(ev, ExecEvent) and not _scanned(ev) and (p := seen.get(ev.key)) is not None:
                 execs.append((ev.time, p))
-            elif isinstance(ev, ExitEvent) and (p := cache.procs.get(ev.key)) is not None:
+            elif isinstance(ev, ExitEvent) and (p := cache.procs.get(ev.key) or seen.get(ev.key)) is not None:
                 exits.append((ev.time, p))
-        return cache, execs, exits
+        return cache, execs, exits, seen
 
     def bar(self, clock: str) -> str:
         """⏱ 12:00:03.2 [██████░░░░░░] 3.2 of 10.0 s"""

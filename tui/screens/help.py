@@ -22,7 +22,7 @@ GROUPS = (
     ("View", ("toggle_tree", "pick_sort", "step_sort(-1)", "step_sort(1)", "invert_sort", "expand", "collapse",
               "expand_all", "cycle_group", "freeze", "follow", "setup")),
     ("Panels", ("toggle_detail", "next_panel(1)", "next_panel(-1)", "panel('execs')", "panel('exits')",
-                "panel('drops')", "close_panels")),
+                "panel('history')", "panel('drops')", "close_panels")),
     ("Act", ("tag", "tag_children", "untag_all", "signal", "snapshot")),
     ("Time travel (replays)", ("step_time(-1)", "step_time(1)", "step_event(-1)", "step_event(1)", "prompt('time')")),
     ("Other", ("help", "cycle_theme", "quit")),

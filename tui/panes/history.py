@@ -1,0 +1,27 @@
+"""Every process seen (in a replay: up to the moment shown), newest first,
+exited ones included; the filter narrows it as it does the other panels."""
+
+from __future__ import annotations
+
+from rich.text import Text
+
+from procscope import derive
+from procscope.probes.text import printable
+from procscope.process import Process
+
+from ..widgets.rows_view import RowsView
+
+HEADER = Text(f"{'STARTED':<12} {'PID':>7} {'PPID':>7} {'USER':<9} {'STATE':<16} COMMAND", style="bold")
+
+
+def history_row(when: str, proc: Process) -> Text:
+    state = derive.state_text(proc)
+    text = Text(f"{when:<12} {proc.pid:>7} {proc.tree_parent.pid:>7} {printable(derive.user(proc))[:9]:<9} ")
+    text.append(f"{state[:16]:<16}", style="dim" if not proc.alive else "")
+    text.append(" " + printable(" ".join((proc.binary or "?", *proc.args))))
+    return text
+
+
+class History(RowsView):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(header=HEADER, **kwargs)

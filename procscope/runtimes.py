@@ -33,6 +33,7 @@ DOCKER_DEFAULT_ROOT = "/var/lib/docker"
 CONTAINERD_STATES = ("/run/containerd", "/run/docker/containerd/daemon", "/var/run/docker/containerd/daemon")
 STORAGE_ROOTS = ("/var/lib/containers/storage", "/run/containers/storage")
 RETRY_S = 5.0  # a container nobody described yet is asked about again after this long
+ROOTS_S = 30.0  # running dockerds' roots (read from every /proc/PID/cmdline) are looked up again after this long
 MAX_FILE = 4 << 20  # bytes of a state file read at most
 POD_LABELS = ("io.kubernetes.pod.name", "io.kubernetes.pod.namespace", "io.kubernetes.pod.uid", "io.kubernetes.container.name")
 
@@ -236,6 +237,7 @@ class Runtimes:
         self._storage = storage
         self._known: dict[str, ContainerInfo] = {}
         self._missed: dict[str, float] = {}
+        self._found_roots: tuple[float, list[str], list[str]] = (-ROOTS_S, [], [])  # when, docker, containerd
 
     def describe(self, c: Container) -> ContainerInfo | None:
         found = self._known.get(c.id)
@@ -251,17 +253,27 @@ class Runtimes:
             self._missed.pop(c.id, None)
         return found
 
+    def _roots(self) -> tuple[list[str], list[str]]:
+        """Docker data roots and containerd states: given, or found (at most every ROOTS_S)."""
+        if self._docker is not None:
+            return self._docker, list(self._containerd)
+        when, docker, containerd = self._found_roots
+        if time.monotonic() - when >= ROOTS_S:
+            docker, containerd = docker_roots(), [*self._containerd, *containerd_states()]
+            self._found_roots = (time.monotonic(), docker, containerd)
+        return docker, containerd
+
     def _read(self, c: Container) -> ContainerInfo | None:
         cid = c.id
         if len(cid) < 12 or not all(ch in "0123456789abcdef" for ch in cid):
             return None  # not a runtime's id (an LXC or nspawn name): nothing to read by it
+        docker, containerd = self._roots()
         if c.runtime in ("docker", "unknown"):
-            for root in self._docker if self._docker is not None else docker_roots():
+            for root in docker:
                 if (found := read_docker(os.path.join(root, "containers", cid, "config.v2.json"), cid)) is not None and found.described:
                     return found
         if c.runtime in ("containerd", "unknown"):
-            states = self._containerd if self._docker is not None else (*self._containerd, *containerd_states())
-            for state in states:
+            for state in containerd:
                 for path in glob.glob(os.path.join(glob.escape(state), "io.containerd.runtime.v2.task", "*", cid, "config.json")):
                     if (found := read_containerd(path, cid)) is not None and found.described:
                         return found

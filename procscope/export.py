@@ -54,6 +54,13 @@ def rfc3339(wall_ns: int) -> str:
 _last_second: list = [None, ""]
 
 
+def parse_rfc3339(text: str) -> int:
+    """RFC 3339 in UTC with up to nanoseconds → wall-clock ns (ValueError if not)."""
+    head, _, frac = text.rstrip("Z").partition(".")
+    secs = datetime.fromisoformat(head + "+00:00").timestamp()
+    return int(secs) * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
 class Exporter:
     """Turns cached processes and events into Tetragon's JSON. With
     ``tetragon_only`` the process objects carry Tetragon's fields only (for
@@ -291,8 +298,8 @@ def pod_object(info: ContainerInfo, nspid: int) -> dict:
     image = {k: v for k, v in (("id", info.image_id), ("name", info.image)) if v}
     if image:
         container["image"] = image
-    if _RFC3339.fullmatch(info.started):
-        container["start_time"] = info.started
+    if _RFC3339.fullmatch(info.started) and info.started.endswith("Z"):  # Go trims zeros: as protojson writes it
+        container["start_time"] = rfc3339(parse_rfc3339(info.started))
     container["pid"] = nspid
     out: dict = {"namespace": pod.namespace, "name": pod.name, "container": container}
     if pod.labels:

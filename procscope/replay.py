@@ -16,7 +16,6 @@ import json
 import os
 import stat
 from collections.abc import Callable, Iterator
-from datetime import datetime
 
 from procscope.probes import wire, words
 from procscope.probes.events import (
@@ -37,7 +36,7 @@ from procscope.probes.events import (
 from procscope.probes.text import clean
 
 from .cache import ANY_HIERARCHY, ROOT, ProcessCache
-from .export import EXTRA
+from .export import EXTRA, parse_rfc3339
 from .runtimes import ContainerInfo
 
 SNAPSHOT_SCHEMA = "procscope-snapshot"
@@ -80,11 +79,9 @@ def parse_exec_id(text: str) -> tuple[str, ProcessKey]:
 
 
 def parse_time(text: str) -> int:
-    """RFC 3339 with up to nanoseconds → wall-clock ns."""
+    """RFC 3339 (UTC) with up to nanoseconds → wall-clock ns."""
     try:
-        head, _, frac = text.rstrip("Z").partition(".")
-        secs = datetime.fromisoformat(head + "+00:00").timestamp()
-        return int(secs) * 1_000_000_000 + int((frac + "000000000")[:9])
+        return parse_rfc3339(text)
     except (ValueError, AttributeError):
         raise BadRecord(f"bad time {text!r}") from None
 

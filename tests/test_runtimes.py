@@ -61,3 +61,13 @@ def test_what_is_recorded_reads_back_and_hostile_values_stay_text():
                                    "pod": {"name": "p", "labels": None}})  # fmt: skip
     assert (odd.name, odd.pid, odd.labels, odd.pod.name, odd.pod.labels) == ("", 0, {"b": "[/]"}, "p", {})
     assert ContainerInfo.from_json("nonsense") is None
+
+
+def test_the_pod_object_writes_the_start_as_protojson_does():
+    """Go (Docker, containerd) trims trailing zeros of the nanoseconds; protojson writes 0, 3, 6 or 9 digits."""
+    from procscope.export import pod_object
+    from procscope.runtimes import Pod
+
+    info = ContainerInfo("ab" * 32, "docker", "web", "img", started="2026-12-02T03:50:49.44881877Z", pod=Pod("p", "ns"))
+    assert pod_object(info, 1)["container"]["start_time"] == "2026-12-02T03:50:49.448818770Z"
+    assert "start_time" not in pod_object(ContainerInfo("ab" * 32, "cri-o", started="Tue, 1 Dec", pod=Pod("p", "ns")), 1)["container"]

@@ -215,6 +215,7 @@ class Actions:
         else:
             self.panel.current, self.panel_open = name, True
         self.apply_layout()
+        self.refresh_panes(force=True)  # what the panel shows is drawn only while it is open
 
     def action_next_panel(self, step: int) -> None:
         if not self.layout_now()[1]:

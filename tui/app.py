@@ -318,7 +318,9 @@ class ProcscopeApp(Actions, App):
             else:
                 self.following = None  # gone: nothing left to follow
         named = lambda when, p: exec_row(when, p, derive.container_name(p, self.cache) if p.container else "")  # noqa: E731
-        seen = [(p.key.ktime, p) for p in self.feed.seen.values()]
+        # The history (up to 20,000 processes) only while it is shown: in a storm it is the biggest list.
+        history_shown = self.layout_now()[1] and self.panel.current == "history"
+        seen = [(p.key.ktime, p) for p in self.feed.seen.values()] if history_shown else []
         for pane_id, entries, fmt in (("execs", self.feed.execs, named), ("exits", self.feed.exits, exit_row),
                                       ("history", seen, history_row)):  # fmt: skip
             shown = [e for e in reversed(entries) if match is None or match(e[1])]

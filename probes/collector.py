@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import operator
 import queue
 import sys
 import threading
@@ -18,11 +19,12 @@ from .counters import Counters
 from .decode import decode
 from .errors import SetupError
 from .events import Event
-from .loader import DEFAULT_RING_BYTES, PAGE_SIZE, load, ring_pages
+from .loader import DEFAULT_RING_BYTES, PAGE_SIZE, load, ring_pages, spare_pages
 from .ringbuf import RingReader
 from .throttle import BpfRateMaps, RateLimit, ThrottleMonitor
 
 BPF_NOEXIST = 1  # bpf(2) map update flag: only if absent
+_event_time = operator.attrgetter("time")
 
 
 class Collector:
@@ -50,6 +52,7 @@ class Collector:
         self.throttle: ThrottleMonitor | None = None
         self._bpf = None
         self._ring: RingReader | None = None
+        self._spare: RingReader | None = None
         self._queue: queue.Queue[list[Event]] = queue.Queue(maxsize=queue_batches)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -69,6 +72,7 @@ class Collector:
         """Load and attach (SetupError, one line, when it cannot)."""
         self._bpf, self.hierarchy = load(self.ring_bytes, self.kthreads, self.cgroup_rate, self.log, self.compile_log)
         self._ring = RingReader(self._bpf[b"events"].map_fd, ring_pages(self.ring_bytes) * PAGE_SIZE)
+        self._spare = RingReader(self._bpf[b"spare"].map_fd, spare_pages(self.ring_bytes) * PAGE_SIZE)
         if self.cgroup_rate is not None:
             self.throttle = ThrottleMonitor(self.cgroup_rate, BpfRateMaps(self._bpf), self.hierarchy.hierarchy_id)
 
@@ -91,11 +95,15 @@ class Collector:
             ring.wait(timeout_ms)
         batch = []
         errors = 0
-        for record in ring.read():
+        records = ring.read()
+        spared = self._spare.read()  # rare (see emit in process.c): in time order with the rest
+        for record in records + spared if spared else records:
             try:
                 batch.append(decode(record))
             except Exception:  # noqa: BLE001 - DecodeError, or any surprise a record causes: counted, never raised
                 errors += 1
+        if spared:
+            batch.sort(key=_event_time)
         self._decode_errors += errors
         self._received += len(batch)
         if self.throttle is not None:
@@ -199,7 +207,8 @@ class Collector:
             }
             if op in (wire.OP_EXECVE, wire.OP_CLONE, wire.OP_EXIT) or any(row.values()):
                 c.sent_failed[name] = row
-        c.exec_map_full = sum(self._bpf[b"probe_errors"][0])
+        internal = self._bpf[b"probe_errors"]
+        c.exec_map_full, c.sent_spare = sum(internal[0]), sum(internal[1])
         if self.throttle is not None:
             c.suppressed = dict(zip(wire.RATE_OPS, self.throttle.maps.totals(), strict=True))
             c.suppressed_by_cgroup = self.throttle.by_cgroup()
@@ -214,7 +223,8 @@ class Collector:
             self._thread = None
         if self._ring is not None:
             self._ring.close()
-            self._ring = None
+            self._spare.close()
+            self._ring = self._spare = None
         if self._bpf is not None:
             self._bpf.cleanup()  # detaches every probe and closes the maps
             self._bpf = None

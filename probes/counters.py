@@ -16,6 +16,8 @@ class Counters:
     decode_errors: int = 0
     userspace_dropped: int = 0  # events in batches the consumer was too slow for
     exec_map_full: int = 0  # processes whose state did not fit the BPF map (keys fell back to start times)
+    # Records the ring refused with room to spare (its lock gave up), sent through the spare ring: not lost.
+    sent_spare: int = 0
     received: int = 0
     by_type: dict[str, int] = field(default_factory=dict)  # events received, by Tetragon's type name
     # Processes the /proc scan could not read (gone half-way, or unparsable):

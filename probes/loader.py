@@ -33,6 +33,11 @@ def ring_pages(size_bytes: int) -> int:
     return 1 << (pages - 1).bit_length()
 
 
+def spare_pages(size_bytes: int) -> int:
+    """The spare ring (process.c's emit): a sixteenth of the main one."""
+    return max(1, ring_pages(size_bytes) // 16)
+
+
 def load(ring_bytes: int, kthreads: bool, cgroup_rate: RateLimit | None, log: Callable[[str], None],
          compile_log: list[str]):  # fmt: skip
     """Compile and attach the programs; returns (the BCC object, the tracked
@@ -52,6 +57,7 @@ def load(ring_bytes: int, kthreads: bool, cgroup_rate: RateLimit | None, log: Ca
     cflags += wire.compile_flags() + [
         f"-I{BPF_DIR}",
         f"-DPS_RINGBUF_PAGES={ring_pages(ring_bytes)}",
+        f"-DPS_SPARE_PAGES={spare_pages(ring_bytes)}",
         f"-DPS_TICK_NS={procfs.TICK_NS}",
         f"-DPS_TRACE_KTHREADS={int(kthreads)}",
         f"-DPS_CGROUP_HIERARCHY_ID={hierarchy.hierarchy_id}",

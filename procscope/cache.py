@@ -15,6 +15,8 @@ process creates a placeholder flagged ``not_found`` and counts a miss.
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 
@@ -76,7 +78,7 @@ class ProcessCache:
         self.counters = CacheCounters()
         # Called with each process whose place or looks changed, and each
         # parent whose children changed (None: the roots): a view's hook.
-        self.on_change: Callable[[Process | None], None] = _unwatched
+        self.on_change: Callable[[Process | None], None] = unwatched
         self.now = 0
         self._grace: deque[Process] = deque()  # exited, in exit order
         self._shared = Shared()
@@ -510,6 +512,40 @@ class ProcessCache:
                 self._unref(proc)
         return gone
 
+    # -- checkpoints (procscope.window: time travel over the live monitor's past) ----------
+    @property
+    def cgroup_resolver(self) -> Callable[[int], str | None] | None:
+        return self._cgroup_path
+
+    def checkpoint(self) -> bytes:
+        return pickle.dumps(self, pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def from_checkpoint(cls, data: bytes, cgroup_path: Callable[[int], str | None] | None = None) -> ProcessCache:
+        """The cache as it was; ``cgroup_path`` resolves the cgroup ids of
+        the events applied to it after (ids do not change meaning)."""
+        cache = pickle.loads(data)  # noqa: S301 - our own bytes, made in this process
+        cache._cgroup_path = cgroup_path
+        return cache
+
+    def __getstate__(self) -> dict:
+        """A copy to look at, not to run: without the hooks into the kernel
+        (an orphan's parent now is not its parent then), the runtimes and the
+        views; cgroup paths and container names met so far are kept."""
+        state = self.__dict__.copy()
+        for hook in ("_cgroup_path", "current_parent", "still_running", "on_change"):
+            state[hook] = None
+        state["where"] = dataclasses.replace(self.where, describe=None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.on_change = unwatched
+        procs = self.procs
+        for proc in procs.values():
+            if proc.children is not None:  # pickled as keys (Process.__getstate__)
+                proc.children = {k: procs[k] for k in proc.children if k in procs}
+
     # -- derived inputs --------------------------------------------------------
     def _resolve_cgroup(self, ev: ExecEvent) -> str:
         if self._cgroup_path is not None and ev.cgroup_id:
@@ -523,5 +559,5 @@ def _by_pid(proc: Process) -> tuple[int, int]:
     return proc.key.pid, proc.key.ktime
 
 
-def _unwatched(proc: Process | None) -> None:
+def unwatched(proc: Process | None) -> None:
     """on_change while nothing watches the cache."""

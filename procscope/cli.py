@@ -12,7 +12,7 @@ from procscope.probes.loader import DEFAULT_RING_BYTES, PAGE_SIZE
 from procscope.probes.text import printable
 from procscope.probes.throttle import RateError, parse_rate
 
-from . import __version__, commands, query
+from . import __version__, commands, query, window
 from .cache import DEFAULT_GRACE_NS
 from .replay import SNAPSHOT_VERSION
 from .stream import INCLUDABLE
@@ -182,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="procscope-dark (default), procscope-light, procscope-high-contrast, or a Textual theme; for this run "
         "(a theme chosen in the monitor with ctrl+t or the palette is remembered in ~/.config/procscope/config.toml)",
     )  # fmt: skip
+    ui.add_argument("--window", type=_seconds, default=window.DEFAULT_SECONDS, metavar="DURATION",
+                    help="how far back time travel (, . { } @) reaches in the live monitor "
+                         "(default 10m; 0 turns it off)")  # fmt: skip
+    ui.add_argument("--window-events", type=_count, default=window.DEFAULT_EVENTS, metavar="N",
+                    help=f"and at most the last N events (default {window.DEFAULT_EVENTS:,}, some 90 MB)")
     # Set by `procscope serve` for the monitors it runs (unless --allow-signals).
     ui.add_argument("--no-signals", action="store_true", help=argparse.SUPPRESS)
     _add_source_arguments(ui)

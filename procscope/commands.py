@@ -216,7 +216,7 @@ def snapshot_command(args) -> int:
         grace = int(args.grace * 1e9)
         try:
             if args.diff or args.at:
-                timeline = Timeline(replay, grace)
+                timeline = Timeline.of_replay(replay, grace)
             if args.diff:
                 t1, t2 = sorted(timeline.boot_time(m) for m in args.diff)
                 return _write(args, timeline.diff(t1, t2), "changes", replay)

@@ -57,6 +57,7 @@ class CountersCollector:
             ("collector_errors", c.collector_errors, "Failures of the collector thread (it carries on)"),
             ("procfs_unreadable", c.procfs_unreadable, "Processes the /proc scan could not read"),
             ("exec_map_full", c.exec_map_full, "Processes whose state did not fit the BPF map"),
+            ("bpf_sent_spare", c.sent_spare, "Records the main ring buffer refused and the spare one took (not lost)"),
             ("cache_misses", c.cache.get("misses", 0), "Events naming a process the cache never saw"),
             ("lost_exits", c.cache.get("lost_exits", 0), "Exits never seen (a pid reused first)"),
         ):  # fmt: skip

@@ -77,6 +77,19 @@ class Process:
     def args(self) -> tuple[str, ...]:
         return self.image.args if self.image else ()
 
+    def __getstate__(self) -> list:
+        # Children as keys, the cache's __setstate__ links them again: a
+        # pickle of objects nested as deep as the tree (which any process
+        # can make deep) would exceed Python's recursion limit.
+        state = [getattr(self, name) for name in self.__slots__]
+        if self.children is not None:
+            state[_CHILDREN] = list(self.children)
+        return state
+
+    def __setstate__(self, state: list) -> None:
+        for name, value in zip(self.__slots__, state, strict=True):
+            setattr(self, name, value)
+
     @property
     def visible(self) -> bool:
         """Shown in the tree: alive, or exited and in its grace period."""
@@ -85,6 +98,9 @@ class Process:
     def __repr__(self) -> str:
         state = "alive" if self.alive else "replaced" if self.replaced else "exited"
         return f"<Process {self.key.pid}:{self.key.ktime} {self.binary or '?'} {state} refs={self.refs}>"
+
+
+_CHILDREN = Process.__slots__.index("children")
 
 
 @dataclass

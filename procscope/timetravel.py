@@ -5,7 +5,9 @@ gained or lost."""
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from procscope.probes import wire, words
@@ -47,32 +49,64 @@ class Moment:
             ) from None
 
 
-class Timeline:
-    """A recording's events, in order, and its clock."""
+@dataclass(frozen=True)
+class Checkpoint:
+    """The cache at boot time ``time`` (ProcessCache.checkpoint), before events[index]."""
 
-    def __init__(self, replay: Replay, grace_ns: int, events: list[Event] | None = None):
+    time: int
+    data: bytes
+    index: int
+    cgroup_path: Callable[[int], str | None] | None = None
+
+    def cache(self) -> ProcessCache:
+        return ProcessCache.from_checkpoint(self.data, self.cgroup_path)
+
+
+class Timeline:
+    """Events in order, the cache they build, and its clock: a recording's
+    (``of_replay``), or the live monitor's recent past (procscope.window),
+    which starts from a checkpoint of the cache instead of nothing."""
+
+    def __init__(self, events: list[Event], new_cache: Callable[[], ProcessCache], wall_offset: int | None = None,
+                 node: str = "", checkpoints: Sequence[Checkpoint] = (), end: int | None = None):  # fmt: skip
+        """``checkpoints``: the cache at some moments, oldest first (the
+        timeline starts at the first); ``end``: the clock's now, if later
+        than the last event."""
+        self.events = events
+        self.new_cache = new_cache
+        self.wall_offset = wall_offset
+        self.node = node
+        self.checkpoints = list(checkpoints)
+        timed = [ev.time for ev in events if not scanned(ev)]
+        self.start = self.checkpoints[0].time if self.checkpoints else min(timed, default=0)
+        self.end = max(max(timed, default=0), self.checkpoints[-1].time if self.checkpoints else 0, end or 0)
+
+    @classmethod
+    def of_replay(cls, replay: Replay, grace_ns: int, events: list[Event] | None = None) -> Timeline:
         """``events``: the recording's, when already read (a Replay reads its file once)."""
-        self.replay = replay
-        self.grace_ns = grace_ns
-        self.events: list[Event] = list(replay.events()) if events is None else events
-        timed = [ev.time for ev in self.events if not (isinstance(ev, ExecEvent) and ev.flags & wire.FLAG_PROCFS)]
-        self.start = min(timed, default=0)
-        self.end = max(timed, default=0)
+        events = list(replay.events()) if events is None else events
+        return cls(events, lambda: replay.new_cache(grace_ns), replay.wall_offset, replay.node)
 
     def boot_time(self, moment: Moment) -> int:
         if moment.wall_ns is not None:
-            return moment.wall_ns - (self.replay.wall_offset or 0)
+            return moment.wall_ns - (self.wall_offset or 0)
         return (self.end if moment.from_end else self.start) + moment.offset_ns
 
     def cache_at(self, t: int, seen: dict | None = None) -> ProcessCache:
         """The cache as it was at boot time ``t``: the events up to then, and
         the grace periods then over; ``seen`` gets every image exec'd or
         cloned by then (key → process), expired ones too."""
-        cache = self.replay.new_cache(self.grace_ns)
-        for ev in self.events:
+        base = next((c for c in reversed(self.checkpoints) if c.time <= t), None)
+        if base is not None:
+            cache, first = base.cache(), base.index
+            if seen is not None:
+                seen.update(cache.procs)
+        else:
+            cache, first = self.new_cache(), 0
+        for ev in itertools.islice(self.events, first, None):
             # Filtered, not cut at the first later one: CPUs' events interleave a little. The /proc
             # scan describes the start (its events are timed by when the scan read them).
-            if ev.time <= t or (isinstance(ev, ExecEvent) and ev.flags & wire.FLAG_PROCFS):
+            if ev.time <= t or scanned(ev):
                 proc = cache.apply(ev)
                 if seen is not None and proc is not None and isinstance(ev, ExecEvent | CloneEvent):
                     seen[proc.key] = proc
@@ -83,7 +117,7 @@ class Timeline:
     def diff(self, t1: int, t2: int) -> dict:
         """What started, exited, and gained or lost privileges after ``t1`` up to ``t2``."""
         before, after = self.cache_at(t1), self.cache_at(t2)
-        exporter = Exporter(after, node=self.replay.node or None, wall_offset=self.replay.wall_offset)
+        exporter = Exporter(after, node=self.node or None, wall_offset=self.wall_offset)
 
         def brief(p: Process) -> dict:
             return {"exec_id": exporter.exec_id(p.key), "pid": p.pid, "binary": p.binary, "arguments": " ".join(p.args),
@@ -113,3 +147,8 @@ class Timeline:
             "exited": sorted(exited, key=lambda e: e["exit_time"]),
             "privileges": sorted(privileges, key=lambda e: e["time"]),
         }  # fmt: skip
+
+
+def scanned(ev: Event) -> bool:
+    """Found by a /proc scan: describes the start, not an exec at its time."""
+    return isinstance(ev, ExecEvent) and bool(ev.flags & wire.FLAG_PROCFS)

@@ -13,6 +13,7 @@ from procscope.replay import Replay
 from procscope.tui.app import ProcscopeApp
 from procscope.tui.screens.help import HelpScreen
 from procscope.tui.sources import LiveSource, ReplaySource
+from procscope.window import Window
 
 from .conftest import SIZE, bpf_unavailable, open_collector, pids, plain, unique_copy
 from .factories import record, session
@@ -112,6 +113,58 @@ async def test_live_bpf_exec_shows_in_the_exec_stream(scratch, tmp_path):
         row = next(row.plain for row in app.query_one("#execs").rows if binary in row.plain)
         assert f"{binary} procscope-ui-test" in row and str(proc.pid) in row.split()
         assert any(binary in row.plain for row in app.query_one("#exits").rows)
+
+
+async def wait_for(pilot, check, tries: int = 100) -> bool:
+    for _ in range(tries):
+        if check():
+            return True
+        await pilot.pause(0.1)
+    return check()
+
+
+@pytest.mark.bpf
+async def test_live_time_travel_through_the_window_while_events_keep_arriving(scratch, tmp_path):
+    """Live, `,` goes back through the monitor's window: a process that ran
+    and exited a second ago is running there, as it was; the events that
+    arrive meanwhile are applied behind the view (Z, or stepping to the end,
+    is live again, with them); Z then `,` steps back from the moment frozen."""
+    app = ProcscopeApp(LiveSource(open_collector(), 5 * 10**9), snapshot_dir=str(tmp_path), window=Window(60))
+    sleeper = unique_copy("/bin/sleep", scratch)
+    later = unique_copy("/bin/true", scratch)
+    async with app.run_test(size=(160, 50)) as pilot:
+        assert await wait_for(pilot, lambda: os.getpid() in app.cache.by_pid)
+        proc = await asyncio.create_subprocess_exec(sleeper, "3")
+        assert await wait_for(pilot, lambda: proc.pid in app.cache.by_pid and app.cache.by_pid[proc.pid].binary == sleeper)
+        await proc.wait()
+        assert await wait_for(pilot, lambda: any(sleeper in row.plain for row in app.query_one("#exits").rows))
+        await pilot.press("comma", "comma")  # two seconds back: it was sleeping
+        await pilot.pause()
+        status = plain(app, app.query_one("#status").content)
+        assert app.travel is not None and "⏱" in status and "Z: live" in status
+        there = app.cache.by_pid.get(proc.pid)
+        assert there is not None and there.alive and there.binary == sleeper
+        assert not any(sleeper in row.plain for row in app.query_one("#exits").rows)  # it had not exited yet
+        assert any(sleeper in row.plain for row in app.query_one("#execs").rows)
+        done = await asyncio.create_subprocess_exec(later)  # behind the view
+        await done.wait()
+        assert await wait_for(pilot, lambda: any(k.pid == done.pid for k in app.feed.cache.procs))
+        assert not any(k.pid == done.pid for k in app.cache.procs)
+        assert not any(later in r.plain for r in app.query_one("#execs").rows)
+        await pilot.press("Z")  # live again, with what arrived meanwhile
+        await pilot.pause()
+        assert app.travel is None and app.cache is app.feed.cache
+        assert await wait_for(pilot, lambda: any(later in row.plain for row in app.query_one("#execs").rows))
+        await pilot.press("Z")  # frozen; , steps back from the moment frozen
+        frozen_at = app.frozen_at
+        await pilot.pause(1.0)
+        await pilot.press("comma")
+        await pilot.pause()
+        assert app.travel.at is not None and abs(app.travel.at - (frozen_at - 10**9)) < 10**8
+        await pilot.press("at")
+        await pilot.press(*"now", "enter")
+        await pilot.pause()
+        assert app.travel is None and not app.frozen
 
 
 @pytest.mark.bpf
@@ -260,15 +313,15 @@ async def test_time_travel_through_a_recording(recording, tmp_path):
         assert any("bad time 'yesterday'" in str(n.message) for n in app._notifications)
 
 
-async def test_time_travel_needs_a_recording(tmp_path):
+async def test_live_time_travel_needs_the_window(tmp_path):
     from procscope.tui.sources import ProcfsSource
 
-    app = ProcscopeApp(ProcfsSource("test", 5 * 10**9), snapshot_dir=str(tmp_path))
+    app = ProcscopeApp(ProcfsSource("test", 5 * 10**9), snapshot_dir=str(tmp_path), window=Window(0))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("comma")
         await pilot.pause()
         assert app.travel is None
-        assert any("time travel looks through a recording" in str(n.message) for n in app._notifications)
+        assert any("no time travel: --window 0" in str(n.message) for n in app._notifications)
 
 
 async def test_the_history_panel_lists_every_process_seen_exited_ones_too(recording, tmp_path):

@@ -11,6 +11,7 @@ from collections import Counter
 from functools import partial
 
 from procscope import derive, snapshot, themes
+from procscope.cache import unwatched
 from procscope.outputs import OutputError, free_name
 from procscope.query import Query, Term
 from procscope.signals import SIGNALS
@@ -23,7 +24,7 @@ from .screens.help import HelpScreen
 from .screens.pick import PickScreen
 from .screens.setup import SetupScreen
 from .screens.signal import SignalScreen
-from .timetravel import TimeTravel
+from .timetravel import Shown, TimeTravel
 
 SIGNALS_OFF = "signals are off in this served monitor (start procscope serve with --allow-signals to allow them)"
 
@@ -38,20 +39,33 @@ class Actions:
         if mode == "time" and self.time_travel() is None:
             return
         box.placeholder = {"search": "search binary, args or pid (n, N: next, previous)",
-                           "time": "go to: 2026-12-01T10:00:00Z, -30s from the end, +10s from the start, or end"}.get(
+                           "time": "go to: 2026-12-01T10:00:00Z, -30s from the end (live: from now), +10s from the start, or end"}.get(
             mode, "filter, e.g. container:web-1 image:nginx user:root cap:SYS_ADMIN ns:net bin:curl")  # fmt: skip
         box.value = str(self.query) if mode == "filter" else ""
         box.add_class("shown")
         box.focus()
 
-    # -- time travel (replays) ----------------------------------------------------------
+    # -- time travel ----------------------------------------------------------------
     def time_travel(self) -> TimeTravel | None:
+        """Where the screen is in time: in a recording, or in the live monitor's
+        window of recent events (read again at each step: it keeps moving)."""
+        if not self.source.live:
+            if self.travel is None:
+                self.travel = TimeTravel(Timeline.of_replay(self.source.replay, self.cache.grace_ns, self.source.recorded))
+            return self.travel
+        window = self.feed.window
+        timeline = window.timeline(self.feed.now(), self.exporter.wall_offset) if window is not None else None
+        if timeline is None:
+            why = (window.failed or "it holds nothing yet") if window is not None and window.enabled else "--window 0"
+            self.say(f"no time travel: {why} (it looks back --window, default 10m, or through a recording: "
+                     "procscope --replay FILE)", severity="warning")  # fmt: skip
+            return None
         if self.travel is None:
-            if self.source.live:
-                self.say("time travel looks through a recording: procscope --replay FILE "
-                         "(record one with procscope events --record FILE)", severity="warning")  # fmt: skip
-                return None
-            self.travel = TimeTravel(Timeline(self.source.replay, self.cache.grace_ns, self.source.recorded))
+            self.travel = TimeTravel(timeline, live=True)
+        else:
+            self.travel.refresh(timeline)
+        if self.travel.at is None and self.frozen and self.frozen_at is not None:
+            self.travel.at = self.travel.clamp(self.frozen_at)  # from the moment frozen (Z)
         return self.travel
 
     def action_step_time(self, seconds: float) -> None:
@@ -63,16 +77,29 @@ class Actions:
             self.show_moment(travel.step_events(n))
 
     def show_moment(self, at: int | None) -> None:
-        """The whole screen as of ``at`` (None: the end of the recording)."""
-        cache, execs, exits, seen = self.travel.go(at)
-        self.source.cache = self.cache = self.feed.cache = self.exporter.cache = cache
+        """The whole screen as of ``at`` (None: the end of the recording, or live again)."""
+        travel = self.travel
+        if at is None and travel.live:
+            self.back_to_live()
+            return
+        cache, execs, exits, seen = travel.go(at)
+        if travel.at is None and travel.live:
+            self.back_to_live()
+            return
+        if travel.live:
+            self.feed.cache.on_change = unwatched  # its tree model is rebuilt on the way back
+        self.shown = Shown(execs, exits, seen)
+        self._show_cache(cache)
+
+    def back_to_live(self) -> None:
+        self.travel = None
+        self.frozen = False
+        self.shown = self.feed
+        self._show_cache(self.feed.cache)
+
+    def _show_cache(self, cache) -> None:
+        self.cache = self.exporter.cache = cache
         self.tree_model = TreeModel(cache)
-        for kept, entries in ((self.feed.execs, execs), (self.feed.exits, exits)):
-            kept.clear()
-            kept.extend(entries)
-        self.feed.seen.clear()
-        for p in seen.values():
-            self.feed.saw(p)
         self._detail_shown = None
         self.refresh_panes(force=True)
 
@@ -167,8 +194,13 @@ class Actions:
         self.refresh_panes()
 
     def action_freeze(self) -> None:
-        """Z: the view stands still; events still arrive and are applied behind it."""
+        """Z: the view stands still; events still arrive and are applied behind it,
+        and , . { } @ step back from the moment frozen. Z again: live (from time travel too)."""
+        if self.travel is not None and self.travel.live:
+            self.back_to_live()
+            return
         self.frozen = not self.frozen
+        self.frozen_at = self.now() if self.frozen else None
         self.refresh_panes(force=True)
 
     def action_follow(self) -> None:
@@ -285,7 +317,7 @@ class Actions:
     def action_snapshot(self) -> None:
         """Write what is shown (the filter applies) as a snapshot document; never over another file."""
         match = self.query.predicate(self.cache) if self.query else None
-        recent = [self.exporter.exec_event(p) for _, p in self.feed.execs]
+        recent = [self.exporter.exec_event(p) for _, p in self.shown.execs]
         doc = snapshot.document(self.cache, self.exporter, self.feed.counters, recent, self.source.label, match)
         path = free_name(self.snapshot_dir, f"procscope-snapshot-{time.strftime('%Y%m%d-%H%M%S')}", ".json")
         try:

@@ -24,6 +24,7 @@ from procscope.probes import wire
 from procscope.probes.events import ThrottleEvent
 from procscope.probes.text import printable
 from procscope.query import Query, QueryError
+from procscope.window import Window
 
 from . import config
 from .actions import PANELS, Actions
@@ -90,19 +91,21 @@ class ProcscopeApp(Actions, App):
         Binding("g", "cycle_group", "Group by container, by cgroup, or not", show=False),
         Binding("W", "snapshot", "Write a snapshot of what is shown (mode 0600)", show=False),
         Binding("ctrl+t", "cycle_theme", "Next theme (remembered)", show=False),
-        Binding("comma", "step_time(-1)", "A replay one second back in time", show=False),
-        Binding("full_stop", "step_time(1)", "A replay one second forward", show=False),
-        Binding("left_curly_bracket", "step_event(-1)", "A replay one event back", show=False),
-        Binding("right_curly_bracket", "step_event(1)", "A replay one event forward", show=False),
-        Binding("at", "prompt('time')", "A replay at a time: RFC 3339, -30s, +10s or end", show=False),
+        Binding("comma", "step_time(-1)", "One second back in time (a replay, or the live window)", show=False),
+        Binding("full_stop", "step_time(1)", "One second forward in time", show=False),
+        Binding("left_curly_bracket", "step_event(-1)", "One event back in time", show=False),
+        Binding("right_curly_bracket", "step_event(1)", "One event forward in time", show=False),
+        Binding("at", "prompt('time')", "Go to a time (a replay, or the live window): RFC 3339, -30s, +10s or end", show=False),
     ]
     COMMANDS = App.COMMANDS | {BindingCommands}
 
     def __init__(self, source, query_text: str = "", snapshot_dir: str = ".", theme: str | None = None,
-                 config_path: str | os.PathLike | None = None, allow_signals: bool = True, **kwargs) -> None:  # fmt: skip
+                 config_path: str | os.PathLike | None = None, allow_signals: bool = True, window: Window | None = None,
+                 **kwargs) -> None:  # fmt: skip
         """``theme``: None for the saved one (or the default); ``config_path``: where settings
         chosen at run time are saved, None (tests) to read and write no config; ``allow_signals``:
-        False in the monitors `procscope serve` runs (without --allow-signals)."""
+        False in the monitors `procscope serve` runs (without --allow-signals); ``window``:
+        keeps the live source's recent events for time travel."""
         super().__init__(**kwargs)
         self.allow_signals = allow_signals
         self.config_path = config_path
@@ -121,11 +124,13 @@ class ProcscopeApp(Actions, App):
         self.source = source
         self.cache = source.cache
         self.exporter = Exporter(self.cache)
-        self.feed = Feed(source, self.exporter)
+        self.feed = Feed(source, self.exporter, window)
+        self.shown = self.feed  # what the streams and the history list: the feed's, or a moment's (time travel)
         self.query = Query.parse(query_text) if query_text else Query()
         self.view = ViewOptions()
         self.tree_model = TreeModel(self.cache)
         self.frozen = False
+        self.frozen_at: int | None = None  # the clock when Z froze the view
         self.following = None  # key of the process F follows
         self.snapshot_dir = snapshot_dir
         self.tagged: set = set()  # keys of tagged processes: signals go to them
@@ -141,7 +146,7 @@ class ProcscopeApp(Actions, App):
         self._detail_shown: tuple | None = None  # what the detail pane was drawn from
         self._drops_rows = -1
         self._banner = source.banner
-        self.travel = None  # TimeTravel, once a replay is stepped through
+        self.travel = None  # TimeTravel, while stepping through a replay or the live window
 
     # -- layout ------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -280,8 +285,14 @@ class ProcscopeApp(Actions, App):
             counts = ", ".join(f"{op} {n}" for op, n in zip(wire.RATE_OPS, ev.suppressed, strict=True))
             self.say(f"{where}: events flow again ({counts} suppressed)", title="throttle over", timeout=8)
 
+    @property
+    def travelling_live(self) -> bool:
+        """Showing a moment of the live window: the view stands still, events arrive behind it."""
+        return self.travel is not None and self.travel.live and self.travel.at is not None
+
     def now(self) -> int:
-        return self.feed.now()
+        """The clock ages are shown by: the machine's, a replay's, or the moment travelled to."""
+        return self.cache.now if self.travel is not None and self.travel.at is not None else self.feed.now()
 
     def tick(self) -> None:
         # Redraw when something arrived, else once a second (ages, highlights, grace periods).
@@ -298,7 +309,7 @@ class ProcscopeApp(Actions, App):
             self.refresh_panes()
 
     def refresh_panes(self, force: bool = False) -> None:
-        if self.frozen and not force:
+        if (self.frozen or self.travelling_live) and not force:
             self.show_status(self.tree_pane.shown.processes if self.tree_pane.shown else 0)
             return
         self._drawn = time.monotonic()
@@ -320,8 +331,8 @@ class ProcscopeApp(Actions, App):
         named = lambda when, p: exec_row(when, p, derive.container_name(p, self.cache) if p.container else "")  # noqa: E731
         # The history (up to 20,000 processes) only while it is shown: in a storm it is the biggest list.
         history_shown = self.layout_now()[1] and self.panel.current == "history"
-        seen = [(p.key.ktime, p) for p in self.feed.seen.values()] if history_shown else []
-        for pane_id, entries, fmt in (("execs", self.feed.execs, named), ("exits", self.feed.exits, exit_row),
+        seen = [(p.key.ktime, p) for p in self.shown.seen.values()] if history_shown else []
+        for pane_id, entries, fmt in (("execs", self.shown.execs, named), ("exits", self.shown.exits, exit_row),
                                       ("history", seen, history_row)):  # fmt: skip
             shown = [e for e in reversed(entries) if match is None or match(e[1])]
             self.panes[pane_id].set_items(shown, lambda e, fmt=fmt: fmt(self.exporter.clock(e[0]), e[1]),
@@ -361,7 +372,7 @@ class ProcscopeApp(Actions, App):
         lost = c.lost
         where = ", ".join(f"{place} {n}" for place, n in c.where_lost())
         parts = [f"⚠ lost {lost}: {where} (L)" if lost else "lost 0"]
-        if self.travel is not None:
+        if self.travel is not None and (self.travel.at is not None or not self.travel.live):
             parts.append(self.travel.bar(self.exporter.clock(self.cache.now, 1)))
         throttled = sorted(t.path for t in self.cache.throttles.values() if t.active)
         if throttled:
@@ -390,7 +401,7 @@ class ProcscopeApp(Actions, App):
             self.show_detail()
             return
         # A process picked in a stream: select it in the tree if shown, show its detail anyway.
-        entries = self.feed.execs if message.view.id == "execs" else self.feed.exits
+        entries = self.shown.execs if message.view.id == "execs" else self.shown.exits
         proc = next((p for w, p in entries if (w, p.key) == message.key), None)
         if proc is None:
             return

@@ -13,6 +13,7 @@ from procscope.probes import wire
 from procscope.probes.counters import Counters
 from procscope.probes.events import CloneEvent, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
 from procscope.process import Process
+from procscope.window import Window
 
 from .rows import boot_now
 
@@ -49,8 +50,10 @@ def per_second(before: dict[str, int], after: dict[str, int], seconds: float) ->
 
 
 class Feed:
-    def __init__(self, source, exporter: Exporter):
+    def __init__(self, source, exporter: Exporter, window: Window | None = None):
+        """``window``: keeps the recent past for time travel (live sources)."""
         self.source = source
+        self.window = window
         self.cache = source.cache
         self.exporter = exporter
         # (event time, process): the time is formatted when the entry is drawn, if ever.
@@ -94,6 +97,8 @@ class Feed:
             if timed:
                 self._first_time = min(timed if self._first_time is None else [self._first_time, *timed])
         self.cache.expire(self.now())
+        if self.window is not None:
+            self.window.add(self.cache, events)
         return len(events), throttles
 
     def saw(self, proc: Process) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from procscope import query, themes
 from procscope.probes.collector import Collector
 from procscope.replay import Replay
+from procscope.window import Window
 
 from . import config
 from .app import ProcscopeApp
@@ -27,8 +28,9 @@ def run_monitor(args, collector: Collector | None, replay: Replay | None, warn: 
     source = ReplaySource(replay, grace) if replay is not None else LiveSource(collector, grace)
     if metrics is not None and not metrics(source.counters, source.cache):
         return 2
+    recent = Window(args.window, args.window_events) if replay is None else None
     app = ProcscopeApp(source, query_text=str(query.from_args(args)), snapshot_dir=args.snapshot_dir, theme=args.theme,
-                       config_path=config.default_path(), allow_signals=not args.no_signals)  # fmt: skip
+                       config_path=config.default_path(), allow_signals=not args.no_signals, window=recent)  # fmt: skip
     with screen_apart(app):
         app.run()
     if app.failure is not None:

@@ -1,7 +1,7 @@
 """Everything lost, and where: the kernel's sent_failed matrix per op and
 errno with totals and rates, user-space drops, cache misses, the events
 the per-cgroup rate limit suppressed (per cgroup, ⏸ while throttled); and
-what was received, for scale."""
+what was received, for scale (with what the spare ring took)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ def render_drops(counters: Counters, rates: dict[str, float], received: int = 0)
     t.add_column("/s", justify="right")
     blank = [""] * len(SENT_FAILED_NAMES)
     add_row(t, RECEIVED, *blank, str(received), f"{rates.get(RECEIVED, 0.0):.1f}", style="dim")
+    if counters.sent_spare:  # not lost: the main ring refused them, the spare one took them
+        add_row(t, "via spare ring", *blank, str(counters.sent_spare), "", style="dim")
     ops = counters.sent_failed
     throttled_now = set(counters.throttled_now)
     for name, total in loss_totals(counters).items():

@@ -24,7 +24,7 @@ GROUPS = (
     ("Panels", ("toggle_detail", "next_panel(1)", "next_panel(-1)", "panel('execs')", "panel('exits')",
                 "panel('history')", "panel('drops')", "close_panels")),
     ("Act", ("tag", "tag_children", "untag_all", "signal", "snapshot")),
-    ("Time travel (replays)", ("step_time(-1)", "step_time(1)", "step_event(-1)", "step_event(1)", "prompt('time')")),
+    ("Time travel (a replay, or the live window; Z: live)", ("step_time(-1)", "step_time(1)", "step_event(-1)", "step_event(1)", "prompt('time')")),
     ("Other", ("help", "cycle_theme", "quit")),
 )  # fmt: skip
 

@@ -1,0 +1,83 @@
+"""The live monitor's window of recent events (procscope.window), without
+a terminal: any moment in it rebuilds the cache exactly as a cache fed the
+same events up to that moment is, across checkpoints; it stays bounded;
+and a tree deeper than Python's recursion limit checkpoints all the same."""
+
+from __future__ import annotations
+
+import sys
+
+from procscope.cache import ROOT, ProcessCache
+from procscope.window import Window
+
+from .factories import HOST_NS, K, S, clone_event, exec_event, exit_event, session
+
+
+def state(cache: ProcessCache) -> dict:
+    """What the monitor shows of a cache: the tree (each process's depth and parent), images and states."""
+    return {p.key: (depth, p.tree_parent, p.binary, p.args, p.image and p.image.creds.euid, p.alive, p.in_grace)
+            for depth, p in cache.walk()}  # fmt: skip
+
+
+def storm(first_pid: int, n: int, t0: int) -> list:
+    """``n`` short processes, each cloned by init, exec'd and exited within 30 ms."""
+    out, init = [], K(1, 10)
+    for i in range(n):
+        pid, t = first_pid + i, t0 + i * 10**7
+        out += [clone_event(pid, t, init), exec_event(pid, t + 1, init, "/bin/true", (str(i),), cleanup=K(pid, t)),
+                exit_event(K(pid, t + 1), t + 3 * 10**7)]  # fmt: skip
+    return out
+
+
+def fed(window: Window, events: list, batch: int = 7) -> ProcessCache:
+    """A live cache fed in batches, the window told after each, as the monitor's feed does."""
+    cache = ProcessCache(grace_ns=S, host_ns=HOST_NS)
+    for i in range(0, len(events), batch):
+        chunk = events[i : i + batch]
+        cache.apply_all(chunk)
+        cache.expire()
+        window.add(cache, chunk)
+    return cache
+
+
+def truth(events: list, t: int) -> ProcessCache:
+    cache = ProcessCache(grace_ns=S, host_ns=HOST_NS)
+    cache.apply_all(ev for ev in events if ev.time <= t)
+    cache.expire(t)
+    return cache
+
+
+def test_any_moment_of_the_window_is_the_cache_as_it_was_then():
+    events = session() + storm(1000, 300, 3 * S)
+    window = Window(seconds=3600, max_events=200)  # a checkpoint every 100 events
+    live = fed(window, events)
+    timeline = window.timeline(live.now)
+    assert len(timeline.checkpoints) == 2 and timeline.start > 0  # the oldest events are gone
+    for t in range(timeline.start, timeline.end + 1, (timeline.end - timeline.start) // 37):
+        assert state(timeline.cache_at(t)) == state(truth(events, t)), t
+    assert state(timeline.cache_at(timeline.end)) == state(live)
+
+
+def test_it_stays_bounded_by_events_and_by_time():
+    window = Window(seconds=3600, max_events=100)
+    fed(window, session() + storm(1000, 500, 3 * S))
+    assert len(window) <= 100
+    by_time = Window(seconds=2.0, max_events=10**6)
+    live = fed(by_time, session() + storm(1000, 500, 3 * S))  # 5 s of events
+    assert live.now - by_time.start <= 2 * S
+    off = Window(seconds=0)
+    fed(off, session())
+    assert not off.enabled and off.timeline(0) is None
+
+
+def test_a_chain_deeper_than_the_recursion_limit_checkpoints():
+    depth = sys.getrecursionlimit() * 2
+    events, parent = [], ROOT
+    for pid in range(2, depth + 2):  # each forks the next: a tree as deep as that
+        events.append(exec_event(pid, pid * 10, parent, "/bin/sh", time=pid * 10))
+        parent = K(pid, pid * 10)
+    window = Window(seconds=3600, max_events=10**6)
+    live = fed(window, events, batch=depth // 3)
+    assert not window.failed
+    rebuilt = window.timeline(live.now).cache_at(live.now)
+    assert state(rebuilt) == state(live) and len(rebuilt.by_pid) == depth

@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import wire
 from .events import (
     Capabilities,
+    CapSets,
     CgroupEvent,
     CloneEvent,
     Credentials,
@@ -108,9 +109,10 @@ def decode_exit(data: bytes) -> ExitEvent:
 def decode_creds(data: bytes) -> CredsEvent:
     if len(data) < wire.CREDS.size:
         raise DecodeError(f"creds record of {len(data)} bytes, expected {wire.CREDS.size}")
-    _op, _f, _s, time, pid, ktime, tid, syscall, creds, ns = wire.CREDS.unpack_from(data)
+    _op, _f, _s, time, pid, ktime, tid, syscall, creds, ns, bnd, amb, old_bnd, old_amb, old_known = wire.CREDS.unpack_from(data)
     name = wire.CREDS_SYSCALLS[syscall] if syscall < len(wire.CREDS_SYSCALLS) else f"syscall {syscall}"
-    return CredsEvent(time, ProcessKey(pid, ktime), tid, name, _CREDS[creds], _NAMESPACES[ns])
+    return CredsEvent(time, ProcessKey(pid, ktime), tid, name, _CREDS[creds], _NAMESPACES[ns], CapSets(bnd, amb),
+                      CapSets(old_bnd, old_amb) if old_known else None)  # fmt: skip
 
 
 def decode_cgroup(data: bytes) -> CgroupEvent:

@@ -28,6 +28,13 @@ class Capabilities(msgspec.Struct, frozen=True, gc=False):
     inheritable: int
 
 
+class CapSets(msgspec.Struct, frozen=True, gc=False):
+    """The capability sets Tetragon's credentials leave out (procscope's own)."""
+
+    bounding: int
+    ambient: int
+
+
 class UserNamespace(msgspec.Struct, frozen=True, gc=False):
     level: int
     uid: int
@@ -133,6 +140,8 @@ class CredsEvent(msgspec.Struct, frozen=True, gc=False):
     syscall: str  # wire.CREDS_SYSCALLS
     creds: Credentials
     ns: Namespaces
+    sets: CapSets | None = None  # None: not known (a recording without them)
+    old_sets: CapSets | None = None  # before the call: the exec's or the last change's, when known
 
 
 class ExitEvent(msgspec.Struct, frozen=True, gc=False):

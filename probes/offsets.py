@@ -36,6 +36,7 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("cred", "cap_permitted"),
     ("cred", "cap_effective"),
     ("cred", "cap_ambient"),
+    ("cred", "cap_bset"),
     ("cred", "user_ns"),
     ("user_namespace", "level"),
     ("user_namespace", "owner"),

@@ -86,8 +86,9 @@ EXECVE_NS_AT, EXECVE_NS = 264, struct.Struct("<10I")
 EXECVE_REST = struct.Struct("<BBxxIQ" "QQ128x" "I4xQ" "8x" f"{EXECVE_CREDS.size}x" f"{EXECVE_NS.size}x" "I4xQ" "10IQQ4H")
 CLONE = struct.Struct("<BBxxIQ" "I4xQ" "IIII" "Q")
 EXIT = struct.Struct("<BBxxIQ" "I4xQ" "II")
-# MsgCommon | MsgExecveKey | tid, syscall | MsgGenericCred | MsgNamespaces
-CREDS = struct.Struct("<BBxxIQ" "I4xQ" "II" f"{EXECVE_CREDS.size}s" f"{EXECVE_NS.size}s")
+# MsgCommon | MsgExecveKey | tid, syscall | MsgGenericCred | MsgNamespaces | bounding, ambient now and
+# before | old_known
+CREDS = struct.Struct("<BBxxIQ" "I4xQ" "II" f"{EXECVE_CREDS.size}s" f"{EXECVE_NS.size}s" "QQQQI4x")
 # MsgCgroupEvent up to its path, which follows (up to CGROUP_PATH_LENGTH
 # bytes, NUL-terminated; the record ends after the NUL).
 CGROUP_HEADER = struct.Struct(
@@ -108,7 +109,7 @@ THROTTLE_NAMES = {THROTTLE_START: "THROTTLE_START", THROTTLE_STOP: "THROTTLE_STO
 RATE_OPS = ("exec", "clone", "exit")
 
 assert EXECVE_HEADER.size == 384 and CLONE.size == 56 and EXIT.size == 40 and CGROUP_HEADER.size == 216
-assert CREDS.size == 160
+assert CREDS.size == 200
 assert THROTTLE.size == 160
 assert struct.calcsize("<BBxxIQQQ") == EXECVE_NAME.start and EXECVE_NAME.stop - EXECVE_NAME.start == DOCKER_ID_LENGTH
 assert struct.calcsize("<BBxxIQQQ128sI4xQQ") == EXECVE_CREDS_AT and EXECVE_CREDS_AT + EXECVE_CREDS.size == EXECVE_NS_AT

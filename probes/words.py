@@ -91,6 +91,7 @@ CAPABILITIES = (
     "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
     "CAP_CHECKPOINT_RESTORE",
 )  # fmt: skip
+ALL_CAPS = (1 << len(CAPABILITIES)) - 1  # a full bounding set: every capability the kernel names
 # Tetragon's CapabilitiesType enum: the kernel's names, except bit 1, which
 # it calls DAC_OVERRIDE. protojson refuses any other spelling.
 TETRAGON_CAPABILITIES = tuple("DAC_OVERRIDE" if n == "CAP_DAC_OVERRIDE" else n for n in CAPABILITIES)

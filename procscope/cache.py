@@ -249,16 +249,20 @@ class ProcessCache:
 
     def _creds(self, ev: CredsEvent) -> Process | None:
         """Credentials or namespaces changed after exec: the image takes them,
-        the change is kept. None when nothing differs (the BPF side sends the
-        first call after an exec whatever it did)."""
+        the change is kept (with the bounding and ambient sets, which the
+        exec's layout lacks). None when nothing differs (a process exec'd
+        before the probes attached sends its first call whatever it did)."""
         proc = self.procs.get(ev.key)
         if proc is None or proc.image is None:
             self.counters.misses += 1  # its exec or clone was lost: nothing to change
             return None
         img = proc.image
-        if img.creds == ev.creds and img.ns == ev.ns:
+        old_sets = ev.old_sets or proc.cap_sets
+        if ev.sets is not None:
+            proc.cap_sets = ev.sets
+        if img.creds == ev.creds and img.ns == ev.ns and (old_sets is None or old_sets == ev.sets):
             return None
-        change = CredsChange(ev.time, ev.syscall, img.creds, img.ns, ev.creds, ev.ns)
+        change = CredsChange(ev.time, ev.syscall, img.creds, img.ns, ev.creds, ev.ns, old_sets, ev.sets)
         proc.image = msgspec.structs.replace(img, creds=ev.creds, ns=ev.ns, uid=ev.creds.euid)
         if proc.changes is None:
             proc.changes = []

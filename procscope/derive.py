@@ -127,11 +127,14 @@ def change_text(change: CredsChange, host_ns: dict[str, int]) -> str:
     old, new = change.old_creds, change.creds
     parts = [f"{name} {a}→{b}" for name, a, b in (("uid", old.uid, new.uid), ("euid", old.euid, new.euid),
              ("gid", old.gid, new.gid), ("egid", old.egid, new.egid)) if a != b]  # fmt: skip
-    gained, lost = new.caps.effective & ~old.caps.effective, old.caps.effective & ~new.caps.effective
-    if gained:
-        parts.append("caps +" + ",".join(n.removeprefix("CAP_") for n in words.cap_names(gained)))
-    if lost:
-        parts.append("caps -" + ",".join(n.removeprefix("CAP_") for n in words.cap_names(lost)))
+    changed = [("caps", old.caps.effective, new.caps.effective)]
+    if change.old_sets is not None and change.sets is not None:
+        changed += [("ambient", change.old_sets.ambient, change.sets.ambient),
+                    ("bounding", change.old_sets.bounding, change.sets.bounding)]  # fmt: skip
+    for name, before, after in changed:
+        for sign, bits in (("+", after & ~before), ("-", before & ~after)):
+            if bits:
+                parts.append(f"{name} {sign}" + ",".join(n.removeprefix("CAP_") for n in words.cap_names(bits)))
     moved = [name for name in NAMESPACES if getattr(change.ns, name) != getattr(change.old_ns, name)]
     if moved:
         parts.append("ns " + ",".join(moved) + (" (host's)" if not non_host_namespaces(change.ns, host_ns) else ""))

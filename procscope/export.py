@@ -14,6 +14,7 @@ import msgspec
 from procscope.probes import wire, words
 from procscope.probes.counters import Counters
 from procscope.probes.events import (
+    CapSets,
     CgroupEvent,
     CloneEvent,
     Credentials,
@@ -234,13 +235,17 @@ class Exporter:
         """procscope_creds: the process (as it is now) and its credentials and namespaces before and after."""
         body = {
             "process": self.process(proc), "syscall": change.syscall,
-            "old": self.creds_and_namespaces(change.old_creds, change.old_ns),
-            "new": self.creds_and_namespaces(change.creds, change.ns),
+            "old": self.creds_and_namespaces(change.old_creds, change.old_ns, change.old_sets),
+            "new": self.creds_and_namespaces(change.creds, change.ns, change.sets),
         }  # fmt: skip
         return self._wrap("procscope_creds", body, change.time)
 
-    def creds_and_namespaces(self, c: Credentials, ns: Namespaces) -> dict:
-        return {"process_credentials": self._credentials(c)[1], "ns": self._namespaces(ns)}
+    def creds_and_namespaces(self, c: Credentials, ns: Namespaces, sets: CapSets | None = None) -> dict:
+        out = {"process_credentials": self._credentials(c)[1], "ns": self._namespaces(ns)}
+        if sets is not None:  # the sets Tetragon's credentials leave out, when known
+            out["cap_sets"] = {"bounding": words.tetragon_cap_names(sets.bounding),
+                               "ambient": words.tetragon_cap_names(sets.ambient)}  # fmt: skip
+        return out
 
     def throttle_event(self, ev: ThrottleEvent) -> dict:
         """Tetragon's process_throttle; procscope adds the cgroup's id and
@@ -338,6 +343,10 @@ def _compact(event: dict) -> str:
         diff = [f"{k} {old.get(k)}→{new.get(k)}" for k in ("uid", "euid", "gid", "egid") if old.get(k) != new.get(k)]
         if old["caps"] != new["caps"]:
             diff.append("caps " + ",".join(new["caps"].get("effective", [])) or "none")
+        for name in ("bounding", "ambient") if "cap_sets" in c["old"] and "cap_sets" in c["new"] else ():
+            before, after = (set(c[side]["cap_sets"].get(name, [])) for side in ("old", "new"))
+            diff += [f"{name} {sign}{','.join(sorted(caps))}" for sign, caps in (("+", after - before), ("-", before - after))
+                     if caps]  # fmt: skip
         if c["old"]["ns"] != c["new"]["ns"]:
             diff.append("ns " + ",".join(n for n in c["new"]["ns"] if c["new"]["ns"][n] != c["old"]["ns"].get(n)))
         return f"🔑 creds   {event['node_name']} {c['process'].get('binary', '?')} {c['syscall']}: {'; '.join(diff)}"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from procscope.probes.events import Credentials, ExecEvent, ExitEvent, Namespaces, ProcessKey
+from procscope.probes.events import CapSets, Credentials, ExecEvent, ExitEvent, Namespaces, ProcessKey
 
 from .containers import Container
 
@@ -24,11 +24,15 @@ class CredsChange:
     old_ns: Namespaces
     creds: Credentials
     ns: Namespaces
+    old_sets: CapSets | None = None  # the bounding and ambient sets, when known
+    sets: CapSets | None = None
 
     @property
     def rose(self) -> bool:
-        """Privileges went up: euid to 0, effective capabilities gained, or a namespace joined."""
+        """Privileges went up: euid to 0, effective or ambient capabilities gained, or a namespace joined."""
         gained = self.creds.caps.effective & ~self.old_creds.caps.effective
+        if self.sets is not None and self.old_sets is not None:
+            gained |= self.sets.ambient & ~self.old_sets.ambient
         return (self.creds.euid == 0 != self.old_creds.euid) or bool(gained) or self.ns != self.old_ns
 
 
@@ -39,6 +43,7 @@ class Process:
     __slots__ = (
         "key", "image", "parent", "previous", "tree_parent", "children", "refs", "alive", "replaced", "in_grace",
         "exit", "exit_time", "not_found", "cgroup", "cgroup_id", "cgroup_name", "container", "seen", "changes",
+        "cap_sets",
     )  # fmt: skip
 
     def __init__(self, key: ProcessKey, image: ExecEvent | None, seen: int):
@@ -64,6 +69,7 @@ class Process:
         self.container: Container | None = None
         self.seen = seen  # event time this image was first seen
         self.changes: list[CredsChange] | None = None  # credentials or namespaces changed since the exec, oldest first
+        self.cap_sets: CapSets | None = None  # bounding and ambient, once a change after the exec told them
 
     @property
     def pid(self) -> int:

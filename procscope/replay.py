@@ -21,6 +21,7 @@ from procscope.probes import wire, words
 from procscope.probes.events import (
     NAMESPACES,
     Capabilities,
+    CapSets,
     CgroupEvent,
     CloneEvent,
     Credentials,
@@ -56,6 +57,14 @@ def _credentials(pc: dict, cap: dict, uid: int) -> Credentials:
         UserNamespace(_int(uns.get("level", 0)), _int(uns.get("uid", wire.UNKNOWN_ID)),
                       _int(uns.get("gid", wire.UNKNOWN_ID)), _int(uns.get("ns", {}).get("inum", 0))),
     )  # fmt: skip
+
+
+def _cap_sets(side: dict) -> CapSets | None:
+    """The bounding and ambient sets of a procscope_creds side, when recorded."""
+    sets = side.get("cap_sets") if isinstance(side, dict) else None
+    if not isinstance(sets, dict):
+        return None
+    return CapSets(words.cap_mask(sets.get("bounding", [])), words.cap_mask(sets.get("ambient", [])))
 
 
 def _namespaces(ns: dict) -> Namespaces:
@@ -204,7 +213,8 @@ class Replay:
         new = c["new"]
         pc = new.get("process_credentials", {})
         return CredsEvent(self._boot(time_text), key, _int(c["process"].get("tid", key.pid)), _text(c.get("syscall", "")),
-                          _credentials(pc, pc.get("caps", {}), _int(pc.get("euid", 0))), _namespaces(new.get("ns", {})))  # fmt: skip
+                          _credentials(pc, pc.get("caps", {}), _int(pc.get("euid", 0))), _namespaces(new.get("ns", {})),
+                          _cap_sets(new), _cap_sets(c.get("old", {})))  # fmt: skip
 
     def _cleanup_of(self, key: ProcessKey, parent: ProcessKey, own: dict) -> ProcessKey | None:
         """The image this exec replaced: recorded by procscope; in older

@@ -39,6 +39,14 @@ def drop_caps():
     data = (Data * 2)()  # all zero: every capability gone
     check(libc.capset(ctypes.byref(Header(0x20080522, 0)), data))
 
+def inherit(bit):
+    data = (Data * 2)()
+    check(libc.capget(ctypes.byref(Header(0x20080522, 0)), data))
+    data[bit // 32].inheritable |= 1 << bit % 32
+    check(libc.capset(ctypes.byref(Header(0x20080522, 0)), data))
+
+NET_BIND_SERVICE, NET_RAW = 10, 13
+
 CALLS = {
     "setresuid": lambda: check(libc.setresuid(65534, 65534, 65534)),
     "capset": drop_caps,
@@ -46,6 +54,9 @@ CALLS = {
     "setns": lambda: check(libc.setns(os.open(sys.argv[1], os.O_RDONLY), 0x40000000)),
     "unshare": lambda: check(libc.unshare(0x00020000)),
     "nothing": lambda: check(libc.prctl(15, b"renamed", 0, 0, 0)),
+    "capbset": lambda: check(libc.prctl(24, NET_RAW, 0, 0, 0)),  # PR_CAPBSET_DROP
+    "inherit": lambda: inherit(NET_BIND_SERVICE),
+    "ambient": lambda: check(libc.prctl(47, 2, NET_BIND_SERVICE, 0, 0)),  # PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE
 }
 for line in sys.stdin:
     CALLS[line.strip()]()
@@ -89,6 +100,8 @@ def assert_matches_proc(pid: int, proc) -> None:
     assert [str(x) for x in (c.gid, c.egid, c.sgid, c.fsgid)] == st["Gid"]
     assert c.caps.effective == int(st["CapEff"][0], 16) and c.caps.permitted == int(st["CapPrm"][0], 16)
     assert {n: getattr(proc.image.ns, n) for n in NAMESPACES if n in ns} == {n: ns[n] for n in NAMESPACES if n in ns}
+    if proc.cap_sets is not None:  # known once a change told them
+        assert proc.cap_sets.bounding == int(st["CapBnd"][0], 16) and proc.cap_sets.ambient == int(st["CapAmb"][0], 16)
 
 
 def finish(child: subprocess.Popen) -> None:
@@ -148,9 +161,27 @@ def test_unshare_of_the_mount_namespace_and_a_prctl_that_changes_nothing(live, s
     child, proc, cache = run(live, scratch, "nothing", "unshare", "nothing")
     try:
         assert_matches_proc(child.pid, proc)
-        assert [c.syscall for c in proc.changes] == ["unshare"]  # the prctl changed nothing: no change kept
+        assert [c.syscall for c in proc.changes] == ["unshare"]
         sent = live.matching(lambda e: isinstance(e, CredsEvent) and e.key == proc.key)
-        assert [e.syscall for e in sent] == ["prctl", "unshare"]  # only the first call after exec is sent regardless
+        assert [e.syscall for e in sent] == ["unshare"]  # the prctls changed nothing: not even sent
+    finally:
+        finish(child)
+
+
+@pytest.mark.bpf
+def test_the_bounding_set_dropped_and_an_ambient_capability_raised(live, scratch):
+    """The sets Tetragon's credentials leave out: a bounding drop is a change
+    (no rise), an ambient raise a rise; both as /proc says afterwards."""
+    child, proc, cache = run(live, scratch, "capbset", "inherit", "ambient")
+    try:
+        assert_matches_proc(child.pid, proc)
+        assert proc.cap_sets is not None and not proc.cap_sets.bounding & 1 << 13  # NET_RAW
+        drop, inherit, ambient = proc.changes
+        assert drop.syscall == "prctl" and not drop.rose
+        assert "bounding -NET_RAW" in derive.change_text(drop, cache.host_ns)
+        assert inherit.syscall == "capset" and inherit.creds.caps.inheritable == 1 << 10
+        assert ambient.rose and "ambient +NET_BIND_SERVICE" in derive.change_text(ambient, cache.host_ns)
+        assert "creds+" in derive.badges(proc, cache)
     finally:
         finish(child)
 
@@ -176,6 +207,8 @@ def test_events_include_creds_writes_old_and_new(scratch, tmp_path):
     assert creds["syscall"] == "setresuid"
     assert creds["old"]["process_credentials"]["euid"] == 0 and creds["new"]["process_credentials"]["euid"] == 65534
     assert creds["process"]["process_credentials"]["euid"] == 65534  # the process as it is now
+    assert creds["old"]["cap_sets"] == creds["new"]["cap_sets"]  # known since its exec, and unchanged
+    assert "CAP_SYS_ADMIN" in creds["new"]["cap_sets"]["bounding"]
     # A replay of the recording has the change too.
     snap = subprocess.run([sys.executable, "-m", "procscope", "snapshot", "--replay", str(tmp_path / "rec.jsonl"),
                            "--pid", str(child.pid)], cwd=REPO, capture_output=True, text=True)  # fmt: skip

@@ -191,6 +191,13 @@ struct msg_cgroup_event {
 /* Credentials and namespaces as they are after a successful credential or
  * namespace syscall (setuid…, capset, prctl, setns, unshare) that changed
  * them; the same layouts as the exec's. syscall: PS_SYS_* of probes.wire. */
+/* The capability sets Tetragon's layout leaves out, now and before the
+ * call (before: the exec's or the last message's, when known). */
+struct msg_cap_sets {
+	u64 bounding;
+	u64 ambient;
+};
+
 struct msg_creds_event {
 	struct msg_common common;
 	struct msg_execve_key current;
@@ -198,6 +205,10 @@ struct msg_creds_event {
 	u32 syscall;
 	struct msg_generic_cred creds;
 	struct msg_namespaces ns;
+	struct msg_cap_sets sets;
+	struct msg_cap_sets old_sets;
+	u32 old_known; /* old_sets were seen (at the exec, or a message before); else 0 */
+	u32 pad;
 };
 
 /* A cgroup crossed its rate limit (Tetragon's msg_throttle). */

@@ -38,9 +38,14 @@ struct proc_state {
 	u32 pad;
 };
 BPF_HASH(proc_state, u32, struct proc_state, MAX_PIDS);
-/* Digest of the credentials and namespaces last sent after exec, per
- * process (see creds_changed); forgotten at exec and exit. */
-BPF_TABLE("lru_hash", u32, u64, creds_seen, 16384);
+/* Per process exec'd while we run: a digest of its credentials and
+ * namespaces as last sent (at the exec, or after it: see creds_changed),
+ * and the capability sets the exec's layout leaves out; forgotten at exit. */
+struct creds_seen_val {
+	u64 digest;
+	struct msg_cap_sets sets;
+};
+BPF_TABLE("lru_hash", u32, struct creds_seen_val, creds_seen, 16384);
 
 #define PROBE_STATE_FULL 0
 #define PROBE_SENT_SPARE 1
@@ -250,7 +255,7 @@ static __always_inline u32 walk_path(const void *dentry, const void *vfsmnt, con
 	return w->len & 4095;
 }
 
-static __always_inline void read_creds(const void *task, struct msg_generic_cred *c, u64 *ambient)
+static __always_inline void read_creds(const void *task, struct msg_generic_cred *c, struct msg_cap_sets *sets)
 {
 	const void *cred = rd_ptr(task, PS_OFF(task_struct, cred));
 	c->uid = rd_u32(cred, PS_OFF(cred, uid));
@@ -266,7 +271,8 @@ static __always_inline void read_creds(const void *task, struct msg_generic_cred
 	c->caps.permitted = rd_u64(cred, PS_OFF(cred, cap_permitted));
 	c->caps.effective = rd_u64(cred, PS_OFF(cred, cap_effective));
 	c->caps.inheritable = rd_u64(cred, PS_OFF(cred, cap_inheritable));
-	*ambient = rd_u64(cred, PS_OFF(cred, cap_ambient));
+	sets->ambient = rd_u64(cred, PS_OFF(cred, cap_ambient));
+	sets->bounding = rd_u64(cred, PS_OFF(cred, cap_bset));
 	const void *uns = rd_ptr(cred, PS_OFF(cred, user_ns));
 	c->user_ns.level = rd_u32(uns, PS_OFF(user_namespace, level));
 	c->user_ns.uid = rd_u32(uns, PS_OFF(user_namespace, owner));
@@ -290,6 +296,19 @@ static __always_inline void read_namespaces(const void *task, struct msg_namespa
 	ns->time_child_inum = NS_INUM(nsp, time_ns_for_children, time_namespace);
 #endif
 	ns->user_inum = user_inum;
+}
+
+/* FNV-1a over the credentials and namespaces (contiguous in both the exec's
+ * and the creds message's layout) and the capability sets. */
+static __always_inline u64 creds_digest(const struct msg_generic_cred *creds, const struct msg_cap_sets *sets)
+{
+	const u32 *w = (const u32 *)creds;
+	u64 h = 1469598103934665603ULL;
+#pragma unroll
+	for (int i = 0; i < (sizeof(struct msg_generic_cred) + sizeof(struct msg_namespaces)) / 4; i++)
+		h = (h ^ w[i]) * 1099511628211ULL;
+	h = (h ^ sets->bounding) * 1099511628211ULL;
+	return (h ^ sets->ambient) * 1099511628211ULL;
 }
 
 /* The cgroup that identifies a container: the v2 cgroup, or on v1/hybrid
@@ -471,7 +490,6 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
 	 * exec "execve clone"; the init-tree mark stays with the process. */
 	struct proc_state *prev = proc_state.lookup(&tgid);
 	u32 prev_flags = prev ? prev->flags : 0;
-	creds_seen.delete(&tgid); /* the new image's credentials are the exec's */
 	ev->cleanup_key.pid = tgid;
 	ev->cleanup_key.pad = 0;
 	ev->cleanup_key.ktime = prev ? prev->ktime : start_key_ktime(task);
@@ -484,8 +502,8 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
 	ev->parent.ktime = key_ktime(ptgid, rparent);
 	ev->parent_flags = 0;
 
-	u64 ambient = 0;
-	read_creds(task, &ev->creds, &ambient);
+	struct creds_seen_val seen = {};
+	read_creds(task, &ev->creds, &seen.sets);
 	ev->creds.pad = 0;
 	p->uid = ev->creds.euid; /* what ps shows */
 #if PS_HAS(task_struct, loginuid)
@@ -497,6 +515,9 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
 	p->nspid = pid_nr_ns(task, &pidns);
 	read_namespaces(task, &ev->ns, ev->creds.user_ns.ns_inum);
 	ev->ns.pid_inum = pidns;
+	/* What a change after the exec is told apart from (creds_changed). */
+	seen.digest = creds_digest(&ev->creds, &seen.sets);
+	creds_seen.update(&tgid, &seen);
 
 	/* A pid namespace's init (global pid 1 is the host's) starts an init tree. */
 	u32 in_init = prev_flags & EVENT_IN_INIT_TREE;
@@ -514,7 +535,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
 	struct pre_exec *pre = pre_exec_creds.lookup(&tgid);
 	if (pre && pre->execveat)
 		p->flags = (p->flags & ~EVENT_EXECVE) | EVENT_EXECVEAT;
-	p->secureexec = exec_privileges(bprm, &ev->creds, ambient, pre);
+	p->secureexec = exec_privileges(bprm, &ev->creds, seen.sets.ambient, pre);
 	if (pre)
 		pre_exec_creds.delete(&tgid);
 	if (!rate_allows(task, now, RATE_EXEC))
@@ -742,22 +763,11 @@ RAW_TRACEPOINT_PROBE(cgroup_attach_task)
 }
 
 /* Credentials and namespaces changed after exec: at the exit of the
- * syscalls that change them, when they succeeded. A digest of what was last
- * sent per process (creds_seen) keeps calls that changed nothing (a daemon's setuid to
- * the uid it has, prctl(PR_SET_NAME)) from costing a record: only processes
- * whose credentials really change cost anything. The first call after an
- * exec is always sent (the exec's digest is not kept, which would cost every
- * exec); user space drops it when nothing differs from the exec. */
-
-static __always_inline u64 creds_digest(const struct msg_creds_event *ev)
-{
-	const u32 *w = (const u32 *)&ev->creds;
-	u64 h = 1469598103934665603ULL;
-#pragma unroll
-	for (int i = 0; i < (sizeof(ev->creds) + sizeof(ev->ns)) / 4; i++)
-		h = (h ^ w[i]) * 1099511628211ULL;
-	return h;
-}
+ * syscalls that change them, when they succeeded and something differs from
+ * what was last sent (creds_seen: the exec's, or the last message's), so a
+ * daemon's setuid to the uid it has, or prctl(PR_SET_NAME), costs no record.
+ * A process exec'd before we started has no entry: its first call is sent
+ * whatever it did (user space drops it when nothing differs from the image). */
 
 static __always_inline int creds_changed(long ret, u32 syscall)
 {
@@ -767,17 +777,20 @@ static __always_inline int creds_changed(long ret, u32 syscall)
 	if (!PS_TRACE_KTHREADS && is_kthread(task))
 		return 0;
 	struct msg_creds_event ev = {};
-	u64 ambient = 0;
-	read_creds(task, &ev.creds, &ambient);
+	read_creds(task, &ev.creds, &ev.sets);
 	ev.creds.pad = 0;
 	read_namespaces(task, &ev.ns, ev.creds.user_ns.ns_inum);
 	pid_nr_ns(task, &ev.ns.pid_inum);
 	u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	u64 digest = creds_digest(&ev);
-	u64 *seen = creds_seen.lookup(&tgid);
-	if (seen && *seen == digest)
-		return 0;
-	creds_seen.update(&tgid, &digest);
+	struct creds_seen_val now = { .digest = creds_digest(&ev.creds, &ev.sets), .sets = ev.sets };
+	struct creds_seen_val *seen = creds_seen.lookup(&tgid);
+	if (seen) {
+		if (seen->digest == now.digest)
+			return 0;
+		ev.old_sets = seen->sets;
+		ev.old_known = 1;
+	}
+	creds_seen.update(&tgid, &now);
 	set_common(&ev.common, MSG_OP_CREDS, sizeof(ev), bpf_ktime_get_boot_ns());
 	ev.current.pid = tgid;
 	ev.current.ktime = key_ktime(tgid, task);

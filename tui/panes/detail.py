@@ -7,6 +7,7 @@ import time
 from rich.table import Table
 from rich.text import Text
 from textual.containers import VerticalScroll
+from textual.css.query import NoMatches
 from textual.widgets import Static
 
 from procscope import derive
@@ -16,7 +17,7 @@ from procscope.export import Exporter
 from procscope.probes import wire
 from procscope.probes.events import NAMESPACES
 from procscope.probes.wire import UNKNOWN_ID
-from procscope.probes.words import cap_names, securebit_names
+from procscope.probes.words import ALL_CAPS, cap_names, securebit_names
 from procscope.process import Process
 
 from ..text import add_row
@@ -76,6 +77,11 @@ def render_detail(proc: Process | None, cache: ProcessCache, now: int, exporter:
         add_row(t, f"cap {name}", text if mine else Text("-", style="dim"))
     if pcaps is not None and any(getattr(c.caps, n) & ~getattr(pcaps, n) for n in ("permitted", "effective")):
         add_row(t, "", Text("in red: capabilities its parent lacked", style="dim"))
+    if proc.cap_sets is not None:  # known once a change after the exec told them
+        add_row(t, "cap ambient", " ".join(n.removeprefix("CAP_") for n in cap_names(proc.cap_sets.ambient)) or "-")
+        dropped = ALL_CAPS & ~proc.cap_sets.bounding
+        add_row(t, "cap bounding", "all but " + " ".join(n.removeprefix("CAP_") for n in cap_names(dropped))
+                if dropped else "all")  # fmt: skip
     for name in NAMESPACES:
         inum = getattr(img.ns, name)
         host = cache.host_ns.get(name)
@@ -108,4 +114,8 @@ class Detail(VerticalScroll):
         return self.query_one("#detail-body", Static).content
 
     def update(self, renderable, layout: bool = True) -> None:
-        self.query_one("#detail-body", Static).update(renderable, layout=layout)
+        try:
+            body = self.query_one("#detail-body", Static)
+        except NoMatches:  # its body already removed: the app is closing under a tick of its timer
+            return
+        body.update(renderable, layout=layout)

@@ -78,7 +78,7 @@ class Exporter:
         self.wall_offset = boot_to_wall_offset_ns() if wall_offset is None else wall_offset
         # Process objects by process, made again only when what they show changed (an exec's
         # parent is exported with each of its children: in a storm, a few parents, many times).
-        self._objects: dict[Process, tuple[tuple, dict]] = {}
+        self._objects: dict[Process, list] = {}
         self._exec_ids: dict[ProcessKey, str] = {}
         self._creds: dict[Credentials, tuple[dict, dict]] = {}
         self._ns: dict[Namespaces, dict] = {}
@@ -101,21 +101,32 @@ class Exporter:
         return f"{hms}.{wall % 1_000_000_000:09d}"[: 9 + digits]
 
     def process(self, proc: Process) -> dict:
+        out = dict(self._object(proc)[1])  # shallow: what it holds is never changed once made
+        out["refcnt"] = max(proc.refs, 0)
+        return out
+
+    def process_json(self, proc: Process) -> msgspec.Raw:
+        """The same object encoded, as json_line writes it: a stream writes
+        the same objects again and again (a storm's parent with each child,
+        an exit's process after its exec), so each is encoded once."""
+        entry = self._object(proc)
+        if entry[2] is None:
+            body = {k: v for k, v in entry[1].items() if k != "refcnt"}  # it changes: written apart, last
+            entry[2] = json_escaped(_json.encode(body).decode()).encode()[:-1]  # without its closing brace
+        return msgspec.Raw(b'%s,"refcnt":%d}' % (entry[2], max(proc.refs, 0)))
+
+    def _object(self, proc: Process) -> list:
+        """[what it shows, its object, that encoded without refcnt (None until asked)]."""
         # Everything the object shows but refcnt, compared by identity first.
         shows = (proc.image, proc.parent, proc.not_found, proc.container, proc.cgroup, proc.cgroup_id, proc.cgroup_name,
                  proc.previous, self.tetragon_only, self.wall_offset, self.node,
                  self.cache.where.info_of(proc.container))  # fmt: skip
         hit = self._objects.get(proc)
-        if hit is not None and hit[0] == shows:
-            out = dict(hit[1])  # shallow: what it holds is never changed once made
-        else:
+        if hit is None or hit[0] != shows:
             if len(self._objects) >= MEMO_LIMIT:
                 self._objects.clear()
-            out = self._process(proc)
-            self._objects[proc] = (shows, out)
-            out = dict(out)
-        out["refcnt"] = max(proc.refs, 0)
-        return out
+            hit = self._objects[proc] = [shows, self._process(proc), None]
+        return hit
 
     def _process(self, proc: Process) -> dict:
         p = proc.image
@@ -207,21 +218,24 @@ class Exporter:
     def _wrap(self, kind: str, body: dict, ktime: int) -> dict:
         return {kind: body, "node_name": self.node, "time": self.time(ktime)}
 
-    def _with_parent(self, body: dict, proc: Process) -> dict:
+    def _with_parent(self, body: dict, proc: Process, encoded: bool) -> dict:
         parent = self.cache.parent_of(proc)
         if parent is not None:
-            body["parent"] = self.process(parent)
+            body["parent"] = self.process_json(parent) if encoded else self.process(parent)
         return body
 
-    def exec_event(self, proc: Process) -> dict:
+    def exec_event(self, proc: Process, encoded: bool = False) -> dict:
+        """``encoded``: the process objects as process_json makes them (for json_line only)."""
         when = proc.image.time if proc.image else proc.key.ktime
-        return self._wrap("process_exec", self._with_parent({"process": self.process(proc)}, proc), when)
+        body = {"process": self.process_json(proc) if encoded else self.process(proc)}
+        return self._wrap("process_exec", self._with_parent(body, proc, encoded), when)
 
-    def exit_event(self, ev: ExitEvent, proc: Process) -> dict:
-        body = {"process": self.process(proc), "signal": ev.signal_name, "status": ev.status, "time": self.time(ev.time)}
+    def exit_event(self, ev: ExitEvent, proc: Process, encoded: bool = False) -> dict:
+        body = {"process": self.process_json(proc) if encoded else self.process(proc), "signal": ev.signal_name,
+                "status": ev.status, "time": self.time(ev.time)}  # fmt: skip
         if ev.core_dumped:
             body[EXTRA] = {"core_dumped": True}
-        return self._wrap("process_exit", self._with_parent(body, proc), ev.time)
+        return self._wrap("process_exit", self._with_parent(body, proc, encoded), ev.time)
 
     def clone_event(self, ev: CloneEvent) -> dict:
         body = {

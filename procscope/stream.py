@@ -49,6 +49,8 @@ class EventStream:
         self.query = query or Query()
         self.count = count
         self.wanted = frozenset().union(*(o.kinds for o in outputs))
+        # Only JSON lines: process objects go in encoded (Exporter.process_json); compact lines read them.
+        self._encoded = not any(o.compact for o in outputs)
         self._match = self.query.predicate(cache)
 
     def _emit(self, kind: str, obj: dict) -> bool:
@@ -78,9 +80,9 @@ class EventStream:
             return None
         if isinstance(ev, ExecEvent):
             kind = "procfs" if ev.flags & wire.FLAG_PROCFS else "exec"
-            return (kind, self.exporter.exec_event(proc)) if kind in self.wanted else None
+            return (kind, self.exporter.exec_event(proc, self._encoded)) if kind in self.wanted else None
         if isinstance(ev, ExitEvent):
-            return "exit", self.exporter.exit_event(ev, proc)
+            return "exit", self.exporter.exit_event(ev, proc, self._encoded)
         if isinstance(ev, CloneEvent) and "clone" in self.wanted:
             return "clone", self.exporter.clone_event(ev)
         if isinstance(ev, CredsEvent) and "creds" in self.wanted:  # proc: only when something changed

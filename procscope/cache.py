@@ -397,6 +397,14 @@ class ProcessCache:
         proc.tree_parent = tree_parent
         if not proc.visible:
             return
+        if parent is not None and parent is not proc and proc.children and self._within(parent, proc):
+            # The parent is below it: an orphan was given to this pid's image (the kernel's answer
+            # for now, ahead of the cache) before this one was known. That link goes, not this one.
+            below = parent
+            while below.tree_parent != proc.key:
+                below = self.procs[below.tree_parent]
+            init = self.by_pid.get(1)
+            self._set_tree_parent(below, init.key if init is not None and not self._within(init, below) else ROOT)
         if parent is not None and parent is not proc and parent.visible:
             if parent.children is None:
                 parent.children = {}

@@ -802,6 +802,25 @@ def _describe(item) -> str:
     return f"exit {k} t={item.time}"
 
 
+def test_an_exec_under_a_process_that_was_given_its_placeholder_makes_no_cycle():
+    """Found by the property below: B's parent A exits unseen (its pid is
+    reused), and the kernel says B's parent is now pid 6, known only as a
+    placeholder (the parent named by a clone whose exec is late). When 6's
+    exec arrives, its parent is B: the link B → 6 goes (B to init), not the
+    exec's, and the tree stays a tree."""
+    kernel_ppid = {2: 6}
+    cache = ProcessCache(grace_ns=GRACE, current_parent=kernel_ppid.get)
+    init = exec_event(1, 1, NOBODY, "/sbin/init", ns=pidns(HOST_PIDNS))
+    a = exec_event(3, 2, init.key, "/bin/a", ns=pidns(HOST_PIDNS))
+    b = exec_event(2, 3, a.key, "/bin/b", ns=pidns(HOST_PIDNS))
+    six = ProcessKey(6, 5)
+    cache.apply_all([init, a, b, clone_in(3, 6, six, 3)])  # pid 3 again, cloned by 6, whose exec is late
+    assert cache.get(b.key).tree_parent == six  # given to the placeholder, as the kernel said
+    cache.apply(exec_event(6, 5, b.key, "/bin/six", ns=pidns(HOST_PIDNS), time=7))
+    check_invariants(cache)
+    assert cache.get(six).tree_parent == b.key and cache.get(b.key).tree_parent == init.key
+
+
 @st.composite
 def histories(draw, subreapers: bool = True):
     """Kernel histories: half the time the newest task forks (deep chains,

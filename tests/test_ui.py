@@ -146,6 +146,14 @@ async def test_live_time_travel_through_the_window_while_events_keep_arriving(sc
         assert there is not None and there.alive and there.binary == sleeper
         assert not any(sleeper in row.plain for row in app.query_one("#exits").rows)  # it had not exited yet
         assert any(sleeper in row.plain for row in app.query_one("#execs").rows)
+        everything = pids(app.query_one("#tree"))
+        await pilot.press("backslash", *f"bin:{os.path.basename(sleeper)}", "enter")  # the moment, filtered
+        await pilot.pause()
+        shown = pids(app.query_one("#tree"))  # the path down to it, nothing else
+        assert proc.pid in shown and len(shown) < len(everything)
+        await pilot.press("backslash", "ctrl+u", "enter")
+        await pilot.pause()
+        assert app.travel.at is not None and not app.query
         done = await asyncio.create_subprocess_exec(later)  # behind the view
         await done.wait()
         assert await wait_for(pilot, lambda: any(k.pid == done.pid for k in app.feed.cache.procs))

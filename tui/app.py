@@ -306,10 +306,16 @@ class ProcscopeApp(Actions, App):
             self._pending = True
         elif n or self._pending or since >= 1.0:
             self._pending = False
-            self.refresh_panes()
+            if self.travelling_live:  # the moment shown does not change: the status line does
+                self._drawn = time.monotonic()
+                self.show_status(self.tree_pane.shown.processes if self.tree_pane.shown else 0)
+            else:
+                self.refresh_panes()
 
     def refresh_panes(self, force: bool = False) -> None:
-        if (self.frozen or self.travelling_live) and not force:
+        # Frozen, the live cache still changes behind the view: only the status line is drawn. A
+        # moment travelled to is a cache of its own: keys (filter, sort, fold) redraw it.
+        if self.frozen and not self.travelling_live and not force:
             self.show_status(self.tree_pane.shown.processes if self.tree_pane.shown else 0)
             return
         self._drawn = time.monotonic()

@@ -134,12 +134,13 @@ static __always_inline void emit(void *data, u64 size, u8 op)
 	}
 	long err = events.ringbuf_output(data, size, flags);
 	if (err < 0) {
-		/* Since 6.16 the ring's lock is a resilient spinlock, which can give
-		 * up at once (-EAGAIN, as for a full ring) when both CPUs reserve
-		 * together: on this VM a few dozen records in a 4-minute storm, the
-		 * ring 99% empty, the refusal within a microsecond, and a second try
-		 * at the same ring refused too more often than not. Another ring
-		 * (another lock) takes it; user space reads both. */
+		/* The ring refuses some records with room to spare (-EAGAIN, as
+		 * for a full ring), most likely its lock giving up (a resilient
+		 * spinlock since 6.16): on this VM a few dozen records in a
+		 * 4-minute storm, the ring 99% empty, each refusal within a
+		 * microsecond, and a second try at the same ring often refused
+		 * too (13 of 38, 58 of 69 in two runs). Another ring (another
+		 * lock) takes it; user space reads both. */
 		err = spare.ringbuf_output(data, size, flags);
 		if (err < 0)
 			count_failed(op, err);

@@ -13,8 +13,7 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass, field
 
-from procscope.probes import wire
-from procscope.probes.events import Event, ExecEvent
+from procscope.probes.events import Event
 
 from .cache import ProcessCache
 from .timetravel import Checkpoint, Timeline
@@ -43,13 +42,14 @@ class Window:
     def enabled(self) -> bool:
         return self.span_ns > 0
 
-    def add(self, cache: ProcessCache, events: list[Event]) -> None:
-        """After ``events`` were applied to ``cache`` (and its grace periods expired)."""
+    def add(self, cache: ProcessCache, events: list[Event], scanned: bool = False) -> None:
+        """After ``events`` were applied to ``cache`` (and its grace periods
+        expired); ``scanned``: they hold a /proc scan's processes."""
         if not self.enabled:
             return
         segments = self._segments
         # A /proc scan is not replayed (the second is applied with cache.rescan): a checkpoint after it.
-        if not segments or any(isinstance(ev, ExecEvent) and ev.flags & wire.FLAG_PROCFS for ev in events):
+        if not segments or scanned:
             self._checkpoint(cache)
             return
         current = segments[-1]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import sys
 
 from procscope.cache import ROOT, ProcessCache
+from procscope.probes import wire
+from procscope.probes.events import ExecEvent
 from procscope.window import Window
 
 from .factories import HOST_NS, K, S, clone_event, exec_event, exit_event, session
@@ -36,7 +38,7 @@ def fed(window: Window, events: list, batch: int = 7) -> ProcessCache:
         chunk = events[i : i + batch]
         cache.apply_all(chunk)
         cache.expire()
-        window.add(cache, chunk)
+        window.add(cache, chunk, any(isinstance(e, ExecEvent) and e.flags & wire.FLAG_PROCFS for e in chunk))
     return cache
 
 

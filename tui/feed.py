@@ -78,6 +78,7 @@ class Feed:
         if self.source.wall_offset is not None:
             self.exporter.wall_offset = self.source.wall_offset
         throttles = []
+        scanned = False  # the batch holds a /proc scan's processes
         for ev in events:
             proc = self.cache.apply(ev)
             if isinstance(ev, ThrottleEvent):
@@ -86,8 +87,11 @@ class Feed:
                 continue
             if isinstance(ev, (ExecEvent, CloneEvent)):
                 self.saw(proc)
-            if isinstance(ev, ExecEvent) and not ev.flags & wire.FLAG_PROCFS:  # found at start, not an exec
-                self.execs.append((ev.time, proc))
+            if isinstance(ev, ExecEvent):
+                if not ev.flags & wire.FLAG_PROCFS:  # else found at start, not an exec
+                    self.execs.append((ev.time, proc))
+                else:
+                    scanned = True
             elif isinstance(ev, ExitEvent):
                 self.exits.append((ev.time, proc))
         self.events_total += len(events)
@@ -98,7 +102,7 @@ class Feed:
                 self._first_time = min(timed if self._first_time is None else [self._first_time, *timed])
         self.cache.expire(self.now())
         if self.window is not None:
-            self.window.add(self.cache, events)
+            self.window.add(self.cache, events, scanned)
         return len(events), throttles
 
     def saw(self, proc: Process) -> None:

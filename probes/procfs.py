@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -21,7 +23,6 @@ TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 PF_KTHREAD = 0x00200000
 NS_GET_PARENT = 0xB702  # ioctl on a namespace fd (linux/nsfs.h)
 NS_GET_OWNER_UID = 0xB704
-UNREADABLE = object()  # a process the scan could not read
 
 
 def stat_fields(path: str) -> list[bytes]:
@@ -258,54 +259,174 @@ class Scan:
     unreadable: int = 0
 
 
-def scan(hierarchy: Hierarchy) -> Scan:
-    """Every running user-space process, each after its parent."""
-    out = Scan()
-    reader = Reader(hierarchy)
-    stats: dict[int, tuple[int, int, int]] = {}
-    keys: dict[int, ProcessKey] = {}
-    ppids: dict[int, int] = {}
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        pid = int(entry)
+class _Seen(msgspec.Struct, array_like=True, gc=False):
+    """One pid as a scanner saw it (msgpack between the helper and the caller)."""
+
+    pid: int
+    ppid: int = 0
+    ktime: int = 0
+    event: ExecEvent | None = None  # None: a zombie, or gone while read
+    unreadable: bool = False
+    listed: bool = True  # its stat was read (else it is only counted)
+
+
+_Chunks = list[tuple[int, list[_Seen]]]
+CHUNK = 64  # pids per claim: the last one either side waits for is a few ms
+MAX_CHUNKS = 8192  # their 2-byte tokens (16 KiB) fit an empty pipe, so writing them cannot block
+
+
+def _look(reader: Reader, pid: int) -> _Seen | None:
+    """One pid of the scan; None: gone, or a kernel thread."""
+    try:
+        ppid, kflags, ktime = _stat(pid)
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    except (OSError, ValueError, IndexError):
+        return _Seen(pid, unreadable=True, listed=False)
+    if kflags & PF_KTHREAD:
+        return None
+    try:
+        # The parent's start time is the merge's to fill in: the other scanner may hold it.
+        ev = reader.event(pid, ProcessKey(ppid, 0), (ppid, kflags, ktime))
+    except Exception:  # noqa: BLE001 - one process must not stop the scan: skipped and counted
+        return _Seen(pid, ppid, ktime, unreadable=True)
+    return _Seen(pid, ppid, ktime, ev)
+
+
+class ScanJob:
+    """The /proc scan on both cores: a forked helper and the caller take
+    chunks of pids from one pipe (a 2-byte read of 2-byte tokens is atomic,
+    so each chunk goes to exactly one of them). Threads would not help: most
+    of a scan is Python between system calls, under one GIL. Started early,
+    the helper scans while the caller does something else (the monitor
+    loads Textual); ``result()`` joins in. Whatever the helper did not
+    deliver (it failed, or was killed), the caller reads itself."""
+
+    def __init__(self, hierarchy: Hierarchy, helper: bool = True):
+        self.hierarchy = hierarchy
+        self._pids = [int(e) for e in os.listdir("/proc") if e.isdigit()]
+        self._size = max(CHUNK, -(-len(self._pids) // MAX_CHUNKS))
+        self._chunks = -(-len(self._pids) // self._size)
+        self._tokens, w = os.pipe()
+        os.write(w, b"".join(i.to_bytes(2, "little") for i in range(self._chunks)))
+        os.close(w)  # read() returns b"" once every token is taken
+        self._helper: int | None = None
+        self._out = -1
+        self.helped = 0  # chunks the helper delivered
+        if helper and self._chunks > 1:
+            self._fork()
+
+    def _fork(self) -> None:
         try:
-            ppid, kflags, ktime = _stat(pid)
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        except (OSError, ValueError, IndexError):
+            self._out = os.memfd_create("procscope-scan", os.MFD_CLOEXEC)
+            self._helper = os.fork()
+        except OSError:  # no helper: the caller reads everything
+            self._helper = None
+            return
+        if self._helper == 0:
+            status = 1
+            try:
+                data = msgspec.msgpack.encode(self._claim(Reader(self.hierarchy)))
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self._out, view) :]
+                status = 0
+            finally:
+                os._exit(status)  # noqa: B012 - the helper never returns into the caller's code
+
+    def _claim(self, reader: Reader) -> _Chunks:
+        done = []
+        while token := os.read(self._tokens, 2):
+            i = int.from_bytes(token, "little")
+            done.append((i, self._read(reader, i)))
+        return done
+
+    def _read(self, reader: Reader, i: int) -> list[_Seen]:
+        seen = (_look(reader, pid) for pid in self._pids[i * self._size : (i + 1) * self._size])
+        return [s for s in seen if s is not None]
+
+    def result(self) -> Scan:
+        reader = Reader(self.hierarchy)
+        done = dict(self._claim(reader))
+        helped = self._delivered()
+        self.helped = len(helped)
+        done |= helped
+        self.close()
+        for i in range(self._chunks):
+            if i not in done:
+                done[i] = self._read(reader, i)
+        return _merge(s for part in done.values() for s in part)
+
+    def _delivered(self) -> dict[int, list[_Seen]]:
+        if not self._helper:
+            return {}
+        _, status = os.waitpid(self._helper, 0)
+        self._helper = None
+        if os.waitstatus_to_exitcode(status) != 0:
+            return {}
+        with os.fdopen(os.dup(self._out), "rb") as f:
+            f.seek(0)  # the helper's writes moved the offset the two share
+            try:
+                return dict(msgspec.msgpack.decode(f.read(), type=_Chunks))
+            except msgspec.DecodeError:
+                return {}
+
+    def close(self) -> None:
+        """Stops the helper if it still runs (a job whose result is not wanted)."""
+        if self._helper:
+            os.kill(self._helper, signal.SIGKILL)
+            os.waitpid(self._helper, 0)
+            self._helper = None
+        for fd in (self._tokens, self._out):
+            if fd >= 0:
+                os.close(fd)
+        self._tokens = self._out = -1
+
+    def __enter__(self) -> ScanJob:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _merge(seen: Iterable[_Seen]) -> Scan:
+    """Parents before children (by pid among siblings), each event given its
+    parent's key, and a container's init tree marked."""
+    out = Scan()
+    by_pid: dict[int, _Seen] = {}
+    children: dict[int, list[int]] = {}
+    for s in seen:
+        if not s.listed:
             out.unreadable += 1
             continue
-        if kflags & PF_KTHREAD:
-            continue
-        keys[pid] = ProcessKey(pid, ktime)
-        stats[pid] = (ppid, kflags, ktime)
-        ppids[pid] = ppid
-        children.setdefault(ppid, []).append(pid)
-    order = []  # parents before children, by pid
-    stack = sorted((p for ppid, kids in children.items() if ppid not in keys for p in kids), reverse=True)
+        by_pid[s.pid] = s
+        children.setdefault(s.ppid, []).append(s.pid)
+    order = []
+    stack = sorted((p for ppid, kids in children.items() if ppid not in by_pid for p in kids), reverse=True)
     while stack:
         pid = stack.pop()
         order.append(pid)
         stack.extend(sorted(children.get(pid, ()), reverse=True))
-
-    def read(pid: int) -> ExecEvent | None:
-        try:
-            return reader.event(pid, keys.get(ppids[pid], ProcessKey(ppids[pid], 0)), stats[pid])
-        except Exception:  # noqa: BLE001 - one process must not stop the scan: skipped and counted
-            return UNREADABLE
-
-    # Threads would not help: reading /proc is system calls that do not run beside each other.
-    found = [read(pid) for pid in order]
     in_init_tree: dict[int, int] = {}  # pid → its pid namespace, for processes in a container's init tree
-    for pid, ev in zip(order, found, strict=True):
-        if ev is UNREADABLE:
+    for pid in order:
+        s = by_pid[pid]
+        if s.unreadable:
             out.unreadable += 1
-        elif ev is not None:
-            # As Tetragon: a pid namespace's init (not the host's) and what descends from it in that namespace.
-            if (ev.nspid == 1 and pid != 1) or in_init_tree.get(ppids[pid], -1) == ev.ns.pid:
-                in_init_tree[pid] = ev.ns.pid
-                ev = msgspec.structs.replace(ev, flags=ev.flags | wire.FLAG_IN_INIT_TREE)
-            out.events.append(ev)
+            continue
+        ev = s.event
+        if ev is None:
+            continue
+        parent = by_pid.get(s.ppid)
+        changes: dict = {"parent": ProcessKey(s.ppid, parent.ktime)} if parent is not None else {}
+        # As Tetragon: a pid namespace's init (not the host's) and what descends from it in that namespace.
+        if (ev.nspid == 1 and pid != 1) or in_init_tree.get(s.ppid, -1) == ev.ns.pid:
+            in_init_tree[pid] = ev.ns.pid
+            changes["flags"] = ev.flags | wire.FLAG_IN_INIT_TREE
+        out.events.append(msgspec.structs.replace(ev, **changes) if changes else ev)
     return out
+
+
+def scan(hierarchy: Hierarchy, helper: bool = False) -> Scan:
+    """Every running user-space process, each after its parent (``helper``:
+    on both cores, see ScanJob)."""
+    return ScanJob(hierarchy, helper).result()

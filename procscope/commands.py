@@ -313,12 +313,17 @@ def _live_snapshot(args, recent: deque) -> tuple[ProcessCache, Counters, str] | 
 
 # -- the monitor -------------------------------------------------------------------
 def ui(args) -> int:
-    from procscope.tui.main import run_monitor  # Textual loads only for the UI
-
     if args.replay:
+        from procscope.tui.main import run_monitor  # Textual loads only for the UI
+
         replay = _open_replay(args)
         return 2 if replay is None or not serve_metrics(args, None, None) else run_monitor(args, None, replay, warn)
-    return run_monitor(args, _collector(args), None, warn, lambda counters, cache: serve_metrics(args, counters, cache))
+    # The first /proc scan starts on the other core while this one loads Textual (a fork: no threads yet).
+    with procfs.ScanJob(cgroups.detect()) as scan:
+        from procscope.tui.main import run_monitor
+
+        return run_monitor(args, _collector(args), None, warn,
+                           lambda counters, cache: serve_metrics(args, counters, cache), scan)  # fmt: skip
 
 
 def serve(host: str, port: int, ui_args: list[str], allow_signals: bool) -> int:

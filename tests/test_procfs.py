@@ -2,7 +2,9 @@
 described exactly as the BPF programs would."""
 
 import os
+import signal
 import subprocess
+import time
 
 import psutil
 import pytest
@@ -67,3 +69,61 @@ def test_exit_of_a_process_older_than_procscope_matches_its_scan_key(scratch):
         collector.stop()
     assert [e.key for e in exits] == [scanned.key]
     assert exits[0].signal == 9
+
+
+@pytest.fixture
+def sleepers():
+    """A few hundred idle processes, so that the scan has many chunks to share."""
+    group = subprocess.Popen(["sh", "-c", "for i in $(seq 300); do sleep 600 & done; wait"], start_new_session=True)
+    deadline = time.monotonic() + 10
+    while len(psutil.Process(group.pid).children()) < 300 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield [p.pid for p in psutil.Process(group.pid).children()]
+    os.killpg(group.pid, signal.SIGKILL)
+    group.wait()
+
+
+def _ours(scan: procfs.Scan, pids) -> dict:
+    return {e.key.pid: e for e in scan.events if e.key.pid in set(pids)}
+
+
+def _helpers() -> list[psutil.Process]:
+    """The scan's helper: a child of this process that is a fork of it."""
+    me = psutil.Process()
+    return [p for p in me.children() if p.cmdline() == me.cmdline()]
+
+
+def test_scan_on_both_cores_equals_the_serial_scan(hostile, sleepers):
+    """The helper's half comes back through msgpack: hostile bytes, parent keys and order survive it."""
+    hierarchy = cgroups.detect()
+    mine = [*sleepers, *hostile.pids, os.getpid()]
+    serial = procfs.scan(hierarchy)
+    job = procfs.ScanJob(hierarchy)
+    time.sleep(1)  # the monitor loading Textual: the helper reads it all
+    shared = job.result()
+    assert job.helped > 1
+    assert _ours(shared, mine) == _ours(serial, mine)
+    assert len(_ours(shared, mine)) == len(mine)
+    position = {e.key.pid: i for i, e in enumerate(shared.events)}
+    for ev in shared.events:
+        if ev.parent.pid in position:
+            assert position[ev.parent.pid] < position[ev.key.pid]
+            assert shared.events[position[ev.parent.pid]].key == ev.parent
+    assert not _helpers()
+
+
+def test_scan_whose_helper_dies_is_still_complete(sleepers):
+    hierarchy = cgroups.detect()
+    job = procfs.ScanJob(hierarchy)
+    [helper] = _helpers()
+    helper.kill()
+    result = job.result()
+    assert len(_ours(result, sleepers)) == len(sleepers)
+    assert _ours(result, sleepers) == _ours(procfs.scan(hierarchy), sleepers)
+    assert not _helpers()
+
+
+def test_scan_not_wanted_leaves_no_helper_behind(sleepers):
+    with procfs.ScanJob(cgroups.detect()):
+        assert len(_helpers()) == 1
+    assert not _helpers()  # killed and reaped: no zombie either

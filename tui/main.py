@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from procscope import query, themes
 from procscope.probes.collector import Collector
+from procscope.probes.procfs import ScanJob
 from procscope.replay import Replay
 from procscope.window import Window
 
@@ -18,14 +19,15 @@ from .sources import LiveSource, ReplaySource
 
 
 def run_monitor(args, collector: Collector | None, replay: Replay | None, warn: Callable[[str], None],
-                metrics: Callable | None = None) -> int:  # fmt: skip
-    """``metrics(counters, cache)``: serves --metrics for a live source (False: it could not)."""
+                metrics: Callable | None = None, scan: ScanJob | None = None) -> int:  # fmt: skip
+    """``metrics(counters, cache)``: serves --metrics for a live source (False: it could not);
+    ``scan``: the first /proc scan, started before Textual was loaded."""
     if args.theme is not None and args.theme not in themes.all_names():
         warn(f"unknown theme {args.theme!r}; choose from {', '.join(themes.all_names())}")
         return 2
     grace = int(args.grace * 1e9)
     # Live: the probes attach behind the first frame (the source says so, or why they could not).
-    source = ReplaySource(replay, grace) if replay is not None else LiveSource(collector, grace)
+    source = ReplaySource(replay, grace) if replay is not None else LiveSource(collector, grace, scan)
     if metrics is not None and not metrics(source.counters, source.cache):
         return 2
     recent = Window(args.window, args.window_events) if replay is None else None

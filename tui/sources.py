@@ -55,10 +55,12 @@ class LiveSource(Source):
     label = "live BPF"
     live = True
 
-    def __init__(self, collector: Collector, grace_ns: int):
-        self.hierarchy = collector.hierarchy or cgroups.detect()
+    def __init__(self, collector: Collector, grace_ns: int, scan: procfs.ScanJob | None = None):
+        """``scan``: the first /proc scan, already under way (else taken at start)."""
+        self.hierarchy = scan.hierarchy if scan is not None else collector.hierarchy or cgroups.detect()
         super().__init__(live_cache(self.hierarchy, grace_ns))
         self.collector = collector
+        self._scan = scan
         self._pending: list[Event] = []
         self._attaching = False
         self._unreadable = 0  # in the first /proc scan, when it is the source's own
@@ -77,7 +79,8 @@ class LiveSource(Source):
             return
         self.label = "/proc, attaching probes…"
         # The scan first: compiling beside it would slow the first frame (both want a core).
-        found = procfs.scan(self.hierarchy)
+        found = self._scan.result() if self._scan is not None else procfs.scan(self.hierarchy)
+        self._scan = None
         self._pending, self._unreadable = found.events, found.unreadable
         self._attaching = True
         collector.log = self.notes.append  # while attaching: how (e.g. which kernel tree)
@@ -109,6 +112,8 @@ class LiveSource(Source):
         return c
 
     def stop(self) -> None:
+        if self._scan is not None:
+            self._scan.close()
         self.collector.stop()
 
 

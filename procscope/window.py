@@ -1,7 +1,8 @@
 """The live monitor's recent past, for time travel: a checkpoint of the
 cache every half window and the events since, so that any moment of the
-last ``seconds`` (and at most ``max_events`` events) can be rebuilt from
-the checkpoint before it and the events after that, up to the moment.
+last ``seconds`` (and at most ``max_events`` events, give or take the
+batch that crossed the line) can be rebuilt from the checkpoint before it
+and the events after that, up to the moment.
 
 Two segments are kept: the older one's checkpoint is the window's start.
 A checkpoint pickles the cache (60–110 ms and 1.8 MB at 10,000 processes,
@@ -36,6 +37,7 @@ class Window:
         self.max_events = max(2, max_events)
         self.failed = ""  # why it stopped keeping anything, if it had to
         self._segments: list[_Segment] = []
+        self._due = False  # a checkpoint is to be taken at the next add()
         self._cgroup_path = None
 
     @property
@@ -48,8 +50,13 @@ class Window:
         if not self.enabled:
             return
         segments = self._segments
-        # A /proc scan is not replayed (the second is applied with cache.rescan): a checkpoint after it.
-        if not segments or scanned:
+        # A /proc scan is not replayed (the second is applied with cache.rescan): a checkpoint after it,
+        # taken at the next call, so that it does not hold up the frame that shows the scan.
+        if scanned or not (segments or self._due):
+            self._due = True
+            return
+        if self._due:
+            self._due = False
             self._checkpoint(cache)
             return
         current = segments[-1]

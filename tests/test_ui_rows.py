@@ -20,8 +20,9 @@ from procscope.tui.columns import DEFAULT, Context, fit
 from procscope.tui.panes.process_tree import _Lines, group_text, row_text
 from procscope.tui.rows import GROUPS, Group, Rows, TreeModel, ViewOptions, process_rows
 from procscope.tui.sources import LiveSource, Source
+from procscope.tui.widgets.rows_view import RowsView
 
-from .conftest import SIZE, open_collector, pids, plain
+from .conftest import SIZE, open_collector, pids, plain, screen_text
 from .factories import DOCKER, HOST_NS, clone_event, exec_event, exit_event, namespaces
 
 S = 1_000_000_000
@@ -246,6 +247,30 @@ async def test_cursor_stays_on_its_process_when_rows_come_above(tmp_path):
         assert tree.selected_key == key and tree.cursor == cursor + 10
         assert tree.cursor - tree.scroll_offset.y == line  # at the same line on screen
         assert "129  key 129:129" in plain(app, app.query_one("#detail").content)
+
+
+async def test_rows_repainted_one_by_one_show_what_a_full_repaint_shows(tmp_path):
+    """Only changed lines are drawn again (an idle second draws none): the
+    screen must still be what drawing everything would show."""
+    init = K(1, 10)
+    sleepers = [exec_event(pid, pid, init, "/bin/sleep", (str(pid),)) for pid in range(100, 160)]
+    source = FeedSource([exec_event(1, 10, ROOT, "/sbin/init", flags=wire.FLAG_PROCFS), *sleepers])
+    app = ProcscopeApp(source, snapshot_dir=str(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("down", "down")
+        await pilot.pause(0.3)
+        for arrived in ([exit_event(K(110, 110), 10**12, 3)],  # one line changes
+                        [exec_event(99, 300, init, "/bin/arrived-above")]):  # every line moves down
+            before = screen_text(app)
+            source.pending = arrived
+            await pilot.pause(0.3)
+            partly = screen_text(app)
+            assert partly != before
+            for view in app.screen.query(RowsView):
+                view.refresh()
+            await pilot.pause()
+            assert screen_text(app) == partly
+        assert "✗ /bin/sleep 110" in partly and "├─ /bin/arrived-above" in partly
 
 
 async def test_g_cycles_grouping_and_headers_fold(tmp_path):

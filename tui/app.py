@@ -33,7 +33,7 @@ from .crash import crash_report
 from .feed import Feed
 from .palette import BindingCommands
 from .panes.detail import Detail, render_detail
-from .panes.drops import Drops, render_drops
+from .panes.drops import Drops
 from .panes.exec_stream import ExecStream, exec_row
 from .panes.exits import Exits, exit_row
 from .panes.history import History, history_row
@@ -144,7 +144,6 @@ class ProcscopeApp(Actions, App):
         self._pending = False  # events arrived and are not drawn yet
         self._detail_proc = None  # clicked in a stream but not in the tree: its detail shows anyway
         self._detail_shown: tuple | None = None  # what the detail pane was drawn from
-        self._drops_rows = -1
         self._banner = source.banner
         self.travel = None  # TimeTravel, while stepping through a replay or the live window
 
@@ -344,10 +343,7 @@ class ProcscopeApp(Actions, App):
             self.panes[pane_id].set_items(shown, lambda e, fmt=fmt: fmt(self.exporter.clock(e[0]), e[1]),
                                           lambda e: (e[0], e[1].key))  # fmt: skip
         rates = self.feed.sample()
-        drops = render_drops(self.feed.counters, rates, self.feed.events_total)
-        # Laid out only when its height may change: a layout redraws the whole screen.
-        self.widgets["drops"].update(drops, layout=drops.row_count != self._drops_rows)
-        self._drops_rows = drops.row_count
+        self.widgets["drops"].show(self.feed.counters, rates, self.feed.events_total)
         self.show_detail()
         self.show_status(rows.processes)
 
@@ -364,7 +360,8 @@ class ProcscopeApp(Actions, App):
         # only then may its height change; the next second's age of the same is a repaint.
         what = (proc, proc and (proc.image, proc.alive, proc.in_grace, proc.container, proc.cgroup),
                 group and (group.key, group.live, group.shown))  # fmt: skip
-        shown = (what, now // 10**9)
+        # Ages are shown in seconds, after an hour in minutes: the text, not the clock, says when.
+        shown = (what, derive.age_text(derive.age_ns(proc, now)) if proc else now // 10**9)
         if shown == self._detail_shown:
             return
         layout = self._detail_shown is None or self._detail_shown[0] != what

@@ -15,7 +15,31 @@ from ..feed import RECEIVED, THROTTLED, loss_totals
 from ..text import add_row
 
 
+Row = tuple[tuple[str, ...], str]  # cells, style
+
+
+def drop_rows(counters: Counters, rates: dict[str, float], received: int = 0) -> list[Row]:
+    blank = ("",) * len(SENT_FAILED_NAMES)
+    rows = [((RECEIVED, *blank, str(received), f"{rates.get(RECEIVED, 0.0):.1f}"), "dim")]
+    if counters.sent_spare:  # not lost: the main ring refused them, the spare one took them
+        rows.append((("via spare ring", *blank, str(counters.sent_spare), ""), "dim"))
+    ops = counters.sent_failed
+    throttled_now = set(counters.throttled_now)
+    for name, total in loss_totals(counters).items():
+        cells = tuple(str(ops[name].get(e, 0)) for e in SENT_FAILED_NAMES) if name in ops else blank
+        label, style = name, "bold red" if total else "" if name in ops else "dim"
+        if name.startswith(THROTTLED):
+            active = name[len(THROTTLED) :] in throttled_now
+            label, style = ("⏸ " + name, "bold yellow") if active else (name, "yellow")
+        rows.append(((label, *cells, str(total), f"{rates.get(name, 0.0):.1f}"), style))
+    return rows
+
+
 def render_drops(counters: Counters, rates: dict[str, float], received: int = 0) -> Table:
+    return _table(drop_rows(counters, rates, received))
+
+
+def _table(rows: list[Row]) -> Table:
     # One cell between columns, none at the edges: the errno names fit in 80 columns.
     t = Table(expand=True, box=None, padding=(0, 1), collapse_padding=True, pad_edge=False, header_style="bold")
     t.add_column("op", no_wrap=True)
@@ -23,21 +47,23 @@ def render_drops(counters: Counters, rates: dict[str, float], received: int = 0)
         t.add_column(err, justify="right", no_wrap=True)
     t.add_column("total", justify="right")
     t.add_column("/s", justify="right")
-    blank = [""] * len(SENT_FAILED_NAMES)
-    add_row(t, RECEIVED, *blank, str(received), f"{rates.get(RECEIVED, 0.0):.1f}", style="dim")
-    if counters.sent_spare:  # not lost: the main ring refused them, the spare one took them
-        add_row(t, "via spare ring", *blank, str(counters.sent_spare), "", style="dim")
-    ops = counters.sent_failed
-    throttled_now = set(counters.throttled_now)
-    for name, total in loss_totals(counters).items():
-        cells = [str(ops[name].get(e, 0)) for e in SENT_FAILED_NAMES] if name in ops else blank
-        label, style = name, "bold red" if total else "" if name in ops else "dim"
-        if name.startswith(THROTTLED):
-            active = name[len(THROTTLED) :] in throttled_now
-            label, style = ("⏸ " + name, "bold yellow") if active else (name, "yellow")
-        add_row(t, label, *cells, str(total), f"{rates.get(name, 0.0):.1f}", style=style)
+    for cells, style in rows:
+        add_row(t, *cells, style=style)
     return t
 
 
 class Drops(Static):
-    """Shows the table the app renders."""
+    """The losses table, drawn again only when a number in it changed."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._rows: list[Row] | None = None
+
+    def show(self, counters: Counters, rates: dict[str, float], received: int) -> None:
+        rows = drop_rows(counters, rates, received)
+        if rows == self._rows:
+            return
+        # Laid out only when its height may change: a layout redraws the whole screen.
+        layout = self._rows is None or len(rows) != len(self._rows)
+        self._rows = rows
+        self.update(_table(rows), layout=layout)

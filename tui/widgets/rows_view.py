@@ -14,7 +14,7 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -50,6 +50,10 @@ class RowsView(ScrollView, can_focus=True):
         self.keys: Sequence[Hashable] = []
         self._widest = header.cell_len if header is not None else 0  # of the rows rendered so far
         self._memo: dict = {}  # set_items: item → its Text
+        # What each line on screen was drawn from, and the view they were drawn in: set_rows
+        # repaints only the lines that changed (an idle second changes few or none).
+        self._painted: dict[int, tuple] = {}
+        self._painted_view: tuple | None = None
 
     def set_rows(self, rows: Sequence[Text], keys: Sequence[Hashable]) -> None:
         """Replace the rows, keeping the cursor on the same key when it is
@@ -68,7 +72,20 @@ class RowsView(ScrollView, can_focus=True):
         elif index != self.cursor:  # rows came or went above it: scroll along
             self.scroll_to(y=self.scroll_offset.y + index - self.cursor, animate=False, immediate=True)
         self.set_reactive(RowsView.cursor, index)
-        self.refresh()
+        self._repaint_changed()
+
+    def _view(self) -> tuple:
+        return self.scroll_offset, self.scrollable_content_region.size, self.has_focus, self.rich_style
+
+    def _repaint_changed(self) -> None:
+        if self._painted_view != self._view():
+            self.refresh()
+            return
+        width = max(self.virtual_size.width, self.size.width)
+        for y in range(self.scrollable_content_region.height):
+            painted = self._painted.get(y)
+            if painted is None or not _same(painted, self._line(y)):
+                self.refresh(Region(0, y, width, 1))
 
     def _resize(self, size: Size) -> None:
         """Set the virtual size without laying the screen out again (which
@@ -115,37 +132,58 @@ class RowsView(ScrollView, can_focus=True):
         if 0 <= row < len(self.rows):
             self.cursor = row
 
-    def render_line(self, y: int) -> Strip:
-        width = self.scrollable_content_region.width
-        scroll_x, scroll_y = self.scroll_offset
+    def _line(self, y: int) -> tuple[Text | None, Style | None]:
+        """What line ``y`` shows: its Text (None: blank) and the style over it."""
         if self.header is not None:
             if y == 0:
-                return self._strip(self.header, scroll_x, width, self.get_component_rich_style("rows-view--header"))
+                return self.header, self.get_component_rich_style("rows-view--header")
             y -= 1
-        index = y + scroll_y
+        index = y + self.scroll_offset.y
         if index >= len(self.rows):
-            return Strip.blank(width, self.rich_style)
+            return None, None
         style = self.get_component_rich_style("rows-view--cursor") if index == self.cursor and self.has_focus else None
         if style is None and index == self.cursor:
             style = Style(reverse=True)
-        text = self.rows[index]
+        return self.rows[index], style
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # The view once per paint, not per line (its styles are looked up through the CSS).
+        if (view := self._view()) != self._painted_view:
+            self._painted, self._painted_view = {}, view
+        return super().render_lines(crop)
+
+    def render_line(self, y: int) -> Strip:
+        (scroll_x, _), (width, _), _, base = self._painted_view or self._view()
+        text, style = self._painted[y] = self._line(y)
+        if text is None:
+            return Strip.blank(width, base)
         if text.cell_len > self._widest:  # lazily rendered rows: the scroll area widens as wider ones show
             self._widest = text.cell_len
             self.call_later(lambda: self._resize(Size(self._widest, self.virtual_size.height)))
-        return self._strip(text, scroll_x, width, style)
+        return self._strip(text, scroll_x, width, style, base)
 
-    def _strip(self, text: Text, scroll_x: int, width: int, style: Style | None) -> Strip:
+    def _strip(self, text: Text, scroll_x: int, width: int, style: Style | None, base: Style) -> Strip:
         if scroll_x == 0 and text.cell_len > width > 1:
             # Too long to show: elided with …, not cut (scrolling right shows the rest).
             text = text.copy()
             text.truncate(width, overflow="ellipsis")
         segments = list(text.render(self.app.console))
         strip = Strip(segments).crop(scroll_x, scroll_x + width).extend_cell_length(width)
-        base = self.rich_style
         strip = strip.apply_style(base)
         if style is not None:
             strip = Strip([Segment(s.text, (s.style or Style()) + style, s.control) for s in strip])
         return strip
+
+
+def _same(a: tuple[Text | None, Style | None], b: tuple[Text | None, Style | None]) -> bool:
+    (text_a, style_a), (text_b, style_b) = a, b
+    if style_a != style_b:
+        return False
+    if text_a is text_b:
+        return True
+    if text_a is None or text_b is None:
+        return False
+    return text_a.plain == text_b.plain and text_a.style == text_b.style and text_a.spans == text_b.spans
 
 
 class _Rendered(Sequence):

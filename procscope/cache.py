@@ -19,6 +19,7 @@ import dataclasses
 import pickle
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from typing import ClassVar
 
 import msgspec
 
@@ -167,19 +168,8 @@ class ProcessCache:
         """Record one event; return the process it concerns."""
         if ev.time > self.now:
             self.now = ev.time
-        if isinstance(ev, ExecEvent):
-            return self._exec(ev)
-        if isinstance(ev, CloneEvent):
-            return self._clone(ev)
-        if isinstance(ev, ExitEvent):
-            return self._exited(ev)
-        if isinstance(ev, CredsEvent):
-            return self._creds(ev)
-        if isinstance(ev, CgroupEvent):
-            return self._cgroup_event(ev)
-        if isinstance(ev, ThrottleEvent):
-            self._throttle(ev)
-        return None
+        handler = self._BY_TYPE.get(type(ev))  # one lookup, not a chain of isinstance, per event
+        return handler(self, ev) if handler is not None else None
 
     def _exec(self, ev: ExecEvent) -> Process:
         ev = self._shared.event(ev)
@@ -303,6 +293,11 @@ class ProcessCache:
                     if not self.still_running(self, proc):
                         self.counters.lost_exits += 1
                         self._end(proc, ev.time)
+
+    _BY_TYPE: ClassVar[dict[type, Callable]] = {
+        ExecEvent: _exec, CloneEvent: _clone, ExitEvent: _exited, CredsEvent: _creds, CgroupEvent: _cgroup_event,
+        ThrottleEvent: _throttle,
+    }  # fmt: skip
 
     # -- bookkeeping ---------------------------------------------------------
     def _find(self, key: ProcessKey) -> Process | None:

@@ -14,7 +14,6 @@ from procscope.probes.wire import SENT_FAILED_NAMES
 from ..feed import RECEIVED, THROTTLED, loss_totals
 from ..text import add_row
 
-
 Row = tuple[tuple[str, ...], str]  # cells, style
 
 

@@ -2,7 +2,7 @@
 only the visible lines are rendered, and the rows may be a lazy sequence
 that renders only those, so tens of thousands of rows cost nothing until
 they scroll into view (Textual's Tree and DataTable rebuild whole caches
-on every change)."""
+on every change); new rows repaint only the lines that show something else."""
 
 from __future__ import annotations
 

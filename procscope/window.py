@@ -37,12 +37,21 @@ class Window:
         self.max_events = max(2, max_events)
         self.failed = ""  # why it stopped keeping anything, if it had to
         self._segments: list[_Segment] = []
-        self._due = False  # a checkpoint is to be taken at the next add()
+        self._due = False  # a checkpoint is to be taken before the next events (see before)
         self._cgroup_path = None
 
     @property
     def enabled(self) -> bool:
         return self.span_ns > 0
+
+    def before(self, cache: ProcessCache) -> None:
+        """Before the next events are applied to ``cache``: the checkpoint
+        due since a /proc scan is taken now, of the cache as the scan left it
+        (not with the scan's batch, so that it does not hold up the frame
+        that shows the scan)."""
+        if self._due:
+            self._due = False
+            self._checkpoint(cache)
 
     def add(self, cache: ProcessCache, events: list[Event], scanned: bool = False) -> None:
         """After ``events`` were applied to ``cache`` (and its grace periods
@@ -50,13 +59,10 @@ class Window:
         if not self.enabled:
             return
         segments = self._segments
-        # A /proc scan is not replayed (the second is applied with cache.rescan): a checkpoint after it,
-        # taken at the next call, so that it does not hold up the frame that shows the scan.
-        if scanned or not (segments or self._due):
+        if scanned:  # a scan is not replayed (the second is applied with cache.rescan): a checkpoint after it
             self._due = True
             return
-        if self._due:
-            self._due = False
+        if not segments:
             self._checkpoint(cache)
             return
         current = segments[-1]

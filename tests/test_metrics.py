@@ -73,12 +73,17 @@ def settled(url: str) -> dict:
 def test_metrics_match_what_events_wrote_and_count_the_overflow(tmp_path, scratch):
     binary = unique_copy("/bin/true", scratch)
     out = tmp_path / "events.json"
-    # One page of ring buffer: a burst overflows it (EAGAIN on EXECVE), and the rest is still counted.
+    # One page of ring buffer and a reader that stalls (stopped, as on a machine too busy to run
+    # it): a burst overflows it (EAGAIN on EXECVE), and the rest is still counted.
     proc, url = start_events(["-o", str(out), "--ring-size", "4096"])
     try:
-        for _ in range(BURST):
-            pid = os.posix_spawn(binary, [binary], {})
-            os.waitpid(pid, 0)
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            for _ in range(BURST):
+                pid = os.posix_spawn(binary, [binary], {})
+                os.waitpid(pid, 0)
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
         m = settled(url)
     finally:
         err = stop(proc)

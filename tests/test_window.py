@@ -1,6 +1,7 @@
 """The live monitor's window of recent events (procscope.window), without
 a terminal: any moment in it rebuilds the cache exactly as a cache fed the
-same events up to that moment is, across checkpoints; it stays bounded;
+same events up to that moment is, across checkpoints; it holds every event
+after the /proc scan; it stays bounded;
 and a tree deeper than Python's recursion limit checkpoints all the same."""
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def fed(window: Window, events: list, batch: int = 7) -> ProcessCache:
     cache = ProcessCache(grace_ns=S, host_ns=HOST_NS)
     for i in range(0, len(events), batch):
         chunk = events[i : i + batch]
+        window.before(cache)
         cache.apply_all(chunk)
         cache.expire()
         window.add(cache, chunk, any(isinstance(e, ExecEvent) and e.flags & wire.FLAG_PROCFS for e in chunk))
@@ -60,10 +62,22 @@ def test_any_moment_of_the_window_is_the_cache_as_it_was_then():
     assert state(timeline.cache_at(timeline.end)) == state(live)
 
 
+def test_every_event_after_the_scan_is_in_the_window():
+    """The exec stream of a moment travelled to is the window's events: the
+    batch after the /proc scan's (its checkpoint waits for it) too."""
+    scan = [ev for ev in session() if isinstance(ev, ExecEvent) and ev.flags & wire.FLAG_PROCFS]
+    later = storm(1000, 20, 3 * S)
+    window = Window(seconds=3600)
+    fed(window, scan + later, batch=len(scan))  # the scan in a batch of its own, as the live source gives it
+    timeline = window.timeline(later[-1].time)
+    assert timeline.events == later
+    assert state(timeline.cache_at(timeline.start)) == state(truth(scan, timeline.start))
+
+
 def test_it_stays_bounded_by_events_and_by_time():
     window = Window(seconds=3600, max_events=100)
     fed(window, session() + storm(1000, 500, 3 * S))
-    assert len(window) < 100 + 7  # a segment ends with the batch that reached half of it
+    assert len(window) <= 100
     by_time = Window(seconds=2.0, max_events=10**6)
     live = fed(by_time, session() + storm(1000, 500, 3 * S))  # 5 s of events
     assert live.now - by_time.start <= 2 * S

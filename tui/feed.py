@@ -75,6 +75,8 @@ class Feed:
     def ingest(self) -> tuple[int, list[ThrottleEvent]]:
         """Apply what the source has; (how many events, the throttle events among them)."""
         events = self.source.drain()
+        if self.window is not None and events:
+            self.window.before(self.cache)
         if self.source.wall_offset is not None:
             self.exporter.wall_offset = self.source.wall_offset
         throttles = []

@@ -5,6 +5,7 @@ securebits and signals. Each table is read both ways."""
 
 from __future__ import annotations
 
+import functools
 import signal as _signal
 
 from . import wire
@@ -42,6 +43,12 @@ _FLAG_BITS = {word: bit for bit, word in PROCESS_FLAGS.items()}
 
 def flag_words(flags: int) -> list[str]:
     return [word for bit, word in PROCESS_FLAGS.items() if flags & bit]
+
+
+@functools.lru_cache(maxsize=256)
+def flag_text(flags: int) -> str:
+    """The flag words as Tetragon writes them: space-separated (few distinct values, one per export)."""
+    return " ".join(flag_words(flags))
 
 
 def flag_bits(words: str) -> int:

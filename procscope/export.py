@@ -82,6 +82,7 @@ class Exporter:
         self._exec_ids: dict[ProcessKey, str] = {}
         self._creds: dict[Credentials, tuple[dict, dict]] = {}
         self._ns: dict[Namespaces, dict] = {}
+        self._parts: dict[tuple[Credentials, Namespaces], dict[str, msgspec.Raw]] = {}
 
     def exec_id(self, key: ProcessKey) -> str:
         found = self._exec_ids.get(key)
@@ -111,9 +112,25 @@ class Exporter:
         an exit's process after its exec), so each is encoded once."""
         entry = self._object(proc)
         if entry[2] is None:
-            body = {k: v for k, v in entry[1].items() if k != "refcnt"}  # it changes: written apart, last
+            # What most processes share goes in as it was encoded for the first (cap names are
+            # most of a root process's object); refcnt changes: written apart, last.
+            body = entry[1] | self._encoded_parts(proc.image) if proc.image is not None else dict(entry[1])
+            del body["refcnt"]
             entry[2] = json_escaped(_json.encode(body).decode()).encode()[:-1]  # without its closing brace
         return msgspec.Raw(b'%s,"refcnt":%d}' % (entry[2], max(proc.refs, 0)))
+
+    def _encoded_parts(self, p: ExecEvent) -> dict[str, msgspec.Raw]:
+        """cap, ns and process_credentials of an image, each encoded once
+        for all the images that have them (nothing a process names: no escaping)."""
+        found = self._parts.get((p.creds, p.ns))
+        if found is None:
+            caps, credentials = self._credentials(p.creds)
+            found = {name: msgspec.Raw(_json.encode(obj))
+                     for name, obj in (("cap", caps), ("ns", self._namespaces(p.ns)), ("process_credentials", credentials))}  # fmt: skip
+            if len(self._parts) >= MEMO_LIMIT:
+                self._parts.clear()
+            self._parts[p.creds, p.ns] = found
+        return found
 
     def _object(self, proc: Process) -> list:
         """[what it shows, its object, that encoded without refcnt (None until asked)]."""
@@ -136,11 +153,7 @@ class Exporter:
                 "start_time": self.time(proc.key.ktime), "parent_exec_id": self.exec_id(proc.parent),
                 "refcnt": max(proc.refs, 0),
             }  # fmt: skip
-        c = p.creds
-        flags = p.flag_words
-        if proc.not_found:
-            flags.append("miss")
-        caps, credentials = self._credentials(c)
+        caps, credentials = self._credentials(p.creds)
         out = {
             "exec_id": self.exec_id(proc.key),
             "pid": proc.pid,
@@ -148,7 +161,7 @@ class Exporter:
             "cwd": p.cwd,
             "binary": p.binary,
             "arguments": " ".join(p.args),
-            "flags": " ".join(flags),
+            "flags": words.flag_text(p.flags | wire.FLAG_MISS if proc.not_found else p.flags),
             "start_time": self.time(proc.key.ktime),
             "auid": p.auid,
             "parent_exec_id": self.exec_id(proc.parent),
@@ -241,7 +254,7 @@ class Exporter:
         body = {
             "exec_id": self.exec_id(ev.key), "parent_exec_id": self.exec_id(ev.parent),
             "pid": ev.key.pid, "tid": ev.tid, "nspid": ev.nspid, "start_time": self.time(ev.key.ktime),
-            "flags": " ".join(words.flag_words(ev.flags)),
+            "flags": words.flag_text(ev.flags),
         }  # fmt: skip
         return self._wrap("procscope_clone", body, ev.time)
 
@@ -291,6 +304,8 @@ def binary_properties(p: ExecEvent) -> dict:
     privileges it raised (Tetragon names the setuid and setgid ones only for
     root), and the binary's inode when it has no link (deleted, or a memfd)."""
     out: dict = {}
+    if not p.privileges and (p.nlink or not p.ino):
+        return out  # most execs: nothing to tell
     if p.privileges & wire.EXECVE_SETUID:
         out["setuid"] = p.creds.euid
     if p.privileges & wire.EXECVE_SETGID:

@@ -315,7 +315,9 @@ class ProcessCache:
     def _create(self, key: ProcessKey, image: ExecEvent | None, parent: ProcessKey) -> Process:
         proc = Process(key, image, self.now)
         self.procs[key] = proc
-        self._link_parent(proc, parent)
+        proc.parent = parent  # new: no old parent to release
+        if parent != key and (up := self._find(parent)) is not None:
+            up.refs += 1
         return proc
 
     def _fill(self, proc: Process, image: ExecEvent | None, parent: ProcessKey) -> None:
@@ -390,7 +392,7 @@ class ProcessCache:
             if newest is not None and parent in self.exec_chain(newest):
                 parent, tree_parent = newest, newest.key
         proc.tree_parent = tree_parent
-        if not proc.visible:
+        if not (proc.alive or proc.in_grace):  # not shown: in no tree
             return
         if parent is not None and parent is not proc and proc.children and self._within(parent, proc):
             # The parent is below it: an orphan was given to this pid's image (the kernel's answer
@@ -400,7 +402,7 @@ class ProcessCache:
                 below = self.procs[below.tree_parent]
             init = self.by_pid.get(1)
             self._set_tree_parent(below, init.key if init is not None and not self._within(init, below) else ROOT)
-        if parent is not None and parent is not proc and parent.visible:
+        if parent is not None and parent is not proc and (parent.alive or parent.in_grace):
             if parent.children is None:
                 parent.children = {}
             parent.children[proc.key] = proc
@@ -414,9 +416,8 @@ class ProcessCache:
         if self.roots.pop(proc.key, None) is not None:
             self.on_change(None)
         up = self.procs.get(proc.tree_parent)
-        if up is not None and up.children:
+        if up is not None and up.children and up.children.pop(proc.key, None) is not None:
             self.on_change(up)
-            up.children.pop(proc.key, None)
             if not up.children:
                 up.children = None
 
@@ -440,8 +441,9 @@ class ProcessCache:
             proc.in_grace = True
             self._grace.append(proc)
             # Orphans (and zombies) go to a reaper, as in the kernel.
-            for child in list((proc.children or {}).values()):
-                self._set_tree_parent(child, self._reaper_for(child, proc))
+            if proc.children:
+                for child in list(proc.children.values()):
+                    self._set_tree_parent(child, self._reaper_for(child, proc))
         self._unref(proc)
 
     def _reaper_for(self, child: Process, dead: Process) -> ProcessKey:
@@ -480,13 +482,18 @@ class ProcessCache:
 
     def _unref(self, proc: Process) -> None:
         """Drop one reference; remove the images nobody needs any more."""
-        pending = [proc]
+        proc.refs -= 1
+        if proc.refs > 0 or proc.alive or proc.in_grace:
+            return  # most calls: still needed
+        pending = [proc]  # not recursion: a chain of parents may be as long as a process makes it
         while pending:
             proc = pending.pop()
-            proc.refs -= 1
-            if proc.refs > 0 or proc.alive or proc.in_grace or proc.key not in self.procs:
+            if proc.key not in self.procs:
                 continue
-            pending += self._remove(proc)
+            for named in self._remove(proc):
+                named.refs -= 1
+                if named.refs <= 0 and not named.alive and not named.in_grace:
+                    pending.append(named)
 
     def _remove(self, proc: Process) -> list[Process]:
         """Forget an image; returns the images it named (its parent and the
@@ -494,8 +501,9 @@ class ProcessCache:
         del self.procs[proc.key]
         self.counters.evicted += 1
         self._untree(proc)
-        for child in list((proc.children or {}).values()):
-            self._set_tree_parent(child, child.tree_parent)  # its tree parent is gone: a root now
+        if proc.children:
+            for child in list(proc.children.values()):
+                self._set_tree_parent(child, child.tree_parent)  # its tree parent is gone: a root now
         named = [self.procs.get(proc.parent) if proc.parent != proc.key else None]
         if proc.previous is not None:
             named.append(self.procs.get(proc.previous))
@@ -512,8 +520,9 @@ class ProcessCache:
             proc.in_grace = False
             gone += 1
             self._untree(proc)
-            for child in list((proc.children or {}).values()):
-                self._set_tree_parent(child, child.tree_parent)
+            if proc.children:
+                for child in list(proc.children.values()):
+                    self._set_tree_parent(child, child.tree_parent)
             if proc.refs <= 0 and proc.key in self.procs:
                 proc.refs += 1
                 self._unref(proc)

@@ -41,13 +41,14 @@ class Process:
     event has described yet."""
 
     __slots__ = (
-        "key", "image", "parent", "previous", "tree_parent", "children", "refs", "alive", "replaced", "in_grace",
+        "key", "pid", "image", "parent", "previous", "tree_parent", "children", "refs", "alive", "replaced", "in_grace",
         "exit", "exit_time", "not_found", "cgroup", "cgroup_id", "cgroup_name", "container", "seen", "changes",
         "cap_sets",
     )  # fmt: skip
 
     def __init__(self, key: ProcessKey, image: ExecEvent | None, seen: int):
         self.key = key
+        self.pid = key.pid  # a slot, not a property: read several times per event
         self.image = image
         # Exec identity, as Tetragon's: the process that cloned or exec'd this
         # image's task, as it was then (its parent_exec_id).
@@ -70,10 +71,6 @@ class Process:
         self.seen = seen  # event time this image was first seen
         self.changes: list[CredsChange] | None = None  # credentials or namespaces changed since the exec, oldest first
         self.cap_sets: CapSets | None = None  # bounding and ambient, once a change after the exec told them
-
-    @property
-    def pid(self) -> int:
-        return self.key.pid
 
     @property
     def binary(self) -> str:

@@ -33,6 +33,10 @@ class Terminal:
         self.stream = pyte.ByteStream(self.screen)
         self.changed = threading.Condition()
         self.updates = 0  # screen writes seen
+        # While held, what the monitor writes is read (it never blocks) but kept, not
+        # parsed: as a remote session's sshd forwards it. pyte, in Python, costs the
+        # machine more than the monitor's drawing does; lines() parses what was kept.
+        self._held: list[bytes] | None = None
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         self.master = master
@@ -59,18 +63,35 @@ class Terminal:
             if not data:
                 return
             with self.changed:
+                if self._held is not None:
+                    self._held.append(data)
+                    continue
                 self.stream.feed(data)
                 self.updates += 1
                 self.changed.notify_all()
 
+    def hold(self) -> None:
+        """Keep the output unparsed until lines() or wait() (see _held)."""
+        with self.changed:
+            if self._held is None:
+                self._held = []
+
+    def _release(self) -> None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            for data in held:
+                self.stream.feed(data)
+
     def lines(self) -> list[str]:
         with self.changed:
+            self._release()
             return list(self.screen.display)
 
     def wait(self, test: Callable[[list[str]], bool], timeout: float) -> float | None:
         """Seconds until the screen passed ``test`` (None: not within ``timeout``)."""
         start = time.monotonic()
         with self.changed:
+            self._release()
             while True:
                 if test(list(self.screen.display)):
                     return time.monotonic() - start

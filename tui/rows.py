@@ -203,7 +203,8 @@ def view_rows(cache: ProcessCache, procs: list[Process], depths: list[int],
     if opts.group == "none":
         if not opts.tree:
             shown = [p for p in procs if match is None or match(p)]
-            shown.sort(key=_sort_key(opts.sort, cache), reverse=opts.reverse)
+            # By pid (the default, and F5's view): the tree's own order key, in C.
+            shown.sort(key=_BY_PID if opts.sort == "PID" else _sort_key(opts.sort, cache), reverse=opts.reverse)
             return Rows(shown, [0] * len(shown), frozenset(), cache, {}, tree=False)
         if match is None and not folded:
             return Rows(procs, depths, folded, cache, {})  # the tree as it is: no copy

@@ -41,10 +41,11 @@ def header(lines: list[str]) -> str:
 
 class Monitor:
     """The monitor open during a storm: its CPU, its losses; with ``keys``,
-    key to screen (F5 twice a second, the screen parsed as it comes).
-    Without, as someone watching it: what it draws is read and parsed
-    after the storm (Terminal.hold), so that the storm's rate is not
-    charged with this benchmark's terminal emulator."""
+    key to screen (F5 twice a second: from the key sent to the arrival of
+    the bytes that show its effect). Without, as someone watching it: what
+    it draws is read as it comes and parsed after the storm (Terminal), so
+    that the storm's rate is not charged with this benchmark's terminal
+    emulator."""
 
     def __init__(self, size: tuple[int, int], keys: bool):
         self.size = size
@@ -59,15 +60,13 @@ class Monitor:
     def __call__(self, storm) -> None:
         term = Terminal([], *self.size)
         try:
-            ready = term.wait(lambda ls: "source: live BPF" in ls[0] and bool(header(ls)), 60)
+            ready = term.wait(lambda ls: "source: live BPF" in ls[0] and bool(header(ls)), 60, since=term.started)
             if ready is None:
                 raise RuntimeError("the monitor did not show the live tree:\n" + "\n".join(term.lines()))
             self.ready_s.append(ready)
             time.sleep(1.0)
             done = threading.Event()
             keys = threading.Thread(target=self._press, args=(term, done), daemon=True)
-            if not self.keys:
-                term.hold()
             cpu0, own0, t0 = measure.cpu_seconds(term.proc.pid), measure.cpu_seconds(), time.monotonic()
             if self.keys:
                 keys.start()

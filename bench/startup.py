@@ -37,12 +37,14 @@ def start_times(rounds: int) -> tuple[list[float], list[float]]:
     for _ in range(rounds):
         term = Terminal([], 200, 50)
         try:
-            if term.wait(tree_shown, 60) is None:
+            shown = term.wait(tree_shown, 60, since=term.started)
+            if shown is None:
                 raise RuntimeError("the monitor showed no tree:\n" + "\n".join(term.lines()))
-            tree.append(time.monotonic() - term.started)
-            if term.wait(lambda ls: "source: live BPF" in ls[0], 60) is None:
+            tree.append(shown)
+            attached = term.wait(lambda ls: "source: live BPF" in ls[0], 60, since=term.started)
+            if attached is None:
                 raise RuntimeError("the probes did not attach:\n" + "\n".join(term.lines()))
-            live.append(time.monotonic() - term.started)
+            live.append(attached)
         finally:
             term.quit()
     return tree, live

@@ -31,12 +31,14 @@ class Terminal:
                  command: list[str] | None = None):  # fmt: skip
         self.screen = pyte.Screen(cols, rows)
         self.stream = pyte.ByteStream(self.screen)
-        self.changed = threading.Condition()
-        self.updates = 0  # screen writes seen
-        # While held, what the monitor writes is read (it never blocks) but kept, not
-        # parsed: as a remote session's sshd forwards it. pyte, in Python, costs the
-        # machine more than the monitor's drawing does; lines() parses what was kept.
-        self._held: list[bytes] | None = None
+        # The reader only reads and notes when each chunk arrived; pyte (in Python, slower
+        # than the monitor's drawing) parses them when the screen is asked for. A terminal
+        # written in C shows bytes as they arrive, so "on screen" is when they arrived here;
+        # and nothing parses while no one looks, as a remote session's sshd only forwards.
+        self.arrived = threading.Condition()
+        self._chunks: list[tuple[float, bytes]] = []  # (when it arrived, what): not parsed yet
+        self._parsing = threading.Lock()  # one parser at a time; the reader never waits for it
+        self._parsed_at = 0.0  # when the last bytes parsed arrived
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         self.master = master
@@ -62,43 +64,39 @@ class Terminal:
                 return
             if not data:
                 return
-            with self.changed:
-                if self._held is not None:
-                    self._held.append(data)
-                    continue
-                self.stream.feed(data)
-                self.updates += 1
-                self.changed.notify_all()
+            with self.arrived:
+                self._chunks.append((time.monotonic(), data))
+                self.arrived.notify_all()
 
-    def hold(self) -> None:
-        """Keep the output unparsed until lines() or wait() (see _held)."""
-        with self.changed:
-            if self._held is None:
-                self._held = []
-
-    def _release(self) -> None:
-        if self._held is not None:
-            held, self._held = self._held, None
-            for data in held:
+    def _screen(self) -> tuple[list[str], float]:
+        """The screen with everything that arrived so far, and when the last of it arrived."""
+        with self._parsing:
+            with self.arrived:
+                chunks, self._chunks = self._chunks, []
+            for when, data in chunks:
                 self.stream.feed(data)
+                self._parsed_at = when
+            return list(self.screen.display), self._parsed_at
 
     def lines(self) -> list[str]:
-        with self.changed:
-            self._release()
-            return list(self.screen.display)
+        return self._screen()[0]
 
-    def wait(self, test: Callable[[list[str]], bool], timeout: float) -> float | None:
-        """Seconds until the screen passed ``test`` (None: not within ``timeout``)."""
-        start = time.monotonic()
-        with self.changed:
-            self._release()
-            while True:
-                if test(list(self.screen.display)):
-                    return time.monotonic() - start
-                left = start + timeout - time.monotonic()
-                if left <= 0:
-                    return None
-                self.changed.wait(left)
+    def wait(self, test: Callable[[list[str]], bool], timeout: float, since: float | None = None) -> float | None:
+        """Seconds from ``since`` (monotonic; default now) until the bytes
+        that made the screen pass ``test`` arrived (None: not within
+        ``timeout``). When several chunks are parsed at once, the last one's
+        arrival counts: never less than it took."""
+        start = time.monotonic() if since is None else since
+        while True:
+            lines, when = self._screen()
+            if test(lines):
+                return max(when - start, 0.0)
+            left = start + timeout - time.monotonic()
+            if left <= 0:
+                return None
+            with self.arrived:
+                if not self._chunks:
+                    self.arrived.wait(left)
 
     def press(self, key: str) -> None:
         os.write(self.master, KEYS.get(key, key).encode())

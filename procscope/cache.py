@@ -36,7 +36,7 @@ from procscope.probes.events import (
 )  # fmt: skip
 
 from .cgroup_index import CgroupIndex
-from .process import ROOT, CacheCounters, CredsChange, Process, Shared
+from .process import BY_PID, ROOT, CacheCounters, CredsChange, Process, Shared
 
 DEFAULT_GRACE_NS = 5_000_000_000
 MAX_CHANGES = 32  # credential changes kept per process (the oldest go first)
@@ -132,12 +132,12 @@ class ProcessCache:
     def walk(self, roots: Iterable[Process] | None = None) -> Iterator[tuple[int, Process]]:
         """Visible processes depth first by the kernel's parent links, each
         after its parent, ordered by pid: (depth, process)."""
-        stack = [(0, p) for p in sorted(self.roots.values() if roots is None else roots, key=_by_pid, reverse=True)]
+        stack = [(0, p) for p in sorted(self.roots.values() if roots is None else roots, key=BY_PID, reverse=True)]
         while stack:
             depth, proc = stack.pop()
             yield depth, proc
             if proc.children:
-                stack.extend((depth + 1, c) for c in sorted(proc.children.values(), key=_by_pid, reverse=True))
+                stack.extend((depth + 1, c) for c in sorted(proc.children.values(), key=BY_PID, reverse=True))
 
     def subtree(self, proc: Process) -> Iterator[Process]:
         return (p for _, p in self.walk([proc]))
@@ -569,10 +569,6 @@ class ProcessCache:
             if path is not None:
                 return path
         return ev.cgroup_name  # relative: only the leaf is known
-
-
-def _by_pid(proc: Process) -> tuple[int, int]:
-    return proc.key.pid, proc.key.ktime
 
 
 def unwatched(proc: Process | None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from operator import attrgetter
 
 import msgspec
 
@@ -41,7 +42,7 @@ class Process:
     event has described yet."""
 
     __slots__ = (
-        "key", "pid", "image", "parent", "previous", "tree_parent", "children", "refs", "alive", "replaced", "in_grace",
+        "key", "pid", "order", "image", "parent", "previous", "tree_parent", "children", "refs", "alive", "replaced", "in_grace",
         "exit", "exit_time", "not_found", "cgroup", "cgroup_id", "cgroup_name", "container", "seen", "changes",
         "cap_sets",
     )  # fmt: skip
@@ -49,6 +50,7 @@ class Process:
     def __init__(self, key: ProcessKey, image: ExecEvent | None, seen: int):
         self.key = key
         self.pid = key.pid  # a slot, not a property: read several times per event
+        self.order = (key.pid, key.ktime)  # BY_PID's key, made once: sorts compare it, in C
         self.image = image
         # Exec identity, as Tetragon's: the process that cloned or exec'd this
         # image's task, as it was then (its parent_exec_id).
@@ -80,16 +82,16 @@ class Process:
     def args(self) -> tuple[str, ...]:
         return self.image.args if self.image else ()
 
-    def __getstate__(self) -> list:
+    def __getstate__(self) -> tuple:
         # Children as keys, the cache's __setstate__ links them again: a
         # pickle of objects nested as deep as the tree (which any process
         # can make deep) would exceed Python's recursion limit.
-        state = [getattr(self, name) for name in self.__slots__]
+        state = _STATE(self)  # every slot in one C call: a checkpoint of a storm's cache holds 20,000
         if self.children is not None:
-            state[_CHILDREN] = list(self.children)
+            state = (*state[:_CHILDREN], list(self.children), *state[_CHILDREN + 1 :])
         return state
 
-    def __setstate__(self, state: list) -> None:
+    def __setstate__(self, state: tuple) -> None:
         for name, value in zip(self.__slots__, state, strict=True):
             setattr(self, name, value)
 
@@ -104,6 +106,7 @@ class Process:
 
 
 _CHILDREN = Process.__slots__.index("children")
+_STATE = attrgetter(*Process.__slots__)
 
 
 @dataclass
@@ -145,3 +148,8 @@ class Shared:
         if creds is ev.creds and ns is ev.ns and binary is ev.binary and cwd is ev.cwd and name is ev.cgroup_name:
             return ev
         return msgspec.structs.replace(ev, creds=creds, ns=ns, binary=binary, cwd=cwd, cgroup_name=name)
+
+
+# Children are listed, and the flat view sorted, by pid (then start time): a kept tuple, so
+# that sorting 10,000 rows builds no key (a third of the time of attrgetter("key.pid", "key.ktime")).
+BY_PID = attrgetter("order")

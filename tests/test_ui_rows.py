@@ -156,6 +156,47 @@ def test_incremental_rows_equal_rows_from_scratch(ops, seed):
                         assert rendered(lines[j]) == rendered(fresh)
 
 
+def test_a_storms_parent_with_many_children_changed_at_once():
+    """Hundreds of children of one parent come, exec and go between two
+    frames (a storm's second): the kept children lists, merged in one sort,
+    equal the rows from scratch, in the tree and in the flat list."""
+    init, shell = K(1, 10), K(50, 20)
+    cache = ProcessCache(host_ns=HOST_NS, grace_ns=3 * S)
+    cache.apply_all([exec_event(1, 10, ROOT, "/sbin/init", flags=wire.FLAG_PROCFS),
+                     exec_event(50, 20, init, "/bin/sh", flags=wire.FLAG_PROCFS)])  # fmt: skip
+    model = TreeModel(cache)
+    tree, flat = ViewOptions(), ViewOptions(tree=False)
+    pids = [1000 + (i * 7919) % 4000 for i in range(600)]  # out of order, as a busy machine's pids come
+    t = 100
+    for step in range(4):
+        batch = pids[step * 150 : (step + 1) * 150]
+        for pid in batch:
+            t += 10
+            cache.apply(clone_event(pid, t, shell))
+            cache.apply(exec_event(pid, t + 1, shell, "/bin/true", cleanup=K(pid, t)))
+        for pid in batch[::3]:  # a third exits at once; the rest stay
+            cache.apply(exit_event(cache.by_pid[pid].key, t + 2))
+        cache.expire(t + step * 2 * S)  # the earlier steps' exits leave the tree
+        for opts in (tree, flat):
+            assert signature(model.rows(None, opts)) == signature(process_rows(cache, None, opts))
+
+
+def test_a_view_of_the_last_walk_until_a_fresh_call():
+    """A key in a storm (fresh=False) shows the last frame's processes in
+    the new view; what changed since comes with the next fresh call."""
+    init = K(1, 10)
+    cache = ProcessCache(host_ns=HOST_NS)
+    cache.apply_all([exec_event(1, 10, ROOT, "/sbin/init", flags=wire.FLAG_PROCFS),
+                     exec_event(30, 20, init, "/bin/a"), exec_event(20, 30, init, "/bin/b")])  # fmt: skip
+    model = TreeModel(cache)
+    model.rows(None, ViewOptions())
+    cache.apply(exec_event(10, 40, init, "/bin/new"))
+    stale = model.rows(None, ViewOptions(tree=False), fresh=False)
+    assert [r.proc.pid for r in stale] == [1, 20, 30]  # sorted in the new view, without pid 10
+    assert model.rows(None, ViewOptions(tree=False), fresh=False) is stale
+    assert [r.proc.pid for r in model.rows(None, ViewOptions(tree=False))] == [1, 10, 20, 30]
+
+
 def grouped_events() -> list:
     """init and sshd on the host; a container (runc-init, busybox httpd, a
     shell under it); below that shell, a process moved to a host cgroup."""

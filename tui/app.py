@@ -139,7 +139,8 @@ class ProcscopeApp(Actions, App):
         self.panel_open: bool | None = None
         self._prompt_mode = "filter"
         self._last_search = ""
-        self._drawn = 0.0  # monotonic time of the last redraw
+        self._drawn = 0.0  # monotonic time of the last redraw with the events that had arrived
+        self._busy = False  # over BUSY_EVENTS in the last second: keys redraw what the last frame had
         self._recent: deque[int] = deque(maxlen=10)  # events per tick, the last second's
         self._pending = False  # events arrived and are not drawn yet
         self._detail_proc = None  # clicked in a stream but not in the tree: its detail shows anyway
@@ -296,11 +297,11 @@ class ProcscopeApp(Actions, App):
     def tick(self) -> None:
         # Redraw when something arrived, else once a second (ages, highlights, grace periods).
         # In a storm, at most every BUSY_REDRAW s: a frame costs the same for 10 events as
-        # for 1000, and keys still redraw at once (their actions do).
+        # for 1000, and keys still redraw at once (their actions do, from the last frame's rows).
         n = self.ingest()
         self._recent.append(n)
         since = time.monotonic() - self._drawn
-        busy = sum(self._recent) > BUSY_EVENTS
+        busy = self._busy = sum(self._recent) > BUSY_EVENTS
         if (n or self._pending) and since < (BUSY_REDRAW if busy else 0):
             self._pending = True
         elif n or self._pending or since >= 1.0:
@@ -309,20 +310,24 @@ class ProcscopeApp(Actions, App):
                 self._drawn = time.monotonic()
                 self.show_status(self.tree_pane.shown.processes if self.tree_pane.shown else 0)
             else:
-                self.refresh_panes()
+                self.refresh_panes(tick=True)
 
-    def refresh_panes(self, force: bool = False) -> None:
+    def refresh_panes(self, force: bool = False, tick: bool = False) -> None:
         # Frozen, the live cache still changes behind the view: only the status line is drawn. A
         # moment travelled to is a cache of its own: keys (filter, sort, fold) redraw it.
         if self.frozen and not self.travelling_live and not force:
             self.show_status(self.tree_pane.shown.processes if self.tree_pane.shown else 0)
             return
-        self._drawn = time.monotonic()
+        # In a storm a key (sort, filter, fold) redraws at once the processes the last frame had:
+        # bringing the tree up to the events since costs as much again, and the next tick does it.
+        fresh = tick or not self._busy
+        if fresh:
+            self._drawn = time.monotonic()
         match = self.query.predicate(self.cache) if self.query else None
         now = self.now()
         if self.tagged:
             self.tagged = {k for k in self.tagged if k in self.cache.procs}  # evicted: nothing to signal
-        rows = self.tree_model.rows(self.query, self.view)
+        rows = self.tree_model.rows(self.query, self.view, fresh=fresh)
         ctx = Context(self.cache, now, self.exporter.wall_offset)
         columns = tuple(self.shown_columns)
         tree = self.tree_pane
@@ -339,9 +344,8 @@ class ProcscopeApp(Actions, App):
         seen = [(p.key.ktime, p) for p in self.shown.seen.values()] if history_shown else []
         for pane_id, entries, fmt in (("execs", self.shown.execs, named), ("exits", self.shown.exits, exit_row),
                                       ("history", seen, history_row)):  # fmt: skip
-            shown = [e for e in reversed(entries) if match is None or match(e[1])]
-            self.panes[pane_id].set_items(shown, lambda e, fmt=fmt: fmt(self.exporter.clock(e[0]), e[1]),
-                                          lambda e: (e[0], e[1].key))  # fmt: skip
+            shown = list(reversed(entries)) if match is None else [e for e in reversed(entries) if match(e[1])]
+            self.panes[pane_id].set_items(shown, lambda e, fmt=fmt: fmt(self.exporter.clock(e[0]), e[1]))
         rates = self.feed.sample()
         self.widgets["drops"].show(self.feed.counters, rates, self.feed.events_total)
         self.show_detail()
@@ -404,10 +408,9 @@ class ProcscopeApp(Actions, App):
             self.show_detail()
             return
         # A process picked in a stream: select it in the tree if shown, show its detail anyway.
-        entries = self.shown.execs if message.view.id == "execs" else self.shown.exits
-        proc = next((p for w, p in entries if (w, p.key) == message.key), None)
-        if proc is None:
+        if message.key is None:
             return
+        proc = message.key[1]  # a stream's rows are its (time, process) entries
         tree = self.tree_pane
         if proc.key in tree.keys:
             tree.cursor = tree.keys.index(proc.key)  # its Selected message shows the detail

@@ -14,11 +14,10 @@ import time
 from bisect import insort
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
 
 from procscope.cache import ProcessCache
 from procscope.containers import Container
-from procscope.process import Process
+from procscope.process import BY_PID, Process
 from procscope.query import Query
 
 from .columns import COLUMNS
@@ -159,7 +158,6 @@ def _sort_key(sort: str, cache: ProcessCache) -> Callable[[Process], tuple]:
     return lambda p: (by(p, cache), p.pid, p.key.ktime)
 
 
-_BY_PID = attrgetter("key.pid", "key.ktime")  # as cache.walk orders children; C, not a Python call
 
 
 class _GroupKeys:
@@ -204,7 +202,7 @@ def view_rows(cache: ProcessCache, procs: list[Process], depths: list[int],
         if not opts.tree:
             shown = [p for p in procs if match is None or match(p)]
             # By pid (the default, and F5's view): the tree's own order key, in C.
-            shown.sort(key=_BY_PID if opts.sort == "PID" else _sort_key(opts.sort, cache), reverse=opts.reverse)
+            shown.sort(key=BY_PID if opts.sort == "PID" else _sort_key(opts.sort, cache), reverse=opts.reverse)
             return Rows(shown, [0] * len(shown), frozenset(), cache, {}, tree=False)
         if match is None and not folded:
             return Rows(procs, depths, folded, cache, {})  # the tree as it is: no copy
@@ -305,9 +303,11 @@ class TreeModel:
         self._view: tuple | None = None
         self._rows: Rows | None = None
 
-    def rows(self, query: Query | None, opts: ViewOptions) -> Rows:
+    def rows(self, query: Query | None, opts: ViewOptions, fresh: bool = True) -> Rows:
+        """``fresh`` False: the processes of the last walk, in this view (what
+        changed since waits for the next fresh call)."""
         view = (query or None, opts.tree, opts.sort, opts.reverse, opts.group, frozenset(opts.collapsed))
-        if self._changed or not self._walked:
+        if (self._changed and fresh) or not self._walked:
             self._walked = True
             self._order = self._walk()
         elif view == self._view and self._rows is not None:
@@ -340,8 +340,15 @@ class TreeModel:
                 del kids[parent]
                 continue
             new = [c for c in old if c not in changed]
-            for c in back.get(parent, ()):
-                insort(new, c, key=_BY_PID)
+            came = back.get(parent, ())
+            if len(came) > 8 + len(new) // 64:
+                # Many (a storm's parent, a second's children): one sort merging the two runs,
+                # not thousands of insertions each moving the list's tail.
+                new += came
+                new.sort(key=BY_PID)
+            else:
+                for c in came:
+                    insort(new, c, key=BY_PID)
             kids[parent] = new
         changed.clear()
 
@@ -353,7 +360,7 @@ class TreeModel:
         def children(parent: Process | None, members: dict) -> list[Process]:
             out = kids.get(parent)
             if out is None:
-                out = kids[parent] = sorted(members.values(), key=_BY_PID)
+                out = kids[parent] = sorted(members.values(), key=BY_PID)
             return out
 
         procs: list[Process] = []

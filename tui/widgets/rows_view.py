@@ -99,12 +99,12 @@ class RowsView(ScrollView, can_focus=True):
         if (self.show_vertical_scrollbar, self.show_horizontal_scrollbar) != bars:
             self.refresh(layout=True)
 
-    def set_items(self, items: Sequence, render: Callable[[Any], Text], key: Callable[[Any], Hashable]) -> None:
+    def set_items(self, items: Sequence[Hashable], render: Callable[[Any], Text]) -> None:
         """set_rows for items that do not change once shown (a stream's
-        entries): each is rendered when first drawn, and only once."""
+        entries), each its own key: rendered when first drawn, and only once."""
         if len(self._memo) > 2 * len(items) + 64:  # forget the entries no longer listed
             self._memo = {item: self._memo[item] for item in items if item in self._memo}
-        self.set_rows(_Rendered(items, render, self._memo), [key(item) for item in items])
+        self.set_rows(_Rendered(items, render, self._memo), items)
 
     @property
     def selected_key(self) -> Hashable | None:

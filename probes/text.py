@@ -83,3 +83,10 @@ def json_escaped(line: str) -> str:
     if line.isascii() and "\x7f" not in line:  # isascii is a flag of the string: most lines end here
         return line
     return _JSON_RAW.sub(lambda m: f"\\u{ord(m[0]):04x}", line) if _JSON_RAW.search(line) else line
+
+
+def json_escaped_bytes(line: bytes) -> bytes:
+    """json_escaped for a line of UTF-8 (as an encoder makes it): most are ASCII and pass as they are."""
+    if line.isascii() and b"\x7f" not in line:
+        return line
+    return json_escaped(line.decode()).encode()

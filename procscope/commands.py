@@ -88,14 +88,19 @@ def _finishing() -> None:
 
 # -- events ------------------------------------------------------------------------
 class _Stdout:
-    def write(self, line: str) -> None:
-        sys.stdout.write(line + "\n")
+    def __init__(self):
+        sys.stdout.flush()  # the lines go to its buffer, below the text layer
+        self._out = sys.stdout.buffer
+
+    def write(self, line: bytes) -> None:
+        self._out.write(line)
+        self._out.write(b"\n")
 
     def flush(self) -> None:
-        sys.stdout.flush()
+        self._out.flush()
 
     def close(self) -> None:
-        sys.stdout.flush()
+        self._out.flush()
 
 
 def _outputs(args) -> list[Output]:

@@ -24,7 +24,7 @@ from procscope.probes.events import (
     ProcessKey,
     ThrottleEvent,
 )
-from procscope.probes.text import json_escaped, printable
+from procscope.probes.text import json_escaped_bytes, printable
 
 from .accounts import user_name
 from .cache import Process, ProcessCache
@@ -32,6 +32,7 @@ from .process import CredsChange
 from .runtimes import ContainerInfo
 
 EXTRA = "procscope"  # procscope's own fields of a process object, under one key (tetra ignores it)
+_CORE_DUMPED = b',"%s":{"core_dumped":true}' % EXTRA.encode()  # an exit's own, as exit_event has it
 MEMO_LIMIT = 2048  # objects kept: each holds a process (evicted ones too, until cleared)
 _json = msgspec.json.Encoder()
 
@@ -76,6 +77,7 @@ class Exporter:
         self.node = node or os.uname().nodename
         self.tetragon_only = tetragon_only
         self.wall_offset = boot_to_wall_offset_ns() if wall_offset is None else wall_offset
+        self._node_json = json_escaped_bytes(_json.encode(self.node))
         # Process objects by process, made again only when what they show changed (an exec's
         # parent is exported with each of its children: in a storm, a few parents, many times).
         self._objects: dict[Process, list] = {}
@@ -106,18 +108,19 @@ class Exporter:
         out["refcnt"] = max(proc.refs, 0)
         return out
 
-    def process_json(self, proc: Process) -> msgspec.Raw:
-        """The same object encoded, as json_line writes it: a stream writes
-        the same objects again and again (a storm's parent with each child,
-        an exit's process after its exec), so each is encoded once."""
+    def process_json(self, proc: Process) -> tuple[bytes, bytes]:
+        """The same object encoded, as json_bytes writes it, in two parts to
+        be joined: a stream writes the same objects again and again (a
+        storm's parent with each child, an exit's process after its exec),
+        so each is encoded once, and only its refcnt each time."""
         entry = self._object(proc)
         if entry[2] is None:
             # What most processes share goes in as it was encoded for the first (cap names are
             # most of a root process's object); refcnt changes: written apart, last.
             body = entry[1] | self._encoded_parts(proc.image) if proc.image is not None else dict(entry[1])
             del body["refcnt"]
-            entry[2] = json_escaped(_json.encode(body).decode()).encode()[:-1]  # without its closing brace
-        return msgspec.Raw(b'%s,"refcnt":%d}' % (entry[2], max(proc.refs, 0)))
+            entry[2] = json_escaped_bytes(_json.encode(body))[:-1]  # without its closing brace
+        return entry[2], b',"refcnt":%d}' % max(proc.refs, 0)
 
     def _encoded_parts(self, p: ExecEvent) -> dict[str, msgspec.Raw]:
         """cap, ns and process_credentials of an image, each encoded once
@@ -231,24 +234,40 @@ class Exporter:
     def _wrap(self, kind: str, body: dict, ktime: int) -> dict:
         return {kind: body, "node_name": self.node, "time": self.time(ktime)}
 
-    def _with_parent(self, body: dict, proc: Process, encoded: bool) -> dict:
+    def _with_parent(self, body: dict, proc: Process) -> dict:
         parent = self.cache.parent_of(proc)
         if parent is not None:
-            body["parent"] = self.process_json(parent) if encoded else self.process(parent)
+            body["parent"] = self.process(parent)
         return body
 
-    def exec_event(self, proc: Process, encoded: bool = False) -> dict:
-        """``encoded``: the process objects as process_json makes them (for json_line only)."""
+    def exec_event(self, proc: Process) -> dict:
         when = proc.image.time if proc.image else proc.key.ktime
-        body = {"process": self.process_json(proc) if encoded else self.process(proc)}
-        return self._wrap("process_exec", self._with_parent(body, proc, encoded), when)
+        return self._wrap("process_exec", self._with_parent({"process": self.process(proc)}, proc), when)
 
-    def exit_event(self, ev: ExitEvent, proc: Process, encoded: bool = False) -> dict:
-        body = {"process": self.process_json(proc) if encoded else self.process(proc), "signal": ev.signal_name,
-                "status": ev.status, "time": self.time(ev.time)}  # fmt: skip
+    def exit_event(self, ev: ExitEvent, proc: Process) -> dict:
+        body = {"process": self.process(proc), "signal": ev.signal_name, "status": ev.status, "time": self.time(ev.time)}
         if ev.core_dumped:
             body[EXTRA] = {"core_dumped": True}
-        return self._wrap("process_exit", self._with_parent(body, proc, encoded), ev.time)
+        return self._wrap("process_exit", self._with_parent(body, proc), ev.time)
+
+    # The same two as lines of JSON (json_bytes of the above), joined from the process objects
+    # as process_json encoded them once: in a storm the two lines of every exec are ~8 KB each.
+    def exec_line(self, proc: Process) -> bytes:
+        when = proc.image.time if proc.image else proc.key.ktime
+        return b"".join((b'{"process_exec":{"process":', *self.process_json(proc), *self._parent_json(proc),
+                         b'},"node_name":', self._node_json, b',"time":"', self.time(when).encode(), b'"}'))  # fmt: skip
+
+    def exit_line(self, ev: ExitEvent, proc: Process) -> bytes:
+        when = self.time(ev.time).encode()
+        return b"".join((
+            b'{"process_exit":{"process":', *self.process_json(proc), b',"signal":', _json.encode(ev.signal_name),
+            b',"status":%d,"time":"%s"' % (ev.status, when), _CORE_DUMPED if ev.core_dumped else b"",
+            *self._parent_json(proc), b'},"node_name":', self._node_json, b',"time":"', when, b'"}',
+        ))  # fmt: skip
+
+    def _parent_json(self, proc: Process) -> tuple[bytes, ...]:
+        parent = self.cache.parent_of(proc)
+        return (b',"parent":', *self.process_json(parent)) if parent is not None else ()
 
     def clone_event(self, ev: CloneEvent) -> dict:
         body = {
@@ -341,11 +360,15 @@ def pod_object(info: ContainerInfo, nspid: int) -> dict:
     return out
 
 
-def json_line(event: dict) -> str:
+def json_bytes(event: dict) -> bytes:
     """One event as one line of JSON: valid UTF-8, no raw control character.
     msgspec's encoder: several times faster than json.dumps, and compact
     (no spaces), as Tetragon's own export."""
-    return json_escaped(_json.encode(event).decode())
+    return json_escaped_bytes(_json.encode(event))
+
+
+def json_line(event: dict) -> str:
+    return json_bytes(event).decode()
 
 
 def compact(event: dict) -> str:

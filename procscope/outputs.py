@@ -26,10 +26,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 MODE = 0o600
 BUFFER = 1 << 16
+# A stream's: in a storm 40 MB/s of 8 KB lines, flushed several times a second; the kernel's
+# page-cache write costs a third less per line in 1 MiB writes than in 64 KiB ones (measured here).
+STREAM_BUFFER = 1 << 20
 _BACKUP = re.compile(r"(?P<stamp>\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.\d{3})(?:-(?P<n>\d+))?")  # NAME-<this>.EXT
 
 
@@ -64,7 +67,7 @@ def check_target(path: str) -> bool:
     return False
 
 
-def _open_for_writing(path: str, special: bool) -> TextIO:
+def _open_for_writing(path: str, special: bool, binary: bool = False) -> TextIO | BinaryIO:
     flags = os.O_WRONLY | os.O_CLOEXEC
     if not special:
         flags |= os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
@@ -74,6 +77,8 @@ def _open_for_writing(path: str, special: bool) -> TextIO:
         raise OutputError(f"cannot open {path}: {_why(exc)}; choose a writable path") from None
     if not special:
         os.fchmod(fd, MODE)  # an existing file keeps its mode otherwise
+    if binary:
+        return open(fd, "wb", buffering=STREAM_BUFFER)
     # backslashreplace: procscope's text is valid UTF-8, but nothing may stop a recording.
     return open(fd, "w", encoding="utf-8", errors="backslashreplace", newline="\n", buffering=BUFFER)
 
@@ -110,20 +115,21 @@ class StreamFile:
         self._backlog: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._f = self._start()
 
-    def _start(self) -> TextIO:
+    def _start(self) -> BinaryIO:
         self._size = 0
         self._opened = time.monotonic()
-        return _open_for_writing(self.path, self.special)
+        return _open_for_writing(self.path, self.special, binary=True)
 
-    def write(self, line: str) -> None:
-        """One line (without its newline). OutputError when it cannot be written."""
+    def write(self, line: bytes) -> None:
+        """One line of UTF-8 (without its newline). OutputError when it cannot be written."""
         try:
-            self._f.write(line + "\n")
+            self._f.write(line)
+            self._f.write(b"\n")  # apart: a storm's lines are 8 KB, not copied to add one byte
         except OSError as exc:
             raise self._failed(exc) from None
         self.lines += 1
         if self.rotation:
-            self._size += len(line) + 1  # characters: close enough to bytes for a size limit
+            self._size += len(line) + 1
             self._maybe_rotate()
 
     def flush(self) -> None:

@@ -18,7 +18,7 @@ from procscope.probes.collector import Collector
 from procscope.probes.events import CgroupEvent, CloneEvent, CredsEvent, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
 
 from .cache import ANY_HIERARCHY, Process, ProcessCache
-from .export import Exporter, compact, json_line
+from .export import Exporter, compact, json_bytes
 from .query import Query
 
 INCLUDABLE = ("clone", "counters", "procfs", "cgroup", "creds")  # procscope's own kinds
@@ -28,8 +28,9 @@ RECORDED = TETRAGON_KINDS | set(INCLUDABLE)
 
 @dataclass
 class Output:
-    """One destination: ``write(line)`` and ``flush()`` (a StreamFile, or
-    stdout), the kinds it takes, and its format."""
+    """One destination: ``write(line)`` of one line as bytes, without its
+    newline, and ``flush()`` (a StreamFile, or stdout), the kinds it takes,
+    and its format."""
 
     sink: object
     kinds: frozenset[str]
@@ -49,26 +50,29 @@ class EventStream:
         self.query = query or Query()
         self.count = count
         self.wanted = frozenset().union(*(o.kinds for o in outputs))
-        # Only JSON lines: process objects go in encoded (Exporter.process_json); compact lines read them.
-        self._encoded = not any(o.compact for o in outputs)
+        # Only JSON lines: execs and exits are joined from process objects encoded once
+        # (Exporter.exec_line); compact lines are made from the events' objects.
+        self._lines = not any(o.compact for o in outputs)
         self._match = self.query.predicate(cache)
 
-    def _emit(self, kind: str, obj: dict) -> bool:
-        """Write one event to the outputs that take its kind; True once --count is reached."""
-        line = text = None
+    def _emit(self, kind: str, obj: dict | bytes) -> bool:
+        """Write one event (its object, or its line of JSON) to the outputs
+        that take its kind; True once --count is reached."""
+        line = obj if isinstance(obj, bytes) else None
+        text = None
         for out in self.outputs:
             if kind not in out.kinds:
                 continue
             if out.compact:
-                text = text or compact(obj)
+                text = text or compact(obj).encode("utf-8", "backslashreplace")
                 out.sink.write(text)
             else:
-                line = line or json_line(obj)
+                line = line or json_bytes(obj)
                 out.sink.write(line)
             out.written += 1
         return self.count is not None and self.outputs[0].written >= self.count
 
-    def _line_for(self, ev) -> tuple[str, dict] | None:
+    def _line_for(self, ev) -> tuple[str, dict | bytes] | None:
         proc = self.cache.apply(ev)
         if isinstance(ev, ThrottleEvent):
             return ("throttle", self.exporter.throttle_event(ev)) if self._throttle_matches(ev) else None
@@ -80,9 +84,11 @@ class EventStream:
             return None
         if isinstance(ev, ExecEvent):
             kind = "procfs" if ev.flags & wire.FLAG_PROCFS else "exec"
-            return (kind, self.exporter.exec_event(proc, self._encoded)) if kind in self.wanted else None
+            if kind not in self.wanted:
+                return None
+            return kind, self.exporter.exec_line(proc) if self._lines else self.exporter.exec_event(proc)
         if isinstance(ev, ExitEvent):
-            return "exit", self.exporter.exit_event(ev, proc, self._encoded)
+            return "exit", self.exporter.exit_line(ev, proc) if self._lines else self.exporter.exit_event(ev, proc)
         if isinstance(ev, CloneEvent) and "clone" in self.wanted:
             return "clone", self.exporter.clone_event(ev)
         if isinstance(ev, CredsEvent) and "creds" in self.wanted:  # proc: only when something changed

@@ -145,7 +145,7 @@ def test_rotation_keeps_the_newest_backups_compressed(scratch):
     path = os.path.join(scratch, "stream.json")
     f = StreamFile(path, Rotation(max_bytes=10_000, max_backups=2, compress=True))
     for i in range(2000):
-        f.write(json.dumps({"n": i, "pad": "x" * 40}))
+        f.write(json.dumps({"n": i, "pad": "x" * 40}).encode())
     f.close()
     backups = f.backups()
     assert len(backups) == 2 and all(b.endswith(".gz") for b in backups)

@@ -186,26 +186,34 @@ def test_replay_of_a_directory_is_one_line(tmp_path):
 
 
 def test_process_objects_encoded_once_are_the_objects_as_made_each_time():
-    """`events` writes process objects encoded once per process (a storm's
-    parent with every child): the lines are the same as from the objects
-    themselves, refcnt too, which changes between two lines of one object."""
+    """`events` joins its exec and exit lines from process objects encoded
+    once per process (a storm's parent with every child): the lines are the
+    events' objects, refcnt too, which changes between two lines of one
+    object, and a core dump's flag."""
     from procscope.export import json_line
     from procscope.probes import wire
+    from procscope.probes.events import ExitEvent
 
     from .factories import exec_event, exit_event
 
     cache = ProcessCache(host_ns=HOST_NS)
-    cache.apply_all(session())
     exporter = Exporter(cache, node="node-a")
+    exits = []
+    for ev in session():
+        proc = cache.apply(ev)
+        if isinstance(ev, ExitEvent):
+            exits.append(ev)
+            assert json.loads(exporter.exit_line(ev, proc)) == json.loads(json_line(exporter.exit_event(ev, proc)))
+    assert any(ev.core_dumped for ev in exits)
     procs = [p for p in cache.procs.values() if p.image is not None]
     for p in procs:
-        assert json.loads(json_line(exporter.exec_event(p, encoded=True))) == json.loads(json_line(exporter.exec_event(p)))
+        assert json.loads(exporter.exec_line(p)) == json.loads(json_line(exporter.exec_event(p)))
     sh = cache.by_pid[101]
-    before = json.loads(json_line(exporter.exec_event(sh, encoded=True)))["process_exec"]["process"]["refcnt"]
+    before = json.loads(exporter.exec_line(sh))["process_exec"]["process"]["refcnt"]
     cache.apply(exec_event(500, 3 * 10**9, sh.key, "/bin/child", time=3 * 10**9, flags=wire.FLAG_EXECVE))
-    line = json.loads(json_line(exporter.exec_event(sh, encoded=True)))
+    line = json.loads(exporter.exec_line(sh))
     assert line["process_exec"]["process"]["refcnt"] == before + 1 == json.loads(json_line(exporter.exec_event(sh)))[
         "process_exec"]["process"]["refcnt"]  # fmt: skip
     ev = exit_event(sh.key, 4 * 10**9)
     cache.apply(ev)
-    assert json.loads(json_line(exporter.exit_event(ev, sh, encoded=True))) == json.loads(json_line(exporter.exit_event(ev, sh)))
+    assert json.loads(exporter.exit_line(ev, sh)) == json.loads(json_line(exporter.exit_event(ev, sh)))

@@ -158,8 +158,6 @@ def _sort_key(sort: str, cache: ProcessCache) -> Callable[[Process], tuple]:
     return lambda p: (by(p, cache), p.pid, p.key.ktime)
 
 
-
-
 class _GroupKeys:
     """A process's group key, memoised per cgroup path (interned by the
     cache) and interned itself, so equal keys are the same object."""

@@ -118,9 +118,9 @@ async def run(n: int, rate: float, duration: float) -> dict:
         def state() -> tuple:
             return app.tree_pane.selected_key, app.view.tree, getattr(app.view, "group", None), str(app.query)
 
-        def timed(force: bool = False) -> None:
+        def timed(force: bool = False, tick: bool = False) -> None:
             t = time.perf_counter()
-            refresh(force)
+            refresh(force, tick)
             changes.append((time.perf_counter(), state()))
             frames.append(changes[-1][0] - t)
 
@@ -146,7 +146,7 @@ async def run(n: int, rate: float, duration: float) -> dict:
                 await asyncio.sleep(duration)
             else:
                 for _ in range(30):
-                    timed()
+                    timed(tick=True)
             rows = len(app.tree_pane.keys)
             latencies: dict[str, list[float]] = {}
             for typed, key in KEYS:

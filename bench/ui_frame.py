@@ -118,9 +118,9 @@ async def run(n: int, rate: float, duration: float) -> dict:
         def state() -> tuple:
             return app.tree_pane.selected_key, app.view.tree, getattr(app.view, "group", None), str(app.query)
 
-        def timed(force: bool = False, tick: bool = False) -> None:
+        def timed(*args, **kwargs) -> None:  # refresh_panes' own arguments, passed through
             t = time.perf_counter()
-            refresh(force, tick)
+            refresh(*args, **kwargs)
             changes.append((time.perf_counter(), state()))
             frames.append(changes[-1][0] - t)
 

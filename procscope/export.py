@@ -4,10 +4,12 @@ field names) and as compact one-line text."""
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import re
 import time
 from datetime import UTC, datetime
+from operator import attrgetter
 
 import msgspec
 
@@ -35,6 +37,12 @@ EXTRA = "procscope"  # procscope's own fields of a process object, under one key
 _CORE_DUMPED = b',"%s":{"core_dumped":true}' % EXTRA.encode()  # an exit's own, as exit_event has it
 MEMO_LIMIT = 2048  # objects kept: each holds a process (evicted ones too, until cleared)
 _json = msgspec.json.Encoder()
+# A template's per-process values (Exporter._own's) are marked by NUL, the slot's number, NUL:
+# encoded JSON never holds a raw NUL (msgspec writes \u0000).
+_SLOTS = tuple(msgspec.Raw(b"\x00%d\x00" % i) for i in range(7))
+_REFCNT = tuple(b',"refcnt":%d}' % n for n in range(64))  # the closing part of each object a line holds
+# An image's fields that its process object shows alike for every process (the rest: _own).
+_shared_fields = attrgetter(*(f for f in ExecEvent.__struct_fields__ if f not in {"time", "key", "tid", "nspid", "parent", "cleanup"}))
 
 
 def boot_to_wall_offset_ns() -> int:
@@ -85,6 +93,7 @@ class Exporter:
         self._creds: dict[Credentials, tuple[dict, dict]] = {}
         self._ns: dict[Namespaces, dict] = {}
         self._parts: dict[tuple[Credentials, Namespaces], dict[str, msgspec.Raw]] = {}
+        self._templates: dict[tuple, Template] = {}
 
     def exec_id(self, key: ProcessKey) -> str:
         found = self._exec_ids.get(key)
@@ -104,7 +113,10 @@ class Exporter:
         return f"{hms}.{wall % 1_000_000_000:09d}"[: 9 + digits]
 
     def process(self, proc: Process) -> dict:
-        out = dict(self._object(proc)[1])  # shallow: what it holds is never changed once made
+        entry = self._object(proc)
+        if entry[1] is None:
+            entry[1] = self._process(proc, self._own(proc))
+        out = dict(entry[1])  # shallow: what it holds is never changed once made
         out["refcnt"] = max(proc.refs, 0)
         return out
 
@@ -112,15 +124,38 @@ class Exporter:
         """The same object encoded, as json_bytes writes it, in two parts to
         be joined: a stream writes the same objects again and again (a
         storm's parent with each child, an exit's process after its exec),
-        so each is encoded once, and only its refcnt each time."""
+        so each is made once, and only its refcnt each time."""
         entry = self._object(proc)
         if entry[2] is None:
-            # What most processes share goes in as it was encoded for the first (cap names are
-            # most of a root process's object); refcnt changes: written apart, last.
-            body = entry[1] | self._encoded_parts(proc.image) if proc.image is not None else dict(entry[1])
-            del body["refcnt"]
-            entry[2] = json_escaped_bytes(_json.encode(body))[:-1]  # without its closing brace
-        return entry[2], b',"refcnt":%d}' % max(proc.refs, 0)
+            entry[2] = self._template(proc).fill([_json.encode(value) for value in self._own(proc)])
+        return entry[2], _REFCNT[proc.refs] if 0 <= proc.refs < len(_REFCNT) else b',"refcnt":%d}' % max(proc.refs, 0)
+
+    def _template(self, proc: Process) -> Template:
+        """The object of every process that shows the same but what _own
+        gives (a storm's children: one), encoded once."""
+        p = proc.image
+        info = self.cache.where.info_of(proc.container)
+        key = (_shared_fields(p) if p is not None else None, proc.not_found, proc.container, info, proc.cgroup,
+               proc.cgroup_id, proc.cgroup_name, proc.previous is not None, self.tetragon_only)  # fmt: skip
+        found = self._templates.get(key)
+        if found is None:
+            body = self._process(proc, _SLOTS)
+            if p is not None:  # cap, ns and credentials as encoded for the first (most of a root process's object)
+                body |= self._encoded_parts(p)
+            del body["refcnt"]  # changes: written apart, last
+            if len(self._templates) >= MEMO_LIMIT:
+                self._templates.clear()
+            found = self._templates[key] = Template(json_escaped_bytes(_json.encode(body))[:-1])
+        return found
+
+    def _own(self, proc: Process) -> tuple:
+        """What a process object shows that differs between processes of one template, in _SLOTS' order."""
+        p = proc.image
+        return (
+            self.exec_id(proc.key), proc.pid, self.time(proc.key.ktime), self.exec_id(proc.parent),
+            p.tid if p is not None else 0, p.nspid if p is not None else 0,
+            self.exec_id(proc.previous) if proc.previous is not None else None,
+        )  # fmt: skip
 
     def _encoded_parts(self, p: ExecEvent) -> dict[str, msgspec.Raw]:
         """cap, ns and process_credentials of an image, each encoded once
@@ -136,7 +171,7 @@ class Exporter:
         return found
 
     def _object(self, proc: Process) -> list:
-        """[what it shows, its object, that encoded without refcnt (None until asked)]."""
+        """[what it shows, its object, that encoded without refcnt (each None until asked)]."""
         # Everything the object shows but refcnt, compared by identity first.
         shows = (proc.image, proc.parent, proc.not_found, proc.container, proc.cgroup, proc.cgroup_id, proc.cgroup_name,
                  proc.previous, self.tetragon_only, self.wall_offset, self.node,
@@ -145,31 +180,32 @@ class Exporter:
         if hit is None or hit[0] != shows:
             if len(self._objects) >= MEMO_LIMIT:
                 self._objects.clear()
-            hit = self._objects[proc] = [shows, self._process(proc), None]
+            hit = self._objects[proc] = [shows, None, None]
         return hit
 
-    def _process(self, proc: Process) -> dict:
+    def _process(self, proc: Process, own: tuple) -> dict:
+        """The object; ``own``: what _own gives, or _SLOTS for a template."""
+        exec_id, pid, start_time, parent_exec_id, tid, nspid, previous_exec_id = own
         p = proc.image
         if p is None:  # a placeholder: only its identity is known
             return {
-                "exec_id": self.exec_id(proc.key), "pid": proc.pid, "flags": "miss",
-                "start_time": self.time(proc.key.ktime), "parent_exec_id": self.exec_id(proc.parent),
+                "exec_id": exec_id, "pid": pid, "flags": "miss", "start_time": start_time, "parent_exec_id": parent_exec_id,
                 "refcnt": max(proc.refs, 0),
             }  # fmt: skip
         caps, credentials = self._credentials(p.creds)
         out = {
-            "exec_id": self.exec_id(proc.key),
-            "pid": proc.pid,
+            "exec_id": exec_id,
+            "pid": pid,
             "uid": p.uid,
             "cwd": p.cwd,
             "binary": p.binary,
             "arguments": " ".join(p.args),
             "flags": words.flag_text(p.flags | wire.FLAG_MISS if proc.not_found else p.flags),
-            "start_time": self.time(proc.key.ktime),
+            "start_time": start_time,
             "auid": p.auid,
-            "parent_exec_id": self.exec_id(proc.parent),
+            "parent_exec_id": parent_exec_id,
             "refcnt": max(proc.refs, 0),
-            "tid": p.tid,
+            "tid": tid,
             "cap": caps,
             "ns": self._namespaces(p.ns),
             "process_credentials": credentials,
@@ -184,17 +220,17 @@ class Exporter:
             out["docker"] = proc.container.tetragon_id
             info = self.cache.where.info_of(proc.container)
             if info is not None and info.pod is not None:
-                out["pod"] = pod_object(info, p.nspid)
+                out["pod"] = pod_object(info, nspid)
         if not self.tetragon_only:
-            own: dict = {
-                "nspid": p.nspid,
+            extra: dict = {
+                "nspid": nspid,
                 "cgroup": {"id": str(proc.cgroup_id), "name": proc.cgroup_name, "path": proc.cgroup},
             }
             if info is not None:
-                own["container"] = info.to_json()  # what a replay shows again
+                extra["container"] = info.to_json()  # what a replay shows again
             if proc.previous is not None:
-                own["previous_exec_id"] = self.exec_id(proc.previous)
-            out[EXTRA] = own
+                extra["previous_exec_id"] = previous_exec_id
+            out[EXTRA] = extra
         return out
 
     def _credentials(self, c: Credentials) -> tuple[dict, dict]:
@@ -251,18 +287,18 @@ class Exporter:
         return self._wrap("process_exit", self._with_parent(body, proc), ev.time)
 
     # The same two as lines of JSON (json_bytes of the above), joined from the process objects
-    # as process_json encoded them once: in a storm the two lines of every exec are ~8 KB each.
+    # as process_json made them once: in a storm the two lines of every exec are ~8 KB each.
     def exec_line(self, proc: Process) -> bytes:
         when = proc.image.time if proc.image else proc.key.ktime
         return b"".join((b'{"process_exec":{"process":', *self.process_json(proc), *self._parent_json(proc),
-                         b'},"node_name":', self._node_json, b',"time":"', self.time(when).encode(), b'"}'))  # fmt: skip
+                         b'},"node_name":%s,"time":"%s"}' % (self._node_json, self.time(when).encode())))  # fmt: skip
 
     def exit_line(self, ev: ExitEvent, proc: Process) -> bytes:
         when = self.time(ev.time).encode()
         return b"".join((
-            b'{"process_exit":{"process":', *self.process_json(proc), b',"signal":', _json.encode(ev.signal_name),
-            b',"status":%d,"time":"%s"' % (ev.status, when), _CORE_DUMPED if ev.core_dumped else b"",
-            *self._parent_json(proc), b'},"node_name":', self._node_json, b',"time":"', when, b'"}',
+            b'{"process_exit":{"process":', *self.process_json(proc),
+            b',"signal":%s,"status":%d,"time":"%s"%s' % (_signal_json(ev.signal), ev.status, when, _CORE_DUMPED if ev.core_dumped else b""),
+            *self._parent_json(proc), b'},"node_name":%s,"time":"%s"}' % (self._node_json, when),
         ))  # fmt: skip
 
     def _parent_json(self, proc: Process) -> tuple[bytes, ...]:
@@ -316,6 +352,26 @@ class Exporter:
     def counters_event(self, c: Counters, ktime: int) -> dict:
         c.cache = self.cache.counters.as_dict()
         return self._wrap("procscope_counters", c.to_json(), ktime)
+
+
+class Template:
+    """A process object encoded once with a slot for each value that
+    differs between processes of one template (Exporter._own's); filled,
+    it is the object encoded, without its refcnt and closing brace."""
+
+    def __init__(self, encoded: bytes):
+        chunks = encoded.split(b"\x00")  # text, slot number, text, …
+        self._format = b"%s".join(c.replace(b"%", b"%%") for c in chunks[::2])
+        slots = [int(n) for n in chunks[1::2]]
+        self._pick = lambda values: tuple(values[i] for i in slots)
+
+    def fill(self, values: list[bytes]) -> bytes:
+        return self._format % self._pick(values)
+
+
+@functools.cache
+def _signal_json(signal: int) -> bytes:
+    return _json.encode(words.signal_name(signal))
 
 
 def binary_properties(p: ExecEvent) -> dict:

@@ -199,7 +199,10 @@ def test_process_objects_encoded_once_are_the_objects_as_made_each_time():
     cache = ProcessCache(host_ns=HOST_NS)
     exporter = Exporter(cache, node="node-a")
     exits = []
-    for ev in session():
+    # Names that a template's filling must not take for its own: %, NUL, escapes (one object each).
+    hostile = [exec_event(600 + i, 5 * 10**9 + i, K(1, 1), name, args=(name, "%d"), cgroup=f"/{name}.scope")
+               for i, name in enumerate(("/tmp/%s%d%%", "/tmp/\x00\x01nul", "/tmp/\x1b]0;x\x07\u202e\n"))]  # fmt: skip
+    for ev in [*session(), *hostile, *(exit_event(h.key, 6 * 10**9) for h in hostile)]:
         proc = cache.apply(ev)
         if isinstance(ev, ExitEvent):
             exits.append(ev)

@@ -12,7 +12,7 @@ text, read by a terminal emulator as it comes; in the rate rounds the
 screen is parsed after the storm, see Monitor); and the events
 `procscope events` lost writing to a pipe through a long storm.
 
-    sudo .venv/bin/python bench/monitor_storm.py [--rounds 5] [--duration 6] [--key-seconds 30] [--pipe-seconds 240]
+    sudo .venv/bin/python bench/monitor_storm.py [--rounds 8] [--duration 6] [--key-seconds 30] [--pipe-seconds 240]
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ class Events:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=5, help="rounds of baseline + each (default 5: the rate drifts)")
+    ap.add_argument("--rounds", type=int, default=8, help="rounds of baseline + each (default 8: single rounds drift by ±10%%)")
     ap.add_argument("--duration", type=float, default=6.0, help="seconds per storm (default 6)")
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--size", default="200x50", help="the monitor's terminal, COLSxROWS (default 200x50)")

@@ -187,9 +187,10 @@ def test_replay_of_a_directory_is_one_line(tmp_path):
 
 def test_process_objects_encoded_once_are_the_objects_as_made_each_time():
     """`events` joins its exec and exit lines from process objects encoded
-    once per process (a storm's parent with every child): the lines are the
-    events' objects, refcnt too, which changes between two lines of one
-    object, and a core dump's flag."""
+    once per process (a storm's parent with every child), each filled into
+    a template encoded once for the processes that show the same (a storm's
+    children): the lines are the events' objects, refcnt too, which changes
+    between two lines of one object, and a core dump's flag."""
     from procscope.export import json_line
     from procscope.probes import wire
     from procscope.probes.events import ExitEvent
@@ -199,9 +200,11 @@ def test_process_objects_encoded_once_are_the_objects_as_made_each_time():
     cache = ProcessCache(host_ns=HOST_NS)
     exporter = Exporter(cache, node="node-a")
     exits = []
-    # Names that a template's filling must not take for its own: %, NUL, escapes (one object each).
+    # Names that a template's filling must not take for its own (%, NUL, escapes), the first
+    # two processes sharing one template, of a parent no event described (a placeholder's).
+    names = ("/tmp/%s%d%%", "/tmp/%s%d%%", "/tmp/\x00\x01nul", "/tmp/\x1b]0;x\x07\u202e\n")
     hostile = [exec_event(600 + i, 5 * 10**9 + i, K(1, 1), name, args=(name, "%d"), cgroup=f"/{name}.scope")
-               for i, name in enumerate(("/tmp/%s%d%%", "/tmp/\x00\x01nul", "/tmp/\x1b]0;x\x07\u202e\n"))]  # fmt: skip
+               for i, name in enumerate(names)]  # fmt: skip
     for ev in [*session(), *hostile, *(exit_event(h.key, 6 * 10**9) for h in hostile)]:
         proc = cache.apply(ev)
         if isinstance(ev, ExitEvent):

@@ -195,7 +195,8 @@ def _write_events(args, cache: ProcessCache, run, replay: Replay | None = None) 
         status = 1
     written = ", ".join(f"{o.written} {'recorded' if o.kinds == RECORDED else 'written'}" for o in outputs) or "0 written"
     c = cache.counters
-    warn(f"events: {written}; cache: {c.misses} misses (events naming unknown processes), {c.lost_exits} lost exits")
+    warn(f"events: {written}; cache: {c.misses} misses (events naming unknown processes), {c.lost_exits} lost exits"
+         + (f", {c.enrichment_failures} enrichment failures" if c.enrichment_failures else ""))  # fmt: skip
     if replay is not None and replay.bad_lines:
         warn(f"{replay.bad_lines} bad lines in {replay.path} skipped")
         status = status or 1

@@ -60,6 +60,8 @@ class CountersCollector:
             ("bpf_sent_spare", c.sent_spare, "Records the main ring buffer refused and the spare one took (not lost)"),
             ("cache_misses", c.cache.get("misses", 0), "Events naming a process the cache never saw"),
             ("lost_exits", c.cache.get("lost_exits", 0), "Exits never seen (a pid reused first)"),
+            ("enrichment_failures", c.cache.get("enrichment_failures", 0),
+             "Container descriptions not read: a runtime file or daemon not trusted, or no answer in time"),
         ):  # fmt: skip
             yield CounterMetricFamily(f"{PREFIX}_{name}", text, value=value)
         suppressed = CounterMetricFamily(f"{PREFIX}_suppressed_events", "Events the per-cgroup rate limit suppressed, by op",

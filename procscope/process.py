@@ -115,6 +115,8 @@ class CacheCounters:
     lost_exits: int = 0  # processes whose exit was never seen: their pid was reused, or they were found gone
     evicted: int = 0  # images removed after their grace period
     late: int = 0  # exec/clone that arrived after an event that needed it (filled a placeholder)
+    # Container descriptions not read: a runtime's file or daemon not to be believed, or no answer in time.
+    enrichment_failures: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)

@@ -14,20 +14,32 @@ always read:
 
 Everything read is text a container's owner chose: kept as text, never
 trusted. A file that is absent, partial or corrupt gives what it can (at
-worst nothing): the id is still shown."""
+worst nothing): the id is still shown.
+
+Where the files are is itself trusted only from root: a dockerd counts
+when it runs as root from a root-owned executable named dockerd, and a
+state file is read only when it and every directory above it are owned
+by root and writable by nobody else (``safe_read``); anything else is
+ignored and counted (``enrichment_failures``), since any user can start a
+process named dockerd pointing at files of their own (or at a FIFO). The
+lookups run on a worker with a deadline: nothing here can stall the
+collection."""
 
 from __future__ import annotations
 
 import glob
 import json
 import os
+import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from procscope.probes.text import from_os
 
 from .containers import Container
+from .process import CacheCounters
+from .safe_read import Deadline, Untrusted, check_owner, read_file
 
 DOCKER_DEFAULT_ROOT = "/var/lib/docker"
 CONTAINERD_STATES = ("/run/containerd", "/run/docker/containerd/daemon", "/var/run/docker/containerd/daemon")
@@ -35,6 +47,8 @@ STORAGE_ROOTS = ("/var/lib/containers/storage", "/run/containers/storage")
 RETRY_S = 5.0  # a container nobody described yet is asked about again after this long
 ROOTS_S = 30.0  # running dockerds' roots (read from every /proc/PID/cmdline) are looked up again after this long
 MAX_FILE = 4 << 20  # bytes of a state file read at most
+LOOKUP_S = 0.25  # the collection waits this long at most for a container's description
+_SEEN_LIMIT = 4096  # failures remembered (each counted once) before the memory starts again
 POD_LABELS = ("io.kubernetes.pod.name", "io.kubernetes.pod.namespace", "io.kubernetes.pod.uid", "io.kubernetes.container.name")
 
 
@@ -105,14 +119,14 @@ def _labels(v) -> dict[str, str]:
 
 
 def _read_json(path: str) -> dict | None:
-    """A state file's object; None when absent, unreadable, too big or not a JSON object."""
+    """A root-owned state file's object; None when absent, unreadable, too
+    big or not a JSON object; Untrusted when it may not be believed."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_FILE + 1)
-    except OSError:
+        raw = read_file(path, MAX_FILE, trusted=True)
+    except (FileNotFoundError, NotADirectoryError):
         return None
-    if len(raw) > MAX_FILE:
-        return None
+    except OSError as exc:
+        raise Untrusted(f"{path}: {exc.strerror or exc}") from None
     try:
         doc = json.loads(raw.decode("utf-8", "surrogateescape"))
     except (ValueError, RecursionError):
@@ -130,33 +144,49 @@ def _pod_from_labels(labels: dict[str, str]) -> Pod | None:
 
 
 # -- Docker -----------------------------------------------------------------------
-def docker_roots() -> list[str]:
-    """Docker data roots: the default, daemon.json's, and those of running dockerds."""
-    roots = [DOCKER_DEFAULT_ROOT]
-    for config in ("/etc/docker/daemon.json", *_dockerd_configs()):
-        root = (_read_json(config) or {}).get("data-root")
-        if isinstance(root, str):
-            roots.append(root)
-    roots += _dockerd_option("--data-root")
-    return list(dict.fromkeys(os.path.normpath(r) for r in roots))
-
-
-def _dockerd_cmdlines() -> Iterator[list[str]]:
+def dockerds(untrusted: Callable[[str, str], None]) -> list[list[str]]:
+    """Command lines of the running dockerds that root runs from a root-owned
+    executable named dockerd; ``untrusted(key, why)`` hears of the others."""
+    found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                args = [from_os(os.fsdecode(a)) for a in f.read().split(b"\0") if a]
+                raw = f.read(MAX_FILE)
         except OSError:
             continue
-        if args and os.path.basename(args[0]) == "dockerd":
-            yield args
+        args = [os.fsdecode(a) for a in raw.split(b"\0") if a]
+        if not args or os.path.basename(args[0]) != "dockerd":
+            continue
+        try:
+            _check_daemon(entry)
+        except Untrusted as exc:
+            untrusted(f"pid {entry}", f"a dockerd ignored: {exc}")
+            continue
+        except (OSError, StopIteration, IndexError):
+            continue  # gone meanwhile
+        found.append(args)
+    return found
 
 
-def _dockerd_option(name: str) -> list[str]:
+def _check_daemon(pid: str) -> None:
+    with open(f"/proc/{pid}/status", "rb") as f:
+        uids = next(line for line in f if line.startswith(b"Uid:")).split()[1:]
+    if any(u != b"0" for u in uids):
+        raise Untrusted(f"pid {pid} does not run as root")
+    exe = os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")
+    if os.path.basename(exe) != "dockerd":
+        raise Untrusted(f"pid {pid} runs {from_os(exe)}, not dockerd")
+    st = os.stat(f"/proc/{pid}/exe")  # the very file it runs, even if replaced since
+    if not stat.S_ISREG(st.st_mode):
+        raise Untrusted(f"pid {pid}'s executable is not a regular file")
+    check_owner(st, from_os(exe))
+
+
+def _option(daemons: list[list[str]], name: str) -> list[str]:
     found = []
-    for args in _dockerd_cmdlines():
+    for args in daemons:
         for i, arg in enumerate(args):
             if arg == name and i + 1 < len(args):
                 found.append(args[i + 1])
@@ -165,18 +195,24 @@ def _dockerd_option(name: str) -> list[str]:
     return found
 
 
-def containerd_states() -> list[str]:
-    """containerd state directories of running dockerds' own containerd (under --exec-root)."""
-    return [os.path.join(root, "containerd", "daemon") for root in _dockerd_option("--exec-root")]
+def docker_roots(daemons: list[list[str]]) -> list[str]:
+    """Docker data roots: the default, daemon.json's, and those of the given dockerds."""
+    roots = [DOCKER_DEFAULT_ROOT]
+    for config in ("/etc/docker/daemon.json", *_option(daemons, "--config-file")):
+        root = (_read_json(config) or {}).get("data-root")
+        if isinstance(root, str):
+            roots.append(root)
+    roots += _option(daemons, "--data-root")
+    return list(dict.fromkeys(os.path.normpath(r) for r in roots))
 
 
-def _dockerd_configs() -> list[str]:
-    return _dockerd_option("--config-file")
+def containerd_states(daemons: list[list[str]]) -> list[str]:
+    """containerd state directories of the dockerds' own containerd (under --exec-root)."""
+    return [os.path.join(root, "containerd", "daemon") for root in _option(daemons, "--exec-root")]
 
 
-def read_docker(path: str, cid: str) -> ContainerInfo | None:
-    """A config.v2.json."""
-    doc = _read_json(path)
+def read_docker(doc: dict | None, cid: str) -> ContainerInfo | None:
+    """A config.v2.json's object."""
     if doc is None:
         return None
     config = doc.get("Config") if isinstance(doc.get("Config"), dict) else {}
@@ -189,9 +225,8 @@ def read_docker(path: str, cid: str) -> ContainerInfo | None:
 
 
 # -- OCI bundles: containerd, CRI-O, Podman ---------------------------------------------
-def read_containerd(path: str, cid: str) -> ContainerInfo | None:
-    """A task bundle's config.json (an OCI runtime spec)."""
-    doc = _read_json(path)
+def read_containerd(doc: dict | None, cid: str) -> ContainerInfo | None:
+    """A task bundle's config.json (an OCI runtime spec) object."""
     if doc is None:
         return None
     a = _labels(doc.get("annotations"))
@@ -203,10 +238,9 @@ def read_containerd(path: str, cid: str) -> ContainerInfo | None:
     return ContainerInfo(cid, "containerd", name, a.get("io.kubernetes.cri.image-name", ""), labels=a, pod=pod)
 
 
-def read_crio(path: str, cid: str, runtime: str) -> ContainerInfo | None:
-    """CRI-O's (or Podman's) userdata/config.json: the pod from its
+def read_crio(doc: dict | None, cid: str, runtime: str) -> ContainerInfo | None:
+    """CRI-O's (or Podman's) userdata/config.json object: the pod from its
     annotations, the pod's labels from the one holding them as JSON."""
-    doc = _read_json(path)
     if doc is None:
         return None
     a = _labels(doc.get("annotations"))
@@ -227,14 +261,22 @@ def read_crio(path: str, cid: str, runtime: str) -> ContainerInfo | None:
 
 class Runtimes:
     """Describes containers from the runtimes' state files: each container
-    once (cached), one not described yet asked again after RETRY_S."""
+    once (cached), one not described yet asked again after RETRY_S. Every
+    lookup runs on a worker and is waited for at most LOOKUP_S; a timeout,
+    a dockerd or a file that may not be believed is counted in
+    ``counters.enrichment_failures`` (each dockerd and file once) and ignored."""
 
     def __init__(self, docker: list[str] | None = None, containerd: tuple[str, ...] = CONTAINERD_STATES,
-                 storage: tuple[str, ...] = STORAGE_ROOTS):  # fmt: skip
+                 storage: tuple[str, ...] = STORAGE_ROOTS, counters: CacheCounters | None = None,
+                 timeout: float = LOOKUP_S):  # fmt: skip
         """``docker``: data roots (None: found, again whenever a container is not)."""
         self._docker = docker
         self._containerd = containerd
         self._storage = storage
+        self.counters = counters or CacheCounters()
+        self.last_failure = ""
+        self._deadline = Deadline(timeout)
+        self._seen: set[str] = set()
         self._known: dict[str, ContainerInfo] = {}
         self._missed: dict[str, float] = {}
         self._found_roots: tuple[float, list[str], list[str]] = (-ROOTS_S, [], [])  # when, docker, containerd
@@ -245,7 +287,11 @@ class Runtimes:
             return found
         if time.monotonic() - self._missed.get(c.id, -RETRY_S) < RETRY_S:
             return None
-        found = self._read(c)
+        try:
+            found = self._deadline.call(lambda: self._read(c))
+        except TimeoutError as exc:
+            self._failed("", f"container {c.short_id}: the runtimes' files gave no answer ({exc})")
+            found = None
         if found is None:
             self._missed[c.id] = time.monotonic()
         else:
@@ -253,13 +299,37 @@ class Runtimes:
             self._missed.pop(c.id, None)
         return found
 
+    def _failed(self, key: str, why: str) -> None:
+        """Counted once per ``key`` (every time when it is empty)."""
+        if key:
+            if key in self._seen:
+                return
+            if len(self._seen) >= _SEEN_LIMIT:
+                self._seen.clear()
+            self._seen.add(key)
+        self.counters.enrichment_failures += 1
+        self.last_failure = why
+
+    def _json(self, path: str) -> dict | None:
+        try:
+            return _read_json(path)
+        except Untrusted as exc:
+            self._failed(path, f"ignored: {exc}")
+            return None
+
     def _roots(self) -> tuple[list[str], list[str]]:
         """Docker data roots and containerd states: given, or found (at most every ROOTS_S)."""
         if self._docker is not None:
             return self._docker, list(self._containerd)
         when, docker, containerd = self._found_roots
         if time.monotonic() - when >= ROOTS_S:
-            docker, containerd = docker_roots(), [*self._containerd, *containerd_states()]
+            daemons = dockerds(self._failed)
+            try:
+                docker = docker_roots(daemons)
+            except Untrusted as exc:
+                self._failed(str(exc), f"ignored: {exc}")
+                docker = [DOCKER_DEFAULT_ROOT, *_option(daemons, "--data-root")]
+            docker, containerd = docker, [*self._containerd, *containerd_states(daemons)]
             self._found_roots = (time.monotonic(), docker, containerd)
         return docker, containerd
 
@@ -270,17 +340,18 @@ class Runtimes:
         docker, containerd = self._roots()
         if c.runtime in ("docker", "unknown"):
             for root in docker:
-                if (found := read_docker(os.path.join(root, "containers", cid, "config.v2.json"), cid)) is not None and found.described:
+                path = os.path.join(root, "containers", cid, "config.v2.json")
+                if (found := read_docker(self._json(path), cid)) is not None and found.described:
                     return found
         if c.runtime in ("containerd", "unknown"):
             for state in containerd:
                 for path in glob.glob(os.path.join(glob.escape(state), "io.containerd.runtime.v2.task", "*", cid, "config.json")):
-                    if (found := read_containerd(path, cid)) is not None and found.described:
+                    if (found := read_containerd(self._json(path), cid)) is not None and found.described:
                         return found
         if c.runtime in ("cri-o", "podman", "unknown"):
             for root in self._storage:
                 path = os.path.join(root, "overlay-containers", cid, "userdata", "config.json")
-                found = read_crio(path, cid, c.runtime if c.runtime != "unknown" else "cri-o")
+                found = read_crio(self._json(path), cid, c.runtime if c.runtime != "unknown" else "cri-o")
                 if found is not None and found.described:
                     return found
         return None

@@ -2,11 +2,17 @@
 a Docker config.v2.json and containerd task bundle captured from the
 Docker daemon the Docker tests run, a Kubernetes containerd bundle and a
 CRI-O userdata config written from those runtimes' documented formats on
-top of the real bundle, and absent, partial and corrupt files. No root."""
+top of the real bundle, and absent, partial and corrupt files. The files
+are copied into a directory of root's first: state files are believed only
+when root owns them and everything above them (tests/test_attacks.py has
+the files and daemons that are not believed)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+
+import pytest
 
 from procscope.containers import Container
 from procscope.runtimes import ContainerInfo, Runtimes
@@ -17,8 +23,20 @@ K8S_ID = "5b2c7c0e1f9d4a3b8e6f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d"
 CRIO_ID = "0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d"
 
 
+ROOT = DATA
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _root_owned_copy(tmp_path_factory):
+    global ROOT
+    ROOT = tmp_path_factory.mktemp("runtimes") / "data"
+    shutil.copytree(DATA, ROOT)
+    yield
+    ROOT = DATA
+
+
 def runtimes() -> Runtimes:
-    return Runtimes(docker=[str(DATA / "docker")], containerd=(str(DATA / "containerd"),), storage=(str(DATA / "storage"),))
+    return Runtimes(docker=[str(ROOT / "docker")], containerd=(str(ROOT / "containerd"),), storage=(str(ROOT / "storage"),))
 
 
 def test_docker_config_v2_gives_name_image_start_labels_and_the_pod_from_kubelet_labels():

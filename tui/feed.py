@@ -36,6 +36,8 @@ def loss_totals(c: Counters) -> dict[str, int]:
         out["unreadable in /proc"] = c.procfs_unreadable
     out["cache misses"] = c.cache.get("misses", 0)
     out["lost exits"] = c.cache.get("lost_exits", 0)
+    if c.cache.get("enrichment_failures"):
+        out["enrichment failures"] = c.cache["enrichment_failures"]
     for name, ops in c.suppressed_by_cgroup.items():
         out[THROTTLED + name] = sum(ops.values())
     return out

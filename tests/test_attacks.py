@@ -1,0 +1,168 @@
+"""Attacks by an unprivileged local user on procscope, which runs as root:
+each test makes a real account (useradd), acts as it (runuser) the way
+the attack was reproduced, and checks what root's procscope did against
+the kernel and the files. Needs root (and BPF where procscope collects)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+from .test_runc import container  # noqa: F401 - a fixture: a real runc container
+
+ATTACKER = "psattacker"
+
+
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("attacks: the victim is root's procscope")
+
+
+@pytest.fixture(scope="session")
+def attacker() -> pwd.struct_passwd:
+    """An unprivileged account with a home of its own."""
+    _need_root()
+    try:
+        pwd.getpwnam(ATTACKER)
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", ATTACKER], check=True)
+    user = pwd.getpwnam(ATTACKER)
+    os.makedirs(user.pw_dir, exist_ok=True)
+    os.chown(user.pw_dir, user.pw_uid, user.pw_gid)
+    os.chmod(user.pw_dir, 0o755)
+    return user
+
+
+def as_user(script: str, **kw) -> subprocess.CompletedProcess:
+    """``bash -c script`` as the attacker, in their home."""
+    home = pwd.getpwnam(ATTACKER).pw_dir
+    return subprocess.run(["runuser", "-u", ATTACKER, "--", "bash", "-c", script], cwd=home, check=True,
+                          capture_output=True, text=True, **kw)  # fmt: skip
+
+
+def spawn_as_user(script: str) -> subprocess.Popen:
+    home = pwd.getpwnam(ATTACKER).pw_dir
+    return subprocess.Popen(["runuser", "-u", ATTACKER, "--", "setsid", "bash", "-c", script], cwd=home,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def procscope(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "procscope", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)  # fmt: skip
+
+
+def _kill_user_processes() -> None:
+    subprocess.run(["pkill", "-KILL", "-u", ATTACKER], check=False)
+    time.sleep(0.2)
+
+
+# -- 1 and 3: the runtime lookup ------------------------------------------------------
+FORGED = {
+    "Name": "/kube-apiserver",
+    "Config": {"Image": "registry.k8s.io/kube-apiserver:v1.30.0", "Labels": {
+        "io.kubernetes.pod.name": "kube-apiserver-master", "io.kubernetes.pod.namespace": "kube-system"}},
+    "State": {"StartedAt": "2026-01-01T00:00:00Z", "Pid": 1},
+}
+
+
+@pytest.mark.bpf
+def test_a_users_fake_dockerd_can_neither_stall_collection_nor_name_a_real_container(attacker, container):  # noqa: F811
+    """A process named dockerd, run by a user, pointing at a FIFO for its
+    config and at a forged state directory: `events` and `snapshot` finish
+    on time, the real container keeps its id and no forged name, and the
+    ignored daemon is counted."""
+    _, cid = container
+    as_user(f"rm -rf e.json fake; mkfifo e.json; mkdir -p fake/containers/{cid}")
+    Path(attacker.pw_dir, "fake", "containers", cid, "config.v2.json").write_text(json.dumps(FORGED))
+    os.chown(Path(attacker.pw_dir, "fake", "containers", cid, "config.v2.json"), attacker.pw_uid, attacker.pw_gid)
+    fake = spawn_as_user('exec -a dockerd python3 -c "import time; time.sleep(600)" --config-file "$HOME/e.json" --data-root "$HOME/fake"')
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        events = procscope("events", "--duration", "3", "--include", "procfs", "--container", cid[:12], timeout=40)
+        took = time.monotonic() - started
+        assert events.returncode == 0, events.stderr
+        assert took < 20, f"events --duration 3 took {took:.1f} s"
+        lines = [json.loads(line) for line in events.stdout.splitlines()]
+        assert lines, "no event of the container's processes was written"
+        assert "kube" not in events.stdout
+        assert "enrichment failures" in events.stderr
+
+        started = time.monotonic()
+        snap = procscope("snapshot", "--container", cid[:12], timeout=40)
+        assert snap.returncode == 0, snap.stderr
+        assert time.monotonic() - started < 20
+        doc = json.loads(snap.stdout)
+        assert doc["processes"] and "kube" not in snap.stdout
+        assert doc["counters"]["cache"]["enrichment_failures"] >= 1
+    finally:
+        fake.kill()
+        _kill_user_processes()
+
+
+def test_a_runtime_state_file_that_is_a_fifo_link_or_not_roots_is_not_read(tmp_path, attacker):
+    """Inside a root-owned data root: a FIFO config.v2.json returns at once
+    (never waited on), a link to a file is not followed, a file owned by a
+    user is not believed; each counted once."""
+    from procscope.containers import Container
+    from procscope.runtimes import Runtimes
+
+    root = tmp_path / "docker"
+    ids = ["ab" * 32, "cd" * 32, "ef" * 32]
+    for cid in ids:
+        (root / "containers" / cid).mkdir(parents=True)
+    os.mkfifo(root / "containers" / ids[0] / "config.v2.json")
+    (tmp_path / "real.json").write_text(json.dumps(FORGED))
+    os.symlink(tmp_path / "real.json", root / "containers" / ids[1] / "config.v2.json")
+    owned = root / "containers" / ids[2] / "config.v2.json"
+    owned.write_text(json.dumps(FORGED))
+    os.chown(owned, attacker.pw_uid, attacker.pw_gid)
+    r = Runtimes(docker=[str(root)], containerd=(), storage=())
+    started = time.monotonic()
+    for cid in ids:
+        assert r.describe(Container(cid, "docker")) is None
+    assert time.monotonic() - started < 1.0
+    assert r.counters.enrichment_failures == 3
+    # The owner's file, made root's and private, is believed.
+    os.chown(owned, 0, 0)
+    owned.chmod(0o600)
+    r = Runtimes(docker=[str(root)], containerd=(), storage=())
+    assert r.describe(Container(ids[2], "docker")).name == "kube-apiserver"
+
+
+def test_a_data_root_below_a_users_directory_is_not_believed(tmp_path, attacker):
+    from procscope.containers import Container
+    from procscope.runtimes import Runtimes
+
+    cid = "ab" * 32
+    user_dir = tmp_path / "user"
+    (user_dir / "docker" / "containers" / cid).mkdir(parents=True)
+    (user_dir / "docker" / "containers" / cid / "config.v2.json").write_text(json.dumps(FORGED))
+    tmp_path.chmod(0o755)
+    os.chown(user_dir, attacker.pw_uid, attacker.pw_gid)  # the user could swap anything below it
+    r = Runtimes(docker=[str(user_dir / "docker")], containerd=(), storage=())
+    assert r.describe(Container(cid, "docker")) is None
+    assert r.counters.enrichment_failures == 1
+
+
+def test_a_stalled_lookup_is_waited_for_a_bounded_time_and_blocks_nothing_after():
+    from procscope.safe_read import Deadline
+
+    d = Deadline(0.2)
+    assert d.call(lambda: 7) == 7
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        d.call(lambda: time.sleep(3))
+    with pytest.raises(TimeoutError):
+        d.call(lambda: 8)  # the stalled one still runs: refused at once
+    assert time.monotonic() - started < 0.5
+    time.sleep(3)
+    assert d.call(lambda: 9) == 9

@@ -8,9 +8,12 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -166,3 +169,120 @@ def test_a_stalled_lookup_is_waited_for_a_bounded_time_and_blocks_nothing_after(
     assert time.monotonic() - started < 0.5
     time.sleep(3)
     assert d.call(lambda: 9) == 9
+
+
+# -- 2: rotation into a directory other users can write ----------------------------------
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A world-writable sticky directory, as /tmp is (in one the user can reach)."""
+    top = Path(tempfile.mkdtemp(prefix="procscope-attack-", dir="/tmp"))
+    top.chmod(0o755)
+    d = top / "shared"
+    d.mkdir()
+    d.chmod(0o1777)
+    yield d
+    shutil.rmtree(top, ignore_errors=True)
+
+
+PLANT = r"""
+import os, sys, time
+from datetime import datetime, timedelta, timezone
+d, victim, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+now = datetime.now(timezone.utc)
+for ms in range(int(seconds * 1000)):
+    stamp = (now + timedelta(milliseconds=ms)).strftime("%Y-%m-%dT%H-%M-%S.%f")[:-3]
+    for name in (f"rec-{stamp}.json.gz.part", f"rec-{stamp}.json.gz"):
+        try:
+            os.symlink(victim, os.path.join(d, name))
+        except FileExistsError:
+            pass
+for stamp in ("2099-01-01T00-00-00.000", "2099-01-01T00-00-00.001", "2099-01-01T00-00-00.002"):
+    open(os.path.join(d, f"rec-{stamp}.json"), "w").write("planted\n")
+"""
+
+
+def _rotate_under_attack(shared_dir: Path, max_backups: int) -> tuple[list[str], list[int], Path]:
+    from procscope.outputs import Rotation, StreamFile
+
+    victim = shared_dir.parent / "victim"
+    victim.write_text("root's own file\n")
+    as_user(f"python3 -c '{PLANT}' {shared_dir} {victim} 4")
+    f = StreamFile(str(shared_dir / "rec.json"), Rotation(max_bytes=20_000, max_backups=max_backups, compress=True))
+    for i in range(3000):
+        f.write(json.dumps({"n": i, "pad": "x" * 40}).encode())
+        if i % 500 == 0:
+            time.sleep(0.01)
+    f.close()
+    assert victim.read_text() == "root's own file\n" and oct(victim.stat().st_mode & 0o777) == "0o644"
+    numbers = []
+    import gzip
+
+    for b in f.backups():
+        numbers += [json.loads(x)["n"] for x in gzip.decompress(Path(b).read_bytes()).splitlines()]
+    numbers += [json.loads(x)["n"] for x in (shared_dir / "rec.json").read_text().splitlines()]
+    return f.backups(), numbers, victim
+
+
+def test_rotation_never_writes_through_planted_links_nor_prunes_planted_names(attacker, shared_dir):
+    backups, numbers, _ = _rotate_under_attack(shared_dir, max_backups=2)
+    assert len(backups) == 2 and all(b.endswith(".gz") and os.stat(b).st_uid == 0 for b in backups)
+    assert numbers == list(range(numbers[0], 3000))  # the newest, in order, nothing missing between
+    planted = sorted(p.name for p in shared_dir.iterdir() if p.name.startswith("rec-2099"))
+    assert len(planted) == 3  # the user's files: not procscope's to prune
+
+
+def test_max_backups_0_keeps_every_rotated_file(attacker, shared_dir):
+    backups, numbers, _ = _rotate_under_attack(shared_dir, max_backups=0)
+    assert len(backups) > 5
+    assert numbers == list(range(3000))  # nothing pruned
+
+
+def test_an_output_owned_by_another_user_or_under_proc_or_sys_is_refused(attacker, shared_dir):
+    as_user(f"echo mine > {shared_dir}/out.json")
+    for path, why in ((shared_dir / "out.json", "belongs to uid"), ("/proc/version", "kernel interface"),
+                      ("/sys/kernel/uevent_seqnum", "kernel interface")):  # fmt: skip
+        out = procscope("events", "--duration", "1", "-o", str(path), timeout=30)
+        assert out.returncode == 2 and why in out.stderr, out.stderr
+        assert len([line for line in out.stderr.splitlines() if line.strip()]) == 1, out.stderr
+    assert (shared_dir / "out.json").read_text() == "mine\n"
+
+
+# -- 5: snapshots into a directory other users can write ---------------------------------
+TOGGLE = r"""
+d=$1; mkfifo "$d/fifo"; : > "$d/captured"
+( while :; do cat "$d/fifo" >> "$d/captured"; done ) &
+end=$((SECONDS+6))
+while [ $SECONDS -lt $end ]; do
+  for n in "$d"/snap-*.json.next; do :; done
+  ln -sfn "$d/fifo" "$d/snap.json" 2>/dev/null; rm -f "$d/snap.json"
+  ln -sfn "$d/fifo" "$d/snap-2.json" 2>/dev/null; mkfifo "$d/snap-3.json" 2>/dev/null; rm -f "$d/snap-2.json" "$d/snap-3.json"
+done
+kill %1
+"""
+
+
+def test_a_toggling_link_or_fifo_never_captures_a_snapshot(attacker, shared_dir):
+    from procscope.outputs import OutputError
+    from procscope.snapshot import write
+
+    toggler = spawn_as_user(f"bash -c '{TOGGLE}' x {shared_dir}")
+    try:
+        time.sleep(0.3)
+        written = refused = 0
+        for i in range(300):
+            name = ("snap.json", "snap-2.json", "snap-3.json")[i % 3]
+            try:
+                write(str(shared_dir / name), {"secret": "root's snapshot"}, replace=False)
+                st = os.lstat(shared_dir / name)
+                assert st.st_uid == 0 and oct(st.st_mode & 0o777) == "0o600"
+                os.unlink(shared_dir / name)
+                written += 1
+            except OutputError as exc:
+                assert "\n" not in str(exc)
+                refused += 1
+    finally:
+        toggler.terminate()
+        _kill_user_processes()
+    assert written + refused == 300
+    captured = shared_dir / "captured"
+    assert not captured.exists() or "secret" not in captured.read_text()

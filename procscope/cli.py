@@ -189,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"and at most the last N events (default {window.DEFAULT_EVENTS:,}, some 90 MB)")
     # Set by `procscope serve` for the monitors it runs (unless --allow-signals).
     ui.add_argument("--no-signals", action="store_true", help=argparse.SUPPRESS)
+    ui.add_argument("--no-writes", action="store_true", help=argparse.SUPPRESS)  # and no snapshots or config (unless --allow-writes)
     _add_source_arguments(ui)
     query.add_arguments(ui)
 
@@ -197,6 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="address to listen on (default 127.0.0.1, this machine only: the page shows every process)")  # fmt: skip
     srv.add_argument("--port", type=_port, default=8000, help="default 8000")
     srv.add_argument("--allow-signals", action="store_true", help="let the page send signals (off by default)")
+    srv.add_argument("--allow-writes", action="store_true",
+                     help="let the page write snapshots (W) and the config (off by default)")  # fmt: skip
+    srv.add_argument("--unix", metavar="PATH",
+                     help="serve on a Unix socket of mode 0600 (root only; reach it with ssh -L) instead of TCP with a token")  # fmt: skip
+    srv.add_argument("--max-sessions", type=_count, default=4, metavar="N",
+                     help="monitors running at once, at most (default 4; each is a root process with its own probes)")  # fmt: skip
     srv.add_argument("ui_args", nargs=argparse.REMAINDER, metavar="-- UI-OPTIONS",
                      help="options for each monitor, as `procscope ui` takes them (e.g. -- --container web)")  # fmt: skip
     return parser
@@ -245,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             ui_args = args.ui_args[1:] if args.ui_args[:1] == ["--"] else args.ui_args
             ui = parser.parse_args(["ui", *ui_args])  # bad monitor options: refused before serving
             query.from_args(ui)
-            return commands.serve(args.host, args.port, ui_args, args.allow_signals)
+            return commands.serve(args, ui_args)
     except query.QueryError as exc:
         parser.error(printable(str(exc)))
     parser.print_help()

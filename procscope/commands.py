@@ -332,7 +332,8 @@ def ui(args) -> int:
                            lambda counters, cache: serve_metrics(args, counters, cache), scan)  # fmt: skip
 
 
-def serve(host: str, port: int, ui_args: list[str], allow_signals: bool) -> int:
+def serve(args, ui_args: list[str]) -> int:
     from procscope.tui.serve import run_server  # textual-serve loads only for this
 
-    return run_server(host, port, ui_args, allow_signals, warn)
+    return run_server(args.host, args.port, ui_args, args.allow_signals, warn, unix=args.unix,
+                      max_sessions=args.max_sessions, allow_writes=args.allow_writes)  # fmt: skip

@@ -53,7 +53,10 @@ def _why(exc: OSError) -> str:
 
 
 def _pseudo(path: str) -> bool:
-    real = os.path.realpath(path)
+    try:
+        real = os.path.realpath(path)
+    except OSError:  # a link that changed while it was read: what it is decides below
+        real = os.path.abspath(path)
     return any(real == p or real.startswith(p + "/") for p in PSEUDO_FS)
 
 

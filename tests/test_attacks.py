@@ -9,6 +9,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -44,11 +45,11 @@ def attacker() -> pwd.struct_passwd:
     return user
 
 
-def as_user(script: str, **kw) -> subprocess.CompletedProcess:
+def as_user(script: str, check: bool = True) -> subprocess.CompletedProcess:
     """``bash -c script`` as the attacker, in their home."""
     home = pwd.getpwnam(ATTACKER).pw_dir
-    return subprocess.run(["runuser", "-u", ATTACKER, "--", "bash", "-c", script], cwd=home, check=True,
-                          capture_output=True, text=True, **kw)  # fmt: skip
+    return subprocess.run(["runuser", "-u", ATTACKER, "--", "bash", "-c", script], cwd=home, check=check,
+                          capture_output=True, text=True)  # fmt: skip
 
 
 def spawn_as_user(script: str) -> subprocess.Popen:
@@ -286,3 +287,158 @@ def test_a_toggling_link_or_fifo_never_captures_a_snapshot(attacker, shared_dir)
     assert written + refused == 300
     captured = shared_dir / "captured"
     assert not captured.exists() or "secret" not in captured.read_text()
+
+
+# -- 4: serve ------------------------------------------------------------------------------
+def _serve(*args: str):
+    from .test_serve import start_server
+
+    return start_server(*args)
+
+
+def _monitors(server: subprocess.Popen) -> list:
+    import psutil
+
+    return [p for p in psutil.Process(server.pid).children(recursive=True) if "ui" in p.cmdline()]
+
+
+async def _status(url: str, **headers) -> int:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        try:
+            async with http.ws_connect(url, headers=headers) as ws:
+                await ws.close()
+                return 101
+        except aiohttp.WSServerHandshakeError as exc:
+            return exc.status
+
+
+def test_serve_lets_in_only_the_token_holder_and_no_other_site(attacker):
+    import asyncio
+    import urllib.error
+    import urllib.request
+
+    from .test_metrics import free_port
+    from .test_serve import stop_server, token_of
+
+    port = free_port()
+    server, said = _serve("--port", str(port))
+    try:
+        token = token_of(said)
+        base = f"http://127.0.0.1:{port}"
+        for path in ("/", "/?token=wrong"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(base + path, timeout=10)
+            assert refused.value.code == 403
+        assert urllib.request.urlopen(f"{base}/?token={token}", timeout=10).status == 200
+        ws = f"ws://127.0.0.1:{port}/ws"
+        assert asyncio.run(_status(ws + "?width=80&height=24")) == 403
+        assert asyncio.run(_status(ws + "/wrong?width=80&height=24")) == 403
+        assert asyncio.run(_status(f"{ws}/{token}?width=80&height=24", Origin="http://evil.example")) == 403
+        # The user on this machine, without the token: refused as well.
+        got = as_user(f"python3 -c 'import urllib.request as u; u.urlopen(\"{base}/\")'", check=False)
+        assert got.returncode != 0 and "HTTP Error 403" in got.stderr
+        assert _monitors(server) == []  # nothing refused started a monitor
+    finally:
+        stop_server(server)
+
+
+def test_serve_on_a_unix_socket_is_roots_only(attacker, shared_dir):
+    from .test_serve import stop_server
+
+    path = str(shared_dir / "procscope.sock")
+    server, said = _serve("--unix", path)
+    try:
+        assert "mode 0600" in said
+        assert oct(os.lstat(path).st_mode & 0o777) == "0o600" and os.lstat(path).st_uid == 0
+        got = as_user(f"python3 -c 'import socket; socket.socket(socket.AF_UNIX).connect(\"{path}\")'", check=False)
+        assert got.returncode != 0 and "PermissionError" in got.stderr
+    finally:
+        stop_server(server)
+
+
+@pytest.mark.bpf
+def test_serve_limits_sessions_and_reaps_a_monitor_whose_page_went_away():
+    """--max-sessions 2: a third page is refused; a page that cannot take a
+    screen update (its message limit is tiny) closes, and its root monitor
+    is gone within seconds, its process group with it."""
+    import asyncio
+
+    import aiohttp
+
+    from .test_metrics import free_port
+    from .test_serve import stop_server, token_of, ws_url
+
+    port = free_port()
+    server, said = _serve("--port", str(port), "--max-sessions", "2")
+    token = token_of(said)
+
+    async def scenario() -> tuple[int, list]:
+        async with aiohttp.ClientSession() as http:
+            a = await http.ws_connect(ws_url(port, token))
+            b = await http.ws_connect(ws_url(port, token), max_msg_size=512)
+            await asyncio.sleep(1.0)
+            third = await _status(ws_url(port, token))
+            for _ in range(100):  # b's first big screen update: its client gives up on it
+                msg = await b.receive(timeout=30)
+                if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                    break
+            await b.close()
+            running = []
+            for _ in range(100):
+                await asyncio.sleep(0.2)
+                running = _monitors(server)
+                if len(running) <= 1:
+                    break
+            await a.close()
+            return third, running
+
+    try:
+        third, running = asyncio.run(scenario())
+        assert third == 503
+        assert len(running) == 1, [p.cmdline() for p in running]  # b's monitor reaped, a's still up
+        for _ in range(100):
+            if not _monitors(server):
+                break
+            time.sleep(0.2)
+        assert _monitors(server) == []
+    finally:
+        stop_server(server)
+
+
+def _served_monitors() -> list:
+    import psutil
+
+    return [p for p in psutil.process_iter(["cmdline"]) if "--no-writes" in (p.info["cmdline"] or [])]
+
+
+@pytest.mark.bpf
+def test_a_stopped_server_leaves_no_monitor_behind():
+    import asyncio
+
+    import aiohttp
+
+    from .test_metrics import free_port
+    from .test_serve import stop_server, token_of, ws_url
+
+    port = free_port()
+    server, said = _serve("--port", str(port))
+
+    async def open_one() -> aiohttp.ClientSession:
+        http = aiohttp.ClientSession()
+        ws = await http.ws_connect(ws_url(port, token_of(said)))
+        await ws.receive(timeout=30)
+        return http
+
+    http = asyncio.run(open_one())
+    assert len(_served_monitors()) == 1
+    server.send_signal(signal.SIGTERM)
+    server.wait(20)
+    for _ in range(50):
+        if not _served_monitors():
+            break
+        time.sleep(0.2)
+    assert _served_monitors() == []
+    asyncio.run(http.close())
+    stop_server(server)

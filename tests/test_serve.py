@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import re
 import shutil
 import signal
 import subprocess
@@ -29,12 +31,21 @@ COLS, ROWS = 120, 40
 
 
 def start_server(*args: str) -> tuple[subprocess.Popen, str]:
-    """`procscope serve ARGS`, once it listens: (process, what it said)."""
+    """`procscope serve ARGS`, once it listens: (process, what it said; its token in the URL)."""
     proc = subprocess.Popen([sys.executable, "-m", "procscope", "serve", *args], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     said = proc.stderr.readline()
-    if "--allow-signals" in args:
-        said += proc.stderr.readline()
+    for flag in ("--allow-signals", "--allow-writes"):
+        if flag in args:
+            said += proc.stderr.readline()
+    if "--unix" in args:
+        path = args[args.index("--unix") + 1]
+        for _ in range(100):
+            if os.path.exists(path):
+                return proc, said
+            time.sleep(0.1)
+        proc.kill()
+        raise AssertionError(f"procscope serve did not listen: {said}{proc.stderr.read()}")
     port = int(args[args.index("--port") + 1])
     for _ in range(100):
         if any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in psutil.net_connections("tcp")):
@@ -81,9 +92,17 @@ class Page:
         await self.ws.send_json(["stdin", key])
 
 
-async def session(port: int, keys: list[tuple[str, str]]) -> str:
+def token_of(said: str) -> str:
+    return re.search(r"\?token=([\w-]+)", said)[1]
+
+
+def ws_url(port: int, token: str) -> str:
+    return f"ws://127.0.0.1:{port}/ws/{token}?width={COLS}&height={ROWS}"
+
+
+async def session(port: int, keys: list[tuple[str, str]], token: str) -> str:
     """Open a session, wait for the tree, press each key until its text shows; the screen."""
-    async with aiohttp.ClientSession() as http, http.ws_connect(f"ws://127.0.0.1:{port}/ws?width={COLS}&height={ROWS}") as ws:
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(port, token)) as ws:
         page = Page(ws)
         assert await page.until(lambda text: "PID" in text and " shown" in text, 60), "\n".join(page.screen.display)
         for key, expect in keys:
@@ -144,14 +163,15 @@ def served(request):
 
 def test_chromium_shows_the_monitor_and_it_listens_on_localhost_only(served, tmp_path):
     port, said = served
-    assert f"serving the monitor at http://127.0.0.1:{port} (this machine only" in said
+    assert f"serving the monitor at http://127.0.0.1:{port}/?token=" in said and "(this machine only" in said
     listening = [c.laddr.ip for c in psutil.net_connections("tcp") if c.laddr.port == port and c.status == psutil.CONN_LISTEN]
     assert listening == ["127.0.0.1"]
     shot = tmp_path / "served.png"
-    asyncio.run(chromium_loads(f"http://127.0.0.1:{port}/", tmp_path / "profile", shot))
+    asyncio.run(chromium_loads(f"http://127.0.0.1:{port}/?token={token_of(said)}", tmp_path / "profile", shot))
     # The screenshot holds the monitor: a page of mostly one colour compresses to a few KB.
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 30_000
-    screen = asyncio.run(session(port, [("k", "signals are off in this served monitor")]))
+    screen = asyncio.run(session(port, [("k", "signals are off in this served monitor"), ("W", "writes no files")],
+                                 token_of(said)))
     assert "PID" in screen and "COMMAND" in screen
 
 
@@ -159,7 +179,7 @@ def test_chromium_shows_the_monitor_and_it_listens_on_localhost_only(served, tmp
 def test_signals_need_allow_signals(served):
     port, said = served
     assert "--allow-signals: the page can send signals" in said
-    asyncio.run(session(port, [("k", "SIGTERM")]))  # the signal dialog opens (and q leaves it)
+    asyncio.run(session(port, [("k", "SIGTERM")], token_of(said)))  # the signal dialog opens (and q leaves it)
 
 
 def test_another_host_is_warned_about(tmp_path):

@@ -229,7 +229,7 @@ class Actions:
         self.say(f"theme {self.theme}")
 
     def save_settings(self, what: str) -> None:
-        if self.config_path is None:
+        if self.config_path is None or not self.allow_writes:
             return
         try:
             config.save(self.config_path, self.settings)
@@ -316,6 +316,9 @@ class Actions:
 
     def action_snapshot(self) -> None:
         """Write what is shown (the filter applies) as a snapshot document; never over another file."""
+        if not self.allow_writes:
+            self.say("this served monitor writes no files (procscope serve --allow-writes)", severity="warning")
+            return
         match = self.query.predicate(self.cache) if self.query else None
         recent = [self.exporter.exec_event(p) for _, p in self.shown.execs]
         doc = snapshot.document(self.cache, self.exporter, self.feed.counters, recent, self.source.label, match)

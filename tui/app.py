@@ -101,13 +101,15 @@ class ProcscopeApp(Actions, App):
 
     def __init__(self, source, query_text: str = "", snapshot_dir: str = ".", theme: str | None = None,
                  config_path: str | os.PathLike | None = None, allow_signals: bool = True, window: Window | None = None,
-                 **kwargs) -> None:  # fmt: skip
+                 allow_writes: bool = True, **kwargs) -> None:  # fmt: skip
         """``theme``: None for the saved one (or the default); ``config_path``: where settings
         chosen at run time are saved, None (tests) to read and write no config; ``allow_signals``:
         False in the monitors `procscope serve` runs (without --allow-signals); ``window``:
-        keeps the live source's recent events for time travel."""
+        keeps the live source's recent events for time travel; ``allow_writes``: False in the
+        monitors `procscope serve` runs (without --allow-writes): no snapshot, no config written."""
         super().__init__(**kwargs)
         self.allow_signals = allow_signals
+        self.allow_writes = allow_writes
         self.config_path = config_path
         self.failure: str | None = None  # why the monitor stopped, when an error stopped it
         self._warnings: list[str] = []

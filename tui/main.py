@@ -32,7 +32,8 @@ def run_monitor(args, collector: Collector | None, replay: Replay | None, warn: 
         return 2
     recent = Window(args.window, args.window_events) if replay is None else None
     app = ProcscopeApp(source, query_text=str(query.from_args(args)), snapshot_dir=args.snapshot_dir, theme=args.theme,
-                       config_path=config.default_path(), allow_signals=not args.no_signals, window=recent)  # fmt: skip
+                       config_path=config.default_path(), allow_signals=not args.no_signals, window=recent,
+                       allow_writes=not args.no_writes)  # fmt: skip
     with screen_apart(app):
         app.run()
     if app.failure is not None:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rich.cells import cell_len, set_cell_size
 from rich.text import Text
 
 from procscope import derive
@@ -39,9 +40,15 @@ class Column:
 
     def cell(self, p: Process, ctx: Context) -> str:
         text = printable(self.value(p, ctx))
-        if len(text) > self.width:
-            return text[: self.width - 1] + "…"
-        return text.rjust(self.width) if self.right else text.ljust(self.width)
+        if text.isascii():
+            if len(text) > self.width:
+                return text[: self.width - 1] + "…"
+            return text.rjust(self.width) if self.right else text.ljust(self.width)
+        # In cells, not characters: a wide character takes two.
+        if cell_len(text) > self.width:
+            return set_cell_size(text, self.width - 1) + "…"
+        pad = " " * (self.width - cell_len(text))
+        return pad + text if self.right else text + pad
 
     def title(self) -> str:
         return self.name.rjust(self.width) if self.right else self.name.ljust(self.width)

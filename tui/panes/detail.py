@@ -16,6 +16,7 @@ from procscope.cache import ProcessCache
 from procscope.export import Exporter
 from procscope.probes import wire
 from procscope.probes.events import NAMESPACES
+from procscope.probes.text import printable, scripts
 from procscope.probes.wire import UNKNOWN_ID
 from procscope.probes.words import ALL_CAPS, cap_names, securebit_names
 from procscope.process import Process
@@ -34,6 +35,17 @@ def local_time(wall_ns: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", t) + f".{wall_ns // 1_000_000 % 1000:03d} " + time.strftime("%Z", t)
 
 
+def lookalike(name: str) -> str:
+    """What makes a name a possible look-alike of another: letters of several
+    scripts (Cyrillic 'ѕ' in "sshd"), or characters shown escaped (invisible ones)."""
+    found = scripts(name)
+    if len(found) > 1:
+        return "⚠ its name mixes scripts: " + ", ".join(s.title() for s in found) + " (a look-alike?)"
+    if not name.isascii() and printable(name) != name:
+        return "⚠ its name holds invisible or ambiguous characters, shown escaped (a look-alike?)"
+    return ""
+
+
 def render_detail(proc: Process | None, cache: ProcessCache, now: int, exporter: Exporter) -> Table | Text:
     if proc is None:
         return Text("no process selected", style="dim")
@@ -50,6 +62,8 @@ def render_detail(proc: Process | None, cache: ProcessCache, now: int, exporter:
         add_row(t, "", Text("process not found: its exec or clone was lost", style="bold red"))
         return t
     add_row(t, "binary", f"{img.binary}  (inode {img.ino}, links {img.nlink})")
+    if warning := lookalike(img.binary.rsplit("/", 1)[-1]):
+        add_row(t, "", Text(warning, style="bold yellow"))
     add_row(t, "args", " ".join(img.args))
     add_row(t, "cwd", img.cwd)
     add_row(t, "flags", " ".join(img.flag_words))

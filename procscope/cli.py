@@ -241,6 +241,14 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["ui", *argv]  # `procscope [options]` opens the monitor
     args = parser.parse_args(argv)
     try:
+        return _run(parser, args)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM where nothing was running to be completed (opening a FIFO)
+        commands.warn("interrupted")
+        return 130
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    try:
         query.from_args(args)  # a bad filter is reported before anything is loaded
         if args.command == "events":
             return commands.events(args)

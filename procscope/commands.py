@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import signal
 import sys
 import time
@@ -29,7 +30,16 @@ from .timetravel import Timeline
 
 
 def warn(msg: str) -> None:
-    print(f"procscope: {printable(msg)}", file=sys.stderr)
+    with contextlib.suppress(OSError, ValueError):  # stderr gone: nobody to tell
+        print(f"procscope: {printable(msg)}", file=sys.stderr)
+
+
+def _reader_gone() -> None:
+    """stdout's reader went away (`| head`): what is still written goes nowhere, the summary still to stderr."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _collector(args) -> Collector:
@@ -182,7 +192,7 @@ def _write_events(args, cache: ProcessCache, run, replay: Replay | None = None) 
         for out in outputs:
             out.sink.close()
     except BrokenPipeError:
-        sys.stderr.close()  # the reader went away (e.g. `| head`): not an error
+        _reader_gone()  # not an error
         return 0
     except OutputError as exc:
         warn(str(exc))
@@ -261,7 +271,7 @@ def _write(args, content, what: str, replay: Replay | None) -> int:
     try:
         snapshot.write(args.output, content, sys.stdout)
     except BrokenPipeError:
-        sys.stderr.close()
+        _reader_gone()
         return 0
     except OutputError as exc:
         warn(str(exc))

@@ -79,12 +79,19 @@ class BadRecord(ValueError):
     """One record that cannot be understood."""
 
 
+# A boot clock past this (146 years of uptime) is no kernel's: times made from it would not be dates.
+MAX_KTIME = 1 << 62
+
+
 def parse_exec_id(text: str) -> tuple[str, ProcessKey]:
     try:
         node, ktime, pid = base64.b64decode(text, validate=True).decode().rsplit(":", 2)
-        return node, ProcessKey(int(pid), int(ktime))
+        key = ProcessKey(int(pid), int(ktime))
     except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
         raise BadRecord(f"bad exec_id {text!r}") from None
+    if not (0 <= key.ktime < MAX_KTIME and 0 <= key.pid < 1 << 32):
+        raise BadRecord(f"exec_id {text!r} holds a time or pid no kernel gives")
+    return node, key
 
 
 def parse_time(text: str) -> int:
@@ -316,8 +323,12 @@ class Replay:
                 if not raw.strip():
                     continue
                 try:
-                    rec = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                    # Decoded here: json would guess UTF-16 or UTF-32 from the bytes, and say so.
+                    rec = json.loads(raw.decode("utf-8"))
+                except UnicodeDecodeError as exc:
+                    self._bad(lineno, f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})")
+                    continue
+                except json.JSONDecodeError as exc:
                     last = not raw.endswith(b"\n")  # readline stops short of a newline only at the end
                     self._bad(lineno, "truncated record (the recording was cut short)" if last else f"not JSON ({exc})")
                     continue
@@ -341,7 +352,7 @@ class Replay:
         if len(data) > MAX_SNAPSHOT_BYTES:
             raise ReplayError(f"{self.path}: a snapshot larger than {MAX_SNAPSHOT_BYTES >> 30} GiB is not read")
         try:
-            doc = json.loads(data)
+            doc = json.loads(data.decode("utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             lineno = getattr(exc, "lineno", 1)
             raise ReplayError(f"{self.path}:{lineno}: corrupt snapshot ({exc}); it cannot be read in part") from None
@@ -354,13 +365,26 @@ class Replay:
                 f"version {SNAPSHOT_VERSION}); use the procscope version that wrote it"
             )
         self._doc = doc
-        self.node = doc.get("node_name", "")
-        clock = doc.get("clock", {})
-        self._offset = parse_time(clock["wall"]) - int(clock["boot_ns"]) if "wall" in clock else None
-        self.end_time = int(clock.get("boot_ns", 0))
-        self.host_ns.update(doc.get("host_ns", {}))
-        self.counters = doc.get("counters")
-        self.recent = list(doc.get("events", []))
+        try:
+            self._read_header(doc)
+        except (BadRecord, KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise ReplayError(f"{self.path}: malformed snapshot header ({exc}); it cannot be read") from None
+
+    def _read_header(self, doc: dict) -> None:
+        clock, host_ns, events, processes = (doc.get(k, d) for k, d in (("clock", {}), ("host_ns", {}), ("events", []),
+                                                                         ("processes", [])))  # fmt: skip
+        for name, value, kind in (("clock", clock, dict), ("host_ns", host_ns, dict), ("events", events, list),
+                                  ("processes", processes, list)):  # fmt: skip
+            if not isinstance(value, kind):
+                raise BadRecord(f"{name} is not a{'n object' if kind is dict else ' list'}")
+        self.node = _text(doc.get("node_name", ""))
+        boot = _int(clock.get("boot_ns", 0), 62)
+        self._offset = parse_time(_text(clock["wall"])) - boot if "wall" in clock else None
+        self.end_time = boot
+        self.host_ns.update({_text(k): _int(v) for k, v in host_ns.items()})
+        counters = doc.get("counters")
+        self.counters = counters if isinstance(counters, dict) else None
+        self.recent = [e for e in events if isinstance(e, dict)]
 
     def _snapshot_events(self) -> Iterator[Event]:
         exits: list[ExitEvent] = []

@@ -62,17 +62,18 @@ def open_trusted_dir(path: str) -> int:
         raise
 
 
-def read_file(path: str, limit: int, trusted: bool = False) -> bytes:
+def read_file(path: str, limit: int, trusted: bool = False, follow: bool = False) -> bytes:
     """A regular file's bytes (at most ``limit``). OSError when it cannot be
     opened (FileNotFoundError when absent); Untrusted when it is not a
-    regular file, is over ``limit``, or (``trusted``) fails the ownership checks."""
+    regular file, is over ``limit``, or (``trusted``) fails the ownership
+    checks. ``follow``: a link named by the user may be followed (their own config)."""
     dir_fd = None
     if trusted:
         dir_fd = open_trusted_dir(os.path.dirname(os.path.abspath(path)) or "/")
     try:
         name = os.path.basename(path) if trusted else path
         try:
-            fd = os.open(name, READ_FLAGS, dir_fd=dir_fd)
+            fd = os.open(name, READ_FLAGS & ~os.O_NOFOLLOW if follow and not trusted else READ_FLAGS, dir_fd=dir_fd)
         except OSError as exc:
             if exc.errno == 40:  # ELOOP: O_NOFOLLOW met a link
                 raise Untrusted(f"{path} is a symbolic link") from None
@@ -87,10 +88,10 @@ def read_file(path: str, limit: int, trusted: bool = False) -> bytes:
         if trusted:
             check_owner(st, path)
         if st.st_size > limit:
-            raise Untrusted(f"{path} is {st.st_size} bytes, over the {limit} read")
+            raise Untrusted(f"{path} is larger than {limit} bytes")
         data = f.read(limit + 1)
     if len(data) > limit:
-        raise Untrusted(f"{path} is over the {limit} bytes read")
+        raise Untrusted(f"{path} is larger than {limit} bytes")
     return data
 
 

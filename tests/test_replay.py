@@ -141,7 +141,7 @@ def test_a_bad_first_line_is_reported_like_any_other(tmp_path):
     record(session(), rec)
     rec.write_bytes(b"\xff\xfe garbage\n" + rec.read_bytes())
     out = _run("events", "--replay", str(rec), "--format", "compact")
-    assert out.returncode == 1 and f"{rec}:1: not JSON" in out.stderr
+    assert out.returncode == 1 and f"{rec}:1: not UTF-8 (byte 0xff at column 1)" in out.stderr
     assert any("/bin/busybox httpd -f" in s for s in out.stdout.splitlines())
 
 

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from procscope.outputs import atomic_writer
+from procscope.safe_read import Untrusted, read_file
+
+MAX_CONFIG = 1 << 20  # bytes: a config is a few lines
 
 
 @dataclass
@@ -39,8 +42,12 @@ def load(path: str | os.PathLike, known_themes: Iterable[str] = (), warn: Callab
          known_columns: Iterable[str] = ()) -> Config:  # fmt: skip
     """The config at ``path``; defaults when it is missing, or (with a warning) unusable."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        # A regular file only (never waits on a FIFO), a few lines at most.
+        text = read_file(os.fspath(path), MAX_CONFIG, follow=True).decode("utf-8")
     except FileNotFoundError:
+        return Config()
+    except Untrusted as exc:
+        warn(f"{exc}; using defaults (remove it, or make it a small regular file)")
         return Config()
     except (OSError, UnicodeDecodeError) as exc:
         warn(f"{path}: cannot read the config ({getattr(exc, 'strerror', None) or exc}); using defaults")

@@ -1,0 +1,102 @@
+"""Bad input gets one line naming the problem, never a traceback, and the
+exit status says so: impossible exec ids, malformed snapshot headers,
+bytes that are not UTF-8, a reader that goes away, SIGTERM while a FIFO
+is opened, special files as the config."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .conftest import REPO
+
+DEMO = REPO / "tests" / "data" / "demo.jsonl"
+
+
+def procscope(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "procscope", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, **kw)  # fmt: skip
+
+
+def _lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.strip()]
+
+
+def test_an_exec_id_with_an_impossible_time_is_one_skipped_line(tmp_path):
+    line = json.loads(DEMO.read_text().splitlines()[0])
+    line["process_exec"]["process"]["exec_id"] = base64.b64encode(b"vm:100000000000000000000000:77").decode()
+    path = tmp_path / "big.jsonl"
+    path.write_text(json.dumps(line) + "\n" + DEMO.read_text())
+    out = procscope("snapshot", "--replay", str(path))
+    assert "Traceback" not in out.stderr and "holds a time or pid no kernel gives; skipped" in out.stderr
+    assert json.loads(out.stdout)["processes"]
+
+
+def test_malformed_snapshot_headers_are_one_line_and_status_2(tmp_path):
+    good = {"schema": "procscope-snapshot", "version": 1, "processes": []}
+    for field, value in (("clock", "garbage"), ("host_ns", [1, 2]), ("events", 5), ("clock", {"boot_ns": "x"}),
+                         ("host_ns", {"pid": "many"}), ("clock", {"wall": 7, "boot_ns": 1})):  # fmt: skip
+        path = tmp_path / "snap.json"
+        path.write_text(json.dumps({**good, field: value}))
+        out = procscope("snapshot", "--replay", str(path))
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert len(_lines(out.stderr)) == 1 and "malformed snapshot header" in out.stderr, out.stderr
+
+
+def test_bytes_that_are_not_utf8_are_named_as_such(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes('{"caf\xe9": 1}\n'.encode("latin-1") + '{"a": 1}\n'.encode("utf-16-le"))
+    out = procscope("events", "--replay", str(path))
+    assert "not UTF-8 (byte 0xe9 at column 6)" in out.stderr
+    assert "utf-16" not in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_reader_that_goes_away_is_no_error_and_the_summary_still_shows():
+    for args in (("events", "--replay", str(DEMO)), ("snapshot", "--replay", str(DEMO), "--format", "jsonl")):
+        proc = subprocess.Popen([sys.executable, "-m", "procscope", *args], cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)  # fmt: skip
+        proc.stdout.readline()
+        proc.stdout.readline()
+        proc.stdout.close()  # as `| head -2` does
+        err = proc.stderr.read().decode()
+        assert proc.wait(30) == 0, err
+        assert "Traceback" not in err and "lost sys.stderr" not in err and "closed file" not in err, err
+
+
+def test_sigterm_while_a_fifo_is_opened_is_one_line(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([sys.executable, "-m", "procscope", "events", "--replay", str(fifo)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=30)[1]
+    assert proc.returncode == 130 and _lines(err) == ["procscope: interrupted"], err
+
+
+def test_a_config_that_is_a_fifo_or_huge_is_refused_at_once(tmp_path):
+    config = tmp_path / "procscope"
+    config.mkdir()
+    os.mkfifo(config / "config.toml")
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path)}
+    started = time.monotonic()
+    out = procscope("ui", "--replay", str(DEMO), "--help", env=env)  # parses, opens nothing: a baseline
+    assert out.returncode == 0
+    from procscope.tui import config as cfg
+
+    warnings: list[str] = []
+    cfg.load(config / "config.toml", ["textual-dark"], warnings.append, {})
+    assert time.monotonic() - started < 10
+    assert len(warnings) == 1 and "not a regular file" in warnings[0]
+    (config / "config.toml").unlink()
+    Path(config / "config.toml").write_bytes(b"#" * (100 << 20))
+    warnings.clear()
+    started = time.monotonic()
+    cfg.load(config / "config.toml", ["textual-dark"], warnings.append, {})
+    assert time.monotonic() - started < 1 and len(warnings) == 1 and "larger than" in warnings[0]

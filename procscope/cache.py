@@ -233,6 +233,8 @@ class ProcessCache:
             proc.not_found = True
             self._place(proc, ROOT, "")
         if proc.alive:
+            if ev.time < ev.key.ktime:  # only a recording can say so: kept, and counted
+                self.counters.exit_before_start += 1
             proc.exit = ev
             self._end(proc, ev.time)
         return proc

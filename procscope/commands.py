@@ -198,15 +198,18 @@ def _write_events(args, cache: ProcessCache, run, replay: Replay | None = None) 
         warn(str(exc))
         status = 1 if any(o.written for o in outputs) else 2
         for out in outputs:  # the others are completed; the failed one keeps what it had
-            with contextlib.suppress(OutputError, OSError):
+            with contextlib.suppress(OutputError, OSError, ValueError):
                 out.sink.close()
+            if isinstance(out.sink, StreamFile) and not out.sink.special:
+                out.written = min(out.written, out.sink.lines_kept)  # what a reader finds whole
     except ReplayError as exc:  # --strict
         warn(str(exc))
         status = 1
     written = ", ".join(f"{o.written} {'recorded' if o.kinds == RECORDED else 'written'}" for o in outputs) or "0 written"
     c = cache.counters
     warn(f"events: {written}; cache: {c.misses} misses (events naming unknown processes), {c.lost_exits} lost exits"
-         + (f", {c.enrichment_failures} enrichment failures" if c.enrichment_failures else ""))  # fmt: skip
+         + (f", {c.enrichment_failures} enrichment failures" if c.enrichment_failures else "")
+         + (f", {c.exit_before_start} exits timed before their start" if c.exit_before_start else ""))  # fmt: skip
     if replay is not None and replay.bad_lines:
         warn(f"{replay.bad_lines} bad lines in {replay.path} skipped")
         status = status or 1

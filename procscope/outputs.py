@@ -19,6 +19,7 @@ and removing only files this process made (by name and inode). And:
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import gzip
 import os
@@ -276,10 +277,15 @@ class StreamFile:
         self._name = os.path.basename(path)
         self._worker: threading.Thread | None = None
         self._backlog: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        # Lines known whole on disk, and the end offsets of those written since (in the current file):
+        # after a failure, what the summary counts is what a reader finds.
+        self.lines_kept = 0
+        self._ends: list[int] = []
         self._f = self._start()
 
     def _start(self) -> BinaryIO:
         self._size = 0
+        self._bytes = 0
         self._opened = time.monotonic()
         if self._dir is None:
             return _open_special(self.path, binary=True)  # type: ignore[return-value]
@@ -292,6 +298,8 @@ class StreamFile:
             self._f.write(b"\n")  # apart: a storm's lines are 8 KB, not copied to add one byte
         except OSError as exc:
             raise self._failed(exc) from None
+        self._bytes += len(line) + 1
+        self._ends.append(self._bytes)
         if self.rotation:
             self._size += len(line) + 1
             self._maybe_rotate()
@@ -301,10 +309,19 @@ class StreamFile:
             self._f.flush()
         except OSError as exc:
             raise self._failed(exc) from None
+        self._confirm()
         if self.rotation:
             self._maybe_rotate()
 
+    def _confirm(self) -> None:
+        self.lines_kept += len(self._ends)
+        self._ends.clear()
+
     def _failed(self, exc: OSError) -> OutputError:
+        with contextlib.suppress(OSError, ValueError):
+            on_disk = os.fstat(self._f.fileno()).st_size if self._dir is not None else 0
+            self.lines_kept += bisect.bisect_right(self._ends, on_disk)
+            self._ends.clear()
         return OutputError(
             f"cannot write {self.path}: {_why(exc)}; what was flushed before is kept "
             "(free some space or choose another path)"
@@ -321,6 +338,7 @@ class StreamFile:
         assert self._dir is not None
         try:
             self._f.close()
+            self._confirm()
             backup = self._rename_to_backup()
         except OSError as exc:
             raise OutputError(f"cannot rotate {self.path}: {_why(exc)}; what was written is kept") from None
@@ -382,6 +400,7 @@ class StreamFile:
     def close(self) -> None:
         try:
             self._f.close()
+            self._confirm()
         except OSError as exc:
             raise self._failed(exc) from None
         finally:

@@ -117,6 +117,7 @@ class CacheCounters:
     late: int = 0  # exec/clone that arrived after an event that needed it (filled a placeholder)
     # Container descriptions not read: a runtime's file or daemon not to be believed, or no answer in time.
     enrichment_failures: int = 0
+    exit_before_start: int = 0  # exits timed before their process started (a recording's, never the kernel's)
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)

@@ -134,7 +134,7 @@ class Replay:
         self.end_time = 0  # boot ns of the last record
         self.kind = "events"
         self._offset: int | None = None  # wall − boot, learnt from the first process
-        self._seen: set[ProcessKey] = set()
+        self._seen: dict[ProcessKey, bool] = {}  # keys read, True once an exec record had it (one may)
         self._ppids: dict[int, int] = {}
         self._parent_of: dict[ProcessKey, ProcessKey] = {}  # exec parent of each image read
         self._current: dict[int, ProcessKey] = {}  # the last image of each pid not seen exiting
@@ -241,7 +241,7 @@ class Replay:
             return
         _, key = parse_exec_id(p["exec_id"])
         if key not in self._seen:
-            self._seen.add(key)
+            self._seen[key] = False
             yield self._image(p, time_text)
 
     # -- JSON lines ------------------------------------------------------------------
@@ -257,7 +257,9 @@ class Replay:
                 out += self._seed(body.get("parent"))
                 proc = body["process"]
                 _, key = parse_exec_id(proc["exec_id"])
-                self._seen.add(key)
+                if self._seen.get(key):
+                    raise BadRecord(f"duplicate exec_id {proc['exec_id']!r}: an earlier exec has it")
+                self._seen[key] = True
                 out.append(self._image(proc, rec.get("time")))
             elif "process_exit" in rec:
                 body = rec["process_exit"]
@@ -274,7 +276,7 @@ class Replay:
                 c = rec["procscope_clone"]
                 _, key = parse_exec_id(c["exec_id"])
                 _, parent = parse_exec_id(c["parent_exec_id"])
-                self._seen.add(key)
+                self._seen.setdefault(key, False)
                 self._parent_of[key] = parent
                 self._current[key.pid] = key
                 flags = wire.FLAG_CLONE | words.flag_bits(_text(c.get("flags", "")))

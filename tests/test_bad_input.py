@@ -100,3 +100,33 @@ def test_a_config_that_is_a_fifo_or_huge_is_refused_at_once(tmp_path):
     started = time.monotonic()
     cfg.load(config / "config.toml", ["textual-dark"], warnings.append, {})
     assert time.monotonic() - started < 1 and len(warnings) == 1 and "larger than" in warnings[0]
+
+
+def _exec_lines() -> list[dict]:
+    return [json.loads(x) for x in DEMO.read_text().splitlines() if '"process_exec"' in x]
+
+
+def test_a_duplicate_exec_id_is_skipped_not_shown_as_the_first(tmp_path):
+    lines = _exec_lines()
+    first = lines[5]
+    dup = json.loads(json.dumps(first))
+    dup["process_exec"]["process"]["binary"] = "/usr/bin/forged"
+    dup["process_exec"]["process"]["arguments"] = "--forged"
+    outs = []
+    for name, content in (("plain.jsonl", lines), ("dup.jsonl", [*lines, dup])):
+        path = tmp_path / name
+        path.write_text("\n".join(json.dumps(x) for x in content) + "\n")
+        outs.append(procscope("events", "--replay", str(path)))
+    assert "duplicate exec_id" in outs[1].stderr and "Traceback" not in outs[1].stderr
+    assert outs[1].stdout == outs[0].stdout  # nothing emitted for it, least of all the first one's binary again
+
+
+def test_an_exit_timed_before_its_start_is_counted(tmp_path):
+    execs = _exec_lines()
+    proc = execs[3]["process_exec"]["process"]
+    exit_line = {"process_exit": {"process": proc, "status": 0, "time": "2000-01-01T00:00:00Z"},
+                 "node_name": "vm", "time": "2000-01-01T00:00:00Z"}  # fmt: skip
+    path = tmp_path / "early.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in [*execs, exit_line]) + "\n")
+    out = procscope("events", "--replay", str(path))
+    assert "1 exits timed before their start" in out.stderr, out.stderr

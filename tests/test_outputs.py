@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -90,6 +91,8 @@ def test_full_disk_ends_with_one_line_and_keeps_what_fit(scratch):
         assert len(err_lines) == 1 and rec in err_lines[0] and "kept" in err_lines[0]
         assert os.path.getsize(rec) > 150_000
         kept = _lines(rec)  # every line that fit is whole (only a last, cut one is not)
+        recorded = int(re.search(r"events: (\d+) recorded", err.decode())[1])
+        assert recorded == len(kept), (recorded, len(kept))  # the summary counts the whole lines on disk
         assert len(kept) > 10 and any("procFS" in x["process_exec"]["process"]["flags"] for x in kept if "process_exec" in x)
     finally:
         subprocess.run(["umount", "-l", mnt], check=False)

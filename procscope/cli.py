@@ -14,7 +14,7 @@ from procscope.probes.throttle import RateError, parse_rate
 
 from . import __version__, commands, query, window
 from .cache import DEFAULT_GRACE_NS
-from .replay import SNAPSHOT_VERSION
+from .replay import MAX_PROCESSES, SNAPSHOT_VERSION
 from .stream import INCLUDABLE
 from .timetravel import Moment, MomentError
 
@@ -212,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replay", metavar="FILE", help="read a recording or snapshot instead of the live system")
     parser.add_argument("--strict", action="store_true", help="with --replay: stop at the first bad line")
+    parser.add_argument("--max-processes", type=_count, default=MAX_PROCESSES, metavar="N",
+                        help=f"with --replay: read until more than N processes are alive at once (default "
+                             f"{MAX_PROCESSES:,}, some 1.3 GB)")  # fmt: skip
     parser.add_argument(
         "--ring-size", type=_ring_size, default=DEFAULT_RING_BYTES, metavar="SIZE",
         help="BPF ring buffer size, rounded up to a power of two pages (default 16M)",

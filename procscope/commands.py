@@ -4,6 +4,7 @@ own is in the UI package, imported only when it runs)."""
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import os
 import signal
@@ -84,7 +85,7 @@ def ring_text(requested: int) -> str:
 
 def _open_replay(args) -> Replay | None:
     try:
-        return Replay(args.replay, strict=args.strict, warn=warn)
+        return Replay(args.replay, strict=args.strict, warn=warn, max_processes=args.max_processes)
     except ReplayError as exc:
         warn(str(exc))
         return None
@@ -244,6 +245,9 @@ def snapshot_command(args) -> int:
             else:
                 cache = replay.new_cache(grace)
                 replay.feed(cache)
+            # What was read stays to the end: the collector need not walk it again and again
+            # (a fifth of the time of a snapshot of 500,000 processes).
+            gc.freeze()
         except ReplayError as exc:
             warn(str(exc))
             return 1

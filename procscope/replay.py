@@ -15,7 +15,10 @@ import binascii
 import json
 import os
 import stat
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
+
+import msgspec
 
 from procscope.probes import wire, words
 from procscope.probes.events import (
@@ -44,6 +47,22 @@ SNAPSHOT_SCHEMA = "procscope-snapshot"
 SNAPSHOT_VERSION = 1
 MAX_LINE_BYTES = 64 << 20  # a process object holds at most a few MiB of arguments
 MAX_SNAPSHOT_BYTES = 1 << 30
+_fast = msgspec.json.Decoder().decode
+_encode = msgspec.json.Encoder().encode
+MEMO_LIMIT = 4096  # distinct credentials and namespaces kept
+EXITED_KEPT = 1 << 20  # exited processes remembered (not to be seeded again by a late parent object)
+MAX_PROCESSES = 1_000_000  # alive at once in a replay, by default: some 1.3 GB of cache
+
+
+def _decode(text: str):
+    """What json.loads gives (msgspec's, several times faster; json's
+    where msgspec refuses: lone surrogates, huge numbers, its messages)."""
+    try:
+        return _fast(text)
+    except msgspec.DecodeError:
+        return json.loads(text)
+
+
 MAX_WARNINGS = 20  # bad lines reported one by one; the rest are counted
 
 
@@ -102,8 +121,13 @@ def parse_time(text: str) -> int:
         raise BadRecord(f"bad time {text!r}") from None
 
 
+_LIMITS = {32: 1 << 32, 64: 1 << 64, 8: 1 << 8, 62: 1 << 62}
+
+
 def _int(value, bits: int = 32) -> int:
     """A recorded number that must fit the kernel's field."""
+    if type(value) is int and 0 <= value < _LIMITS[bits]:
+        return value  # nearly all of them: no conversion
     n = int(value)
     if not 0 <= n < 1 << bits:
         raise BadRecord(f"{value!r} is out of range")
@@ -120,8 +144,13 @@ class Replay:
     """Reads one recording. ``feed(cache)`` applies it; ``events()`` yields
     the events for a caller that applies them itself (once)."""
 
-    def __init__(self, path: str, strict: bool = False, warn: Callable[[str], None] | None = None):
+    def __init__(self, path: str, strict: bool = False, warn: Callable[[str], None] | None = None,
+                 max_processes: int = MAX_PROCESSES):  # fmt: skip
+        """``max_processes``: reading stops (said in one line) once more are alive at once."""
         self.path = path
+        self.max_processes = max_processes
+        self.cut_at = 0  # the line where max_processes stopped the reading
+        self._cached: Callable[[], int] = lambda: 0  # processes in the cache fed (new_cache's)
         self.strict = strict
         self.warn = warn or (lambda msg: None)
         self.node = ""
@@ -135,9 +164,13 @@ class Replay:
         self.kind = "events"
         self._offset: int | None = None  # wall − boot, learnt from the first process
         self._seen: dict[ProcessKey, bool] = {}  # keys read, True once an exec record had it (one may)
+        # The same for those seen exiting (the newest EXITED_KEPT; an OrderedDict forgets its oldest in
+        # O(1), where a dict's first key is found past every slot deleted before it).
+        self._exited: OrderedDict[ProcessKey, bool] = OrderedDict()
         self._ppids: dict[int, int] = {}
         self._parent_of: dict[ProcessKey, ProcessKey] = {}  # exec parent of each image read
         self._current: dict[int, ProcessKey] = {}  # the last image of each pid not seen exiting
+        self._made: dict[tuple, object] = {}  # _memo's
         try:
             if os.path.isdir(path):
                 raise ReplayError(f"{path} is a directory; name a recording or snapshot file")
@@ -148,6 +181,20 @@ class Replay:
         if head.startswith(b'{"schema"') or head[:1] == b"{" and head[1:2] in (b"\n", b"\r"):
             self.kind = "snapshot"
             self._load_snapshot()
+
+    def _memo(self, make: Callable, *parts):
+        """``make(*parts)``, made once per distinct value (most processes share
+        their credentials and namespaces): the parts' JSON is the key."""
+        try:
+            key = (make, _encode(parts))
+        except (TypeError, ValueError, msgspec.EncodeError):  # what json read but msgspec will not write: made each time
+            return make(*parts)
+        found = self._made.get(key)
+        if found is None:
+            if len(self._made) >= MEMO_LIMIT:
+                self._made.clear()
+            found = self._made[key] = make(*parts)
+        return found
 
     # -- errors ----------------------------------------------------------------
     def _bad(self, where: int | str, reason: str) -> None:
@@ -207,8 +254,8 @@ class Replay:
             cwd=_text(p.get("cwd", "")),
             parent=parent,
             cleanup=cleanup,
-            creds=_credentials(pc, p.get("cap", {}), uid),
-            ns=_namespaces(p.get("ns", {})),
+            creds=self._memo(_credentials, pc, p.get("cap", {}), uid),
+            ns=self._memo(_namespaces, p.get("ns", {})),
             cgroup_id=_int(cg.get("id", 0), 64),
             cgroup_tracker_id=_int(cg.get("tracker_id", cg.get("id", 0)), 64),
             cgroup_name=_text(cg.get("name", "")),
@@ -240,7 +287,7 @@ class Replay:
         if not p or "binary" not in p:
             return
         _, key = parse_exec_id(p["exec_id"])
-        if key not in self._seen:
+        if key not in self._seen and key not in self._exited:
             self._seen[key] = False
             yield self._image(p, time_text)
 
@@ -257,7 +304,7 @@ class Replay:
                 out += self._seed(body.get("parent"))
                 proc = body["process"]
                 _, key = parse_exec_id(proc["exec_id"])
-                if self._seen.get(key):
+                if self._seen.get(key) or self._exited.get(key):
                     raise BadRecord(f"duplicate exec_id {proc['exec_id']!r}: an earlier exec has it")
                 self._seen[key] = True
                 out.append(self._image(proc, rec.get("time")))
@@ -272,6 +319,7 @@ class Replay:
                 if self._current.get(key.pid) == key:
                     del self._current[key.pid]
                 out.append(ExitEvent(when, key, _int(body["process"].get("tid", key.pid)), code))
+                self._forget(key)
             elif "procscope_clone" in rec:
                 c = rec["procscope_clone"]
                 _, key = parse_exec_id(c["exec_id"])
@@ -313,6 +361,13 @@ class Replay:
             raise BadRecord(f"malformed record ({exc})") from None
         return out
 
+    def _forget(self, key: ProcessKey) -> None:
+        """An exited process: what is kept of it is bounded (a recording may hold millions)."""
+        self._exited[key] = self._seen.pop(key, False)
+        self._parent_of.pop(key, None)
+        if len(self._exited) > EXITED_KEPT:
+            self._exited.popitem(last=False)
+
     def _lines(self) -> Iterator[Event]:
         f, lineno = self._file, 0
         with f:
@@ -326,7 +381,7 @@ class Replay:
                     continue
                 try:
                     # Decoded here: json would guess UTF-16 or UTF-32 from the bytes, and say so.
-                    rec = json.loads(raw.decode("utf-8"))
+                    rec = _decode(raw.decode("utf-8"))
                 except UnicodeDecodeError as exc:
                     self._bad(lineno, f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})")
                     continue
@@ -344,6 +399,11 @@ class Replay:
                     continue
                 self.good_records += 1
                 yield from events
+                if len(self._current) > self.max_processes or self._cached() > self.max_processes:
+                    self.cut_at = lineno
+                    self.warn(f"{self.path}:{lineno}: more than {self.max_processes:,} processes at once; "
+                              "read up to here (--max-processes N reads further, with more memory)")  # fmt: skip
+                    return
         if lineno and not self.good_records:
             self.warn(f"{self.path}: no line could be read; is it a procscope recording, snapshot or Tetragon export?")
 
@@ -434,6 +494,7 @@ class Replay:
         """A cache for this recording's events. Recordings keep only the
         tracked hierarchy's cgroup events, so all of them apply."""
         cache = ProcessCache(grace_ns=grace_ns, cgroup_hierarchy=ANY_HIERARCHY)
+        self._cached = lambda: len(cache.procs)  # max_processes counts those exited in their grace too
         cache.host_ns = self.host_ns  # the same dict: filled as the first process is read
         cache.where.info = self.container_info  # the same: filled as processes are read
         if self.kind == "snapshot":
@@ -441,6 +502,7 @@ class Replay:
         return cache
 
     def feed(self, cache: ProcessCache, on_event: Callable[[Event], None] | None = None) -> None:
+        self._cached = lambda: len(cache.procs)
         cache.host_ns = self.host_ns  # filled as the first process is read
         cache.where.info = self.container_info
         if self.kind == "snapshot":

@@ -3,13 +3,11 @@ Tetragon `process_exec` lines for every live process, parents first."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from procscope.probes.counters import Counters
-from procscope.probes.text import json_escaped
 
 from .cache import Process, ProcessCache
 from .derive import badges
@@ -43,6 +41,28 @@ def parents_first(cache: ProcessCache, procs: Iterable[Process]) -> list[Process
     return out
 
 
+class Entries(Sequence):
+    """A document's process objects, made as they are written: a snapshot of
+    500,000 processes is never a list of 500,000 dicts in memory."""
+
+    def __init__(self, procs: list[Process], make: Callable[[Process], dict]):
+        self._procs, self._make = procs, make
+
+    def __len__(self) -> int:
+        return len(self._procs)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self._make(p) for p in self._procs[i]]
+        return self._make(self._procs[i])
+
+    def __iter__(self) -> Iterator[dict]:
+        return map(self._make, self._procs)
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other)
+
+
 def _state(proc: Process) -> str:
     if proc.image is None:
         return "placeholder"
@@ -63,9 +83,9 @@ def document(
     ancestors live ones still name) with its identity and both parent links."""
     now = cache.now or time.clock_gettime_ns(time.CLOCK_BOOTTIME)
     procs = [p for p in cache.procs.values() if keep is None or keep(p)]
-    entries = []
-    for proc in parents_first(cache, procs):
-        entry = exporter.process(proc)
+
+    def entry(proc: Process) -> dict:
+        out = exporter.process(proc, encoded_parts=True)
         ext: dict = {"state": _state(proc), "badges": badges(proc, cache)}
         if proc.visible:  # where it shows in the tree; replaced images have no place there
             ext["ppid_exec_id"] = exporter.exec_id(proc.tree_parent)
@@ -75,8 +95,10 @@ def document(
         if not proc.alive and not proc.replaced:
             ext["exit_time"] = proc.exit_time
             ext["exit_code"] = proc.exit.code if proc.exit is not None else None
-        entry.setdefault(EXTRA, {}).update(ext)
-        entries.append(entry)
+        out.setdefault(EXTRA, {}).update(ext)
+        return out
+
+    entries = Entries(parents_first(cache, procs), entry)
     kept = {p.key for p in procs}
     per_container = Counter(p.container.id for p in procs if p.alive and p.container is not None)
     return {
@@ -110,14 +132,30 @@ def tetragon_lines(cache: ProcessCache, exporter: Exporter, keep: Callable[[Proc
     return [exporter.exec_event(p) for p in parents_first(cache, live)]
 
 
+def _write_document(f, doc: dict) -> None:
+    """A document with each field on its line, the processes one a line, as
+    they are made (msgspec encodes them; nothing holds the whole text)."""
+    f.write("{")
+    for i, (key, value) in enumerate(doc.items()):
+        f.write(("\n " if i == 0 else ",\n ") + json_line(key) + ": ")
+        if key == "processes":
+            f.write("[")
+            for n, entry in enumerate(value):
+                f.write(("\n  " if n == 0 else ",\n  ") + json_line(entry))
+            f.write("\n ]")
+        else:
+            f.write(json_line(value))
+    f.write("\n}\n")
+
+
 def write(path: str | None, content: dict | list[dict], out=None, replace: bool = True) -> None:
-    """A document (pretty JSON) or a list of lines (JSON lines), to ``path``
+    """A document (JSON, a field or a process a line) or a list of lines (JSON lines), to ``path``
     atomically with mode 0600 (outputs.atomic_writer: OutputError when it
     cannot), or to ``out``."""
 
     def dump(f) -> None:
         if isinstance(content, dict):
-            f.write(json_escaped(json.dumps(content, indent=1, ensure_ascii=False)) + "\n")
+            _write_document(f, content)
         else:
             for line in content:
                 f.write(json_line(line) + "\n")

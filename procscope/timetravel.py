@@ -62,6 +62,9 @@ class Checkpoint:
         return ProcessCache.from_checkpoint(self.data, self.cgroup_path)
 
 
+MAX_EVENTS = 2_000_000  # a recording's events held to look back through (about 350 bytes each)
+
+
 class Timeline:
     """Events in order, the cache they build, and its clock: a recording's
     (``of_replay``), or the live monitor's recent past (procscope.window),
@@ -82,9 +85,15 @@ class Timeline:
         self.end = max(max(timed, default=0), self.checkpoints[-1].time if self.checkpoints else 0, end or 0)
 
     @classmethod
-    def of_replay(cls, replay: Replay, grace_ns: int, events: list[Event] | None = None) -> Timeline:
-        """``events``: the recording's, when already read (a Replay reads its file once)."""
-        events = list(replay.events()) if events is None else events
+    def of_replay(cls, replay: Replay, grace_ns: int, events: list[Event] | None = None,
+                  max_events: int = MAX_EVENTS) -> Timeline:  # fmt: skip
+        """``events``: the recording's, when already read (a Replay reads its file once);
+        else its first ``max_events`` (a line says so when there are more)."""
+        if events is None:
+            events = list(itertools.islice(replay.events(), max_events + 1))
+            if len(events) > max_events:
+                events.pop()
+                replay.warn(f"{replay.path}: only its first {max_events:,} events are looked back through")
         return cls(events, lambda: replay.new_cache(grace_ns), replay.wall_offset, replay.node)
 
     def boot_time(self, moment: Moment) -> int:

@@ -130,3 +130,46 @@ def test_an_exit_timed_before_its_start_is_counted(tmp_path):
     path.write_text("\n".join(json.dumps(x) for x in [*execs, exit_line]) + "\n")
     out = procscope("events", "--replay", str(path))
     assert "1 exits timed before their start" in out.stderr, out.stderr
+
+
+def _many(tmp_path, n: int, exiting: bool) -> Path:
+    sys.path.insert(0, str(REPO / "bench"))
+    from replay_scale import write_recording
+
+    path = tmp_path / "many.jsonl"
+    write_recording(str(path), n, exiting)
+    return path
+
+
+def test_a_recording_past_max_processes_is_read_up_to_there_in_one_line(tmp_path):
+    path = _many(tmp_path, 3000, exiting=False)
+    out = procscope("snapshot", "--replay", str(path), "--max-processes", "1000")
+    said = [line for line in _lines(out.stderr) if "--max-processes" in line]
+    assert len(said) == 1 and ":1001: more than 1,000 processes at once" in said[0], out.stderr
+    assert len(json.loads(out.stdout)["processes"]) == 1001
+
+
+def test_a_long_recording_of_exiting_processes_keeps_what_it_remembers_bounded(tmp_path, monkeypatch):
+    from procscope import replay as replay_module
+    from procscope.replay import Replay
+
+    monkeypatch.setattr(replay_module, "EXITED_KEPT", 500)
+    r = Replay(str(_many(tmp_path, 12000, exiting=True)))
+    cache = r.new_cache(5 * 10**9)
+    r.feed(cache)
+    assert len(r._exited) == 500 and len(r._seen) <= 2 and len(r._parent_of) <= 2
+    assert len(cache.procs) <= 5002  # those exited in the last 5 s (the grace, at 1,000 a second) and init
+
+
+async def test_the_monitors_replay_is_drained_a_slice_at_a_time_and_time_travel_bounded(tmp_path):
+    from procscope.replay import Replay
+    from procscope.tui.sources import ReplaySource
+
+    source = ReplaySource(Replay(str(_many(tmp_path, 2500, exiting=False))), 5 * 10**9, max_events=1000)
+    source.DRAIN = 1000
+    source.start()
+    sizes = []
+    while batch := source.drain():
+        sizes.append(len(batch))
+    assert sizes == [1000, 1000, 501] and len(source.recorded) == 1000
+    assert source.notes == ["time travel reaches the recording's first 1,000 events (--window-events N for more, with more memory)"]

@@ -27,7 +27,7 @@ def run_monitor(args, collector: Collector | None, replay: Replay | None, warn: 
         return 2
     grace = int(args.grace * 1e9)
     # Live: the probes attach behind the first frame (the source says so, or why they could not).
-    source = ReplaySource(replay, grace) if replay is not None else LiveSource(collector, grace, scan)
+    source = ReplaySource(replay, grace, args.window_events) if replay is not None else LiveSource(collector, grace, scan)
     if metrics is not None and not metrics(source.counters, source.cache):
         return 2
     recent = Window(args.window, args.window_events) if replay is None else None

@@ -4,6 +4,9 @@ timer), the /proc scan alone, or a recording."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+
 from procscope.cache import ProcessCache
 from procscope.live import live_cache
 from procscope.probes import cgroups, procfs
@@ -11,6 +14,7 @@ from procscope.probes.collector import Collector
 from procscope.probes.counters import Counters
 from procscope.probes.events import Event
 from procscope.replay import Replay
+from procscope.window import DEFAULT_EVENTS
 
 
 class Source:
@@ -143,23 +147,38 @@ class ProcfsSource(Source):
 
 
 class ReplaySource(Source):
-    def __init__(self, replay: Replay, grace_ns: int):
+    """A recording, read as the ticks drain it (DRAIN events at a time, not
+    all held at once); time travel reaches its first ``max_events`` events."""
+
+    DRAIN = 100_000
+
+    def __init__(self, replay: Replay, grace_ns: int, max_events: int = DEFAULT_EVENTS):
         super().__init__(replay.new_cache(grace_ns))
         self.replay = replay
         self.label = f"replay {replay.path}"
-        self._events: list[Event] = []
-        self.recorded: list[Event] = []
+        self.max_events = max_events
+        self._pending: Iterator[Event] | None = None
+        self.recorded: list[Event] = []  # kept for time travel (tui.timetravel)
 
     @property
     def wall_offset(self) -> int | None:
         return self.replay.wall_offset
 
     def start(self) -> None:
-        self.recorded = list(self.replay.events())  # kept for time travel (tui.timetravel)
-        self._events = list(self.recorded)
+        self._pending = self.replay.events()
 
     def drain(self) -> list[Event]:
-        out, self._events = self._events, []
+        if self._pending is None:
+            return []
+        out = list(itertools.islice(self._pending, self.DRAIN))
+        if len(out) < self.DRAIN:
+            self._pending = None
+        room = self.max_events - len(self.recorded)
+        self.recorded.extend(out[: max(room, 0)])
+        if len(out) > room >= 0:
+            self.notes.append(f"time travel reaches the recording's first {self.max_events:,} events "
+                              "(--window-events N for more, with more memory)")  # fmt: skip
+            self.max_events = -1  # said once
         return out
 
     def counters(self) -> Counters:

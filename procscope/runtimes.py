@@ -203,12 +203,13 @@ def docker_roots(daemons: list[list[str]]) -> list[str]:
         if isinstance(root, str):
             roots.append(root)
     roots += _option(daemons, "--data-root")
-    return list(dict.fromkeys(os.path.normpath(r) for r in roots))
+    # Relative to the daemon's own directory, which is not ours: not looked up.
+    return list(dict.fromkeys(os.path.normpath(r) for r in roots if os.path.isabs(r)))
 
 
 def containerd_states(daemons: list[list[str]]) -> list[str]:
     """containerd state directories of the dockerds' own containerd (under --exec-root)."""
-    return [os.path.join(root, "containerd", "daemon") for root in _option(daemons, "--exec-root")]
+    return [os.path.join(root, "containerd", "daemon") for root in _option(daemons, "--exec-root") if os.path.isabs(root)]
 
 
 def read_docker(doc: dict | None, cid: str) -> ContainerInfo | None:

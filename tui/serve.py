@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 LOCAL = ("127.0.0.1", "localhost", "::1")
 MAX_SESSIONS = 4
-QUIT_S = 1.0  # a monitor asked to quit has this long before SIGTERM, and again before SIGKILL
+QUIT_S = 2.0  # a monitor asked to quit has this long before SIGTERM, and again before SIGKILL
 MAX_MESSAGE = 1 << 16  # bytes of one message from a page: keys and sizes are small
 
 

@@ -116,7 +116,7 @@ async def run(n: int, rate: float, duration: float) -> dict:
         refresh, display, run_action = app.refresh_panes, app._display, app.run_action
 
         def state() -> tuple:
-            return app.tree_pane.selected_key, app.view.tree, getattr(app.view, "group", None), str(app.query)
+            return app.tree_pane.selected_key, app.view.tree, getattr(app.view, "group", None), str(app.filter_query)
 
         def timed(*args, **kwargs) -> None:  # refresh_panes' own arguments, passed through
             t = time.perf_counter()

@@ -100,7 +100,6 @@ class PathIndex:
         self.min_rescan_s = min_rescan_s
         self._paths: dict[int, str] = {}
         self._last_walk = float("-inf")
-        self.unresolved = 0  # ids still unknown after a walk
 
     def _walk(self) -> None:
         root = self.hierarchy.mountpoint
@@ -131,6 +130,4 @@ class PathIndex:
         if found is None and cgroup_id and time.monotonic() - self._last_walk >= self.min_rescan_s:
             self._walk()
             found = self._paths.get(cgroup_id)
-        if found is None and cgroup_id:
-            self.unresolved += 1
         return found

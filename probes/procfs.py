@@ -25,14 +25,9 @@ NS_GET_PARENT = 0xB702  # ioctl on a namespace fd (linux/nsfs.h)
 NS_GET_OWNER_UID = 0xB704
 
 
-def stat_fields(path: str) -> list[bytes]:
+def _after_name(raw: bytes) -> list[bytes]:
     """The fields of a /proc/.../stat file after the process's name (which
     may hold spaces and parentheses): proc(5)'s field 3 (state) is [0]."""
-    with open(path, "rb") as f:
-        return _after_name(f.read())
-
-
-def _after_name(raw: bytes) -> list[bytes]:
     return raw[raw.rindex(b")") + 2 :].split()
 
 

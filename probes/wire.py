@@ -32,9 +32,6 @@ CREDS_SYSCALLS = ("setuid", "setgid", "setreuid", "setregid", "setresuid", "setr
 # sent_failed columns, in processapi's SentFailed* order
 SENT_FAILED_NAMES = ("unknown", "ENOENT", "E2BIG", "EBUSY", "EINVAL", "ENOSPC", "EAGAIN")
 
-# MSG_COMMON_FLAG_PROCESS_NOT_FOUND: set on placeholder processes by the cache
-MSG_COMMON_FLAG_PROCESS_NOT_FOUND = 0x10
-
 # MsgProcess.flags (their words: words.PROCESS_FLAGS)
 FLAG_EXECVE = 0x01
 FLAG_PROCFS = 0x04
@@ -65,7 +62,6 @@ UNKNOWN_ID = 0xFFFFFFFF
 MSG_SIZEOF_ARGS = 1024
 DOCKER_ID_LENGTH = 128
 
-COMMON = struct.Struct("<BBxxIQ")
 # MsgCommon | MsgK8s | parent MsgExecveKey | parent_flags | MsgGenericCred |
 # MsgNamespaces | cleanup MsgExecveKey | MsgProcess, then path, args, cwd.
 EXECVE_HEADER = struct.Struct(

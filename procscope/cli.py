@@ -14,6 +14,7 @@ from procscope.probes.throttle import RateError, parse_rate
 
 from . import __version__, commands, query, window
 from .cache import DEFAULT_GRACE_NS
+from .options import Options
 from .replay import MAX_PROCESSES, SNAPSHOT_VERSION
 from .stream import INCLUDABLE
 from .timetravel import Moment, MomentError
@@ -252,18 +253,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
-        query.from_args(args)  # a bad filter is reported before anything is loaded
-        if args.command == "events":
-            return commands.events(args)
-        if args.command == "snapshot":
-            return commands.snapshot_command(args)
-        if args.command == "ui":
-            return commands.ui(args)
-        if args.command == "serve":
-            ui_args = args.ui_args[1:] if args.ui_args[:1] == ["--"] else args.ui_args
-            ui = parser.parse_args(["ui", *ui_args])  # bad monitor options: refused before serving
-            query.from_args(ui)
-            return commands.serve(args, ui_args)
+        opts = Options.from_args(args)  # a bad filter is reported before anything is loaded
+        if opts.command == "events":
+            return commands.events(opts)
+        if opts.command == "snapshot":
+            return commands.snapshot_command(opts)
+        if opts.command == "ui":
+            return commands.ui(opts)
+        if opts.command == "serve":
+            Options.from_args(parser.parse_args(["ui", *opts.ui_args]))  # bad monitor options: refused before serving
+            return commands.serve(opts)
     except query.QueryError as exc:
         parser.error(printable(str(exc)))
     parser.print_help()

@@ -20,10 +20,11 @@ from procscope.probes.events import ExecEvent, ExitEvent
 from procscope.probes.loader import PAGE_SIZE, ring_pages
 from procscope.probes.text import printable
 
-from . import query, snapshot
+from . import snapshot
 from .cache import ProcessCache
 from .export import Exporter
 from .live import live_cache
+from .options import Options
 from .outputs import OutputError, Rotation, StreamFile, check_target
 from .replay import Replay, ReplayError
 from .stream import RECORDED, TETRAGON_KINDS, EventStream, Output
@@ -43,11 +44,11 @@ def _reader_gone() -> None:
         os.close(devnull)
 
 
-def _collector(args) -> Collector:
+def _collector(args: Options) -> Collector:
     return Collector(ring_bytes=args.ring_size, kthreads=args.kthreads, cgroup_rate=args.cgroup_rate)
 
 
-def serve_metrics(args, counters, cache: ProcessCache) -> bool:
+def serve_metrics(args: Options, counters, cache: ProcessCache) -> bool:
     """--metrics: serve them (False, with one line, when that cannot be done)."""
     if args.metrics is None:
         return True
@@ -83,7 +84,7 @@ def ring_text(requested: int) -> str:
     return text if real == requested else f"{text}, rounded up from {requested} bytes to a power of two pages"
 
 
-def _open_replay(args) -> Replay | None:
+def _open_replay(args: Options) -> Replay | None:
     try:
         return Replay(args.replay, strict=args.strict, warn=warn, max_processes=args.max_processes)
     except ReplayError as exc:
@@ -114,7 +115,7 @@ class _Stdout:
         self._out.flush()
 
 
-def _outputs(args) -> list[Output]:
+def _outputs(args: Options) -> list[Output]:
     """The stream (stdout or -o) and the recording (--record), opened."""
     rotation = Rotation(args.max_size, args.max_backups, args.rotate_interval, args.compress)
     stream_kinds = frozenset(TETRAGON_KINDS | set(args.include))
@@ -128,7 +129,7 @@ def _outputs(args) -> list[Output]:
     return outputs
 
 
-def events(args) -> int:
+def events(args: Options) -> int:
     try:
         for path in (args.output, args.record):
             if path not in (None, "-"):
@@ -140,7 +141,7 @@ def events(args) -> int:
         replay = _open_replay(args)
         if replay is None or not serve_metrics(args, None, None):
             return 2
-        cache = replay.new_cache(int(args.grace * 1e9))
+        cache = replay.new_cache(args.grace_ns)
 
         def run(stream: EventStream) -> None:
             events = replay.events()
@@ -159,7 +160,7 @@ def events(args) -> int:
     except SetupError as exc:
         warn(str(exc))
         return 2
-    cache = live_cache(collector.hierarchy, grace_ns=int(args.grace * 1e9))
+    cache = live_cache(collector.hierarchy, grace_ns=args.grace_ns)
     if not serve_metrics(args, with_cache(collector, cache), cache):
         collector.stop()
         return 2
@@ -181,12 +182,12 @@ def events(args) -> int:
             warn(f"suppressed by --cgroup-rate: {sum(c.suppressed.values())} ({by_cgroup})")
 
 
-def _write_events(args, cache: ProcessCache, run, replay: Replay | None = None) -> int:
+def _write_events(args: Options, cache: ProcessCache, run, replay: Replay | None = None) -> int:
     outputs: list[Output] = []
     status = 0
     try:
         outputs = _outputs(args)
-        stream = EventStream(cache, outputs, query.from_args(args), args.count)
+        stream = EventStream(cache, outputs, args.query, args.count)
         with contextlib.suppress(KeyboardInterrupt):
             run(stream)
         _finishing()
@@ -218,7 +219,7 @@ def _write_events(args, cache: ProcessCache, run, replay: Replay | None = None) 
 
 
 # -- snapshot ----------------------------------------------------------------------
-def snapshot_command(args) -> int:
+def snapshot_command(args: Options) -> int:
     if args.output is not None:
         try:
             check_target(args.output)  # before the collection, which may take --duration
@@ -233,7 +234,7 @@ def snapshot_command(args) -> int:
         replay = _open_replay(args)
         if replay is None or not serve_metrics(args, None, None):
             return 2
-        grace = int(args.grace * 1e9)
+        grace = args.grace_ns
         try:
             if args.diff or args.at:
                 timeline = Timeline.of_replay(replay, grace)
@@ -261,7 +262,7 @@ def snapshot_command(args) -> int:
             return 2
         cache, counters, source = found
         exporter = Exporter(cache)
-    q = query.from_args(args)
+    q = args.query
     keep = q.predicate(cache) if q else None
     if args.format == "json":
         content = snapshot.document(cache, exporter, counters, list(recent), source, keep)
@@ -273,7 +274,7 @@ def snapshot_command(args) -> int:
     return _write(args, content, "processes", replay if args.replay else None)
 
 
-def _write(args, content, what: str, replay: Replay | None) -> int:
+def _write(args: Options, content, what: str, replay: Replay | None) -> int:
     """A snapshot or diff to -o (atomically) or stdout; the exit status."""
     try:
         snapshot.write(args.output, content, sys.stdout)
@@ -292,7 +293,7 @@ def _write(args, content, what: str, replay: Replay | None) -> int:
     return 1 if replay is not None and replay.bad_lines else 0
 
 
-def _live_snapshot(args, recent: deque) -> tuple[ProcessCache, Counters, str] | None:
+def _live_snapshot(args: Options, recent: deque) -> tuple[ProcessCache, Counters, str] | None:
     """The cache from BPF (the /proc scan, then --duration of events), or
     from the /proc scan alone when BPF cannot be used (None: --metrics
     could not be served)."""
@@ -302,11 +303,11 @@ def _live_snapshot(args, recent: deque) -> tuple[ProcessCache, Counters, str] | 
     except SetupError as exc:
         warn(f"{exc}; taking the snapshot from /proc alone (no exec/exit history, no drop counters)")
         hierarchy = cgroups.detect()
-        cache = live_cache(hierarchy, grace_ns=int(args.grace * 1e9))
+        cache = live_cache(hierarchy, grace_ns=args.grace_ns)
         found = procfs.scan(hierarchy)
         cache.apply_all(found.events)
         return cache, Counters(procfs_unreadable=found.unreadable, cache=cache.counters.as_dict()), "procfs"
-    cache = live_cache(collector.hierarchy, grace_ns=int(args.grace * 1e9))
+    cache = live_cache(collector.hierarchy, grace_ns=args.grace_ns)
     exporter = Exporter(cache)
     if not serve_metrics(args, with_cache(collector, cache), cache):
         collector.stop()
@@ -335,7 +336,7 @@ def _live_snapshot(args, recent: deque) -> tuple[ProcessCache, Counters, str] | 
 
 
 # -- the monitor -------------------------------------------------------------------
-def ui(args) -> int:
+def ui(args: Options) -> int:
     if args.replay:
         from procscope.tui.main import run_monitor  # Textual loads only for the UI
 
@@ -349,8 +350,8 @@ def ui(args) -> int:
                            lambda counters, cache: serve_metrics(args, counters, cache), scan)  # fmt: skip
 
 
-def serve(args, ui_args: list[str]) -> int:
+def serve(args: Options) -> int:
     from procscope.tui.serve import run_server  # textual-serve loads only for this
 
-    return run_server(args.host, args.port, ui_args, args.allow_signals, warn, unix=args.unix,
+    return run_server(args.host, args.port, list(args.ui_args), args.allow_signals, warn, unix=args.unix,
                       max_sessions=args.max_sessions, allow_writes=args.allow_writes)  # fmt: skip

@@ -19,9 +19,10 @@ from procscope.runtimes import ContainerInfo
 from procscope.tui.columns import COLUMNS, Context
 from procscope.tui.panes.detail import lookalike
 from procscope.tui.panes.process_tree import row_text
-from procscope.tui.rows import ViewOptions, process_rows
+from procscope.tui.rows import ViewOptions
 
 from .factories import DOCKER, exec_event
+from .test_ui_rows import process_rows
 
 ANY = st.characters(codec=None, exclude_categories=["Cs"])  # lone surrogates are not str that reach here
 TEXT = st.text(ANY, max_size=40)

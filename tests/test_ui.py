@@ -64,7 +64,7 @@ async def test_container_filter_narrows_every_pane(recording, tmp_path):
         # A bad filter is refused with a message, and the old one stays.
         await pilot.press("backslash", "ctrl+u", *"cap:FLY", "enter")
         await pilot.pause()
-        assert str(app.query) == "container:3f2a"
+        assert str(app.filter_query) == "container:3f2a"
 
 
 async def test_flat_sort_pause_help_and_snapshot_key(recording, tmp_path):
@@ -153,7 +153,7 @@ async def test_live_time_travel_through_the_window_while_events_keep_arriving(sc
         assert proc.pid in shown and len(shown) < len(everything)
         await pilot.press("backslash", "ctrl+u", "enter")
         await pilot.pause()
-        assert app.travel.at is not None and not app.query
+        assert app.travel.at is not None and not app.filter_query
         done = await asyncio.create_subprocess_exec(later)  # behind the view
         await done.wait()
         assert await wait_for(pilot, lambda: any(k.pid == done.pid for k in app.feed.cache.procs))
@@ -279,7 +279,7 @@ async def test_markup_in_the_filter_a_search_a_replay_path_or_the_config_is_text
         await pilot.pause()
         await pilot.press("backslash", "ctrl+u", *"[link=x]", "enter")  # a filter with markup: fine, and no match
         await pilot.pause()
-        assert str(app.query) == "'[link=x]'" and app.is_running
+        assert str(app.filter_query) == "'[link=x]'" and app.is_running
         assert any("unknown theme '[/][@click=app.quit]x'" in str(n.message) for n in app._notifications)
 
 

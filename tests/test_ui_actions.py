@@ -184,7 +184,7 @@ async def test_container_picker_narrows_every_pane_and_keeps_the_filter(replay_a
         assert isinstance(app.screen, PickScreen)
         await pilot.press("down", "enter")  # the one container, after "all containers"
         await pilot.pause()
-        assert str(app.query) == f"-bin:nothing container:{CONTAINER}"
+        assert str(app.filter_query) == f"-bin:nothing container:{CONTAINER}"
         assert pids(app.query_one("#tree")) == [1, 200, 201]
         assert sorted(pids(app.query_one("#execs"), column=1)) == [200, 201]
         assert len(app.query_one("#exits").rows) == 0
@@ -193,7 +193,7 @@ async def test_container_picker_narrows_every_pane_and_keeps_the_filter(replay_a
         assert app.screen.query_one("#choices").highlighted == 1  # the current one
         await pilot.press("up", "enter")  # all containers
         await pilot.pause()
-        assert str(app.query) == "-bin:nothing"
+        assert str(app.filter_query) == "-bin:nothing"
         assert pids(app.query_one("#tree")) == [1, 100, 101, 102, 200, 201, 300]  # not 400: no binary known
 
 

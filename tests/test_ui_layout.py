@@ -197,21 +197,21 @@ async def test_htop_keys(demo, tmp_path):
         # F4 and \: the filter.
         await pilot.press("f4", *"user:nobody", "enter")
         await pilot.pause()
-        assert str(app.query) == "user:nobody"
+        assert str(app.filter_query) == "user:nobody"
         assert {app.cache.by_pid[p].image.uid for p in shown_pids(app) if p != 1} <= {65534, 0}
         await pilot.press("backslash", "ctrl+u", "enter")
         await pilot.pause()
-        assert not app.query
+        assert not app.filter_query
         # u: one user's processes, from a list of users.
         await pilot.press("u")
         await pilot.pause()
         assert isinstance(app.screen, PickScreen)
         await pilot.press("down", "enter")  # after "all users": nobody
         await pilot.pause()
-        assert str(app.query) == "user:nobody"
+        assert str(app.filter_query) == "user:nobody"
         await pilot.press("u", "home", "enter")  # all users again
         await pilot.pause()
-        assert not app.query
+        assert not app.filter_query
         # F6: sort by a column (a flat list); < and > the next column; I inverts.
         await pilot.press("f6")
         await pilot.pause()

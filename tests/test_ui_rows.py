@@ -18,7 +18,7 @@ from procscope.query import Query
 from procscope.tui.app import ProcscopeApp
 from procscope.tui.columns import DEFAULT, Context, fit
 from procscope.tui.panes.process_tree import _Lines, group_text, row_text
-from procscope.tui.rows import GROUPS, Group, Rows, TreeModel, ViewOptions, process_rows
+from procscope.tui.rows import GROUPS, Group, Rows, TreeModel, ViewOptions, view_rows
 from procscope.tui.sources import LiveSource, Source
 from procscope.tui.widgets.rows_view import RowsView
 
@@ -30,6 +30,12 @@ OTHER = "/system.slice/docker-" + "9b" * 32 + ".scope"
 CGROUPS = ["/init.scope", DOCKER, OTHER, "/user.slice/session-1.scope"]
 BINARIES = ["/bin/sh", "/usr/bin/curl", "/bin/busybox"]
 QUERIES = [None, Query.parse("bin:curl"), Query.parse("container:3f2a"), Query.parse("-bin:sh")]
+
+
+def process_rows(cache: ProcessCache, match, opts: ViewOptions) -> Rows:
+    """The process pane's rows, from scratch (TreeModel keeps them between frames)."""
+    order = list(cache.walk())
+    return view_rows(cache, [p for _, p in order], [d for d, _ in order], match, opts)
 
 
 def reference_rows(cache, match, opts) -> list[tuple]:

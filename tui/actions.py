@@ -41,7 +41,7 @@ class Actions:
         box.placeholder = {"search": "search binary, args or pid (n, N: next, previous)",
                            "time": "go to: 2026-12-01T10:00:00Z, -30s from the end (live: from now), +10s from the start, or end"}.get(
             mode, "filter, e.g. container:web-1 image:nginx user:root cap:SYS_ADMIN ns:net bin:curl")  # fmt: skip
-        box.value = str(self.query) if mode == "filter" else ""
+        box.value = str(self.filter_query) if mode == "filter" else ""
         box.add_class("shown")
         box.focus()
 
@@ -128,8 +128,8 @@ class Actions:
         """The filter's terms on ``field`` replaced by this one ("" for none), the rest kept."""
         if value is None:
             return
-        terms = tuple(t for t in self.query.terms if t.field != field)
-        self.query = Query(terms + ((Term(field, value),) if value else ()))
+        terms = tuple(t for t in self.filter_query.terms if t.field != field)
+        self.filter_query = Query(terms + ((Term(field, value),) if value else ()))
         self.refresh_panes()
 
     def action_pick_container(self) -> None:
@@ -138,14 +138,14 @@ class Actions:
         choices = [(e.container.id, f"{derive.container_text(e.container, self.cache.where.info_of(e.container))}"
                     f"  {e.processes} processes" + ("  ⏸ throttled" if e.container.id in throttled else ""))
                    for e in entries]  # fmt: skip
-        current = next((t.value for t in self.query.terms if t.field == "container" and not t.negate), "")
+        current = next((t.value for t in self.filter_query.terms if t.field == "container" and not t.negate), "")
         self.push_screen(PickScreen("Show one container", choices, current, "all containers"),
                          partial(self._replace_terms, "container"))  # fmt: skip
 
     def action_pick_user(self) -> None:
         users = Counter(derive.user(p) for p in self.cache.live())
         choices = [(name, f"{name:<20} {n:>6} processes") for name, n in sorted(users.items())]
-        current = next((t.value for t in self.query.terms if t.field == "user" and not t.negate), "")
+        current = next((t.value for t in self.filter_query.terms if t.field == "user" and not t.negate), "")
         self.push_screen(PickScreen("Show one user's processes", choices, current, "all users"),
                          partial(self._replace_terms, "user"))  # fmt: skip
 
@@ -319,7 +319,7 @@ class Actions:
         if not self.allow_writes:
             self.say("this served monitor writes no files (procscope serve --allow-writes)", severity="warning")
             return
-        match = self.query.predicate(self.cache) if self.query else None
+        match = self.filter_query.predicate(self.cache) if self.filter_query else None
         recent = [self.exporter.exec_event(p) for _, p in self.shown.execs]
         doc = snapshot.document(self.cache, self.exporter, self.feed.counters, recent, self.source.label, match)
         path = free_name(self.snapshot_dir, f"procscope-snapshot-{time.strftime('%Y%m%d-%H%M%S')}", ".json")

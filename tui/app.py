@@ -16,6 +16,7 @@ from collections import deque
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container
+from textual.screen import Screen
 from textual.widgets import ContentSwitcher, Footer, Input, Static
 
 from procscope import derive, themes
@@ -128,7 +129,7 @@ class ProcscopeApp(Actions, App):
         self.exporter = Exporter(self.cache)
         self.feed = Feed(source, self.exporter, window)
         self.shown = self.feed  # what the streams and the history list: the feed's, or a moment's (time travel)
-        self.query = Query.parse(query_text) if query_text else Query()
+        self.filter_query = Query.parse(query_text) if query_text else Query()
         self.view = ViewOptions()
         self.tree_model = TreeModel(self.cache)
         self.frozen = False
@@ -149,6 +150,8 @@ class ProcscopeApp(Actions, App):
         self._detail_shown: tuple | None = None  # what the detail pane was drawn from
         self._banner = source.banner
         self.travel = None  # TimeTravel, while stepping through a replay or the live window
+        self.main_screen: Screen | None = None  # the process list's (on_mount), whatever dialog is on top
+        self._gc_threshold: tuple[int, ...] | None = None  # Python's, while the monitor runs with its own
 
     # -- layout ------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -222,7 +225,7 @@ class ProcscopeApp(Actions, App):
         self.show_detail()  # now, not at the next second's redraw
 
     def on_resize(self) -> None:
-        if not hasattr(self, "main_screen"):
+        if self.main_screen is None:
             return  # before the first mount: on_mount lays it out
         # Called before App's own handler has taken the new size: lay out after it.
         self.call_later(self._resized)
@@ -325,11 +328,11 @@ class ProcscopeApp(Actions, App):
         fresh = tick or not self._busy
         if fresh:
             self._drawn = time.monotonic()
-        match = self.query.predicate(self.cache) if self.query else None
+        match = self.filter_query.predicate(self.cache) if self.filter_query else None
         now = self.now()
         if self.tagged:
             self.tagged = {k for k in self.tagged if k in self.cache.procs}  # evicted: nothing to signal
-        rows = self.tree_model.rows(self.query, self.view, fresh=fresh)
+        rows = self.tree_model.rows(self.filter_query, self.view, fresh=fresh)
         ctx = Context(self.cache, now, self.exporter.wall_offset)
         columns = tuple(self.shown_columns)
         tree = self.tree_pane
@@ -390,8 +393,8 @@ class ProcscopeApp(Actions, App):
             parts.append("FROZEN (Z)")
         if self.following is not None:
             parts.append(f"following {self.following.pid} (F)")
-        if self.query:
-            parts.append(f"filter: {self.query}")
+        if self.filter_query:
+            parts.append(f"filter: {self.filter_query}")
         parts += [
             f"{len(self.cache.by_pid)} running, {shown} shown",
             f"{len(self.cache.containers)} container" + ("" if len(self.cache.containers) == 1 else "s"),
@@ -437,7 +440,7 @@ class ProcscopeApp(Actions, App):
         box = self.widgets["query"]
         if self._prompt_mode == "filter":
             try:
-                self.query = Query.parse(text)
+                self.filter_query = Query.parse(text)
             except QueryError as exc:
                 self.say(str(exc), severity="error", timeout=6)
                 return
@@ -468,10 +471,10 @@ class ProcscopeApp(Actions, App):
 
     def check_action(self, action: str, parameters: tuple) -> bool | None:
         # App keys still reach the app under a dialog: these must not act on the list behind it.
-        return not (action in self.LIST_ACTIONS and self.screen is not getattr(self, "main_screen", self.screen))
+        return not (action in self.LIST_ACTIONS and self.screen is not (self.main_screen or self.screen))
 
     def on_unmount(self) -> None:
         self.source.stop()
-        if hasattr(self, "_gc_threshold"):
+        if self._gc_threshold is not None:
             gc.set_threshold(*self._gc_threshold)
             gc.unfreeze()

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from procscope import query, themes
+from procscope import themes
+from procscope.options import Options
 from procscope.probes.collector import Collector
 from procscope.probes.procfs import ScanJob
 from procscope.replay import Replay
@@ -18,20 +19,20 @@ from .screen_fd import screen_apart
 from .sources import LiveSource, ReplaySource
 
 
-def run_monitor(args, collector: Collector | None, replay: Replay | None, warn: Callable[[str], None],
+def run_monitor(args: Options, collector: Collector | None, replay: Replay | None, warn: Callable[[str], None],
                 metrics: Callable | None = None, scan: ScanJob | None = None) -> int:  # fmt: skip
     """``metrics(counters, cache)``: serves --metrics for a live source (False: it could not);
     ``scan``: the first /proc scan, started before Textual was loaded."""
     if args.theme is not None and args.theme not in themes.all_names():
         warn(f"unknown theme {args.theme!r}; choose from {', '.join(themes.all_names())}")
         return 2
-    grace = int(args.grace * 1e9)
+    grace = args.grace_ns
     # Live: the probes attach behind the first frame (the source says so, or why they could not).
     source = ReplaySource(replay, grace, args.window_events) if replay is not None else LiveSource(collector, grace, scan)
     if metrics is not None and not metrics(source.counters, source.cache):
         return 2
     recent = Window(args.window, args.window_events) if replay is None else None
-    app = ProcscopeApp(source, query_text=str(query.from_args(args)), snapshot_dir=args.snapshot_dir, theme=args.theme,
+    app = ProcscopeApp(source, query_text=str(args.query), snapshot_dir=args.snapshot_dir, theme=args.theme,
                        config_path=config.default_path(), allow_signals=not args.no_signals, window=recent,
                        allow_writes=not args.no_writes)  # fmt: skip
     with screen_apart(app):

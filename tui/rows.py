@@ -5,7 +5,7 @@ At tens of thousands of processes a redraw cannot walk and sort the whole
 cache: TreeModel keeps the tree's order between frames, re-sorting only
 the children of parents the cache reports changed (``cache.on_change``), and
 recomputes the view only when the cache or the view options changed.
-process_rows computes the same from scratch."""
+(tests/test_ui_rows.py computes the same from scratch, as its oracle.)"""
 
 from __future__ import annotations
 
@@ -279,12 +279,6 @@ def view_rows(cache: ProcessCache, procs: list[Process], depths: list[int],
             out_depths.extend([1] * len(idx))
     return Rows(items, out_depths, folded if opts.tree else frozenset(k for k in folded if isinstance(k, str)),
                 cache, shown_groups)  # fmt: skip
-
-
-def process_rows(cache: ProcessCache, match: Callable[[Process], bool] | None, opts: ViewOptions) -> Rows:
-    """The process pane's rows, from scratch (TreeModel keeps them between frames)."""
-    order = list(cache.walk())
-    return view_rows(cache, [p for _, p in order], [d for d, _ in order], match, opts)
 
 
 class TreeModel:

@@ -1,0 +1,79 @@
+"""The command line's options, typed once: built from argparse's namespace
+by the command line (procscope.cli), read by the commands and the
+monitor. Durations the cache takes in nanoseconds are converted here, and
+the filter options are parsed into one Query here, once."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field, fields
+
+from procscope.probes.loader import DEFAULT_RING_BYTES
+from procscope.probes.throttle import RateLimit
+
+from . import query
+from .cache import DEFAULT_GRACE_NS
+from .query import Query
+from .replay import MAX_PROCESSES
+from .timetravel import Moment
+from .window import DEFAULT_EVENTS, DEFAULT_SECONDS
+
+
+@dataclass(frozen=True)
+class Options:
+    command: str = "ui"
+    query: Query = field(default_factory=Query)  # every filter option, as one query
+    # Where events come from (every command).
+    replay: str | None = None
+    strict: bool = False
+    max_processes: int = MAX_PROCESSES
+    ring_size: int = DEFAULT_RING_BYTES
+    kthreads: bool = False
+    cgroup_rate: RateLimit | None = None
+    metrics: tuple[str, int] | None = None
+    grace_ns: int = DEFAULT_GRACE_NS
+    # events and snapshot
+    duration: float | None = None
+    output: str | None = None
+    format: str = "json"
+    # events
+    count: int | None = None
+    record: str | None = None
+    include: frozenset[str] = frozenset()
+    max_size: int | None = None
+    rotate_interval: float | None = None
+    max_backups: int = 5
+    compress: bool = False
+    # snapshot
+    last: int = 200
+    at: Moment | None = None
+    diff: tuple[Moment, Moment] | None = None
+    # ui
+    theme: str | None = None
+    snapshot_dir: str = "."
+    window: float = DEFAULT_SECONDS
+    window_events: int = DEFAULT_EVENTS
+    no_signals: bool = False
+    no_writes: bool = False
+    # serve
+    host: str = "127.0.0.1"
+    port: int = 8000
+    unix: str | None = None
+    max_sessions: int = 4
+    allow_signals: bool = False
+    allow_writes: bool = False
+    ui_args: tuple[str, ...] = ()
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Options:
+        """QueryError when a filter option is bad."""
+        given = vars(args)
+        values = {f.name: given[f.name] for f in fields(cls) if given.get(f.name) is not None}
+        if "grace" in given:
+            values["grace_ns"] = int(given["grace"] * 1e9)
+        for name, kind in (("include", frozenset), ("ui_args", tuple), ("diff", tuple)):
+            if name in values:
+                values[name] = kind(values[name])
+        if values.get("ui_args", ())[:1] == ("--",):
+            values["ui_args"] = values["ui_args"][1:]
+        return cls(**values, query=query.from_args(args))

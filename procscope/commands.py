@@ -25,8 +25,9 @@ from .cache import ProcessCache
 from .export import Exporter
 from .live import live_cache
 from .options import Options
-from .outputs import OutputError, Rotation, StreamFile, check_target
+from .outputs import Rotation, StreamFile
 from .replay import Replay, ReplayError
+from .safe_write import OutputError, check_target
 from .stream import RECORDED, TETRAGON_KINDS, EventStream, Output
 from .timetravel import Timeline
 

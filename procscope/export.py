@@ -7,8 +7,6 @@ import base64
 import functools
 import os
 import re
-import time
-from datetime import UTC, datetime
 from operator import attrgetter
 
 import msgspec
@@ -26,14 +24,15 @@ from procscope.probes.events import (
     ProcessKey,
     ThrottleEvent,
 )
-from procscope.probes.text import json_escaped_bytes, printable
+from procscope.probes.text import json_escaped_bytes
 
 from .accounts import user_name
 from .cache import Process, ProcessCache
+from .clock import boot_to_wall_offset_ns, parse_rfc3339, rfc3339
+from .kinds import CGROUP, CLONE, COUNTERS, CREDS, EXEC, EXIT, EXTRA, THROTTLE
 from .process import CredsChange
 from .runtimes import ContainerInfo
 
-EXTRA = "procscope"  # procscope's own fields of a process object, under one key (tetra ignores it)
 _CORE_DUMPED = b',"%s":{"core_dumped":true}' % EXTRA.encode()  # an exit's own, as exit_event has it
 MEMO_LIMIT = 2048  # objects kept: each holds a process (evicted ones too, until cleared)
 _json = msgspec.json.Encoder()
@@ -43,32 +42,6 @@ _SLOTS = tuple(msgspec.Raw(b"\x00%d\x00" % i) for i in range(7))
 _REFCNT = tuple(b',"refcnt":%d}' % n for n in range(64))  # the closing part of each object a line holds
 # An image's fields that its process object shows alike for every process (the rest: _own).
 _shared_fields = attrgetter(*(f for f in ExecEvent.__struct_fields__ if f not in {"time", "key", "tid", "nspid", "parent", "cleanup"}))
-
-
-def boot_to_wall_offset_ns() -> int:
-    return time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-
-
-def rfc3339(wall_ns: int) -> str:
-    """As protojson writes a Timestamp: 0, 3, 6 or 9 fractional digits, the fewest that are exact."""
-    seconds, ns = divmod(wall_ns, 1_000_000_000)
-    if seconds != _last_second[0]:  # events come in bursts within one second: formatted once
-        _last_second[:] = seconds, datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    if ns % 1000:
-        return f"{_last_second[1]}.{ns:09d}Z"
-    if ns % 1_000_000:
-        return f"{_last_second[1]}.{ns // 1000:06d}Z"
-    return f"{_last_second[1]}.{ns // 1_000_000:03d}Z" if ns else f"{_last_second[1]}Z"
-
-
-_last_second: list = [None, ""]
-
-
-def parse_rfc3339(text: str) -> int:
-    """RFC 3339 in UTC with up to nanoseconds → wall-clock ns (ValueError if not)."""
-    head, _, frac = text.rstrip("Z").partition(".")
-    secs = datetime.fromisoformat(head + "+00:00").timestamp()
-    return int(secs) * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
 class Exporter:
@@ -283,25 +256,25 @@ class Exporter:
 
     def exec_event(self, proc: Process) -> dict:
         when = proc.image.time if proc.image else proc.key.ktime
-        return self._wrap("process_exec", self._with_parent({"process": self.process(proc)}, proc), when)
+        return self._wrap(EXEC, self._with_parent({"process": self.process(proc)}, proc), when)
 
     def exit_event(self, ev: ExitEvent, proc: Process) -> dict:
         body = {"process": self.process(proc), "signal": ev.signal_name, "status": ev.status, "time": self.time(ev.time)}
         if ev.core_dumped:
             body[EXTRA] = {"core_dumped": True}
-        return self._wrap("process_exit", self._with_parent(body, proc), ev.time)
+        return self._wrap(EXIT, self._with_parent(body, proc), ev.time)
 
     # The same two as lines of JSON (json_bytes of the above), joined from the process objects
     # as process_json made them once: in a storm the two lines of every exec are ~8 KB each.
     def exec_line(self, proc: Process) -> bytes:
         when = proc.image.time if proc.image else proc.key.ktime
-        return b"".join((b'{"process_exec":{"process":', *self.process_json(proc), *self._parent_json(proc),
+        return b"".join((b'{"%s":{"process":' % EXEC.encode(), *self.process_json(proc), *self._parent_json(proc),
                          b'},"node_name":%s,"time":"%s"}' % (self._node_json, self.time(when).encode())))  # fmt: skip
 
     def exit_line(self, ev: ExitEvent, proc: Process) -> bytes:
         when = self.time(ev.time).encode()
         return b"".join((
-            b'{"process_exit":{"process":', *self.process_json(proc),
+            b'{"%s":{"process":' % EXIT.encode(), *self.process_json(proc),
             b',"signal":%s,"status":%d,"time":"%s"%s' % (_signal_json(ev.signal), ev.status, when, _CORE_DUMPED if ev.core_dumped else b""),
             *self._parent_json(proc), b'},"node_name":%s,"time":"%s"}' % (self._node_json, when),
         ))  # fmt: skip
@@ -316,7 +289,7 @@ class Exporter:
             "pid": ev.key.pid, "tid": ev.tid, "nspid": ev.nspid, "start_time": self.time(ev.key.ktime),
             "flags": words.flag_text(ev.flags),
         }  # fmt: skip
-        return self._wrap("procscope_clone", body, ev.time)
+        return self._wrap(CLONE, body, ev.time)
 
     def creds_event(self, proc: Process, change: CredsChange) -> dict:
         """procscope_creds: the process (as it is now) and its credentials and namespaces before and after."""
@@ -325,7 +298,7 @@ class Exporter:
             "old": self.creds_and_namespaces(change.old_creds, change.old_ns, change.old_sets),
             "new": self.creds_and_namespaces(change.creds, change.ns, change.sets),
         }  # fmt: skip
-        return self._wrap("procscope_creds", body, change.time)
+        return self._wrap(CREDS, body, change.time)
 
     def creds_and_namespaces(self, c: Credentials, ns: Namespaces, sets: CapSets | None = None) -> dict:
         out = {"process_credentials": self._credentials(c)[1], "ns": self._namespaces(ns)}
@@ -344,7 +317,7 @@ class Exporter:
             if ev.type == wire.THROTTLE_STOP:
                 own["suppressed"] = dict(zip(wire.RATE_OPS, ev.suppressed, strict=False))
             body[EXTRA] = own
-        return self._wrap("process_throttle", body, ev.time)
+        return self._wrap(THROTTLE, body, ev.time)
 
     def cgroup_event(self, ev: CgroupEvent) -> dict:
         body = {
@@ -352,11 +325,11 @@ class Exporter:
             "tracker_id": str(ev.tracker_id), "level": ev.level, "hierarchy_id": ev.hierarchy_id,
             "name": ev.name, "path": ev.path,
         }  # fmt: skip
-        return self._wrap("procscope_cgroup", body, ev.time)
+        return self._wrap(CGROUP, body, ev.time)
 
     def counters_event(self, c: Counters, ktime: int) -> dict:
         c.cache = self.cache.counters.as_dict()
-        return self._wrap("procscope_counters", c.to_json(), ktime)
+        return self._wrap(COUNTERS, c.to_json(), ktime)
 
 
 class Template:
@@ -430,59 +403,3 @@ def json_bytes(event: dict) -> bytes:
 
 def json_line(event: dict) -> str:
     return json_bytes(event).decode()
-
-
-def compact(event: dict) -> str:
-    """One readable line, after `tetra getevents -o compact`, safe for a
-    terminal: control characters in names and arguments are escaped."""
-    return printable(_compact(event))
-
-
-def _compact(event: dict) -> str:
-    if "process_exec" in event:
-        p = event["process_exec"]["process"]
-        return f"🚀 process {event['node_name']} {p['binary']} {p['arguments']}".rstrip()
-    if "process_exit" in event:
-        e = event["process_exit"]
-        p = e["process"]
-        how = e["signal"] or str(e["status"])
-        if e.get(EXTRA, {}).get("core_dumped"):
-            how += " (core dumped)"
-        words = [p.get("binary", "?"), p.get("arguments", ""), how]
-        return f"💥 exit    {event['node_name']} " + " ".join(w for w in words if w)
-    if "procscope_creds" in event:
-        c = event["procscope_creds"]
-        old, new = c["old"]["process_credentials"], c["new"]["process_credentials"]
-        diff = [f"{k} {old.get(k)}→{new.get(k)}" for k in ("uid", "euid", "gid", "egid") if old.get(k) != new.get(k)]
-        if old["caps"] != new["caps"]:
-            diff.append("caps " + ",".join(new["caps"].get("effective", [])) or "none")
-        for name in ("bounding", "ambient") if "cap_sets" in c["old"] and "cap_sets" in c["new"] else ():
-            before, after = (set(c[side]["cap_sets"].get(name, [])) for side in ("old", "new"))
-            diff += [f"{name} {sign}{','.join(sorted(caps))}" for sign, caps in (("+", after - before), ("-", before - after))
-                     if caps]  # fmt: skip
-        if c["old"]["ns"] != c["new"]["ns"]:
-            diff.append("ns " + ",".join(n for n in c["new"]["ns"] if c["new"]["ns"][n] != c["old"]["ns"].get(n)))
-        return f"🔑 creds   {event['node_name']} {c['process'].get('binary', '?')} {c['syscall']}: {'; '.join(diff)}"
-    if "procscope_clone" in event:
-        c = event["procscope_clone"]
-        return f"🧬 clone   {event['node_name']} pid {c['pid']}"
-    if "process_throttle" in event:
-        t = event["process_throttle"]
-        own = t.get(EXTRA, {})
-        words = [f"{op} {n}" for op, n in own.get("suppressed", {}).items()]
-        tail = f" (suppressed {', '.join(words)})" if words else ""
-        icon = "⏸️" if t["type"] == "THROTTLE_START" else "▶️"
-        return f"{icon} throttle {event['node_name']} {t['type']} {own.get('path') or t['cgroup']}{tail}"
-    if "procscope_cgroup" in event:
-        c = event["procscope_cgroup"]
-        return f"📁 cgroup  {event['node_name']} {c['op']} {c['path']} (hierarchy {c['hierarchy_id']}, pid {c['pid']})"
-    if "procscope_counters" in event:
-        c = event["procscope_counters"]
-        lost = sum(sum(r.values()) for r in c["sent_failed"].values())
-        return (
-            f"📊 counters received {c['received']} kernel-dropped {lost} "
-            f"userspace-dropped {c['userspace_dropped']} decode-errors {c['decode_errors']}"
-            + (f" cache-misses {c['cache']['misses']}" if "cache" in c else "")
-        )
-    kind = next(iter(event))
-    return f"{kind} {event[kind]}"

@@ -10,8 +10,6 @@ line, the first one included, is reported as FILE:LINE and skipped
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import os
 import stat
@@ -22,122 +20,37 @@ import msgspec
 
 from procscope.probes import wire, words
 from procscope.probes.events import (
-    NAMESPACES,
-    Capabilities,
-    CapSets,
     CgroupEvent,
     CloneEvent,
-    Credentials,
     CredsEvent,
     Event,
     ExecEvent,
     ExitEvent,
-    Namespaces,
     ProcessKey,
     ThrottleEvent,
-    UserNamespace,
 )  # fmt: skip
-from procscope.probes.text import clean
 
 from .cache import ANY_HIERARCHY, ROOT, ProcessCache
-from .export import EXTRA, parse_rfc3339
+from .kinds import CGROUP, CLONE, COUNTERS, CREDS, EXEC, EXIT, EXTRA, THROTTLE
+from .records import BadRecord, cap_sets, credentials, decode, namespaces, number, parse_exec_id, parse_time, text
 from .runtimes import ContainerInfo
 
 SNAPSHOT_SCHEMA = "procscope-snapshot"
 SNAPSHOT_VERSION = 1
 MAX_LINE_BYTES = 64 << 20  # a process object holds at most a few MiB of arguments
 MAX_SNAPSHOT_BYTES = 1 << 30
-_fast = msgspec.json.Decoder().decode
-_encode = msgspec.json.Encoder().encode
 MEMO_LIMIT = 4096  # distinct credentials and namespaces kept
+_encode = msgspec.json.Encoder().encode
+
 EXITED_KEPT = 1 << 20  # exited processes remembered (not to be seeded again by a late parent object)
+
 MAX_PROCESSES = 1_000_000  # alive at once in a replay, by default: some 1.3 GB of cache
-
-
-def _decode(text: str):
-    """What json.loads gives (msgspec's, several times faster; json's
-    where msgspec refuses: lone surrogates, huge numbers, its messages)."""
-    try:
-        return _fast(text)
-    except msgspec.DecodeError:
-        return json.loads(text)
-
 
 MAX_WARNINGS = 20  # bad lines reported one by one; the rest are counted
 
 
-def _credentials(pc: dict, cap: dict, uid: int) -> Credentials:
-    """Tetragon's process_credentials (and cap) → Credentials; ids missing: ``uid``."""
-    uns = pc.get("user_ns", {})
-    ids = [_int(pc.get(k, uid)) for k in ("uid", "gid", "suid", "sgid", "euid", "egid", "fsuid", "fsgid")]
-    return Credentials(
-        *ids, words.securebit_mask(pc.get("securebits", [])),
-        Capabilities(*(words.cap_mask(cap.get(s, [])) for s in ("permitted", "effective", "inheritable"))),
-        UserNamespace(_int(uns.get("level", 0)), _int(uns.get("uid", wire.UNKNOWN_ID)),
-                      _int(uns.get("gid", wire.UNKNOWN_ID)), _int(uns.get("ns", {}).get("inum", 0))),
-    )  # fmt: skip
-
-
-def _cap_sets(side: dict) -> CapSets | None:
-    """The bounding and ambient sets of a procscope_creds side, when recorded."""
-    sets = side.get("cap_sets") if isinstance(side, dict) else None
-    if not isinstance(sets, dict):
-        return None
-    return CapSets(words.cap_mask(sets.get("bounding", [])), words.cap_mask(sets.get("ambient", [])))
-
-
-def _namespaces(ns: dict) -> Namespaces:
-    return Namespaces(*(_int(ns.get(n, {}).get("inum", 0)) for n in NAMESPACES))
-
-
 class ReplayError(Exception):
     """The recording cannot be used (unreadable, unknown schema, or a bad line under --strict)."""
-
-
-class BadRecord(ValueError):
-    """One record that cannot be understood."""
-
-
-# A boot clock past this (146 years of uptime) is no kernel's: times made from it would not be dates.
-MAX_KTIME = 1 << 62
-
-
-def parse_exec_id(text: str) -> tuple[str, ProcessKey]:
-    try:
-        node, ktime, pid = base64.b64decode(text, validate=True).decode().rsplit(":", 2)
-        key = ProcessKey(int(pid), int(ktime))
-    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
-        raise BadRecord(f"bad exec_id {text!r}") from None
-    if not (0 <= key.ktime < MAX_KTIME and 0 <= key.pid < 1 << 32):
-        raise BadRecord(f"exec_id {text!r} holds a time or pid no kernel gives")
-    return node, key
-
-
-def parse_time(text: str) -> int:
-    """RFC 3339 (UTC) with up to nanoseconds → wall-clock ns."""
-    try:
-        return parse_rfc3339(text)
-    except (ValueError, AttributeError):
-        raise BadRecord(f"bad time {text!r}") from None
-
-
-_LIMITS = {32: 1 << 32, 64: 1 << 64, 8: 1 << 8, 62: 1 << 62}
-
-
-def _int(value, bits: int = 32) -> int:
-    """A recorded number that must fit the kernel's field."""
-    if type(value) is int and 0 <= value < _LIMITS[bits]:
-        return value  # nearly all of them: no conversion
-    n = int(value)
-    if not 0 <= n < 1 << bits:
-        raise BadRecord(f"{value!r} is out of range")
-    return n
-
-
-def _text(value) -> str:
-    if not isinstance(value, str):
-        raise BadRecord(f"expected a string, not {type(value).__name__}")
-    return clean(value)
 
 
 class Replay:
@@ -220,7 +133,7 @@ class Replay:
             self._offset = parse_time(p["start_time"]) - key.ktime
         _, parent = parse_exec_id(p["parent_exec_id"]) if p.get("parent_exec_id") else ("", ROOT)
         if not self.host_ns and "ns" in p:
-            self.host_ns.update({n: _int(v["inum"]) for n, v in p["ns"].items() if v.get("is_host")})
+            self.host_ns.update({n: number(v["inum"]) for n, v in p["ns"].items() if v.get("is_host")})
         own = p.get(EXTRA) or {}
         info = ContainerInfo.from_json(own.get("container")) if isinstance(own, dict) else None
         if info is not None and info.described:
@@ -229,7 +142,7 @@ class Replay:
         bp = p.get("binary_properties", {})
         inode = bp.get("file", {}).get("inode", {})
         cg = own.get("cgroup") or p.get("cgroup") or {}  # recordings before the "procscope" object had it here
-        uid = _int(p.get("uid", 0))
+        uid = number(p.get("uid", 0))
         privileges = words.raised_bits(bp.get("privileges_changed", []))
         privileges |= (wire.EXECVE_SETUID if "setuid" in bp else 0) | (wire.EXECVE_SETGID if "setgid" in bp else 0)
         cleanup = self._cleanup_of(key, parent, own)
@@ -240,35 +153,35 @@ class Replay:
         return ExecEvent(
             time=self._boot(time_text) if time_text else key.ktime,
             key=key,
-            tid=_int(p.get("tid", key.pid)),
-            nspid=_int(own.get("nspid", p.get("nspid", key.pid))),
+            tid=number(p.get("tid", key.pid)),
+            nspid=number(own.get("nspid", p.get("nspid", key.pid))),
             uid=uid,
-            auid=_int(p.get("auid", wire.UNKNOWN_ID)),
+            auid=number(p.get("auid", wire.UNKNOWN_ID)),
             # in_init_tree absent (older recordings): not known to have entered from outside.
-            flags=words.flag_bits(_text(p.get("flags", ""))) | (0 if p.get("in_init_tree") is False else wire.FLAG_IN_INIT_TREE),
+            flags=words.flag_bits(text(p.get("flags", ""))) | (0 if p.get("in_init_tree") is False else wire.FLAG_IN_INIT_TREE),
             privileges=privileges,
-            nlink=_int(inode.get("links", 1)),
-            ino=_int(inode.get("number", 0), 64),
-            binary=_text(p.get("binary", "")),
-            args=tuple(_text(p["arguments"]).split(" ")) if p.get("arguments") else (),  # the joined string comes back exact
-            cwd=_text(p.get("cwd", "")),
+            nlink=number(inode.get("links", 1)),
+            ino=number(inode.get("number", 0), 64),
+            binary=text(p.get("binary", "")),
+            args=tuple(text(p["arguments"]).split(" ")) if p.get("arguments") else (),  # the joined string comes back exact
+            cwd=text(p.get("cwd", "")),
             parent=parent,
             cleanup=cleanup,
-            creds=self._memo(_credentials, pc, p.get("cap", {}), uid),
-            ns=self._memo(_namespaces, p.get("ns", {})),
-            cgroup_id=_int(cg.get("id", 0), 64),
-            cgroup_tracker_id=_int(cg.get("tracker_id", cg.get("id", 0)), 64),
-            cgroup_name=_text(cg.get("name", "")),
-            cgroup_path=_text(cg.get("path", "")),
+            creds=self._memo(credentials, pc, p.get("cap", {}), uid),
+            ns=self._memo(namespaces, p.get("ns", {})),
+            cgroup_id=number(cg.get("id", 0), 64),
+            cgroup_tracker_id=number(cg.get("tracker_id", cg.get("id", 0)), 64),
+            cgroup_name=text(cg.get("name", "")),
+            cgroup_path=text(cg.get("path", "")),
         )
 
     def _creds_event(self, c: dict, time_text: str) -> CredsEvent:
         _, key = parse_exec_id(c["process"]["exec_id"])
         new = c["new"]
         pc = new.get("process_credentials", {})
-        return CredsEvent(self._boot(time_text), key, _int(c["process"].get("tid", key.pid)), _text(c.get("syscall", "")),
-                          _credentials(pc, pc.get("caps", {}), _int(pc.get("euid", 0))), _namespaces(new.get("ns", {})),
-                          _cap_sets(new), _cap_sets(c.get("old", {})))  # fmt: skip
+        return CredsEvent(self._boot(time_text), key, number(c["process"].get("tid", key.pid)), text(c.get("syscall", "")),
+                          credentials(pc, pc.get("caps", {}), number(pc.get("euid", 0))), namespaces(new.get("ns", {})),
+                          cap_sets(new), cap_sets(c.get("old", {})))  # fmt: skip
 
     def _cleanup_of(self, key: ProcessKey, parent: ProcessKey, own: dict) -> ProcessKey | None:
         """The image this exec replaced: recorded by procscope; in older
@@ -299,8 +212,8 @@ class Replay:
             self.end_time = max(self.end_time, self._boot(rec["time"]))
         out: list[Event] = []
         try:
-            if "process_exec" in rec:
-                body = rec["process_exec"]
+            if EXEC in rec:
+                body = rec[EXEC]
                 out += self._seed(body.get("parent"))
                 proc = body["process"]
                 _, key = parse_exec_id(proc["exec_id"])
@@ -308,51 +221,51 @@ class Replay:
                     raise BadRecord(f"duplicate exec_id {proc['exec_id']!r}: an earlier exec has it")
                 self._seen[key] = True
                 out.append(self._image(proc, rec.get("time")))
-            elif "process_exit" in rec:
-                body = rec["process_exit"]
+            elif EXIT in rec:
+                body = rec[EXIT]
                 out += self._seed(body.get("parent"))
                 out += self._seed(body["process"])
                 _, key = parse_exec_id(body["process"]["exec_id"])
-                code = _int(body.get("status", 0), 8) << 8 | words.signal_number(body.get("signal", ""))
+                code = number(body.get("status", 0), 8) << 8 | words.signal_number(body.get("signal", ""))
                 code |= 0x80 if (body.get(EXTRA) or body).get("core_dumped") else 0
                 when = self._boot(body.get("time") or rec["time"])
                 if self._current.get(key.pid) == key:
                     del self._current[key.pid]
-                out.append(ExitEvent(when, key, _int(body["process"].get("tid", key.pid)), code))
+                out.append(ExitEvent(when, key, number(body["process"].get("tid", key.pid)), code))
                 self._forget(key)
-            elif "procscope_clone" in rec:
-                c = rec["procscope_clone"]
+            elif CLONE in rec:
+                c = rec[CLONE]
                 _, key = parse_exec_id(c["exec_id"])
                 _, parent = parse_exec_id(c["parent_exec_id"])
                 self._seen.setdefault(key, False)
                 self._parent_of[key] = parent
                 self._current[key.pid] = key
-                flags = wire.FLAG_CLONE | words.flag_bits(_text(c.get("flags", "")))
-                out.append(CloneEvent(self._boot(rec["time"]), key, _int(c.get("tid", key.pid)),
-                                      _int(c.get("nspid", key.pid)), parent, flags))  # fmt: skip
-            elif "process_throttle" in rec:
-                t = rec["process_throttle"]
+                flags = wire.FLAG_CLONE | words.flag_bits(text(c.get("flags", "")))
+                out.append(CloneEvent(self._boot(rec["time"]), key, number(c.get("tid", key.pid)),
+                                      number(c.get("nspid", key.pid)), parent, flags))  # fmt: skip
+            elif THROTTLE in rec:
+                t = rec[THROTTLE]
                 kind = {v: k for k, v in wire.THROTTLE_NAMES.items()}.get(t["type"])
                 if kind is None:
                     raise BadRecord(f"unknown throttle type {t['type']!r}")
                 own = t.get(EXTRA) or t  # recordings before the "procscope" object had these beside type and cgroup
                 counts = own.get("suppressed", {})
-                out.append(ThrottleEvent(self._boot(rec["time"]), kind, _int(own.get("cgroup_id", 0), 64), _text(t["cgroup"]),
-                                         tuple(_int(counts.get(op, 0), 64) for op in wire.RATE_OPS),
-                                         _text(own.get("path", ""))))  # fmt: skip
-            elif "procscope_cgroup" in rec:
-                c = rec["procscope_cgroup"]
+                out.append(ThrottleEvent(self._boot(rec["time"]), kind, number(own.get("cgroup_id", 0), 64), text(t["cgroup"]),
+                                         tuple(number(counts.get(op, 0), 64) for op in wire.RATE_OPS),
+                                         text(own.get("path", ""))))  # fmt: skip
+            elif CGROUP in rec:
+                c = rec[CGROUP]
                 op = {v: k for k, v in wire.CGROUP_OP_NAMES.items()}.get(c["op"])
                 if op is None:
                     raise BadRecord(f"unknown cgroup op {c['op']!r}")
-                out.append(CgroupEvent(self._boot(rec["time"]), op, _int(c["pid"]), _int(c.get("nspid", c["pid"])),
-                                       _int(c.get("flags", 0)), _int(c["cgroup_id"], 64),
-                                       _int(c.get("tracker_id", c["cgroup_id"]), 64), _int(c.get("level", 0)),
-                                       _int(c["hierarchy_id"]), _text(c.get("name", "")), _text(c["path"])))  # fmt: skip
-            elif "procscope_creds" in rec:
-                out.append(self._creds_event(rec["procscope_creds"], rec["time"]))
-            elif "procscope_counters" in rec:
-                self.counters = rec["procscope_counters"]
+                out.append(CgroupEvent(self._boot(rec["time"]), op, number(c["pid"]), number(c.get("nspid", c["pid"])),
+                                       number(c.get("flags", 0)), number(c["cgroup_id"], 64),
+                                       number(c.get("tracker_id", c["cgroup_id"]), 64), number(c.get("level", 0)),
+                                       number(c["hierarchy_id"]), text(c.get("name", "")), text(c["path"])))  # fmt: skip
+            elif CREDS in rec:
+                out.append(self._creds_event(rec[CREDS], rec["time"]))
+            elif COUNTERS in rec:
+                self.counters = rec[COUNTERS]
         except KeyError as exc:
             raise BadRecord(f"missing field {exc.args[0]!r}") from None
         except (TypeError, AttributeError, ValueError, OverflowError) as exc:
@@ -381,7 +294,7 @@ class Replay:
                     continue
                 try:
                     # Decoded here: json would guess UTF-16 or UTF-32 from the bytes, and say so.
-                    rec = _decode(raw.decode("utf-8"))
+                    rec = decode(raw.decode("utf-8"))
                 except UnicodeDecodeError as exc:
                     self._bad(lineno, f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})")
                     continue
@@ -439,11 +352,11 @@ class Replay:
                                   ("processes", processes, list)):  # fmt: skip
             if not isinstance(value, kind):
                 raise BadRecord(f"{name} is not a{'n object' if kind is dict else ' list'}")
-        self.node = _text(doc.get("node_name", ""))
-        boot = _int(clock.get("boot_ns", 0), 62)
-        self._offset = parse_time(_text(clock["wall"])) - boot if "wall" in clock else None
+        self.node = text(doc.get("node_name", ""))
+        boot = number(clock.get("boot_ns", 0), 62)
+        self._offset = parse_time(text(clock["wall"])) - boot if "wall" in clock else None
         self.end_time = boot
-        self.host_ns.update({_text(k): _int(v) for k, v in host_ns.items()})
+        self.host_ns.update({text(k): number(v) for k, v in host_ns.items()})
         counters = doc.get("counters")
         self.counters = counters if isinstance(counters, dict) else None
         self.recent = [e for e in events if isinstance(e, dict)]

@@ -11,9 +11,10 @@ from procscope.probes.counters import Counters
 
 from .cache import Process, ProcessCache
 from .derive import badges
-from .export import EXTRA, Exporter, json_line
-from .outputs import atomic_writer
+from .export import Exporter, json_line
+from .kinds import EXTRA
 from .replay import SNAPSHOT_SCHEMA, SNAPSHOT_VERSION
+from .safe_write import atomic_writer
 
 
 def parents_first(cache: ProcessCache, procs: Iterable[Process]) -> list[Process]:

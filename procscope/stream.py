@@ -18,7 +18,8 @@ from procscope.probes.collector import Collector
 from procscope.probes.events import CgroupEvent, CloneEvent, CredsEvent, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
 
 from .cache import ANY_HIERARCHY, Process, ProcessCache
-from .export import Exporter, compact, json_bytes
+from .compact import compact
+from .export import Exporter, json_bytes
 from .query import Query
 
 INCLUDABLE = ("clone", "counters", "procfs", "cgroup", "creds")  # procscope's own kinds

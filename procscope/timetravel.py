@@ -16,7 +16,8 @@ from procscope.probes.events import CloneEvent, CredsEvent, Event, ExecEvent, Ex
 from . import derive
 from .cache import Process, ProcessCache
 from .export import Exporter
-from .replay import BadRecord, Replay, parse_time
+from .records import BadRecord, parse_time
+from .replay import Replay
 
 _RELATIVE = re.compile(r"([+-])(\d+(?:\.\d+)?)(ms|s|m|h)?")
 _UNIT = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}

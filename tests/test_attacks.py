@@ -263,7 +263,7 @@ kill %1
 
 
 def test_a_toggling_link_or_fifo_never_captures_a_snapshot(attacker, shared_dir):
-    from procscope.outputs import OutputError
+    from procscope.safe_write import OutputError
     from procscope.snapshot import write
 
     toggler = spawn_as_user(f"bash -c '{TOGGLE}' x {shared_dir}")

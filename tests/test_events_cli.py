@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from procscope.cache import ProcessCache
-from procscope.replay import Replay, parse_exec_id
+from procscope.records import parse_exec_id
+from procscope.replay import Replay
 
 from .conftest import bpf_unavailable, unique_copy
 

@@ -12,8 +12,8 @@ from functools import partial
 
 from procscope import derive, snapshot, themes
 from procscope.cache import unwatched
-from procscope.outputs import OutputError, free_name
 from procscope.query import Query, Term
+from procscope.safe_write import OutputError, free_name
 from procscope.signals import SIGNALS
 from procscope.signals import send as send_signal
 from procscope.timetravel import Timeline

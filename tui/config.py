@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from procscope.outputs import atomic_writer
 from procscope.safe_read import Untrusted, read_file
+from procscope.safe_write import atomic_writer
 
 MAX_CONFIG = 1 << 20  # bytes: a config is a few lines
 

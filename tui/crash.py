@@ -8,8 +8,8 @@ import time
 import traceback
 from pathlib import Path
 
-from procscope.outputs import free_name
 from procscope.probes.text import printable
+from procscope.safe_write import free_name
 
 
 def log_dir() -> Path:

@@ -1,0 +1,109 @@
+"""Tetragon's JSON read back, one value at a time: what a recording holds
+is input like any other, so every number is checked to fit the kernel's
+field, every string made valid text, exec ids and times parsed or refused
+(BadRecord names what was wrong)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+import msgspec
+
+from procscope.probes import wire, words
+from procscope.probes.events import (
+    NAMESPACES,
+    Capabilities,
+    CapSets,
+    Credentials,
+    Namespaces,
+    ProcessKey,
+    UserNamespace,
+)
+from procscope.probes.text import clean
+
+from .clock import parse_rfc3339
+
+_fast = msgspec.json.Decoder().decode
+
+
+def decode(text: str):
+    """What json.loads gives (msgspec's, several times faster; json's
+    where msgspec refuses: lone surrogates, huge numbers, its messages)."""
+    try:
+        return _fast(text)
+    except msgspec.DecodeError:
+        return json.loads(text)
+
+
+
+
+def credentials(pc: dict, cap: dict, uid: int) -> Credentials:
+    """Tetragon's process_credentials (and cap) → Credentials; ids missing: ``uid``."""
+    uns = pc.get("user_ns", {})
+    ids = [number(pc.get(k, uid)) for k in ("uid", "gid", "suid", "sgid", "euid", "egid", "fsuid", "fsgid")]
+    return Credentials(
+        *ids, words.securebit_mask(pc.get("securebits", [])),
+        Capabilities(*(words.cap_mask(cap.get(s, [])) for s in ("permitted", "effective", "inheritable"))),
+        UserNamespace(number(uns.get("level", 0)), number(uns.get("uid", wire.UNKNOWN_ID)),
+                      number(uns.get("gid", wire.UNKNOWN_ID)), number(uns.get("ns", {}).get("inum", 0))),
+    )  # fmt: skip
+
+
+def cap_sets(side: dict) -> CapSets | None:
+    """The bounding and ambient sets of a procscope_creds side, when recorded."""
+    sets = side.get("cap_sets") if isinstance(side, dict) else None
+    if not isinstance(sets, dict):
+        return None
+    return CapSets(words.cap_mask(sets.get("bounding", [])), words.cap_mask(sets.get("ambient", [])))
+
+
+def namespaces(ns: dict) -> Namespaces:
+    return Namespaces(*(number(ns.get(n, {}).get("inum", 0)) for n in NAMESPACES))
+
+
+class BadRecord(ValueError):
+    """One record that cannot be understood."""
+
+
+# A boot clock past this (146 years of uptime) is no kernel's: times made from it would not be dates.
+MAX_KTIME = 1 << 62
+
+
+def parse_exec_id(text: str) -> tuple[str, ProcessKey]:
+    try:
+        node, ktime, pid = base64.b64decode(text, validate=True).decode().rsplit(":", 2)
+        key = ProcessKey(int(pid), int(ktime))
+    except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
+        raise BadRecord(f"bad exec_id {text!r}") from None
+    if not (0 <= key.ktime < MAX_KTIME and 0 <= key.pid < 1 << 32):
+        raise BadRecord(f"exec_id {text!r} holds a time or pid no kernel gives")
+    return node, key
+
+
+def parse_time(text: str) -> int:
+    """RFC 3339 (UTC) with up to nanoseconds → wall-clock ns."""
+    try:
+        return parse_rfc3339(text)
+    except (ValueError, AttributeError):
+        raise BadRecord(f"bad time {text!r}") from None
+
+
+_LIMITS = {32: 1 << 32, 64: 1 << 64, 8: 1 << 8, 62: 1 << 62}
+
+
+def number(value, bits: int = 32) -> int:
+    """A recorded number that must fit the kernel's field."""
+    if type(value) is int and 0 <= value < _LIMITS[bits]:
+        return value  # nearly all of them: no conversion
+    n = int(value)
+    if not 0 <= n < 1 << bits:
+        raise BadRecord(f"{value!r} is out of range")
+    return n
+
+
+def text(value) -> str:
+    if not isinstance(value, str):
+        raise BadRecord(f"expected a string, not {type(value).__name__}")
+    return clean(value)

@@ -103,3 +103,13 @@ def test_the_wheel_finds_the_distros_bcc_from_a_plain_venv(tmp_path):
     code = "from procscope.probes.bcc_import import import_bcc; print(import_bcc().__file__)"
     out = subprocess.run([venv / "bin/python", "-c", code], cwd="/", capture_output=True, text=True, check=True).stdout
     assert out.startswith("/usr/lib/python3/dist-packages/bcc/")
+
+
+@pytest.mark.parametrize("folder", ["probes", "tui", "themes"])
+def test_a_folder_imported_by_its_bare_name_is_refused_not_loaded_twice(folder):
+    """From the checkout's root `import probes` would be a second copy of the
+    modules procscope.probes already is: it fails, saying what to import."""
+    done = subprocess.run([sys.executable, "-c", f"import procscope.{folder}; import {folder}"], cwd=REPO,
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 1 and f"import procscope.{folder}, not {folder}" in done.stderr
+    assert subprocess.run([sys.executable, "-c", f"import procscope.{folder}"], cwd=REPO).returncode == 0

@@ -39,13 +39,19 @@ def events(n: int) -> list[ExecEvent]:
     for i in range(n):
         pid = 1000 + i
         leader = i % per_parent == 0
-        parent = ProcessKey(1, 10) if leader or i == 0 else ProcessKey(1000 + i - i % per_parent, 1000 + i - i % per_parent)
+        parent = (
+            ProcessKey(1, 10) if leader or i == 0 else ProcessKey(1000 + i - i % per_parent, 1000 + i - i % per_parent)
+        )
         group = i // per_parent
         in_container = group % 5 == 0
         uid = 0 if group % 3 else 1000 + group % 7
         caps = (1 << 41) - 1 if uid == 0 else 0
         ns_base = 4026532000 + group * 10 if in_container else 4026531830
-        cgroup = f"/system.slice/docker-{group:064x}.scope" if in_container else f"/user.slice/user-{uid}.slice/session-{group}.scope"
+        cgroup = (
+            f"/system.slice/docker-{group:064x}.scope"
+            if in_container
+            else f"/user.slice/user-{uid}.slice/session-{group}.scope"
+        )
         out.append(ExecEvent(
             time=pid, key=ProcessKey(pid, pid), tid=pid, nspid=pid - 999 if in_container else pid, uid=uid,
             auid=0xFFFFFFFF, flags=wire.FLAG_EXECVE, privileges=0, nlink=1, ino=100 + group,
@@ -84,7 +90,9 @@ def main() -> int:
     def cached():
         cache = ProcessCache(host_ns={})
         # init, the parent of the leaders
-        cache.apply(msgspec.structs.replace(events(1)[0], key=ProcessKey(1, 10), parent=ROOT, cleanup=None, binary="/sbin/init"))
+        cache.apply(
+            msgspec.structs.replace(events(1)[0], key=ProcessKey(1, 10), parent=ROOT, cleanup=None, binary="/sbin/init")
+        )
         for ev in events(n):
             cache.apply(ev)
         return cache

@@ -175,8 +175,11 @@ def main() -> int:
 
 def bench(a: argparse.Namespace, binary: str) -> int:
     ring = ring_pages(a.ring_size) * PAGE_SIZE
-    print(f"procscope exec-rate benchmark: {a.workers} workers on {os.cpu_count()} cores, {a.rounds} rounds of"
-          f" {a.duration:g} s storms, ring {ring >> 10} KiB", flush=True)
+    print(
+        f"procscope exec-rate benchmark: {a.workers} workers on {os.cpu_count()} cores, {a.rounds} rounds of"
+        f" {a.duration:g} s storms, ring {ring >> 10} KiB",
+        flush=True,
+    )
     attached = Attached(a, binary)
     rounds = measure.alternate(a.rounds, a.duration, a.workers, binary, {"with collector": attached})
     costs = decode_costs(a, binary)
@@ -189,8 +192,10 @@ def bench(a: argparse.Namespace, binary: str) -> int:
     bpf_ns = sum(ns for _, ns in attached.bpf.values())
     user_us = attached.process_s / attached.events * 1e6 if attached.events else float("inf")
     print("with the collector attached, against the baselines around it:")
-    print(f"  exec rate / baseline    : {ratio:.3f} median of {', '.join(f'{r:.3f}' for r in ratios)}"
-          f"  (target >= {TARGETS['rate']})")
+    print(
+        f"  exec rate / baseline    : {ratio:.3f} median of {', '.join(f'{r:.3f}' for r in ratios)}"
+        f"  (target >= {TARGETS['rate']})"
+    )
     print(f"  workload execs seen     : {attached.seen} of {made}")
     print(f"  events decoded          : {attached.events} (all types, whole machine)")
     print("drops (all rounds):")
@@ -205,10 +210,15 @@ def bench(a: argparse.Namespace, binary: str) -> int:
     print(f"  all programs per exec   : {bpf_per_exec:.2f} us  (target <= {TARGETS['bpf_us_per_exec']})")
     print("user-space CPU:")
     print(f"  poll+decode thread      : {attached.thread_s / max(attached.events, 1) * 1e6:.1f} us/event")
-    print(f"  ring buffer -> cache    : {user_us:.1f} us/event  (the whole process: reading, decoding, queueing,"
-          f" applying to the cache; target <= {TARGETS['user_us_per_event']})")
-    print("decoding one record     : " + ", ".join(f"{op} {us:.2f} us" for op, us in costs.items())
-          + f"  (exec target <= {TARGETS['decode_exec_us']})")
+    print(
+        f"  ring buffer -> cache    : {user_us:.1f} us/event  (the whole process: reading, decoding, queueing,"
+        f" applying to the cache; target <= {TARGETS['user_us_per_event']})"
+    )
+    print(
+        "decoding one record     : "
+        + ", ".join(f"{op} {us:.2f} us" for op, us in costs.items())
+        + f"  (exec target <= {TARGETS['decode_exec_us']})"
+    )
     return measure.result([
         (f"lost {lost} events", lost == 0),
         (f"saw {attached.seen} of {made} workload execs", attached.seen == made),

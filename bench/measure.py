@@ -65,6 +65,7 @@ def alternate(rounds: int, duration: float, workers: int, binary: str,
     for _ in range(rounds):
         baseline()
         for name, run in treatments.items():
+
             def measured(name=name) -> tuple[int, float]:
                 n, rate = storm(duration, workers, binary)
                 out.measured.setdefault(name, []).append((rate, len(out.baselines) - 1))

@@ -111,9 +111,11 @@ class Events:
                                 stderr=subprocess.PIPE, text=True)  # fmt: skip
         reader = None
         if self.to_pipe:  # as `| cat > /dev/null` would: the pipe is drained as fast as it fills
+
             def drain() -> None:
                 for _ in proc.stdout:
                     self.lines += 1
+
             reader = threading.Thread(target=drain, daemon=True)
             reader.start()
         line = proc.stderr.readline()
@@ -147,19 +149,29 @@ class Events:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=8, help="rounds of baseline + each (default 8: single rounds drift by ±10%%)")
+    ap.add_argument(
+        "--rounds", type=int, default=8, help="rounds of baseline + each (default 8: single rounds drift by ±10%%)"
+    )
     ap.add_argument("--duration", type=float, default=6.0, help="seconds per storm (default 6)")
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--size", default="200x50", help="the monitor's terminal, COLSxROWS (default 200x50)")
-    ap.add_argument("--key-seconds", type=float, default=30.0,
-                    help="the storm the monitor's keys are pressed through (default 30)")
-    ap.add_argument("--pipe-seconds", type=float, default=240.0,
-                    help="the storm `procscope events | reader` runs through (default 240; 0 to skip)")
+    ap.add_argument(
+        "--key-seconds", type=float, default=30.0, help="the storm the monitor's keys are pressed through (default 30)"
+    )
+    ap.add_argument(
+        "--pipe-seconds",
+        type=float,
+        default=240.0,
+        help="the storm `procscope events | reader` runs through (default 240; 0 to skip)",
+    )
     a = ap.parse_args()
     cols, rows = (int(n) for n in a.size.split("x"))
     binary = "/bin/true"
-    print(f"procscope monitor-storm benchmark: {a.workers} workers on {os.cpu_count()} cores, {a.rounds} rounds of"
-          f" {a.duration:g} s storms, the monitor at {cols}x{rows}", flush=True)
+    print(
+        f"procscope monitor-storm benchmark: {a.workers} workers on {os.cpu_count()} cores, {a.rounds} rounds of"
+        f" {a.duration:g} s storms, the monitor at {cols}x{rows}",
+        flush=True,
+    )
     monitor, to_file = Monitor((cols, rows), keys=False), Events(to_pipe=False)
     rounds = measure.alternate(a.rounds, a.duration, a.workers, binary,
                                {"monitor": monitor, "events -o FILE": to_file})  # fmt: skip
@@ -184,16 +196,24 @@ def main() -> int:
     for name in ("monitor", "events -o FILE"):
         print(f"  storm rate with {name:15}: {rounds.ratio(name):.3f}  ({', '.join(f'{r:.3f}' for r in rounds.ratios(name))};"
               f" target >= {TARGETS[name]})")  # fmt: skip
-    print(f"  monitor CPU during the storm   : {cpu:.3f} core  ({', '.join(f'{c:.3f}' for c in monitor.cpu)};"
-          f" target <= {TARGETS['monitor_cpu']})")
-    print(f"  the same with F5 pressed       : {typing.cpu[0]:.3f} core, and this benchmark's terminal emulator"
-          f" (pyte) parsing the screen meanwhile {typing.reader_cpu[0]:.3f} core")
+    print(
+        f"  monitor CPU during the storm   : {cpu:.3f} core  ({', '.join(f'{c:.3f}' for c in monitor.cpu)};"
+        f" target <= {TARGETS['monitor_cpu']})"
+    )
+    print(
+        f"  the same with F5 pressed       : {typing.cpu[0]:.3f} core, and this benchmark's terminal emulator"
+        f" (pyte) parsing the screen meanwhile {typing.reader_cpu[0]:.3f} core"
+    )
     print(f"  monitor ready (live tree shown): {', '.join(f'{s:.2f}' for s in monitor.ready_s)} s")
-    print(f"  events lost: monitor {monitor.lost + typing.lost}, events -o FILE {to_file.lost}"
-          + (f", events | reader {pipe.lost} ({pipe.lines} lines read)" if a.pipe_seconds > 0 else ""))
-    print(f"  key to screen during the storm : median {statistics.median(keys) if keys else 0:.0f} ms,"
-          f" p95 {p95:.0f} ms, max {max(keys, default=0):.0f} ms over {len(keys)} presses"
-          f" ({typing.missed_keys} not shown within 5 s; target p95 <= {TARGETS['key_p95_ms']:.0f} ms)")
+    print(
+        f"  events lost: monitor {monitor.lost + typing.lost}, events -o FILE {to_file.lost}"
+        + (f", events | reader {pipe.lost} ({pipe.lines} lines read)" if a.pipe_seconds > 0 else "")
+    )
+    print(
+        f"  key to screen during the storm : median {statistics.median(keys) if keys else 0:.0f} ms,"
+        f" p95 {p95:.0f} ms, max {max(keys, default=0):.0f} ms over {len(keys)} presses"
+        f" ({typing.missed_keys} not shown within 5 s; target p95 <= {TARGETS['key_p95_ms']:.0f} ms)"
+    )
     lost = monitor.lost + typing.lost + to_file.lost + pipe.lost
     return measure.result([
         (f"storm rate with the monitor {rounds.ratio('monitor'):.3f}", rounds.ratio("monitor") >= TARGETS["monitor"]),

@@ -77,8 +77,12 @@ def main() -> int:
             rec = os.path.join(d, f"{name}.jsonl")
             write_recording(rec, n, exiting)
             size = os.path.getsize(rec)
-            base, _, _ = timed([sys.executable, "-c", "import json,sys\nfor line in open(sys.argv[1], 'rb'): json.loads(line)", rec])
-            took, rss, err = timed([sys.executable, "-m", "procscope", "snapshot", "--replay", rec, "-o", os.path.join(d, "snap.json")])
+            base, _, _ = timed(
+                [sys.executable, "-c", "import json,sys\nfor line in open(sys.argv[1], 'rb'): json.loads(line)", rec]
+            )
+            took, rss, err = timed(
+                [sys.executable, "-m", "procscope", "snapshot", "--replay", rec, "-o", os.path.join(d, "snap.json")]
+            )
             os.unlink(rec)
             passed = rss <= TARGET_RSS and (exiting or took <= TARGET_S)
             ok &= passed

@@ -115,14 +115,19 @@ def main() -> int:
         return ", ".join(f"{v:.2f}" for v in values)
 
     idle, many = statistics.median(idle_tree), statistics.median(many_tree)
-    print(f"  first screen with the tree, idle          : {idle:.2f} s  ({secs(idle_tree)}; target <= {TARGETS['idle']})")
+    print(
+        f"  first screen with the tree, idle          : {idle:.2f} s  ({secs(idle_tree)}; target <= {TARGETS['idle']})"
+    )
     print(f"  live BPF, idle                            : {statistics.median(idle_live):.2f} s  ({secs(idle_live)})")
-    print(f"  first screen with the tree, +{a.processes} : {many:.2f} s  ({secs(many_tree)};"
-          f" target <= {TARGETS['many']})")
+    print(
+        f"  first screen with the tree, +{a.processes} : {many:.2f} s  ({secs(many_tree)}; target <= {TARGETS['many']})"
+    )
     print(f"  live BPF, +{a.processes}                   : {statistics.median(many_live):.2f} s  ({secs(many_live)})")
     ratio = ours / theirs if theirs else float("inf")
-    print(f"  CPU at {a.processes} idle processes: procscope {ours:.3f} core, htop -d 10 {theirs:.3f} core"
-          f" ({ratio:.3f} of htop's; target <= {TARGETS['cpu_vs_htop']})")
+    print(
+        f"  CPU at {a.processes} idle processes: procscope {ours:.3f} core, htop -d 10 {theirs:.3f} core"
+        f" ({ratio:.3f} of htop's; target <= {TARGETS['cpu_vs_htop']})"
+    )
     return measure.result([
         (f"first screen idle {idle:.2f} s", idle <= TARGETS["idle"]),
         (f"first screen with {a.processes} processes {many:.2f} s", many <= TARGETS["many"]),

@@ -31,8 +31,9 @@ def _worker(binary: str, deadline_s: float, count: int | None, go, result) -> No
         result.put(done)  # even on error, so the parent never waits forever
 
 
-def measure(duration: float = 5.0, workers: int | None = None, binary: str = DEFAULT_BINARY,
-            count: int | None = None) -> tuple[int, float]:
+def measure(
+    duration: float = 5.0, workers: int | None = None, binary: str = DEFAULT_BINARY, count: int | None = None
+) -> tuple[int, float]:
     """Run the workload; return (execs done, wall seconds of the exec loop)."""
     if not os.access(binary, os.X_OK):
         raise FileNotFoundError(f"not an executable: {binary}")

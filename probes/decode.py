@@ -38,7 +38,9 @@ def _args(raw: bytes) -> tuple[str, ...]:
 
 
 def _creds(raw: bytes) -> Credentials:
-    uid, gid, suid, sgid, euid, egid, fsuid, fsgid, securebits, cap_p, cap_e, cap_i, *uns = wire.EXECVE_CREDS.unpack(raw)
+    uid, gid, suid, sgid, euid, egid, fsuid, fsgid, securebits, cap_p, cap_e, cap_i, *uns = wire.EXECVE_CREDS.unpack(
+        raw
+    )
     return Credentials(uid, gid, suid, sgid, euid, egid, fsuid, fsgid, securebits, Capabilities(cap_p, cap_e, cap_i),
                        UserNamespace(*uns))  # fmt: skip
 
@@ -109,7 +111,9 @@ def decode_exit(data: bytes) -> ExitEvent:
 def decode_creds(data: bytes) -> CredsEvent:
     if len(data) < wire.CREDS.size:
         raise DecodeError(f"creds record of {len(data)} bytes, expected {wire.CREDS.size}")
-    _op, _f, _s, time, pid, ktime, tid, syscall, creds, ns, bnd, amb, old_bnd, old_amb, old_known = wire.CREDS.unpack_from(data)
+    _op, _f, _s, time, pid, ktime, tid, syscall, creds, ns, bnd, amb, old_bnd, old_amb, old_known = (
+        wire.CREDS.unpack_from(data)
+    )
     name = wire.CREDS_SYSCALLS[syscall] if syscall < len(wire.CREDS_SYSCALLS) else f"syscall {syscall}"
     return CredsEvent(time, ProcessKey(pid, ktime), tid, name, _CREDS[creds], _NAMESPACES[ns], CapSets(bnd, amb),
                       CapSets(old_bnd, old_amb) if old_known else None)  # fmt: skip

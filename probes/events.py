@@ -89,6 +89,7 @@ class Namespaces(msgspec.Struct, frozen=True, gc=False):
 class ExecEvent(msgspec.Struct, frozen=True, gc=False):
     """A new process image (MsgExecveEvent + MsgProcess), or a process found
     by the /proc scan (flag procFS)."""
+
     TYPE: ClassVar[str] = "PROCESS_EXEC"  # Tetragon's name of the event type (clone, cgroup: procscope's)
 
     time: int  # event time, boot-clock ns
@@ -172,6 +173,7 @@ class CgroupEvent(msgspec.Struct, frozen=True, gc=False):
     """A cgroup made, removed, released, or a process moved into one
     (MsgCgroupEvent). Sent for every hierarchy, v1 and v2: compare
     ``hierarchy_id`` with the tracked hierarchy's (v2 is 0)."""
+
     TYPE: ClassVar[str] = "PROCESS_CGROUP"
 
     time: int  # event time, boot-clock ns
@@ -207,6 +209,7 @@ class ThrottleEvent(msgspec.Struct, frozen=True, gc=False):
     rate has stayed under the limit (or the cgroup is gone). ``suppressed``
     counts, per op in wire.RATE_OPS order, the events suppressed since the
     previous STOP of this cgroup: known at STOP, zeros at START."""
+
     TYPE: ClassVar[str] = "PROCESS_THROTTLE"
 
     time: int

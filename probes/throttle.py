@@ -210,7 +210,9 @@ class ThrottleMonitor:
         out = []
         for cgroup_id, t in list(self.active.items()):
             windows = self.maps.windows(cgroup_id)
-            if windows is not None and any(w.rate_at(now, self.limit.interval_ns) >= self.limit.events for w in windows):
+            if windows is not None and any(
+                w.rate_at(now, self.limit.interval_ns) >= self.limit.events for w in windows
+            ):
                 t.below_since = None
                 continue
             if t.below_since is None:

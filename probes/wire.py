@@ -17,7 +17,12 @@ CGROUP_MKDIR = 1
 CGROUP_RMDIR = 2
 CGROUP_RELEASE = 3
 CGROUP_ATTACH_TASK = 10
-CGROUP_OP_NAMES = {CGROUP_MKDIR: "MKDIR", CGROUP_RMDIR: "RMDIR", CGROUP_RELEASE: "RELEASE", CGROUP_ATTACH_TASK: "ATTACH_TASK"}
+CGROUP_OP_NAMES = {
+    CGROUP_MKDIR: "MKDIR",
+    CGROUP_RMDIR: "RMDIR",
+    CGROUP_RELEASE: "RELEASE",
+    CGROUP_ATTACH_TASK: "ATTACH_TASK",
+}
 # MsgCgroupEvent.flags (procscope's own): ATTACH_TASK moved one thread, not
 # its thread group's leader, so the process did not move.
 CGROUP_FLAG_THREAD_ONLY = 0x01
@@ -80,12 +85,12 @@ EXECVE_HEADER = struct.Struct(
 EXECVE_NAME = slice(32, 160)  # MsgK8s.docker
 EXECVE_CREDS_AT, EXECVE_CREDS = 184, struct.Struct("<9I4xQQQiIII")
 EXECVE_NS_AT, EXECVE_NS = 264, struct.Struct("<10I")
-EXECVE_REST = struct.Struct("<BBxxIQ" "QQ128x" "I4xQ" "8x" f"{EXECVE_CREDS.size}x" f"{EXECVE_NS.size}x" "I4xQ" "10IQQ4H")
-CLONE = struct.Struct("<BBxxIQ" "I4xQ" "IIII" "Q")
-EXIT = struct.Struct("<BBxxIQ" "I4xQ" "II")
+EXECVE_REST = struct.Struct(f"<BBxxIQQQ128xI4xQ8x{EXECVE_CREDS.size}x{EXECVE_NS.size}xI4xQ10IQQ4H")
+CLONE = struct.Struct("<BBxxIQI4xQIIIIQ")
+EXIT = struct.Struct("<BBxxIQI4xQII")
 # MsgCommon | MsgExecveKey | tid, syscall | MsgGenericCred | MsgNamespaces | bounding, ambient now and
 # before | old_known
-CREDS = struct.Struct("<BBxxIQ" "I4xQ" "II" f"{EXECVE_CREDS.size}s" f"{EXECVE_NS.size}s" "QQQQI4x")
+CREDS = struct.Struct(f"<BBxxIQI4xQII{EXECVE_CREDS.size}s{EXECVE_NS.size}sQQQQI4x")
 # MsgCgroupEvent up to its path, which follows (up to CGROUP_PATH_LENGTH
 # bytes, NUL-terminated; the record ends after the NUL).
 CGROUP_HEADER = struct.Struct(
@@ -97,7 +102,7 @@ CGROUP_HEADER = struct.Struct(
 )
 
 # MsgThrottleEvent: MsgCommon | MsgK8s of the cgroup that crossed its rate limit.
-THROTTLE = struct.Struct("<BBxxIQ" "QQ128s")
+THROTTLE = struct.Struct("<BBxxIQQQ128s")
 # ThrottleType (Tetragon's tetragon.ThrottleType)
 THROTTLE_START = 1
 THROTTLE_STOP = 2

@@ -30,7 +30,9 @@ def _size(text: str) -> int:
     try:
         n = float(t[:-1]) * _UNITS[t[-1]] if t and t[-1] in _UNITS else float(t)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"bad size {text!r}: write bytes or a number with K, M or G, e.g. 16M") from None
+        raise argparse.ArgumentTypeError(
+            f"bad size {text!r}: write bytes or a number with K, M or G, e.g. 16M"
+        ) from None
     if not math.isfinite(n) or n <= 0:
         raise argparse.ArgumentTypeError(f"bad size {text!r}: it must be positive")
     return int(n)
@@ -51,7 +53,9 @@ def _seconds(text: str) -> float:
     try:
         n = float(t.removesuffix(unit)) * _SECONDS.get(unit, 1.0)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"bad duration {text!r}: write seconds, or a number with ms, s, m or h") from None
+        raise argparse.ArgumentTypeError(
+            f"bad duration {text!r}: write seconds, or a number with ms, s, m or h"
+        ) from None
     if not math.isfinite(n) or n < 0:
         raise argparse.ArgumentTypeError(f"bad duration {text!r}: it must be a finite number, not negative")
     return n
@@ -95,7 +99,9 @@ def _include(text: str) -> set[str]:
     kinds = {k.strip() for k in text.split(",") if k.strip()}
     unknown = kinds - set(INCLUDABLE)
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown event kind {sorted(unknown)[0]!r}; choose from {', '.join(INCLUDABLE)}")
+        raise argparse.ArgumentTypeError(
+            f"unknown event kind {sorted(unknown)[0]!r}; choose from {', '.join(INCLUDABLE)}"
+        )
     return kinds
 
 
@@ -153,22 +159,30 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     rot = ev.add_argument_group("rotation of -o and --record files (as Tetragon's export file)")
     rot.add_argument("--max-size", type=_size, metavar="SIZE", help="rotate a file once it reaches SIZE (e.g. 10M)")
-    rot.add_argument("--rotate-interval", type=_positive_seconds, metavar="DURATION", help="rotate every DURATION (e.g. 1h)")
+    rot.add_argument(
+        "--rotate-interval", type=_positive_seconds, metavar="DURATION", help="rotate every DURATION (e.g. 1h)"
+    )
     rot.add_argument("--max-backups", type=_non_negative, default=5, metavar="N",
                      help="rotated files kept per file (default 5; 0 keeps all)")  # fmt: skip
     rot.add_argument("--compress", action="store_true", help="gzip rotated files")
     _add_source_arguments(ev)
     query.add_arguments(ev)
 
-    snap = sub.add_parser("snapshot", help="every process with its parent, user, capabilities, namespaces and container")
+    snap = sub.add_parser(
+        "snapshot", help="every process with its parent, user, capabilities, namespaces and container"
+    )
     snap.add_argument("-o", "--output", metavar="FILE", help="write to FILE (atomically, mode 0600) instead of stdout")
     snap.add_argument(
         "--format", choices=("json", "jsonl"), default="json",
         help=f"json: one document (schema version {SNAPSHOT_VERSION}) with processes, containers, cgroups, drop "
         "counters and the last events; jsonl: Tetragon process_exec lines, parents first, for `tetra getevents`",
     )  # fmt: skip
-    snap.add_argument("--duration", type=_seconds, default=0.0, metavar="S", help="watch live events for S seconds first")
-    snap.add_argument("--last", type=_non_negative, default=200, metavar="N", help="keep the last N events (default 200)")
+    snap.add_argument(
+        "--duration", type=_seconds, default=0.0, metavar="S", help="watch live events for S seconds first"
+    )
+    snap.add_argument(
+        "--last", type=_non_negative, default=200, metavar="N", help="keep the last N events (default 200)"
+    )
     snap.add_argument("--at", type=_moment, metavar="TIME",
                       help="with --replay: the snapshot as of TIME (RFC 3339; --at=-30s from the end, +10s from the start)")  # fmt: skip
     snap.add_argument("--diff", type=_moment, nargs=2, metavar=("T1", "T2"),
@@ -177,7 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_arguments(snap)
 
     ui = sub.add_parser("ui", help="the live monitor (what `procscope` with no command runs)")
-    ui.add_argument("--snapshot-dir", type=_directory, default=".", help="where the W key writes snapshots (default: here)")
+    ui.add_argument(
+        "--snapshot-dir", type=_directory, default=".", help="where the W key writes snapshots (default: here)"
+    )
     ui.add_argument(
         "--theme", metavar="NAME",
         help="procscope-dark (default), procscope-light, procscope-high-contrast, or a Textual theme; for this run "
@@ -186,11 +202,18 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--window", type=_seconds, default=window.DEFAULT_SECONDS, metavar="DURATION",
                     help="how far back time travel (, . { } @) reaches in the live monitor "
                          "(default 10m; 0 turns it off)")  # fmt: skip
-    ui.add_argument("--window-events", type=_count, default=window.DEFAULT_EVENTS, metavar="N",
-                    help=f"and at most the last N events (default {window.DEFAULT_EVENTS:,}, some 90 MB)")
+    ui.add_argument(
+        "--window-events",
+        type=_count,
+        default=window.DEFAULT_EVENTS,
+        metavar="N",
+        help=f"and at most the last N events (default {window.DEFAULT_EVENTS:,}, some 90 MB)",
+    )
     # Set by `procscope serve` for the monitors it runs (unless --allow-signals).
     ui.add_argument("--no-signals", action="store_true", help=argparse.SUPPRESS)
-    ui.add_argument("--no-writes", action="store_true", help=argparse.SUPPRESS)  # and no snapshots or config (unless --allow-writes)
+    ui.add_argument(
+        "--no-writes", action="store_true", help=argparse.SUPPRESS
+    )  # and no snapshots or config (unless --allow-writes)
     _add_source_arguments(ui)
     query.add_arguments(ui)
 

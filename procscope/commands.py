@@ -174,7 +174,8 @@ def events(args: Options) -> int:
         collector.stop()
         where = ", ".join(f"{place} {n}" for place, n in c.where_lost())
         warn(
-            f"lost: {c.lost}" + (f" ({where})" if where else "")
+            f"lost: {c.lost}"
+            + (f" ({where})" if where else "")
             + (f"; the collector's last failure: {c.last_error}" if c.collector_errors else "")
             + (f"; {c.procfs_unreadable} processes unreadable in /proc" if c.procfs_unreadable else "")
         )
@@ -208,7 +209,9 @@ def _write_events(args: Options, cache: ProcessCache, run, replay: Replay | None
     except ReplayError as exc:  # --strict
         warn(str(exc))
         status = 1
-    written = ", ".join(f"{o.written} {'recorded' if o.kinds == RECORDED else 'written'}" for o in outputs) or "0 written"
+    written = (
+        ", ".join(f"{o.written} {'recorded' if o.kinds == RECORDED else 'written'}" for o in outputs) or "0 written"
+    )
     c = cache.counters
     warn(f"events: {written}; cache: {c.misses} misses (events naming unknown processes), {c.lost_exits} lost exits"
          + (f", {c.enrichment_failures} enrichment failures" if c.enrichment_failures else "")

@@ -99,7 +99,7 @@ def age_ns(proc: Process, now: int) -> int:
 
 
 def state_text(proc: Process) -> str:
-    """"running", "exit 3", "SIGKILL (core dumped)", or "exited (status lost)"."""
+    """ "running", "exit 3", "SIGKILL (core dumped)", or "exited (status lost)"."""
     if proc.alive:
         return "running"
     if proc.replaced:

@@ -41,7 +41,9 @@ _json = msgspec.json.Encoder()
 _SLOTS = tuple(msgspec.Raw(b"\x00%d\x00" % i) for i in range(7))
 _REFCNT = tuple(b',"refcnt":%d}' % n for n in range(64))  # the closing part of each object a line holds
 # An image's fields that its process object shows alike for every process (the rest: _own).
-_shared_fields = attrgetter(*(f for f in ExecEvent.__struct_fields__ if f not in {"time", "key", "tid", "nspid", "parent", "cleanup"}))
+_shared_fields = attrgetter(
+    *(f for f in ExecEvent.__struct_fields__ if f not in {"time", "key", "tid", "nspid", "parent", "cleanup"})
+)
 
 
 class Exporter:
@@ -242,7 +244,9 @@ class Exporter:
             host = self.cache.host_ns
             if len(self._ns) >= MEMO_LIMIT:
                 self._ns.clear()
-            found = self._ns[ns] = {name: {"inum": inum, "is_host": inum == host.get(name)} for name, inum in ns.items()}
+            found = self._ns[ns] = {
+                name: {"inum": inum, "is_host": inum == host.get(name)} for name, inum in ns.items()
+            }
         return found
 
     def _wrap(self, kind: str, body: dict, ktime: int) -> dict:
@@ -259,7 +263,12 @@ class Exporter:
         return self._wrap(EXEC, self._with_parent({"process": self.process(proc)}, proc), when)
 
     def exit_event(self, ev: ExitEvent, proc: Process) -> dict:
-        body = {"process": self.process(proc), "signal": ev.signal_name, "status": ev.status, "time": self.time(ev.time)}
+        body = {
+            "process": self.process(proc),
+            "signal": ev.signal_name,
+            "status": ev.status,
+            "time": self.time(ev.time),
+        }
         if ev.core_dumped:
             body[EXTRA] = {"core_dumped": True}
         return self._wrap(EXIT, self._with_parent(body, proc), ev.time)

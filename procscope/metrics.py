@@ -71,7 +71,9 @@ class CountersCollector:
         yield suppressed
         yield GaugeMetricFamily(f"{PREFIX}_throttled_cgroups", "Cgroups throttled now", value=len(c.throttled_now))
         yield GaugeMetricFamily(f"{PREFIX}_processes", "Live processes in the cache", value=len(self.cache.by_pid))
-        yield GaugeMetricFamily(f"{PREFIX}_containers", "Containers with live processes", value=len(self.cache.containers))
+        yield GaugeMetricFamily(
+            f"{PREFIX}_containers", "Containers with live processes", value=len(self.cache.containers)
+        )
 
 
 def serve(address: tuple[str, int], counters: Callable[[], Counters], cache: ProcessCache) -> int:
@@ -84,5 +86,7 @@ def serve(address: tuple[str, int], counters: Callable[[], Counters], cache: Pro
     try:
         server, _thread = start_http_server(port, addr=host, registry=registry)
     except (OSError, socket.gaierror) as exc:
-        raise MetricsError(f"--metrics {host}:{port}: cannot listen there ({exc.strerror or exc}); choose another port") from None
+        raise MetricsError(
+            f"--metrics {host}:{port}: cannot listen there ({exc.strerror or exc}); choose another port"
+        ) from None
     return server.server_port

@@ -159,7 +159,11 @@ class StreamFile:
         found = []
         for name in self._dir.made():
             core = name.removesuffix(".gz")
-            if core.startswith(stem + "-") and core.endswith(ext) and (m := _BACKUP.fullmatch(core[len(stem) + 1 : len(core) - len(ext)])):
+            if (
+                core.startswith(stem + "-")
+                and core.endswith(ext)
+                and (m := _BACKUP.fullmatch(core[len(stem) + 1 : len(core) - len(ext)]))
+            ):
                 found.append(((m["stamp"], int(m["n"] or 1)), name))
         return [name for _, name in sorted(found)]
 

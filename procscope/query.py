@@ -47,7 +47,18 @@ SYNTAX = "terms are ANDed; -term or !term negates; a bare word matches binary or
 
 # Fields about the image: unknown for placeholders (badge:notfound is not).
 _IMAGE_FIELDS = frozenset({"", "user", "bin", "args", "cap", "ns"})
-_OPTIONS = {"container": "NAME|ID", "image": "IMAGE", "pod": "POD", "k8s-ns": "NAMESPACE", "user": "USER", "bin": "TEXT", "args": "TEXT", "cap": "CAP", "ns": "NAME", "pid": "PID"}
+_OPTIONS = {
+    "container": "NAME|ID",
+    "image": "IMAGE",
+    "pod": "POD",
+    "k8s-ns": "NAMESPACE",
+    "user": "USER",
+    "bin": "TEXT",
+    "args": "TEXT",
+    "cap": "CAP",
+    "ns": "NAME",
+    "pid": "PID",
+}
 
 
 class QueryError(ValueError):
@@ -211,12 +222,18 @@ def _matcher(term: Term, cache: ProcessCache) -> Callable[[Process], bool]:
 
             return named
         case "image":
+
             def image(p: Process) -> bool:
                 info = cache.where.info_of(p.container)
-                return info is not None and (value in info.image or bool(info.image_id) and info.image_id.removeprefix("sha256:").startswith(value.removeprefix("sha256:")))
+                return info is not None and (
+                    value in info.image
+                    or bool(info.image_id)
+                    and info.image_id.removeprefix("sha256:").startswith(value.removeprefix("sha256:"))
+                )
 
             return image
         case "pod" | "k8s-ns":
+
             def pod(p: Process) -> bool:
                 info = cache.where.info_of(p.container)
                 if info is None or info.pod is None:

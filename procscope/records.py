@@ -37,8 +37,6 @@ def decode(text: str):
         return json.loads(text)
 
 
-
-
 def credentials(pc: dict, cap: dict, uid: int) -> Credentials:
     """Tetragon's process_credentials (and cap) → Credentials; ids missing: ``uid``."""
     uns = pc.get("user_ns", {})

@@ -100,7 +100,11 @@ class Replay:
         their credentials and namespaces): the parts' JSON is the key."""
         try:
             key = (make, _encode(parts))
-        except (TypeError, ValueError, msgspec.EncodeError):  # what json read but msgspec will not write: made each time
+        except (
+            TypeError,
+            ValueError,
+            msgspec.EncodeError,
+        ):  # what json read but msgspec will not write: made each time
             return make(*parts)
         found = self._made.get(key)
         if found is None:
@@ -158,12 +162,15 @@ class Replay:
             uid=uid,
             auid=number(p.get("auid", wire.UNKNOWN_ID)),
             # in_init_tree absent (older recordings): not known to have entered from outside.
-            flags=words.flag_bits(text(p.get("flags", ""))) | (0 if p.get("in_init_tree") is False else wire.FLAG_IN_INIT_TREE),
+            flags=words.flag_bits(text(p.get("flags", "")))
+            | (0 if p.get("in_init_tree") is False else wire.FLAG_IN_INIT_TREE),
             privileges=privileges,
             nlink=number(inode.get("links", 1)),
             ino=number(inode.get("number", 0), 64),
             binary=text(p.get("binary", "")),
-            args=tuple(text(p["arguments"]).split(" ")) if p.get("arguments") else (),  # the joined string comes back exact
+            args=tuple(text(p["arguments"]).split(" "))
+            if p.get("arguments")
+            else (),  # the joined string comes back exact
             cwd=text(p.get("cwd", "")),
             parent=parent,
             cleanup=cleanup,
@@ -332,7 +339,7 @@ class Replay:
             lineno = getattr(exc, "lineno", 1)
             raise ReplayError(f"{self.path}:{lineno}: corrupt snapshot ({exc}); it cannot be read in part") from None
         if not isinstance(doc, dict) or doc.get("schema") != SNAPSHOT_SCHEMA:
-            raise ReplayError(f"{self.path}: not a procscope snapshot (no \"schema\": \"{SNAPSHOT_SCHEMA}\")")
+            raise ReplayError(f'{self.path}: not a procscope snapshot (no "schema": "{SNAPSHOT_SCHEMA}")')
         version = doc.get("version")
         if version != SNAPSHOT_VERSION:
             raise ReplayError(

@@ -49,7 +49,12 @@ ROOTS_S = 30.0  # running dockerds' roots (read from every /proc/PID/cmdline) ar
 MAX_FILE = 4 << 20  # bytes of a state file read at most
 LOOKUP_S = 0.25  # the collection waits this long at most for a container's description
 _SEEN_LIMIT = 4096  # failures remembered (each counted once) before the memory starts again
-POD_LABELS = ("io.kubernetes.pod.name", "io.kubernetes.pod.namespace", "io.kubernetes.pod.uid", "io.kubernetes.container.name")
+POD_LABELS = (
+    "io.kubernetes.pod.name",
+    "io.kubernetes.pod.namespace",
+    "io.kubernetes.pod.uid",
+    "io.kubernetes.container.name",
+)
 
 
 @dataclass(frozen=True)
@@ -209,7 +214,9 @@ def docker_roots(daemons: list[list[str]]) -> list[str]:
 
 def containerd_states(daemons: list[list[str]]) -> list[str]:
     """containerd state directories of the dockerds' own containerd (under --exec-root)."""
-    return [os.path.join(root, "containerd", "daemon") for root in _option(daemons, "--exec-root") if os.path.isabs(root)]
+    return [
+        os.path.join(root, "containerd", "daemon") for root in _option(daemons, "--exec-root") if os.path.isabs(root)
+    ]
 
 
 def read_docker(doc: dict | None, cid: str) -> ContainerInfo | None:
@@ -346,7 +353,9 @@ class Runtimes:
                     return found
         if c.runtime in ("containerd", "unknown"):
             for state in containerd:
-                for path in glob.glob(os.path.join(glob.escape(state), "io.containerd.runtime.v2.task", "*", cid, "config.json")):
+                for path in glob.glob(
+                    os.path.join(glob.escape(state), "io.containerd.runtime.v2.task", "*", cid, "config.json")
+                ):
                     if (found := read_containerd(self._json(path), cid)) is not None and found.described:
                         return found
         if c.runtime in ("cri-o", "podman", "unknown"):

@@ -237,7 +237,6 @@ def open_regular(directory: Directory, name: str, binary: bool = False) -> TextI
     return _file(fd, binary)
 
 
-
 @contextlib.contextmanager
 def atomic_writer(path: str, replace: bool = True) -> Iterator[TextIO]:
     """Write ``path`` as a whole: into a temporary file beside it, renamed
@@ -284,4 +283,3 @@ def free_name(directory: str, stem: str, suffix: str) -> str:
         n += 1
         path = os.path.join(directory, f"{stem}-{n}{suffix}")
     return path
-

@@ -113,7 +113,9 @@ def document(
         "containers": [
             {
                 **(info.to_json() if (info := cache.where.info_of(e.container)) else {}),
-                "id": e.container.id, "short_id": e.container.short_id, "runtime": e.container.runtime,
+                "id": e.container.id,
+                "short_id": e.container.short_id,
+                "runtime": e.container.runtime,
                 "processes": per_container[e.container.id],
                 "first_seen": exporter.time(e.first_seen),
             }
@@ -128,7 +130,9 @@ def document(
     }
 
 
-def tetragon_lines(cache: ProcessCache, exporter: Exporter, keep: Callable[[Process], bool] | None = None) -> list[dict]:
+def tetragon_lines(
+    cache: ProcessCache, exporter: Exporter, keep: Callable[[Process], bool] | None = None
+) -> list[dict]:
     live = [p for p in cache.live() if keep is None or keep(p)]
     return [exporter.exec_event(p) for p in parents_first(cache, live)]
 

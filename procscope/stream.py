@@ -43,7 +43,9 @@ class EventStream:
     """Feeds events through the cache and writes the matching ones; the
     outputs' ``written`` counts survive an interrupt."""
 
-    def __init__(self, cache: ProcessCache, outputs: list[Output], query: Query | None = None, count: int | None = None):
+    def __init__(
+        self, cache: ProcessCache, outputs: list[Output], query: Query | None = None, count: int | None = None
+    ):
         """``count``: stop once the first output has this many lines."""
         self.cache = cache
         self.exporter = Exporter(cache)

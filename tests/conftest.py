@@ -293,7 +293,9 @@ def tetra_reads_every_line(path: str) -> str:
 
 
 def strictcheck_finds_only_our_extras(path: str) -> None:
-    out = subprocess.run([_tool("strictcheck")], input=Path(path).read_text(), capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [_tool("strictcheck")], input=Path(path).read_text(), capture_output=True, text=True, timeout=120
+    )
     report = out.stdout
     assert "LENIENT REJECT" not in report and "parses but no Tetragon event" not in report, report[:3000]
     # Strict parsing fails only at procscope's own object (tetra ignores unknown fields).
@@ -301,7 +303,9 @@ def strictcheck_finds_only_our_extras(path: str) -> None:
     assert all('unknown field "procscope"' in line for line in strict), strict[:5]
     fields = report.split("fields not in the proto (discarded by tetra):\n", 1)[1].split("values that differ", 1)
     unknown = [line.split()[0] for line in fields[0].splitlines() if line.strip()]
-    assert all(re.fullmatch(r"\.process_(exec|exit|throttle)(\.process|\.parent)?\.procscope(\..+)?", f) for f in unknown), unknown
+    assert all(
+        re.fullmatch(r"\.process_(exec|exit|throttle)(\.process|\.parent)?\.procscope(\..+)?", f) for f in unknown
+    ), unknown
     assert fields[1].split("\n", 1)[1].strip() == "", fields[1]  # no value differs from canonical protojson
 
 
@@ -407,4 +411,3 @@ def screen_text(app) -> str:
                       force_terminal=True, color_system="truecolor", legacy_windows=False, safe_box=False)  # fmt: skip
     console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
     return console.export_text()
-

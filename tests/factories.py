@@ -28,7 +28,9 @@ ALL_CAPS = (1 << 41) - 1
 
 
 def creds(uid: int = 0, caps: int = ALL_CAPS) -> Credentials:
-    return Credentials(uid, uid, uid, uid, uid, uid, uid, uid, 0, Capabilities(caps, caps, 0), UserNamespace(0, 0, 0, HOST_NS["user"]))
+    return Credentials(
+        uid, uid, uid, uid, uid, uid, uid, uid, 0, Capabilities(caps, caps, 0), UserNamespace(0, 0, 0, HOST_NS["user"])
+    )
 
 
 def namespaces(**override: int) -> Namespaces:
@@ -80,11 +82,30 @@ def session():
         clone_event(102, 60, sh_img),
         exec_event(102, 70, sh_img, "/bin/sleep", ("6",), cleanup=K(102, 60)),
         clone_event(200, 80, init),
-        exec_event(200, 90, init, "/usr/bin/runc-init", cleanup=K(200, 80), cgroup=DOCKER,
-                   ns=namespaces(pid=99, net=98, mnt=97), nspid=1),  # fmt: skip
+        exec_event(
+            200,
+            90,
+            init,
+            "/usr/bin/runc-init",
+            cleanup=K(200, 80),
+            cgroup=DOCKER,
+            ns=namespaces(pid=99, net=98, mnt=97),
+            nspid=1,
+        ),  # fmt: skip
         clone_event(201, 100, K(200, 90)),
-        exec_event(201, 110, K(200, 90), "/bin/busybox", ("httpd", "-f"), cleanup=K(201, 100), cgroup=DOCKER,
-                   ns=namespaces(pid=99, net=98, mnt=97), nspid=2, uid=65534, caps=0),  # fmt: skip
+        exec_event(
+            201,
+            110,
+            K(200, 90),
+            "/bin/busybox",
+            ("httpd", "-f"),
+            cleanup=K(201, 100),
+            cgroup=DOCKER,
+            ns=namespaces(pid=99, net=98, mnt=97),
+            nspid=2,
+            uid=65534,
+            caps=0,
+        ),  # fmt: skip
         clone_event(300, 120, sh_img),
         exit_event(K(100, 30), 1 * S),  # the shell exits: its sleeps are orphans
         exec_event(300, 130, init, "/bin/crash", cleanup=K(300, 120)),  # re-parented to init already

@@ -71,8 +71,10 @@ def _kill_user_processes() -> None:
 # -- 1 and 3: the runtime lookup ------------------------------------------------------
 FORGED = {
     "Name": "/kube-apiserver",
-    "Config": {"Image": "registry.k8s.io/kube-apiserver:v1.30.0", "Labels": {
-        "io.kubernetes.pod.name": "kube-apiserver-master", "io.kubernetes.pod.namespace": "kube-system"}},
+    "Config": {
+        "Image": "registry.k8s.io/kube-apiserver:v1.30.0",
+        "Labels": {"io.kubernetes.pod.name": "kube-apiserver-master", "io.kubernetes.pod.namespace": "kube-system"},
+    },
     "State": {"StartedAt": "2026-01-01T00:00:00Z", "Pid": 1},
 }
 
@@ -87,7 +89,9 @@ def test_a_users_fake_dockerd_can_neither_stall_collection_nor_name_a_real_conta
     as_user(f"rm -rf e.json fake; mkfifo e.json; mkdir -p fake/containers/{cid}")
     Path(attacker.pw_dir, "fake", "containers", cid, "config.v2.json").write_text(json.dumps(FORGED))
     os.chown(Path(attacker.pw_dir, "fake", "containers", cid, "config.v2.json"), attacker.pw_uid, attacker.pw_gid)
-    fake = spawn_as_user('exec -a dockerd python3 -c "import time; time.sleep(600)" --config-file "$HOME/e.json" --data-root "$HOME/fake"')
+    fake = spawn_as_user(
+        'exec -a dockerd python3 -c "import time; time.sleep(600)" --config-file "$HOME/e.json" --data-root "$HOME/fake"'
+    )
     try:
         time.sleep(0.3)
         started = time.monotonic()

@@ -172,4 +172,6 @@ async def test_the_monitors_replay_is_drained_a_slice_at_a_time_and_time_travel_
     while batch := source.drain():
         sizes.append(len(batch))
     assert sizes == [1000, 1000, 501] and len(source.recorded) == 1000
-    assert source.notes == ["time travel reaches the recording's first 1,000 events (--window-events N for more, with more memory)"]
+    assert source.notes == [
+        "time travel reaches the recording's first 1,000 events (--window-events N for more, with more memory)"
+    ]

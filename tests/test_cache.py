@@ -188,7 +188,9 @@ def test_clone_copies_binary_args_creds_and_namespaces_until_exec():
     assert cache.containers[DOCKER_A].processes == 2
     # After its exec it is itself.
     run = cache.apply(exec_event(401, 30, app.key, "/bin/sh", ("sh",), uid=0, cleanup=worker.key, cgroup=DOCKER_A_PATH))
-    assert run.binary == "/bin/sh" and run.image.creds == creds(0) and run.parent == app.key and run.previous == worker.key
+    assert (
+        run.binary == "/bin/sh" and run.image.creds == creds(0) and run.parent == app.key and run.previous == worker.key
+    )
     assert cache.exec_chain(run) == [worker, run]
     assert cache.containers[DOCKER_A].processes == 2
     check_invariants(cache)

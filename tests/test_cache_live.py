@@ -98,7 +98,10 @@ def test_snapshot_matches_ps_and_proc(scratch, tmp_path):
         before = set(psutil.pids())
         out = tmp_path / "snap.json"
         run = subprocess.run(
-            [sys.executable, "-m", "procscope.cli", "snapshot", "-o", str(out)], cwd=REPO, capture_output=True, text=True
+            [sys.executable, "-m", "procscope.cli", "snapshot", "-o", str(out)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
         )
         assert run.returncode == 0, run.stderr
         assert stat.S_IMODE(os.stat(out).st_mode) == 0o600

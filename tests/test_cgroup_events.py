@@ -39,9 +39,6 @@ def _is(op: int, **fields):
     return pred
 
 
-
-
-
 @pytest.fixture(params=["memory", "unified"])
 def hierarchy(request):
     mount, hid = _mount_of(request.param)
@@ -148,7 +145,6 @@ def test_moving_one_thread_is_flagged(live, scratch):
         proc.kill()
         proc.wait()
         evacuate(mount, top)
-
 
 
 @pytest.mark.bpf

@@ -53,4 +53,7 @@ def test_ring_size_is_reported_as_rounded():
     from procscope.commands import ring_text
 
     assert ring_text(16 << 20) == "ring buffer 16384 KiB"
-    assert ring_text(5 * PAGE_SIZE) == f"ring buffer {8 * PAGE_SIZE >> 10} KiB, rounded up from {5 * PAGE_SIZE} bytes to a power of two pages"
+    assert (
+        ring_text(5 * PAGE_SIZE)
+        == f"ring buffer {8 * PAGE_SIZE >> 10} KiB, rounded up from {5 * PAGE_SIZE} bytes to a power of two pages"
+    )

@@ -44,8 +44,11 @@ GOLDEN = [
         "containerd",
     ),
     # containerd with systemd_cgroup on v1: "<slice>:cri-containerd:<id>"
-    (f"/system.slice/containerd.service/kubepods-burstable-pod{POD_UID_SYSTEMD}.slice:cri-containerd:{CONTAINERD}",
-     CONTAINERD, "containerd"),
+    (
+        f"/system.slice/containerd.service/kubepods-burstable-pod{POD_UID_SYSTEMD}.slice:cri-containerd:{CONTAINERD}",
+        CONTAINERD,
+        "containerd",
+    ),
     # CRI-O, systemd driver (v2) and cgroupfs driver (v1)
     (
         f"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{POD_UID_SYSTEMD}.slice/crio-{CRIO}.scope",
@@ -57,8 +60,11 @@ GOLDEN = [
     (f"/machine.slice/libpod-{PODMAN}.scope/container", PODMAN, "podman"),
     (f"/machine.slice/libpod-{PODMAN}.scope", PODMAN, "podman"),
     (f"0::/machine.slice/libpod-{PODMAN}.scope/container", PODMAN, "podman"),
-    (f"/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{PODMAN_ROOTLESS}.scope",
-     PODMAN_ROOTLESS, "podman"),
+    (
+        f"/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{PODMAN_ROOTLESS}.scope",
+        PODMAN_ROOTLESS,
+        "podman",
+    ),
     (f"/libpod_parent/libpod-{PODMAN}", PODMAN, "podman"),  # cgroupfs driver
     # LXC: v2 payload (LXC 4+, LXD, Incus), older layouts, v1 /lxc/<name>
     ("/lxc.payload.web01", "web01", "lxc"),

@@ -203,7 +203,11 @@ def test_events_include_creds_writes_old_and_new(scratch, tmp_path):
     events.send_signal(signal.SIGINT)
     assert events.wait(30) == 0
     lines = [json.loads(x) for x in out.read_text().splitlines()]
-    (creds,) = [e["procscope_creds"] for e in lines if "procscope_creds" in e and e["procscope_creds"]["process"]["pid"] == child.pid]
+    (creds,) = [
+        e["procscope_creds"]
+        for e in lines
+        if "procscope_creds" in e and e["procscope_creds"]["process"]["pid"] == child.pid
+    ]
     assert creds["syscall"] == "setresuid"
     assert creds["old"]["process_credentials"]["euid"] == 0 and creds["new"]["process_credentials"]["euid"] == 65534
     assert creds["process"]["process_credentials"]["euid"] == 65534  # the process as it is now

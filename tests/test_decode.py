@@ -30,7 +30,13 @@ def test_cgroup_record_round_trip():
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", bytes([wire.OP_EXECVE]) + b"\0" * 20, bytes([wire.OP_CLONE, 0, 0]), bytes([99]) * 64, bytes([wire.OP_CGROUP]) * 100],
+    [
+        b"",
+        bytes([wire.OP_EXECVE]) + b"\0" * 20,
+        bytes([wire.OP_CLONE, 0, 0]),
+        bytes([99]) * 64,
+        bytes([wire.OP_CGROUP]) * 100,
+    ],
 )
 def test_bad_records_raise_decode_error(raw):
     with pytest.raises(DecodeError):

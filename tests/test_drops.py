@@ -63,4 +63,6 @@ def test_a_failure_of_the_collector_thread_is_counted_reported_once_and_survived
         assert collector._guarded(lambda: 1 / 0) is False  # one poll's failure: the thread goes on
     c = collector.counters()
     assert c.collector_errors == 3 and c.last_error == "ZeroDivisionError: division by zero" and c.lost >= 3
-    assert said == ["the collector thread failed (ZeroDivisionError: division by zero); counted, and collection goes on"]
+    assert said == [
+        "the collector thread failed (ZeroDivisionError: division by zero); counted, and collection goes on"
+    ]

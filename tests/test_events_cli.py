@@ -64,7 +64,11 @@ def test_json_stream_and_recording_to_files(scratch):
     assert execs[0]["parent"]["exec_id"] == p["parent_exec_id"]
     assert p["ns"]["net"]["is_host"] is True and p["user"]["name"] == "root"
     assert "binary_properties" not in p  # as Tetragon: only for setuid/setgid, raised privileges, or no link
-    exits = [x["process_exit"] for x in lines if "process_exit" in x and x["process_exit"]["process"]["exec_id"] == p["exec_id"]]
+    exits = [
+        x["process_exit"]
+        for x in lines
+        if "process_exit" in x and x["process_exit"]["process"]["exec_id"] == p["exec_id"]
+    ]
     assert len(exits) == 1 and exits[0]["status"] == 4 and exits[0]["signal"] == ""
     assert all(x["node_name"] == os.uname().nodename and x["time"].endswith("Z") for x in lines)
 
@@ -129,14 +133,20 @@ def test_pid_follows_new_descendants_and_keeps_its_own_procfs_line(scratch):
     child = unique_copy("/bin/true", scratch)
     other = unique_copy("/bin/true", scratch)
     gate = os.path.join(scratch, "go")
-    top = subprocess.Popen([shell, "-c", f"while [ ! -e {gate} ]; do sleep 0.1; done; {child} a; {shell} -c '{child} b'"])
+    top = subprocess.Popen(
+        [shell, "-c", f"while [ ! -e {gate} ]; do sleep 0.1; done; {child} a; {shell} -c '{child} b'"]
+    )
     target = os.path.join(scratch, "rec.json")
     try:
         _run_events(["--pid", str(top.pid), "--record", target],
                     lambda: (subprocess.run([other]), Path(gate).touch(), top.wait()), scratch)  # fmt: skip
     finally:
         top.kill()
-    execs = [x["process_exec"]["process"] for x in map(json.loads, Path(target).read_text().splitlines()) if "process_exec" in x]
+    execs = [
+        x["process_exec"]["process"]
+        for x in map(json.loads, Path(target).read_text().splitlines())
+        if "process_exec" in x
+    ]
     assert any(p["pid"] == top.pid and "procFS" in p["flags"] for p in execs)
     assert sorted(p["arguments"] for p in execs if p["binary"] == child) == ["a", "b"]
     assert not any(p["binary"] == other for p in execs)

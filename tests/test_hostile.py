@@ -28,7 +28,9 @@ TERMINAL_UNSAFE = re.compile(rb"[\x00-\x09\x0b-\x1f\x7f]|\xc2[\x80-\x9f]|\xe2\x8
 
 
 def _procscope(*args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "procscope.cli", *args], cwd=REPO, capture_output=True, timeout=timeout, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "procscope.cli", *args], cwd=REPO, capture_output=True, timeout=timeout, **kw
+    )
 
 
 def _json_lines(raw: bytes) -> list[dict]:

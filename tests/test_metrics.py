@@ -63,7 +63,10 @@ def settled(url: str) -> dict:
     for _ in range(20):
         time.sleep(1.0)
         now = scrape(url)
-        if now[("procscope_events_total", (("type", "PROCESS_EXEC"),))] == before[("procscope_events_total", (("type", "PROCESS_EXEC"),))]:
+        if (
+            now[("procscope_events_total", (("type", "PROCESS_EXEC"),))]
+            == before[("procscope_events_total", (("type", "PROCESS_EXEC"),))]
+        ):
             return now
         before = now
     return before

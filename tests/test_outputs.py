@@ -94,7 +94,9 @@ def test_full_disk_ends_with_one_line_and_keeps_what_fit(scratch):
         kept = _lines(rec)  # every line that fit is whole (only a last, cut one is not)
         recorded = int(re.search(r"events: (\d+) recorded", err.decode())[1])
         assert recorded == len(kept), (recorded, len(kept))  # the summary counts the whole lines on disk
-        assert len(kept) > 10 and any("procFS" in x["process_exec"]["process"]["flags"] for x in kept if "process_exec" in x)
+        assert len(kept) > 10 and any(
+            "procFS" in x["process_exec"]["process"]["flags"] for x in kept if "process_exec" in x
+        )
     finally:
         subprocess.run(["umount", "-l", mnt], check=False)
 

@@ -16,7 +16,9 @@ pytestmark = pytest.mark.bpf  # root and BPF: every test here
 # A plain setresuid to nobody: the kernel clears the permitted set (setpriv
 # --reuid would keep it, and then no capability is "gained" by the exec).
 NOBODY = {"user": 65534, "group": 65534, "extra_groups": []}
-PRIV_BITS = wire.EXECVE_SETUID | wire.EXECVE_SETGID | wire.EXECVE_FILECAPS | wire.EXECVE_SETUID_ROOT | wire.EXECVE_SETGID_ROOT
+PRIV_BITS = (
+    wire.EXECVE_SETUID | wire.EXECVE_SETGID | wire.EXECVE_FILECAPS | wire.EXECVE_SETUID_ROOT | wire.EXECVE_SETGID_ROOT
+)
 
 
 def _setid_copy(scratch, mode):

@@ -45,7 +45,16 @@ def test_scan_agrees_with_bpf(live, scratch):
         a, b = scanned.creds, seen.creds
         # securebits and the user namespace owner's gid are not in /proc.
         assert (a.uid, a.gid, a.suid, a.sgid, a.euid, a.egid, a.fsuid, a.fsgid, a.caps) == (
-            b.uid, b.gid, b.suid, b.sgid, b.euid, b.egid, b.fsuid, b.fsgid, b.caps)
+            b.uid,
+            b.gid,
+            b.suid,
+            b.sgid,
+            b.euid,
+            b.egid,
+            b.fsuid,
+            b.fsgid,
+            b.caps,
+        )
         assert (a.user_ns.level, a.user_ns.uid, a.user_ns.inum) == (b.user_ns.level, b.user_ns.uid, b.user_ns.inum)
         assert scanned.parent.pid == seen.parent.pid
     finally:

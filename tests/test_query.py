@@ -20,8 +20,22 @@ WEB = "3f2a9c0d" + "e1" * 28  # docker container ids: 64 hex digits
 AGENT = "b7" * 32
 DOCKER_CAPS = sum(
     1 << CAPABILITIES.index("CAP_" + name)
-    for name in ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
-                 "NET_BIND_SERVICE", "NET_RAW", "SYS_CHROOT", "MKNOD", "AUDIT_WRITE", "SETFCAP")  # docker's default
+    for name in (
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "NET_BIND_SERVICE",
+        "NET_RAW",
+        "SYS_CHROOT",
+        "MKNOD",
+        "AUDIT_WRITE",
+        "SETFCAP",
+    )  # docker's default
 )
 NOBODY = 65534
 
@@ -267,7 +281,20 @@ def test_terms_compare_by_meaning():
 
 
 def test_fields_help():
-    assert list(FIELDS) == ["container", "image", "pod", "k8s-ns", "user", "bin", "args", "cap", "ns", "pid", "badge", "cgroup"]
+    assert list(FIELDS) == [
+        "container",
+        "image",
+        "pod",
+        "k8s-ns",
+        "user",
+        "bin",
+        "args",
+        "cap",
+        "ns",
+        "pid",
+        "badge",
+        "cgroup",
+    ]
     assert all(text and "\n" not in text for text in FIELDS.values())
     assert all(name in FIELDS["ns"] for name in NAMESPACES) and all(b in FIELDS["badge"] for b in derive.BADGES)
 
@@ -285,7 +312,10 @@ def test_from_args_combines_every_option(cache):
         "--ns", "net", "--pid", "400", "--bin", "curl", "--args", "http://localhost/", "--filter", "cgroup:docker",
     ])  # fmt: skip
     q = from_args(args)
-    assert str(q) == "container:3f2a -bin:nginx cgroup:docker user:root bin:curl args:http://localhost/ cap:NET_RAW ns:net pid:400"
+    assert (
+        str(q)
+        == "container:3f2a -bin:nginx cgroup:docker user:root bin:curl args:http://localhost/ cap:NET_RAW ns:net pid:400"
+    )
     assert {p.pid for p in q.filter(cache, cache.visible())} == {402}
 
 
@@ -295,7 +325,9 @@ def test_from_args_takes_values_literally(cache):
     assert q.terms == (Term("container", "host"), Term("container", "3f"), Term("args", "/tmp/out file"))
     assert Query.parse(str(q)) == q
     assert q.filter(cache, cache.visible()) == []  # host and 3f… at once: nothing
-    assert {p.pid for p in from_args(_parser().parse_args(["--args", "/tmp/out file"])).filter(cache, cache.visible())} == {201}
+    assert {
+        p.pid for p in from_args(_parser().parse_args(["--args", "/tmp/out file"])).filter(cache, cache.visible())
+    } == {201}
 
 
 def test_from_args_without_filters_is_empty():
@@ -327,6 +359,7 @@ def test_add_arguments_help():
 
 
 # -- round trips over generated queries ----------------------------------------
+
 
 def _mixed_case(s: str) -> st.SearchStrategy[str]:
     return st.sampled_from([s, s.lower(), s.upper(), s.capitalize()])
@@ -390,7 +423,9 @@ def test_container_names_images_and_pods_come_from_what_the_runtimes_said():
     web = exec_event(300, 20, init.key, "/bin/httpd", cgroup=DOCKER)
     cache.apply_all([init, web])
     c = container_of(DOCKER)
-    cache.where.info[c.id] = ContainerInfo(c.id, "docker", "web-1", "nginx:1.27", "sha256:abcdef", pod=Pod("shop-1", "prod"))
+    cache.where.info[c.id] = ContainerInfo(
+        c.id, "docker", "web-1", "nginx:1.27", "sha256:abcdef", pod=Pod("shop-1", "prod")
+    )
 
     def shown(text: str) -> list[int]:
         match = Query.parse(text).predicate(cache)

@@ -25,7 +25,18 @@ S = 1_000_000_000
 
 def tree(cache: ProcessCache) -> list[tuple]:
     return [
-        (depth, p.key, p.binary, " ".join(p.args), p.alive, p.not_found, p.cgroup, p.tree_parent, p.parent, p.exit.code if p.exit else None)
+        (
+            depth,
+            p.key,
+            p.binary,
+            " ".join(p.args),
+            p.alive,
+            p.not_found,
+            p.cgroup,
+            p.tree_parent,
+            p.parent,
+            p.exit.code if p.exit else None,
+        )
         for depth, p in cache.walk()
     ]
 
@@ -61,7 +72,9 @@ def test_snapshot_replays_to_the_same_tree_and_document(tmp_path):
     replay.feed(again)
     assert tree(again) == tree(live)
     assert replay.wall_offset == exporter.wall_offset and Counters.from_json(replay.counters) == Counters(received=16)
-    doc2 = snapshot.document(again, Exporter(again, node="node-a", wall_offset=replay.wall_offset), Counters(received=16), [], "live")
+    doc2 = snapshot.document(
+        again, Exporter(again, node="node-a", wall_offset=replay.wall_offset), Counters(received=16), [], "live"
+    )
     strip = lambda d: {**d, "clock": None}  # noqa: E731
     assert strip(doc2) == strip(doc)
     assert doc["containers"][0]["short_id"] == "3f2a3f2a3f2a" and doc["containers"][0]["processes"] == 2
@@ -76,9 +89,11 @@ def test_snapshot_jsonl_is_tetragon_process_exec_lines_parents_first(tmp_path):
         assert set(line) == {"process_exec", "node_name", "time"}
         proc = line["process_exec"]["process"]
         assert "cgroup" not in proc and "procscope" not in proc
-        assert proc["parent_exec_id"] in seen or proc["pid"] == 1 or proc["parent_exec_id"] not in {
-            x["process_exec"]["process"]["exec_id"] for x in lines
-        }
+        assert (
+            proc["parent_exec_id"] in seen
+            or proc["pid"] == 1
+            or proc["parent_exec_id"] not in {x["process_exec"]["process"]["exec_id"] for x in lines}
+        )
         seen.add(proc["exec_id"])
     assert {x["process_exec"]["process"]["pid"] for x in lines} == {p.pid for p in live.live()}
 
@@ -120,8 +135,10 @@ def test_unknown_snapshot_version_and_non_recordings_are_clear_errors(tmp_path):
     text.write_text("hello\n")
     warnings = []
     assert list(Replay(str(text), warn=warnings.append).events()) == []
-    assert warnings == [f"{text}:1: not JSON (Expecting value: line 1 column 1 (char 0)); skipped",
-                        f"{text}: no line could be read; is it a procscope recording, snapshot or Tetragon export?"]
+    assert warnings == [
+        f"{text}:1: not JSON (Expecting value: line 1 column 1 (char 0)); skipped",
+        f"{text}: no line could be read; is it a procscope recording, snapshot or Tetragon export?",
+    ]
     with pytest.raises(ReplayError, match="cannot read recording"):
         Replay(str(tmp_path / "missing.jsonl"))
 

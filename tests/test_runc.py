@@ -113,7 +113,18 @@ def test_events_container_filter_end_to_end(container, tmp_path):
     both exec: only the container's execs come out."""
     runc, cid = container
     out = tmp_path / "events.jsonl"
-    cmd = [sys.executable, "-m", "procscope.cli", "events", "--container", cid[:12], "--duration", "8", "--record", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "procscope.cli",
+        "events",
+        "--container",
+        cid[:12],
+        "--duration",
+        "8",
+        "--record",
+        str(out),
+    ]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
         if "collecting" in line:
@@ -125,7 +136,11 @@ def test_events_container_filter_end_to_end(container, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    execs = [x["process_exec"]["process"] for x in lines if "process_exec" in x and "procFS" not in x["process_exec"]["process"]["flags"]]
+    execs = [
+        x["process_exec"]["process"]
+        for x in lines
+        if "process_exec" in x and "procFS" not in x["process_exec"]["process"]["flags"]
+    ]
     assert [(p["binary"], p["arguments"]) for p in execs] == [("/bin/busybox", "/proc/self/cgroup")]
     listed = {x["process_exec"]["process"]["pid"] for x in lines if "process_exec" in x} - {execs[0]["pid"]}
     assert listed == _members(cgroups.detect(), cid)  # the procFS lines: exactly the container's processes

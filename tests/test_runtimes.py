@@ -36,7 +36,9 @@ def _root_owned_copy(tmp_path_factory):
 
 
 def runtimes() -> Runtimes:
-    return Runtimes(docker=[str(ROOT / "docker")], containerd=(str(ROOT / "containerd"),), storage=(str(ROOT / "storage"),))
+    return Runtimes(
+        docker=[str(ROOT / "docker")], containerd=(str(ROOT / "containerd"),), storage=(str(ROOT / "storage"),)
+    )
 
 
 def test_docker_config_v2_gives_name_image_start_labels_and_the_pod_from_kubelet_labels():
@@ -44,13 +46,22 @@ def test_docker_config_v2_gives_name_image_start_labels_and_the_pod_from_kubelet
     assert (info.name, info.image, info.runtime, info.pid) == ("web-1", "procscope-busybox:1", "docker", 13614)
     assert info.image_id.startswith("sha256:") and info.started.startswith("2026-") and info.started.endswith("Z")
     assert info.labels["app"] == "shop"
-    assert (info.pod.name, info.pod.namespace, info.pod.container, info.pod.labels) == ("shop-7d4", "prod", "web", {"app": "shop"})
+    assert (info.pod.name, info.pod.namespace, info.pod.container, info.pod.labels) == (
+        "shop-7d4",
+        "prod",
+        "web",
+        {"app": "shop"},
+    )
 
 
 def test_a_containerd_kubernetes_bundle_gives_the_pod():
     info = runtimes().describe(Container(K8S_ID, "containerd"))
     assert (info.name, info.image) == ("api", "registry.example/payments/api:2.3.1")
-    assert (info.pod.name, info.pod.namespace, info.pod.uid) == ("api-6c9f8d7b5-x2x4q", "payments", "7a1c2e3f-0b4d-4e5f-8a9b-0c1d2e3f4a5b")
+    assert (info.pod.name, info.pod.namespace, info.pod.uid) == (
+        "api-6c9f8d7b5-x2x4q",
+        "payments",
+        "7a1c2e3f-0b4d-4e5f-8a9b-0c1d2e3f4a5b",
+    )
 
 
 def test_dockers_own_containerd_bundle_says_nothing_more_than_the_id():
@@ -61,7 +72,12 @@ def test_a_crio_config_gives_the_pod_and_its_labels():
     info = runtimes().describe(Container(CRIO_ID, "cri-o"))
     assert (info.name, info.image, info.image_id) == ("worker", "quay.io/example/worker:1.0", "sha256:" + "ab" * 32)
     assert info.started == "2026-11-30T08:15:02.123456789Z"
-    assert (info.pod.name, info.pod.namespace, info.pod.container, info.pod.labels) == ("queue-0", "batch", "worker", {"tier": "backend"})
+    assert (info.pod.name, info.pod.namespace, info.pod.container, info.pod.labels) == (
+        "queue-0",
+        "batch",
+        "worker",
+        {"tier": "backend"},
+    )
 
 
 def test_absent_partial_and_corrupt_files_give_nothing_and_no_crash():
@@ -88,4 +104,7 @@ def test_the_pod_object_writes_the_start_as_protojson_does():
 
     info = ContainerInfo("ab" * 32, "docker", "web", "img", started="2026-12-02T03:50:49.44881877Z", pod=Pod("p", "ns"))
     assert pod_object(info, 1)["container"]["start_time"] == "2026-12-02T03:50:49.448818770Z"
-    assert "start_time" not in pod_object(ContainerInfo("ab" * 32, "cri-o", started="Tue, 1 Dec", pod=Pod("p", "ns")), 1)["container"]
+    assert (
+        "start_time"
+        not in pod_object(ContainerInfo("ab" * 32, "cri-o", started="Tue, 1 Dec", pod=Pod("p", "ns")), 1)["container"]
+    )

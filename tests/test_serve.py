@@ -138,7 +138,9 @@ async def chromium_loads(url: str, profile: Path, screenshot: Path) -> None:
                         if msg.get("id") == n:
                             return msg["result"]
 
-                expression = "document.body.classList.contains('-first-byte') && document.querySelector('.xterm') !== null"
+                expression = (
+                    "document.body.classList.contains('-first-byte') && document.querySelector('.xterm') !== null"
+                )
                 for _ in range(120):
                     got = await call("Runtime.evaluate", expression=expression, returnByValue=True)
                     if got["result"].get("value"):
@@ -164,14 +166,17 @@ def served(request):
 def test_chromium_shows_the_monitor_and_it_listens_on_localhost_only(served, tmp_path):
     port, said = served
     assert f"serving the monitor at http://127.0.0.1:{port}/?token=" in said and "(this machine only" in said
-    listening = [c.laddr.ip for c in psutil.net_connections("tcp") if c.laddr.port == port and c.status == psutil.CONN_LISTEN]
+    listening = [
+        c.laddr.ip for c in psutil.net_connections("tcp") if c.laddr.port == port and c.status == psutil.CONN_LISTEN
+    ]
     assert listening == ["127.0.0.1"]
     shot = tmp_path / "served.png"
     asyncio.run(chromium_loads(f"http://127.0.0.1:{port}/?token={token_of(said)}", tmp_path / "profile", shot))
     # The screenshot holds the monitor: a page of mostly one colour compresses to a few KB.
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 30_000
-    screen = asyncio.run(session(port, [("k", "signals are off in this served monitor"), ("W", "writes no files")],
-                                 token_of(said)))
+    screen = asyncio.run(
+        session(port, [("k", "signals are off in this served monitor"), ("W", "writes no files")], token_of(said))
+    )
     assert "PID" in screen and "COMMAND" in screen
 
 

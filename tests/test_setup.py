@@ -116,8 +116,10 @@ def test_events_command_leaves_nothing_behind():
 def test_mounts_tracefs_when_missing():
     """A fresh machine may lack tracefs: procscope mounts it (here in a
     private mount namespace, so the host's stays as it is)."""
-    script = "umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug 2>/dev/null; " \
-             "test ! -e /sys/kernel/tracing/events || exit 99; exec \"$@\""
+    script = (
+        "umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug 2>/dev/null; "
+        'test ! -e /sys/kernel/tracing/events || exit 99; exec "$@"'
+    )
     cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *EVENTS[:-1], "0.5"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if proc.returncode == 2:

@@ -71,7 +71,9 @@ def session(tmp_path_factory):
         # fork + exec: sleep's parent is the shell
         forked = subprocess.Popen([tools["sh"], "-c", f"{tools['sleep']} 2 & wait"])
         time.sleep(0.5)
-        sleeper = int(subprocess.run(["pgrep", "-f", f"^{tools['sleep']}"], capture_output=True, text=True).stdout.split()[0])
+        sleeper = int(
+            subprocess.run(["pgrep", "-f", f"^{tools['sleep']}"], capture_output=True, text=True).stdout.split()[0]
+        )
         seen["sleep"] = (sleeper, _ppid(sleeper), forked.pid)
         # re-exec: the shell becomes sleep; its parent stays this test
         reexec = subprocess.Popen([tools["resh"], "-c", f"exec {tools['resleep']} 1"])
@@ -85,7 +87,9 @@ def session(tmp_path_factory):
         # a pid namespace: its init and init's child are in its init tree; what nsenter runs there is not
         ns = subprocess.Popen(["unshare", "--pid", "--fork", "--", tools["nssleep"], "4"])
         time.sleep(0.5)
-        init = int(subprocess.run(["pgrep", "-f", f"^{tools['nssleep']} 4"], capture_output=True, text=True).stdout.split()[0])
+        init = int(
+            subprocess.run(["pgrep", "-f", f"^{tools['nssleep']} 4"], capture_output=True, text=True).stdout.split()[0]
+        )
         subprocess.run(["nsenter", "-t", str(init), "-p", "--", tools["nssleep"], "0.2"], check=True)
         seen["ns_init"] = init
         hostile = spawn_hostile(1, cgroups.detect())
@@ -131,7 +135,9 @@ def test_exec_parents_are_the_real_parents_as_ps_says(session):
     sleep = by_binary[tools["sleep"]]
     assert sleep["process"]["pid"] == sleeper and sleep["parent"]["pid"] == ps_parent == shell
     assert sleep["parent"]["binary"] == tools["sh"] and sleep["process"]["flags"] == "execve clone"
-    assert sleep["process"]["parent_exec_id"] == sleep["parent"]["exec_id"] == by_binary[tools["sh"]]["process"]["exec_id"]
+    assert (
+        sleep["process"]["parent_exec_id"] == sleep["parent"]["exec_id"] == by_binary[tools["sh"]]["process"]["exec_id"]
+    )
     # A re-exec: the same pid, the same real parent; only the first exec after the fork is "clone".
     pid, me = seen["reexec"]
     resh, resleep = by_binary[tools["resh"]], by_binary[tools["resleep"]]

@@ -154,7 +154,7 @@ def _cgroup(collector) -> tuple[str, int]:
 
 def _run_in(cgroup: str, binary: str, n: int) -> None:
     """n execs of binary by a shell moved into the cgroup (the loop is the shell's own)."""
-    loop = f'echo $$ > {cgroup}/cgroup.procs; i=0; while [ $i -lt {n} ]; do {binary}; i=$((i+1)); done'
+    loop = f"echo $$ > {cgroup}/cgroup.procs; i=0; while [ $i -lt {n} ]; do {binary}; i=$((i+1)); done"
     subprocess.run(["sh", "-c", loop], check=True)
 
 

@@ -19,7 +19,9 @@ from .test_creds import CHILD
 
 
 def procscope(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "procscope", *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "procscope", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
 
 
 def now_rfc3339() -> str:
@@ -33,7 +35,9 @@ def recording(tmp_path_factory):
     import os
 
     if os.geteuid() != 0:
-        pytest.fail("needs root: it records with the probes") if os.environ.get("PROCSCOPE_REQUIRE_BPF") else pytest.skip("not root")
+        pytest.fail("needs root: it records with the probes") if os.environ.get(
+            "PROCSCOPE_REQUIRE_BPF"
+        ) else pytest.skip("not root")
     d = tmp_path_factory.mktemp("timetravel")
     os.chmod(d, 0o755)
     rec = d / "rec.jsonl"

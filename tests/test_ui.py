@@ -135,7 +135,9 @@ async def test_live_time_travel_through_the_window_while_events_keep_arriving(sc
     async with app.run_test(size=(160, 50)) as pilot:
         assert await wait_for(pilot, lambda: os.getpid() in app.cache.by_pid)
         proc = await asyncio.create_subprocess_exec(sleeper, "3")
-        assert await wait_for(pilot, lambda: proc.pid in app.cache.by_pid and app.cache.by_pid[proc.pid].binary == sleeper)
+        assert await wait_for(
+            pilot, lambda: proc.pid in app.cache.by_pid and app.cache.by_pid[proc.pid].binary == sleeper
+        )
         await proc.wait()
         assert await wait_for(pilot, lambda: any(sleeper in row.plain for row in app.query_one("#exits").rows))
         await pilot.press("comma", "comma")  # two seconds back: it was sleeping

@@ -245,7 +245,9 @@ async def test_clicks_select_from_streams_and_sort_by_header(replay_app):
         await pilot.pause()
         assert tree.cursor == 2 and tree.selected_key == tree.keys[2]
         # A click on a row of the exec stream: the tree follows.
-        await pilot.click("#execs", offset=(3, 1 + pids(execs, column=1).index(201)))  # below its column titles (the panel has the border)
+        await pilot.click(
+            "#execs", offset=(3, 1 + pids(execs, column=1).index(201))
+        )  # below its column titles (the panel has the border)
         await pilot.pause()
         assert tree.selected_key.pid == 201 and "httpd -f" in plain(app, app.query_one("#detail").content)
         # An exit whose process is not in the tree (init is folded): its detail shows anyway.
@@ -267,7 +269,9 @@ async def test_clicks_select_from_streams_and_sort_by_header(replay_app):
 
 
 def test_drop_rates_and_received():
-    before = Counters.from_json({"sent_failed": {"EXECVE": {"EAGAIN": 10}}, "userspace_dropped": 5, "cache": {"misses": 1}})
+    before = Counters.from_json(
+        {"sent_failed": {"EXECVE": {"EAGAIN": 10}}, "userspace_dropped": 5, "cache": {"misses": 1}}
+    )
     after = Counters.from_json({"sent_failed": {"EXECVE": {"EAGAIN": 30}, "EXIT": {"ENOSPC": 4}}, "userspace_dropped": 9,
                                 "cache": {"misses": 1}})  # fmt: skip
     rates = per_second(loss_totals(before) | {"received": 100}, loss_totals(after) | {"received": 500}, 2.0)
@@ -284,8 +288,9 @@ def test_drops_pane_shows_throttled_cgroups():
     recorded = {"sent_failed": {}, "suppressed_by_cgroup": {"busy.scope": {"exec": 30, "clone": 29, "exit": 31},
                 "old.scope": {"exec": 2, "clone": 0, "exit": 1}}, "throttled_now": ["busy.scope"]}  # fmt: skip
     counters = Counters.from_json(recorded)
-    before = loss_totals(Counters.from_json({**recorded, "suppressed_by_cgroup": {"busy.scope": {"exec": 10},
-                                                                                   "old.scope": {"exec": 3}}}))
+    before = loss_totals(
+        Counters.from_json({**recorded, "suppressed_by_cgroup": {"busy.scope": {"exec": 10}, "old.scope": {"exec": 3}}})
+    )
     rates = per_second(before, loss_totals(counters), 2.0)
     assert rates["throttled busy.scope"] == 40.0
     lines = [line.split() for line in plain(None, render_drops(counters, rates, 0)).splitlines()]

@@ -238,7 +238,10 @@ async def test_htop_keys(demo, tmp_path):
         await pilot.pause()
         assert len(app.tagged) == 2 and app.tree_pane.cursor == 2
         assert [(line[1], int(line[2:].split()[0])) for line in list_lines(app)[1:4]] == [
-            ("*", 1), ("*", 19279), (" ", 19280)]
+            ("*", 1),
+            ("*", 19279),
+            (" ", 19280),
+        ]
         await pilot.press("U")
         await pilot.pause()
         assert not app.tagged

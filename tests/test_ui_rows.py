@@ -124,7 +124,12 @@ def views(cache) -> list[ViewOptions]:
     folded = {*parents[:2], "host", "container:" + "3f2a" * 16}
     return [
         ViewOptions(tree=tree, sort=sort, reverse=reverse, group=group, collapsed=collapsed)
-        for tree, sort, reverse in ((True, "PID", False), (False, "USER", False), (False, "START", True), (False, "COMMAND", False))
+        for tree, sort, reverse in (
+            (True, "PID", False),
+            (False, "USER", False),
+            (False, "START", True),
+            (False, "COMMAND", False),
+        )
         for group in GROUPS
         for collapsed in (set(), folded)
     ]
@@ -306,8 +311,10 @@ async def test_rows_repainted_one_by_one_show_what_a_full_repaint_shows(tmp_path
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("down", "down")
         await pilot.pause(0.3)
-        for arrived in ([exit_event(K(110, 110), 10**12, 3)],  # one line changes
-                        [exec_event(99, 300, init, "/bin/arrived-above")]):  # every line moves down
+        for arrived in (
+            [exit_event(K(110, 110), 10**12, 3)],  # one line changes
+            [exec_event(99, 300, init, "/bin/arrived-above")],
+        ):  # every line moves down
             before = screen_text(app)
             source.pending = arrived
             await pilot.pause(0.3)

@@ -119,6 +119,7 @@ def next_name(current: str) -> str:
     """The theme the cycle key goes to: the next procscope theme (the first from any other)."""
     return NAMES[(NAMES.index(current) + 1) % len(NAMES)] if current in NAMES else NAMES[0]
 
+
 # The checkout has this folder at its root as well as at procscope/themes:
 # imported by the bare name it would be a second copy of every module
 # (two caches of the same state, classes that are not the same class).

@@ -51,7 +51,9 @@ class Actions:
         window of recent events (read again at each step: it keeps moving)."""
         if not self.source.live:
             if self.travel is None:
-                self.travel = TimeTravel(Timeline.of_replay(self.source.replay, self.cache.grace_ns, self.source.recorded))
+                self.travel = TimeTravel(
+                    Timeline.of_replay(self.source.replay, self.cache.grace_ns, self.source.recorded)
+                )
             return self.travel
         window = self.feed.window
         timeline = window.timeline(self.feed.now(), self.exporter.wall_offset) if window is not None else None

@@ -96,7 +96,12 @@ class ProcscopeApp(Actions, App):
         Binding("full_stop", "step_time(1)", "One second forward in time", show=False),
         Binding("left_curly_bracket", "step_event(-1)", "One event back in time", show=False),
         Binding("right_curly_bracket", "step_event(1)", "One event forward in time", show=False),
-        Binding("at", "prompt('time')", "Go to a time (a replay, or the live window): RFC 3339, -30s, +10s or end", show=False),
+        Binding(
+            "at",
+            "prompt('time')",
+            "Go to a time (a replay, or the live window): RFC 3339, -30s, +10s or end",
+            show=False,
+        ),
     ]
     COMMANDS = App.COMMANDS | {BindingCommands}
 
@@ -252,7 +257,9 @@ class ProcscopeApp(Actions, App):
     def get_key_display(self, binding: Binding) -> str:
         return key_text(binding.key.split(",")[0])  # F5, not f5
 
-    def say(self, message: str, *, title: str = "", severity: str = "information", timeout: float | None = None) -> None:
+    def say(
+        self, message: str, *, title: str = "", severity: str = "information", timeout: float | None = None
+    ) -> None:
         """A notification: its text may name processes, so it is never markup."""
         self.notify(printable(message), title=title, severity=severity, timeout=timeout, markup=False)
 

@@ -28,7 +28,9 @@ def run_monitor(args: Options, collector: Collector | None, replay: Replay | Non
         return 2
     grace = args.grace_ns
     # Live: the probes attach behind the first frame (the source says so, or why they could not).
-    source = ReplaySource(replay, grace, args.window_events) if replay is not None else LiveSource(collector, grace, scan)
+    source = (
+        ReplaySource(replay, grace, args.window_events) if replay is not None else LiveSource(collector, grace, scan)
+    )
     if metrics is not None and not metrics(source.counters, source.cache):
         return 2
     recent = Window(args.window, args.window_events) if replay is None else None

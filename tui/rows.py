@@ -322,7 +322,11 @@ class TreeModel:
                 continue
             if cache.roots.get(proc.key) is proc:
                 back.setdefault(None, []).append(proc)
-            elif (up := cache.procs.get(proc.tree_parent)) is not None and up.children and up.children.get(proc.key) is proc:
+            elif (
+                (up := cache.procs.get(proc.tree_parent)) is not None
+                and up.children
+                and up.children.get(proc.key) is proc
+            ):
                 back.setdefault(up, []).append(proc)
         for parent in changed:
             old = kids.get(parent)

@@ -125,7 +125,9 @@ def _server_class():
         @aiohttp_jinja2.template("app_index.html")
         async def handle_index(self, request):
             if not self._allowed(request, request.query.get("token", "")):
-                raise web.HTTPForbidden(text="procscope: this page needs the URL with the token that `procscope serve` printed\n")
+                raise web.HTTPForbidden(
+                    text="procscope: this page needs the URL with the token that `procscope serve` printed\n"
+                )
             context = await Server.handle_index.__wrapped__(self, request)  # the template's data
             context["app_websocket_url"] = context["app_websocket_url"] + (f"/{self.token}" if self.token else "")
             return context
@@ -214,7 +216,9 @@ def run_server(host: str, port: int, ui_args: list[str], allow_signals: bool, wa
         warn(f"serving the monitor on {unix} (mode 0600: root only; e.g. ssh -L 8000:{unix} HOST, "
              "then http://localhost:8000/); Ctrl-C to stop")  # fmt: skip
     elif host in LOCAL:
-        warn(f"serving the monitor at {url}/?token={token} (this machine only; --host to serve elsewhere); Ctrl-C to stop")
+        warn(
+            f"serving the monitor at {url}/?token={token} (this machine only; --host to serve elsewhere); Ctrl-C to stop"
+        )
     else:
         warn(f"WARNING: serving the monitor at {url}/?token={token}: whoever has this URL sees every process of "
              "this machine, in clear text (no TLS); Ctrl-C to stop")  # fmt: skip
@@ -225,7 +229,9 @@ def run_server(host: str, port: int, ui_args: list[str], allow_signals: bool, wa
     if unix is not None and os.path.lexists(unix) and not _is_socket(unix):
         warn(f"cannot serve on {unix}: something that is not a socket is there; choose another path")
         return 2
-    server = _server_class()(monitor_command(ui_args, allow_signals, allow_writes), host, port, token, unix, max_sessions)
+    server = _server_class()(
+        monitor_command(ui_args, allow_signals, allow_writes), host, port, token, unix, max_sessions
+    )
     try:
         server.serve()
     except OSError as exc:

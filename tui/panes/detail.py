@@ -74,10 +74,22 @@ def render_detail(proc: Process | None, cache: ProcessCache, now: int, exporter:
                                    f"{derive.change_text(change, cache.host_ns)}", style=style))  # fmt: skip
     c = img.creds
     add_row(t, "user", f"{derive.user(proc)} / {group_name(c.egid)}  (login user {_id(img.auid, user_name(img.auid))})")
-    add_row(t, "uids", "  ".join(f"{k} {_id(v, user_name(v))}" for k, v in (("real", c.uid), ("effective", c.euid),
-                                                                            ("saved", c.suid), ("fs", c.fsuid))))
-    add_row(t, "gids", "  ".join(f"{k} {_id(v, group_name(v))}" for k, v in (("real", c.gid), ("effective", c.egid),
-                                                                             ("saved", c.sgid), ("fs", c.fsgid))))
+    add_row(
+        t,
+        "uids",
+        "  ".join(
+            f"{k} {_id(v, user_name(v))}"
+            for k, v in (("real", c.uid), ("effective", c.euid), ("saved", c.suid), ("fs", c.fsuid))
+        ),
+    )
+    add_row(
+        t,
+        "gids",
+        "  ".join(
+            f"{k} {_id(v, group_name(v))}"
+            for k, v in (("real", c.gid), ("effective", c.egid), ("saved", c.sgid), ("fs", c.fsgid))
+        ),
+    )
     add_row(t, "securebits", " ".join(securebit_names(c.securebits)) or "-")
     parent = cache.parent_of(proc)
     pcaps = parent.image.creds.caps if parent is not None and parent.image is not None else None

@@ -18,7 +18,9 @@ def exec_row(when: str, proc: Process, container: str = "") -> Text:
     img = proc.image
     flags = " ".join(w for w in (img.flag_words if img else []) if w not in ("execve", "clone"))
     container = printable(container or (proc.container.short_id if proc.container else "-"))[:14]
-    text = Text(f"{when:<12} {proc.pid:>7} {proc.tree_parent.pid:>7} {printable(derive.user(proc))[:9]:<9} {container:<14} ")
+    text = Text(
+        f"{when:<12} {proc.pid:>7} {proc.tree_parent.pid:>7} {printable(derive.user(proc))[:9]:<9} {container:<14} "
+    )
     text.append(printable(" ".join((proc.binary, *proc.args))))
     if flags:
         text.append(f"  [{flags}]", style="dim")

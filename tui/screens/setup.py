@@ -32,7 +32,9 @@ class SetupScreen(ModalScreen[list[str] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static("Columns: space shows or hides one, [ and ] move it, Enter saves, Esc cancels", id="title", markup=False)
+            yield Static(
+                "Columns: space shows or hides one, [ and ] move it, Enter saves, Esc cancels", id="title", markup=False
+            )
             yield SelectionList[str](*self._selections(), id="columns")
 
     def _selections(self) -> list[Selection]:

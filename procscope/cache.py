@@ -78,8 +78,10 @@ class ProcessCache:
         self.containers, self.throttles = self.where.containers, self.where.throttles
         self.counters = CacheCounters()
         # Called with each process whose place or looks changed, and each
-        # parent whose children changed (None: the roots): a view's hook.
+        # parent whose children changed (None: the roots): what watch() subscribed
+        # (one callable, so that the storm's path makes one call, not a loop).
         self.on_change: Callable[[Process | None], None] = unwatched
+        self._watchers: list[Callable[[Process | None], None]] = []
         self.now = 0
         self._grace: deque[Process] = deque()  # exited, in exit order
         self._shared = Shared()
@@ -553,6 +555,7 @@ class ProcessCache:
         state = self.__dict__.copy()
         for hook in ("_cgroup_path", "current_parent", "still_running", "on_change"):
             state[hook] = None
+        state["_watchers"] = []
         state["where"] = dataclasses.replace(self.where, describe=None)
         return state
 
@@ -563,6 +566,26 @@ class ProcessCache:
         for proc in procs.values():
             if proc.children is not None:  # pickled as keys (Process.__getstate__)
                 proc.children = {k: procs[k] for k in proc.children if k in procs}
+
+    # -- watchers ----------------------------------------------------------------
+    def watch(self, callback: Callable[[Process | None], None]) -> None:
+        """``callback(process)`` for each change from now on (see on_change)."""
+        self._watchers.append(callback)
+        self._dispatch()
+
+    def unwatch(self, callback: Callable[[Process | None], None]) -> None:
+        if callback in self._watchers:
+            self._watchers.remove(callback)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        w = tuple(self._watchers)
+        if not w:
+            self.on_change = unwatched
+        elif len(w) == 1:
+            self.on_change = w[0]
+        else:
+            self.on_change = lambda proc: [f(proc) for f in w] and None
 
     # -- derived inputs --------------------------------------------------------
     def _resolve_cgroup(self, ev: ExecEvent) -> str:

@@ -11,7 +11,6 @@ from collections import Counter
 from functools import partial
 
 from procscope import derive, snapshot, themes
-from procscope.cache import unwatched
 from procscope.query import Query, Term
 from procscope.safe_write import OutputError, free_name
 from procscope.signals import SIGNALS
@@ -88,8 +87,6 @@ class Actions:
         if travel.at is None and travel.live:
             self.back_to_live()
             return
-        if travel.live:
-            self.feed.cache.on_change = unwatched  # its tree model is rebuilt on the way back
         self.shown = Shown(execs, exits, seen)
         self._show_cache(cache)
 
@@ -101,6 +98,7 @@ class Actions:
 
     def _show_cache(self, cache) -> None:
         self.cache = self.exporter.cache = cache
+        self.tree_model.close()  # its tree model is rebuilt on the way back to live
         self.tree_model = TreeModel(cache)
         self._detail_shown = None
         self.refresh_panes(force=True)

@@ -288,12 +288,16 @@ class TreeModel:
         self.cache = cache
         # Processes whose rows changed and parents whose children changed (None: the roots).
         self._changed: set[Process | None] = set()
-        cache.on_change = self._changed.add
+        cache.watch(self._changed.add)
         self._kids: dict = {}  # parent (None: the roots) → its tree children, by pid
         self._walked = False
         self._order: tuple[list[Process], list[int]] = ([], [])
         self._view: tuple | None = None
         self._rows: Rows | None = None
+
+    def close(self) -> None:
+        """Stops watching its cache (a view of another replaces it)."""
+        self.cache.unwatch(self._changed.add)
 
     def rows(self, query: Query | None, opts: ViewOptions, fresh: bool = True) -> Rows:
         """``fresh`` False: the processes of the last walk, in this view (what

@@ -99,11 +99,9 @@ def age_ns(proc: Process, now: int) -> int:
 
 
 def state_text(proc: Process) -> str:
-    """ "running", "exit 3", "SIGKILL (core dumped)", or "exited (status lost)"."""
-    if proc.alive:
-        return "running"
-    if proc.replaced:
-        return "exec'd"
+    """ "running", "exec'd", "exit 3", "SIGKILL (core dumped)", or "exited (status lost)"."""
+    if proc.alive or proc.replaced:
+        return proc.lifecycle.shown
     ev = proc.exit
     if ev is None:
         return "exited (status lost)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 from dataclasses import dataclass
 from operator import attrgetter
 
@@ -35,6 +36,29 @@ class CredsChange:
         if self.sets is not None and self.old_sets is not None:
             gained |= self.sets.ambient & ~self.old_sets.ambient
         return (self.creds.euid == 0 != self.old_creds.euid) or bool(gained) or self.ns != self.old_ns
+
+
+class Lifecycle(enum.Enum):
+    """Where an image is in its life, derived from the cache's flags (which
+    the storm's path sets). ``value``: the word a snapshot writes (and a
+    replay reads); ``shown``: the monitor's word."""
+
+    PLACEHOLDER = "placeholder"  # named by an event, never described (its exec or clone was lost)
+    RUNNING = "running"
+    REPLACED = "replaced"  # it exec'd a new image: not an exit, not shown in the tree
+    EXITED = "exited"
+
+    @property
+    def shown(self) -> str:
+        return _SHOWN[self]
+
+
+_SHOWN = {
+    Lifecycle.PLACEHOLDER: "lost",
+    Lifecycle.RUNNING: "running",
+    Lifecycle.REPLACED: "exec'd",
+    Lifecycle.EXITED: "exited",
+}
 
 
 class Process:
@@ -75,6 +99,14 @@ class Process:
         self.cap_sets: CapSets | None = None  # bounding and ambient, once a change after the exec told them
 
     @property
+    def lifecycle(self) -> Lifecycle:
+        if self.image is None:
+            return Lifecycle.PLACEHOLDER
+        if self.alive:
+            return Lifecycle.RUNNING
+        return Lifecycle.REPLACED if self.replaced else Lifecycle.EXITED
+
+    @property
     def binary(self) -> str:
         return self.image.binary if self.image else ""
 
@@ -101,8 +133,7 @@ class Process:
         return self.alive or self.in_grace
 
     def __repr__(self) -> str:
-        state = "alive" if self.alive else "replaced" if self.replaced else "exited"
-        return f"<Process {self.key.pid}:{self.key.ktime} {self.binary or '?'} {state} refs={self.refs}>"
+        return f"<Process {self.key.pid}:{self.key.ktime} {self.binary or '?'} {self.lifecycle.value} refs={self.refs}>"
 
 
 _CHILDREN = Process.__slots__.index("children")

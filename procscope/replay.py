@@ -32,6 +32,7 @@ from procscope.probes.events import (
 
 from .cache import ANY_HIERARCHY, ROOT, ProcessCache
 from .kinds import CGROUP, CLONE, COUNTERS, CREDS, EXEC, EXIT, EXTRA, THROTTLE
+from .process import Lifecycle
 from .records import BadRecord, cap_sets, credentials, decode, namespaces, number, parse_exec_id, parse_time, text
 from .runtimes import ContainerInfo
 
@@ -373,7 +374,7 @@ class Replay:
         for i, p in enumerate(self._doc.get("processes", [])):
             try:
                 ext = p.get(EXTRA, {})
-                if ext.get("state") == "placeholder":
+                if ext.get("state") == Lifecycle.PLACEHOLDER.value:
                     # Recreated (and counted as a miss) by its exit, or by a child that names it.
                     if ext.get("exit_time"):
                         _, key = parse_exec_id(p["exec_id"])
@@ -383,7 +384,7 @@ class Replay:
                 if ext.get("ppid_exec_id"):
                     self._ppids[ev.key.pid] = parse_exec_id(ext["ppid_exec_id"])[1].pid
                 yield ev
-                if ext.get("state") == "exited":
+                if ext.get("state") == Lifecycle.EXITED.value:
                     exits.append(ExitEvent(int(ext["exit_time"]), ev.key, ev.tid, int(ext.get("exit_code") or 0)))
             except (BadRecord, KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
                 self._bad(f"process #{i + 1}", str(exc))

@@ -64,14 +64,6 @@ class Entries(Sequence):
         return list(self) == list(other)
 
 
-def _state(proc: Process) -> str:
-    if proc.image is None:
-        return "placeholder"
-    if proc.alive:
-        return "running"
-    return "replaced" if proc.replaced else "exited"
-
-
 def document(
     cache: ProcessCache,
     exporter: Exporter,
@@ -87,7 +79,7 @@ def document(
 
     def entry(proc: Process) -> dict:
         out = exporter.process(proc, encoded_parts=True)
-        ext: dict = {"state": _state(proc), "badges": badges(proc, cache)}
+        ext: dict = {"state": proc.lifecycle.value, "badges": badges(proc, cache)}
         if proc.visible:  # where it shows in the tree; replaced images have no place there
             ext["ppid_exec_id"] = exporter.exec_id(proc.tree_parent)
         if proc.container is not None:

@@ -54,12 +54,6 @@ class Column:
         return self.name.rjust(self.width) if self.right else self.name.ljust(self.width)
 
 
-def _state(p: Process) -> str:
-    if p.image is None:
-        return "lost"
-    return "running" if p.alive else "exec'd" if p.replaced else "exited"
-
-
 def _exit(p: Process) -> str:
     if p.alive or p.replaced:
         return ""
@@ -95,7 +89,7 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
            lambda p, c: len(derive.badges(p, c)), "privileges and oddities (see the help)"),
     Column("AGE", 7, True, lambda p, x: derive.age_text(derive.age_ns(p, x.now)), lambda p, c: -p.key.ktime, "how long it has run"),
     Column("START", 8, False, _start, lambda p, c: p.key.ktime, "when it started (local time)"),
-    Column("STATE", 7, False, lambda p, x: _state(p), lambda p, c: _state(p), "running, exited, exec'd, or lost"),
+    Column("STATE", 7, False, lambda p, x: p.lifecycle.shown, lambda p, c: p.lifecycle.shown, "running, exited, exec'd, or lost"),
     Column("EXIT", 9, False, lambda p, x: _exit(p), lambda p, c: _exit(p), "exit status or signal"),
     Column("CAPS", 4, True, lambda p, x: "all" if _caps(p) >= 41 else str(_caps(p)) if p.image else "",
            lambda p, c: _caps(p), "effective capabilities, counted"),

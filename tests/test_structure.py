@@ -113,3 +113,14 @@ def test_a_folder_imported_by_its_bare_name_is_refused_not_loaded_twice(folder):
                           capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 1 and f"import procscope.{folder}, not {folder}" in done.stderr
     assert subprocess.run([sys.executable, "-c", f"import procscope.{folder}"], cwd=REPO).returncode == 0
+
+
+def test_no_module_is_over_450_lines():
+    """A module past this has grown past its one job: split it by its jobs."""
+    modules = [
+        *(REPO / "procscope").glob("*.py"),
+        *(p for d in ("probes", "tui", "themes") for p in (REPO / d).rglob("*.py")),
+    ]
+    lengths = {str(p.relative_to(REPO)): len(p.read_text().splitlines()) for p in modules}
+    assert len(lengths) > 60 and "procscope/cache.py" in lengths and "tui/app.py" in lengths
+    assert {name: n for name, n in lengths.items() if n > 450} == {}

@@ -189,6 +189,9 @@ class StreamFile:
             if self._worker is not None:
                 self._backlog.put(None)
                 self._worker.join()
+                self._worker = None
+            if self._dir is not None:
+                self._dir.close()
 
 
 def _gzip(directory: Directory, name: str) -> None:

@@ -81,8 +81,11 @@ class Directory:
         self._lock = threading.Lock()
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
+        """Idempotent: a descriptor's number is reused once closed, so it is closed once."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def lstat(self, name: str) -> os.stat_result | None:
         try:

@@ -9,11 +9,12 @@ setup:
 run: setup
 	$(VENV)/bin/procscope
 
-# The import contracts (pyproject.toml), the linter and the formatter's check, then every test.
+# The import contracts (pyproject.toml), the linter, the formatter's check and the type checker, then every test.
 test: setup
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 # Every benchmark runs (each prints RESULT PASS/FAIL); the status is non-zero if any failed.

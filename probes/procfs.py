@@ -184,7 +184,7 @@ class Reader:
         except ValueError:
             loginuid = wire.UNKNOWN_ID
         return ExecEvent(
-            ktime, ProcessKey(pid, ktime), pid, int((st[5] or [pid])[-1]), euid, loginuid, flags, 0, nlink, ino,
+            ktime, ProcessKey(pid, ktime), pid, int(st[5][-1]) if st[5] else pid, euid, loginuid, flags, 0, nlink, ino,
             from_bytes(exe), args[1:], from_bytes(cwd) if cwd is not None else "", parent_key, None,
             Credentials(uid, gid, suid, sgid, euid, egid, fsuid, fsgid, 0, caps, user_ns), ns,
             cgroup_id, cgroup_id, cgroup_path.rsplit("/", 1)[-1], cgroup_path,
@@ -228,7 +228,7 @@ def _inum_at(d: int, link: str) -> int:
 def _status_fields(raw: bytes) -> list[list[bytes]]:
     """The values of _STATUS_KEYS' lines (the Name line, the process's to
     choose, is the first and never searched: each key starts a line)."""
-    out = []
+    out: list[list[bytes]] = []
     for key in _STATUS_KEYS:
         at = raw.find(key)
         if at < 0:

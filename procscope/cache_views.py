@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import pickle
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from procscope.probes import wire
 from procscope.probes.events import ProcessKey
@@ -50,7 +50,7 @@ class CacheViews:
     def exec_chain(self, proc: Process) -> list[Process]:
         """The images this pid ran before, oldest first, ending with ``proc``."""
         chain = [proc]
-        while (prev := self.procs.get(chain[-1].previous)) is not None and prev not in chain:
+        while (prev := self.procs.get(chain[-1].previous or ROOT)) is not None and prev not in chain:
             chain.append(prev)
         return chain[::-1]
 
@@ -70,7 +70,8 @@ class CacheViews:
 
     def ancestry(self, proc: Process) -> list[Process]:
         """Parents by exec identity, nearest first."""
-        out, seen = [], {proc.key}
+        out: list[Process] = []
+        seen = {proc.key}
         while (up := self.procs.get((out[-1] if out else proc).parent)) is not None and up.key not in seen:
             out.append(up)
             seen.add(up.key)
@@ -117,11 +118,12 @@ class CacheViews:
     def _within(self, proc: Process, top: Process) -> bool:
         """Whether ``proc`` is ``top`` or below it by the kernel's parent links."""
         seen = set()
-        while proc is not None and proc.key not in seen:
-            if proc is top:
+        at: Process | None = proc
+        while at is not None and at.key not in seen:
+            if at is top:
                 return True
-            seen.add(proc.key)
-            proc = self.procs.get(proc.tree_parent)
+            seen.add(at.key)
+            at = self.procs.get(at.tree_parent)
         return False
 
     # -- checkpoints (procscope.window: time travel over the live monitor's past) ----------
@@ -133,7 +135,7 @@ class CacheViews:
         return pickle.dumps(self, pickle.HIGHEST_PROTOCOL)
 
     @classmethod
-    def from_checkpoint(cls, data: bytes, cgroup_path: Callable[[int], str | None] | None = None) -> CacheViews:
+    def from_checkpoint(cls, data: bytes, cgroup_path: Callable[[int], str | None] | None = None) -> Self:
         """The cache as it was; ``cgroup_path`` resolves the cgroup ids of
         the events applied to it after (ids do not change meaning)."""
         cache = pickle.loads(data)  # noqa: S301 - our own bytes, made in this process
@@ -177,7 +179,12 @@ class CacheViews:
         elif len(w) == 1:
             self.on_change = w[0]
         else:
-            self.on_change = lambda proc: [f(proc) for f in w] and None
+
+            def each(proc: Process | None) -> None:
+                for f in w:
+                    f(proc)
+
+            self.on_change = each
 
 
 def unwatched(proc: Process | None) -> None:

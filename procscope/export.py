@@ -390,6 +390,7 @@ _RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d
 def pod_object(info: ContainerInfo, nspid: int) -> dict:
     """Tetragon's Pod of a Kubernetes container (pid: in the container's pid namespace, as Tetragon's)."""
     pod = info.pod
+    assert pod is not None  # called for Kubernetes containers only
     container: dict = {"id": f"{info.runtime}://{info.id}", "name": pod.container or info.name}
     image = {k: v for k, v in (("id", info.image_id), ("name", info.image)) if v}
     if image:

@@ -131,6 +131,7 @@ class StreamFile:
         self._f = self._start()
 
     def _compress_and_prune(self) -> None:
+        assert self._dir is not None  # only a regular file is rotated
         while (backup := self._backlog.get()) is not None:
             _gzip(self._dir, backup)
             self._prune()

@@ -40,9 +40,11 @@ def decode(text: str):
 def credentials(pc: dict, cap: dict, uid: int) -> Credentials:
     """Tetragon's process_credentials (and cap) → Credentials; ids missing: ``uid``."""
     uns = pc.get("user_ns", {})
-    ids = [number(pc.get(k, uid)) for k in ("uid", "gid", "suid", "sgid", "euid", "egid", "fsuid", "fsgid")]
+    uid_, gid, suid, sgid, euid, egid, fsuid, fsgid = (
+        number(pc.get(k, uid)) for k in ("uid", "gid", "suid", "sgid", "euid", "egid", "fsuid", "fsgid")
+    )
     return Credentials(
-        *ids, words.securebit_mask(pc.get("securebits", [])),
+        uid_, gid, suid, sgid, euid, egid, fsuid, fsgid, words.securebit_mask(pc.get("securebits", [])),
         Capabilities(*(words.cap_mask(cap.get(s, [])) for s in ("permitted", "effective", "inheritable"))),
         UserNamespace(number(uns.get("level", 0)), number(uns.get("uid", wire.UNKNOWN_ID)),
                       number(uns.get("gid", wire.UNKNOWN_ID)), number(uns.get("ns", {}).get("inum", 0))),

@@ -223,8 +223,8 @@ def read_docker(doc: dict | None, cid: str) -> ContainerInfo | None:
     """A config.v2.json's object."""
     if doc is None:
         return None
-    config = doc.get("Config") if isinstance(doc.get("Config"), dict) else {}
-    state = doc.get("State") if isinstance(doc.get("State"), dict) else {}
+    config = doc["Config"] if isinstance(doc.get("Config"), dict) else {}
+    state = doc["State"] if isinstance(doc.get("State"), dict) else {}
     labels = _labels(config.get("Labels"))
     return ContainerInfo(
         cid, "docker", _str(doc.get("Name")).lstrip("/"), _str(config.get("Image")), _str(doc.get("Image")),

@@ -141,6 +141,7 @@ class Timeline:
                   for ev in exits]  # fmt: skip
         privileges = []
         for p in started:
+            assert p.image is not None  # started: exec'd or cloned, so described
             if p.image.privileges:
                 privileges.append({**brief(p), "time": exporter.time(p.image.time), "gained": True,
                                    "what": "exec: " + " ".join(words.privilege_badges(p.image.privileges))})  # fmt: skip

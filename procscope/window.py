@@ -11,6 +11,7 @@ every half minute or so, nothing per event."""
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from procscope.probes.events import Event
@@ -37,7 +38,7 @@ class Window:
         self.failed = ""  # why it stopped keeping anything, if it had to
         self._segments: list[_Segment] = []
         self._due = False  # a checkpoint is to be taken before the next events (see before)
-        self._cgroup_path = None
+        self._cgroup_path: Callable[[int], str | None] | None = None
 
     @property
     def enabled(self) -> bool:

@@ -69,11 +69,11 @@ def load(path: str | os.PathLike, known_themes: Iterable[str] = (), warn: Callab
         warn(f"{path}:{_line_of(text, 'theme')}: unknown theme {theme!r}; using the default theme")
         theme = None
     columns = data.get("columns")
-    known = set(known_columns)
+    names = set(known_columns)
     if columns is not None and not (isinstance(columns, list) and all(isinstance(c, str) for c in columns)):
         warn(f"{path}:{_line_of(text, 'columns')}: columns must be a list of names; using the default columns")
         columns = None
-    elif columns is not None and known and (unknown := [c for c in columns if c not in known]):
+    elif columns is not None and names and (unknown := [c for c in columns if c not in names]):
         warn(f"{path}:{_line_of(text, 'columns')}: unknown column {unknown[0]!r}; using the default columns")
         columns = None
     return Config(theme=theme, columns=columns)

@@ -16,7 +16,7 @@ from procscope.window import Window
 from . import config
 from .app import ProcscopeApp
 from .screen_fd import screen_apart
-from .sources import LiveSource, ReplaySource
+from .sources import LiveSource, ReplaySource, Source
 
 
 def run_monitor(args: Options, collector: Collector | None, replay: Replay | None, warn: Callable[[str], None],
@@ -28,9 +28,11 @@ def run_monitor(args: Options, collector: Collector | None, replay: Replay | Non
         return 2
     grace = args.grace_ns
     # Live: the probes attach behind the first frame (the source says so, or why they could not).
-    source = (
-        ReplaySource(replay, grace, args.window_events) if replay is not None else LiveSource(collector, grace, scan)
-    )
+    if replay is not None:
+        source: Source = ReplaySource(replay, grace, args.window_events)
+    else:
+        assert collector is not None  # live: the commands hand one over
+        source = LiveSource(collector, grace, scan)
     if metrics is not None and not metrics(source.counters, source.cache):
         return 2
     recent = Window(args.window, args.window_events) if replay is None else None

@@ -301,9 +301,17 @@ def _serve(*args: str):
 
 
 def _monitors(server: subprocess.Popen) -> list:
+    """The server's monitors still running (a reaped one may be a zombie for a moment)."""
     import psutil
 
-    return [p for p in psutil.Process(server.pid).children(recursive=True) if "ui" in p.cmdline()]
+    running = []
+    for p in psutil.Process(server.pid).children(recursive=True):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and "ui" in p.cmdline():
+                running.append(p)
+        except psutil.Error:  # gone meanwhile
+            continue
+    return running
 
 
 async def _status(url: str, **headers) -> int:

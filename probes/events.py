@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import msgspec
 
-from . import wire, words
+from . import names, wire
 
 
 class ProcessKey(msgspec.Struct, frozen=True, gc=False):
@@ -118,7 +118,7 @@ class ExecEvent(msgspec.Struct, frozen=True, gc=False):
 
     @property
     def flag_words(self) -> list[str]:
-        return words.flag_words(self.flags)
+        return names.flag_words(self.flags)
 
 
 class CloneEvent(msgspec.Struct, frozen=True, gc=False):
@@ -166,7 +166,7 @@ class ExitEvent(msgspec.Struct, frozen=True, gc=False):
 
     @property
     def signal_name(self) -> str:
-        return words.signal_name(self.signal)
+        return names.signal_name(self.signal)
 
 
 class CgroupEvent(msgspec.Struct, frozen=True, gc=False):

@@ -37,7 +37,7 @@ CREDS_SYSCALLS = ("setuid", "setgid", "setreuid", "setregid", "setresuid", "setr
 # sent_failed columns, in processapi's SentFailed* order
 SENT_FAILED_NAMES = ("unknown", "ENOENT", "E2BIG", "EBUSY", "EINVAL", "ENOSPC", "EAGAIN")
 
-# MsgProcess.flags (their words: words.PROCESS_FLAGS)
+# MsgProcess.flags (their words: names.PROCESS_FLAGS)
 FLAG_EXECVE = 0x01
 FLAG_PROCFS = 0x04
 FLAG_TRUNC_ARGS = 0x10

@@ -7,7 +7,7 @@ the image it replaced as ``previous``); an image stays while it is alive or
 named by a cached image (reference counts), and an exited one stays visible
 for a grace period. On top of that it keeps the kernel's view for display:
 the current parent of each live process, with orphans re-parented as the
-kernel does; where processes run is in ``where`` (cgroup_index).
+kernel does; where processes run is in ``cgroup_index`` (a CgroupIndex).
 
 Lost or reordered events never raise: an event that names an unknown
 process creates a placeholder flagged ``not_found`` and counts a miss.
@@ -71,10 +71,10 @@ class ProcessCache(CacheViews):
         self.procs: dict[ProcessKey, Process] = {}
         self.by_pid: dict[int, Process] = {}  # the live image of each pid
         self.roots: dict[ProcessKey, Process] = {}  # visible processes whose tree parent is not cached
-        self.where = CgroupIndex()  # cgroups, containers and throttles
+        self.cgroup_index = CgroupIndex()  # cgroups, containers and throttles
         # Shortcuts to what the index keeps, which the views read.
-        self.cgroups, self.cgroup_tree = self.where.cgroups, self.where.tree
-        self.containers, self.throttles = self.where.containers, self.where.throttles
+        self.cgroups, self.cgroup_tree = self.cgroup_index.cgroups, self.cgroup_index.tree
+        self.containers, self.throttles = self.cgroup_index.containers, self.cgroup_index.throttles
         self.counters = CacheCounters()
         # Called with each process whose place or looks changed, and each
         # parent whose children changed (None: the roots): what watch() subscribed
@@ -214,9 +214,9 @@ class ProcessCache(CacheViews):
         if self.cgroup_hierarchy is None or self.cgroup_hierarchy not in (ev.hierarchy_id, ANY_HIERARCHY):
             return None
         if ev.op == wire.CGROUP_MKDIR:
-            self.where.add(ev.path)
+            self.cgroup_index.add(ev.path)
         elif ev.op == wire.CGROUP_RMDIR:
-            self.where.remove(ev.path)
+            self.cgroup_index.remove(ev.path)
         elif ev.op == wire.CGROUP_ATTACH_TASK and not ev.flags & wire.CGROUP_FLAG_THREAD_ONLY:
             proc = self.by_pid.get(ev.pid)
             if proc is not None and proc.cgroup != ev.path:
@@ -227,7 +227,7 @@ class ProcessCache(CacheViews):
 
     def _throttle(self, ev: ThrottleEvent) -> None:
         path = ev.path or (self._cgroup_path(ev.cgroup_id) if self._cgroup_path is not None else None) or ev.name
-        t = self.where.throttle_of(ev.cgroup_id, ev.name, path, ev.time)
+        t = self.cgroup_index.throttle_of(ev.cgroup_id, ev.name, path, ev.time)
         if ev.type == wire.THROTTLE_START:
             t.active, t.since = True, ev.time
         elif ev.type == wire.THROTTLE_STOP:
@@ -368,7 +368,7 @@ class ProcessCache(CacheViews):
 
     def _set_cgroup(self, proc: Process, path: str) -> None:
         self.on_change(proc)  # its container and cgroup group
-        self.where.join(proc, self._shared.one(path), self.now)
+        self.cgroup_index.join(proc, self._shared.one(path), self.now)
 
     def _end(self, proc: Process, when: int) -> None:
         """The image stops running (exit or re-exec)."""
@@ -379,7 +379,7 @@ class ProcessCache(CacheViews):
         proc.exit_time = when
         if self.by_pid.get(proc.pid) is proc:
             del self.by_pid[proc.pid]
-        self.where.leave(proc)
+        self.cgroup_index.leave(proc)
         if proc.replaced:
             self._untree(proc)
         else:

@@ -25,7 +25,7 @@ class CacheViews:
     procs: dict[ProcessKey, Process]
     by_pid: dict[int, Process]
     roots: dict[ProcessKey, Process]
-    where: CgroupIndex
+    cgroup_index: CgroupIndex
     on_change: Callable[[Process | None], None]
     _watchers: list[Callable[[Process | None], None]]
     _cgroup_path: Callable[[int], str | None] | None
@@ -150,7 +150,7 @@ class CacheViews:
         for hook in ("_cgroup_path", "current_parent", "still_running", "on_change"):
             state[hook] = None
         state["_watchers"] = []
-        state["where"] = dataclasses.replace(self.where, describe=None)
+        state["cgroup_index"] = dataclasses.replace(self.cgroup_index, describe=None)
         return state
 
     def __setstate__(self, state: dict) -> None:

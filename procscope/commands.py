@@ -23,12 +23,12 @@ from procscope.probes.text import printable
 from . import snapshot
 from .cache import ProcessCache
 from .export import Exporter
-from .live import live_cache
+from .live_cache import live_cache
 from .options import Options
-from .outputs import Rotation, StreamFile
 from .replay import Replay, ReplayError
 from .safe_write import OutputError, check_target
 from .stream import RECORDED, TETRAGON_KINDS, EventStream, Output
+from .stream_files import Rotation, StreamFile
 from .timetravel import Timeline
 
 

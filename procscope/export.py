@@ -11,7 +11,7 @@ from operator import attrgetter
 
 import msgspec
 
-from procscope.probes import wire, words
+from procscope.probes import names, wire
 from procscope.probes.counters import Counters
 from procscope.probes.events import (
     CapSets,
@@ -114,7 +114,7 @@ class Exporter:
         """The object of every process that shows the same but what _own
         gives (a storm's children: one), encoded once."""
         p = proc.image
-        info = self.cache.where.info_of(proc.container)
+        info = self.cache.cgroup_index.info_of(proc.container)
         key = (_shared_fields(p) if p is not None else None, proc.not_found, proc.container, info, proc.cgroup,
                proc.cgroup_id, proc.cgroup_name, proc.previous is not None, self.tetragon_only)  # fmt: skip
         found = self._templates.get(key)
@@ -155,7 +155,7 @@ class Exporter:
         # Everything the object shows but refcnt, compared by identity first.
         shows = (proc.image, proc.parent, proc.not_found, proc.container, proc.cgroup, proc.cgroup_id, proc.cgroup_name,
                  proc.previous, self.tetragon_only, self.wall_offset, self.node,
-                 self.cache.where.info_of(proc.container))  # fmt: skip
+                 self.cache.cgroup_index.info_of(proc.container))  # fmt: skip
         hit = self._objects.get(proc)
         if hit is None or hit[0] != shows:
             if len(self._objects) >= MEMO_LIMIT:
@@ -180,7 +180,7 @@ class Exporter:
             "cwd": p.cwd,
             "binary": p.binary,
             "arguments": " ".join(p.args),
-            "flags": words.flag_text(p.flags | wire.FLAG_MISS if proc.not_found else p.flags),
+            "flags": names.flag_text(p.flags | wire.FLAG_MISS if proc.not_found else p.flags),
             "start_time": start_time,
             "auid": p.auid,
             "parent_exec_id": parent_exec_id,
@@ -198,7 +198,7 @@ class Exporter:
         info = None
         if proc.container is not None:
             out["docker"] = proc.container.tetragon_id
-            info = self.cache.where.info_of(proc.container)
+            info = self.cache.cgroup_index.info_of(proc.container)
             if info is not None and info.pod is not None:
                 out["pod"] = pod_object(info, nspid)
         if not self.tetragon_only:
@@ -219,9 +219,9 @@ class Exporter:
         if found is not None:
             return found
         caps = {
-            "permitted": words.tetragon_cap_names(c.caps.permitted),
-            "effective": words.tetragon_cap_names(c.caps.effective),
-            "inheritable": words.tetragon_cap_names(c.caps.inheritable),
+            "permitted": names.tetragon_cap_names(c.caps.permitted),
+            "effective": names.tetragon_cap_names(c.caps.effective),
+            "inheritable": names.tetragon_cap_names(c.caps.inheritable),
         }
         user_ns: dict = {"level": c.user_ns.level}
         for field, value in (("uid", c.user_ns.uid), ("gid", c.user_ns.gid)):
@@ -231,7 +231,7 @@ class Exporter:
         credentials = {
             "uid": c.uid, "gid": c.gid, "euid": c.euid, "egid": c.egid,
             "suid": c.suid, "sgid": c.sgid, "fsuid": c.fsuid, "fsgid": c.fsgid,
-            "securebits": words.securebit_names(c.securebits), "caps": caps, "user_ns": user_ns,
+            "securebits": names.securebit_names(c.securebits), "caps": caps, "user_ns": user_ns,
         }  # fmt: skip
         if len(self._creds) >= MEMO_LIMIT:
             self._creds.clear()
@@ -296,7 +296,7 @@ class Exporter:
         body = {
             "exec_id": self.exec_id(ev.key), "parent_exec_id": self.exec_id(ev.parent),
             "pid": ev.key.pid, "tid": ev.tid, "nspid": ev.nspid, "start_time": self.time(ev.key.ktime),
-            "flags": words.flag_text(ev.flags),
+            "flags": names.flag_text(ev.flags),
         }  # fmt: skip
         return self._wrap(CLONE, body, ev.time)
 
@@ -312,8 +312,8 @@ class Exporter:
     def creds_and_namespaces(self, c: Credentials, ns: Namespaces, sets: CapSets | None = None) -> dict:
         out = {"process_credentials": self._credentials(c)[1], "ns": self._namespaces(ns)}
         if sets is not None:  # the sets Tetragon's credentials leave out, when known
-            out["cap_sets"] = {"bounding": words.tetragon_cap_names(sets.bounding),
-                               "ambient": words.tetragon_cap_names(sets.ambient)}  # fmt: skip
+            out["cap_sets"] = {"bounding": names.tetragon_cap_names(sets.bounding),
+                               "ambient": names.tetragon_cap_names(sets.ambient)}  # fmt: skip
         return out
 
     def throttle_event(self, ev: ThrottleEvent) -> dict:
@@ -358,7 +358,7 @@ class Template:
 
 @functools.cache
 def _signal_json(signal: int) -> bytes:
-    return _json.encode(words.signal_name(signal))
+    return _json.encode(names.signal_name(signal))
 
 
 def binary_properties(p: ExecEvent) -> dict:
@@ -372,7 +372,7 @@ def binary_properties(p: ExecEvent) -> dict:
         out["setuid"] = p.creds.euid
     if p.privileges & wire.EXECVE_SETGID:
         out["setgid"] = p.creds.egid
-    raised = words.raised_words(p.privileges)
+    raised = names.raised_words(p.privileges)
     if raised:
         out["privileges_changed"] = raised
     if p.nlink == 0 and p.ino:

@@ -23,10 +23,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from procscope.probes import words
+from procscope.probes import names
 from procscope.probes.events import NAMESPACES, ProcessKey
 
-from . import derive
+from . import describe
 from .cache import Process, ProcessCache
 
 FIELDS: dict[str, str] = {
@@ -40,7 +40,7 @@ FIELDS: dict[str, str] = {
     "cap": "effective capability, e.g. SYS_ADMIN or cap_net_raw",
     "ns": "namespace that differs from the host's: any, " + ", ".join(NAMESPACES),
     "pid": "process PID and everything below it in the tree",
-    "badge": "has a badge: " + ", ".join(derive.BADGES),
+    "badge": "has a badge: " + ", ".join(describe.BADGES),
     "cgroup": "text in the cgroup path",
 }
 SYNTAX = "terms are ANDed; -term or !term negates; a bare word matches binary or args; quote values with spaces"
@@ -170,12 +170,12 @@ def _compile(field: str, value: str, token: str) -> tuple[str, Any]:
     if field == "user":
         return value, int(value) if value.isascii() and value.isdigit() else None
     if field == "cap":
-        bit = words.cap_bit(value)
+        bit = names.cap_bit(value)
         if bit is None:
             raise QueryError(
                 f"unknown capability {value!r} in {token!r}; use a name from capabilities(7), e.g. SYS_ADMIN"
             )
-        return words.CAPABILITIES[bit].removeprefix("CAP_"), bit
+        return names.CAPABILITIES[bit].removeprefix("CAP_"), bit
     if field == "ns":
         name = value.lower()
         if name != "any" and name not in NAMESPACES:
@@ -187,8 +187,8 @@ def _compile(field: str, value: str, token: str) -> tuple[str, Any]:
         return str(int(value)), int(value)
     if field == "badge":
         name = value.lower()
-        if name not in derive.BADGES:
-            raise QueryError(f"unknown badge {value!r} in {token!r}; use one of: {', '.join(derive.BADGES)}")
+        if name not in describe.BADGES:
+            raise QueryError(f"unknown badge {value!r} in {token!r}; use one of: {', '.join(describe.BADGES)}")
         return name, None
     return value, None  # cgroup: plain substring
 
@@ -217,14 +217,14 @@ def _matcher(term: Term, cache: ProcessCache) -> Callable[[Process], bool]:
             def named(p: Process) -> bool:
                 if p.container is None:
                     return False
-                info = cache.where.info_of(p.container)
+                info = cache.cgroup_index.info_of(p.container)
                 return p.container.id.startswith(prefix) or (info is not None and info.name == value)
 
             return named
         case "image":
 
             def image(p: Process) -> bool:
-                info = cache.where.info_of(p.container)
+                info = cache.cgroup_index.info_of(p.container)
                 return info is not None and (
                     value in info.image
                     or bool(info.image_id)
@@ -235,7 +235,7 @@ def _matcher(term: Term, cache: ProcessCache) -> Callable[[Process], bool]:
         case "pod" | "k8s-ns":
 
             def pod(p: Process) -> bool:
-                info = cache.where.info_of(p.container)
+                info = cache.cgroup_index.info_of(p.container)
                 if info is None or info.pod is None:
                     return False
                 if term.field == "k8s-ns":
@@ -244,7 +244,7 @@ def _matcher(term: Term, cache: ProcessCache) -> Callable[[Process], bool]:
 
             return pod
         case "user":
-            return lambda p: p.image.uid == arg or derive.user(p) == value
+            return lambda p: p.image.uid == arg or describe.user(p) == value
         case "bin":
             return lambda p: arg(p.image.binary)
         case "args":
@@ -256,12 +256,12 @@ def _matcher(term: Term, cache: ProcessCache) -> Callable[[Process], bool]:
         case "ns":
             host = cache.host_ns
             if value == "any":
-                return lambda p: bool(derive.non_host_namespaces(p.image.ns, host))
-            return lambda p: value in derive.non_host_namespaces(p.image.ns, host)
+                return lambda p: bool(describe.non_host_namespaces(p.image.ns, host))
+            return lambda p: value in describe.non_host_namespaces(p.image.ns, host)
         case "pid":
             return _within_pid(cache, arg)
         case "badge":
-            return lambda p: value in derive.badges(p, cache)
+            return lambda p: value in describe.badges(p, cache)
         case _:
             return lambda p: value in p.cgroup
 

@@ -11,7 +11,7 @@ import json
 
 import msgspec
 
-from procscope.probes import wire, words
+from procscope.probes import names, wire
 from procscope.probes.events import (
     NAMESPACES,
     Capabilities,
@@ -44,8 +44,8 @@ def credentials(pc: dict, cap: dict, uid: int) -> Credentials:
         number(pc.get(k, uid)) for k in ("uid", "gid", "suid", "sgid", "euid", "egid", "fsuid", "fsgid")
     )
     return Credentials(
-        uid_, gid, suid, sgid, euid, egid, fsuid, fsgid, words.securebit_mask(pc.get("securebits", [])),
-        Capabilities(*(words.cap_mask(cap.get(s, [])) for s in ("permitted", "effective", "inheritable"))),
+        uid_, gid, suid, sgid, euid, egid, fsuid, fsgid, names.securebit_mask(pc.get("securebits", [])),
+        Capabilities(*(names.cap_mask(cap.get(s, [])) for s in ("permitted", "effective", "inheritable"))),
         UserNamespace(number(uns.get("level", 0)), number(uns.get("uid", wire.UNKNOWN_ID)),
                       number(uns.get("gid", wire.UNKNOWN_ID)), number(uns.get("ns", {}).get("inum", 0))),
     )  # fmt: skip
@@ -56,7 +56,7 @@ def cap_sets(side: dict) -> CapSets | None:
     sets = side.get("cap_sets") if isinstance(side, dict) else None
     if not isinstance(sets, dict):
         return None
-    return CapSets(words.cap_mask(sets.get("bounding", [])), words.cap_mask(sets.get("ambient", [])))
+    return CapSets(names.cap_mask(sets.get("bounding", [])), names.cap_mask(sets.get("ambient", [])))
 
 
 def namespaces(ns: dict) -> Namespaces:

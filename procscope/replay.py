@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 import msgspec
 
-from procscope.probes import wire, words
+from procscope.probes import names, wire
 from procscope.probes.events import (
     CgroupEvent,
     CloneEvent,
@@ -148,7 +148,7 @@ class Replay:
         inode = bp.get("file", {}).get("inode", {})
         cg = own.get("cgroup") or p.get("cgroup") or {}  # recordings before the "procscope" object had it here
         uid = number(p.get("uid", 0))
-        privileges = words.raised_bits(bp.get("privileges_changed", []))
+        privileges = names.raised_bits(bp.get("privileges_changed", []))
         privileges |= (wire.EXECVE_SETUID if "setuid" in bp else 0) | (wire.EXECVE_SETGID if "setgid" in bp else 0)
         cleanup = self._cleanup_of(key, parent, own)
         if parent.pid == key.pid and cleanup == parent:
@@ -163,7 +163,7 @@ class Replay:
             uid=uid,
             auid=number(p.get("auid", wire.UNKNOWN_ID)),
             # in_init_tree absent (older recordings): not known to have entered from outside.
-            flags=words.flag_bits(text(p.get("flags", "")))
+            flags=names.flag_bits(text(p.get("flags", "")))
             | (0 if p.get("in_init_tree") is False else wire.FLAG_IN_INIT_TREE),
             privileges=privileges,
             nlink=number(inode.get("links", 1)),
@@ -234,7 +234,7 @@ class Replay:
                 out += self._seed(body.get("parent"))
                 out += self._seed(body["process"])
                 _, key = parse_exec_id(body["process"]["exec_id"])
-                code = number(body.get("status", 0), 8) << 8 | words.signal_number(body.get("signal", ""))
+                code = number(body.get("status", 0), 8) << 8 | names.signal_number(body.get("signal", ""))
                 code |= 0x80 if (body.get(EXTRA) or body).get("core_dumped") else 0
                 when = self._boot(body.get("time") or rec["time"])
                 if self._current.get(key.pid) == key:
@@ -248,7 +248,7 @@ class Replay:
                 self._seen.setdefault(key, False)
                 self._parent_of[key] = parent
                 self._current[key.pid] = key
-                flags = wire.FLAG_CLONE | words.flag_bits(text(c.get("flags", "")))
+                flags = wire.FLAG_CLONE | names.flag_bits(text(c.get("flags", "")))
                 out.append(CloneEvent(self._boot(rec["time"]), key, number(c.get("tid", key.pid)),
                                       number(c.get("nspid", key.pid)), parent, flags))  # fmt: skip
             elif THROTTLE in rec:
@@ -417,7 +417,7 @@ class Replay:
         cache = ProcessCache(grace_ns=grace_ns, cgroup_hierarchy=ANY_HIERARCHY)
         self._cached = lambda: len(cache.procs)  # max_processes counts those exited in their grace too
         cache.host_ns = self.host_ns  # the same dict: filled as the first process is read
-        cache.where.info = self.container_info  # the same: filled as processes are read
+        cache.cgroup_index.info = self.container_info  # the same: filled as processes are read
         if self.kind == "snapshot":
             cache.current_parent = self.current_parent
         return cache
@@ -425,7 +425,7 @@ class Replay:
     def feed(self, cache: ProcessCache, on_event: Callable[[Event], None] | None = None) -> None:
         self._cached = lambda: len(cache.procs)
         cache.host_ns = self.host_ns  # filled as the first process is read
-        cache.where.info = self.container_info
+        cache.cgroup_index.info = self.container_info
         if self.kind == "snapshot":
             cache.current_parent = self.current_parent
         for ev in self.events():

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from procscope.probes.counters import Counters
 
 from .cache import Process, ProcessCache
-from .derive import badges
+from .describe import badges
 from .export import Exporter, json_line
 from .kinds import EXTRA
 from .replay import SNAPSHOT_SCHEMA, SNAPSHOT_VERSION
@@ -83,7 +83,7 @@ def document(
         if proc.visible:  # where it shows in the tree; replaced images have no place there
             ext["ppid_exec_id"] = exporter.exec_id(proc.tree_parent)
         if proc.container is not None:
-            info = cache.where.info_of(proc.container)
+            info = cache.cgroup_index.info_of(proc.container)
             ext["container"] = info.to_json() if info else {"id": proc.container.id, "runtime": proc.container.runtime}
         if not proc.alive and not proc.replaced:
             ext["exit_time"] = proc.exit_time
@@ -104,7 +104,7 @@ def document(
         "processes": entries,
         "containers": [
             {
-                **(info.to_json() if (info := cache.where.info_of(e.container)) else {}),
+                **(info.to_json() if (info := cache.cgroup_index.info_of(e.container)) else {}),
                 "id": e.container.id,
                 "short_id": e.container.short_id,
                 "runtime": e.container.runtime,

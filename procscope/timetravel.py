@@ -10,10 +10,10 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from procscope.probes import wire, words
+from procscope.probes import names, wire
 from procscope.probes.events import CloneEvent, CredsEvent, Event, ExecEvent, ExitEvent
 
-from . import derive
+from . import describe
 from .cache import Process, ProcessCache
 from .export import Exporter
 from .records import BadRecord, parse_time
@@ -131,7 +131,7 @@ class Timeline:
 
         def brief(p: Process) -> dict:
             return {"exec_id": exporter.exec_id(p.key), "pid": p.pid, "binary": p.binary, "arguments": " ".join(p.args),
-                    "user": derive.user(p), "start_time": exporter.time(p.key.ktime)}  # fmt: skip
+                    "user": describe.user(p), "start_time": exporter.time(p.key.ktime)}  # fmt: skip
 
         started = [p for p in after.procs.values() if p.image is not None and t1 < p.image.time <= t2
                    and not p.image.flags & wire.FLAG_PROCFS]  # fmt: skip
@@ -144,13 +144,13 @@ class Timeline:
             assert p.image is not None  # started: exec'd or cloned, so described
             if p.image.privileges:
                 privileges.append({**brief(p), "time": exporter.time(p.image.time), "gained": True,
-                                   "what": "exec: " + " ".join(words.privilege_badges(p.image.privileges))})  # fmt: skip
+                                   "what": "exec: " + " ".join(names.privilege_badges(p.image.privileges))})  # fmt: skip
         for ev in self.events:
             if isinstance(ev, CredsEvent) and t1 < ev.time <= t2 and (p := after.procs.get(ev.key)) is not None:
                 for change in p.changes or ():
                     if change.time == ev.time:
                         privileges.append({**brief(p), "time": exporter.time(change.time), "gained": change.rose,
-                                           "what": derive.change_text(change, after.host_ns)})  # fmt: skip
+                                           "what": describe.change_text(change, after.host_ns)})  # fmt: skip
         by_time = lambda e: e["start_time"]  # noqa: E731
         return {
             "schema": "procscope-diff", "from": exporter.time(t1), "to": exporter.time(t2),

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from procscope.cache import ROOT, ProcessCache
-from procscope.outputs import StreamFile
 from procscope.probes import wire
 from procscope.probes.events import (
     Capabilities,
@@ -20,6 +19,7 @@ from procscope.probes.events import (
     UserNamespace,
 )
 from procscope.stream import RECORDED, EventStream, Output
+from procscope.stream_files import StreamFile
 
 S = 1_000_000_000
 K = ProcessKey

@@ -207,7 +207,7 @@ for stamp in ("2099-01-01T00-00-00.000", "2099-01-01T00-00-00.001", "2099-01-01T
 
 
 def _rotate_under_attack(shared_dir: Path, max_backups: int) -> tuple[list[str], list[int], Path]:
-    from procscope.outputs import Rotation, StreamFile
+    from procscope.stream_files import Rotation, StreamFile
 
     victim = shared_dir.parent / "victim"
     victim.write_text("root's own file\n")

@@ -599,7 +599,7 @@ def test_shared_tables_stay_bounded(monkeypatch):
         cache.apply(exit_event(ev.key, 10 * i + 1))
     cache.expire()
     assert len(cache.procs) <= 2
-    assert len(cache._shared._table) <= 1000 and len(cache.where._containers_of) <= 1000
+    assert len(cache._shared._table) <= 1000 and len(cache.cgroup_index._containers_of) <= 1000
     # Values are still right after the tables started again.
     last = cache.apply(msgspec.structs.replace(base, time=10**9, key=ProcessKey(3, 10**9), cgroup_path=DOCKER_A_PATH))
     assert last.cgroup == DOCKER_A_PATH and cache.containers[DOCKER_A].processes == 1

@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from procscope.live import live_cache
+from procscope.live_cache import live_cache
 from procscope.probes import cgroups
 from procscope.probes.events import ExecEvent
 

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from procscope import derive
-from procscope.live import live_cache
+from procscope import describe
+from procscope.live_cache import live_cache
 from procscope.probes.events import NAMESPACES, CredsEvent, ExecEvent
 
 from .conftest import REPO, proc_ns, proc_status
@@ -114,10 +114,10 @@ def test_setresuid_to_nobody_is_followed_and_is_no_rise(live, scratch):
     child, proc, cache = run(live, scratch, "setresuid")
     try:
         assert_matches_proc(child.pid, proc)
-        assert proc.image.creds.euid == 65534 and derive.user(proc) == "nobody"
+        assert proc.image.creds.euid == 65534 and describe.user(proc) == "nobody"
         (change,) = proc.changes
         assert (change.syscall, change.old_creds.euid, change.creds.euid, change.rose) == ("setresuid", 0, 65534, False)
-        assert "creds+" not in derive.badges(proc, cache)
+        assert "creds+" not in describe.badges(proc, cache)
     finally:
         finish(child)
 
@@ -128,7 +128,7 @@ def test_capset_dropping_every_capability(live, scratch):
     try:
         assert_matches_proc(child.pid, proc)
         assert proc.image.creds.caps.effective == 0 and proc.changes[-1].syscall == "capset"
-        assert "caps -" in derive.change_text(proc.changes[-1], cache.host_ns)
+        assert "caps -" in describe.change_text(proc.changes[-1], cache.host_ns)
     finally:
         finish(child)
 
@@ -139,7 +139,7 @@ def test_euid_raised_back_to_0_from_the_saved_uid_is_a_rise(live, scratch):
     try:
         assert_matches_proc(child.pid, proc)
         assert [(c.old_creds.euid, c.creds.euid) for c in proc.changes] == [(0, 65534), (65534, 0)]
-        assert proc.changes[-1].rose and "creds+" in derive.badges(proc, cache)
+        assert proc.changes[-1].rose and "creds+" in describe.badges(proc, cache)
     finally:
         finish(child)
 
@@ -150,8 +150,8 @@ def test_setns_into_another_network_namespace(live, scratch, netns):
     try:
         assert_matches_proc(child.pid, proc)
         assert proc.image.ns.net == int(os.readlink(netns)[5:-1])
-        assert proc.changes[-1].syscall == "setns" and "ns net" in derive.change_text(proc.changes[-1], cache.host_ns)
-        assert "creds+" in derive.badges(proc, cache)  # a namespace joined
+        assert proc.changes[-1].syscall == "setns" and "ns net" in describe.change_text(proc.changes[-1], cache.host_ns)
+        assert "creds+" in describe.badges(proc, cache)  # a namespace joined
     finally:
         finish(child)
 
@@ -178,10 +178,10 @@ def test_the_bounding_set_dropped_and_an_ambient_capability_raised(live, scratch
         assert proc.cap_sets is not None and not proc.cap_sets.bounding & 1 << 13  # NET_RAW
         drop, inherit, ambient = proc.changes
         assert drop.syscall == "prctl" and not drop.rose
-        assert "bounding -NET_RAW" in derive.change_text(drop, cache.host_ns)
+        assert "bounding -NET_RAW" in describe.change_text(drop, cache.host_ns)
         assert inherit.syscall == "capset" and inherit.creds.caps.inheritable == 1 << 10
-        assert ambient.rose and "ambient +NET_BIND_SERVICE" in derive.change_text(ambient, cache.host_ns)
-        assert "creds+" in derive.badges(proc, cache)
+        assert ambient.rose and "ambient +NET_BIND_SERVICE" in describe.change_text(ambient, cache.host_ns)
+        assert "creds+" in describe.badges(proc, cache)
     finally:
         finish(child)
 

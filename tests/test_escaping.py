@@ -54,7 +54,7 @@ def test_nothing_invisible_direction_changing_or_control_survives_the_escaper(te
 def _row_cells(binary: str, args: tuple[str, ...], container: str, width: int) -> Text:
     cache = ProcessCache()
     proc = cache.apply(exec_event(100, 1_000, ROOT, binary=binary, args=args, cgroup=DOCKER))
-    cache.where.info[proc.container.id] = ContainerInfo(proc.container.id, "docker", container)
+    cache.cgroup_index.info[proc.container.id] = ContainerInfo(proc.container.id, "docker", container)
     rows = process_rows(cache, None, ViewOptions())
     ctx = Context(cache, 2_000, 0)
     columns = [COLUMNS[n] for n in ("PID", "USER", "CONTAINER", "BADGES", "STATE", "COMMAND")]

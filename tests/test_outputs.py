@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from procscope.outputs import Rotation, StreamFile
 from procscope.safe_write import OutputError, atomic_writer, check_target, free_name
+from procscope.stream_files import Rotation, StreamFile
 
 from .conftest import bpf_unavailable, unique_copy
 

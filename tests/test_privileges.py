@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from procscope.probes import wire
-from procscope.probes.words import cap_names
+from procscope.probes.names import cap_names
 
 from .conftest import unique_copy
 

@@ -6,12 +6,12 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from procscope import derive
+from procscope import describe
 from procscope.accounts import user_name
 from procscope.cache import ROOT, ProcessCache
 from procscope.probes import wire
 from procscope.probes.events import NAMESPACES, ProcessKey
-from procscope.probes.words import CAPABILITIES
+from procscope.probes.names import CAPABILITIES
 from procscope.query import FIELDS, Query, QueryError, Term, add_arguments, from_args
 
 from .factories import HOST_NS, clone_event, exec_event, exit_event, namespaces
@@ -296,7 +296,7 @@ def test_fields_help():
         "cgroup",
     ]
     assert all(text and "\n" not in text for text in FIELDS.values())
-    assert all(name in FIELDS["ns"] for name in NAMESPACES) and all(b in FIELDS["badge"] for b in derive.BADGES)
+    assert all(name in FIELDS["ns"] for name in NAMESPACES) and all(b in FIELDS["badge"] for b in describe.BADGES)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -375,7 +375,7 @@ _VALUES = {
     "cap": st.sampled_from(CAPABILITIES).map(lambda c: c.removeprefix("CAP_")).flatmap(_mixed_case),
     "ns": st.sampled_from(("any", *NAMESPACES)).flatmap(_mixed_case),
     "pid": st.integers(0, 1 << 22).map(str),
-    "badge": st.sampled_from(list(derive.BADGES)).flatmap(_mixed_case),
+    "badge": st.sampled_from(list(describe.BADGES)).flatmap(_mixed_case),
     "cgroup": _TEXT,
     "": _TEXT.filter(lambda s: ":" not in s and s[0] not in "-!"),
 }
@@ -423,7 +423,7 @@ def test_container_names_images_and_pods_come_from_what_the_runtimes_said():
     web = exec_event(300, 20, init.key, "/bin/httpd", cgroup=DOCKER)
     cache.apply_all([init, web])
     c = container_of(DOCKER)
-    cache.where.info[c.id] = ContainerInfo(
+    cache.cgroup_index.info[c.id] = ContainerInfo(
         c.id, "docker", "web-1", "nginx:1.27", "sha256:abcdef", pod=Pod("shop-1", "prod")
     )
 

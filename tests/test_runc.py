@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from procscope.live import live_cache
+from procscope.live_cache import live_cache
 from procscope.probes import cgroups
 from procscope.probes.events import ExecEvent
 from procscope.probes.procfs import host_namespaces

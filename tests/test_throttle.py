@@ -13,7 +13,7 @@ import pytest
 
 from procscope.cache import ProcessCache
 from procscope.export import Exporter
-from procscope.live import live_cache
+from procscope.live_cache import live_cache
 from procscope.probes import cgroups, wire
 from procscope.probes.events import CgroupEvent, ExecEvent, ThrottleEvent, ThrottleMsg
 from procscope.probes.throttle import RateError, RateLimit, ThrottleMonitor, Window, parse_rate

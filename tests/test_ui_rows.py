@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from procscope import derive
+from procscope import describe
 from procscope.cache import ROOT, ProcessCache
 from procscope.probes import wire
 from procscope.probes.events import ExecEvent
@@ -43,7 +43,7 @@ def reference_rows(cache, match, opts) -> list[tuple]:
     (key, depth, folded)."""
     if not opts.tree:
         sort = {
-            "USER": lambda p: (derive.user(p), p.pid, p.key.ktime),
+            "USER": lambda p: (describe.user(p), p.pid, p.key.ktime),
             "COMMAND": lambda p: (p.binary, p.args, p.pid, p.key.ktime),
             "START": lambda p: (p.key.ktime, p.pid, p.key.ktime),
         }.get(opts.sort, lambda p: (p.pid, p.pid, p.key.ktime))

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from functools import partial
 
-from procscope import derive, snapshot, themes
+from procscope import describe, snapshot, themes
 from procscope.query import Query, Term
 from procscope.safe_write import OutputError, free_name
 from procscope.signals import SIGNALS
@@ -23,7 +23,7 @@ from .screens.help import HelpScreen
 from .screens.pick import PickScreen
 from .screens.setup import SetupScreen
 from .screens.signal import SignalScreen
-from .timetravel import Shown, TimeTravel
+from .travel import Shown, TimeTravel
 
 SIGNALS_OFF = "signals are off in this served monitor (start procscope serve with --allow-signals to allow them)"
 
@@ -134,8 +134,8 @@ class Actions:
 
     def action_pick_container(self) -> None:
         entries = sorted(self.cache.containers.values(), key=lambda e: e.container.id)
-        throttled = self.cache.where.throttled_containers()
-        choices = [(e.container.id, f"{derive.container_text(e.container, self.cache.where.info_of(e.container))}"
+        throttled = self.cache.cgroup_index.throttled_containers()
+        choices = [(e.container.id, f"{describe.container_text(e.container, self.cache.cgroup_index.info_of(e.container))}"
                     f"  {e.processes} processes" + ("  ⏸ throttled" if e.container.id in throttled else ""))
                    for e in entries]  # fmt: skip
         current = next((t.value for t in self.filter_query.terms if t.field == "container" and not t.negate), "")
@@ -143,7 +143,7 @@ class Actions:
                          partial(self._replace_terms, "container"))  # fmt: skip
 
     def action_pick_user(self) -> None:
-        users = Counter(derive.user(p) for p in self.cache.live())
+        users = Counter(describe.user(p) for p in self.cache.live())
         choices = [(name, f"{name:<20} {n:>6} processes") for name, n in sorted(users.items())]
         current = next((t.value for t in self.filter_query.terms if t.field == "user" and not t.negate), "")
         self.push_screen(PickScreen("Show one user's processes", choices, current, "all users"),
@@ -302,7 +302,7 @@ class Actions:
         if not targets:
             self.say("no process selected", severity="warning")
             return
-        shown = [(p.pid, derive.user(p), p.binary or "?") for p in targets]
+        shown = [(p.pid, describe.user(p), p.binary or "?") for p in targets]
         self.push_screen(SignalScreen(shown, SIGNALS), partial(self.signal_confirmed, targets))
 
     def signal_confirmed(self, targets: list, name: str | None) -> None:

@@ -17,9 +17,10 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import ContentSwitcher, Footer, Input, Static
 
-from procscope import derive, themes
+from procscope import describe, themes
 from procscope.export import Exporter
 from procscope.probes import wire
 from procscope.probes.events import ThrottleEvent
@@ -41,9 +42,9 @@ from .panes.exits import Exits, exit_row
 from .panes.history import History, history_row
 from .panes.process_tree import ProcessTree, render_group
 from .rows import TreeModel, ViewOptions
+from .safe_text import safe
 from .screens.help import key_text
-from .text import safe
-from .timetravel import MomentError
+from .travel import MomentError
 
 WIDE = 140  # from this many columns the detail goes beside the list
 TALL = 40  # from this many rows the bottom panel is open by default
@@ -57,6 +58,11 @@ class ProcscopeApp(Actions, App):
     CSS_PATH = ["app.tcss", *themes.CSS_PATHS]
     TITLE = "procscope"
     BINDINGS = KEYS
+    # The panes, kept at mount (App.query_one looks at the active screen, which may be a dialog).
+    tree_pane: ProcessTree
+    panel: ContentSwitcher
+    panes: dict[str, ExecStream | Exits | History]
+    widgets: dict[str | None, Widget]
     COMMANDS = App.COMMANDS | {BindingCommands}
 
     def __init__(self, source, query_text: str = "", snapshot_dir: str = ".", theme: str | None = None,
@@ -111,6 +117,7 @@ class ProcscopeApp(Actions, App):
         self.travel = None  # TimeTravel, while stepping through a replay or the live window
         self.main_screen: Screen | None = None  # the process list's (on_mount), whatever dialog is on top
         self._gc_threshold: tuple[int, ...] | None = None  # Python's, while the monitor runs with its own
+        self.last_snapshot: str | None = None  # the path W wrote last
 
     # -- layout ------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -304,7 +311,7 @@ class ProcscopeApp(Actions, App):
                 tree.cursor = tree.keys.index(self.following)
             else:
                 self.following = None  # gone: nothing left to follow
-        named = lambda when, p: exec_row(when, p, derive.container_name(p, self.cache) if p.container else "")  # noqa: E731
+        named = lambda when, p: exec_row(when, p, describe.container_name(p, self.cache) if p.container else "")  # noqa: E731
         # The history (up to 20,000 processes) only while it is shown: in a storm it is the biggest list.
         history_shown = self.layout_now()[1] and self.panel.current == "history"
         seen = [(p.key.ktime, p) for p in self.shown.seen.values()] if history_shown else []
@@ -331,7 +338,7 @@ class ProcscopeApp(Actions, App):
         what = (proc, proc and (proc.image, proc.alive, proc.in_grace, proc.container, proc.cgroup),
                 group and (group.key, group.live, group.shown))  # fmt: skip
         # Ages are shown in seconds, after an hour in minutes: the text, not the clock, says when.
-        shown = (what, derive.age_text(derive.age_ns(proc, now)) if proc else now // 10**9)
+        shown = (what, describe.age_text(describe.age_ns(proc, now)) if proc else now // 10**9)
         if shown == self._detail_shown:
             return
         layout = self._detail_shown is None or self._detail_shown[0] != what

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from rich.cells import cell_len, set_cell_size
 from rich.text import Text
 
-from procscope import derive
+from procscope import describe
 from procscope.cache import ProcessCache
 from procscope.probes.text import printable
 from procscope.probes.wire import UNKNOWN_ID
@@ -67,7 +67,7 @@ def _caps(p: Process) -> int:
 
 
 def _ns(p: Process, cache: ProcessCache) -> list[str]:
-    return derive.non_host_namespaces(p.image.ns, cache.host_ns) if p.image else []
+    return describe.non_host_namespaces(p.image.ns, cache.host_ns) if p.image else []
 
 
 def _start(p: Process, ctx: Context) -> str:
@@ -78,16 +78,16 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column("PID", 7, True, lambda p, x: str(p.pid), lambda p, c: (p.pid, p.key.ktime), "process id"),
     Column("PPID", 7, True, lambda p, x: str(p.tree_parent.pid), lambda p, c: p.tree_parent.pid,
            "parent's id, as the kernel has it now"),
-    Column("USER", 9, False, lambda p, x: derive.user(p), lambda p, c: derive.user(p), "effective user, by name"),
+    Column("USER", 9, False, lambda p, x: describe.user(p), lambda p, c: describe.user(p), "effective user, by name"),
     Column("UID", 6, True, lambda p, x: str(p.image.uid) if p.image else "?",
            lambda p, c: p.image.uid if p.image else UNKNOWN_ID, "effective user id"),
-    Column("CONTAINER", 14, False, lambda p, x: derive.container_name(p, x.cache),
-           lambda p, c: derive.container_name(p, c) if p.container else "", "container name (its id when unnamed)"),
+    Column("CONTAINER", 14, False, lambda p, x: describe.container_name(p, x.cache),
+           lambda p, c: describe.container_name(p, c) if p.container else "", "container name (its id when unnamed)"),
     Column("CID", 12, False, lambda p, x: p.container.short_id if p.container else "-",
            lambda p, c: p.container.id if p.container else "", "container id (12 characters)"),
-    Column("BADGES", 14, False, lambda p, x: " ".join(b for b in derive.badges(p, x.cache) if b != "root"),
-           lambda p, c: len(derive.badges(p, c)), "privileges and oddities (see the help)"),
-    Column("AGE", 7, True, lambda p, x: derive.age_text(derive.age_ns(p, x.now)), lambda p, c: -p.key.ktime, "how long it has run"),
+    Column("BADGES", 14, False, lambda p, x: " ".join(b for b in describe.badges(p, x.cache) if b != "root"),
+           lambda p, c: len(describe.badges(p, c)), "privileges and oddities (see the help)"),
+    Column("AGE", 7, True, lambda p, x: describe.age_text(describe.age_ns(p, x.now)), lambda p, c: -p.key.ktime, "how long it has run"),
     Column("START", 8, False, _start, lambda p, c: p.key.ktime, "when it started (local time)"),
     Column("STATE", 7, False, lambda p, x: p.lifecycle.shown, lambda p, c: p.lifecycle.shown, "running, exited, exec'd, or lost"),
     Column("EXIT", 9, False, lambda p, x: _exit(p), lambda p, c: _exit(p), "exit status or signal"),

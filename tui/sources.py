@@ -8,7 +8,7 @@ import itertools
 from collections.abc import Iterator
 
 from procscope.cache import ProcessCache
-from procscope.live import live_cache
+from procscope.live_cache import live_cache
 from procscope.probes import cgroups, procfs
 from procscope.probes.collector import Collector
 from procscope.probes.counters import Counters
@@ -158,7 +158,7 @@ class ReplaySource(Source):
         self.label = f"replay {replay.path}"
         self.max_events = max_events
         self._pending: Iterator[Event] | None = None
-        self.recorded: list[Event] = []  # kept for time travel (tui.timetravel)
+        self.recorded: list[Event] = []  # kept for time travel (tui.travel)
 
     @property
     def wall_offset(self) -> int | None:

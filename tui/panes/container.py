@@ -8,7 +8,7 @@ from rich.table import Table
 from procscope.containers import Container
 from procscope.runtimes import ContainerInfo
 
-from ..text import add_row
+from ..safe_text import add_row
 
 MAX_LABELS = 12  # shown; the rest counted
 

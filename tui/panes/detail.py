@@ -10,18 +10,18 @@ from textual.containers import VerticalScroll
 from textual.css.query import NoMatches
 from textual.widgets import Static
 
-from procscope import derive
+from procscope import describe
 from procscope.accounts import group_name, user_name
 from procscope.cache import ProcessCache
 from procscope.export import Exporter
 from procscope.probes import wire
 from procscope.probes.events import NAMESPACES
+from procscope.probes.names import ALL_CAPS, cap_names, securebit_names
 from procscope.probes.text import printable, scripts
 from procscope.probes.wire import UNKNOWN_ID
-from procscope.probes.words import ALL_CAPS, cap_names, securebit_names
 from procscope.process import Process
 
-from ..text import add_row
+from ..safe_text import add_row
 from .container import container_rows
 
 
@@ -54,7 +54,7 @@ def render_detail(proc: Process | None, cache: ProcessCache, now: int, exporter:
     t.add_column()
     img = proc.image
     add_row(t, "pid", f"{proc.pid}  key {proc.key.pid}:{proc.key.ktime}")
-    add_row(t, "state", derive.state_text(proc) + f"  (age {derive.age_text(derive.age_ns(proc, now))})")
+    add_row(t, "state", describe.state_text(proc) + f"  (age {describe.age_text(describe.age_ns(proc, now))})")
     add_row(t, "started", local_time(proc.key.ktime + exporter.wall_offset))
     if not proc.alive and proc.exit_time:
         add_row(t, "ended", local_time(proc.exit_time + exporter.wall_offset))
@@ -67,13 +67,15 @@ def render_detail(proc: Process | None, cache: ProcessCache, now: int, exporter:
     add_row(t, "args", " ".join(img.args))
     add_row(t, "cwd", img.cwd)
     add_row(t, "flags", " ".join(img.flag_words))
-    add_row(t, "badges", " ".join(derive.badges(proc, cache)) or "-")
+    add_row(t, "badges", " ".join(describe.badges(proc, cache)) or "-")
     for change in proc.changes or ():  # after the exec, oldest first: what is shown below is the newest
         style = "bold red" if change.rose else ""
         add_row(t, "changed", Text(f"{local_time(change.time + exporter.wall_offset)}  "
-                                   f"{derive.change_text(change, cache.host_ns)}", style=style))  # fmt: skip
+                                   f"{describe.change_text(change, cache.host_ns)}", style=style))  # fmt: skip
     c = img.creds
-    add_row(t, "user", f"{derive.user(proc)} / {group_name(c.egid)}  (login user {_id(img.auid, user_name(img.auid))})")
+    add_row(
+        t, "user", f"{describe.user(proc)} / {group_name(c.egid)}  (login user {_id(img.auid, user_name(img.auid))})"
+    )
     add_row(
         t,
         "uids",
@@ -115,7 +117,7 @@ def render_detail(proc: Process | None, cache: ProcessCache, now: int, exporter:
         add_row(t, f"ns {name}", Text(f"{inum}  {where}", style="bold yellow" if where == "NOT HOST" else ""))
     add_row(t, "cgroup", proc.cgroup or "-")
     if proc.container is not None:
-        container_rows(t, proc.container, cache.where.info_of(proc.container))
+        container_rows(t, proc.container, cache.cgroup_index.info_of(proc.container))
         entered = "from its first process" if img.flags & wire.FLAG_IN_INIT_TREE else "from outside (exec-in)"
         add_row(t, "in the container", entered)
     else:

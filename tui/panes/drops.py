@@ -12,7 +12,7 @@ from procscope.probes.counters import Counters
 from procscope.probes.wire import SENT_FAILED_NAMES
 
 from ..feed import RECEIVED, THROTTLED, loss_totals
-from ..text import add_row
+from ..safe_text import add_row
 
 Row = tuple[tuple[str, ...], str]  # cells, style
 

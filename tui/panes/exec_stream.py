@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from procscope import derive
+from procscope import describe
 from procscope.probes.text import printable
 from procscope.process import Process
 
@@ -19,7 +19,7 @@ def exec_row(when: str, proc: Process, container: str = "") -> Text:
     flags = " ".join(w for w in (img.flag_words if img else []) if w not in ("execve", "clone"))
     container = printable(container or (proc.container.short_id if proc.container else "-"))[:14]
     text = Text(
-        f"{when:<12} {proc.pid:>7} {proc.tree_parent.pid:>7} {printable(derive.user(proc))[:9]:<9} {container:<14} "
+        f"{when:<12} {proc.pid:>7} {proc.tree_parent.pid:>7} {printable(describe.user(proc))[:9]:<9} {container:<14} "
     )
     text.append(printable(" ".join((proc.binary, *proc.args))))
     if flags:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from procscope import derive
+from procscope import describe
 from procscope.probes.text import printable
 from procscope.process import Process
 
@@ -14,11 +14,11 @@ HEADER = Text(f"{'TIME':<12} {'PID':>7} {'STATUS':<24} {'LIFETIME':>9} BINARY", 
 
 
 def exit_row(when: str, proc: Process) -> Text:
-    status = derive.state_text(proc)
+    status = describe.state_text(proc)
     bad = proc.exit is not None and (proc.exit.signal or proc.exit.status)
     text = Text(f"{when:<12} {proc.pid:>7} ")
     text.append(f"{status[:24]:<24}", style="bold red" if bad else "")
-    text.append(f" {derive.age_text(derive.age_ns(proc, proc.exit_time)):>9} {printable(proc.binary or '?')}")
+    text.append(f" {describe.age_text(describe.age_ns(proc, proc.exit_time)):>9} {printable(proc.binary or '?')}")
     return text
 
 

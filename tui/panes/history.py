@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from procscope import derive
+from procscope import describe
 from procscope.probes.text import printable
 from procscope.process import Process
 
@@ -15,8 +15,8 @@ HEADER = Text(f"{'STARTED':<12} {'PID':>7} {'PPID':>7} {'USER':<9} {'STATE':<16}
 
 
 def history_row(when: str, proc: Process) -> Text:
-    state = derive.state_text(proc)
-    text = Text(f"{when:<12} {proc.pid:>7} {proc.tree_parent.pid:>7} {printable(derive.user(proc))[:9]:<9} ")
+    state = describe.state_text(proc)
+    text = Text(f"{when:<12} {proc.pid:>7} {proc.tree_parent.pid:>7} {printable(describe.user(proc))[:9]:<9} ")
     text.append(f"{state[:16]:<16}", style="dim" if not proc.alive else "")
     text.append(" " + printable(" ".join((proc.binary or "?", *proc.args))))
     return text

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.message import Message
 
-from procscope import derive
+from procscope import describe
 from procscope.cache import ProcessCache
 from procscope.probes import wire
 from procscope.probes.text import printable
@@ -21,7 +21,7 @@ from procscope.runtimes import ContainerInfo
 
 from ..columns import Column, Context
 from ..rows import Group, Row, Rows
-from ..text import add_row, safe
+from ..safe_text import add_row, safe
 from ..widgets.rows_view import RowsView
 from .container import container_rows
 
@@ -66,7 +66,7 @@ def group_text(g: Group, folded: bool, throttled: bool = False, info: ContainerI
     """A group's header row; ``info``: what the runtime says about its container."""
     mark = "▸" if folded else "▾"
     if g.kind == "container":
-        label = f"container {derive.container_text(g.container, info) if info else f'{g.container.short_id}  {g.container.runtime}  {group_name(g)}'}"
+        label = f"container {describe.container_text(g.container, info) if info else f'{g.container.short_id}  {g.container.runtime}  {group_name(g)}'}"
         label += "  ⏸ throttled" if throttled else ""
     elif g.kind == "cgroup":
         label = f"cgroup {g.cgroup or '(unknown)'}"
@@ -84,16 +84,16 @@ def render_group(g: Group, cache: ProcessCache, now: int) -> Table:
     t.add_column()
     if g.kind == "container":
         c = g.container
-        container_rows(t, c, cache.where.info_of(c))
-        if cache.where.info_of(c) is None:
+        container_rows(t, c, cache.cgroup_index.info_of(c))
+        if cache.cgroup_index.info_of(c) is None:
             add_row(t, "first process", group_name(g))
         entry = cache.containers.get(c.id)
         if entry is not None:
-            add_row(t, "first seen", f"{derive.age_text(max(0, now - entry.first_seen))} ago")
+            add_row(t, "first seen", f"{describe.age_text(max(0, now - entry.first_seen))} ago")
     elif g.kind == "cgroup":
         add_row(t, "cgroup", g.cgroup or "(unknown)")
         c = g.top.container if g.top is not None else None
-        add_row(t, "container", derive.container_text(c, cache.where.info_of(c)) if c else "-")
+        add_row(t, "container", describe.container_text(c, cache.cgroup_index.info_of(c)) if c else "-")
     else:
         add_row(t, "host", "processes in no container")
     add_row(t, "processes", f"{g.live} live, {g.shown} shown")
@@ -125,8 +125,8 @@ class _Lines(Sequence):
         rows = self.rows
         p = rows.items[i]
         if isinstance(p, Group):
-            throttled = p.container is not None and p.container.id in self.cache.where.throttled_containers()
-            return group_text(p, p.key in rows.folded, throttled, self.cache.where.info_of(p.container))
+            throttled = p.container is not None and p.container.id in self.cache.cgroup_index.throttled_containers()
+            return group_text(p, p.key in rows.folded, throttled, self.cache.cgroup_index.info_of(p.container))
         row = rows[i]
         parent = self.cache.procs.get(p.parent)  # caps+ compares with it
         tagged = p.key in self.tagged

@@ -12,9 +12,9 @@ from textual.keys import format_key
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from procscope import derive, query
+from procscope import describe, query
 
-from ..text import add_row
+from ..safe_text import add_row
 
 GROUPS = (
     ("Find and narrow", ("prompt('search')", "search_next(1)", "search_next(-1)", "prompt('filter')", "pick_user",
@@ -59,7 +59,7 @@ class HelpScreen(ModalScreen):
         add_row(t, "^p", "the command palette: every action by name")
         add_row(t, "", "")
         add_row(t, "Badges", "", style="underline")
-        for name, meaning in derive.BADGES.items():
+        for name, meaning in describe.BADGES.items():
             add_row(t, name, meaning)
         add_row(t, "", "")
         add_row(t, "Filter", query.SYNTAX, style="underline")

@@ -10,7 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from ..text import safe
+from ..safe_text import safe
 
 
 class PickScreen(ModalScreen[str | None]):

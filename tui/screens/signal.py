@@ -11,7 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, OptionList, Static
 from textual.widgets.option_list import Option
 
-from ..text import add_row
+from ..safe_text import add_row
 
 
 class SignalScreen(ModalScreen[str | None]):

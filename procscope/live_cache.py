@@ -28,7 +28,7 @@ def live_cache(hierarchy: cgroups.Hierarchy | None = None, grace_ns: int = DEFAU
         grace_ns=grace_ns, host_ns=host_namespaces(), cgroup_path=index.path, current_parent=procfs.parent_pid,
         cgroup_hierarchy=hierarchy.hierarchy_id, still_running=still_running,
     )  # fmt: skip
-    cache.where.describe = Runtimes(
+    cache.cgroup_index.describe = Runtimes(
         counters=cache.counters
     ).describe  # names, images and pods from the runtimes' state files
     return cache

@@ -5,7 +5,7 @@ the UI and the exporters both use these so they always agree."""
 
 from __future__ import annotations
 
-from procscope.probes import wire, words
+from procscope.probes import names, wire
 from procscope.probes.events import NAMESPACES, Namespaces
 
 from .accounts import user_name
@@ -49,7 +49,7 @@ def badges(proc: Process, cache: ProcessCache) -> list[str]:
     out = []
     if img.creds.euid == 0:
         out.append("root")
-    out += words.privilege_badges(img.privileges)
+    out += names.privilege_badges(img.privileges)
     if gained_caps(proc, cache.parent_of(proc)):
         out.append("caps+")
     if img.nlink == 0 and img.ino:
@@ -66,14 +66,14 @@ def badges(proc: Process, cache: ProcessCache) -> list[str]:
 
 
 def container_info(proc: Process, cache: ProcessCache) -> ContainerInfo | None:
-    return cache.where.info_of(proc.container)
+    return cache.cgroup_index.info_of(proc.container)
 
 
 def container_name(proc: Process, cache: ProcessCache) -> str:
     """What a process's container is called: its runtime's name, else its short id ("-": none)."""
     if proc.container is None:
         return "-"
-    info = cache.where.info_of(proc.container)
+    info = cache.cgroup_index.info_of(proc.container)
     return info.name if info is not None and info.name else proc.container.short_id
 
 
@@ -132,7 +132,7 @@ def change_text(change: CredsChange, host_ns: dict[str, int]) -> str:
     for name, before, after in changed:
         for sign, bits in (("+", after & ~before), ("-", before & ~after)):
             if bits:
-                parts.append(f"{name} {sign}" + ",".join(n.removeprefix("CAP_") for n in words.cap_names(bits)))
+                parts.append(f"{name} {sign}" + ",".join(n.removeprefix("CAP_") for n in names.cap_names(bits)))
     moved = [name for name in NAMESPACES if getattr(change.ns, name) != getattr(change.old_ns, name)]
     if moved:
         parts.append("ns " + ",".join(moved) + (" (host's)" if not non_host_namespaces(change.ns, host_ns) else ""))

@@ -15,7 +15,7 @@ from procscope.tui.screens.help import HelpScreen
 from procscope.tui.sources import LiveSource, ReplaySource
 from procscope.window import Window
 
-from .conftest import SIZE, bpf_unavailable, open_collector, pids, plain, unique_copy
+from .conftest import SIZE, bpf_unavailable, open_collector, pids, plain, screen_text, unique_copy
 from .factories import record, session
 
 
@@ -347,3 +347,38 @@ async def test_the_history_panel_lists_every_process_seen_exited_ones_too(record
         await pilot.pause()
         rows = [row.plain for row in app.query_one("#history").rows]
         assert rows and all("/bin/crash" in r for r in rows)  # the filter narrows it
+
+
+@pytest.mark.bpf
+async def test_how_the_probes_were_built_is_told_in_the_help_not_over_the_list(tmp_path, monkeypatch):
+    """At 80x24, while the probes attach, the kernel tree they are compiled
+    against (a fact that asks nothing of the user) is no notification over
+    the processes: F1 shows it, under "This session"."""
+    if os.geteuid() != 0:
+        bpf_unavailable("tests are not running as root")
+    from procscope.probes import kernel_tree
+
+    monkeypatch.setattr(kernel_tree, "_has_own_headers", lambda release: False)  # as on this VM, whatever the machine
+    monkeypatch.delenv("BCC_KERNEL_SOURCE", raising=False)
+    app = ProcscopeApp(LiveSource(Collector(), 5 * 10**9), snapshot_dir=str(tmp_path))
+    told: list[str] = []
+    notify = app.notify
+    app.notify = lambda message, **kw: (told.append(message), notify(message, **kw))[1]
+    async with app.run_test(size=(80, 24)) as pilot:
+        status = app.query_one("#status")
+        for _ in range(150):
+            if "source: live BPF" in plain(app, status.content) or app.source.collector.setup_error:
+                break
+            await pilot.pause(0.1)
+        if app.source.collector.setup_error:
+            bpf_unavailable(app.source.collector.setup_error)
+        await pilot.pause(0.5)
+        assert not [m for m in told if "kernel headers" in m], told
+        assert any("compiling against" in f for f in app.source.facts)
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        text = screen_text(app)
+        await pilot.press("end")
+        await pilot.pause(0.2)
+        text += screen_text(app)
+        assert "This session" in text and "compiling against" in text

@@ -222,7 +222,7 @@ class Actions:
         self.refresh_panes()
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen())
+        self.push_screen(HelpScreen(self.source.facts))
 
     def action_cycle_theme(self) -> None:
         self.theme = themes.next_name(self.theme)

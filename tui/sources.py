@@ -30,6 +30,9 @@ class Source:
         self.cache = cache
         self.messages: list[str] = []  # errors
         self.notes: list[str] = []  # for information
+        # How this session was set up (which kernel tree it compiled against...): facts that ask
+        # nothing of the user, shown in the help (F1), never over the processes.
+        self.facts: list[str] = []
 
     def start(self) -> None:
         pass
@@ -87,7 +90,7 @@ class LiveSource(Source):
         self._scan = None
         self._pending, self._unreadable = found.events, found.unreadable
         self._attaching = True
-        collector.log = self.notes.append  # while attaching: how (e.g. which kernel tree)
+        collector.log = self.facts.append  # while attaching: how (e.g. which kernel tree)
         collector.start(attach=True)
 
     def drain(self) -> list[Event]:

@@ -41,6 +41,11 @@ def key_text(key: str) -> str:
 class HelpScreen(ModalScreen):
     BINDINGS = [Binding("escape,q,f1,h,question_mark", "app.pop_screen", "Close")]
 
+    def __init__(self, facts: list[str] | None = None) -> None:
+        """``facts``: how the session was set up (the source's), shown at the end."""
+        super().__init__()
+        self.facts = list(facts or ())
+
     def compose(self) -> ComposeResult:
         by_action = {}
         for b in self.app.BINDINGS:
@@ -65,5 +70,10 @@ class HelpScreen(ModalScreen):
         add_row(t, "Filter", query.SYNTAX, style="underline")
         for name, help_text in query.FIELDS.items():
             add_row(t, f"{name}:", help_text)
+        if self.facts:
+            add_row(t, "", "")
+            add_row(t, "This session", "", style="underline")
+            for fact in self.facts:
+                add_row(t, "", fact)
         with VerticalScroll(id="help"):
             yield Static(t)

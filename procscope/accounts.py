@@ -21,3 +21,12 @@ def group_name(gid: int) -> str:
         return grp.getgrgid(gid).gr_name
     except KeyError:
         return str(gid)
+
+
+@functools.lru_cache(maxsize=4096)
+def uid_of(name: str) -> int | None:
+    """The uid of a user name of this machine's, or None."""
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return None

@@ -7,6 +7,7 @@ import math
 import os
 import signal
 import sys
+from typing import NoReturn
 
 from procscope.probes.loader import DEFAULT_RING_BYTES, PAGE_SIZE
 from procscope.probes.text import printable
@@ -133,8 +134,15 @@ def _directory(text: str) -> str:
 
 
 # -- the parser --------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse, saying a bad argument in one line (the usage only with -h)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {printable(message)} ({self.prog} -h lists the options)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="procscope", description="Live process monitor driven by eBPF.")
+    parser = _Parser(prog="procscope", description="Live process monitor driven by eBPF.")
     parser.add_argument("--version", action="version", version=f"procscope {__version__}")
     sub = parser.add_subparsers(dest="command")
     ev = sub.add_parser("events", help="stream exec/exit events (Tetragon JSON or compact text)")

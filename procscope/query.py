@@ -27,6 +27,7 @@ from procscope.probes import names
 from procscope.probes.events import NAMESPACES, ProcessKey
 
 from . import describe
+from .accounts import uid_of
 from .cache import Process, ProcessCache
 
 FIELDS: dict[str, str] = {
@@ -168,7 +169,11 @@ def _compile(field: str, value: str, token: str) -> tuple[str, Any]:
     if field in ("image", "pod", "k8s-ns"):
         return value, None
     if field == "user":
-        return value, int(value) if value.isascii() and value.isdigit() else None
+        if value.isascii() and value.isdigit():
+            return value, int(value)
+        if uid_of(value) is None:  # names are this machine's (a recording's uids are named here too)
+            raise QueryError(f"unknown user {value!r} in {token!r}; use a name of this machine's or a numeric uid")
+        return value, None
     if field == "cap":
         bit = names.cap_bit(value)
         if bit is None:

@@ -123,7 +123,9 @@ def test_user_by_name_and_uid(cache):
     assert pids(cache, "user:root") == pids(cache, "user:0") == ROOTS
     assert pids(cache, "user:1000") == {200, 201, 202, 203}
     assert pids(cache, f"user:{user_name(NOBODY)}") == pids(cache, f"user:{NOBODY}") == {300}
-    assert pids(cache, "user:nosuchuser") == set()
+    # A name this machine does not have can match nothing: refused, as htop's -u refuses it.
+    with pytest.raises(QueryError, match="unknown user 'nosuchuser' in 'user:nosuchuser'"):
+        Query.parse("user:nosuchuser")
     # A placeholder's user is unknown: neither user:X nor -user:X claims it.
     assert pids(cache, "-user:root") == ALL - ROOTS - PLACEHOLDERS
 

@@ -85,12 +85,12 @@ EXECVE_HEADER = struct.Struct(
 EXECVE_NAME = slice(32, 160)  # MsgK8s.docker
 EXECVE_CREDS_AT, EXECVE_CREDS = 184, struct.Struct("<9I4xQQQiIII")
 EXECVE_NS_AT, EXECVE_NS = 264, struct.Struct("<10I")
-EXECVE_REST = struct.Struct(f"<BBxxIQQQ128xI4xQ8x{EXECVE_CREDS.size}x{EXECVE_NS.size}xI4xQ10IQQ4H")
-CLONE = struct.Struct("<BBxxIQI4xQIIIIQ")
-EXIT = struct.Struct("<BBxxIQI4xQII")
+EXECVE_REST = struct.Struct("<BBxxIQ" "QQ128x" "I4xQ" "8x" f"{EXECVE_CREDS.size}x" f"{EXECVE_NS.size}x" "I4xQ" "10IQQ4H")  # fmt: skip
+CLONE = struct.Struct("<BBxxIQ" "I4xQ" "IIII" "Q")  # fmt: skip
+EXIT = struct.Struct("<BBxxIQ" "I4xQ" "II")  # fmt: skip
 # MsgCommon | MsgExecveKey | tid, syscall | MsgGenericCred | MsgNamespaces | bounding, ambient now and
 # before | old_known
-CREDS = struct.Struct(f"<BBxxIQI4xQII{EXECVE_CREDS.size}s{EXECVE_NS.size}sQQQQI4x")
+CREDS = struct.Struct("<BBxxIQ" "I4xQ" "II" f"{EXECVE_CREDS.size}s" f"{EXECVE_NS.size}s" "QQQQI4x")  # fmt: skip
 # MsgCgroupEvent up to its path, which follows (up to CGROUP_PATH_LENGTH
 # bytes, NUL-terminated; the record ends after the NUL).
 CGROUP_HEADER = struct.Struct(
@@ -102,7 +102,7 @@ CGROUP_HEADER = struct.Struct(
 )
 
 # MsgThrottleEvent: MsgCommon | MsgK8s of the cgroup that crossed its rate limit.
-THROTTLE = struct.Struct("<BBxxIQQQ128s")
+THROTTLE = struct.Struct("<BBxxIQ" "QQ128s")  # fmt: skip
 # ThrottleType (Tetragon's tetragon.ThrottleType)
 THROTTLE_START = 1
 THROTTLE_STOP = 2

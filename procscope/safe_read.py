@@ -15,6 +15,7 @@ kernel) run on a ``Deadline`` worker: the caller waits a bounded time."""
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import stat
@@ -75,7 +76,7 @@ def read_file(path: str, limit: int, trusted: bool = False, follow: bool = False
         try:
             fd = os.open(name, READ_FLAGS & ~os.O_NOFOLLOW if follow and not trusted else READ_FLAGS, dir_fd=dir_fd)
         except OSError as exc:
-            if exc.errno == 40:  # ELOOP: O_NOFOLLOW met a link
+            if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a link
                 raise Untrusted(f"{path} is a symbolic link") from None
             raise
     finally:

@@ -20,6 +20,7 @@ this process made (by name and inode). And:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
@@ -117,7 +118,7 @@ class Directory:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            if exc.errno == 40:  # ELOOP: a link
+            if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a link
                 raise OutputError(f"{os.path.join(self.path, name)} is a symbolic link; name the file itself") from None
             raise
         st = os.fstat(fd)

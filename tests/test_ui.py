@@ -177,6 +177,17 @@ async def test_live_time_travel_through_the_window_while_events_keep_arriving(sc
         assert app.travel is None and not app.frozen
 
 
+async def until_attached(app, pilot, seconds: float) -> None:
+    """Until the status says the probes are attached (BPF unavailable: fails or skips, as conftest says)."""
+    status = app.query_one("#status")
+    for _ in range(int(seconds * 10)):
+        if "source: live BPF" in plain(app, status.content) or app.source.collector.setup_error:
+            break
+        await pilot.pause(0.1)
+    if app.source.collector.setup_error:
+        bpf_unavailable(app.source.collector.setup_error)
+
+
 @pytest.mark.bpf
 async def test_live_monitor_draws_the_proc_tree_first_and_attaches_behind_it(scratch, tmp_path):
     """Given a collector not yet attached, the first frame is the /proc scan
@@ -194,12 +205,7 @@ async def test_live_monitor_draws_the_proc_tree_first_and_attaches_behind_it(scr
         during = await asyncio.create_subprocess_exec("sleep", "60")
         before.kill()
         await before.wait()
-        for _ in range(100):
-            if "source: live BPF" in plain(app, status.content) or app.source.collector.setup_error:
-                break
-            await pilot.pause(0.1)
-        if app.source.collector.setup_error:
-            bpf_unavailable(app.source.collector.setup_error)
+        await until_attached(app, pilot, seconds=10)
         assert "source: live BPF" in plain(app, status.content)
         await pilot.pause(0.3)
         shown = set(pids(app.query_one("#tree")))
@@ -365,13 +371,7 @@ async def test_how_the_probes_were_built_is_told_in_the_help_not_over_the_list(t
     notify = app.notify
     app.notify = lambda message, **kw: (told.append(message), notify(message, **kw))[1]
     async with app.run_test(size=(80, 24)) as pilot:
-        status = app.query_one("#status")
-        for _ in range(150):
-            if "source: live BPF" in plain(app, status.content) or app.source.collector.setup_error:
-                break
-            await pilot.pause(0.1)
-        if app.source.collector.setup_error:
-            bpf_unavailable(app.source.collector.setup_error)
+        await until_attached(app, pilot, seconds=15)
         await pilot.pause(0.5)
         assert not [m for m in told if "kernel headers" in m], told
         assert any("compiling against" in f for f in app.source.facts)

@@ -24,6 +24,7 @@ import secrets
 import shlex
 import signal
 import socket
+import stat
 import sys
 from collections.abc import Callable
 
@@ -190,7 +191,7 @@ def _size(value: str | None, default: int) -> int:
 def _unix_socket(path: str) -> socket.socket:
     """A listening Unix socket at ``path``, mode 0600 from its creation (the umask, not a chmod after)."""
     with contextlib.suppress(FileNotFoundError):
-        if os.path.exists(path) and not os.path.islink(path) and _is_socket(path):
+        if _is_socket(path):
             os.unlink(path)  # a previous server's
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old = os.umask(0o177)
@@ -203,8 +204,7 @@ def _unix_socket(path: str) -> socket.socket:
 
 
 def _is_socket(path: str) -> bool:
-    import stat
-
+    """Whether ``path`` itself (not a link's target) is a socket; FileNotFoundError when absent."""
     return stat.S_ISSOCK(os.lstat(path).st_mode)
 
 

@@ -36,6 +36,7 @@ from procscope.probes.events import (
 from .cache_views import CacheViews, unwatched
 from .cgroup_index import CgroupIndex
 from .process import ROOT, CacheCounters, CredsChange, Process, Shared
+from .sampler import EMPTY as EMPTY_USAGE
 
 DEFAULT_GRACE_NS = 5_000_000_000
 MAX_CHANGES = 32  # credential changes kept per process (the oldest go first)
@@ -76,6 +77,7 @@ class ProcessCache(CacheViews):
         self.cgroups, self.cgroup_tree = self.cgroup_index.cgroups, self.cgroup_index.tree
         self.containers, self.throttles = self.cgroup_index.containers, self.cgroup_index.throttles
         self.counters = CacheCounters()
+        self.usage = EMPTY_USAGE  # what each process uses, as the sampler last read it (a live cache's)
         # Called with each process whose place or looks changed, and each
         # parent whose children changed (None: the roots): what watch() subscribed
         # (one callable, so that the storm's path makes one call, not a loop).

@@ -14,6 +14,7 @@ from procscope.probes import wire
 from procscope.probes.events import ProcessKey
 
 from .process import BY_PID, ROOT, Process
+from .sampler import EMPTY as EMPTY_USAGE
 
 if TYPE_CHECKING:
     from .cgroup_index import CgroupIndex
@@ -145,11 +146,12 @@ class CacheViews:
     def __getstate__(self) -> dict:
         """A copy to look at, not to run: without the hooks into the kernel
         (an orphan's parent now is not its parent then), the runtimes and the
-        views; cgroup paths and container names met so far are kept."""
+        views, the usage; cgroup paths and container names met so far are kept."""
         state = self.__dict__.copy()
         for hook in ("_cgroup_path", "current_parent", "still_running", "on_change"):
             state[hook] = None
         state["_watchers"] = []
+        state["usage"] = EMPTY_USAGE  # what the machine uses now is not what it used then
         state["cgroup_index"] = dataclasses.replace(self.cgroup_index, describe=None)
         return state
 

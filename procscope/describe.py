@@ -13,6 +13,7 @@ from .cache import Process, ProcessCache
 from .containers import Container
 from .process import CredsChange
 from .runtimes import ContainerInfo
+from .sampler import Usage
 
 # Badge names, in display order, with what they mean (for help screens and docs).
 BADGES = {
@@ -107,6 +108,50 @@ def state_text(proc: Process) -> str:
         return "exited (status lost)"
     text = ev.signal_name or f"exit {ev.status}"
     return text + " (core dumped)" if ev.core_dumped else text
+
+
+def usage(proc: Process, cache: ProcessCache) -> Usage | None:
+    """What a running process uses, as last read (None: exited, or not read yet)."""
+    return cache.usage.procs.get(proc.key) if proc.alive else None
+
+
+def memory_text(n: int) -> str:
+    """Bytes in at most 5 cells, htop's way: KiB as a plain number, then M, G, T."""
+    kib = n >> 10
+    if kib < 100_000:
+        return str(kib)
+    for unit, size in (("M", 1 << 10), ("G", 1 << 20), ("T", 1 << 30)):
+        v = kib / size
+        if v < 10 and unit != "M":
+            return f"{v:.1f}{unit}"
+        if v < 1000:
+            return f"{v:.0f}{unit}"
+    return f"{kib / (1 << 40):.0f}P"
+
+
+def rate_text(per_s: float) -> str:
+    """Bytes per second in at most 5 cells: 512, 12.3K, 4.5M."""
+    v = per_s
+    for unit in ("", "K", "M", "G"):
+        if v < 1000:
+            return f"{v:.1f}{unit}" if unit and v < 10 else f"{v:.0f}{unit}"
+        v /= 1024
+    return f"{v:.0f}T"
+
+
+def cpu_time_text(ns: int) -> str:
+    """htop's TIME+: 1:02.34 (minutes, seconds, hundredths), from an hour 3h07:12, from 100 hours 123h."""
+    cs = ns // 10_000_000
+    s = cs // 100
+    if s < 3600:
+        return f"{s // 60}:{s % 60:02d}.{cs % 100:02d}"
+    if s < 360_000:
+        return f"{s // 3600}h{s % 3600 // 60:02d}:{s % 60:02d}"
+    return f"{s // 3600}h"
+
+
+def percent_text(v: float) -> str:
+    return f"{v:.1f}" if v < 99.95 else f"{v:.0f}"
 
 
 def age_text(ns: int) -> str:

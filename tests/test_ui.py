@@ -279,7 +279,7 @@ async def test_markup_in_the_filter_a_search_a_replay_path_or_the_config_is_text
     config.write_text('theme = "[/][@click=app.quit]x"\n')
     app = ProcscopeApp(ReplaySource(Replay(session_file_with_markup), 5 * 10**9), query_text="bin:[/]",
                        snapshot_dir=str(tmp_path), config_path=config)  # fmt: skip
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=(250, 48)) as pilot:  # wide enough for the status line to name the source
         await pilot.pause()
         status = plain(app, app.query_one("#status").content)
         assert "filter: bin:'[/]'" in status and "[/]" in status.split("source: replay ")[1]

@@ -161,6 +161,11 @@ class Actions:
         self.say(f"sorted by {name}" + (", descending" if self.view.reverse else ""))
         self.refresh_panes()
 
+    def action_sort_by(self, name: str) -> None:
+        """P, M, T: htop's sorts, the most first (I inverts)."""
+        self.view.reverse = True
+        self._sort_by(name)
+
     def action_pick_sort(self) -> None:
         choices = [(c.name, f"{c.name:<10} {c.about}") for c in self.shown_columns]
         self.push_screen(PickScreen("Sort by", choices, self.view.sort), self._sort_by)

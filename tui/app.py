@@ -22,17 +22,15 @@ from textual.widgets import ContentSwitcher, Footer, Input, Static
 
 from procscope import describe, themes
 from procscope.export import Exporter
-from procscope.probes import wire
-from procscope.probes.events import ThrottleEvent
 from procscope.probes.text import printable
 from procscope.query import Query, QueryError
 from procscope.window import Window
 
 from . import config
 from .actions import PANELS, Actions
-from .columns import COLUMNS, DEFAULT, Context, column_at, fit, header
+from .columns import COLUMNS, DEFAULT, Context, any_badge, empty_columns, fit, header
 from .crash import crash_report
-from .feed import Feed
+from .feed import Feed, throttle_message
 from .keys import KEYS
 from .palette import BindingCommands
 from .panes.detail import Detail, render_detail
@@ -44,7 +42,10 @@ from .panes.process_tree import ProcessTree, render_group
 from .rows import TreeModel, ViewOptions
 from .safe_text import safe
 from .screens.help import key_text
+from .status import fit as status_line
 from .travel import MomentError
+from .usage import UsageFeed
+from .widgets.meters import Meters
 
 WIDE = 140  # from this many columns the detail goes beside the list
 TALL = 40  # from this many rows the bottom panel is open by default
@@ -93,6 +94,7 @@ class ProcscopeApp(Actions, App):
         self.cache = source.cache
         self.exporter = Exporter(self.cache)
         self.feed = Feed(source, self.exporter, window)
+        self.usage = UsageFeed(source.live)  # what processes and the machine use: the header, CPU%, RES...
         self.shown = self.feed  # what the streams and the history list: the feed's, or a moment's (time travel)
         self.filter_query = Query.parse(query_text) if query_text else Query()
         self.view = ViewOptions()
@@ -114,6 +116,7 @@ class ProcscopeApp(Actions, App):
         self._detail_proc = None  # clicked in a stream but not in the tree: its detail shows anyway
         self._detail_shown: tuple | None = None  # what the detail pane was drawn from
         self._banner = source.banner
+        self._badged = False  # a process on screen had a badge: the column shows from then on
         self.travel = None  # TimeTravel, while stepping through a replay or the live window
         self.main_screen: Screen | None = None  # the process list's (on_mount), whatever dialog is on top
         self._gc_threshold: tuple[int, ...] | None = None  # Python's, while the monitor runs with its own
@@ -121,6 +124,7 @@ class ProcscopeApp(Actions, App):
 
     # -- layout ------------------------------------------------------------------
     def compose(self) -> ComposeResult:
+        yield Meters(id="meters", classes="shown" if self.usage.sampler else "")
         yield Static(id="status", markup=False)
         yield Static(safe(self.source.banner), id="banner", classes="shown" if self.source.banner else "")
         with Container(id="main"):
@@ -149,6 +153,7 @@ class ProcscopeApp(Actions, App):
             self.say(warning, severity="warning", timeout=10)
         self.apply_layout()
         self.source.start()
+        self.usage.start(self.cache)
         self.ingest()
         self.refresh_panes()
         # Full garbage collections pause everything for ~0.1 s at 10k processes, and an exec
@@ -201,16 +206,18 @@ class ProcscopeApp(Actions, App):
         self.refresh_panes(force=True)
 
     def on_process_tree_resized(self) -> None:
-        self.fit_columns()
+        if self.fit_columns():
+            self.refresh_panes(force=True)
 
-    def fit_columns(self) -> None:
+    def fit_columns(self) -> bool:
+        """The chosen columns that fit and have something to show; whether they changed."""
         # The scrollbar's width kept aside: it comes and goes with the rows, without a resize.
         tree = self.tree_pane
         width = (tree.content_region.width or self.size.width - 2) - tree.styles.scrollbar_size_vertical
-        columns = fit(self.chosen_columns, width)
-        if columns != self.shown_columns:
-            self.shown_columns = columns
-            self.refresh_panes(force=True)
+        self._badged = self._badged or any_badge(self.cache, tree.keys_on_screen())
+        columns = fit(self.chosen_columns, width, empty_columns(self.cache, self._badged))
+        changed, self.shown_columns = columns != self.shown_columns, columns
+        return changed
 
     def collect_garbage(self) -> None:
         gc.collect()
@@ -245,18 +252,9 @@ class ProcscopeApp(Actions, App):
             banner.update(safe(self._banner))
             banner.set_class(bool(self._banner), "shown")
         for ev in throttles:
-            self.notify_throttle(ev)
+            title, message, severity = throttle_message(ev, self.cache)
+            self.say(message, title=title, severity=severity, timeout=8)
         return n
-
-    def notify_throttle(self, ev: ThrottleEvent) -> None:
-        t = self.cache.throttles.get(ev.cgroup_id)
-        where = t.path if t is not None else ev.name
-        if ev.type == wire.THROTTLE_START:
-            self.say(f"{where}: over --cgroup-rate, its events are suppressed", title="throttled",
-                     severity="warning", timeout=8)  # fmt: skip
-        else:
-            counts = ", ".join(f"{op} {n}" for op, n in zip(wire.RATE_OPS, ev.suppressed, strict=True))
-            self.say(f"{where}: events flow again ({counts} suppressed)", title="throttle over", timeout=8)
 
     @property
     def travelling_live(self) -> bool:
@@ -272,6 +270,10 @@ class ProcscopeApp(Actions, App):
         # In a storm, at most every BUSY_REDRAW s: a frame costs the same for 10 events as
         # for 1000, and keys still redraw at once (their actions do, from the last frame's rows).
         n = self.ingest()
+        if self.usage.take(self.feed.cache) | self.feed.each_second():
+            self.query_one(Meters).show(self.usage.sampler.table.machine if self.usage.sampler else None,
+                                        self.feed.exec_rates, self.feed.lost_rates, self.size.height)  # fmt: skip
+            n = n or 1  # new figures: a frame, as for an event
         self._recent.append(n)
         since = time.monotonic() - self._drawn
         busy = self._busy = sum(self._recent) > BUSY_EVENTS
@@ -294,6 +296,7 @@ class ProcscopeApp(Actions, App):
         # In a storm a key (sort, filter, fold) redraws at once the processes the last frame had:
         # bringing the tree up to the events since costs as much again, and the next tick does it.
         fresh = tick or not self._busy
+        self.fit_columns()
         if fresh:
             self._drawn = time.monotonic()
         match = self.filter_query.predicate(self.cache) if self.filter_query else None
@@ -304,6 +307,7 @@ class ProcscopeApp(Actions, App):
         ctx = Context(self.cache, now, self.exporter.wall_offset)
         columns = tuple(self.shown_columns)
         tree = self.tree_pane
+        self.usage.want(tree.keys_on_screen(), columns)
         tree.show(rows, ctx, columns, header(self.shown_columns, self.view.sort if not self.view.tree else "",
                                              self.view.reverse), self.tagged)  # fmt: skip
         if self.following is not None:
@@ -347,30 +351,28 @@ class ProcscopeApp(Actions, App):
         self.widgets["detail"].update(detail, layout=layout)
 
     def show_status(self, shown: int) -> None:
-        # What needs attention first: a narrow terminal cuts the end of the line.
         c = self.feed.counters
         lost = c.lost
         where = ", ".join(f"{place} {n}" for place, n in c.where_lost())
-        parts = [f"⚠ lost {lost}: {where} (L)" if lost else "lost 0"]
+        parts = [(0, f"⚠ lost {lost}: {where} (L)" if lost else "lost 0")]
         if self.travel is not None and (self.travel.at is not None or not self.travel.live):
-            parts.append(self.travel.bar(self.exporter.clock(self.cache.now, 1)))
+            parts.append((1, self.travel.bar(self.exporter.clock(self.cache.now, 1))))
         throttled = sorted(t.path for t in self.cache.throttles.values() if t.active)
         if throttled:
-            parts.append(f"⏸ THROTTLED: {', '.join(throttled)}")
+            parts.append((1, f"⏸ THROTTLED: {', '.join(throttled)}"))
         if self.frozen:
-            parts.append("FROZEN (Z)")
+            parts.append((1, "FROZEN (Z)"))
         if self.following is not None:
-            parts.append(f"following {self.following.pid} (F)")
+            parts.append((2, f"following {self.following.pid} (F)"))
         if self.filter_query:
-            parts.append(f"filter: {self.filter_query}")
-        parts += [
-            f"{len(self.cache.by_pid)} running, {shown} shown",
-            f"{len(self.cache.containers)} container" + ("" if len(self.cache.containers) == 1 else "s"),
-            self.feed.rate_text(),
-            f"source: {self.source.label}",
-        ]
+            parts.append((2, f"filter: {self.filter_query}"))
+        n = len(self.cache.containers)
+        parts += [(3, f"{len(self.cache.by_pid)} processes, {shown} shown"),
+                  (5, f"{n} container{'' if n == 1 else 's'}"), (4, self.feed.rate_text()),
+                  (6, f"source: {self.source.label}")]  # fmt: skip
         status = self.widgets["status"]
-        status.update(safe(" │ ".join(parts)), layout=False)  # one line, always
+        text = status_line(parts, (status.content_region.width or self.size.width - 2))
+        status.update(safe(text), layout=False)  # one line, always
         status.set_class(bool(lost), "losing")
         status.set_class(bool(throttled) and not lost, "throttled")
 
@@ -391,17 +393,10 @@ class ProcscopeApp(Actions, App):
             self._detail_proc = proc
             self.show_detail()
 
-    def on_click(self, event) -> None:
-        """A click on the list's column titles sorts by that column (a flat list, as F6)."""
-        tree = self.tree_pane
-        region = tree.content_region
-        if event.widget is not tree or event.screen_y != region.y:
-            return
-        col = column_at(self.shown_columns, event.screen_x - region.x + tree.scroll_offset.x)
-        if col is not None:
-            if col.name == self.view.sort and not self.view.tree:
-                self.view.reverse = not self.view.reverse  # the same title again: the other way
-            self._sort_by(col.name)
+    def on_process_tree_sort_by(self, message: ProcessTree.SortBy) -> None:
+        if message.column == self.view.sort and not self.view.tree:
+            self.view.reverse = not self.view.reverse  # the same title again: the other way
+        self._sort_by(message.column)
 
     def on_input_submitted(self, message: Input.Submitted) -> None:
         text = message.value.strip()
@@ -442,6 +437,7 @@ class ProcscopeApp(Actions, App):
         return not (action in self.LIST_ACTIONS and self.screen is not (self.main_screen or self.screen))
 
     def on_unmount(self) -> None:
+        self.usage.stop()
         self.source.stop()
         if self._gc_threshold is not None:
             gc.set_threshold(*self._gc_threshold)

@@ -5,7 +5,7 @@ width allows; PID, USER and COMMAND always stay)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from rich.cells import cell_len, set_cell_size
@@ -13,9 +13,11 @@ from rich.text import Text
 
 from procscope import describe
 from procscope.cache import ProcessCache
+from procscope.probes.events import ProcessKey
 from procscope.probes.text import printable
 from procscope.probes.wire import UNKNOWN_ID
 from procscope.process import Process
+from procscope.sampler import Usage
 
 MIN_COMMAND = 24  # cells COMMAND keeps before optional columns give way
 
@@ -74,6 +76,57 @@ def _start(p: Process, ctx: Context) -> str:
     return time.strftime("%H:%M:%S", time.localtime((p.key.ktime + ctx.wall_offset) / 1e9))
 
 
+def _figure(get: Callable[[Usage], object], text: Callable[..., str]) -> Callable[[Process, Context], str]:
+    """A cell from the process's usage ("" when there is none: exited, or not read yet)."""
+
+    def value(p: Process, x: Context) -> str:
+        u = describe.usage(p, x.cache)
+        v = get(u) if u is not None else None
+        return text(v) if v is not None else ""
+
+    return value
+
+
+def _ranked(get: Callable[[Usage], float | int | None]) -> Callable[[Process, ProcessCache], float]:
+    """A usage column's sort key: those without a figure rank below zero."""
+
+    def key(p: Process, cache: ProcessCache) -> float:
+        u = describe.usage(p, cache)
+        v = get(u) if u is not None else None
+        return -1.0 if v is None else v
+
+    return key
+
+
+def _mem_pct(p: Process, x: Context) -> str:
+    u, machine = describe.usage(p, x.cache), x.cache.usage.machine
+    return describe.percent_text(100 * u.rss / machine.mem_total) if u and machine and machine.mem_total else ""
+
+
+def _usage_columns() -> tuple[Column, ...]:
+    rss = _ranked(lambda u: u.rss)
+    return (
+        Column("CPU%", 5, True, _figure(lambda u: u.cpu_pct, describe.percent_text), _ranked(lambda u: u.cpu_pct),
+               "CPU use, % of one CPU, over the last interval (htop's)"),
+        Column("MEM%", 5, True, _mem_pct, rss, "resident memory, % of the machine's"),
+        Column("RES", 6, True, _figure(lambda u: u.rss, describe.memory_text), rss,
+               "resident memory (KiB, or M, G)"),
+        Column("VIRT", 6, True, _figure(lambda u: u.virt, describe.memory_text), _ranked(lambda u: u.virt),
+               "address space (KiB, or M, G)"),
+        Column("SHR", 6, True, _figure(lambda u: u.shared, describe.memory_text), _ranked(lambda u: u.shared),
+               "resident and shared with files (KiB, or M, G)"),
+        Column("TIME+", 9, True, _figure(lambda u: u.cpu_ns, describe.cpu_time_text), _ranked(lambda u: u.cpu_ns),
+               "CPU time used, user and system (minutes:seconds.hundredths)"),
+        Column("NLWP", 4, True, _figure(lambda u: u.threads, str), _ranked(lambda u: u.threads), "threads"),
+        Column("S", 1, False, _figure(lambda u: u.state, str), lambda p, c: (u.state if (u := describe.usage(p, c)) else ""),
+               "state: R running, S sleeping, D disk, Z zombie, T stopped, I idle"),
+        Column("IO_R", 5, True, _figure(lambda u: u.io_read, describe.rate_text), _ranked(lambda u: u.io_read),
+               "bytes read from storage per second (root)"),
+        Column("IO_W", 5, True, _figure(lambda u: u.io_write, describe.rate_text), _ranked(lambda u: u.io_write),
+               "bytes written to storage per second (root)"),
+    )  # fmt: skip
+
+
 COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column("PID", 7, True, lambda p, x: str(p.pid), lambda p, c: (p.pid, p.key.ktime), "process id"),
     Column("PPID", 7, True, lambda p, x: str(p.tree_parent.pid), lambda p, c: p.tree_parent.pid,
@@ -81,12 +134,13 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column("USER", 9, False, lambda p, x: describe.user(p), lambda p, c: describe.user(p), "effective user, by name"),
     Column("UID", 6, True, lambda p, x: str(p.image.uid) if p.image else "?",
            lambda p, c: p.image.uid if p.image else UNKNOWN_ID, "effective user id"),
-    Column("CONTAINER", 14, False, lambda p, x: describe.container_name(p, x.cache),
+    Column("CONTAINER", 12, False, lambda p, x: describe.container_name(p, x.cache),
            lambda p, c: describe.container_name(p, c) if p.container else "", "container name (its id when unnamed)"),
     Column("CID", 12, False, lambda p, x: p.container.short_id if p.container else "-",
            lambda p, c: p.container.id if p.container else "", "container id (12 characters)"),
     Column("BADGES", 14, False, lambda p, x: " ".join(b for b in describe.badges(p, x.cache) if b != "root"),
            lambda p, c: len(describe.badges(p, c)), "privileges and oddities (see the help)"),
+    *_usage_columns(),
     Column("AGE", 7, True, lambda p, x: describe.age_text(describe.age_ns(p, x.now)), lambda p, c: -p.key.ktime, "how long it has run"),
     Column("START", 8, False, _start, lambda p, c: p.key.ktime, "when it started (local time)"),
     Column("STATE", 7, False, lambda p, x: p.lifecycle.shown, lambda p, c: p.lifecycle.shown, "running, exited, exec'd, or lost"),
@@ -99,16 +153,35 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column("COMMAND", 0, False, lambda p, x: " ".join((p.binary or "?", *p.args)), lambda p, c: (p.binary, p.args),
            "binary and arguments (the tree is drawn here)"),
 )}  # fmt: skip
-DEFAULT = ("PID", "USER", "CONTAINER", "BADGES", "AGE", "COMMAND")
+DEFAULT = ("PID", "USER", "CPU%", "MEM%", "RES", "S", "TIME+", "CONTAINER", "BADGES", "AGE", "COMMAND")
+USAGE = frozenset(("CPU%", "MEM%", "RES", "VIRT", "SHR", "TIME+", "NLWP", "S", "IO_R", "IO_W"))
 ALWAYS = ("PID", "USER", "COMMAND")
 # The first to give way when the terminal is narrow.
-GIVE_WAY = ("START", "AGE", "PPID", "UID", "STATE", "EXIT", "CAPS", "NS", "CGROUP", "CID", "CONTAINER", "BADGES")
+GIVE_WAY = ("START", "AGE", "PPID", "UID", "STATE", "EXIT", "CAPS", "NS", "CGROUP", "CID", "IO_W", "IO_R", "S", "NLWP",
+            "SHR", "VIRT", "RES", "BADGES", "CONTAINER", "TIME+", "MEM%", "CPU%")  # fmt: skip
 
 
-def fit(chosen: list[str], width: int) -> list[Column]:
+def empty_columns(cache: ProcessCache, badged: bool) -> frozenset[str]:
+    """Columns with nothing to show on any row: the usage where nothing is read
+    (a recording), CONTAINER with no container, BADGES until a badge is seen."""
+    empty = set() if cache.usage.reading else set(USAGE)
+    if not cache.containers:
+        empty.add("CONTAINER")
+    if not badged:
+        empty.add("BADGES")
+    return frozenset(empty)
+
+
+def any_badge(cache: ProcessCache, keys: Iterable[object]) -> bool:
+    """Whether a process of ``keys`` (the rows on screen: group keys are str) shows a badge in the BADGES column."""
+    procs = (cache.procs.get(k) for k in keys if isinstance(k, ProcessKey))
+    return any(any(b != "root" for b in describe.badges(p, cache)) for p in procs if p is not None)
+
+
+def fit(chosen: list[str], width: int, empty: frozenset[str] = frozenset()) -> list[Column]:
     """The chosen columns (COMMAND last) that fit ``width`` cells with at
-    least MIN_COMMAND left for COMMAND."""
-    names = [n for n in chosen if n in COLUMNS and n != "COMMAND"] + ["COMMAND"]
+    least MIN_COMMAND left for COMMAND; those in ``empty`` give their room to it."""
+    names = [n for n in chosen if n in COLUMNS and n != "COMMAND" and (n not in empty or n in ALWAYS)] + ["COMMAND"]
     for n in ALWAYS:
         if n not in names:
             names.insert(0 if n == "PID" else 1, n)

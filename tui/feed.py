@@ -22,6 +22,7 @@ SEEN = 20_000  # processes the history panel lists: bounded, the oldest go first
 RATE_WINDOW = 2.0  # seconds the loss rates are averaged over, at least
 RECEIVED = "received"  # the rates key for events received
 THROTTLED = "throttled "  # row-name prefix of a cgroup's suppressed events
+RATE_HISTORY = 600  # seconds of exec/s and lost/s kept for the header's sparklines
 
 
 def loss_totals(c: Counters) -> dict[str, int]:
@@ -51,6 +52,16 @@ def per_second(before: dict[str, int], after: dict[str, int], seconds: float) ->
     return {name: max(0, n - before.get(name, 0)) / seconds for name, n in after.items()}
 
 
+def throttle_message(ev: ThrottleEvent, cache) -> tuple[str, str, str]:
+    """(title, message, severity) of the notification a throttle's start or end gets."""
+    t = cache.throttles.get(ev.cgroup_id)
+    where = t.path if t is not None else ev.name
+    if ev.type == wire.THROTTLE_START:
+        return "throttled", f"{where}: over --cgroup-rate, its events are suppressed", "warning"
+    counts = ", ".join(f"{op} {n}" for op, n in zip(wire.RATE_OPS, ev.suppressed, strict=True))
+    return "throttle over", f"{where}: events flow again ({counts} suppressed)", "information"
+
+
 class Feed:
     def __init__(self, source, exporter: Exporter, window: Window | None = None):
         """``window``: keeps the recent past for time travel (live sources)."""
@@ -69,6 +80,11 @@ class Feed:
         self._first_time: int | None = None  # a replay's first event time (boot ns), /proc scan aside
         self._replay_events = 0
         self._loss_samples: deque[tuple[float, dict[str, int]]] = deque()
+        self.execs_total = 0  # execs applied (not the /proc scan's)
+        # Per second, oldest first: the header's sparklines.
+        self.exec_rates: deque[float] = deque(maxlen=RATE_HISTORY)
+        self.lost_rates: deque[float] = deque(maxlen=RATE_HISTORY)
+        self._second: tuple[float, int, int] | None = None  # (monotonic, execs_total, lost) a second ago
 
     def now(self) -> int:
         """The clock things are aged by: the machine's, or a replay's last event."""
@@ -82,6 +98,7 @@ class Feed:
         if self.source.wall_offset is not None:
             self.exporter.wall_offset = self.source.wall_offset
         throttles = []
+        execs = 0
         scanned = False  # the batch holds a /proc scan's processes
         # Per event, in a storm tens of thousands a second: one type test each, names bound once.
         apply, saw, add_exec, add_exit = self.cache.apply, self.saw, self.execs.append, self.exits.append
@@ -96,6 +113,7 @@ class Feed:
                 saw(proc)
                 if not ev.flags & wire.FLAG_PROCFS:  # else found at start, not an exec
                     add_exec((ev.time, proc))
+                    execs += 1
                 else:
                     scanned = True
             elif kind is CloneEvent:
@@ -103,6 +121,7 @@ class Feed:
             elif kind is ExitEvent:
                 add_exit((ev.time, proc))
         self.events_total += len(events)
+        self.execs_total += execs
         if not self.source.live:  # a replay's rate: its events over its own clock, not the /proc scan's
             timed = [ev.time for ev in events if not (isinstance(ev, ExecEvent) and ev.flags & wire.FLAG_PROCFS)]
             self._replay_events += len(timed)
@@ -133,6 +152,23 @@ class Feed:
             samples.popleft()
         t0, before = samples[0]
         return per_second(before, totals, now - t0)
+
+    def each_second(self) -> bool:
+        """Add the last second's exec/s and lost/s to their history, once a
+        second or more has passed (a live source's); whether it did."""
+        if not self.source.live:
+            return False
+        now, lost = time.monotonic(), self.counters.lost
+        if self._second is None:
+            self._second = (now, self.execs_total, lost)
+            return False
+        t0, execs, lost0 = self._second
+        if now - t0 < 1.0:
+            return False
+        self.exec_rates.append((self.execs_total - execs) / (now - t0))
+        self.lost_rates.append(max(lost - lost0, 0) / (now - t0))
+        self._second = (now, self.execs_total, lost)
+        return True
 
     def rate_text(self) -> str:
         if self.source.live:

@@ -20,7 +20,7 @@ from procscope.containers import Container
 from procscope.process import BY_PID, Process
 from procscope.query import Query
 
-from .columns import COLUMNS
+from .columns import COLUMNS, USAGE
 
 GROUPS = ("none", "container", "cgroup")
 
@@ -302,7 +302,9 @@ class TreeModel:
     def rows(self, query: Query | None, opts: ViewOptions, fresh: bool = True) -> Rows:
         """``fresh`` False: the processes of the last walk, in this view (what
         changed since waits for the next fresh call)."""
-        view = (query or None, opts.tree, opts.sort, opts.reverse, opts.group, frozenset(opts.collapsed))
+        # Sorted by a figure the sampler reads, the order changes with each of its passes.
+        figures = self.cache.usage.generation if opts.sort in USAGE and not opts.tree else 0
+        view = (query or None, opts.tree, opts.sort, opts.reverse, opts.group, frozenset(opts.collapsed), figures)
         if (self._changed and fresh) or not self._walked:
             self._walked = True
             self._order = self._walk()

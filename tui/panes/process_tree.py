@@ -19,7 +19,7 @@ from procscope.probes.text import printable
 from procscope.process import Process
 from procscope.runtimes import ContainerInfo
 
-from ..columns import Column, Context
+from ..columns import Column, Context, column_at
 from ..rows import Group, Row, Rows
 from ..safe_text import add_row, safe
 from ..widgets.rows_view import RowsView
@@ -132,7 +132,8 @@ class _Lines(Sequence):
         tagged = p.key in self.tagged
         # Everything the row's cells depend on; ages and times change by the second.
         state = (p.image, p.alive, p.exit is None, p.container, p.cgroup, row.branch, is_new(p, self.now),
-                 parent.image if parent is not None else None, tagged, self.columns, self.now // 1_000_000_000)  # fmt: skip
+                 parent.image if parent is not None else None, tagged, self.columns, self.now // 1_000_000_000,
+                 self.cache.usage.procs.get(p.key))  # fmt: skip
         hit = self.memo.get(p)
         if hit is not None and hit[0] == state:
             return hit[1]
@@ -167,6 +168,20 @@ class ProcessTree(RowsView):
 
     def on_resize(self) -> None:
         self.post_message(self.Resized())
+
+    class SortBy(Message):
+        """A column's title was clicked: sort by it (a flat list, as F6)."""
+
+        def __init__(self, column: str) -> None:
+            super().__init__()
+            self.column = column
+
+    def on_click(self, event) -> None:
+        region = self.content_region
+        if event.screen_y == region.y:
+            col = column_at(self.columns, event.screen_x - region.x + self.scroll_offset.x)
+            if col is not None:
+                self.post_message(self.SortBy(col.name))
 
     @property
     def selected_group(self) -> Group | None:

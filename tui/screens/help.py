@@ -19,8 +19,9 @@ from ..safe_text import add_row
 GROUPS = (
     ("Find and narrow", ("prompt('search')", "search_next(1)", "search_next(-1)", "prompt('filter')", "pick_user",
                          "pick_container")),
-    ("View", ("toggle_tree", "pick_sort", "step_sort(-1)", "step_sort(1)", "invert_sort", "expand", "collapse",
-              "expand_all", "cycle_group", "freeze", "follow", "setup")),
+    ("View", ("toggle_tree", "pick_sort", "sort_by('CPU%')", "sort_by('MEM%')", "sort_by('TIME+')", "step_sort(-1)",
+              "step_sort(1)", "invert_sort", "expand", "collapse", "expand_all", "cycle_group", "freeze", "follow",
+              "setup")),
     ("Panels", ("toggle_detail", "next_panel(1)", "next_panel(-1)", "panel('execs')", "panel('exits')",
                 "panel('history')", "panel('drops')", "close_panels")),
     ("Act", ("tag", "tag_children", "untag_all", "signal", "snapshot")),

@@ -110,6 +110,11 @@ class RowsView(ScrollView, can_focus=True):
     def selected_key(self) -> Hashable | None:
         return self.keys[self.cursor] if 0 <= self.cursor < len(self.keys) else None
 
+    def keys_on_screen(self) -> Sequence[Hashable]:
+        """The keys of the rows the view shows now."""
+        top = self.scroll_offset.y
+        return self.keys[top : top + self.scrollable_content_region.height]
+
     def action_move(self, delta: int) -> None:
         if self.rows:
             self.cursor = max(0, min(len(self.rows) - 1, self.cursor + delta))

@@ -1,0 +1,214 @@
+"""What processes and the machine use (issue 27): the sampler's figures
+against what the kernel says in /proc, and the monitor as an htop user
+tries it: `yes` first after P, a 300 MB allocation first after M, the
+header at 80x24 leaving the list 15 rows."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from procscope import describe
+from procscope.probes.events import ProcessKey
+from procscope.probes.procfs import TICK_NS, start_key
+from procscope.probes.usage import CPUS, Reading, read_process
+from procscope.sampler import FULL_PASSES, SLICES, Sampler
+from procscope.tui.app import ProcscopeApp
+from procscope.tui.sources import LiveSource, ProcfsSource
+from procscope.tui.status import fit as status_line
+
+from .conftest import open_collector, plain
+
+HOLD = 300 << 20
+
+
+def vm_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        kib = next(line.split()[1] for line in f if line.startswith("VmRSS:"))
+    return int(kib) << 10
+
+
+def read(pid: int, before=None):
+    fd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return read_process(fd, str(pid), before or {}, time.clock_gettime_ns(time.CLOCK_BOOTTIME), True, True)
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def burner():
+    p = subprocess.Popen(["yes"], stdout=subprocess.DEVNULL)
+    time.sleep(0.3)
+    yield p
+    p.kill()
+    p.wait()
+
+
+@pytest.fixture
+def holder():
+    """A process holding HOLD bytes, touched (resident), then waiting."""
+    code = f"b = bytearray({HOLD})\nfor i in range(0, len(b), 4096): b[i] = 1\nprint('ready', flush=True)\ninput()"
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert p.stdout.readline() == b"ready\n"
+    time.sleep(0.1)  # on to input(): asleep from now on
+    yield p
+    p.kill()
+    p.wait()
+
+
+def test_a_process_reads_as_proc_says(holder):
+    key, usage, _ = read(holder.pid)
+    assert key == start_key(holder.pid)  # the cache's key for it
+    assert abs(usage.rss - vm_rss(holder.pid)) <= 0.02 * vm_rss(holder.pid)
+    assert usage.rss >= HOLD
+    assert usage.threads == len(os.listdir(f"/proc/{holder.pid}/task"))
+    assert usage.state == "S"  # waiting on its stdin
+    assert usage.shared is not None and 0 < usage.shared < usage.rss
+    assert usage.virt > usage.rss
+
+
+def test_cpu_is_over_the_interval_and_bounded(burner):
+    key, first, reading = read(burner.pid)
+    assert first.cpu_pct > 50  # the first reading: since it started, all of it busy
+    time.sleep(1)
+    _, second, _ = read(burner.pid, {key: reading})
+    assert 80 <= second.cpu_pct <= 100 * CPUS
+    assert second.cpu_ns > first.cpu_ns
+    # A reading that claims more CPU than it has now (a pid reused, a counter gone back) is never negative ...
+    _, again, _ = read(burner.pid, {key: Reading(time.monotonic_ns() - 10**9, second.cpu_ns + 10**12, None, None)})
+    assert again.cpu_pct == 0.0
+    # ... and another process's reading under the same pid (another start) is not used.
+    other = ProcessKey(burner.pid, key.ktime - TICK_NS)
+    _, fresh, _ = read(burner.pid, {other: Reading(time.monotonic_ns() - 10**9, 0, None, None)})
+    assert 50 < fresh.cpu_pct <= 100 * CPUS
+
+
+def test_children_cpu_counts_the_waited_for():
+    """Exited children's CPU (what a build or a fork storm spends) is in the parent's figures."""
+    code = "import os\nfor _ in range(20):\n    if os.fork() == 0:\n        t = __import__('time').process_time()\n" \
+           "        while __import__('time').process_time() - t < 0.02: pass\n        os._exit(0)\n    os.wait()\n" \
+           "print('done', flush=True)\ninput()"  # fmt: skip
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert p.stdout.readline() == b"done\n"
+        time.sleep(0.1)  # waiting on its stdin: its figures stand still
+        _, usage, _ = read(p.pid)
+        with open(f"/proc/{p.pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        assert usage.children_cpu_ns == (int(fields[13]) + int(fields[14])) * TICK_NS  # cutime, cstime
+        assert usage.children_cpu_ns >= 20 * 0.015 * 1e9
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_the_sampler_reads_the_busy_every_pass_and_the_idle_in_slices(burner):
+    sampler = Sampler()
+    tables = [sampler.sample() for _ in range(FULL_PASSES)]
+    everyone = len(tables[-1].procs)
+    assert tables[0].read == everyone and tables[-1].read >= everyone - 5
+    times = []
+    for _ in range(SLICES):
+        time.sleep(0.2)
+        table = sampler.sample()
+        assert table.read < everyone  # the idle: a slice
+        times.append(table.procs[start_key(burner.pid)].cpu_ns)
+    assert times == sorted(times) and len(set(times)) == len(times)  # the busy one: read every pass
+    # Every process was read within SLICES passes: none kept figures older than that.
+    assert not [k for k, u in table.procs.items() if tables[-1].procs.get(k) is u]
+    machine = table.machine
+    assert machine is not None and len(machine.cpus) == os.cpu_count()
+    with open("/proc/meminfo") as f:
+        total = int(next(line.split()[1] for line in f if line.startswith("MemTotal:"))) << 10
+    assert machine.mem_total == total
+    assert all(0 <= c.busy <= 1.0001 for c in machine.cpus)
+    assert any(c.busy > 0.8 for c in machine.cpus)  # yes keeps one CPU busy (mostly in write(2))
+    assert machine.processes == len(table.procs)
+    assert machine.threads >= sum(u.threads for u in table.procs.values()) - 50
+
+
+def test_htop_formats():
+    assert [describe.memory_text(n) for n in (5 << 20, 500 << 20, 3 << 30, 25 << 30)] == ["5120", "500M", "3.0G", "25G"]
+    assert [describe.cpu_time_text(int(t * 1e9)) for t in (1.23, 62.5, 3700)] == ["0:01.23", "1:02.50", "1h01:40"]
+    assert [describe.rate_text(r) for r in (512, 5000, 5e6)] == ["512", "4.9K", "4.8M"]
+
+
+def test_the_status_line_drops_whole_parts_and_keeps_the_losses():
+    parts = [(0, "⚠ lost 12: exec ENOSPC 12 (L)"), (2, "filter: user:root"), (3, "80 processes, 3 shown"),
+             (5, "1 container"), (4, "12 events/s"), (6, "source: live BPF")]  # fmt: skip
+    line = status_line(parts, 60)
+    assert line == "⚠ lost 12: exec ENOSPC 12 (L) │ filter: user:root"
+    assert status_line(parts, 10) == parts[0][1]  # too narrow for it: it stays whole
+    assert status_line(parts, 200).count("│") == 5
+
+
+def rows_of(app) -> list[str]:
+    return [row.plain for row in app.query_one("#tree").rows]
+
+
+async def settle(pilot, app, check, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await pilot.pause(0.2)
+        if check():
+            return True
+    return False
+
+
+async def test_yes_is_first_after_p_and_the_allocation_after_m(burner, holder, tmp_path):
+    app = ProcscopeApp(ProcfsSource("test", 5 * 10**9), snapshot_dir=str(tmp_path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        header = app.query_one("#tree").header.plain.split()
+        assert header == ["PID", "USER", "CPU%", "MEM%", "RES", "S", "TIME+", "COMMAND"]  # htop's, at 80 columns
+        await pilot.press("P")
+        assert await settle(pilot, app, lambda: rows_of(app)[0].split()[0] == str(burner.pid))
+        await pilot.pause(1.2)  # a pass over an interval, not the first reading's since-start figure
+        first = rows_of(app)[0].split()
+        assert first[0] == str(burner.pid) and float(first[2]) >= 80, first
+        await pilot.press("M")
+        assert await settle(pilot, app, lambda: rows_of(app)[0].split()[0] == str(holder.pid))
+        usage = app.cache.usage.procs[start_key(holder.pid)]
+        assert abs(usage.rss - vm_rss(holder.pid)) <= 0.02 * vm_rss(holder.pid)
+        mem_pct = float(rows_of(app)[0].split()[3])
+        assert abs(mem_pct - 100 * vm_rss(holder.pid) / os.sysconf("SC_PHYS_PAGES") / os.sysconf("SC_PAGE_SIZE")) < 0.2
+        await pilot.press("T")
+        assert "TIME+▼" in app.query_one("#tree").header.plain
+
+
+async def test_the_header_at_80x24_leaves_the_list_15_rows(tmp_path):
+    app = ProcscopeApp(LiveSource(open_collector(), 5 * 10**9), snapshot_dir=str(tmp_path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(1.5)
+        meters = app.query_one("#meters")
+        assert meters.display and meters.region.height <= 4
+        tree = app.query_one("#tree")
+        assert tree.scrollable_content_region.height - 1 >= 15  # the column titles aside
+        bars = plain(app, meters.query_one("#bars").render()).splitlines()
+        assert len(bars) == 4 and bars[0].startswith("0[") and [b.split("[")[0] for b in bars[2:]] == ["Mem", "Swp"]
+        assert all(len(line) <= meters.query_one("#bars").size.width for line in bars)
+        tasks = plain(app, meters.query_one("#tasks").render())
+        assert tasks.startswith("Tasks: ") and "thr;" in tasks and "running" in tasks
+        load = plain(app, meters.query_one("#load").render())
+        shown = [float(f) for f in load.split() if f.replace(".", "").isdigit()][:3]
+        with open("/proc/loadavg") as f:
+            kernel = [float(v) for v in f.read().split()[:3]]
+        assert len(shown) == 3 and all(abs(a - b) < 0.5 for a, b in zip(shown, kernel, strict=True)), load
+        status = plain(app, app.query_one("#status").content)
+        assert " processes, " in status and " running" not in status  # running is htop's R state: the header's
+
+
+async def test_a_recording_has_no_usage_to_show(tmp_path):
+    from procscope.replay import Replay
+    from procscope.tui.sources import ReplaySource
+
+    app = ProcscopeApp(ReplaySource(Replay("tests/data/demo.jsonl"), 5 * 10**9), snapshot_dir=str(tmp_path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+        assert not app.query_one("#meters").display
+        header = app.query_one("#tree").header.plain.split()
+        assert "CPU%" not in header and "MEM%" not in header  # empty on every row: the command gets the room

@@ -1,0 +1,43 @@
+"""The sampler (procscope.sampler) as the monitor uses it: started with a
+live source only (a recording has no usage to read), its newest table put
+in the live cache when the monitor's timer comes, told which processes are
+on screen (read every pass) and which figures the columns shown need."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from procscope.cache import ProcessCache
+from procscope.probes.events import ProcessKey
+from procscope.sampler import Sampler
+
+from .columns import Column
+
+
+class UsageFeed:
+    def __init__(self, live: bool):
+        self.sampler = Sampler() if live else None
+
+    def start(self, cache: ProcessCache) -> None:
+        if self.sampler is not None:
+            self.sampler.start()
+            self.take(cache)  # the columns are there from the first frame, their figures soon after
+
+    def stop(self) -> None:
+        if self.sampler is not None:
+            self.sampler.stop()
+
+    def take(self, cache: ProcessCache) -> bool:
+        """The newest figures into ``cache``; whether there were new ones."""
+        if self.sampler is None or self.sampler.table is cache.usage:
+            return False
+        cache.usage = self.sampler.table
+        return True
+
+    def want(self, on_screen: Iterable[object], columns: Iterable[Column]) -> None:
+        if self.sampler is None:
+            return
+        self.sampler.wanted = frozenset(k.pid for k in on_screen if isinstance(k, ProcessKey))
+        names = {c.name for c in columns}
+        self.sampler.shared = "SHR" in names
+        self.sampler.io = bool(names & {"IO_R", "IO_W"})

@@ -1,0 +1,130 @@
+"""The header of meters, htop's: on the left a bar per CPU (user, system,
+iowait and steal told apart), Mem and Swp; on the right the tasks, the load
+and uptime, and procscope's own exec/s and lost/s over the last minutes.
+At most ROWS rows below TALL lines; many CPUs share a row, as htop packs them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widget import Widget
+from textual.widgets import Sparkline, Static
+
+from procscope.describe import memory_text
+from procscope.sampler import Machine
+
+ROWS = 4  # the header's height below TALL lines
+TALL = 40  # from this many lines a CPU gets a row of its own (up to MAX_CPU_ROWS)
+MAX_CPU_ROWS = 16
+# (share, style) of each kind of CPU time, in htop's order and colours.
+KINDS = (("user", "green"), ("system", "red"), ("iowait", "bright_black"), ("steal", "cyan"))
+
+
+def bar(label: str, parts: Sequence[tuple[float, str]], text: str, width: int) -> Text:
+    """`label[|||||     text]` in ``width`` cells, htop's way: each part a share
+    of the bar in its style, the figure written over the bar's right end."""
+    inner = max(width - len(label) - 2, 1)
+    cells: list[tuple[str, str]] = []
+    for share, style in parts:
+        n = min(round(share * inner), inner - len(cells))
+        cells += [("|", style)] * n
+    cells += [(" ", "")] * (inner - len(cells))
+    shown = text[-inner:]
+    cells[inner - len(shown) :] = [(ch, "bold") for ch in shown]
+    out = Text(label, style="bold cyan")
+    out.append("[", style="bold")
+    for ch, style in cells:
+        out.append(ch, style=style)
+    out.append("]", style="bold")
+    return out
+
+
+def cpu_bars(machine: Machine, rows: int, width: int) -> list[Text]:
+    """The CPUs' bars in ``rows`` rows (several to a row when there are more CPUs than rows)."""
+    cpus = machine.cpus
+    per_row = max(math.ceil(len(cpus) / rows), 1)
+    each = max((width - (per_row - 1)) // per_row, 8)
+    digits = len(str(len(cpus) - 1))
+    lines = []
+    for r in range(0, len(cpus), per_row):
+        line = Text()
+        for i in range(r, min(r + per_row, len(cpus))):
+            c = cpus[i]
+            if i > r:
+                line.append(" ")
+            parts = [(getattr(c, kind), style) for kind, style in KINDS]
+            line.append_text(bar(f"{i:>{digits}}", parts, f"{100 * c.busy:.1f}%", each))
+        lines.append(line)
+    return lines
+
+
+def memory_bars(machine: Machine, width: int) -> list[Text]:
+    def one(label: str, used: int, total: int, style: str) -> Text:
+        share = used / total if total else 0.0
+        return bar(label, [(share, style)], f"{memory_text(used)}/{memory_text(total)}", width)
+
+    return [one("Mem", machine.mem_used, machine.mem_total, "green"),
+            one("Swp", machine.swap_used, machine.swap_total, "red")]  # fmt: skip
+
+
+def clock_text(seconds: float) -> str:
+    s = int(seconds)
+    days = f"{s // 86400} day{'s' if s // 86400 != 1 else ''}, " if s >= 86400 else ""
+    return f"{days}{s % 86400 // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class Bars(Widget):
+    """The left half: CPU, Mem and Swp bars, drawn at its own width."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.machine: Machine | None = None
+        self.cpu_rows = 2
+
+    def render(self) -> Text:
+        if self.machine is None:
+            return Text("reading the meters…", style="dim")
+        width = self.size.width
+        lines = cpu_bars(self.machine, self.cpu_rows, width) + memory_bars(self.machine, width)
+        return Text("\n").join(lines)
+
+
+class Meters(Horizontal):
+    def compose(self) -> ComposeResult:
+        yield Bars(id="bars")
+        with Vertical(id="counts"):
+            yield Static(id="tasks", markup=False)
+            yield Static(id="load", markup=False)
+            with Horizontal(classes="rate"):
+                yield Static("exec/s", id="exec-label", classes="rate-label", markup=False)
+                yield Sparkline([], id="exec-rate")
+            with Horizontal(classes="rate"):
+                yield Static("lost/s", id="lost-label", classes="rate-label", markup=False)
+                yield Sparkline([], id="lost-rate")
+
+    def rows_for(self, cpus: int, screen_height: int) -> int:
+        """How many rows the CPU bars take: 2 below TALL lines (the header keeps to ROWS)."""
+        return ROWS - 2 if screen_height < TALL else max(ROWS - 2, min(cpus, MAX_CPU_ROWS))
+
+    def show(self, machine: Machine | None, execs: Sequence[float], lost: Sequence[float], screen_height: int) -> None:
+        bars = self.query_one(Bars)
+        if machine is not None:
+            bars.cpu_rows = self.rows_for(len(machine.cpus), screen_height)
+            self.styles.height = max(bars.cpu_rows + 2, ROWS)
+            tasks = f"Tasks: {machine.processes}, {machine.threads} thr; {machine.running} running"
+            load = " ".join(f"{v:.2f}" for v in machine.load)
+            line = f"Load average: {load}  Uptime: {clock_text(machine.uptime_s)}"
+            if len(line) > self.query_one("#load").size.width:  # narrow: the same, shorter
+                line = f"Load {load}  up {clock_text(machine.uptime_s)}"
+            self.query_one("#tasks", Static).update(tasks)
+            self.query_one("#load", Static).update(line)
+        bars.machine = machine
+        bars.refresh()
+        for name, data in (("exec", execs), ("lost", lost)):
+            now = data[-1] if data else 0.0
+            self.query_one(f"#{name}-label", Static).update(f"{name}/s {now:>6.0f}")
+            self.query_one(f"#{name}-rate", Sparkline).data = list(data)

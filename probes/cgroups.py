@@ -63,6 +63,19 @@ def _mounts() -> list[tuple[str, str, set[str]]]:
     return out
 
 
+def controller_mounts() -> dict[str, str]:
+    """Where each v1 controller is mounted, and the v2 hierarchy under "" (hybrid machines have both)."""
+    out: dict[str, str] = {}
+    known = v1_hierarchy_ids()
+    for fstype, mnt, opts in _mounts():
+        if fstype == "cgroup2":
+            out.setdefault("", mnt)
+        else:
+            for ctrl in opts & known.keys():  # the others are mount options
+                out.setdefault(ctrl, mnt)
+    return out
+
+
 def v1_hierarchy_ids() -> dict[str, int]:
     """Controller → hierarchy id, from /proc/cgroups (0: not mounted on v1)."""
     out = {}

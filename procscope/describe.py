@@ -10,6 +10,7 @@ from procscope.probes.events import NAMESPACES, Namespaces
 
 from .accounts import user_name
 from .cache import Process, ProcessCache
+from .container_usage import ContainerUsage
 from .containers import Container
 from .process import CredsChange
 from .runtimes import ContainerInfo
@@ -115,17 +116,22 @@ def usage(proc: Process, cache: ProcessCache) -> Usage | None:
     return cache.usage.procs.get(proc.key) if proc.alive else None
 
 
-def memory_text(n: int) -> str:
-    """Bytes in at most 5 cells, htop's way: KiB as a plain number, then M, G, T."""
+# /proc/PID/stat's state letters, as htop shows them.
+STATES = {"R": "running", "S": "sleeping", "D": "waiting, uninterruptible (disk)", "Z": "zombie", "T": "stopped",
+          "t": "stopped by a tracer", "I": "idle", "X": "dead", "P": "parked", "W": "paging"}  # fmt: skip
+
+
+def memory_text(n: int, unit: bool = False) -> str:
+    """Bytes in at most 5 cells, htop's way: KiB as a plain number (``unit``: with a K), then M, G, T."""
     kib = n >> 10
     if kib < 100_000:
-        return str(kib)
-    for unit, size in (("M", 1 << 10), ("G", 1 << 20), ("T", 1 << 30)):
+        return f"{kib}K" if unit else str(kib)
+    for letter, size in (("M", 1 << 10), ("G", 1 << 20), ("T", 1 << 30)):
         v = kib / size
-        if v < 10 and unit != "M":
-            return f"{v:.1f}{unit}"
+        if v < 10 and letter != "M":
+            return f"{v:.1f}{letter}"
         if v < 1000:
-            return f"{v:.0f}{unit}"
+            return f"{v:.0f}{letter}"
     return f"{kib / (1 << 40):.0f}P"
 
 
@@ -152,6 +158,21 @@ def cpu_time_text(ns: int) -> str:
 
 def percent_text(v: float) -> str:
     return f"{v:.1f}" if v < 99.95 else f"{v:.0f}"
+
+
+def container_usage_text(u: ContainerUsage | None) -> str:
+    """`CPU 12.3%  mem 45M/512M  pids 3/100`, as `docker stats` counts (a limit only when one is set)."""
+    if u is None:
+        return ""
+    parts = []
+    if u.cpu_pct is not None:
+        parts.append(f"CPU {percent_text(u.cpu_pct)}%")
+    if u.mem_used is not None:
+        limit = f"/{memory_text(u.mem_limit, unit=True)}" if u.mem_limit else ""
+        parts.append(f"mem {memory_text(u.mem_used, unit=True)}{limit}")
+    if u.pids is not None:
+        parts.append(f"pids {u.pids}" + (f"/{u.pids_limit}" if u.pids_limit else ""))
+    return "  ".join(parts)
 
 
 def age_text(ns: int) -> str:

@@ -16,8 +16,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
+from .container_usage import ContainerReader, ContainerUsage
 from .probes.events import ProcessKey
 from .probes.usage import Machine, MachineReader, Reading, Usage, read_process
 
@@ -27,6 +29,8 @@ INTERVAL = 1.0  # s between passes, htop's default (1.5) rounded down
 SLICES = 5  # an idle process is read at least every SLICES passes
 BUSY = 0.05  # CPU% from which a process is read every pass (it shows as 0.0 below)
 FULL_PASSES = 2  # the first passes read every process
+HISTORY = 300  # passes of (CPU%, RES) kept per process followed: the detail's sparklines
+FOLLOWED = 2000  # processes with a history at most (those on screen or busy), the longest unseen go first
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,9 @@ class UsageTable:
     machine: Machine | None = None
     read: int = 0  # processes read in this pass (the others keep their last figures)
     reading: bool = False  # a sampler reads this machine (False: none will: a recording, a moment)
+    # (CPU%, RES) of each pass, oldest first, of the processes on screen or busy since they were.
+    history: dict[ProcessKey, deque[tuple[float, int]]] = field(default_factory=dict)
+    containers: dict[str, ContainerUsage] = field(default_factory=dict)  # by container id
 
 
 EMPTY = UsageTable()
@@ -50,11 +57,14 @@ class Sampler:
         self.wanted: frozenset[int] = frozenset()  # pids on screen (set by the UI): read every pass
         self.shared = False  # read statm too (the SHR column is shown)
         self.io = False  # read /proc/PID/io too (IO_R or IO_W is shown)
+        self.containers: dict[str, str] = {}  # container id → its cgroup (set by the UI): read each pass
         self.error: str | None = None  # why the machine's meters could not be read
         self._readings: dict[ProcessKey, Reading] = {}
         self._by_pid: dict[int, tuple[ProcessKey, Usage]] = {}
         self._machine: MachineReader | None = None
+        self._cgroups: ContainerReader | None = None
         self._passes = 0
+        self._history: OrderedDict[ProcessKey, deque[tuple[float, int]]] = OrderedDict()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -109,12 +119,35 @@ class Sampler:
                         continue  # gone between the listing and the reading
                     key, usage, readings[key] = got
                     read += 1
+                    if pid in wanted or usage.cpu_pct >= BUSY or key in self._history:
+                        self._follow(key, usage)
                 procs[key] = usage
                 by_pid[pid] = (key, usage)
         finally:
             os.close(proc_fd)
         self._readings, self._by_pid = readings, by_pid
-        return UsageTable(n + 1, procs, self._read_machine(len(procs)), read, reading=True)
+        for key in [k for k in self._history if k not in procs]:
+            del self._history[key]  # gone
+        machine = self._read_machine(len(procs))
+        return UsageTable(n + 1, procs, machine, read, True, self._history, self._read_containers(self.containers))
+
+    def _follow(self, key: ProcessKey, usage: Usage) -> None:
+        points = self._history.get(key)
+        if points is None:
+            if len(self._history) >= FOLLOWED:
+                self._history.popitem(last=False)
+            points = self._history[key] = deque(maxlen=HISTORY)
+        else:
+            self._history.move_to_end(key)
+        points.append((usage.cpu_pct, usage.rss))
+
+    def _read_containers(self, containers: dict[str, str]) -> dict[str, ContainerUsage]:
+        if self._cgroups is None:
+            self._cgroups = ContainerReader()
+        now = time.monotonic_ns()
+        out = {cid: self._cgroups.read(path, now) for cid, path in containers.items()}
+        self._cgroups.forget(set(containers.values()))
+        return out
 
     def _read_machine(self, processes: int) -> Machine | None:
         try:

@@ -47,7 +47,7 @@ class Daemon:
         rootfs = root / "rootfs" / "bin"
         rootfs.mkdir(parents=True)
         shutil.copy("/bin/busybox", rootfs / "busybox")
-        for name in ("sh", "sleep", "cat", "true"):
+        for name in ("sh", "sleep", "cat", "true", "dd", "yes"):
             (rootfs / name).symlink_to("busybox")
         self.log = open(root / "dockerd.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
@@ -74,7 +74,7 @@ class Daemon:
         return self.docker("inspect", "-f", what, name).stdout.strip()
 
     def stop(self) -> None:
-        self.docker("rm", "-f", "web-1", "db-2", check=False)
+        self.docker("rm", "-f", "web-1", "db-2", "burn", check=False)
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(60)
@@ -202,3 +202,51 @@ async def test_the_monitor_shows_names_in_the_list_and_the_container_picker(dock
         assert isinstance(app.screen, PickScreen)
         picker = screen_text(app)
         assert "web-1" in picker and f"image {IMAGE}" in picker and "pod prod/shop-7d4" in picker
+
+
+def docker_stats(docker: Daemon, name: str) -> dict:
+    return json.loads(docker.docker("stats", "--no-stream", "--format", "{{json .}}", name).stdout)
+
+
+def mib(text: str) -> float:
+    """`101.2MiB` (docker's units) in MiB."""
+    units = {"B": 1 / 2**20, "KiB": 1 / 1024, "MiB": 1, "GiB": 1024}
+    unit = text.lstrip("0123456789.")
+    return float(text[: len(text) - len(unit)]) * units[unit]
+
+
+@pytest.mark.bpf
+async def test_a_container_uses_what_docker_stats_says(docker, tmp_path):
+    """Issue 27, per container: CPU%, memory against its limit and pids against
+    theirs, in the group header (g) and the picker (C), as `docker stats` has them."""
+    docker.docker("run", "-d", "--network", "none", "--name", "burn", "--memory", "256m", "--pids-limit", "50",
+                  "--shm-size", "200m", IMAGE, "sh", "-c", "dd if=/dev/zero of=/dev/shm/fill bs=1M count=100; "
+                  "yes > /dev/null")  # fmt: skip
+    cid = docker.inspect("burn", "{{.Id}}")
+    try:
+        app = ProcscopeApp(LiveSource(open_collector(), 5 * 10**9), snapshot_dir=str(tmp_path))
+        async with app.run_test(size=SIZE) as pilot:
+            for _ in range(100):
+                await pilot.pause(0.1)
+                u = app.cache.usage.containers.get(cid)
+                if u is not None and u.cpu_pct is not None and (u.mem_used or 0) > 100 << 20:
+                    break
+            await pilot.pause(1.5)
+            theirs = docker_stats(docker, "burn")
+            ours = app.cache.usage.containers[cid]
+            their_cpu = float(theirs["CPUPerc"].rstrip("%"))
+            assert abs(ours.cpu_pct - their_cpu) <= 0.1 * their_cpu, (ours, theirs)
+            used, limit = (mib(part.strip()) for part in theirs["MemUsage"].split("/"))
+            assert abs(ours.mem_used / 2**20 - used) <= 0.1 * used, (ours, theirs)
+            assert ours.mem_limit == 256 << 20 and limit == 256
+            assert ours.pids == int(theirs["PIDs"]) and ours.pids_limit == 50
+            await pilot.press("g")  # grouped by container: the header says what it uses
+            await pilot.pause(1.2)
+            rows = [row.plain for row in app.query_one("#tree").rows]  # the host's come first: maybe below the screen
+            header = next(line for line in rows if line.startswith("▾") and "container burn" in line)
+            assert "CPU " in header and "/256M" in header and f"pids {ours.pids}/50" in header, header
+            await pilot.press("C")
+            await pilot.pause(0.3)
+            assert "/256M" in next(line for line in screen_text(app).splitlines() if "burn" in line)
+    finally:
+        docker.docker("rm", "-f", "burn", check=False)

@@ -6,6 +6,7 @@ header at 80x24 leaving the list 15 rows."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -176,7 +177,16 @@ async def test_yes_is_first_after_p_and_the_allocation_after_m(burner, holder, t
         assert abs(usage.rss - vm_rss(holder.pid)) <= 0.02 * vm_rss(holder.pid)
         mem_pct = float(rows_of(app)[0].split()[3])
         assert abs(mem_pct - 100 * vm_rss(holder.pid) / os.sysconf("SC_PHYS_PAGES") / os.sysconf("SC_PAGE_SIZE")) < 0.2
-        await pilot.press("T")
+        # Its detail: what it uses, and its last passes as sparklines (on screen: read every pass).
+        await pilot.press("home", "enter")
+        assert await settle(pilot, app, lambda: app.query_one("#detail-history").display)
+        detail = plain(app, app.query_one("#detail").content)
+        memory = next(line for line in detail.splitlines() if line.startswith("memory"))
+        assert f"RES {describe.memory_text(usage.rss, unit=True)}" in memory and "VIRT" in memory, memory
+        assert re.search(r"threads +1;  state S \(sleeping\)", detail) and "exited children's (waited for)" in detail
+        points = app.cache.usage.history[start_key(holder.pid)]
+        assert len(points) >= 2 and all(abs(rss - usage.rss) < 0.02 * usage.rss for _, rss in points)
+        await pilot.press("escape", "T")
         assert "TIME+▼" in app.query_one("#tree").header.plain
 
 

@@ -135,7 +135,9 @@ class Actions:
     def action_pick_container(self) -> None:
         entries = sorted(self.cache.containers.values(), key=lambda e: e.container.id)
         throttled = self.cache.cgroup_index.throttled_containers()
-        choices = [(e.container.id, f"{describe.container_text(e.container, self.cache.cgroup_index.info_of(e.container))}"
+        uses = self.cache.usage.containers
+        choices = [(e.container.id, (f"{u} │ " if (u := describe.container_usage_text(uses.get(e.container.id))) else "")
+                    + f"{describe.container_text(e.container, self.cache.cgroup_index.info_of(e.container))}"
                     f"  {e.processes} processes" + ("  ⏸ throttled" if e.container.id in throttled else ""))
                    for e in entries]  # fmt: skip
         current = next((t.value for t in self.filter_query.terms if t.field == "container" and not t.negate), "")

@@ -307,7 +307,7 @@ class ProcscopeApp(Actions, App):
         ctx = Context(self.cache, now, self.exporter.wall_offset)
         columns = tuple(self.shown_columns)
         tree = self.tree_pane
-        self.usage.want(tree.keys_on_screen(), columns)
+        self.usage.want(self.feed.cache, tree.keys_on_screen(), columns)
         tree.show(rows, ctx, columns, header(self.shown_columns, self.view.sort if not self.view.tree else "",
                                              self.view.reverse), self.tagged)  # fmt: skip
         if self.following is not None:
@@ -339,16 +339,18 @@ class ProcscopeApp(Actions, App):
         # Drawn again only when it may show something else (ages are in seconds); laid out
         # (which redraws the whole screen) only when what it shows is another thing, as
         # only then may its height change; the next second's age of the same is a repaint.
-        what = (proc, proc and (proc.image, proc.alive, proc.in_grace, proc.container, proc.cgroup),
+        usage = describe.usage(proc, self.cache) if proc else None
+        what = (proc, proc and (proc.image, proc.alive, proc.in_grace, proc.container, proc.cgroup, usage is None),
                 group and (group.key, group.live, group.shown))  # fmt: skip
         # Ages are shown in seconds, after an hour in minutes: the text, not the clock, says when.
-        shown = (what, describe.age_text(describe.age_ns(proc, now)) if proc else now // 10**9)
+        shown = (what, describe.age_text(describe.age_ns(proc, now)) if proc else now // 10**9, usage)
         if shown == self._detail_shown:
             return
         layout = self._detail_shown is None or self._detail_shown[0] != what
         self._detail_shown = shown
         detail = render_group(group, self.cache, now) if group else render_detail(proc, self.cache, now, self.exporter)
         self.widgets["detail"].update(detail, layout=layout)
+        self.widgets["detail"].show_history(self.cache.usage.history.get(proc.key, ()) if proc else ())
 
     def show_status(self, shown: int) -> None:
         c = self.feed.counters

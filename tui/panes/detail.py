@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from functools import partial
 
 from rich.table import Table
 from rich.text import Text
-from textual.containers import VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.css.query import NoMatches
-from textual.widgets import Static
+from textual.widgets import Sparkline, Static
 
 from procscope import describe
 from procscope.accounts import group_name, user_name
@@ -46,6 +48,24 @@ def lookalike(name: str) -> str:
     return ""
 
 
+def usage_rows(t: Table, proc: Process, cache: ProcessCache) -> None:
+    """What it uses, as the sampler last read it (a running process's)."""
+    u = describe.usage(proc, cache)
+    if u is None:
+        return
+    total = describe.cpu_time_text(u.cpu_ns + u.children_cpu_ns)
+    add_row(t, "CPU", f"{describe.percent_text(u.cpu_pct)}% of one CPU;  time {describe.cpu_time_text(u.cpu_ns)} own"
+                      f" + {describe.cpu_time_text(u.children_cpu_ns)} its exited children's (waited for) = {total}")  # fmt: skip
+    machine = cache.usage.machine
+    mem = partial(describe.memory_text, unit=True)
+    share = f" ({100 * u.rss / machine.mem_total:.1f}% of {mem(machine.mem_total)})" if machine else ""
+    shared = f"  SHR {mem(u.shared)}" if u.shared is not None else ""
+    add_row(t, "memory", f"RES {mem(u.rss)}{share}  VIRT {mem(u.virt)}{shared}")
+    add_row(t, "threads", f"{u.threads};  state {u.state} ({describe.STATES.get(u.state, '?')})")
+    if u.io_read is not None and u.io_write is not None:
+        add_row(t, "disk", f"read {describe.rate_text(u.io_read)}B/s  written {describe.rate_text(u.io_write)}B/s")
+
+
 def render_detail(proc: Process | None, cache: ProcessCache, now: int, exporter: Exporter) -> Table | Text:
     if proc is None:
         return Text("no process selected", style="dim")
@@ -58,6 +78,7 @@ def render_detail(proc: Process | None, cache: ProcessCache, now: int, exporter:
     add_row(t, "started", local_time(proc.key.ktime + exporter.wall_offset))
     if not proc.alive and proc.exit_time:
         add_row(t, "ended", local_time(proc.exit_time + exporter.wall_offset))
+    usage_rows(t, proc, cache)
     if img is None:
         add_row(t, "", Text("process not found: its exec or clone was lost", style="bold red"))
         return t
@@ -135,7 +156,24 @@ class Detail(VerticalScroll):
     taller than the pane (a Static alone would be cut off)."""
 
     def compose(self):
+        # Its last minutes (a running process on screen or busy since): the sampler's passes.
+        with Horizontal(id="detail-history"):
+            yield Static("CPU%", classes="history-label", markup=False)
+            yield Sparkline([], id="cpu-history")
+            yield Static("RES", classes="history-label", markup=False)
+            yield Sparkline([], id="rss-history")
         yield Static(id="detail-body")
+
+    def show_history(self, points: Sequence[tuple[float, int]]) -> None:
+        """(CPU%, RES) per pass, oldest first; none: hidden."""
+        try:
+            box = self.query_one("#detail-history")
+        except NoMatches:
+            return
+        box.display = len(points) > 1
+        if box.display:
+            self.query_one("#cpu-history", Sparkline).data = [c for c, _ in points]
+            self.query_one("#rss-history", Sparkline).data = [float(r) for _, r in points]
 
     @property
     def content(self):

@@ -14,6 +14,7 @@ from textual.message import Message
 
 from procscope import describe
 from procscope.cache import ProcessCache
+from procscope.container_usage import ContainerUsage
 from procscope.probes import wire
 from procscope.probes.text import printable
 from procscope.process import Process
@@ -62,8 +63,9 @@ def group_name(g: Group) -> str:
     return os.path.basename(g.top.binary) if g.top is not None and g.top.binary else "?"
 
 
-def group_text(g: Group, folded: bool, throttled: bool = False, info: ContainerInfo | None = None) -> Text:
-    """A group's header row; ``info``: what the runtime says about its container."""
+def group_text(g: Group, folded: bool, throttled: bool = False, info: ContainerInfo | None = None,
+               usage: ContainerUsage | None = None) -> Text:  # fmt: skip
+    """A group's header row; ``info``: what the runtime says about its container, ``usage``: what it uses."""
     mark = "▸" if folded else "▾"
     if g.kind == "container":
         label = f"container {describe.container_text(g.container, info) if info else f'{g.container.short_id}  {g.container.runtime}  {group_name(g)}'}"
@@ -72,7 +74,10 @@ def group_text(g: Group, folded: bool, throttled: bool = False, info: ContainerI
         label = f"cgroup {g.cgroup or '(unknown)'}"
     else:
         label = "host"
-    text = safe(f"{mark} {label}", style="bold cyan")
+    text = Text(f"{mark} ", style="bold cyan")
+    if usage is not None:  # first: what a glance down the headers compares
+        text.append(f"{describe.container_usage_text(usage)} │ ", style="bold")
+    text.append_text(safe(label, style="bold cyan"))
     text.append(f"  {g.live} processes" + (f", {g.shown} shown" if g.shown != g.live else ""), style="cyan")
     return text
 
@@ -97,6 +102,8 @@ def render_group(g: Group, cache: ProcessCache, now: int) -> Table:
     else:
         add_row(t, "host", "processes in no container")
     add_row(t, "processes", f"{g.live} live, {g.shown} shown")
+    if g.container is not None and (usage := cache.usage.containers.get(g.container.id)) is not None:
+        add_row(t, "uses", describe.container_usage_text(usage) + "  (its cgroup's, as docker stats reads it)")
     for th in cache.throttles.values():
         if (g.kind == "container" and th.container == g.container) or (g.kind == "cgroup" and th.path == g.cgroup):
             counts = ", ".join(f"{op} {n}" for op, n in zip(wire.RATE_OPS, th.suppressed, strict=False))
@@ -126,7 +133,8 @@ class _Lines(Sequence):
         p = rows.items[i]
         if isinstance(p, Group):
             throttled = p.container is not None and p.container.id in self.cache.cgroup_index.throttled_containers()
-            return group_text(p, p.key in rows.folded, throttled, self.cache.cgroup_index.info_of(p.container))
+            usage = self.cache.usage.containers.get(p.container.id) if p.container is not None else None
+            return group_text(p, p.key in rows.folded, throttled, self.cache.cgroup_index.info_of(p.container), usage)
         row = rows[i]
         parent = self.cache.procs.get(p.parent)  # caps+ compares with it
         tagged = p.key in self.tagged

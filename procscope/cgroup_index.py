@@ -133,6 +133,15 @@ class CgroupIndex:
             t = self.throttles[cgroup_id] = Throttle(cgroup_id, name, path, container_of(path), False, since)
         return t
 
+    def container_cgroups(self) -> dict[str, str]:
+        """Each container's cgroup: the outermost of those its live processes are in."""
+        out: dict[str, str] = {}
+        for path in self.cgroups:
+            c = self.container_of(path)
+            if c is not None and (c.id not in out or len(path) < len(out[c.id])):
+                out[c.id] = path
+        return out
+
     def throttled_containers(self) -> set[str]:
         """Ids of the containers one of whose cgroups is throttled now."""
         return {t.container.id for t in self.throttles.values() if t.active and t.container is not None}

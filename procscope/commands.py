@@ -27,6 +27,7 @@ from .live_cache import live_cache
 from .options import Options
 from .replay import Replay, ReplayError
 from .safe_write import OutputError, check_target
+from .sampler import Sampler
 from .stream import RECORDED, TETRAGON_KINDS, EventStream, Output
 from .stream_files import Rotation, StreamFile
 from .timetravel import Timeline
@@ -265,6 +266,7 @@ def snapshot_command(args: Options) -> int:
         if found is None:
             return 2
         cache, counters, source = found
+        cache.usage = Sampler.once(cache.cgroup_index.container_cgroups())  # what each uses, as of now
         exporter = Exporter(cache)
     q = args.query
     keep = q.predicate(cache) if q else None

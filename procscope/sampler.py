@@ -68,6 +68,13 @@ class Sampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @classmethod
+    def once(cls, containers: dict[str, str]) -> UsageTable:
+        """One pass (a snapshot's): CPU% over each process's life so far, the containers' none."""
+        sampler = cls()
+        sampler.containers = containers
+        return sampler.sample()
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="procscope-usage", daemon=True)
         self._thread.start()

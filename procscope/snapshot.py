@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from procscope.probes.counters import Counters
 
+from . import describe
 from .cache import Process, ProcessCache
-from .describe import badges
+from .container_usage import ContainerUsage
 from .export import Exporter, json_line
 from .kinds import EXTRA
 from .replay import SNAPSHOT_SCHEMA, SNAPSHOT_VERSION
@@ -79,12 +80,15 @@ def document(
 
     def entry(proc: Process) -> dict:
         out = exporter.process(proc, encoded_parts=True)
-        ext: dict = {"state": proc.lifecycle.value, "badges": badges(proc, cache)}
+        ext: dict = {"state": proc.lifecycle.value, "badges": describe.badges(proc, cache)}
         if proc.visible:  # where it shows in the tree; replaced images have no place there
             ext["ppid_exec_id"] = exporter.exec_id(proc.tree_parent)
         if proc.container is not None:
             info = cache.cgroup_index.info_of(proc.container)
             ext["container"] = info.to_json() if info else {"id": proc.container.id, "runtime": proc.container.runtime}
+        if (u := describe.usage(proc, cache)) is not None:
+            ext["usage"] = {"cpu_ns": u.cpu_ns, "children_cpu_ns": u.children_cpu_ns, "rss_bytes": u.rss,
+                            "threads": u.threads, "state": u.state}  # fmt: skip
         if not proc.alive and not proc.replaced:
             ext["exit_time"] = proc.exit_time
             ext["exit_code"] = proc.exit.code if proc.exit is not None else None
@@ -110,6 +114,7 @@ def document(
                 "runtime": e.container.runtime,
                 "processes": per_container[e.container.id],
                 "first_seen": exporter.time(e.first_seen),
+                **container_usage(cache.usage.containers.get(e.container.id)),
             }
             for e in sorted(cache.containers.values(), key=lambda e: e.first_seen)
         ],  # fmt: skip
@@ -120,6 +125,14 @@ def document(
         "counters": counters.to_json(),
         "events": recent,
     }
+
+
+def container_usage(u: ContainerUsage | None) -> dict:
+    """A container's figures as its cgroup has them (none when they were not read)."""
+    if u is None:
+        return {}
+    return {"usage": {"cpu_ns": u.cpu_ns, "memory_bytes": u.mem_used, "memory_limit_bytes": u.mem_limit,
+                      "pids": u.pids, "pids_limit": u.pids_limit}}  # fmt: skip
 
 
 def tetragon_lines(

@@ -248,5 +248,9 @@ async def test_a_container_uses_what_docker_stats_says(docker, tmp_path):
             await pilot.press("C")
             await pilot.pause(0.3)
             assert "/256M" in next(line for line in screen_text(app).splitlines() if "burn" in line)
+        # A snapshot says it too.
+        (entry,) = [c for c in snapshot()["containers"] if c["id"] == cid]
+        assert entry["usage"]["memory_limit_bytes"] == 256 << 20 and entry["usage"]["pids_limit"] == 50
+        assert abs(entry["usage"]["memory_bytes"] - ours.mem_used) <= 0.1 * ours.mem_used
     finally:
         docker.docker("rm", "-f", "burn", check=False)

@@ -5,8 +5,11 @@ header at 80x24 leaving the list 15 rows."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
+import select
 import subprocess
 import sys
 import time
@@ -222,3 +225,68 @@ async def test_a_recording_has_no_usage_to_show(tmp_path):
         assert not app.query_one("#meters").display
         header = app.query_one("#tree").header.plain.split()
         assert "CPU%" not in header and "MEM%" not in header  # empty on every row: the command gets the room
+
+
+CHILD_CODE = """
+import os, sys, time
+for _ in range(300):
+    if os.fork() == 0:
+        t = time.thread_time()
+        while time.thread_time() - t < 0.01:
+            pass
+        os._exit(0)
+    os.wait()
+print("done", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_short_lived_are_counted_as_the_cgroup_counts_them():
+    """A parent in a cgroup of its own forks 300 children that burn ~10 ms each
+    and exit: its own and its exited children's CPU time add up to the cgroup's
+    (cpuacct.usage), while reading the living (htop's way) sees almost none of it."""
+    cg = f"/sys/fs/cgroup/cpuacct/procscope-test-{os.getpid()}"
+    if not os.path.isdir("/sys/fs/cgroup/cpuacct"):
+        pytest.fail("no cpuacct hierarchy: this machine's cgroup v1 layout is expected (see the README)")
+    os.mkdir(cg)
+    sampler = Sampler()
+    p = None
+    try:
+        # In the cgroup before the interpreter starts: all its CPU is the cgroup's.
+        p = subprocess.Popen(["sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$0" -c "$1"', sys.executable,
+                              CHILD_CODE], stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+        seen: dict[ProcessKey, int] = {}  # the children as a sampler of the living, once a second, saw them
+        while True:
+            for key, u in sampler.sample().procs.items():
+                if key.pid != p.pid and u.cpu_ns:
+                    seen[key] = max(seen.get(key, 0), u.cpu_ns)
+            if select.select([p.stdout], [], [], 1.0)[0]:
+                break
+        assert p.stdout.readline() == b"done\n"
+        time.sleep(0.1)
+        with open(f"{cg}/cpuacct.usage") as f:
+            cgroup_ns = int(f.read())
+        u = sampler.sample().procs[start_key(p.pid)]
+        ours = u.cpu_ns + u.children_cpu_ns
+        assert abs(ours - cgroup_ns) <= 0.05 * cgroup_ns, (u, cgroup_ns)
+        assert u.children_cpu_ns >= 300 * 0.009 * 1e9
+        started = start_key(p.pid).ktime
+        children = sum(ns for key, ns in seen.items() if key.ktime >= started)  # started after it: its children
+        assert children < 0.2 * cgroup_ns, (children, cgroup_ns)
+    finally:
+        if p is not None:
+            p.kill()
+            p.wait()
+        with contextlib.suppress(OSError):
+            os.rmdir(cg)
+
+
+def test_a_snapshot_carries_what_each_process_uses(holder):
+    out = subprocess.run([sys.executable, "-m", "procscope", "snapshot"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    entry = next(p for p in doc["processes"] if p["pid"] == holder.pid)
+    usage = entry["procscope"]["usage"]
+    assert abs(usage["rss_bytes"] - vm_rss(holder.pid)) <= 0.02 * vm_rss(holder.pid)
+    assert usage["threads"] == 1 and usage["state"] == "S" and usage["cpu_ns"] > 0
+    assert set(usage) == {"cpu_ns", "children_cpu_ns", "rss_bytes", "threads", "state"}

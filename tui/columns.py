@@ -117,6 +117,8 @@ def _usage_columns() -> tuple[Column, ...]:
                "resident and shared with files (KiB, or M, G)"),
         Column("TIME+", 9, True, _figure(lambda u: u.cpu_ns, describe.cpu_time_text), _ranked(lambda u: u.cpu_ns),
                "CPU time used, user and system (minutes:seconds.hundredths)"),
+        Column("CTIME+", 9, True, _figure(lambda u: u.children_cpu_ns, describe.cpu_time_text),
+               _ranked(lambda u: u.children_cpu_ns), "CPU time of its exited children, waited for (a build's)"),
         Column("NLWP", 4, True, _figure(lambda u: u.threads, str), _ranked(lambda u: u.threads), "threads"),
         Column("S", 1, False, _figure(lambda u: u.state, str), lambda p, c: (u.state if (u := describe.usage(p, c)) else ""),
                "state: R running, S sleeping, D disk, Z zombie, T stopped, I idle"),
@@ -154,10 +156,10 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
            "binary and arguments (the tree is drawn here)"),
 )}  # fmt: skip
 DEFAULT = ("PID", "USER", "CPU%", "MEM%", "RES", "S", "TIME+", "CONTAINER", "BADGES", "AGE", "COMMAND")
-USAGE = frozenset(("CPU%", "MEM%", "RES", "VIRT", "SHR", "TIME+", "NLWP", "S", "IO_R", "IO_W"))
+USAGE = frozenset(("CPU%", "MEM%", "RES", "VIRT", "SHR", "TIME+", "CTIME+", "NLWP", "S", "IO_R", "IO_W"))
 ALWAYS = ("PID", "USER", "COMMAND")
 # The first to give way when the terminal is narrow.
-GIVE_WAY = ("START", "AGE", "PPID", "UID", "STATE", "EXIT", "CAPS", "NS", "CGROUP", "CID", "IO_W", "IO_R", "S", "NLWP",
+GIVE_WAY = ("START", "AGE", "PPID", "UID", "STATE", "EXIT", "CAPS", "NS", "CGROUP", "CID", "CTIME+", "IO_W", "IO_R", "S", "NLWP",
             "SHR", "VIRT", "RES", "BADGES", "CONTAINER", "TIME+", "MEM%", "CPU%")  # fmt: skip
 
 

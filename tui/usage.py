@@ -14,17 +14,6 @@ from procscope.sampler import Sampler
 from .columns import Column
 
 
-def container_cgroups(cache: ProcessCache) -> dict[str, str]:
-    """Each container's cgroup: the outermost of those its live processes are in."""
-    out: dict[str, str] = {}
-    index = cache.cgroup_index
-    for path in index.cgroups:
-        c = index.container_of(path)
-        if c is not None and (c.id not in out or len(path) < len(out[c.id])):
-            out[c.id] = path
-    return out
-
-
 class UsageFeed:
     def __init__(self, live: bool):
         self.sampler = Sampler() if live else None
@@ -49,7 +38,7 @@ class UsageFeed:
         if self.sampler is None:
             return
         self.sampler.wanted = frozenset(k.pid for k in on_screen if isinstance(k, ProcessKey))
-        self.sampler.containers = container_cgroups(cache)
+        self.sampler.containers = cache.cgroup_index.container_cgroups()
         names = {c.name for c in columns}
         self.sampler.shared = "SHR" in names
         self.sampler.io = bool(names & {"IO_R", "IO_W"})

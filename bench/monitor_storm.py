@@ -29,7 +29,7 @@ import threading
 import time
 
 import measure
-from terminal import REPO, Terminal
+from terminal import REPO, Terminal, status
 
 TARGETS = {"monitor": 0.90, "events -o FILE": 0.92, "monitor_cpu": 0.25, "key_p95_ms": 100.0}
 LOST = re.compile(r"lost (\d+)")
@@ -60,7 +60,7 @@ class Monitor:
     def __call__(self, storm) -> None:
         term = Terminal([], *self.size)
         try:
-            ready = term.wait(lambda ls: "source: live BPF" in ls[0] and bool(header(ls)), 60, since=term.started)
+            ready = term.wait(lambda ls: "source: live BPF" in status(ls) and bool(header(ls)), 60, since=term.started)
             if ready is None:
                 raise RuntimeError("the monitor did not show the live tree:\n" + "\n".join(term.lines()))
             self.ready_s.append(ready)
@@ -78,8 +78,7 @@ class Monitor:
             if self.keys:
                 keys.join()
             time.sleep(1.0)  # the last batches drawn
-            status = term.lines()[0]
-            m = LOST.search(status)
+            m = LOST.search(status(term.lines()))
             self.lost.append(int(m[1]) if m else -1)
         finally:
             term.quit()

@@ -23,6 +23,11 @@ REPO = Path(__file__).resolve().parent.parent
 KEYS = {"f5": "\x1b[15~", "q": "q", "down": "\x1b[B", "up": "\x1b[A", "enter": "\r"}
 
 
+def status(lines: list[str]) -> str:
+    """The monitor's status line (below htop's header of meters when that shows)."""
+    return next((line for line in lines if line.lstrip().startswith(("lost ", "⚠ lost "))), "")
+
+
 class Terminal:
     """`procscope ARGS` (or ``command``) at cols×rows; ``lines()`` is the
     screen now, ``wait(test)`` waits until the screen passes ``test``."""

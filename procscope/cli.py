@@ -13,7 +13,7 @@ from procscope.probes.loader import DEFAULT_RING_BYTES, PAGE_SIZE
 from procscope.probes.text import printable
 from procscope.probes.throttle import RateError, parse_rate
 
-from . import __version__, commands, query, window
+from . import __version__, commands, query, sampler, window
 from .cache import DEFAULT_GRACE_NS
 from .options import Options
 from .replay import MAX_PROCESSES, SNAPSHOT_VERSION
@@ -217,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"and at most the last N events (default {window.DEFAULT_EVENTS:,}, some 90 MB)",
     )
+    ui.add_argument("--usage", type=_seconds, default=sampler.INTERVAL, metavar="DURATION",
+                    help="how often CPU%%, memory and the header's meters are read (default 1s; 0: never, "
+                         "the columns and header go)")  # fmt: skip
     # Set by `procscope serve` for the monitors it runs (unless --allow-signals).
     ui.add_argument("--no-signals", action="store_true", help=argparse.SUPPRESS)
     ui.add_argument(

@@ -15,6 +15,7 @@ from . import query
 from .cache import DEFAULT_GRACE_NS
 from .query import Query
 from .replay import MAX_PROCESSES
+from .sampler import INTERVAL
 from .timetravel import Moment
 from .window import DEFAULT_EVENTS, DEFAULT_SECONDS
 
@@ -53,6 +54,7 @@ class Options:
     snapshot_dir: str = "."
     window: float = DEFAULT_SECONDS
     window_events: int = DEFAULT_EVENTS
+    usage: float = INTERVAL  # s between the sampler's passes; 0: none
     no_signals: bool = False
     no_writes: bool = False
     # serve

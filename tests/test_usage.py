@@ -53,10 +53,20 @@ def burner():
     p.wait()
 
 
+def largest_rss() -> int:
+    sizes = [0]
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError, StopIteration):
+            sizes.append(vm_rss(int(pid)))
+    return max(sizes)
+
+
 @pytest.fixture
 def holder():
-    """A process holding HOLD bytes, touched (resident), then waiting."""
-    code = f"b = bytearray({HOLD})\nfor i in range(0, len(b), 4096): b[i] = 1\nprint('ready', flush=True)\ninput()"
+    """A process holding HOLD bytes (more if another process here holds as much:
+    the test runner itself may), touched (resident), then waiting."""
+    size = max(HOLD, largest_rss() + (64 << 20))
+    code = f"b = bytearray({size})\nfor i in range(0, len(b), 4096): b[i] = 1\nprint('ready', flush=True)\ninput()"
     p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert p.stdout.readline() == b"ready\n"
     time.sleep(0.1)  # on to input(): asleep from now on

@@ -68,12 +68,13 @@ class ProcscopeApp(Actions, App):
 
     def __init__(self, source, query_text: str = "", snapshot_dir: str = ".", theme: str | None = None,
                  config_path: str | os.PathLike | None = None, allow_signals: bool = True, window: Window | None = None,
-                 allow_writes: bool = True, **kwargs) -> None:  # fmt: skip
+                 allow_writes: bool = True, usage_interval: float = 1.0, **kwargs) -> None:  # fmt: skip
         """``theme``: None for the saved one (or the default); ``config_path``: where settings
         chosen at run time are saved, None (tests) to read and write no config; ``allow_signals``:
         False in the monitors `procscope serve` runs (without --allow-signals); ``window``:
         keeps the live source's recent events for time travel; ``allow_writes``: False in the
-        monitors `procscope serve` runs (without --allow-writes): no snapshot, no config written."""
+        monitors `procscope serve` runs (without --allow-writes): no snapshot, no config written;
+        ``usage_interval``: seconds between readings of CPU%, memory and the meters (0: none)."""
         super().__init__(**kwargs)
         self.allow_signals = allow_signals
         self.allow_writes = allow_writes
@@ -94,7 +95,7 @@ class ProcscopeApp(Actions, App):
         self.cache = source.cache
         self.exporter = Exporter(self.cache)
         self.feed = Feed(source, self.exporter, window)
-        self.usage = UsageFeed(source.live)  # what processes and the machine use: the header, CPU%, RES...
+        self.usage = UsageFeed(source.live and usage_interval > 0, usage_interval)  # CPU%, RES, the meters
         self.shown = self.feed  # what the streams and the history list: the feed's, or a moment's (time travel)
         self.filter_query = Query.parse(query_text) if query_text else Query()
         self.view = ViewOptions()

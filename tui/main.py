@@ -38,7 +38,7 @@ def run_monitor(args: Options, collector: Collector | None, replay: Replay | Non
     recent = Window(args.window, args.window_events) if replay is None else None
     app = ProcscopeApp(source, query_text=str(args.query), snapshot_dir=args.snapshot_dir, theme=args.theme,
                        config_path=config.default_path(), allow_signals=not args.no_signals, window=recent,
-                       allow_writes=not args.no_writes)  # fmt: skip
+                       allow_writes=not args.no_writes, usage_interval=args.usage)  # fmt: skip
     with screen_apart(app):
         app.run()
     if app.failure is not None:

@@ -13,10 +13,12 @@ from procscope.sampler import Sampler
 
 from .columns import Column
 
+MIN_INTERVAL = 0.2  # s: faster, reading /proc would cost more than it shows
+
 
 class UsageFeed:
-    def __init__(self, live: bool):
-        self.sampler = Sampler() if live else None
+    def __init__(self, live: bool, interval: float):
+        self.sampler = Sampler(max(interval, MIN_INTERVAL)) if live else None
 
     def start(self, cache: ProcessCache) -> None:
         if self.sampler is not None:

@@ -6,7 +6,7 @@ the UI and the exporters both use these so they always agree."""
 from __future__ import annotations
 
 from procscope.probes import names, wire
-from procscope.probes.events import NAMESPACES, Namespaces
+from procscope.probes.events import NAMESPACES, Namespaces, ProcessKey
 
 from .accounts import user_name
 from .cache import Process, ProcessCache
@@ -111,9 +111,24 @@ def state_text(proc: Process) -> str:
     return text + " (core dumped)" if ev.core_dumped else text
 
 
+def usage_key(proc: Process, cache: ProcessCache) -> ProcessKey | None:
+    """The key a running process's usage was read under: its task's start
+    (/proc/PID/stat's). An exec'd image is keyed by its exec, so its start
+    comes from the images before it (a pid reused since has another)."""
+    procs = cache.usage.procs
+    if not proc.alive or not procs:
+        return None
+    if proc.key in procs:  # found at start, or cloned: keyed by its start
+        return proc.key
+    if proc.previous is None:
+        return None
+    return next((k for t in cache.start_times(proc) if (k := ProcessKey(proc.pid, t)) in procs), None)
+
+
 def usage(proc: Process, cache: ProcessCache) -> Usage | None:
     """What a running process uses, as last read (None: exited, or not read yet)."""
-    return cache.usage.procs.get(proc.key) if proc.alive else None
+    key = usage_key(proc, cache)
+    return cache.usage.procs[key] if key is not None else None
 
 
 # /proc/PID/stat's state letters, as htop shows them.

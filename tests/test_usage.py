@@ -223,6 +223,19 @@ async def test_the_header_at_80x24_leaves_the_list_15_rows(tmp_path):
         assert len(shown) == 3 and all(abs(a - b) < 0.5 for a, b in zip(shown, kernel, strict=True)), load
         status = plain(app, app.query_one("#status").content)
         assert " processes, " in status and " running" not in status  # running is htop's R state: the header's
+        # A process started (cloned, then exec'd) under the probes: its image is keyed by its exec, its
+        # figures by its start, and they meet.
+        assert await settle(pilot, app, lambda: "source: live BPF" in plain(app, app.query_one("#status").content), 30)
+        burner = subprocess.Popen(["yes"], stdout=subprocess.DEVNULL)
+        try:
+            await pilot.press("P")
+            assert await settle(pilot, app, lambda: rows_of(app)[0].split()[0] == str(burner.pid))
+            proc = app.cache.by_pid[burner.pid]
+            assert proc.previous is not None and proc.key != start_key(burner.pid)  # exec'd: keyed by the exec
+            assert await settle(pilot, app, lambda: float(rows_of(app)[0].split()[2]) >= 80)
+        finally:
+            burner.kill()
+            burner.wait()
 
 
 async def test_a_recording_has_no_usage_to_show(tmp_path):

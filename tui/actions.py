@@ -160,8 +160,8 @@ class Actions:
         if not name:
             return
         self.view.sort, self.view.tree = name, False  # sorted means a list, as htop
-        self.say(f"sorted by {name}" + (", descending" if self.view.reverse else ""))
-        self.refresh_panes()
+        self.refresh_panes()  # the column's title is marked ▲ or ▼: no notification over the list
+        self.tree_pane.cursor = 0  # the first of the new order: what the key was pressed to find
 
     def action_sort_by(self, name: str) -> None:
         """P, M, T: htop's sorts, the most first (I inverts)."""

@@ -351,7 +351,8 @@ class ProcscopeApp(Actions, App):
         self._detail_shown = shown
         detail = render_group(group, self.cache, now) if group else render_detail(proc, self.cache, now, self.exporter)
         self.widgets["detail"].update(detail, layout=layout)
-        self.widgets["detail"].show_history(self.cache.usage.history.get(proc.key, ()) if proc else ())
+        followed = describe.usage_key(proc, self.cache) if proc else None
+        self.widgets["detail"].show_history(self.cache.usage.history.get(followed, ()) if followed else ())
 
     def show_status(self, shown: int) -> None:
         c = self.feed.counters

@@ -141,7 +141,7 @@ class _Lines(Sequence):
         # Everything the row's cells depend on; ages and times change by the second.
         state = (p.image, p.alive, p.exit is None, p.container, p.cgroup, row.branch, is_new(p, self.now),
                  parent.image if parent is not None else None, tagged, self.columns, self.now // 1_000_000_000,
-                 self.cache.usage.procs.get(p.key))  # fmt: skip
+                 describe.usage(p, self.cache))  # fmt: skip
         hit = self.memo.get(p)
         if hit is not None and hit[0] == state:
             return hit[1]

@@ -69,7 +69,9 @@ class RowsView(ScrollView, can_focus=True):
                 index = keys.index(current)
         if index is None:
             index = min(self.cursor, max(len(rows) - 1, 0))
-        elif index != self.cursor:  # rows came or went above it: scroll along
+        elif index != self.cursor and not (self.scroll_offset.y == 0 and index < self._page()):
+            # Rows came or went above it: scroll along (at the top of the list, the top
+            # stays in view and the cursor moves with its row, as htop's in a sorted list).
             self.scroll_to(y=self.scroll_offset.y + index - self.cursor, animate=False, immediate=True)
         self.set_reactive(RowsView.cursor, index)
         self._repaint_changed()
@@ -119,9 +121,13 @@ class RowsView(ScrollView, can_focus=True):
         if self.rows:
             self.cursor = max(0, min(len(self.rows) - 1, self.cursor + delta))
 
+    def _page(self) -> int:
+        """How many rows show at once."""
+        return self.scrollable_content_region.height - (1 if self.header else 0)
+
     def watch_cursor(self, cursor: int) -> None:
         top = self.scroll_offset.y
-        height = self.scrollable_content_region.height - (1 if self.header else 0)
+        height = self._page()
         if cursor < top:
             self.scroll_to(y=cursor, animate=False)
         elif height > 0 and cursor >= top + height:

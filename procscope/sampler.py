@@ -5,11 +5,13 @@ it as one table, which the monitor takes on its timer. No UI here.
 At 10,000 processes reading every /proc/PID/stat costs 0.12 s of CPU a
 pass, half of what `htop -d 10` spends a second in all. So after the first
 two passes (every process, so the first figures come at once) a pass reads
-the processes on screen, those busy or runnable at their last reading, and
-one SLICES-th of the rest in turn: each is read at least every SLICES
-passes, and its CPU% is over the time since its own previous reading, so
-a figure is late, never wrong. A pid reused between two readings is
-another key (its start time differs) and starts again."""
+the processes on screen, those busy or runnable at their last reading, the
+new, and of the rest those whose pid ends in the pass's digit: each is read
+at least every SLICES passes, and its CPU% is over the time since its own
+previous reading, so a figure is late, never wrong. A pid reused between
+two readings is another key (its start time differs) and starts again.
+Figures equal to the last are the same object: the UI redraws only rows
+whose object changed."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from .probes.usage import Machine, MachineReader, Reading, Usage, read_process
 __all__ = ["EMPTY", "Machine", "Sampler", "Usage", "UsageTable"]
 
 INTERVAL = 1.0  # s between passes, htop's default (1.5) rounded down
-SLICES = 5  # an idle process is read at least every SLICES passes
+SLICES = 10  # an idle process is read at least every SLICES passes (those whose pid ends in the pass's digit)
 BUSY = 0.05  # CPU% from which a process is read every pass (it shows as 0.0 below)
 FULL_PASSES = 2  # the first passes read every process
 HISTORY = 300  # passes of (CPU%, RES) kept per process followed: the detail's sparklines
@@ -59,8 +61,12 @@ class Sampler:
         self.io = False  # read /proc/PID/io too (IO_R or IO_W is shown)
         self.containers: dict[str, str] = {}  # container id → its cgroup (set by the UI): read each pass
         self.error: str | None = None  # why the machine's meters could not be read
+        # What the next pass starts from: the last figures, readings and key of each pid (by its name in /proc).
+        self._procs: dict[ProcessKey, Usage] = {}
         self._readings: dict[ProcessKey, Reading] = {}
-        self._by_pid: dict[int, tuple[ProcessKey, Usage]] = {}
+        self._keys: dict[str, ProcessKey] = {}
+        self._hot: set[str] = set()  # busy or runnable at their last reading: read every pass
+        self._shared = self._io = False  # what the last pass read besides stat
         self._machine: MachineReader | None = None
         self._cgroups: ContainerReader | None = None
         self._passes = 0
@@ -94,49 +100,54 @@ class Sampler:
         """One pass (the thread's; tests call it directly)."""
         n = self._passes
         self._passes += 1
-        wanted, shared, io = self.wanted, self.shared, self.io
+        shared, io = self.shared, self.io
+        wanted = {str(pid) for pid in self.wanted}
         proc_fd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             names = [name for name in os.listdir(proc_fd) if name.isdigit()]
+            keys, readings, procs = self._keys, self._readings, self._procs.copy()  # the last table's stays as it was
+            for name in keys.keys() - set(names):  # gone
+                key = keys.pop(name)
+                procs.pop(key, None)
+                readings.pop(key, None)
+            if n < FULL_PASSES or shared != self._shared or io != self._io:
+                todo = names
+            else:  # the hot, the new, and the pids ending in this pass's digit
+                hot, digit = self._hot | wanted, str(n % SLICES)
+                todo = [name for name in names if name in hot or name[-1] == digit or name not in keys]
+            self._shared, self._io = shared, io
             boot_ns = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-            before, last = self._readings, self._by_pid
-            readings: dict[ProcessKey, Reading] = {}
-            by_pid: dict[int, tuple[ProcessKey, Usage]] = {}
-            procs: dict[ProcessKey, Usage] = {}
-            read = 0
-            for name in names:
-                pid = int(name)
-                kept = last.get(pid)
-                if (
-                    kept is not None
-                    and n >= FULL_PASSES
-                    and pid % SLICES != n % SLICES
-                    and pid not in wanted
-                    and kept[1].cpu_pct < BUSY
-                    and kept[1].state not in "RD"
-                    and (not shared or kept[1].shared is not None)
-                    and (not io or kept[1].io_read is not None)
-                ):
-                    key, usage = kept
-                    if key in before:
-                        readings[key] = before[key]
-                else:
-                    got = read_process(proc_fd, name, before, boot_ns, shared, io)
-                    if got is None:
-                        continue  # gone between the listing and the reading
-                    key, usage, readings[key] = got
-                    read += 1
-                    if pid in wanted or usage.cpu_pct >= BUSY or key in self._history:
-                        self._follow(key, usage)
+            hot = set()
+            for name in todo:
+                got = read_process(proc_fd, name, readings, boot_ns, shared, io)
+                old = keys.get(name)
+                if got is None:  # gone between the listing and the reading
+                    if old is not None:
+                        del keys[name]
+                        procs.pop(old, None)
+                        readings.pop(old, None)
+                    continue
+                key, usage, readings[key] = got
+                if old is not None and old != key:  # the pid reused: the other process is gone
+                    procs.pop(old, None)
+                    readings.pop(old, None)
+                if procs.get(key) == usage:
+                    usage = procs[key]  # the same figures: the same object (the UI redraws on a new one)
                 procs[key] = usage
-                by_pid[pid] = (key, usage)
+                keys[name] = key
+                if usage.cpu_pct >= BUSY or usage.state in "RD":
+                    hot.add(name)
+                if usage.cpu_pct >= BUSY or key in self._history or name in wanted:
+                    self._follow(key, usage)
+            self._hot = hot
         finally:
             os.close(proc_fd)
-        self._readings, self._by_pid = readings, by_pid
+        self._procs = procs
         for key in [k for k in self._history if k not in procs]:
             del self._history[key]  # gone
         machine = self._read_machine(len(procs))
-        return UsageTable(n + 1, procs, machine, read, True, self._history, self._read_containers(self.containers))
+        containers = self._read_containers(self.containers)
+        return UsageTable(n + 1, procs, machine, len(todo), True, self._history, containers)
 
     def _follow(self, key: ProcessKey, usage: Usage) -> None:
         points = self._history.get(key)

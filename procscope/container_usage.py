@@ -52,7 +52,7 @@ def _stat(raw: bytes | None, key: bytes) -> int | None:
 
 
 class ContainerReader:
-    def __init__(self):
+    def __init__(self) -> None:
         self.mounts = controller_mounts()
         self._before: dict[str, tuple[int, int]] = {}  # path → (monotonic ns, cpu ns) of the last reading
 

@@ -254,3 +254,36 @@ async def test_a_container_uses_what_docker_stats_says(docker, tmp_path):
         assert abs(entry["usage"]["memory_bytes"] - ours.mem_used) <= 0.1 * ours.mem_used
     finally:
         docker.docker("rm", "-f", "burn", check=False)
+
+
+@pytest.mark.bpf
+def test_metrics_have_a_series_per_container_and_none_for_the_gone(docker):
+    from .test_metrics import scrape, start_events, stop
+
+    docker.docker("run", "-d", "--network", "none", "--name", "burn", "--memory", "128m", IMAGE, "sleep", "600")
+    burn = docker.inspect("burn", "{{.Id}}")
+    proc, url = start_events([])
+    try:
+        for _ in range(50):  # once the /proc scan is in the cache
+            series = scrape(url)
+            limits = {dict(k[1])["container_name"]: v for k, v in series.items()
+                      if k[0] == "procscope_container_memory_limit_bytes"}  # fmt: skip
+            if limits:
+                break
+            time.sleep(0.2)
+        assert limits.get("burn") == 128 << 20 and "web-1" not in limits  # web-1 has no limit: no series
+        used = {
+            dict(k[1])["container_name"]: v for k, v in series.items() if k[0] == "procscope_container_memory_bytes"
+        }
+        assert {"web-1", "db-2", "burn"} <= set(used) and all(v > 0 for v in used.values())
+        cpu = {
+            dict(k[1])["container_id"]: v for k, v in series.items() if k[0] == "procscope_container_cpu_seconds_total"
+        }
+        assert burn[:12] in cpu
+        docker.docker("rm", "-f", "burn")
+        time.sleep(6)  # the exits applied, the grace period over
+        after = scrape(url)
+        assert not [k for k in after if k[0].startswith("procscope_container_") and ("container_id", burn[:12]) in k[1]]
+    finally:
+        docker.docker("rm", "-f", "burn", check=False)
+        stop(proc)

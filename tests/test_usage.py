@@ -314,3 +314,42 @@ def test_a_snapshot_carries_what_each_process_uses(holder):
     assert abs(usage["rss_bytes"] - vm_rss(holder.pid)) <= 0.02 * vm_rss(holder.pid)
     assert usage["threads"] == 1 and usage["state"] == "S" and usage["cpu_ns"] > 0
     assert set(usage) == {"cpu_ns", "children_cpu_ns", "rss_bytes", "threads", "state"}
+
+
+def test_many_cpus_share_the_header_rows_as_htop_packs_them():
+    from procscope.probes.usage import CpuShare, Machine
+    from procscope.tui.widgets.meters import cpu_bars
+
+    machine = Machine(
+        tuple(CpuShare(0.5, 0.25, 0.0, 0.0) for _ in range(16)), 1, 2, 0, 0, (0.0, 0.0, 0.0), 1.0, 1, 1, 1
+    )
+    # Wide enough: eight bars a row, each its own CPU's.
+    lines = [line.plain for line in cpu_bars(machine, 2, 120)]
+    assert len(lines) == 2 and all(len(line) <= 120 for line in lines)
+    assert [line.count("[") for line in lines] == [8, 8] and lines[0].startswith(" 0[") and "15[" in lines[1]
+    assert all("75.0%]" in line for line in lines)
+    # At 80 columns (40 for the bars) eight would be unreadable: a bar per row averages its CPUs.
+    lines = [line.plain for line in cpu_bars(machine, 2, 40)]
+    assert [line.split("[")[0] for line in lines] == ["0-7", "8-15"] and all(len(line) == 40 for line in lines)
+    inner = [40 - len(line.split("[")[0]) - 2 for line in lines]
+    assert all(
+        line.endswith("75.0%]") and abs(line.count("|") - 0.75 * n) <= 1 for line, n in zip(lines, inner, strict=True)
+    ), lines
+
+
+async def test_f2_hides_the_header_and_the_list_takes_its_rows(tmp_path):
+    config = tmp_path / "config.toml"
+    app = ProcscopeApp(ProcfsSource("test", 5 * 10**9), snapshot_dir=str(tmp_path), config_path=config)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+        before = app.query_one("#tree").region.height
+        assert app.query_one("#meters").display
+        await pilot.press("f2", "shift+tab", "space", "enter")  # the header's box (above the columns) off, saved
+        await pilot.pause(0.3)
+        assert not app.query_one("#meters").display
+        assert app.query_one("#tree").region.height == before + 4
+    assert "header = false" in config.read_text()
+    app = ProcscopeApp(ProcfsSource("test", 5 * 10**9), snapshot_dir=str(tmp_path), config_path=config)
+    async with app.run_test(size=(80, 24)) as pilot:  # remembered
+        await pilot.pause(0.3)
+        assert not app.query_one("#meters").display

@@ -21,9 +21,10 @@ from . import config
 from .rows import GROUPS, TreeModel
 from .screens.help import HelpScreen
 from .screens.pick import PickScreen
-from .screens.setup import SetupScreen
+from .screens.setup import Setup, SetupScreen
 from .screens.signal import SignalScreen
 from .travel import Shown, TimeTravel
+from .widgets.meters import Meters
 
 SIGNALS_OFF = "signals are off in this served monitor (start procscope serve with --allow-signals to allow them)"
 
@@ -217,14 +218,15 @@ class Actions:
         self.refresh_panes()
 
     def action_setup(self) -> None:
-        self.push_screen(SetupScreen(self.chosen_columns), self._columns_chosen)
+        self.push_screen(SetupScreen(self.chosen_columns, self.settings.header), self._setup_chosen)
 
-    def _columns_chosen(self, names: list[str] | None) -> None:
-        if names is None:
+    def _setup_chosen(self, setup: Setup | None) -> None:
+        if setup is None:
             return
-        self.chosen_columns = names
-        self.settings.columns = names
+        self.chosen_columns = self.settings.columns = setup.columns
+        self.settings.header = setup.header
         self.save_settings("columns")
+        self.query_one(Meters).set_class(setup.header and self.usage.sampler is not None, "shown")
         self.fit_columns()
         self.refresh_panes()
 

@@ -125,7 +125,7 @@ class ProcscopeApp(Actions, App):
 
     # -- layout ------------------------------------------------------------------
     def compose(self) -> ComposeResult:
-        yield Meters(id="meters", classes="shown" if self.usage.sampler else "")
+        yield Meters(id="meters", classes="shown" if self.usage.sampler and self.settings.header else "")
         yield Static(id="status", markup=False)
         yield Static(safe(self.source.banner), id="banner", classes="shown" if self.source.banner else "")
         with Container(id="main"):

@@ -23,6 +23,7 @@ MAX_CONFIG = 1 << 20  # bytes: a config is a few lines
 class Config:
     theme: str | None = None
     columns: list[str] | None = None  # the process list's, in order (tui.columns)
+    header: bool = True  # htop's header of meters above the list
 
 
 def default_path() -> Path:
@@ -76,7 +77,11 @@ def load(path: str | os.PathLike, known_themes: Iterable[str] = (), warn: Callab
     elif columns is not None and names and (unknown := [c for c in columns if c not in names]):
         warn(f"{path}:{_line_of(text, 'columns')}: unknown column {unknown[0]!r}; using the default columns")
         columns = None
-    return Config(theme=theme, columns=columns)
+    header = data.get("header", True)
+    if not isinstance(header, bool):
+        warn(f"{path}:{_line_of(text, 'header')}: header must be true or false; showing it")
+        header = True
+    return Config(theme=theme, columns=columns, header=header)
 
 
 def save(path: str | os.PathLike, config: Config) -> None:
@@ -89,3 +94,5 @@ def save(path: str | os.PathLike, config: Config) -> None:
             f.write(f"theme = {json.dumps(config.theme)}\n")
         if config.columns is not None:
             f.write(f"columns = {json.dumps(config.columns)}\n")
+        if not config.header:
+            f.write("header = false\n")

@@ -1,20 +1,28 @@
-"""The setup screen (F2): which columns the process list shows, and in what
-order. Dismissed with the new list of names, or None when cancelled; the
-app saves it in the config file."""
+"""The setup screen (F2): whether the header of meters shows, which columns
+the process list shows, and in what order. Dismissed with a Setup, or None
+when cancelled; the app saves it in the config file."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import SelectionList, Static
+from textual.widgets import Checkbox, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
 from ..columns import ALWAYS, COLUMNS
 
 
-class SetupScreen(ModalScreen[list[str] | None]):
+@dataclass(frozen=True)
+class Setup:
+    columns: list[str]
+    header: bool
+
+
+class SetupScreen(ModalScreen[Setup | None]):
     BINDINGS = [
         Binding("escape", "dismiss(None)", "Cancel"),
         Binding("enter", "save", "Save", priority=True),  # not the list's own: that toggles
@@ -22,8 +30,9 @@ class SetupScreen(ModalScreen[list[str] | None]):
         Binding("right_square_bracket,shift+down", "move(1)", "Move down"),
     ]
 
-    def __init__(self, chosen: list[str]):
+    def __init__(self, chosen: list[str], header: bool = True):
         super().__init__()
+        self.header = header
         # The chosen ones in their order, then the others; COMMAND always last.
         names = [n for n in chosen if n in COLUMNS and n != "COMMAND"]
         names += [n for n in COLUMNS if n not in names and n != "COMMAND"]
@@ -35,6 +44,7 @@ class SetupScreen(ModalScreen[list[str] | None]):
             yield Static(
                 "Columns: space shows or hides one, [ and ] move it, Enter saves, Esc cancels", id="title", markup=False
             )
+            yield Checkbox("the header: CPUs, memory, tasks, load (htop's meters)", self.header, id="header")
             yield SelectionList[str](*self._selections(), id="columns")
 
     def _selections(self) -> list[Selection]:
@@ -63,4 +73,5 @@ class SetupScreen(ModalScreen[list[str] | None]):
 
     def action_save(self) -> None:
         selected = set(self.query_one(SelectionList).selected) | set(ALWAYS)
-        self.dismiss([n for n in self.names if n in selected] + ["COMMAND"])
+        header = self.query_one("#header", Checkbox).value
+        self.dismiss(Setup([n for n in self.names if n in selected] + ["COMMAND"], header))

@@ -20,6 +20,7 @@ from procscope.sampler import Machine
 ROWS = 4  # the header's height below TALL lines
 TALL = 40  # from this many lines a CPU gets a row of its own (up to MAX_CPU_ROWS)
 MAX_CPU_ROWS = 16
+MIN_BAR = 12  # cells under which CPUs sharing a row are averaged into one bar instead
 # (share, style) of each kind of CPU time, in htop's order and colours.
 KINDS = (("user", "green"), ("system", "red"), ("iowait", "bright_black"), ("steal", "cyan"))
 
@@ -33,7 +34,7 @@ def bar(label: str, parts: Sequence[tuple[float, str]], text: str, width: int) -
         n = min(round(share * inner), inner - len(cells))
         cells += [("|", style)] * n
     cells += [(" ", "")] * (inner - len(cells))
-    shown = text[-inner:]
+    shown = text if len(text) <= inner else ""  # a figure cut would read as another
     cells[inner - len(shown) :] = [(ch, "bold") for ch in shown]
     out = Text(label, style="bold cyan")
     out.append("[", style="bold")
@@ -44,10 +45,20 @@ def bar(label: str, parts: Sequence[tuple[float, str]], text: str, width: int) -
 
 
 def cpu_bars(machine: Machine, rows: int, width: int) -> list[Text]:
-    """The CPUs' bars in ``rows`` rows (several to a row when there are more CPUs than rows)."""
+    """The CPUs' bars in ``rows`` rows: several to a row when there are more CPUs
+    than rows, and where those would be too narrow to read, each row one bar
+    averaging a run of CPUs (`0-7`), as htop's combined CPU meters."""
     cpus = machine.cpus
     per_row = max(math.ceil(len(cpus) / rows), 1)
-    each = max((width - (per_row - 1)) // per_row, 8)
+    each = (width - (per_row - 1)) // per_row
+    if per_row > 1 and each < MIN_BAR:
+        lines = []
+        for r in range(0, len(cpus), per_row):
+            run = cpus[r : r + per_row]
+            parts = [(sum(getattr(c, kind) for c in run) / len(run), style) for kind, style in KINDS]
+            busy = sum(c.busy for c in run) / len(run)
+            lines.append(bar(f"{r}-{r + len(run) - 1}", parts, f"{100 * busy:.1f}%", width))
+        return lines
     digits = len(str(len(cpus) - 1))
     lines = []
     for r in range(0, len(cpus), per_row):

@@ -187,12 +187,22 @@ def fit(chosen: list[str], width: int, empty: frozenset[str] = frozenset()) -> l
     for n in ALWAYS:
         if n not in names:
             names.insert(0 if n == "PID" else 1, n)
-    drop = iter(n for n in GIVE_WAY if n in names)
-    while sum(COLUMNS[n].width + 1 for n in names if n != "COMMAND") + MIN_COMMAND > width:
-        victim = next(drop, None)
-        if victim is None:
+
+    def room(kept: list[str]) -> int:
+        return width - MIN_COMMAND - sum(COLUMNS[n].width + 1 for n in kept if n != "COMMAND")
+
+    order = list(names)
+    dropped = []
+    for victim in (n for n in GIVE_WAY if n in names):
+        if room(names) >= 0:
             break
         names.remove(victim)
+        dropped.append(victim)
+    # A wide one that had to go may leave room for narrower ones that went before it.
+    for back in reversed(dropped[:-1]):
+        if COLUMNS[back].width + 1 <= room(names):
+            names.append(back)
+    names.sort(key=order.index)
     return [COLUMNS[n] for n in names]
 
 

@@ -42,7 +42,9 @@ class SetupScreen(ModalScreen[Setup | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Static(
-                "Columns: space shows or hides one, [ and ] move it, Enter saves, Esc cancels", id="title", markup=False
+                "Columns: space shows or hides one, [ and ] move it; shift+Tab: the header; Enter saves, Esc cancels",
+                id="title",
+                markup=False,
             )
             yield Checkbox("the header: CPUs, memory, tasks, load (htop's meters)", self.header, id="header")
             yield SelectionList[str](*self._selections(), id="columns")

@@ -69,6 +69,27 @@ def _positive_seconds(text: str) -> float:
     return n
 
 
+def _tenths(text: str) -> float:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad delay {text!r}: tenths of a second, as htop's -d (10: 1 s)") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"bad delay {text!r}: it must not be negative")
+    return n / 10
+
+
+# htop's names for the columns procscope has (htop -s, --sort-key).
+HTOP_COLUMNS = {"PERCENT_CPU": "CPU%", "PERCENT_MEM": "MEM%", "M_RESIDENT": "RES", "M_VIRT": "VIRT", "M_SHARE": "SHR",
+                "TIME": "TIME+", "STATE": "S", "IO_READ_RATE": "IO_R", "IO_WRITE_RATE": "IO_W", "ST_UID": "UID",
+                "STARTTIME": "START", "COMM": "COMMAND", "CGROUP": "CGROUP"}  # fmt: skip
+
+
+def _sort_key(text: str) -> str:
+    """A column's name (htop's names too); the monitor says which it has."""
+    return HTOP_COLUMNS.get(text.upper(), text.upper())
+
+
 def _count(text: str) -> int:
     try:
         n = int(text)
@@ -220,6 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--usage", type=_seconds, default=sampler.INTERVAL, metavar="DURATION",
                     help="how often CPU%%, memory and the header's meters are read (default 1s; 0: never, "
                          "the columns and header go)")  # fmt: skip
+    # htop's habits: -d in tenths of a second, -s and --sort-key with htop's column names too, -t.
+    ui.add_argument("-d", "--delay", type=_tenths, dest="usage", metavar="TENTHS",
+                    help="as htop's: --usage in tenths of a second (-d 15: 1.5 s)")  # fmt: skip
+    ui.add_argument("-s", "--sort-key", type=_sort_key, metavar="COLUMN",
+                    help="start as a flat list sorted by COLUMN (CPU%%, MEM%%, TIME+, PID... or htop's names: "
+                         "PERCENT_CPU, PERCENT_MEM, M_RESIDENT, TIME); the figures the most first")  # fmt: skip
+    ui.add_argument("-t", "--tree", action="store_true", help="start as the tree (the default; after -s, the tree)")
     # Set by `procscope serve` for the monitors it runs (unless --allow-signals).
     ui.add_argument("--no-signals", action="store_true", help=argparse.SUPPRESS)
     ui.add_argument(

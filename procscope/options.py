@@ -55,6 +55,8 @@ class Options:
     window: float = DEFAULT_SECONDS
     window_events: int = DEFAULT_EVENTS
     usage: float = INTERVAL  # s between the sampler's passes; 0: none
+    sort_key: str | None = None  # start as a flat list sorted by this column
+    tree: bool = False  # -t: the tree (after -s)
     no_signals: bool = False
     no_writes: bool = False
     # serve

@@ -306,7 +306,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     for field, metavar in _OPTIONS.items():
         # One value each, as the shell split it: no quoting or negation (--filter has those); /REGEX/ works.
-        group.add_argument(f"--{field}", action="append", metavar=metavar, dest=f"filter_{field}", help=FIELDS[field])
+        flags = ("-u", "--user") if field == "user" else (f"--{field}",)  # -u: htop's
+        group.add_argument(*flags, action="append", metavar=metavar, dest=f"filter_{field}", help=FIELDS[field])
 
 
 def from_args(args: argparse.Namespace) -> Query:

@@ -38,6 +38,7 @@ def _run(*argv: str) -> subprocess.CompletedProcess:
         (["events", "--max-backups", "-1"], "argument --max-backups: bad number '-1'"),
         (["snapshot", "--last", "-3"], "argument --last: bad number '-3'"),
         (["ui", "--snapshot-dir", "/no/such/dir"], "argument --snapshot-dir: '/no/such/dir' is not a directory"),
+        (["ui", "-d", "ten"], "argument -d/--delay: bad delay 'ten': tenths of a second, as htop's -d (10: 1 s)"),
         (["events", "--filter", "bin:[/]x cap:[/]"], "--filter: unknown capability '[/]'"),
         (["events", "--user", "nosuchuser"], "--user: unknown user 'nosuchuser'"),
         (["ui", "--filter", "user:nosuchuser"], "--filter: unknown user 'nosuchuser'"),
@@ -60,3 +61,15 @@ def test_ring_size_is_reported_as_rounded():
         ring_text(5 * PAGE_SIZE)
         == f"ring buffer {8 * PAGE_SIZE >> 10} KiB, rounded up from {5 * PAGE_SIZE} bytes to a power of two pages"
     )
+
+
+def test_htops_habits_are_understood():
+    """-d in tenths, -s with htop's column names, -u for a user, -t; a column it lacks is one line."""
+    from procscope.cli import build_parser
+    from procscope.options import Options
+
+    opts = Options.from_args(build_parser().parse_args(["ui", "-d", "15", "-s", "PERCENT_CPU", "-u", "root"]))
+    assert opts.usage == 1.5 and opts.sort_key == "CPU%" and str(opts.query) == "user:root"
+    assert Options.from_args(build_parser().parse_args(["ui", "--sort-key", "mem%", "-t"])).tree
+    out = _run("ui", "-s", "NOSUCH")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "unknown column 'NOSUCH' for -s" in out.stderr

@@ -353,3 +353,10 @@ async def test_f2_hides_the_header_and_the_list_takes_its_rows(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:  # remembered
         await pilot.pause(0.3)
         assert not app.query_one("#meters").display
+
+
+async def test_dash_s_starts_sorted_the_busiest_first(burner, tmp_path):
+    app = ProcscopeApp(ProcfsSource("test", 5 * 10**9), snapshot_dir=str(tmp_path), sort="CPU%")
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert "CPU%▼" in app.query_one("#tree").header.plain and not app.view.tree
+        assert await settle(pilot, app, lambda: rows_of(app)[0].split()[0] == str(burner.pid))

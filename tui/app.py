@@ -28,7 +28,7 @@ from procscope.window import Window
 
 from . import config
 from .actions import PANELS, Actions
-from .columns import COLUMNS, DEFAULT, Context, any_badge, empty_columns, fit, header
+from .columns import COLUMNS, DEFAULT, USAGE, Context, any_badge, empty_columns, fit, header
 from .crash import crash_report
 from .feed import Feed, throttle_message
 from .keys import KEYS
@@ -68,13 +68,15 @@ class ProcscopeApp(Actions, App):
 
     def __init__(self, source, query_text: str = "", snapshot_dir: str = ".", theme: str | None = None,
                  config_path: str | os.PathLike | None = None, allow_signals: bool = True, window: Window | None = None,
-                 allow_writes: bool = True, usage_interval: float = 1.0, **kwargs) -> None:  # fmt: skip
+                 allow_writes: bool = True, usage_interval: float = 1.0, sort: str | None = None,
+                 **kwargs) -> None:  # fmt: skip
         """``theme``: None for the saved one (or the default); ``config_path``: where settings
         chosen at run time are saved, None (tests) to read and write no config; ``allow_signals``:
         False in the monitors `procscope serve` runs (without --allow-signals); ``window``:
         keeps the live source's recent events for time travel; ``allow_writes``: False in the
         monitors `procscope serve` runs (without --allow-writes): no snapshot, no config written;
-        ``usage_interval``: seconds between readings of CPU%, memory and the meters (0: none)."""
+        ``usage_interval``: seconds between readings of CPU%, memory and the meters (0: none);
+        ``sort``: a column to start as a flat list sorted by (the figures the most first)."""
         super().__init__(**kwargs)
         self.allow_signals = allow_signals
         self.allow_writes = allow_writes
@@ -98,7 +100,7 @@ class ProcscopeApp(Actions, App):
         self.usage = UsageFeed(source.live and usage_interval > 0, usage_interval)  # CPU%, RES, the meters
         self.shown = self.feed  # what the streams and the history list: the feed's, or a moment's (time travel)
         self.filter_query = Query.parse(query_text) if query_text else Query()
-        self.view = ViewOptions()
+        self.view = ViewOptions() if sort is None else ViewOptions(tree=False, sort=sort, reverse=sort in USAGE)
         self.tree_model = TreeModel(self.cache)
         self.frozen = False
         self.frozen_at: int | None = None  # the clock when Z froze the view

@@ -15,6 +15,7 @@ from procscope.window import Window
 
 from . import config
 from .app import ProcscopeApp
+from .columns import COLUMNS
 from .screen_fd import screen_apart
 from .sources import LiveSource, ReplaySource, Source
 
@@ -25,6 +26,9 @@ def run_monitor(args: Options, collector: Collector | None, replay: Replay | Non
     ``scan``: the first /proc scan, started before Textual was loaded."""
     if args.theme is not None and args.theme not in themes.all_names():
         warn(f"unknown theme {args.theme!r}; choose from {', '.join(themes.all_names())}")
+        return 2
+    if args.sort_key is not None and args.sort_key not in COLUMNS:
+        warn(f"unknown column {args.sort_key!r} for -s; choose from {', '.join(COLUMNS)}")
         return 2
     grace = args.grace_ns
     # Live: the probes attach behind the first frame (the source says so, or why they could not).
@@ -38,7 +42,8 @@ def run_monitor(args: Options, collector: Collector | None, replay: Replay | Non
     recent = Window(args.window, args.window_events) if replay is None else None
     app = ProcscopeApp(source, query_text=str(args.query), snapshot_dir=args.snapshot_dir, theme=args.theme,
                        config_path=config.default_path(), allow_signals=not args.no_signals, window=recent,
-                       allow_writes=not args.no_writes, usage_interval=args.usage)  # fmt: skip
+                       allow_writes=not args.no_writes, usage_interval=args.usage,
+                       sort=None if args.tree else args.sort_key)  # fmt: skip
     with screen_apart(app):
         app.run()
     if app.failure is not None:

@@ -190,6 +190,11 @@ def container_usage_text(u: ContainerUsage | None) -> str:
     return "  ".join(parts)
 
 
+def lifetime_text(ns: int) -> str:
+    """How long an exited process ran: to the hundredth below 10 s (0.30s), else as ages are."""
+    return f"{ns / 1e9:.2f}s" if ns < 10_000_000_000 else age_text(ns)
+
+
 def age_text(ns: int) -> str:
     s = ns // 1_000_000_000
     if s < 60:

@@ -327,3 +327,25 @@ async def test_the_detail_reads_as_words(demo, monkeypatch):
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+async def test_the_first_hour_search_exits_and_capabilities(demo):
+    """Issue 28: a search finds the program's name before an argument that holds the
+    text; the exits say sub-second lifetimes and the arguments; root's full
+    capability sets are a count, not 41 names."""
+    app = demo()
+    async with app.run_test(size=(200, 60)) as pilot:
+        await pilot.pause()
+        await pilot.press("slash", *"sleep", "enter")  # dash -c .../setuid-sleep 600 comes first in the tree
+        await pilot.pause()
+        found = app.cache.get(app.tree_pane.selected_key)
+        assert "sleep" in os.path.basename(found.binary), found
+        await pilot.press("X")
+        await pilot.pause()
+        exits = [row.plain for row in app.query_one("#exits").rows]
+        assert any(re.search(r"exit 0 +2\.20s /usr/bin/sleep 2\.2$", row) for row in exits), exits
+        assert any(row.endswith("/usr/bin/dash -c kill -SEGV $$") for row in exits)
+        await pilot.press("home")
+        await pilot.pause()
+        detail = plain(app, app.query_one("#detail").content)
+        assert re.search(r"cap permitted +all 41", detail) and "CAP_SYS_ADMIN" not in detail

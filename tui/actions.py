@@ -105,18 +105,22 @@ class Actions:
         self.refresh_panes(force=True)
 
     def search(self, text: str, step: int = 1) -> None:
-        """Select the next (step 1) or previous (-1) process whose binary, arguments or pid hold ``text``."""
+        """Select the next (step 1) or previous (-1) process whose program's name holds ``text`` (or
+        whose pid it is); failing that, whose binary path or arguments hold it."""
         tree = self.tree_pane
         self._last_search = text
         n = len(tree.keys)
         if not text or not n:
             return
-        for k in range(1, n + 1):
-            i = (tree.cursor + step * k) % n
-            proc = self.cache.get(tree.keys[i])
-            if proc is not None and text in " ".join((proc.binary, *proc.args, str(proc.pid))):
-                tree.cursor = i
-                return
+        # The program's name first, as htop's search: `/yes` finds yes before an argument holding "yes".
+        for found in (lambda p: text in os.path.basename(p.binary) or text == str(p.pid),
+                      lambda p: text in " ".join((p.binary, *p.args))):  # fmt: skip
+            for k in range(1, n + 1):
+                i = (tree.cursor + step * k) % n
+                proc = self.cache.get(tree.keys[i])
+                if proc is not None and found(proc):
+                    tree.cursor = i
+                    return
         self.say(f"no process matches {text!r}", severity="warning")
 
     def action_search_next(self, step: int) -> None:

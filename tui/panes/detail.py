@@ -119,6 +119,13 @@ def render_detail(proc: Process | None, cache: ProcessCache, now: int, exporter:
     for name in ("permitted", "effective", "inheritable"):
         mine = getattr(c.caps, name)
         theirs = getattr(pcaps, name) if pcaps is not None else mine
+        # Root's usual sets as a count, not 41 names; those gained from the parent stay listed, in red.
+        missing = ALL_CAPS & ~mine
+        if mine and not mine & ~theirs and missing.bit_count() <= 4:
+            summary = "all " + str(ALL_CAPS.bit_count()) if not missing else "all but " + " ".join(
+                n.removeprefix("CAP_") for n in cap_names(missing))  # fmt: skip
+            add_row(t, f"cap {name}", summary)
+            continue
         text = Text()
         for cap in cap_names(mine):
             gained = cap not in cap_names(theirs)

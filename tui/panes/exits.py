@@ -10,7 +10,7 @@ from procscope.process import Process
 
 from ..widgets.rows_view import RowsView
 
-HEADER = Text(f"{'TIME':<12} {'PID':>7} {'STATUS':<24} {'LIFETIME':>9} BINARY", style="bold")
+HEADER = Text(f"{'TIME':<12} {'PID':>7} {'STATUS':<24} {'LIFETIME':>9} COMMAND", style="bold")
 
 
 def exit_row(when: str, proc: Process) -> Text:
@@ -18,7 +18,8 @@ def exit_row(when: str, proc: Process) -> Text:
     bad = proc.exit is not None and (proc.exit.signal or proc.exit.status)
     text = Text(f"{when:<12} {proc.pid:>7} ")
     text.append(f"{status[:24]:<24}", style="bold red" if bad else "")
-    text.append(f" {describe.age_text(describe.age_ns(proc, proc.exit_time)):>9} {printable(proc.binary or '?')}")
+    command = " ".join((proc.binary or "?", *proc.args))
+    text.append(f" {describe.lifetime_text(describe.age_ns(proc, proc.exit_time)):>9} {printable(command)}")
     return text
 
 

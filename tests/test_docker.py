@@ -202,6 +202,17 @@ async def test_the_monitor_shows_names_in_the_list_and_the_container_picker(dock
         assert isinstance(app.screen, PickScreen)
         picker = screen_text(app)
         assert "web-1" in picker and f"image {IMAGE}" in picker and "pod prod/shop-7d4" in picker
+        await pilot.press("escape")
+        # Picked under a filter, the container is named as the user knows it, and an empty list says why.
+        await pilot.press("backslash", *f"pid:{os.getpid()}", "enter", "C")  # this test and below: no container
+        await pilot.pause(0.3)
+        choices = app.screen.query_one("#choices")
+        web = next(i for i in range(choices.option_count) if "web-1" in str(choices.get_option_at_index(i).prompt))
+        choices.highlighted = web
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert str(app.filter_query) == f"pid:{os.getpid()} container:web-1"
+        assert str(app.query_one("#tree").border_title) == f"no process matches: pid:{os.getpid()} container:web-1"
 
 
 def docker_stats(docker: Daemon, name: str) -> dict:

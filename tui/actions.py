@@ -138,13 +138,18 @@ class Actions:
         self.refresh_panes()
 
     def action_pick_container(self) -> None:
+        index, uses = self.cache.cgroup_index, self.cache.usage.containers
         entries = sorted(self.cache.containers.values(), key=lambda e: e.container.id)
-        throttled = self.cache.cgroup_index.throttled_containers()
-        uses = self.cache.usage.containers
-        choices = [(e.container.id, (f"{u} │ " if (u := describe.container_usage_text(uses.get(e.container.id))) else "")
-                    + f"{describe.container_text(e.container, self.cache.cgroup_index.info_of(e.container))}"
-                    f"  {e.processes} processes" + ("  ⏸ throttled" if e.container.id in throttled else ""))
-                   for e in entries]  # fmt: skip
+        throttled = index.throttled_containers()
+        names = Counter(info.name for e in entries if (info := index.info_of(e.container)) and info.name)
+        choices = []
+        for e in entries:
+            info = index.info_of(e.container)
+            # Chosen by its name when no other has it (the filter then reads as the user knows it), else its id.
+            key = info.name if info is not None and info.name and names[info.name] == 1 else e.container.id
+            used = describe.container_usage_text(uses.get(e.container.id))
+            choices.append((key, (f"{used} │ " if used else "") + describe.container_text(e.container, info)
+                            + f"  {e.processes} processes" + ("  ⏸ throttled" if e.container.id in throttled else "")))  # fmt: skip
         current = next((t.value for t in self.filter_query.terms if t.field == "container" and not t.negate), "")
         self.push_screen(PickScreen("Show one container", choices, current, "all containers"),
                          partial(self._replace_terms, "container"))  # fmt: skip

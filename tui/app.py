@@ -151,7 +151,6 @@ class ProcscopeApp(Actions, App):
         self.widgets = {w.id: w for w in (self.query_one("#detail"), self.query_one("#drops"),
                                           self.query_one("#status"), self.query_one("#query"),
                                           self.query_one("#banner"))}  # fmt: skip
-        self.tree_pane.border_title = "processes"
         for warning in self._warnings:
             self.say(warning, severity="warning", timeout=10)
         self.apply_layout()
@@ -312,7 +311,7 @@ class ProcscopeApp(Actions, App):
         tree = self.tree_pane
         self.usage.want(self.feed.cache, tree.keys_on_screen(), columns)
         tree.show(rows, ctx, columns, header(self.shown_columns, self.view.sort if not self.view.tree else "",
-                                             self.view.reverse), self.tagged)  # fmt: skip
+                                             self.view.reverse), self.tagged, str(self.filter_query))  # fmt: skip
         if self.following is not None:
             if self.following in tree.keys:
                 tree.cursor = tree.keys.index(self.following)

@@ -170,8 +170,13 @@ class ProcessTree(RowsView):
         self.columns: list[Column] = []
         self._texts: dict = {}  # Process → (state, Text)
 
-    def show(self, rows: Rows, ctx: Context, columns: list[Column], header: Text, tagged: set = frozenset()) -> None:
+    def show(self, rows: Rows, ctx: Context, columns: list[Column], header: Text, tagged: set = frozenset(),
+             filtered: str = "") -> None:  # fmt: skip
+        """``filtered``: the filter, when one is set (an empty list then says that nothing matches it)."""
         self.shown, self.columns, self.header = rows, columns, header
+        # A title, not a row: rows are processes. Markup-free: the filter holds what the user typed.
+        self.border_title = Text(f"no process matches: {printable(filtered)}" if filtered and not rows.processes
+                                 else "processes")  # fmt: skip
         self.set_rows(_Lines(rows, ctx, columns, tagged, self._texts), rows.keys)
 
     def on_resize(self) -> None:

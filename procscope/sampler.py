@@ -93,7 +93,10 @@ class Sampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             began = time.monotonic()
-            self.table = self.sample()
+            try:
+                self.table = self.sample()
+            except Exception as exc:  # noqa: BLE001 - said in the monitor; the figures stay as last read
+                self.error = f"reading what processes use failed ({exc}); the figures shown are the last read"
             self._stop.wait(max(self.interval - (time.monotonic() - began), 0.1))
 
     def sample(self) -> UsageTable:

@@ -31,8 +31,8 @@ HOLD = 300 << 20
 
 
 def vm_rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        kib = next(line.split()[1] for line in f if line.startswith("VmRSS:"))
+    with open(f"/proc/{pid}/status", "rb") as f:  # bytes: a process's name may be anything
+        kib = next(line.split()[1] for line in f if line.startswith(b"VmRSS:"))
     return int(kib) << 10
 
 
@@ -360,3 +360,18 @@ async def test_dash_s_starts_sorted_the_busiest_first(burner, tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         assert "CPU%▼" in app.query_one("#tree").header.plain and not app.view.tree
         assert await settle(pilot, app, lambda: rows_of(app)[0].split()[0] == str(burner.pid))
+
+
+async def test_the_meters_keep_updating_under_a_dialog(tmp_path):
+    """The header is the main screen's: with the help open for seconds, the monitor runs on."""
+    app = ProcscopeApp(ProcfsSource("test", 5 * 10**9), snapshot_dir=str(tmp_path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+        await pilot.press("f1")
+        before = app.cache.usage.generation
+        await pilot.pause(2.5)
+        assert app.is_running and app.cache.usage.generation > before
+        await pilot.press("escape")
+        await pilot.pause(0.3)
+        tasks = plain(app, app.query_one("#tasks").render())
+        assert tasks.startswith("Tasks: ")

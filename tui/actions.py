@@ -24,7 +24,6 @@ from .screens.pick import PickScreen
 from .screens.setup import Setup, SetupScreen
 from .screens.signal import SignalScreen
 from .travel import Shown, TimeTravel
-from .widgets.meters import Meters
 
 SIGNALS_OFF = "signals are off in this served monitor (start procscope serve with --allow-signals to allow them)"
 
@@ -235,7 +234,7 @@ class Actions:
         self.chosen_columns = self.settings.columns = setup.columns
         self.settings.header = setup.header
         self.save_settings("columns")
-        self.query_one(Meters).set_class(setup.header and self.usage.sampler is not None, "shown")
+        self.widgets["meters"].set_class(setup.header and self.usage.sampler is not None, "shown")
         self.fit_columns()
         self.refresh_panes()
 

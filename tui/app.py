@@ -150,7 +150,7 @@ class ProcscopeApp(Actions, App):
                       "history": self.query_one("#history", History)}  # fmt: skip
         self.widgets = {w.id: w for w in (self.query_one("#detail"), self.query_one("#drops"),
                                           self.query_one("#status"), self.query_one("#query"),
-                                          self.query_one("#banner"))}  # fmt: skip
+                                          self.query_one("#banner"), self.query_one("#meters"))}  # fmt: skip
         for warning in self._warnings:
             self.say(warning, severity="warning", timeout=10)
         self.apply_layout()
@@ -164,7 +164,7 @@ class ProcscopeApp(Actions, App):
         gc.freeze()
         self._gc_threshold = gc.get_threshold()
         gc.set_threshold(*self._gc_threshold[:2], 1 << 30)
-        self.set_interval(60, self.collect_garbage)
+        self.set_interval(60, gc.collect)
         # SIGTERM ends the monitor as q does (the terminal is restored, the exit status is 0).
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.exit)
         self.tree_pane.focus()
@@ -221,9 +221,6 @@ class ProcscopeApp(Actions, App):
         changed, self.shown_columns = columns != self.shown_columns, columns
         return changed
 
-    def collect_garbage(self) -> None:
-        gc.collect()
-
     def get_key_display(self, binding: Binding) -> str:
         return key_text(binding.key.split(",")[0])  # F5, not f5
 
@@ -273,8 +270,10 @@ class ProcscopeApp(Actions, App):
         # for 1000, and keys still redraw at once (their actions do, from the last frame's rows).
         n = self.ingest()
         if self.usage.take(self.feed.cache) | self.feed.each_second():
-            self.query_one(Meters).show(self.usage.sampler.table.machine if self.usage.sampler else None,
+            self.widgets["meters"].show(self.usage.sampler.table.machine if self.usage.sampler else None,
                                         self.feed.exec_rates, self.feed.lost_rates, self.size.height)  # fmt: skip
+            if error := self.usage.new_error():
+                self.say(error, severity="warning", timeout=10)
             n = n or 1  # new figures: a frame, as for an event
         self._recent.append(n)
         since = time.monotonic() - self._drawn

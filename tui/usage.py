@@ -19,6 +19,7 @@ MIN_INTERVAL = 0.2  # s: faster, reading /proc would cost more than it shows
 class UsageFeed:
     def __init__(self, live: bool, interval: float):
         self.sampler = Sampler(max(interval, MIN_INTERVAL)) if live else None
+        self._said: str | None = None
 
     def start(self, cache: ProcessCache) -> None:
         if self.sampler is not None:
@@ -35,6 +36,14 @@ class UsageFeed:
             return False
         cache.usage = self.sampler.table
         return True
+
+    def new_error(self) -> str | None:
+        """Why the last reading failed, once each time it changes (None: nothing new)."""
+        error = self.sampler.error if self.sampler is not None else None
+        if error == self._said:
+            return None
+        self._said = error
+        return error
 
     def want(self, cache: ProcessCache, on_screen: Iterable[object], columns: Iterable[Column]) -> None:
         if self.sampler is None:

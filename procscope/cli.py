@@ -69,14 +69,19 @@ def _positive_seconds(text: str) -> float:
     return n
 
 
-def _tenths(text: str) -> float:
+def _whole(text: str, what: str, least: int, hint: str = "write a whole number") -> int:
     try:
         n = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"bad delay {text!r}: tenths of a second, as htop's -d (10: 1 s)") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"bad delay {text!r}: it must not be negative")
-    return n / 10
+        raise argparse.ArgumentTypeError(f"bad {what} {text!r}: {hint}") from None
+    if n < least:
+        limit = "it must not be negative" if least == 0 else f"it must be at least {least}"
+        raise argparse.ArgumentTypeError(f"bad {what} {text!r}: {limit}")
+    return n
+
+
+def _tenths(text: str) -> float:
+    return _whole(text, "delay", 0, "tenths of a second, as htop's -d (10: 1 s)") / 10
 
 
 # htop's names for the columns procscope has (htop -s, --sort-key).
@@ -91,23 +96,11 @@ def _sort_key(text: str) -> str:
 
 
 def _count(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad count {text!r}: write a whole number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"bad count {text!r}: it must be at least 1")
-    return n
+    return _whole(text, "count", 1)
 
 
 def _non_negative(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad number {text!r}: write a whole number") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"bad number {text!r}: it must not be negative")
-    return n
+    return _whole(text, "number", 0)
 
 
 def _rate(text: str):

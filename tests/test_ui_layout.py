@@ -349,3 +349,22 @@ async def test_the_first_hour_search_exits_and_capabilities(demo):
         await pilot.pause()
         detail = plain(app, app.query_one("#detail").content)
         assert re.search(r"cap permitted +all 41", detail) and "CAP_SYS_ADMIN" not in detail
+
+
+async def test_the_detail_scrolls_from_the_keyboard_at_80x24(demo):
+    """Its capabilities and namespaces are below the few rows it gets: ctrl+down reaches them."""
+    app = demo()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        detail = app.query_one("#detail")
+        assert detail.scroll_offset.y == 0 and detail.max_scroll_y > 0
+        for _ in range(10):
+            await pilot.press("ctrl+down")
+        await pilot.pause()
+        assert detail.scroll_offset.y > 0 and app.tree_pane.has_focus  # the list keeps the keys
+        assert "ns net" in screen_text(app)
+        await pilot.press("ctrl+up")
+        await pilot.pause()
+        assert detail.scroll_offset.y < detail.max_scroll_y

@@ -266,6 +266,12 @@ class Actions:
         self.apply_layout()
         self.refresh_panes(force=True)  # what the panel shows is drawn only while it is open
 
+    def action_scroll_detail(self, rows: int) -> None:
+        """The detail scrolls from the list, which keeps the keys: at 80x24 it shows a few rows of many."""
+        if not self.layout_now()[0]:
+            self.action_toggle_detail()
+        self.widgets["detail"].scroll_relative(y=rows, animate=False)
+
     def action_next_panel(self, step: int) -> None:
         if not self.layout_now()[1]:
             self.action_panel(self.panel.current or PANELS[0])
@@ -351,5 +357,6 @@ class Actions:
     # Keys that must not reach the list behind a dialog (app bindings still fire under one).
     LIST_ACTIONS = frozenset({
         "tag", "tag_children", "untag_all", "signal", "pick_container", "pick_user", "pick_sort", "setup",
-        "toggle_detail", "next_panel", "panel", "close_panels", "follow", "snapshot", "step_time", "step_event",
+        "toggle_detail", "scroll_detail", "next_panel", "panel", "close_panels", "follow", "snapshot", "step_time",
+        "step_event",
     })  # fmt: skip

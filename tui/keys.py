@@ -33,6 +33,8 @@ KEYS = [
     Binding("minus", "collapse", "Collapse the subtree", show=False),
     Binding("asterisk", "expand_all", "Expand every subtree", show=False),
     Binding("enter", "toggle_detail", "The process's details: open or close", show=False),
+    Binding("ctrl+down", "scroll_detail(4)", "Scroll the details down (capabilities, namespaces...)", show=False),
+    Binding("ctrl+up", "scroll_detail(-4)", "Scroll the details up", show=False),
     Binding("tab", "next_panel(1)", "Next panel: execs, exits, losses", show=False, priority=True),
     Binding("shift+tab", "next_panel(-1)", "Previous panel", show=False, priority=True),
     Binding("E", "panel('execs')", "The exec stream", show=False),

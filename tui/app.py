@@ -164,7 +164,7 @@ class ProcscopeApp(Actions, App):
         gc.freeze()
         self._gc_threshold = gc.get_threshold()
         gc.set_threshold(*self._gc_threshold[:2], 1 << 30)
-        self.set_interval(60, gc.collect)
+        self.set_interval(60, self.collect_garbage)
         # SIGTERM ends the monitor as q does (the terminal is restored, the exit status is 0).
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.exit)
         self.tree_pane.focus()
@@ -201,11 +201,8 @@ class ProcscopeApp(Actions, App):
         if self.main_screen is None:
             return  # before the first mount: on_mount lays it out
         # Called before App's own handler has taken the new size: lay out after it.
-        self.call_later(self._resized)
-
-    def _resized(self) -> None:
-        self.apply_layout()
-        self.refresh_panes(force=True)
+        self.call_later(self.apply_layout)
+        self.call_later(self.refresh_panes, force=True)
 
     def on_process_tree_resized(self) -> None:
         if self.fit_columns():
@@ -220,6 +217,9 @@ class ProcscopeApp(Actions, App):
         columns = fit(self.chosen_columns, width, empty_columns(self.cache, self._badged))
         changed, self.shown_columns = columns != self.shown_columns, columns
         return changed
+
+    def collect_garbage(self) -> None:
+        gc.collect()  # a method: Textual's timer cannot call a builtin (it counts the parameters)
 
     def get_key_display(self, binding: Binding) -> str:
         return key_text(binding.key.split(",")[0])  # F5, not f5

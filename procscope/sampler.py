@@ -3,8 +3,8 @@ and the machine use (procscope.probes.usage) once a second and publishes
 it as one table, which the monitor takes on its timer. No UI here.
 
 At 10,000 processes reading every /proc/PID/stat costs 0.12 s of CPU a
-pass, half of what `htop -d 10` spends a second in all. So after the first
-two passes (every process, so the first figures come at once) a pass reads
+pass, a third of what `htop -d 10` spends a second in all. So after the
+first pass (every process, so the first figures come at once) a pass reads
 the processes on screen, those busy or runnable at their last reading, the
 new, and of the rest those whose pid ends in the pass's digit: each is read
 at least every SLICES passes, and its CPU% is over the time since its own
@@ -30,7 +30,7 @@ __all__ = ["EMPTY", "Machine", "Sampler", "Usage", "UsageTable"]
 INTERVAL = 1.0  # s between passes, htop's default (1.5) rounded down
 SLICES = 10  # an idle process is read at least every SLICES passes (those whose pid ends in the pass's digit)
 BUSY = 0.05  # CPU% from which a process is read every pass (it shows as 0.0 below)
-FULL_PASSES = 2  # the first passes read every process
+FULL_PASSES = 1  # the first pass reads every process (its CPU% over each one's life so far)
 HISTORY = 300  # passes of (CPU%, RES) kept per process followed: the detail's sparklines
 FOLLOWED = 2000  # processes with a history at most (those on screen or busy), the longest unseen go first
 

@@ -155,9 +155,10 @@ class ProcscopeApp(Actions, App):
             self.say(warning, severity="warning", timeout=10)
         self.apply_layout()
         self.source.start()
-        self.usage.start(self.cache)
+        self.usage.take(self.cache)
         self.ingest()
         self.refresh_panes()
+        self.call_after_refresh(self.usage.start)
         # Full garbage collections pause everything for ~0.1 s at 10k processes, and an exec
         # storm would set one off every second or two: what start-up made (the /proc scan's
         # tree, the widgets) mostly stays, so it is left out of them, and they run once a minute.

@@ -175,3 +175,16 @@ async def test_the_monitors_replay_is_drained_a_slice_at_a_time_and_time_travel_
     assert source.notes == [
         "time travel reaches the recording's first 1,000 events (--window-events N for more, with more memory)"
     ]
+
+
+def test_the_monitor_says_a_replay_is_not_a_recording_and_fails(tmp_path):
+    """Issue 28, point 9: not an empty monitor and status 0, but the reason on screen and status 1."""
+    from .conftest import Terminal
+
+    path = tmp_path / "notes.txt"
+    path.write_text("hello world\nthis is not json\n")
+    term = Terminal(["--replay", str(path)], 120, 40)
+    term.read(4)
+    assert b"no line could be read" in term.out, term.out[-2000:]
+    out, status = term.quit()
+    assert status == 1 and out.rstrip().endswith(f"2 bad lines in {path} skipped".encode()), out[-500:]

@@ -34,6 +34,7 @@ def run_monitor(args: Options, collector: Collector | None, replay: Replay | Non
     # Live: the probes attach behind the first frame (the source says so, or why they could not).
     if replay is not None:
         source: Source = ReplaySource(replay, grace, args.window_events)
+        replay.warn = source.messages.append  # said in the monitor: its stderr is not the terminal's
     else:
         assert collector is not None  # live: the commands hand one over
         source = LiveSource(collector, grace, scan)
@@ -48,5 +49,8 @@ def run_monitor(args: Options, collector: Collector | None, replay: Replay | Non
         app.run()
     if app.failure is not None:
         warn(app.failure)
+        return 1
+    if replay is not None and replay.bad_lines:  # as `events` and `snapshot` end: the status says it
+        warn(f"{replay.bad_lines} bad lines in {replay.path} skipped")
         return 1
     return app.return_code or 0

@@ -348,6 +348,11 @@ async def test_the_history_panel_lists_every_process_seen_exited_ones_too(record
         rows = [row.plain for row in app.query_one("#history").rows]
         assert any("/bin/crash" in r and "SIGSEGV" in r for r in rows)  # exited, and shown
         assert any("/bin/sh -c sleep 5 & sleep 6" in r for r in rows)
+        # One row per process (an exec's image in place of its fork's), newest first by time.
+        pids = [r.split()[1] for r in rows]
+        assert len(pids) == len(set(pids)), rows
+        times = [r.split()[0] for r in rows]
+        assert times == sorted(times, reverse=True), rows
         await pilot.press("backslash")
         await pilot.press(*"bin:crash", "enter")
         await pilot.pause()

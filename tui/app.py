@@ -320,7 +320,7 @@ class ProcscopeApp(Actions, App):
         named = lambda when, p: exec_row(when, p, describe.container_name(p, self.cache) if p.container else "")  # noqa: E731
         # The history (up to 20,000 processes) only while it is shown: in a storm it is the biggest list.
         history_shown = self.layout_now()[1] and self.panel.current == "history"
-        seen = [(p.key.ktime, p) for p in self.shown.seen.values()] if history_shown else []
+        seen = sorted(((p.key.ktime, p) for p in self.shown.seen.values()), key=lambda e: e[0]) if history_shown else []
         for pane_id, entries, fmt in (("execs", self.shown.execs, named), ("exits", self.shown.exits, exit_row),
                                       ("history", seen, history_row)):  # fmt: skip
             shown = list(reversed(entries)) if match is None else [e for e in reversed(entries) if match(e[1])]

@@ -133,7 +133,10 @@ class Feed:
         return len(events), throttles
 
     def saw(self, proc: Process) -> None:
+        """One row per process: an exec's image takes the place of the one it replaced (its fork)."""
         seen = self.seen
+        if proc.previous is not None:
+            seen.pop(proc.previous, None)
         if proc.key not in seen and len(seen) >= SEEN:
             seen.popitem(last=False)
         seen[proc.key] = proc

@@ -37,6 +37,7 @@ from .cache_views import CacheViews, unwatched
 from .cgroup_index import CgroupIndex
 from .process import ROOT, CacheCounters, CredsChange, Process, Shared
 from .sampler import EMPTY as EMPTY_USAGE
+from .sampler import UsageEvent, recorded_usage
 
 DEFAULT_GRACE_NS = 5_000_000_000
 MAX_CHANGES = 32  # credential changes kept per process (the oldest go first)
@@ -73,8 +74,7 @@ class ProcessCache(CacheViews):
         self.by_pid: dict[int, Process] = {}  # the live image of each pid
         self.roots: dict[ProcessKey, Process] = {}  # visible processes whose tree parent is not cached
         self.cgroup_index = CgroupIndex()  # cgroups, containers and throttles
-        # Shortcuts to what the index keeps, which the views read.
-        self.cgroups, self.cgroup_tree = self.cgroup_index.cgroups, self.cgroup_index.tree
+        self.cgroups, self.cgroup_tree = self.cgroup_index.cgroups, self.cgroup_index.tree  # the index's, for views
         self.containers, self.throttles = self.cgroup_index.containers, self.cgroup_index.throttles
         self.counters = CacheCounters()
         self.usage = EMPTY_USAGE  # what each process uses, as the sampler last read it (a live cache's)
@@ -109,7 +109,7 @@ class ProcessCache(CacheViews):
                 proc.image = self._shared.event(new)
                 self.on_change(proc)
 
-    def apply(self, ev: Event) -> Process | None:
+    def apply(self, ev: Event | UsageEvent) -> Process | None:
         """Record one event; return the process it concerns."""
         if ev.time > self.now:
             self.now = ev.time
@@ -243,7 +243,7 @@ class ProcessCache(CacheViews):
 
     _BY_TYPE: ClassVar[dict[type, Callable]] = {
         ExecEvent: _exec, CloneEvent: _clone, ExitEvent: _exited, CredsEvent: _creds, CgroupEvent: _cgroup_event,
-        ThrottleEvent: _throttle,
+        ThrottleEvent: _throttle, UsageEvent: recorded_usage,
     }  # fmt: skip
 
     # -- bookkeeping ---------------------------------------------------------

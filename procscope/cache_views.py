@@ -15,6 +15,7 @@ from procscope.probes.events import ProcessKey
 
 from .process import BY_PID, ROOT, Process
 from .sampler import EMPTY as EMPTY_USAGE
+from .sampler import UsageTable
 
 if TYPE_CHECKING:
     from .cgroup_index import CgroupIndex
@@ -31,6 +32,7 @@ class CacheViews:
     _watchers: list[Callable[[Process | None], None]]
     _cgroup_path: Callable[[int], str | None] | None
     current_parent: Callable[[int], int | None] | None
+    usage: UsageTable
 
     # -- lookups -------------------------------------------------------------
     def get(self, key: ProcessKey) -> Process | None:
@@ -151,7 +153,8 @@ class CacheViews:
         for hook in ("_cgroup_path", "current_parent", "still_running", "on_change"):
             state[hook] = None
         state["_watchers"] = []
-        state["usage"] = EMPTY_USAGE  # what the machine uses now is not what it used then
+        # What the machine uses now is not what it used then; a recording's figures are its past.
+        state["usage"] = self.usage if self.usage.recorded else EMPTY_USAGE
         state["cgroup_index"] = dataclasses.replace(self.cgroup_index, describe=None)
         return state
 

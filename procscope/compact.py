@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from procscope.probes.text import printable
 
-from .kinds import CGROUP, CLONE, COUNTERS, CREDS, EXEC, EXIT, EXTRA, THROTTLE
+from .kinds import CGROUP, CLONE, COUNTERS, CREDS, EXEC, EXIT, EXTRA, THROTTLE, USAGE
 
 
 def compact(event: dict) -> str:
@@ -60,5 +60,10 @@ def _compact(event: dict) -> str:
             f"userspace-dropped {c['userspace_dropped']} decode-errors {c['decode_errors']}"
             + (f" cache-misses {c['cache']['misses']}" if "cache" in c else "")
         )
+    if USAGE in event:
+        u = event[USAGE]
+        cpus = (u.get("machine") or {}).get("cpus", [])
+        busy = f" CPUs busy {', '.join(f'{100 * sum(c):.0f}%' for c in cpus)}" if cpus else ""
+        return f"📈 usage   {event['node_name']} {len(u['processes'])} processes changed{busy}"
     kind = next(iter(event))
     return f"{kind} {event[kind]}"

@@ -249,6 +249,10 @@ class Exporter:
             }
         return found
 
+    def record(self, kind: str, body: dict, ktime: int) -> dict:
+        """A line of ``kind`` with ``body`` (one of procscope's own kinds, made elsewhere)."""
+        return self._wrap(kind, body, ktime)
+
     def _wrap(self, kind: str, body: dict, ktime: int) -> dict:
         return {kind: body, "node_name": self.node, "time": self.time(ktime)}
 

@@ -13,5 +13,6 @@ CLONE = "procscope_clone"
 CGROUP = "procscope_cgroup"
 CREDS = "procscope_creds"
 COUNTERS = "procscope_counters"
+USAGE = "procscope_usage"
 
 EXTRA = "procscope"  # procscope's own fields of an object, under one key (tetra ignores it)

@@ -31,10 +31,14 @@ from procscope.probes.events import (
 )  # fmt: skip
 
 from .cache import ANY_HIERARCHY, ROOT, ProcessCache
-from .kinds import CGROUP, CLONE, COUNTERS, CREDS, EXEC, EXIT, EXTRA, THROTTLE
+from .kinds import CGROUP, CLONE, COUNTERS, CREDS, EXEC, EXIT, EXTRA, THROTTLE, USAGE
 from .process import Lifecycle
 from .records import BadRecord, cap_sets, credentials, decode, namespaces, number, parse_exec_id, parse_time, text
 from .runtimes import ContainerInfo
+from .sampler import UsageEvent
+from .usage_records import usage_event
+
+Recorded = Event | UsageEvent  # what a recording replays: the kernel's events, and the usage records
 
 SNAPSHOT_SCHEMA = "procscope-snapshot"
 SNAPSHOT_VERSION = 1
@@ -213,12 +217,12 @@ class Replay:
             yield self._image(p, time_text)
 
     # -- JSON lines ------------------------------------------------------------------
-    def _record(self, rec: dict) -> list[Event]:
+    def _record(self, rec: dict) -> list[Recorded]:
         if not isinstance(rec, dict):
             raise BadRecord("not a JSON object")
         if "time" in rec and self._offset is not None:
             self.end_time = max(self.end_time, self._boot(rec["time"]))
-        out: list[Event] = []
+        out: list[Recorded] = []
         try:
             if EXEC in rec:
                 body = rec[EXEC]
@@ -274,6 +278,8 @@ class Replay:
                 out.append(self._creds_event(rec[CREDS], rec["time"]))
             elif COUNTERS in rec:
                 self.counters = rec[COUNTERS]
+            elif USAGE in rec:
+                out.append(usage_event(rec[USAGE], self._boot(rec["time"])))
         except KeyError as exc:
             raise BadRecord(f"missing field {exc.args[0]!r}") from None
         except (TypeError, AttributeError, ValueError, OverflowError) as exc:
@@ -289,7 +295,7 @@ class Replay:
         if len(self._exited) > EXITED_KEPT:
             self._exited.popitem(last=False)
 
-    def _lines(self) -> Iterator[Event]:
+    def _lines(self) -> Iterator[Recorded]:
         f, lineno = self._file, 0
         with f:
             while raw := f.readline(MAX_LINE_BYTES + 1):
@@ -399,7 +405,7 @@ class Replay:
         except (OSError, ValueError):  # closed: read to its end already
             return False
 
-    def events(self) -> Iterator[Event]:
+    def events(self) -> Iterator[Recorded]:
         return self._snapshot_events() if self.kind == "snapshot" else self._lines()
 
     @property
@@ -422,7 +428,7 @@ class Replay:
             cache.current_parent = self.current_parent
         return cache
 
-    def feed(self, cache: ProcessCache, on_event: Callable[[Event], None] | None = None) -> None:
+    def feed(self, cache: ProcessCache, on_event: Callable[[Recorded], None] | None = None) -> None:
         self._cached = lambda: len(cache.procs)
         cache.host_ns = self.host_ns  # filled as the first process is read
         cache.cgroup_index.info = self.container_info

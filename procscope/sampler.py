@@ -25,7 +25,7 @@ from .container_usage import ContainerReader, ContainerUsage
 from .probes.events import ProcessKey
 from .probes.usage import Machine, MachineReader, Reading, Usage, read_process
 
-__all__ = ["EMPTY", "Machine", "Sampler", "Usage", "UsageTable"]
+__all__ = ["EMPTY", "Machine", "Sampler", "Usage", "UsageEvent", "UsageTable", "recorded_usage"]
 
 INTERVAL = 1.0  # s between passes, htop's default (1.5) rounded down
 SLICES = 10  # an idle process is read at least every SLICES passes (those whose pid ends in the pass's digit)
@@ -47,9 +47,30 @@ class UsageTable:
     # (CPU%, RES) of each pass, oldest first, of the processes on screen or busy since they were.
     history: dict[ProcessKey, deque[tuple[float, int]]] = field(default_factory=dict)
     containers: dict[str, ContainerUsage] = field(default_factory=dict)  # by container id
+    recorded: bool = False  # from a recording: part of the past it replays (time travel keeps it)
 
 
 EMPTY = UsageTable()
+
+
+@dataclass(frozen=True)
+class UsageEvent:
+    """A recording's usage record, replayed: the figures as of ``time`` of the
+    processes that changed since the record before, the machine's and the containers'."""
+
+    time: int
+    procs: dict[ProcessKey, Usage]
+    machine: Machine | None
+    containers: dict[str, ContainerUsage]
+
+
+def recorded_usage(cache, ev: UsageEvent) -> None:
+    """The cache's handler of a UsageEvent: its usage as of then (the processes gone since dropped)."""
+    live = cache.by_pid
+    procs = {k: u for k, u in cache.usage.procs.items() if k.pid in live}
+    procs.update(ev.procs)
+    cache.usage = UsageTable(cache.usage.generation + 1, procs, ev.machine, len(ev.procs), True, {}, ev.containers,
+                             recorded=True)  # fmt: skip
 
 
 class Sampler:

@@ -20,9 +20,12 @@ from procscope.probes.events import CgroupEvent, CloneEvent, CredsEvent, ExecEve
 from .cache import ANY_HIERARCHY, Process, ProcessCache
 from .compact import compact
 from .export import Exporter, json_bytes
+from .kinds import USAGE
 from .query import Query
+from .sampler import Sampler
+from .usage_records import record_body
 
-INCLUDABLE = ("clone", "counters", "procfs", "cgroup", "creds")  # procscope's own kinds
+INCLUDABLE = ("clone", "counters", "procfs", "cgroup", "creds", "usage")  # procscope's own kinds
 TETRAGON_KINDS = frozenset({"exec", "exit", "throttle"})
 RECORDED = TETRAGON_KINDS | set(INCLUDABLE)
 
@@ -57,6 +60,8 @@ class EventStream:
         # (Exporter.exec_line); compact lines are made from the events' objects.
         self._lines = not any(o.compact for o in outputs)
         self._match = self.query.predicate(cache)
+        self._sampler: Sampler | None = None  # made when usage lines are wanted (a recording)
+        self._usage_sent: dict = {}  # the figures of the last usage line, by key
 
     def _emit(self, kind: str, obj: dict | bytes) -> bool:
         """Write one event (its object, or its line of JSON) to the outputs
@@ -120,6 +125,16 @@ class EventStream:
         self.cache.expire()
         return False
 
+    def _usage_line(self, now: int) -> dict:
+        """What processes, containers and the machine use now: those changed since the last line."""
+        if self._sampler is None:
+            self._sampler = Sampler()
+        self._sampler.containers = self.cache.cgroup_index.container_cgroups()
+        table = self._sampler.sample()
+        body = record_body(table, self._usage_sent, self.exporter.node)
+        self._usage_sent = table.procs
+        return self.exporter.record(USAGE, body, now)
+
     def flush(self) -> None:
         for out in self.outputs:
             out.sink.flush()
@@ -128,15 +143,19 @@ class EventStream:
         """Collect until ``duration`` (or --count, or Ctrl-C), flushing every
         output at least once a second (what was flushed survives a crash)."""
         deadline = time.monotonic() + duration if duration is not None else None
-        next_counters = time.monotonic() + 1.0
+        next_second = time.monotonic() + 1.0
         collector.start()
         while deadline is None or time.monotonic() < deadline:
             if self.feed(collector.get_batch(timeout=0.1) or []):
                 return
-            if "counters" in self.wanted and time.monotonic() >= next_counters:
-                next_counters += 1.0
+            if self.wanted & {"counters", "usage"} and time.monotonic() >= next_second:
+                next_second += 1.0
                 now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
                 self.cache.expire(now)
-                if self._emit("counters", self.exporter.counters_event(collector.counters(), now)):
+                if "counters" in self.wanted and self._emit(
+                    "counters", self.exporter.counters_event(collector.counters(), now)
+                ):
+                    return
+                if "usage" in self.wanted and self._emit("usage", self._usage_line(now)):
                     return
             self.flush()

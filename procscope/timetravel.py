@@ -11,13 +11,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from procscope.probes import names, wire
-from procscope.probes.events import CloneEvent, CredsEvent, Event, ExecEvent, ExitEvent
+from procscope.probes.events import CloneEvent, CredsEvent, ExecEvent, ExitEvent
 
 from . import describe
 from .cache import Process, ProcessCache
 from .export import Exporter
 from .records import BadRecord, parse_time
-from .replay import Replay
+from .replay import Recorded, Replay
 
 _RELATIVE = re.compile(r"([+-])(\d+(?:\.\d+)?)(ms|s|m|h)?")
 _UNIT = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -71,7 +71,7 @@ class Timeline:
     (``of_replay``), or the live monitor's recent past (procscope.window),
     which starts from a checkpoint of the cache instead of nothing."""
 
-    def __init__(self, events: list[Event], new_cache: Callable[[], ProcessCache], wall_offset: int | None = None,
+    def __init__(self, events: Sequence[Recorded], new_cache: Callable[[], ProcessCache], wall_offset: int | None = None,
                  node: str = "", checkpoints: Sequence[Checkpoint] = (), end: int | None = None):  # fmt: skip
         """``checkpoints``: the cache at some moments, oldest first (the
         timeline starts at the first); ``end``: the clock's now, if later
@@ -86,7 +86,7 @@ class Timeline:
         self.end = max(max(timed, default=0), self.checkpoints[-1].time if self.checkpoints else 0, end or 0)
 
     @classmethod
-    def of_replay(cls, replay: Replay, grace_ns: int, events: list[Event] | None = None,
+    def of_replay(cls, replay: Replay, grace_ns: int, events: list[Recorded] | None = None,
                   max_events: int = MAX_EVENTS) -> Timeline:  # fmt: skip
         """``events``: the recording's, when already read (a Replay reads its file once);
         else its first ``max_events`` (a line says so when there are more)."""
@@ -160,6 +160,6 @@ class Timeline:
         }  # fmt: skip
 
 
-def scanned(ev: Event) -> bool:
+def scanned(ev: Recorded) -> bool:
     """Found by a /proc scan: describes the start, not an exec at its time."""
     return isinstance(ev, ExecEvent) and bool(ev.flags & wire.FLAG_PROCFS)

@@ -44,14 +44,14 @@ def test_json_stream_and_recording_to_files(scratch):
     _run_events(["-o", stream, "--record", target], lambda: subprocess.run([binary, "-c", "exit 4"]), scratch)
     assert stat.S_IMODE(os.stat(target).st_mode) == stat.S_IMODE(os.stat(stream).st_mode) == 0o600
     # The stream has Tetragon's kinds only; the recording has what a replay needs too:
-    # the processes found at start, clones and counters.
+    # the processes found at start, clones, counters and usage.
     streamed = [json.loads(line) for line in Path(stream).read_text().splitlines()]
     assert {next(iter(line)) for line in streamed} == {"process_exec", "process_exit"}
     assert not any("procFS" in x["process_exec"]["process"]["flags"] for x in streamed if "process_exec" in x)
     lines = [json.loads(line) for line in Path(target).read_text().splitlines()]
     kinds = {next(iter(line)) for line in lines}
     assert {"process_exec", "process_exit", "procscope_clone"} <= kinds <= {
-        "process_exec", "process_exit", "procscope_clone", "procscope_counters"}  # fmt: skip
+        "process_exec", "process_exit", "procscope_clone", "procscope_counters", "procscope_usage"}  # fmt: skip
     assert any("procFS" in x["process_exec"]["process"]["flags"] for x in lines if "process_exec" in x)
     # (The /proc scan may also catch it, already exec'd: that line says procFS.)
     execs = [

@@ -20,9 +20,10 @@ from procscope import describe
 from procscope.probes.events import ProcessKey
 from procscope.probes.procfs import TICK_NS, start_key
 from procscope.probes.usage import CPUS, Reading, read_process
+from procscope.replay import Replay
 from procscope.sampler import FULL_PASSES, SLICES, Sampler
 from procscope.tui.app import ProcscopeApp
-from procscope.tui.sources import LiveSource, ProcfsSource
+from procscope.tui.sources import LiveSource, ProcfsSource, ReplaySource
 from procscope.tui.status import fit as status_line
 
 from .conftest import open_collector, plain
@@ -240,9 +241,6 @@ async def test_the_header_at_80x24_leaves_the_list_15_rows(tmp_path):
 
 
 async def test_a_recording_has_no_usage_to_show(tmp_path):
-    from procscope.replay import Replay
-    from procscope.tui.sources import ReplaySource
-
     app = ProcscopeApp(ReplaySource(Replay("tests/data/demo.jsonl"), 5 * 10**9), snapshot_dir=str(tmp_path))
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause(0.5)
@@ -375,3 +373,36 @@ async def test_the_meters_keep_updating_under_a_dialog(tmp_path):
         await pilot.pause(0.3)
         tasks = plain(app, app.query_one("#tasks").render())
         assert tasks.startswith("Tasks: ")
+
+
+@pytest.mark.bpf
+async def test_a_recording_carries_the_usage_and_its_replay_shows_it(burner, tmp_path):
+    """Issue 27, point 6: `events --record` writes what processes use each second (a process
+    again only when its figures changed); the replayed monitor shows CPU% as it was, and a
+    snapshot of the recording carries it."""
+    rec = tmp_path / "rec.jsonl"
+    out = subprocess.run([sys.executable, "-m", "procscope", "events", "--record", str(rec), "--duration", "3.5"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    records = [
+        json.loads(line)["procscope_usage"] for line in rec.read_text().splitlines() if "procscope_usage" in line
+    ]
+    assert len(records) >= 2
+    mine = start_key(burner.pid)
+    from procscope.records import parse_exec_id
+
+    def entries(record: dict) -> dict:
+        return {parse_exec_id(p["exec_id"])[1]: p for p in record["processes"]}
+
+    assert all(mine in entries(r) for r in records)  # busy: in every record
+    assert len(records[-1]["processes"]) < len(records[0]["processes"]) / 2  # the idle: only when they change
+    assert records[-1]["machine"]["mem_total"] > 0 and len(records[-1]["machine"]["cpus"]) == os.cpu_count()
+    app = ProcscopeApp(ReplaySource(Replay(str(rec)), 5 * 10**9), snapshot_dir=str(tmp_path), sort="CPU%")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+        first = rows_of(app)[0].split()
+        assert first[0] == str(burner.pid) and float(first[2]) >= 80, first
+    snap = subprocess.run([sys.executable, "-m", "procscope", "snapshot", "--replay", str(rec)], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    entry = next(p for p in json.loads(snap.stdout)["processes"] if p["pid"] == burner.pid)
+    assert entry["procscope"]["usage"]["cpu_ns"] > 0

@@ -9,6 +9,7 @@ the tree: the /proc scan, clones, cgroup moves and the counters)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -131,6 +132,10 @@ class EventStream:
             self._sampler = Sampler()
         self._sampler.containers = self.cache.cgroup_index.container_cgroups()
         table = self._sampler.sample()
+        if self.query:  # the filter narrows these lines too: only its processes' figures
+            by_pid, match = self.cache.by_pid, self._match
+            table = dataclasses.replace(table, procs={k: u for k, u in table.procs.items()
+                                                      if (p := by_pid.get(k.pid)) is not None and match(p)})  # fmt: skip
         body = record_body(table, self._usage_sent, self.exporter.node)
         self._usage_sent = table.procs
         return self.exporter.record(USAGE, body, now)

@@ -406,3 +406,13 @@ async def test_a_recording_carries_the_usage_and_its_replay_shows_it(burner, tmp
                           text=True, timeout=120)  # fmt: skip
     entry = next(p for p in json.loads(snap.stdout)["processes"] if p["pid"] == burner.pid)
     assert entry["procscope"]["usage"]["cpu_ns"] > 0
+    # A filter narrows the usage lines as it does the rest.
+    only = tmp_path / "only.jsonl"
+    out = subprocess.run([sys.executable, "-m", "procscope", "events", "--record", str(only), "--duration", "2.5",
+                          "--pid", str(burner.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    narrowed = [
+        json.loads(line)["procscope_usage"] for line in only.read_text().splitlines() if "procscope_usage" in line
+    ]
+    assert narrowed and all(set(entries(r)) == {mine} for r in narrowed)

@@ -5,12 +5,14 @@ At most ROWS rows below TALL lines; many CPUs share a row, as htop packs them.""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.widget import Widget
 from textual.widgets import Sparkline, Static
 
@@ -122,6 +124,10 @@ class Meters(Horizontal):
         return ROWS - 2 if screen_height < TALL else max(ROWS - 2, min(cpus, MAX_CPU_ROWS))
 
     def show(self, machine: Machine | None, execs: Sequence[float], lost: Sequence[float], screen_height: int) -> None:
+        with contextlib.suppress(NoMatches):  # its parts already removed: the app is closing under a tick
+            self._show(machine, execs, lost, screen_height)
+
+    def _show(self, machine: Machine | None, execs: Sequence[float], lost: Sequence[float], screen_height: int) -> None:
         bars = self.query_one(Bars)
         if machine is not None:
             bars.cpu_rows = self.rows_for(len(machine.cpus), screen_height)

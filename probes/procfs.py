@@ -142,14 +142,14 @@ class Reader:
 
     def _event(self, pid: int, d: int, parent_key: ProcessKey | None,
                stat: tuple[int, int, int] | None) -> ExecEvent | None:  # fmt: skip
-        ppid, kflags, ktime = stat or _parse_stat(_read_at(d, "stat"))
+        ppid, kflags, ktime = stat or _parse_stat(read_at(d, "stat"))
         if kflags & PF_KTHREAD:
             return None
-        st = _status_fields(_read_at(d, "status"))
+        st = _status_fields(read_at(d, "status"))
         uid, euid, suid, fsuid = (int(x) for x in st[0])
         gid, egid, sgid, fsgid = (int(x) for x in st[1])
         caps = Capabilities(int(st[3][0], 16), int(st[4][0], 16), int(st[2][0], 16))
-        raw = _read_at(d, "cmdline")
+        raw = read_at(d, "cmdline")
         args = tuple(from_bytes(a) for a in raw.rstrip(b"\0").split(b"\0")) if raw else ()
         if not args and (st[6] or [b""])[0] == b"Z":
             return None  # a zombie: its exit is what remains to be seen
@@ -166,7 +166,7 @@ class Reader:
         if user_ns is None:
             user_ns = self._user_ns[user_inum] = _user_ns(pid, user_inum)
         ns = Namespaces(*inums)
-        cgroup_path = self.hierarchy.path_in(_read_at(d, "cgroup", b"")) or ""
+        cgroup_path = self.hierarchy.path_in(read_at(d, "cgroup", b"")) or ""
         cgroup_id = self._cgroup_ids.get(cgroup_path)
         if cgroup_id is None:
             cgroup_id = self._cgroup_ids[cgroup_path] = self.hierarchy.id_of(cgroup_path)
@@ -180,7 +180,7 @@ class Reader:
             except OSError:
                 parent_key = ProcessKey(ppid, 0)
         try:
-            loginuid = int(_read_at(d, "loginuid", b"").strip())
+            loginuid = int(read_at(d, "loginuid", b"").strip())
         except ValueError:
             loginuid = wire.UNKNOWN_ID
         return ExecEvent(
@@ -191,7 +191,7 @@ class Reader:
         )  # fmt: skip
 
 
-def _read_at(d: int, name: str, missing: bytes | None = None) -> bytes:
+def read_at(d: int, name: str, missing: bytes | None = None) -> bytes:
     """A file of the process's directory; ``missing``: returned if unreadable
     (None: raise)."""
     try:

@@ -17,11 +17,10 @@ import msgspec
 import psutil
 
 from .events import ProcessKey
-from .procfs import TICK_NS
+from .procfs import TICK_NS, read_at
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 CPUS = os.cpu_count() or 1
-_OPEN = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
 
 
 class Usage(msgspec.Struct, frozen=True, gc=False):
@@ -49,16 +48,11 @@ class Reading(msgspec.Struct, frozen=True, gc=False):
 
 
 def _read(dir_fd: int, name: str) -> bytes | None:
+    """A file of /proc (None: the process is gone, or the file is not readable)."""
     try:
-        fd = os.open(name, _OPEN, dir_fd=dir_fd)
+        return read_at(dir_fd, name)
     except OSError:
         return None
-    try:
-        return os.read(fd, 4096)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
 
 
 def _io(raw: bytes | None) -> tuple[int | None, int | None]:

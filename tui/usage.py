@@ -20,6 +20,7 @@ class UsageFeed:
     def __init__(self, live: bool, interval: float):
         self.sampler = Sampler(max(interval, MIN_INTERVAL)) if live else None
         self._said: str | None = None
+        self._containers_for = -1  # the sampler's pass the containers were last given for
 
     def start(self) -> None:
         """After the first frame (at 10,000 processes a full pass would slow it by half);
@@ -50,7 +51,9 @@ class UsageFeed:
         if self.sampler is None:
             return
         self.sampler.wanted = frozenset(k.pid for k in on_screen if isinstance(k, ProcessKey))
-        self.sampler.containers = cache.cgroup_index.container_cgroups()
+        if self._containers_for != self.sampler.table.generation:  # once a pass, not every frame
+            self._containers_for = self.sampler.table.generation
+            self.sampler.containers = cache.cgroup_index.container_cgroups()
         names = {c.name for c in columns}
         self.sampler.shared = "SHR" in names
         self.sampler.io = bool(names & {"IO_R", "IO_W"})

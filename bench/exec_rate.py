@@ -81,15 +81,15 @@ class Attached:
     """One treatment: the collector attached for one storm, everything it
     cost and lost added up over the rounds."""
 
-    def __init__(self, a: argparse.Namespace, binary: str):
-        self.a, self.binary = a, binary
+    def __init__(self, a: argparse.Namespace, binary: str, exit_cpu: bool = False):
+        self.a, self.binary, self.exit_cpu = a, binary, exit_cpu
         self.made = self.seen = self.events = 0
         self.thread_s = self.process_s = 0.0
         self.counters: list[Counters] = []
         self.bpf: dict[str, tuple[int, int]] = {}
 
     def __call__(self, storm) -> None:
-        collector = Collector(ring_bytes=self.a.ring_size, scan_proc=False)
+        collector = Collector(ring_bytes=self.a.ring_size, scan_proc=False, exit_cpu=self.exit_cpu)
         others = measure.prog_ids()
         collector.open()  # compiling and attaching stays outside the measured window
         mine = measure.prog_ids() - others

@@ -41,6 +41,7 @@ class Collector:
         poll_ms: int = 100,
         log: Callable[[str], None] | None = None,
         cgroup_rate: RateLimit | None = None,
+        exit_cpu: bool = False,
     ):
         self.ring_bytes = ring_bytes
         self.kthreads = kthreads
@@ -49,6 +50,7 @@ class Collector:
         self.log = log or (lambda msg: print(f"procscope: {msg}", file=sys.stderr))
         self.hierarchy: cgroups.Hierarchy | None = None
         self.cgroup_rate = cgroup_rate
+        self.exit_cpu = exit_cpu  # exit events carry the process's CPU time (procscope.exited_cpu)
         self.throttle: ThrottleMonitor | None = None
         self._bpf = None
         self._ring: RingReader | None = None
@@ -70,7 +72,8 @@ class Collector:
     # -- set-up ------------------------------------------------------------
     def open(self) -> None:
         """Load and attach (SetupError, one line, when it cannot)."""
-        self._bpf, self.hierarchy = load(self.ring_bytes, self.kthreads, self.cgroup_rate, self.log, self.compile_log)
+        self._bpf, self.hierarchy = load(self.ring_bytes, self.kthreads, self.cgroup_rate, self.log, self.compile_log,
+                                          self.exit_cpu)  # fmt: skip
         self._ring = RingReader(self._bpf[b"events"].map_fd, ring_pages(self.ring_bytes) * PAGE_SIZE)
         self._spare = RingReader(self._bpf[b"spare"].map_fd, spare_pages(self.ring_bytes) * PAGE_SIZE)
         if self.cgroup_rate is not None:

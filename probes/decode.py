@@ -104,8 +104,8 @@ def decode_clone(data: bytes) -> CloneEvent:
 def decode_exit(data: bytes) -> ExitEvent:
     if len(data) < wire.EXIT.size:
         raise DecodeError(f"exit record of {len(data)} bytes, expected {wire.EXIT.size}")
-    _op, _f, _s, time, pid, ktime, code, tid = wire.EXIT.unpack_from(data)
-    return ExitEvent(time, ProcessKey(pid, ktime), tid, code)
+    _op, _f, _s, time, pid, ktime, code, tid, cpu_ns = wire.EXIT.unpack_from(data)
+    return ExitEvent(time, ProcessKey(pid, ktime), tid, code, cpu_ns)
 
 
 def decode_creds(data: bytes) -> CredsEvent:

@@ -151,6 +151,7 @@ class ExitEvent(msgspec.Struct, frozen=True, gc=False):
     key: ProcessKey
     tid: int  # the last thread of the group to exit
     code: int  # task->exit_code
+    cpu_ns: int = 0  # its threads' CPU time at its exit (0: not known: not asked for, or a recording's)
 
     @property
     def status(self) -> int:

@@ -87,7 +87,7 @@ EXECVE_CREDS_AT, EXECVE_CREDS = 184, struct.Struct("<9I4xQQQiIII")
 EXECVE_NS_AT, EXECVE_NS = 264, struct.Struct("<10I")
 EXECVE_REST = struct.Struct("<BBxxIQ" "QQ128x" "I4xQ" "8x" f"{EXECVE_CREDS.size}x" f"{EXECVE_NS.size}x" "I4xQ" "10IQQ4H")  # fmt: skip
 CLONE = struct.Struct("<BBxxIQ" "I4xQ" "IIII" "Q")  # fmt: skip
-EXIT = struct.Struct("<BBxxIQ" "I4xQ" "II")  # fmt: skip
+EXIT = struct.Struct("<BBxxIQ" "I4xQ" "IIQ")  # fmt: skip
 # MsgCommon | MsgExecveKey | tid, syscall | MsgGenericCred | MsgNamespaces | bounding, ambient now and
 # before | old_known
 CREDS = struct.Struct("<BBxxIQ" "I4xQ" "II" f"{EXECVE_CREDS.size}s" f"{EXECVE_NS.size}s" "QQQQI4x")  # fmt: skip
@@ -110,7 +110,7 @@ THROTTLE_NAMES = {THROTTLE_START: "THROTTLE_START", THROTTLE_STOP: "THROTTLE_STO
 # Ops the rate limit suppresses, in the order of the BPF side's counters.
 RATE_OPS = ("exec", "clone", "exit")
 
-assert EXECVE_HEADER.size == 384 and CLONE.size == 56 and EXIT.size == 40 and CGROUP_HEADER.size == 216
+assert EXECVE_HEADER.size == 384 and CLONE.size == 56 and EXIT.size == 48 and CGROUP_HEADER.size == 216
 assert CREDS.size == 200
 assert THROTTLE.size == 160
 assert struct.calcsize("<BBxxIQQQ") == EXECVE_NAME.start and EXECVE_NAME.stop - EXECVE_NAME.start == DOCKER_ID_LENGTH

@@ -28,5 +28,5 @@ def uid_of(name: str) -> int | None:
     """The uid of a user name of this machine's, or None."""
     try:
         return pwd.getpwnam(name).pw_uid
-    except KeyError:
+    except (KeyError, ValueError):  # ValueError: a NUL in what was typed, no user's name
         return None

@@ -31,10 +31,11 @@ from procscope.probes.events import (
     ExitEvent,
     ProcessKey,
     ThrottleEvent,
-)  # fmt: skip
+)
 
 from .cache_views import CacheViews, unwatched
 from .cgroup_index import CgroupIndex
+from .exited_cpu import exited
 from .process import ROOT, CacheCounters, CredsChange, Process, Shared
 from .sampler import EMPTY as EMPTY_USAGE
 from .sampler import UsageEvent, recorded_usage
@@ -78,6 +79,7 @@ class ProcessCache(CacheViews):
         self.containers, self.throttles = self.cgroup_index.containers, self.cgroup_index.throttles
         self.counters = CacheCounters()
         self.usage = EMPTY_USAGE  # what each process uses, as the sampler last read it (a live cache's)
+        self.exit_cpu = False  # exits carry their CPU time: it is summed into their ancestors (exited_cpu)
         # Called with each process whose place or looks changed, and each
         # parent whose children changed (None: the roots): what watch() subscribed
         # (one callable, so that the storm's path makes one call, not a loop).
@@ -181,6 +183,8 @@ class ProcessCache(CacheViews):
             if ev.time < ev.key.ktime:  # only a recording can say so: kept, and counted
                 self.counters.exit_before_start += 1
             proc.exit = ev
+            if ev.cpu_ns:
+                exited(self, proc, ev.cpu_ns)
             self._end(proc, ev.time)
         return proc
 
@@ -440,11 +444,3 @@ class ProcessCache(CacheViews):
                 proc.refs += 1
                 self._unref(proc)
         return gone
-
-    # -- derived inputs --------------------------------------------------------
-    def _resolve_cgroup(self, ev: ExecEvent) -> str:
-        if self._cgroup_path is not None and ev.cgroup_id:
-            path = self._cgroup_path(ev.cgroup_id)
-            if path is not None:
-                return path
-        return ev.cgroup_name  # relative: only the leaf is known

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Self
 
 from procscope.probes import wire
-from procscope.probes.events import ProcessKey
+from procscope.probes.events import ExecEvent, ProcessKey
 
 from .process import BY_PID, ROOT, Process
 from .sampler import EMPTY as EMPTY_USAGE
@@ -33,6 +33,14 @@ class CacheViews:
     _cgroup_path: Callable[[int], str | None] | None
     current_parent: Callable[[int], int | None] | None
     usage: UsageTable
+
+    # -- derived inputs --------------------------------------------------------
+    def _resolve_cgroup(self, ev: ExecEvent) -> str:
+        if self._cgroup_path is not None and ev.cgroup_id:
+            path = self._cgroup_path(ev.cgroup_id)
+            if path is not None:
+                return path
+        return ev.cgroup_name  # relative: only the leaf is known
 
     # -- lookups -------------------------------------------------------------
     def get(self, key: ProcessKey) -> Process | None:

@@ -46,8 +46,9 @@ def _reader_gone() -> None:
         os.close(devnull)
 
 
-def _collector(args: Options) -> Collector:
-    return Collector(ring_bytes=args.ring_size, kthreads=args.kthreads, cgroup_rate=args.cgroup_rate)
+def _collector(args: Options, exit_cpu: bool = False) -> Collector:
+    return Collector(ring_bytes=args.ring_size, kthreads=args.kthreads, cgroup_rate=args.cgroup_rate,
+                     exit_cpu=exit_cpu)  # fmt: skip
 
 
 def serve_metrics(args: Options, counters, cache: ProcessCache) -> bool:
@@ -156,7 +157,7 @@ def events(args: Options) -> int:
                     stream.flush()
 
         return _write_events(args, cache, run, replay=replay)
-    collector = _collector(args)
+    collector = _collector(args, exit_cpu="usage" in args.include)
     try:
         collector.open()
     except SetupError as exc:
@@ -352,7 +353,7 @@ def ui(args: Options) -> int:
     with procfs.ScanJob(cgroups.detect()) as scan:
         from procscope.tui.main import run_monitor
 
-        return run_monitor(args, _collector(args), None, warn,
+        return run_monitor(args, _collector(args, exit_cpu=args.usage > 0), None, warn,
                            lambda counters, cache: serve_metrics(args, counters, cache), scan)  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from .accounts import user_name
 from .cache import Process, ProcessCache
 from .container_usage import ContainerUsage
 from .containers import Container
+from .exited_cpu import exited_children_ns
 from .process import CredsChange
 from .runtimes import ContainerInfo
 from .sampler import Usage
@@ -129,6 +130,37 @@ def usage(proc: Process, cache: ProcessCache) -> Usage | None:
     """What a running process uses, as last read (None: exited, or not read yet)."""
     key = usage_key(proc, cache)
     return cache.usage.procs[key] if key is not None else None
+
+
+def cpu_ns(proc: Process, cache: ProcessCache, u: Usage | None) -> int | None:
+    """Its own CPU time: as last read while it runs (``u``), as counted at its exit once exited."""
+    return u.cpu_ns if u is not None else proc.cpu_ns
+
+
+def children_cpu_ns(proc: Process, cache: ProcessCache, u: Usage | None) -> int | None:
+    """What its exited descendants used. For a process started while the
+    probes sent each one's CPU at its exit (procscope.exited_cpu), all of
+    them, waited for or not, grandchildren included; for one started
+    before, the kernel's figure for the children it waited for (cutime and
+    cstime, as htop's CTIME+), since the others' ends were not all seen."""
+    if all_exits_seen(proc, cache):
+        return exited_children_ns(cache, proc)
+    return u.children_cpu_ns if u is not None else None
+
+
+def all_exits_seen(proc: Process, cache: ProcessCache) -> bool:
+    """Whether every exit of its descendants came with its CPU time: it
+    started while the probes sent them (not found by the /proc scan)."""
+    if not cache.exit_cpu:
+        return False
+    first = cache.exec_chain(proc)[0].image
+    return first is not None and not first.flags & wire.FLAG_PROCFS
+
+
+def total_cpu_ns(proc: Process, cache: ProcessCache, u: Usage | None) -> int | None:
+    """Its own CPU time and its exited descendants'."""
+    own, children = cpu_ns(proc, cache, u), children_cpu_ns(proc, cache, u)
+    return None if own is None and children is None else (own or 0) + (children or 0)
 
 
 # /proc/PID/stat's state letters, as htop shows them.

@@ -68,7 +68,7 @@ class Process:
     __slots__ = (
         "key", "pid", "order", "image", "parent", "previous", "tree_parent", "children", "refs", "alive", "replaced", "in_grace",
         "exit", "exit_time", "not_found", "cgroup", "cgroup_id", "cgroup_name", "container", "seen", "changes",
-        "cap_sets",
+        "cap_sets", "cpu_ns", "exited_cpu_ns",
     )  # fmt: skip
 
     def __init__(self, key: ProcessKey, image: ExecEvent | None, seen: int):
@@ -97,6 +97,8 @@ class Process:
         self.seen = seen  # event time this image was first seen
         self.changes: list[CredsChange] | None = None  # credentials or namespaces changed since the exec, oldest first
         self.cap_sets: CapSets | None = None  # bounding and ambient, once a change after the exec told them
+        self.cpu_ns: int | None = None  # its threads' CPU time at its exit, once exited (procscope.exited_cpu)
+        self.exited_cpu_ns = 0  # its exited descendants' CPU, while this image was their tree ancestor
 
     @property
     def lifecycle(self) -> Lifecycle:
@@ -149,6 +151,7 @@ class CacheCounters:
     # Container descriptions not read: a runtime's file or daemon not to be believed, or no answer in time.
     enrichment_failures: int = 0
     exit_before_start: int = 0  # exits timed before their process started (a recording's, never the kernel's)
+    cpu_too_deep: int = 0  # exits whose CPU was credited to their ancestors only up to exited_cpu.MAX_DEPTH
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)

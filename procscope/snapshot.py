@@ -87,7 +87,7 @@ def document(
             info = cache.cgroup_index.info_of(proc.container)
             ext["container"] = info.to_json() if info else {"id": proc.container.id, "runtime": proc.container.runtime}
         if (u := describe.usage(proc, cache)) is not None:
-            ext["usage"] = {"cpu_ns": u.cpu_ns, "children_cpu_ns": u.children_cpu_ns, "rss_bytes": u.rss,
+            ext["usage"] = {"cpu_ns": u.cpu_ns, "children_cpu_ns": describe.children_cpu_ns(proc, cache, u), "rss_bytes": u.rss,
                             "threads": u.threads, "state": u.state}  # fmt: skip
         if not proc.alive and not proc.replaced:
             ext["exit_time"] = proc.exit_time

@@ -14,16 +14,19 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import msgspec
+
 from procscope.probes import wire
 from procscope.probes.collector import Collector
 from procscope.probes.events import CgroupEvent, CloneEvent, CredsEvent, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
 
+from . import describe
 from .cache import ANY_HIERARCHY, Process, ProcessCache
 from .compact import compact
 from .export import Exporter, json_bytes
 from .kinds import USAGE
 from .query import Query
-from .sampler import Sampler
+from .sampler import Sampler, Usage
 from .usage_records import record_body
 
 INCLUDABLE = ("clone", "counters", "procfs", "cgroup", "creds", "usage")  # procscope's own kinds
@@ -136,9 +139,18 @@ class EventStream:
             by_pid, match = self.cache.by_pid, self._match
             table = dataclasses.replace(table, procs={k: u for k, u in table.procs.items()
                                                       if (p := by_pid.get(k.pid)) is not None and match(p)})  # fmt: skip
+        if self.cache.exit_cpu:  # the exited descendants' CPU as summed here, not only the waited-for
+            table = dataclasses.replace(table, procs={k: self._with_descendants(k, u) for k, u in table.procs.items()})
         body = record_body(table, self._usage_sent, self.exporter.node)
         self._usage_sent = table.procs
         return self.exporter.record(USAGE, body, now)
+
+    def _with_descendants(self, key: ProcessKey, u: Usage) -> Usage:
+        proc = self.cache.by_pid.get(key.pid)
+        if proc is None or key.ktime not in self.cache.start_times(proc):
+            return u
+        children = describe.children_cpu_ns(proc, self.cache, u)
+        return u if children in (None, u.children_cpu_ns) else msgspec.structs.replace(u, children_cpu_ns=children)
 
     def flush(self) -> None:
         for out in self.outputs:

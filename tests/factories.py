@@ -60,8 +60,8 @@ def clone_event(pid: int, ktime: int, parent: ProcessKey, time: int | None = Non
     return CloneEvent(ktime if time is None else time, ProcessKey(pid, ktime), pid, pid, parent, wire.FLAG_CLONE)
 
 
-def exit_event(key: ProcessKey, time: int, code: int = 0) -> ExitEvent:
-    return ExitEvent(time, key, key.pid, code)
+def exit_event(key: ProcessKey, time: int, code: int = 0, cpu_ns: int = 0) -> ExitEvent:
+    return ExitEvent(time, key, key.pid, code, cpu_ns)
 
 
 DOCKER = "/system.slice/docker-" + "3f2a" * 16 + ".scope"

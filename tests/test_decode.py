@@ -11,9 +11,9 @@ from procscope.probes.events import CgroupEvent, ExitEvent, ProcessKey
 
 
 def test_exit_record_round_trip():
-    raw = wire.EXIT.pack(wire.OP_EXIT, 0, wire.EXIT.size, 123, 42, 456, (9 | 0x80), 43)
+    raw = wire.EXIT.pack(wire.OP_EXIT, 0, wire.EXIT.size, 123, 42, 456, (9 | 0x80), 43, 7_000_000)
     ev = decode(raw)
-    assert ev == ExitEvent(123, ProcessKey(42, 456), 43, 0x89)
+    assert ev == ExitEvent(123, ProcessKey(42, 456), 43, 0x89, 7_000_000)
     assert (ev.signal_name, ev.core_dumped, ev.status) == ("SIGKILL", True, 0)
 
 

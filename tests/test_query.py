@@ -126,6 +126,8 @@ def test_user_by_name_and_uid(cache):
     # A name this machine does not have can match nothing: refused, as htop's -u refuses it.
     with pytest.raises(QueryError, match="unknown user 'nosuchuser' in 'user:nosuchuser'"):
         Query.parse("user:nosuchuser")
+    with pytest.raises(QueryError, match="unknown user"):  # a NUL typed (or pasted) is no user, not a crash
+        Query.parse("user:a\x00b")
     # A placeholder's user is unknown: neither user:X nor -user:X claims it.
     assert pids(cache, "-user:root") == ALL - ROOTS - PLACEHOLDERS
 

@@ -25,6 +25,7 @@ from procscope.sampler import FULL_PASSES, SLICES, Sampler
 from procscope.tui.app import ProcscopeApp
 from procscope.tui.sources import LiveSource, ProcfsSource, ReplaySource
 from procscope.tui.status import fit as status_line
+from procscope.tui.widgets.meters import Bars
 
 from .conftest import open_collector, plain
 
@@ -402,6 +403,10 @@ async def test_a_recording_carries_the_usage_and_its_replay_shows_it(burner, tmp
         await pilot.pause(0.5)
         first = rows_of(app)[0].split()
         assert first[0] == str(burner.pid) and float(first[2]) >= 80, first
+        # The header as it was: the recording's machine (its memory, its CPUs), not this one's now.
+        assert app.query_one("#meters").display
+        assert app.query_one(Bars).machine == app.cache.usage.machine
+        assert app.cache.usage.machine.mem_total == records[-1]["machine"]["mem_total"]
     snap = subprocess.run([sys.executable, "-m", "procscope", "snapshot", "--replay", str(rec)], capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     entry = next(p for p in json.loads(snap.stdout)["processes"] if p["pid"] == burner.pid)

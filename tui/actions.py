@@ -234,7 +234,7 @@ class Actions:
         self.chosen_columns = self.settings.columns = setup.columns
         self.settings.header = setup.header
         self.save_settings("columns")
-        self.widgets["meters"].set_class(setup.header and self.usage.sampler is not None, "shown")
+        self.widgets["meters"].set_class(setup.header and self.usage.header(self.cache), "shown")
         self.fit_columns()
         self.refresh_panes()
 

@@ -271,8 +271,9 @@ class ProcscopeApp(Actions, App):
         # for 1000, and keys still redraw at once (their actions do, from the last frame's rows).
         n = self.ingest()
         if self.usage.take(self.feed.cache) | self.feed.each_second():
-            self.widgets["meters"].show(self.usage.sampler.table.machine if self.usage.sampler else None,
-                                        self.feed.exec_rates, self.feed.lost_rates, self.size.height)  # fmt: skip
+            self.widgets["meters"].set_class(self.settings.header and self.usage.header(self.cache), "shown")
+            self.widgets["meters"].show(self.usage.machine(self.cache), self.feed.exec_rates, self.feed.lost_rates,
+                                        self.size.height)  # fmt: skip
             if error := self.usage.new_error():
                 self.say(error, severity="warning", timeout=10)
             n = n or 1  # new figures: a frame, as for an event

@@ -98,6 +98,20 @@ def _ranked(get: Callable[[Usage], float | int | None]) -> Callable[[Process, Pr
     return key
 
 
+def _cpu_time(get: Callable[[Process, ProcessCache, Usage | None], int | None]) -> tuple[Callable, Callable]:
+    """A CPU time column's cell and sort key (from describe: an exited process has its final figure)."""
+
+    def value(p: Process, x: Context) -> str:
+        v = get(p, x.cache, describe.usage(p, x.cache))
+        return describe.cpu_time_text(v) if v is not None else ""
+
+    def key(p: Process, cache: ProcessCache) -> int:
+        v = get(p, cache, describe.usage(p, cache))
+        return -1 if v is None else v
+
+    return value, key
+
+
 def _mem_pct(p: Process, x: Context) -> str:
     u, machine = describe.usage(p, x.cache), x.cache.usage.machine
     return describe.percent_text(100 * u.rss / machine.mem_total) if u and machine and machine.mem_total else ""
@@ -115,10 +129,11 @@ def _usage_columns() -> tuple[Column, ...]:
                "address space (KiB, or M, G)"),
         Column("SHR", 6, True, _figure(lambda u: u.shared, describe.memory_text), _ranked(lambda u: u.shared),
                "resident and shared with files (KiB, or M, G)"),
-        Column("TIME+", 9, True, _figure(lambda u: u.cpu_ns, describe.cpu_time_text), _ranked(lambda u: u.cpu_ns),
-               "CPU time used, user and system (minutes:seconds.hundredths)"),
-        Column("CTIME+", 9, True, _figure(lambda u: u.children_cpu_ns, describe.cpu_time_text),
-               _ranked(lambda u: u.children_cpu_ns), "CPU time of its exited children, waited for (a build's)"),
+        Column("TIME+", 9, True, *_cpu_time(describe.cpu_ns),
+               "CPU time used, user and system (minutes:seconds.hundredths; an exited one's, final)"),
+        Column("CTIME+", 9, True, *_cpu_time(describe.children_cpu_ns),
+               "CPU time of its exited descendants, however short-lived (a build's, a fork storm's)"),
+        Column("TOTAL+", 9, True, *_cpu_time(describe.total_cpu_ns), "CPU time of it and its exited descendants"),
         Column("NLWP", 4, True, _figure(lambda u: u.threads, str), _ranked(lambda u: u.threads), "threads"),
         Column("S", 1, False, _figure(lambda u: u.state, str), lambda p, c: (u.state if (u := describe.usage(p, c)) else ""),
                "state: R running, S sleeping, D disk, Z zombie, T stopped, I idle"),
@@ -156,10 +171,10 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
            "binary and arguments (the tree is drawn here)"),
 )}  # fmt: skip
 DEFAULT = ("PID", "USER", "CPU%", "MEM%", "RES", "S", "TIME+", "CONTAINER", "BADGES", "AGE", "COMMAND")
-USAGE = frozenset(("CPU%", "MEM%", "RES", "VIRT", "SHR", "TIME+", "CTIME+", "NLWP", "S", "IO_R", "IO_W"))
+USAGE = frozenset(("CPU%", "MEM%", "RES", "VIRT", "SHR", "TIME+", "CTIME+", "TOTAL+", "NLWP", "S", "IO_R", "IO_W"))
 ALWAYS = ("PID", "USER", "COMMAND")
 # The first to give way when the terminal is narrow.
-GIVE_WAY = ("START", "AGE", "PPID", "UID", "STATE", "EXIT", "CAPS", "NS", "CGROUP", "CID", "CTIME+", "IO_W", "IO_R", "S", "NLWP",
+GIVE_WAY = ("START", "AGE", "PPID", "UID", "STATE", "EXIT", "CAPS", "NS", "CGROUP", "CID", "TOTAL+", "CTIME+", "IO_W", "IO_R", "S", "NLWP",
             "SHR", "VIRT", "RES", "BADGES", "CONTAINER", "TIME+", "MEM%", "CPU%")  # fmt: skip
 
 

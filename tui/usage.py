@@ -1,7 +1,8 @@
 """The sampler (procscope.sampler) as the monitor uses it: started with a
-live source only (a recording has no usage to read), its newest table put
-in the live cache when the monitor's timer comes, told which processes are
-on screen (read every pass) and which figures the columns shown need."""
+live source only (a recording has no usage to read: the figures it
+carries are its cache's), its newest table put in the live cache when the
+monitor's timer comes, told which processes are on screen (read every
+pass) and which figures the columns shown need."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Iterable
 
 from procscope.cache import ProcessCache
 from procscope.probes.events import ProcessKey
-from procscope.sampler import Sampler
+from procscope.sampler import Machine, Sampler
 
 from .columns import Column
 
@@ -21,6 +22,7 @@ class UsageFeed:
         self.sampler = Sampler(max(interval, MIN_INTERVAL)) if live else None
         self._said: str | None = None
         self._containers_for = -1  # the sampler's pass the containers were last given for
+        self._generation = 0  # a recording's: the figures last drawn
 
     def start(self) -> None:
         """After the first frame (at 10,000 processes a full pass would slow it by half);
@@ -34,10 +36,21 @@ class UsageFeed:
 
     def take(self, cache: ProcessCache) -> bool:
         """The newest figures into ``cache``; whether there were new ones."""
-        if self.sampler is None or self.sampler.table is cache.usage:
+        if self.sampler is None:  # a recording's come with its events
+            new, self._generation = cache.usage.generation != self._generation, cache.usage.generation
+            return new
+        if self.sampler.table is cache.usage:
             return False
         cache.usage = self.sampler.table
         return True
+
+    def machine(self, cache: ProcessCache) -> Machine | None:
+        """The header's figures: the sampler's, or a recording's as of the moment shown."""
+        return self.sampler.table.machine if self.sampler is not None else cache.usage.machine
+
+    def header(self, cache: ProcessCache) -> bool:
+        """Whether there is a header to show: a sampler reads, or the recording had the figures."""
+        return self.sampler is not None or cache.usage.machine is not None
 
     def new_error(self) -> str | None:
         """Why the last reading failed, once each time it changes (None: nothing new)."""

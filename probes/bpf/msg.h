@@ -161,6 +161,8 @@ struct msg_exit_event {
 	struct msg_execve_key current;
 	u32 code;
 	u32 tid;
+	/* procscope's own: its threads' CPU time at its exit (0: not read, PS_EXIT_CPU off) */
+	u64 cpu_ns;
 };
 
 struct msg_cgroup_data {

@@ -51,11 +51,17 @@ def lookalike(name: str) -> str:
 def usage_rows(t: Table, proc: Process, cache: ProcessCache) -> None:
     """What it uses, as the sampler last read it (a running process's)."""
     u = describe.usage(proc, cache)
+    own, children = describe.cpu_ns(proc, cache, u), describe.children_cpu_ns(proc, cache, u)
+    if own is not None or children is not None:
+        times = [f"{describe.cpu_time_text(own)} own"] if own is not None else []
+        if children is not None:
+            whose = "exited descendants'" if describe.all_exits_seen(proc, cache) else "exited children's (waited for)"
+            times.append(f"{describe.cpu_time_text(children)} its {whose}")
+        total = f" = {describe.cpu_time_text((own or 0) + (children or 0))}" if len(times) > 1 else ""
+        pct = f"{describe.percent_text(u.cpu_pct)}% of one CPU;  " if u is not None else ""
+        add_row(t, "CPU", f"{pct}time {' + '.join(times)}{total}")
     if u is None:
         return
-    total = describe.cpu_time_text(u.cpu_ns + u.children_cpu_ns)
-    add_row(t, "CPU", f"{describe.percent_text(u.cpu_pct)}% of one CPU;  time {describe.cpu_time_text(u.cpu_ns)} own"
-                      f" + {describe.cpu_time_text(u.children_cpu_ns)} its exited children's (waited for) = {total}")  # fmt: skip
     machine = cache.usage.machine
     mem = partial(describe.memory_text, unit=True)
     share = f" ({100 * u.rss / machine.mem_total:.1f}% of {mem(machine.mem_total)})" if machine else ""

@@ -19,6 +19,7 @@ from procscope.probes import wire
 from procscope.probes.text import printable
 from procscope.process import Process
 from procscope.runtimes import ContainerInfo
+from procscope.subtree_usage import SubtreeRates
 
 from ..columns import Column, Context, column_at
 from ..rows import Group, Row, Rows
@@ -38,7 +39,8 @@ def is_new(p: Process, now: int) -> bool:
     return p.alive and now - p.seen < NEW_NS and p.image is not None and not p.image.flags & wire.FLAG_PROCFS
 
 
-def row_text(row: Row, ctx: Context, columns: list[Column]) -> Text:
+def row_text(row: Row, ctx: Context, columns: list[Column], subtree_pct: float | None = None) -> Text:
+    """``subtree_pct``: a folded row's CPU%, its whole subtree's (procscope.subtree_usage)."""
     p = row.proc
     style = ""
     if not p.alive:
@@ -53,6 +55,8 @@ def row_text(row: Row, ctx: Context, columns: list[Column]) -> Text:
         elif col.name == "BADGES":
             cell = col.cell(p, ctx)
             text.append(cell + " ", style="bold red" if cell.strip() else "")
+        elif col.name == "CPU%" and subtree_pct is not None:
+            text.append(describe.percent_text(subtree_pct).rjust(col.width) + " ")
         else:
             text.append(col.cell(p, ctx) + " ")
     return text
@@ -119,8 +123,9 @@ class _Lines(Sequence):
     kept while what a row shows is unchanged: everything it depends on is
     in its state tuple, compared by identity first."""
 
-    def __init__(self, rows: Rows, ctx: Context, columns: list[Column], tagged: set, memo: dict):
+    def __init__(self, rows: Rows, ctx: Context, columns: list[Column], tagged: set, memo: dict, rates: SubtreeRates):
         self.rows, self.ctx, self.columns, self.tagged, self.memo = rows, ctx, columns, tagged, memo
+        self.rates = rates
         self.cache, self.now = ctx.cache, ctx.now
 
     def __len__(self) -> int:
@@ -138,16 +143,17 @@ class _Lines(Sequence):
         row = rows[i]
         parent = self.cache.procs.get(p.parent)  # caps+ compares with it
         tagged = p.key in self.tagged
+        subtree = self.rates.cpu_pct(p, self.cache) if row.folded and self.rows.tree else None
         # Everything the row's cells depend on; ages and times change by the second.
         state = (p.image, p.alive, p.exit is None, p.container, p.cgroup, row.branch, is_new(p, self.now),
                  parent.image if parent is not None else None, tagged, self.columns, self.now // 1_000_000_000,
-                 describe.usage(p, self.cache))  # fmt: skip
+                 describe.usage(p, self.cache), subtree, p.cpu_ns, p.exited_cpu_ns)  # fmt: skip
         hit = self.memo.get(p)
         if hit is not None and hit[0] == state:
             return hit[1]
         if len(self.memo) >= TEXT_CACHE:
             self.memo.clear()
-        text = row_text(row, self.ctx, self.columns)
+        text = row_text(row, self.ctx, self.columns, subtree)
         if tagged:
             text.stylize(TAGGED)
             if text.plain.startswith(" "):  # a marker too, for terminals without colour
@@ -169,6 +175,7 @@ class ProcessTree(RowsView):
         self.shown: Rows | None = None
         self.columns: list[Column] = []
         self._texts: dict = {}  # Process → (state, Text)
+        self._rates = SubtreeRates()  # folded rows' CPU%
 
     def show(self, rows: Rows, ctx: Context, columns: list[Column], header: Text, tagged: set = frozenset(),
              filtered: str = "") -> None:  # fmt: skip
@@ -177,7 +184,7 @@ class ProcessTree(RowsView):
         # A title, not a row: rows are processes. Markup-free: the filter holds what the user typed.
         self.border_title = Text(f"no process matches: {printable(filtered)}" if filtered and not rows.processes
                                  else "processes")  # fmt: skip
-        self.set_rows(_Lines(rows, ctx, columns, tagged, self._texts), rows.keys)
+        self.set_rows(_Lines(rows, ctx, columns, tagged, self._texts, self._rates), rows.keys)
 
     def on_resize(self) -> None:
         self.post_message(self.Resized())

@@ -1,0 +1,44 @@
+"""The CPU of the exited, as the kernel counts it at their exit (every
+thread's scheduler time, ExitEvent.cpu_ns): each process's own, and added
+to every ancestor's "exited descendants" figure, so that a build's or a
+fork storm's CPU shows on the shell that started it, even for processes
+that lived 5 ms and that no sampler ever read (htop and top sample the
+living and miss them).
+
+The ancestors are by origin (each image's parent: the process that cloned
+its task, as Tetragon's parent_exec_id), not the kernel's current parents:
+a double fork's grandchild is re-parented to init when its parent exits,
+yet its CPU is the doing of the shell that started the chain. No UI here."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .cache import ProcessCache
+    from .process import Process
+
+# Ancestors credited per exit at most: a process can make its chain as long
+# as it likes, and each exit walks it. Deeper ones are counted, not credited.
+MAX_DEPTH = 128
+
+
+def exited(cache: ProcessCache, proc: Process, cpu_ns: int) -> None:
+    """At its exit: its figure kept, and added to its ancestors' at once, so a
+    folded subtree's CPU% counts the children that exited in the interval."""
+    cache.exit_cpu = True
+    proc.cpu_ns = cpu_ns
+    procs, key = cache.procs, proc.parent
+    for _ in range(MAX_DEPTH):
+        up = procs.get(key)
+        if up is None or up is proc:
+            return
+        up.exited_cpu_ns += cpu_ns
+        key = up.parent
+    cache.counters.cpu_too_deep += 1
+
+
+def exited_children_ns(cache: ProcessCache, proc: Process) -> int:
+    """What its exited descendants used, summed over the images its pid ran
+    (an exec keeps the children's CPU of the image before it)."""
+    return sum(p.exited_cpu_ns for p in cache.exec_chain(proc))

@@ -1,0 +1,54 @@
+"""A folded subtree's CPU%: what the whole subtree used over the last
+interval, the children that exited during it included (htop sums only the
+living, and only in a patch; procscope sees every exit).
+
+Over two usage passes: the subtree's CPU time (its root's own, its living
+descendants' as last read, its exited descendants' as the kernel counted
+them, procscope.exited_cpu) and the time between. A descendant that exits
+leaves the living sum as its final figure joins the exited one: only what
+it used since its last reading counts. No UI here."""
+
+from __future__ import annotations
+
+import time
+
+from . import describe
+from .cache import ProcessCache
+from .process import Process
+
+KEPT = 4096  # folded roots remembered (those drawn): more is a user folding everything, forgotten at once
+
+
+def subtree_cpu_ns(root: Process, cache: ProcessCache) -> int:
+    """Its CPU time and its subtree's: the living as last read, the exited as counted at their end."""
+    total = describe.total_cpu_ns(root, cache, describe.usage(root, cache)) or 0
+    pending = list(root.children.values()) if root.children else []
+    while pending:  # not recursion: a subtree is as deep as a process makes it
+        p = pending.pop()
+        if p.alive and (u := describe.usage(p, cache)) is not None:
+            total += u.cpu_ns
+        if p.children:
+            pending.extend(p.children.values())
+    return total
+
+
+class SubtreeRates:
+    """CPU% of folded rows, each over the time since it was last drawn in an earlier pass."""
+
+    def __init__(self) -> None:
+        self._last: dict[Process, tuple[int, int, int, float | None]] = {}  # (pass, at, total, CPU%)
+
+    def cpu_pct(self, root: Process, cache: ProcessCache) -> float | None:
+        """None until a second pass has been read since it was first drawn folded."""
+        generation = cache.usage.generation
+        last = self._last.get(root)
+        if last is not None and last[0] == generation:
+            return last[3]
+        now, total = time.monotonic_ns(), subtree_cpu_ns(root, cache)
+        pct = None
+        if last is not None and now > last[1]:
+            pct = max(0.0, 100.0 * (total - last[2]) / (now - last[1]))
+        if len(self._last) >= KEPT:
+            self._last.clear()
+        self._last[root] = (generation, now, total, pct)
+        return pct

@@ -138,23 +138,26 @@ def cpu_ns(proc: Process, cache: ProcessCache, u: Usage | None) -> int | None:
 
 
 def children_cpu_ns(proc: Process, cache: ProcessCache, u: Usage | None) -> int | None:
-    """What its exited descendants used. For a process started while the
-    probes sent each one's CPU at its exit (procscope.exited_cpu), all of
-    them, waited for or not, grandchildren included; for one started
-    before, the kernel's figure for the children it waited for (cutime and
-    cstime, as htop's CTIME+), since the others' ends were not all seen."""
-    if all_exits_seen(proc, cache):
-        return exited_children_ns(cache, proc)
+    """What its exited descendants used: while the probes send each one's CPU
+    at its exit (procscope.exited_cpu), all of them, waited for or not,
+    grandchildren included (for a process found at start, on from the
+    kernel's figure for its children waited for before); else the kernel's
+    figure (cutime and cstime, as htop's CTIME+)."""
+    if cache.exit_cpu:
+        first = cache.exec_chain(proc)[0]
+        if first.image is not None and not first.image.flags & wire.FLAG_PROCFS:
+            return exited_children_ns(cache, proc)
+        if first.exited_cpu_base is not None:
+            return first.exited_cpu_base + exited_children_ns(cache, proc)
     return u.children_cpu_ns if u is not None else None
 
 
 def all_exits_seen(proc: Process, cache: ProcessCache) -> bool:
-    """Whether every exit of its descendants came with its CPU time: it
-    started while the probes sent them (not found by the /proc scan)."""
+    """Whether its CTIME+ counts every exited descendant (see children_cpu_ns)."""
     if not cache.exit_cpu:
         return False
-    first = cache.exec_chain(proc)[0].image
-    return first is not None and not first.flags & wire.FLAG_PROCFS
+    first = cache.exec_chain(proc)[0]
+    return first.image is not None and (not first.image.flags & wire.FLAG_PROCFS or first.exited_cpu_base is not None)
 
 
 def total_cpu_ns(proc: Process, cache: ProcessCache, u: Usage | None) -> int | None:

@@ -15,6 +15,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from procscope.probes.events import ProcessKey
+    from procscope.probes.usage import Usage
+
     from .cache import ProcessCache
     from .process import Process
 
@@ -36,6 +41,16 @@ def exited(cache: ProcessCache, proc: Process, cpu_ns: int) -> None:
         up.exited_cpu_ns += cpu_ns
         key = up.parent
     cache.counters.cpu_too_deep += 1
+
+
+def baselines(cache: ProcessCache, procs: Mapping[ProcessKey, Usage]) -> None:
+    """At the first usage pass: what the processes found at start had from
+    their exited children before (the kernel's figure for those waited for,
+    less what was counted here since), so that their CTIME+ goes on from it."""
+    for key, u in procs.items():
+        p = cache.procs.get(key)  # found by the /proc scan: keyed by its start, as the sampler's
+        if p is not None and p.exited_cpu_base is None:
+            p.exited_cpu_base = max(u.children_cpu_ns - p.exited_cpu_ns, 0)
 
 
 def exited_children_ns(cache: ProcessCache, proc: Process) -> int:

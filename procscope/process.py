@@ -68,7 +68,7 @@ class Process:
     __slots__ = (
         "key", "pid", "order", "image", "parent", "previous", "tree_parent", "children", "refs", "alive", "replaced", "in_grace",
         "exit", "exit_time", "not_found", "cgroup", "cgroup_id", "cgroup_name", "container", "seen", "changes",
-        "cap_sets", "cpu_ns", "exited_cpu_ns",
+        "cap_sets", "cpu_ns", "exited_cpu_ns", "exited_cpu_base",
     )  # fmt: skip
 
     def __init__(self, key: ProcessKey, image: ExecEvent | None, seen: int):
@@ -98,7 +98,8 @@ class Process:
         self.changes: list[CredsChange] | None = None  # credentials or namespaces changed since the exec, oldest first
         self.cap_sets: CapSets | None = None  # bounding and ambient, once a change after the exec told them
         self.cpu_ns: int | None = None  # its threads' CPU time at its exit, once exited (procscope.exited_cpu)
-        self.exited_cpu_ns = 0  # its exited descendants' CPU, while this image was their tree ancestor
+        self.exited_cpu_ns = 0  # its exited descendants' CPU, while this image was their ancestor
+        self.exited_cpu_base: int | None = None  # found at start: its exited children's before (exited_cpu.baselines)
 
     @property
     def lifecycle(self) -> Lifecycle:

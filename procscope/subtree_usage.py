@@ -14,6 +14,7 @@ import time
 
 from . import describe
 from .cache import ProcessCache
+from .exited_cpu import exited_children_ns
 from .process import Process
 
 KEPT = 4096  # folded roots remembered (those drawn): more is a user folding everything, forgotten at once
@@ -21,7 +22,10 @@ KEPT = 4096  # folded roots remembered (those drawn): more is a user folding eve
 
 def subtree_cpu_ns(root: Process, cache: ProcessCache) -> int:
     """Its CPU time and its subtree's: the living as last read, the exited as counted at their end."""
-    total = describe.total_cpu_ns(root, cache, describe.usage(root, cache)) or 0
+    u = describe.usage(root, cache)
+    total = describe.cpu_ns(root, cache, u) or 0
+    # Its exited descendants since procscope started (a rate needs no more), else the kernel's figure.
+    total += exited_children_ns(cache, root) if cache.exit_cpu else (u.children_cpu_ns if u is not None else 0)
     pending = list(root.children.values()) if root.children else []
     while pending:  # not recursion: a subtree is as deep as a process makes it
         p = pending.pop()

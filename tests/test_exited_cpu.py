@@ -27,6 +27,7 @@ from procscope.sampler import Sampler
 from procscope.subtree_usage import SubtreeRates
 from procscope.tui.columns import COLUMNS, Context
 from procscope.tui.panes.detail import render_detail
+from procscope.tui.usage import UsageFeed
 
 from .conftest import open_collector, plain
 from .factories import clone_event, exec_event, exit_event
@@ -229,5 +230,47 @@ def test_a_folded_subtree_shows_the_cpu_of_the_children_that_exited_in_the_inter
         p.kill()
         p.wait()
         collector.stop()
+        with contextlib.suppress(OSError):
+            os.rmdir(cg)
+
+
+def test_a_storm_started_before_procscope_counts_from_its_first_pass_on():
+    """Where procscope is most needed, the storm was there first: found by
+    the /proc scan, the parent's CTIME+ starts from the kernel's figure (its
+    children waited for before) and grows by every exit from then on."""
+    cg = f"/sys/fs/cgroup/cpuacct/procscope-before-{os.getpid()}"
+    os.mkdir(cg)
+    p = subprocess.Popen(["sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec "$0" -c "$1"', sys.executable, STORM])
+    collector = None
+    try:
+        time.sleep(0.5)
+        collector = open_collector(exit_cpu=True)
+        cache = live_cache(collector.hierarchy)
+        collector.start()
+
+        def drain(seconds: float) -> None:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                cache.apply_all(collector.get_batch(timeout=0.05) or [])
+
+        drain(0.5)  # the /proc scan, then the first exits
+        feed = UsageFeed(live=True, interval=1.0)
+        feed.sampler.table = feed.sampler.sample()  # the first pass, as the sampler's thread makes it
+        assert feed.take(cache)
+        root = cache.by_pid[p.pid]
+        assert root.image.flags & wire.FLAG_PROCFS and root.exited_cpu_base is not None
+        before, used = describe.children_cpu_ns(root, cache, None), cgroup_usage(cg)
+        own = proc_stat_times(p.pid)[0]
+        drain(2.0)
+        grew = describe.children_cpu_ns(root, cache, None) - before
+        spent = cgroup_usage(cg) - used - (proc_stat_times(p.pid)[0] - own)
+        print(f"CTIME+ grew {grew / 1e6:.0f} ms, the cgroup's children {spent / 1e6:.0f} ms")
+        assert spent > 0.5e9 and abs(grew - spent) <= 0.1 * spent, (grew, spent)
+        assert describe.all_exits_seen(root, cache)
+    finally:
+        p.kill()
+        p.wait()
+        if collector is not None:
+            collector.stop()
         with contextlib.suppress(OSError):
             os.rmdir(cg)

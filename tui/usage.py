@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from procscope.cache import ProcessCache
+from procscope.exited_cpu import baselines
 from procscope.probes.events import ProcessKey
 from procscope.sampler import Machine, Sampler
 
@@ -41,6 +42,8 @@ class UsageFeed:
             return new
         if self.sampler.table is cache.usage:
             return False
+        if cache.usage.generation == 0 and self.sampler.table.generation:  # the first pass (every process)
+            baselines(cache, self.sampler.table.procs)
         cache.usage = self.sampler.table
         return True
 

@@ -161,8 +161,11 @@ class CacheViews:
         for hook in ("_cgroup_path", "current_parent", "still_running", "on_change"):
             state[hook] = None
         state["_watchers"] = []
-        # What the machine uses now is not what it used then; a recording's figures are its past.
-        state["usage"] = self.usage if self.usage.recorded else EMPTY_USAGE
+        # The figures of then (the live ones too: the window's usage events after it bring them up
+        # to the moment), without the sampler's history, which goes on changing.
+        state["usage"] = (
+            dataclasses.replace(self.usage, history={}, recorded=True) if self.usage.generation else EMPTY_USAGE
+        )
         state["cgroup_index"] = dataclasses.replace(self.cgroup_index, describe=None)
         return state
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from procscope.probes.events import Event
 
 from .cache import ProcessCache
+from .sampler import UsageEvent
 from .timetravel import Checkpoint, Timeline
 
 DEFAULT_SECONDS = 600.0
@@ -27,7 +28,7 @@ DEFAULT_EVENTS = 250_000  # about 350 bytes each (measured here): some 90 MB whe
 class _Segment:
     time: int  # boot ns of its checkpoint
     data: bytes
-    events: list[Event] = field(default_factory=list)
+    events: list[Event | UsageEvent] = field(default_factory=list)  # usage: each sampler pass (live)
 
 
 class Window:
@@ -53,7 +54,7 @@ class Window:
             self._due = False
             self._checkpoint(cache)
 
-    def add(self, cache: ProcessCache, events: list[Event], scanned: bool = False) -> None:
+    def add(self, cache: ProcessCache, events: list[Event | UsageEvent], scanned: bool = False) -> None:
         """After ``events`` were applied to ``cache`` (and its grace periods
         expired); ``scanned``: they hold a /proc scan's processes."""
         if not self.enabled:
@@ -95,7 +96,7 @@ class Window:
         ``wall_offset``: wall − boot clock, for times typed as RFC 3339."""
         if not self._segments:
             return None
-        events: list[Event] = []
+        events: list[Event | UsageEvent] = []
         checkpoints = []
         for s in self._segments:
             checkpoints.append(Checkpoint(s.time, s.data, len(events), self._cgroup_path))

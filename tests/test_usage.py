@@ -10,6 +10,7 @@ import json
 import os
 import re
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -421,3 +422,38 @@ async def test_a_recording_carries_the_usage_and_its_replay_shows_it(burner, tmp
         json.loads(line)["procscope_usage"] for line in only.read_text().splitlines() if "procscope_usage" in line
     ]
     assert narrowed and all(set(entries(r)) == {mine} for r in narrowed)
+
+
+def test_time_travel_in_the_live_window_shows_what_processes_used_then(burner):
+    """Issue 27, point 6: each sampler pass is kept in the live window, so a
+    moment travelled to shows CPU% and the meters as they were: `yes` busy
+    before it was stopped, stopped and idle after, as /proc said each time."""
+    from procscope.export import Exporter
+    from procscope.tui.feed import Feed
+    from procscope.tui.usage import UsageFeed
+    from procscope.window import Window
+
+    source = ProcfsSource("test", 5 * 10**9)
+    source.start()
+    feed = Feed(source, Exporter(source.cache), Window(600))
+    feed.ingest()
+    usage = UsageFeed(True, 1.0, feed.keep_usage)
+    key = start_key(burner.pid)
+    try:
+        usage.sampler.table = usage.sampler.sample()
+        assert usage.take(feed.cache)
+        busy_at = feed.now()
+        os.kill(burner.pid, signal.SIGSTOP)
+        time.sleep(1.0)
+        usage.sampler.table = usage.sampler.sample()
+        assert usage.take(feed.cache)
+        stopped_at = feed.now()
+        assert feed.cache.usage.procs[key].state == "T"
+        timeline = feed.window.timeline(feed.now())
+        then, after = timeline.cache_at(busy_at), timeline.cache_at(stopped_at)
+        assert then.usage.procs[key].cpu_pct >= 50 and then.usage.procs[key].state == "R"
+        assert after.usage.procs[key].state == "T" and after.usage.procs[key].cpu_pct < 5
+        assert then.usage.machine is not None and usage.machine(then) is then.usage.machine  # the header of then
+        assert usage.machine(feed.cache) is feed.cache.usage.machine  # the live one's now
+    finally:
+        os.kill(burner.pid, signal.SIGCONT)

@@ -97,7 +97,7 @@ class ProcscopeApp(Actions, App):
         self.cache = source.cache
         self.exporter = Exporter(self.cache)
         self.feed = Feed(source, self.exporter, window)
-        self.usage = UsageFeed(source.live and usage_interval > 0, usage_interval)  # CPU%, RES, the meters
+        self.usage = UsageFeed(source.live and usage_interval > 0, usage_interval, self.feed.keep_usage)
         self.shown = self.feed  # what the streams and the history list: the feed's, or a moment's (time travel)
         self.filter_query = Query.parse(query_text) if query_text else Query()
         self.view = ViewOptions() if sort is None else ViewOptions(tree=False, sort=sort, reverse=sort in USAGE)

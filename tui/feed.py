@@ -13,6 +13,7 @@ from procscope.probes import wire
 from procscope.probes.counters import Counters
 from procscope.probes.events import CloneEvent, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
 from procscope.process import Process
+from procscope.sampler import UsageEvent, UsageTable
 from procscope.window import Window
 
 from .rows import boot_now
@@ -85,6 +86,16 @@ class Feed:
         self.exec_rates: deque[float] = deque(maxlen=RATE_HISTORY)
         self.lost_rates: deque[float] = deque(maxlen=RATE_HISTORY)
         self._second: tuple[float, int, int] | None = None  # (monotonic, execs_total, lost) a second ago
+
+    def keep_usage(self, before: UsageTable, after: UsageTable) -> None:
+        """A new pass of the sampler, kept in the time travel window as a
+        recording keeps it (the processes whose figures changed: equal ones
+        are the same object), so that a moment travelled to shows CPU%, RES
+        and the meters as they were."""
+        if self.window is None or not self.window.enabled:
+            return
+        changed = {k: u for k, u in after.procs.items() if before.procs.get(k) is not u}
+        self.window.add(self.cache, [UsageEvent(self.now(), changed, after.machine, after.containers)])
 
     def now(self) -> int:
         """The clock things are aged by: the machine's, or a replay's last event."""

@@ -6,12 +6,12 @@ pass) and which figures the columns shown need."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from procscope.cache import ProcessCache
 from procscope.exited_cpu import baselines
 from procscope.probes.events import ProcessKey
-from procscope.sampler import Machine, Sampler
+from procscope.sampler import Machine, Sampler, UsageTable
 
 from .columns import Column
 
@@ -19,8 +19,10 @@ MIN_INTERVAL = 0.2  # s: faster, reading /proc would cost more than it shows
 
 
 class UsageFeed:
-    def __init__(self, live: bool, interval: float):
+    def __init__(self, live: bool, interval: float, keep: Callable[[UsageTable, UsageTable], None] | None = None):
+        """``keep(before, after)``: told of each new pass (the time travel window keeps them)."""
         self.sampler = Sampler(max(interval, MIN_INTERVAL)) if live else None
+        self._keep = keep
         self._said: str | None = None
         self._containers_for = -1  # the sampler's pass the containers were last given for
         self._generation = 0  # a recording's: the figures last drawn
@@ -42,14 +44,18 @@ class UsageFeed:
             return new
         if self.sampler.table is cache.usage:
             return False
-        if cache.usage.generation == 0 and self.sampler.table.generation:  # the first pass (every process)
-            baselines(cache, self.sampler.table.procs)
-        cache.usage = self.sampler.table
+        before, cache.usage = cache.usage, self.sampler.table
+        if before.generation == 0 and cache.usage.generation:  # the first pass (every process)
+            baselines(cache, cache.usage.procs)
+        if self._keep is not None:
+            self._keep(before, cache.usage)
         return True
 
     def machine(self, cache: ProcessCache) -> Machine | None:
-        """The header's figures: the sampler's, or a recording's as of the moment shown."""
-        return self.sampler.table.machine if self.sampler is not None else cache.usage.machine
+        """The header's figures: the sampler's, or those of a recording or of a moment travelled to."""
+        if self.sampler is not None and not cache.usage.recorded:
+            return self.sampler.table.machine
+        return cache.usage.machine
 
     def header(self, cache: ProcessCache) -> bool:
         """Whether there is a header to show: a sampler reads, or the recording had the figures."""

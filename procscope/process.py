@@ -152,7 +152,7 @@ class CacheCounters:
     # Container descriptions not read: a runtime's file or daemon not to be believed, or no answer in time.
     enrichment_failures: int = 0
     exit_before_start: int = 0  # exits timed before their process started (a recording's, never the kernel's)
-    cpu_too_deep: int = 0  # exits whose CPU was credited to their ancestors only up to exited_cpu.MAX_DEPTH
+    cpu_too_deep: int = 0  # exits whose CPU went through exited_cpu.MAX_DEPTH exited parents and stopped
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)

@@ -4,7 +4,9 @@
 
 Text is split as a shell splits it (quotes keep spaces), except that a
 backslash is an ordinary character, for regexes. Terms are ANDed; a
-leading ``-`` or ``!`` negates one. ``field:value`` tests one field (FIELDS);
+leading ``-`` or ``!`` negates one; ``field:a,b`` is either value (for the
+fields whose values hold no comma: OR_FIELDS; text fields take a regex,
+``bin:/sshd|nginx/``). ``field:value`` tests one field (FIELDS);
 a bare word matches the binary or the arguments, as htop's filter does
 (case-sensitive like every text field; /(?i)word/ ignores case).
 
@@ -44,8 +46,11 @@ FIELDS: dict[str, str] = {
     "badge": "has a badge: " + ", ".join(describe.BADGES),
     "cgroup": "text in the cgroup path",
 }
-SYNTAX = "terms are ANDed; -term or !term negates; a bare word matches binary or args; quote values with spaces"
+SYNTAX = ("terms are ANDed; -term or !term negates; FIELD:A,B is either value (bin and args: /A|B/); a bare word"
+          " matches binary or args; quote values with spaces")  # fmt: skip
 
+# Fields whose values never hold a comma: there FIELD:A,B means A or B.
+OR_FIELDS = frozenset({"container", "pod", "k8s-ns", "user", "cap", "ns", "pid", "badge"})
 # Fields about the image: unknown for placeholders (badge:notfound is not).
 _IMAGE_FIELDS = frozenset({"", "user", "bin", "args", "cap", "ns"})
 _OPTIONS = {
@@ -76,12 +81,20 @@ class Term:
 
     def __post_init__(self) -> None:
         token = ("-" if self.negate else "") + (f"{self.field}:{self.value}" if self.field else self.value)
-        value, arg = _compile(self.field, self.value, token)
+        if self.field in OR_FIELDS and "," in self.value:  # either value: a term each, any of them matches
+            if not all(self.value.split(",")):
+                raise QueryError(f"empty value in {token!r}; separate values by single commas: {self.field}:A,B")
+            alternatives = tuple(Term(self.field, v) for v in self.value.split(","))
+            value, arg = ",".join(t.value for t in alternatives), alternatives
+        else:
+            value, arg = _compile(self.field, self.value, token)
         object.__setattr__(self, "value", value)
         object.__setattr__(self, "arg", arg)
 
     @property
     def needs_image(self) -> bool:
+        if isinstance(self.arg, tuple):
+            return all(t.needs_image for t in self.arg)  # badge:notfound,setuid: a placeholder may match
         return self.field in _IMAGE_FIELDS or (self.field == "badge" and self.value != "notfound")
 
     def __str__(self) -> str:
@@ -213,6 +226,9 @@ def _text_matcher(value: str, token: str) -> Callable[[str], bool]:
 def _matcher(term: Term, cache: ProcessCache) -> Callable[[Process], bool]:
     """The un-negated test; image fields are only asked of processes with an image."""
     value, arg = term.value, term.arg
+    if isinstance(arg, tuple):  # FIELD:A,B
+        tests = [(t.needs_image, _matcher(t, cache)) for t in arg]
+        return lambda p: any(test(p) for needs_image, test in tests if not (needs_image and p.image is None))
     match term.field:
         case "container":
             if value == "host":
@@ -306,7 +322,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     for field, metavar in _OPTIONS.items():
         # One value each, as the shell split it: no quoting or negation (--filter has those); /REGEX/ works.
-        flags = ("-u", "--user") if field == "user" else (f"--{field}",)  # -u: htop's
+        flags = {"user": ("-u", "--user"), "pid": ("-p", "--pid")}.get(field, (f"--{field}",))  # htop's -u, -p
         group.add_argument(*flags, action="append", metavar=metavar, dest=f"filter_{field}", help=FIELDS[field])
 
 

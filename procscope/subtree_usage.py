@@ -2,11 +2,11 @@
 interval, the children that exited during it included (htop sums only the
 living, and only in a patch; procscope sees every exit).
 
-Over two usage passes: the subtree's CPU time (its root's own, its living
-descendants' as last read, its exited descendants' as the kernel counted
-them, procscope.exited_cpu) and the time between. A descendant that exits
-leaves the living sum as its final figure joins the exited one: only what
-it used since its last reading counts. No UI here."""
+Over two usage passes: the subtree's CPU time (its root's and its living
+descendants' own as last read, and what the exited passed to each of them,
+procscope.exited_cpu) and the time between. A descendant that exits leaves
+the living sum as its figure joins its parent's: only what it used since
+its last reading counts. No UI here."""
 
 from __future__ import annotations
 
@@ -22,15 +22,15 @@ KEPT = 4096  # folded roots remembered (those drawn): more is a user folding eve
 
 def subtree_cpu_ns(root: Process, cache: ProcessCache) -> int:
     """Its CPU time and its subtree's: the living as last read, the exited as counted at their end."""
-    u = describe.usage(root, cache)
-    total = describe.cpu_ns(root, cache, u) or 0
-    # Its exited descendants since procscope started (a rate needs no more), else the kernel's figure.
-    total += exited_children_ns(cache, root) if cache.exit_cpu else (u.children_cpu_ns if u is not None else 0)
-    pending = list(root.children.values()) if root.children else []
+    total = 0
+    pending = [root]
     while pending:  # not recursion: a subtree is as deep as a process makes it
         p = pending.pop()
-        if p.alive and (u := describe.usage(p, cache)) is not None:
-            total += u.cpu_ns
+        if p.alive or p is root:
+            u = describe.usage(p, cache)
+            total += describe.cpu_ns(p, cache, u) or 0
+            # What its exited children passed since procscope started (a rate needs no more), else the kernel's.
+            total += exited_children_ns(cache, p) if cache.exit_cpu else (u.children_cpu_ns if u is not None else 0)
         if p.children:
             pending.extend(p.children.values())
     return total

@@ -140,10 +140,11 @@ def test_the_short_lived_unwaited_are_counted_as_the_cgroup_counts_them():
 def test_an_orphan_counts_for_the_chain_that_started_it_and_a_deep_chain_is_counted():
     """By origin, not by the kernel's current parent: a double fork's
     grandchild is re-parented to init when its parent exits, yet its CPU
-    goes to every image that started the chain (a re-exec keeps what the
-    image before it was credited). A chain deeper than exited_cpu.MAX_DEPTH
-    is credited that far, and counted. An exit without a figure (a
-    recording's) credits nothing. (The cache alone: no root needed.)"""
+    goes through that exited parent to the one running that started the
+    chain (a re-exec keeps what the image before it was given), and a
+    process passes it all on when it exits. A chain of exited parents
+    deeper than exited_cpu.MAX_DEPTH is followed that far, and counted. An
+    exit without a figure (a recording's) gives nothing. (The cache alone.)"""
     cache = ProcessCache()
     init = ProcessKey(1, 10)
     shell, shell_exec = ProcessKey(100, 1_000), ProcessKey(100, 2_000)
@@ -163,19 +164,22 @@ def test_an_orphan_counts_for_the_chain_that_started_it_and_a_deep_chain_is_coun
     # Found by the /proc scan: its descendants' sum is not all it had, the kernel's figure stands (none read here).
     assert describe.children_cpu_ns(bash, cache, None) is None
     assert exited_children_ns(cache, bash) == 75_000_000
-    assert cache.procs[init].exited_cpu_ns == 75_000_000
+    assert cache.procs[init].exited_cpu_ns == 0  # the shell runs: it has it
     cache.apply_all([clone_event(103, 7_000, init), exit_event(ProcessKey(103, 7_000), 8_000)])  # no figure
-    assert cache.procs[init].exited_cpu_ns == 75_000_000
-    # A chain longer than MAX_DEPTH: credited up to it, and counted; an unknown key is counted too.
+    assert cache.procs[init].exited_cpu_ns == 0
+    cache.apply(exit_event(shell_exec, 9_000, cpu_ns=2_000_000))  # the shell exits: all of it goes up
+    assert cache.procs[init].exited_cpu_ns == 77_000_000
+    # A chain of exited parents longer than MAX_DEPTH: followed that far, and counted.
     parent, keys = init, []
     for i in range(MAX_DEPTH + 10):
         key = ProcessKey(1000 + i, 10_000 + i)
         cache.apply(clone_event(key.pid, key.ktime, parent))
         parent = key
         keys.append(key)
-    cache.apply(exit_event(keys[-1], 20_000, cpu_ns=1))
+    cache.apply_all(exit_event(key, 20_000) for key in keys[:-1])
+    cache.apply(exit_event(keys[-1], 21_000, cpu_ns=1))
     assert cache.procs[keys[-2]].exited_cpu_ns == cache.procs[keys[9]].exited_cpu_ns == 1  # MAX_DEPTH up
-    assert cache.procs[keys[8]].exited_cpu_ns == 0
+    assert cache.procs[keys[8]].exited_cpu_ns == 0 and cache.procs[init].exited_cpu_ns == 77_000_000
     assert cache.counters.cpu_too_deep == 1
 
 

@@ -334,6 +334,28 @@ def test_from_args_takes_values_literally(cache):
     } == {201}
 
 
+def test_a_comma_is_or_within_a_field(cache):
+    """Issue 28, point 10: FIELD:A,B is either value (for fields whose values hold no comma); htop's -p PID,PID."""
+    assert pids(cache, "pid:200,400") == pids(cache, "pid:200") | pids(cache, "pid:400")
+    assert pids(cache, "badge:setuid,notfound") == {204} | NOT_FOUND  # a placeholder may match notfound
+    assert pids(cache, "-user:root,1000") == ALL - ROOTS - {200, 201, 202, 203} - PLACEHOLDERS
+    assert pids(cache, "user:root,1000") == ROOTS | {200, 201, 202, 203}
+    assert str(Query.parse("cap:sys_admin,cap_net_raw")) == "cap:SYS_ADMIN,NET_RAW"
+    with pytest.raises(QueryError, match="unknown user 'nosuchuser'"):
+        Query.parse("user:root,nosuchuser")
+    with pytest.raises(QueryError, match="empty value in 'pid:1,'; separate values by single commas"):
+        Query.parse("pid:1,")
+    assert pids(cache, "args:a,b") == set()  # text fields keep their commas (a regex says either: /a|b/)
+    q = from_args(_parser().parse_args(["-p", "200,400", "-u", "root"]))
+    assert str(q) == "user:root pid:200,400" and {p.pid for p in q.filter(cache, cache.visible())} == {
+        204,
+        400,
+        401,
+        402,
+        500,
+    }
+
+
 def test_from_args_without_filters_is_empty():
     assert from_args(_parser().parse_args([])) == Query()
     assert from_args(argparse.Namespace()) == Query()  # a parser without the group

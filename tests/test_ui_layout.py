@@ -279,6 +279,12 @@ async def test_htop_keys(demo, tmp_path):
         await pilot.press("f2")
         await pilot.pause()
         assert isinstance(app.screen, SetupScreen)
+        # On and off read without colour (✓ or a blank), and a chosen column not shown says why.
+        lines = screen_text(app).splitlines()
+        assert any(re.search(r"▐✓▌ PID +process id +\(always\)", line) for line in lines)
+        assert any(re.search(r"▐✓▌ MEM% +\(hidden: nothing to show\)", line) for line in lines)  # a recording's
+        assert any(re.search(r"▐✓▌ AGE +\(hidden: too narrow\)", line) for line in lines)
+        assert any(re.search(r"▐ ▌ PPID +parent's id", line) for line in lines)
         # From the first not always shown (CPU%), past MEM% RES S TIME+: CONTAINER off.
         await pilot.press("down", "down", "down", "down", "down", "space")
         await pilot.press("down", "down", "down", "space")  # past BADGES and AGE: PPID on

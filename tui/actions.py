@@ -18,6 +18,7 @@ from procscope.signals import send as send_signal
 from procscope.timetravel import Timeline
 
 from . import config
+from .columns import empty_columns
 from .rows import GROUPS, TreeModel
 from .screens.help import HelpScreen
 from .screens.pick import PickScreen
@@ -226,7 +227,9 @@ class Actions:
         self.refresh_panes()
 
     def action_setup(self) -> None:
-        self.push_screen(SetupScreen(self.chosen_columns, self.settings.header), self._setup_chosen)
+        shown, empty = {c.name for c in self.shown_columns}, empty_columns(self.cache, self._badged)
+        hidden = {n: "nothing to show" if n in empty else "too narrow" for n in self.chosen_columns if n not in shown}
+        self.push_screen(SetupScreen(self.chosen_columns, self.settings.header, hidden), self._setup_chosen)
 
     def _setup_chosen(self, setup: Setup | None) -> None:
         if setup is None:

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.segment import Segment
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
+from textual.strip import Strip
 from textual.widgets import Checkbox, SelectionList, Static
+from textual.widgets._toggle_button import ToggleButton
+from textual.widgets.option_list import OptionDoesNotExist
 from textual.widgets.selection_list import Selection
 
 from ..columns import ALWAYS, COLUMNS
@@ -22,6 +26,24 @@ class Setup:
     header: bool
 
 
+class ColumnList(SelectionList[str]):
+    """Textual's list draws the same X for on and off, told apart by colour
+    alone (near-black on some themes, nothing without colour): here ✓ for a
+    column shown, a blank for one hidden, as htop's [x] and [ ]."""
+
+    def render_line(self, y: int) -> Strip:
+        strip = super().render_line(y)
+        segments = list(strip)
+        if len(segments) < 2 or segments[1].text != ToggleButton.BUTTON_INNER:
+            return strip
+        try:
+            value = self.get_option_at_index(self.scroll_offset.y + y).value
+        except OptionDoesNotExist:
+            return strip
+        segments[1] = Segment("✓" if value in self.selected else " ", segments[1].style)
+        return Strip(segments, strip.cell_length)
+
+
 class SetupScreen(ModalScreen[Setup | None]):
     BINDINGS = [
         Binding("escape", "dismiss(None)", "Cancel"),
@@ -30,9 +52,11 @@ class SetupScreen(ModalScreen[Setup | None]):
         Binding("right_square_bracket,shift+down", "move(1)", "Move down"),
     ]
 
-    def __init__(self, chosen: list[str], header: bool = True):
+    def __init__(self, chosen: list[str], header: bool = True, hidden: dict[str, str] | None = None):
+        """``hidden``: chosen columns not shown now, and why ("too narrow", "nothing to show")."""
         super().__init__()
         self.header = header
+        self.hidden = hidden or {}
         # The chosen ones in their order, then the others; COMMAND always last.
         names = [n for n in chosen if n in COLUMNS and n != "COMMAND"]
         names += [n for n in COLUMNS if n not in names and n != "COMMAND"]
@@ -47,13 +71,14 @@ class SetupScreen(ModalScreen[Setup | None]):
                 markup=False,
             )
             yield Checkbox("the header: CPUs, memory, tasks, load (htop's meters)", self.header, id="header")
-            yield SelectionList[str](*self._selections(), id="columns")
+            yield ColumnList(*self._selections(), id="columns")
 
     def _selections(self) -> list[Selection]:
         out = []
         for n in self.names:
             fixed = n in ALWAYS
-            label = f"{n:<10} {COLUMNS[n].about}" + ("  (always)" if fixed else "")
+            why = f"(hidden: {self.hidden[n]}) " if n in self.hidden and not fixed else ""  # first: narrow dialogs cut
+            label = f"{n:<10} {why}{COLUMNS[n].about}" + ("  (always)" if fixed else "")
             out.append(Selection(label, n, n in self.chosen, disabled=fixed))
         return out
 

@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -327,6 +328,30 @@ async def test_time_travel_through_a_recording(recording, tmp_path):
         await pilot.press(*"yesterday", "enter")
         await pilot.pause()
         assert any("bad time 'yesterday'" in str(n.message) for n in app._notifications)
+
+
+async def test_event_steps_follow_the_filter_to_the_millisecond(recording, tmp_path):
+    """Issue 28, point 8: with a filter set, `{` `}` step through the events of
+    the processes it shows (not every process's); the time bar then reads to
+    the millisecond; a moment where nothing matches says so."""
+    app = app_for(recording, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await pilot.press("backslash", *"bin:crash", "enter")
+        await pilot.press("at", *"+0s", "enter")  # the start: the crash has not been exec'd
+        await pilot.pause()
+        assert str(app.query_one("#tree").border_title) == "no process matches: bin:crash"
+        await pilot.press("right_curly_bracket")  # its exec, past the other processes' events in between
+        await pilot.pause()
+        status = plain(app, app.query_one("#status").content)
+        assert re.search(r"⏱ \d\d:\d\d:\d\d\.\d{3} \[", status), status
+        assert app.cache.by_pid[300].binary == "/bin/crash" and 100 in app.cache.by_pid  # the shell still runs
+        await pilot.press("right_curly_bracket")  # its exit, at 2 s: the shell's at 1 s is stepped over
+        await pilot.pause()
+        assert 300 not in app.cache.by_pid and "2.0 of 2.0 s" in plain(app, app.query_one("#status").content)
+        await pilot.press("left_curly_bracket")
+        await pilot.pause()
+        assert 300 in app.cache.by_pid and 100 in app.cache.by_pid
 
 
 async def test_live_time_travel_needs_the_window(tmp_path):

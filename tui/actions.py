@@ -76,7 +76,7 @@ class Actions:
 
     def action_step_event(self, n: int) -> None:
         if (travel := self.time_travel()) is not None:
-            self.show_moment(travel.step_events(n))
+            self.show_moment(travel.step_events(n, self.filter_query))
 
     def show_moment(self, at: int | None) -> None:
         """The whole screen as of ``at`` (None: the end of the recording, or live again)."""

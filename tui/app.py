@@ -362,7 +362,7 @@ class ProcscopeApp(Actions, App):
         where = ", ".join(f"{place} {n}" for place, n in c.where_lost())
         parts = [(0, f"⚠ lost {lost}: {where} (L)" if lost else "lost 0")]
         if self.travel is not None and (self.travel.at is not None or not self.travel.live):
-            parts.append((1, self.travel.bar(self.exporter.clock(self.cache.now, 1))))
+            parts.append((1, self.travel.bar(self.exporter.clock(self.cache.now, self.travel.digits))))
         throttled = sorted(t.path for t in self.cache.throttles.values() if t.active)
         if throttled:
             parts.append((1, f"⏸ THROTTLED: {', '.join(throttled)}"))

@@ -3,8 +3,10 @@ window of recent events (procscope.window): `,` `.` step a second back
 and forth, `{` `}` an event, `@` goes to a time (RFC 3339, -30s from the
 end, +10s from the start, or "end"). The whole screen shows that moment:
 the processes alive then with their credentials then, the exec stream and
-exits up to then. A time bar in the status line says where. Live, the
-events keep arriving behind it; the end (or Z) is live again."""
+exits up to then. A time bar in the status line says where (to the
+millisecond after an event step). `{` `}` step through the events of the
+processes the filter shows, when one is set. Live, the events keep
+arriving behind it; the end (or Z) is live again."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 
 from procscope.probes.events import ExecEvent, ExitEvent, ProcessKey
 from procscope.process import Process
+from procscope.query import Query
 from procscope.timetravel import Moment, MomentError, Timeline, scanned
 
 BAR = 12  # cells of the time bar
@@ -35,7 +38,8 @@ class TimeTravel:
         self.timeline = timeline
         self.live = live
         self.at: int | None = None
-        self._times: list[int] | None = None
+        self.digits = 1  # of the seconds in the time bar: 3 after an event step (events are ms apart)
+        self._times: tuple[str, list[int]] | None = None  # the filter, and the times of its processes' events
 
     def refresh(self, timeline: Timeline) -> None:
         """The live window again, moved on since."""
@@ -45,17 +49,29 @@ class TimeTravel:
             self.at = self.clamp(self.at)
 
     def step_seconds(self, seconds: float) -> int:
+        self.digits = 1
         now = self.timeline.end if self.at is None else self.at
         return self.clamp(now + int(seconds * SECOND))
 
-    def step_events(self, n: int) -> int:
-        if self._times is None:
-            self._times = sorted({ev.time for ev in self.timeline.events if not scanned(ev)})
-        times, now = self._times, self.timeline.end if self.at is None else self.at
+    def step_events(self, n: int, query: Query | None = None) -> int:
+        """``n`` events on (or back), of the processes ``query`` shows when one is set."""
+        self.digits = 3
+        if self._times is None or self._times[0] != str(query or ""):
+            self._times = (str(query or ""), self._event_times(query))
+        times, now = self._times[1], self.timeline.end if self.at is None else self.at
         if not times:
             return now
         i = bisect.bisect_right(times, now) - 1  # the event shown last
         return times[max(0, min(len(times) - 1, i + n))]
+
+    def _event_times(self, query: Query | None) -> list[int]:
+        events = [ev for ev in self.timeline.events if not scanned(ev) and hasattr(ev, "key")]
+        if query:  # every process the window saw, as the filter sees it at the end
+            seen: dict[ProcessKey, Process] = {}
+            match = query.predicate(self.timeline.cache_at(self.timeline.end, seen))
+            wanted = {key for key, p in seen.items() if match(p)}
+            events = [ev for ev in events if ev.key in wanted]
+        return sorted({ev.time for ev in events})
 
     def parse(self, text: str) -> int | None:
         """A time typed at @ (MomentError, one line, when it is none); None for the end."""

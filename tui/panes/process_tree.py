@@ -182,8 +182,8 @@ class ProcessTree(RowsView):
         """``filtered``: the filter, when one is set (an empty list then says that nothing matches it)."""
         self.shown, self.columns, self.header = rows, columns, header
         # A title, not a row: rows are processes. Markup-free: the filter holds what the user typed.
-        self.border_title = Text(f"no process matches: {printable(filtered)}" if filtered and not rows.processes
-                                 else "processes")  # fmt: skip
+        empty = f"no process matches: {printable(filtered)}" if filtered else "no process at this moment"
+        self.border_title = Text(empty if not rows.processes else "processes")
         self.set_rows(_Lines(rows, ctx, columns, tagged, self._texts, self._rates), rows.keys)
 
     def on_resize(self) -> None:

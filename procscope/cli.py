@@ -213,9 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_arguments(snap)
 
     ui = sub.add_parser("ui", help="the live monitor (what `procscope` with no command runs)")
-    ui.add_argument(
-        "--snapshot-dir", type=_directory, default=".", help="where the W key writes snapshots (default: here)"
-    )
+    ui.add_argument("--snapshot-dir", type=_directory, default=None,
+                    help="where the W key writes snapshots (default: $XDG_STATE_HOME/procscope, ~/.local/state/procscope)")  # fmt: skip
     ui.add_argument(
         "--theme", metavar="NAME",
         help="procscope-dark (default), procscope-light, procscope-high-contrast, or a Textual theme; for this run "

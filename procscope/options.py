@@ -51,7 +51,7 @@ class Options:
     diff: tuple[Moment, Moment] | None = None
     # ui
     theme: str | None = None
-    snapshot_dir: str = "."
+    snapshot_dir: str | None = None  # None: the XDG state directory (tui.config.snapshot_dir)
     window: float = DEFAULT_SECONDS
     window_events: int = DEFAULT_EVENTS
     usage: float = INTERVAL  # s between the sampler's passes; 0: none

@@ -93,6 +93,25 @@ async def test_flat_sort_pause_help_and_snapshot_key(recording, tmp_path):
         assert not isinstance(app.screen, HelpScreen)
 
 
+async def test_w_writes_what_the_view_shows_to_the_state_directory(recording, tmp_path, monkeypatch):
+    """Issue 28, point 7: with a filter the snapshot holds its processes and
+    their execs only; without --snapshot-dir it goes to the XDG state
+    directory (made 0700), not wherever the monitor was started; the path is said."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    app = ProcscopeApp(ReplaySource(Replay(recording), 5 * 10**9), query_text="bin:sleep",
+                       config_path=tmp_path / "config.toml")  # fmt: skip
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("W")
+        await pilot.pause()
+        path = Path(app.last_snapshot)
+        assert path.parent == tmp_path / "state" / "procscope" and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        assert any(str(path) in str(n.message) for n in app._notifications)
+    doc = json.loads(path.read_text())
+    assert {p["pid"] for p in doc["processes"]} == {101, 102}
+    assert doc["events"] and all(e["process_exec"]["process"]["binary"] == "/bin/sleep" for e in doc["events"])
+
+
 @pytest.mark.bpf
 async def test_live_bpf_exec_shows_in_the_exec_stream(scratch, tmp_path):
     collector = open_collector()

@@ -346,15 +346,17 @@ class Actions:
             self.say("this served monitor writes no files (procscope serve --allow-writes)", severity="warning")
             return
         match = self.filter_query.predicate(self.cache) if self.filter_query else None
-        recent = [self.exporter.exec_event(p) for _, p in self.shown.execs]
+        # The execs the stream shows: those of the filter's processes, as the list.
+        recent = [self.exporter.exec_event(p) for _, p in self.shown.execs if match is None or match(p)]
         doc = snapshot.document(self.cache, self.exporter, self.feed.counters, recent, self.source.label, match)
-        path = free_name(self.snapshot_dir, f"procscope-snapshot-{time.strftime('%Y%m%d-%H%M%S')}", ".json")
         try:
+            directory = self.snapshot_dir or config.snapshot_dir()
+            path = free_name(directory, f"procscope-snapshot-{time.strftime('%Y%m%d-%H%M%S')}", ".json")
             snapshot.write(path, doc, replace=False)
-        except OutputError as exc:
-            self.say(str(exc), severity="error")
+        except (OutputError, OSError) as exc:
+            self.say(f"no snapshot written: {exc}", severity="error")
             return
-        self.say(f"snapshot written to {path} ({len(doc['processes'])} processes)")
+        self.say(f"snapshot written to {path} ({len(doc['processes'])} processes, {len(recent)} recent execs)")
         self.last_snapshot = os.fspath(path)
 
     # Keys that must not reach the list behind a dialog (app bindings still fire under one).

@@ -66,7 +66,7 @@ class ProcscopeApp(Actions, App):
     widgets: dict[str | None, Widget]
     COMMANDS = App.COMMANDS | {BindingCommands}
 
-    def __init__(self, source, query_text: str = "", snapshot_dir: str = ".", theme: str | None = None,
+    def __init__(self, source, query_text: str = "", snapshot_dir: str | None = None, theme: str | None = None,
                  config_path: str | os.PathLike | None = None, allow_signals: bool = True, window: Window | None = None,
                  allow_writes: bool = True, usage_interval: float = 1.0, sort: str | None = None,
                  **kwargs) -> None:  # fmt: skip

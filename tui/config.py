@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,6 +30,19 @@ class Config:
 def default_path() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     return Path(base) / "procscope" / "config.toml"
+
+
+def snapshot_dir() -> Path:
+    """Where W writes snapshots without --snapshot-dir: $XDG_STATE_HOME/procscope
+    (default ~/.local/state/procscope), made 0700; OSError when it is not a
+    directory of this user's alone (a link planted there, another's)."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    path = Path(base) / "procscope"
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise OSError(f"{path} is not a directory of this user's alone; choose one with --snapshot-dir")
+    return path
 
 
 def _line_of(text: str, key: str) -> int:

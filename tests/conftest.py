@@ -399,6 +399,16 @@ def pids(view, column: int = 0) -> list[int]:
     return [int(row.plain.split()[column]) for row in view.rows]
 
 
+async def wait_for(pilot, check, seconds: float = 10.0) -> bool:
+    """Whether ``check()`` comes true within ``seconds`` of the app running (a slower machine takes longer)."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() >= deadline:
+            return False
+        await pilot.pause(0.1)
+    return True
+
+
 def plain(app, renderable) -> str:
     console = Console(file=io.StringIO(), width=300, color_system=None)
     console.print(renderable)

@@ -32,6 +32,7 @@ from .conftest import (
     screen_text,
     strictcheck_finds_only_our_extras,
     tetra_reads_every_line,
+    wait_for,
 )
 
 DOCKER = "/usr/bin/docker"  # docker.io's client (another may come first on PATH)
@@ -192,20 +193,15 @@ def test_a_replay_elsewhere_still_shows_the_names(docker, tmp_path):
 async def test_the_monitor_shows_names_in_the_list_and_the_container_picker(docker, tmp_path):
     app = ProcscopeApp(LiveSource(open_collector(), 5 * 10**9), snapshot_dir=str(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
-        for _ in range(50):
-            await pilot.pause(0.1)
-            if "web-1" in screen_text(app):
-                break
-        assert "web-1" in screen_text(app) and "db-2" in screen_text(app)  # the CONTAINER column
+        assert await wait_for(pilot, lambda: "web-1" in screen_text(app) and "db-2" in screen_text(app))  # CONTAINER
         await pilot.press("C")
-        await pilot.pause(0.3)
-        assert isinstance(app.screen, PickScreen)
+        assert await wait_for(pilot, lambda: isinstance(app.screen, PickScreen) and "web-1" in screen_text(app))
         picker = screen_text(app)
         assert "web-1" in picker and f"image {IMAGE}" in picker and "pod prod/shop-7d4" in picker
         await pilot.press("escape")
         # Picked under a filter, the container is named as the user knows it, and an empty list says why.
         await pilot.press("backslash", *f"pid:{os.getpid()}", "enter", "C")  # this test and below: no container
-        await pilot.pause(0.3)
+        assert await wait_for(pilot, lambda: isinstance(app.screen, PickScreen))
         choices = app.screen.query_one("#choices")
         web = next(i for i in range(choices.option_count) if "web-1" in str(choices.get_option_at_index(i).prompt))
         choices.highlighted = web

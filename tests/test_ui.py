@@ -16,7 +16,7 @@ from procscope.tui.screens.help import HelpScreen
 from procscope.tui.sources import LiveSource, ReplaySource
 from procscope.window import Window
 
-from .conftest import SIZE, bpf_unavailable, open_collector, pids, plain, screen_text, unique_copy
+from .conftest import SIZE, bpf_unavailable, open_collector, pids, plain, screen_text, unique_copy, wait_for
 from .factories import record, session
 
 
@@ -133,14 +133,6 @@ async def test_live_bpf_exec_shows_in_the_exec_stream(scratch, tmp_path):
         row = next(row.plain for row in app.query_one("#execs").rows if binary in row.plain)
         assert f"{binary} procscope-ui-test" in row and str(proc.pid) in row.split()
         assert any(binary in row.plain for row in app.query_one("#exits").rows)
-
-
-async def wait_for(pilot, check, tries: int = 100) -> bool:
-    for _ in range(tries):
-        if check():
-            return True
-        await pilot.pause(0.1)
-    return check()
 
 
 @pytest.mark.bpf

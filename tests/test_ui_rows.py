@@ -15,6 +15,7 @@ from procscope.probes import wire
 from procscope.probes.events import ExecEvent
 from procscope.probes.events import ProcessKey as K
 from procscope.query import Query
+from procscope.subtree_usage import SubtreeRates
 from procscope.tui.app import ProcscopeApp
 from procscope.tui.columns import DEFAULT, Context, fit
 from procscope.tui.panes.process_tree import _Lines, group_text, row_text
@@ -157,7 +158,7 @@ def test_incremental_rows_equal_rows_from_scratch(ops, seed):
                 assert rows.keys.index(rows.keys[j]) == j
             # Kept row texts are the ones a fresh render gives.
             ctx, columns = Context(m.cache, m.t, 0), tuple(fit(list(DEFAULT), 200))
-            lines = _Lines(rows, ctx, columns, {K(1, 1)} if i % 2 else set(), memo)
+            lines = _Lines(rows, ctx, columns, {K(1, 1)} if i % 2 else set(), memo, SubtreeRates())
             for j, r in enumerate(rows):
                 if not isinstance(r, Group):
                     fresh = row_text(r, ctx, columns)

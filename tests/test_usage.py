@@ -28,7 +28,7 @@ from procscope.tui.sources import LiveSource, ProcfsSource, ReplaySource
 from procscope.tui.status import fit as status_line
 from procscope.tui.widgets.meters import Bars
 
-from .conftest import open_collector, plain
+from .conftest import open_collector, plain, wait_for
 
 HOLD = 300 << 20
 
@@ -169,34 +169,25 @@ def rows_of(app) -> list[str]:
     return [row.plain for row in app.query_one("#tree").rows]
 
 
-async def settle(pilot, app, check, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        await pilot.pause(0.2)
-        if check():
-            return True
-    return False
-
-
 async def test_yes_is_first_after_p_and_the_allocation_after_m(burner, holder, tmp_path):
     app = ProcscopeApp(ProcfsSource("test", 5 * 10**9), snapshot_dir=str(tmp_path))
     async with app.run_test(size=(80, 24)) as pilot:
         header = app.query_one("#tree").header.plain.split()
         assert header == ["PID", "USER", "CPU%", "MEM%", "RES", "S", "TIME+", "COMMAND"]  # htop's, at 80 columns
         await pilot.press("P")
-        assert await settle(pilot, app, lambda: rows_of(app)[0].split()[0] == str(burner.pid))
+        assert await wait_for(pilot, lambda: rows_of(app)[0].split()[0] == str(burner.pid))
         await pilot.pause(1.2)  # a pass over an interval, not the first reading's since-start figure
         first = rows_of(app)[0].split()
         assert first[0] == str(burner.pid) and float(first[2]) >= 80, first
         await pilot.press("M")
-        assert await settle(pilot, app, lambda: rows_of(app)[0].split()[0] == str(holder.pid))
+        assert await wait_for(pilot, lambda: rows_of(app)[0].split()[0] == str(holder.pid))
         usage = app.cache.usage.procs[start_key(holder.pid)]
         assert abs(usage.rss - vm_rss(holder.pid)) <= 0.02 * vm_rss(holder.pid)
         mem_pct = float(rows_of(app)[0].split()[3])
         assert abs(mem_pct - 100 * vm_rss(holder.pid) / os.sysconf("SC_PHYS_PAGES") / os.sysconf("SC_PAGE_SIZE")) < 0.2
         # Its detail: what it uses, and its last passes as sparklines (on screen: read every pass).
         await pilot.press("home", "enter")
-        assert await settle(pilot, app, lambda: app.query_one("#detail-history").display)
+        assert await wait_for(pilot, lambda: app.query_one("#detail-history").display)
         detail = plain(app, app.query_one("#detail").content)
         memory = next(line for line in detail.splitlines() if line.startswith("memory"))
         assert f"RES {describe.memory_text(usage.rss, unit=True)}" in memory and "VIRT" in memory, memory
@@ -229,14 +220,14 @@ async def test_the_header_at_80x24_leaves_the_list_15_rows(tmp_path):
         assert " processes, " in status and " running" not in status  # running is htop's R state: the header's
         # A process started (cloned, then exec'd) under the probes: its image is keyed by its exec, its
         # figures by its start, and they meet.
-        assert await settle(pilot, app, lambda: "source: live BPF" in plain(app, app.query_one("#status").content), 30)
+        assert await wait_for(pilot, lambda: "source: live BPF" in plain(app, app.query_one("#status").content), 30.0)
         burner = subprocess.Popen(["yes"], stdout=subprocess.DEVNULL)
         try:
             await pilot.press("P")
-            assert await settle(pilot, app, lambda: rows_of(app)[0].split()[0] == str(burner.pid))
+            assert await wait_for(pilot, lambda: rows_of(app)[0].split()[0] == str(burner.pid))
             proc = app.cache.by_pid[burner.pid]
             assert proc.previous is not None and proc.key != start_key(burner.pid)  # exec'd: keyed by the exec
-            assert await settle(pilot, app, lambda: float(rows_of(app)[0].split()[2]) >= 80)
+            assert await wait_for(pilot, lambda: float(rows_of(app)[0].split()[2]) >= 80)
         finally:
             burner.kill()
             burner.wait()
@@ -359,7 +350,7 @@ async def test_dash_s_starts_sorted_the_busiest_first(burner, tmp_path):
     app = ProcscopeApp(ProcfsSource("test", 5 * 10**9), snapshot_dir=str(tmp_path), sort="CPU%")
     async with app.run_test(size=(80, 24)) as pilot:
         assert "CPU%▼" in app.query_one("#tree").header.plain and not app.view.tree
-        assert await settle(pilot, app, lambda: rows_of(app)[0].split()[0] == str(burner.pid))
+        assert await wait_for(pilot, lambda: rows_of(app)[0].split()[0] == str(burner.pid))
 
 
 async def test_the_meters_keep_updating_under_a_dialog(tmp_path):

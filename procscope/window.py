@@ -29,6 +29,7 @@ class _Segment:
     time: int  # boot ns of its checkpoint
     data: bytes
     events: list[Event | UsageEvent] = field(default_factory=list)  # usage: each sampler pass (live)
+    weight: int = 0  # the usage events' processes, counted as events (the bound holds their memory too)
 
 
 class Window:
@@ -68,8 +69,19 @@ class Window:
             return
         current = segments[-1]
         current.events.extend(events)
-        if cache.now - current.time >= self.span_ns // 2 or len(current.events) >= self.max_events // 2:
+        if (
+            cache.now - current.time >= self.span_ns // 2
+            or len(current.events) + current.weight >= self.max_events // 2
+        ):
             self._checkpoint(cache)
+
+    def add_usage(self, cache: ProcessCache, ev: UsageEvent) -> None:
+        """A sampler pass (the processes whose figures changed): it weighs as many events as
+        the processes it carries, so 10,000 busy ones bring the next checkpoint nearer (which
+        holds each figure once) rather than the window's memory past its bound."""
+        if self.enabled and self._segments:
+            self._segments[-1].weight += len(ev.procs)
+        self.add(cache, [ev])
 
     def _checkpoint(self, cache: ProcessCache) -> None:
         try:

@@ -97,3 +97,21 @@ def test_a_chain_deeper_than_the_recursion_limit_checkpoints():
     assert not window.failed
     rebuilt = window.timeline(live.now).cache_at(live.now)
     assert state(rebuilt) == state(live) and len(rebuilt.by_pid) == depth
+
+
+def test_usage_passes_weigh_their_processes_against_the_bound():
+    """A sampler pass kept for time travel counts as many events as the
+    processes it carries: 10,000 busy processes bring a checkpoint nearer
+    instead of holding the window's memory past its bound."""
+    from procscope.probes.usage import Usage
+    from procscope.sampler import UsageEvent
+
+    window = Window(seconds=3600, max_events=200)
+    live = fed(window, session())
+    first = window.start
+    figures = {K(10_000 + i, 1): Usage("S", 0, 0, 0.0, 4096, 8192, 1) for i in range(150)}
+    live.now += S
+    window.add_usage(live, UsageEvent(live.now, figures, None, {}))  # 150 + the session's: past half the bound
+    assert window.start == first and len(window._segments) == 2  # a checkpoint taken: the older segment kept
+    window.add_usage(live, UsageEvent(live.now + 1, {}, None, {}))
+    assert len(window._segments[-1].events) == 1 and window._segments[-1].weight == 0  # after its checkpoint

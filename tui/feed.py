@@ -95,7 +95,7 @@ class Feed:
         if self.window is None or not self.window.enabled:
             return
         changed = {k: u for k, u in after.procs.items() if before.procs.get(k) is not u}
-        self.window.add(self.cache, [UsageEvent(self.now(), changed, after.machine, after.containers)])
+        self.window.add_usage(self.cache, UsageEvent(self.now(), changed, after.machine, after.containers))
 
     def now(self) -> int:
         """The clock things are aged by: the machine's, or a replay's last event."""

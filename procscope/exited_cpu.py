@@ -40,8 +40,14 @@ def exited(cache: ProcessCache, proc: Process, cpu_ns: int) -> None:
     the running one counts it)."""
     cache.exit_cpu = True
     proc.cpu_ns = cpu_ns
-    carried = cpu_ns + exited_children_ns(cache, proc)
-    procs, key = cache.procs, proc.parent
+    procs = cache.procs
+    carried, image = cpu_ns + proc.exited_cpu_ns, proc
+    for _ in range(MAX_DEPTH):  # the images its pid ran before (exec_chain's, without its list: a storm's path)
+        image = procs.get(image.previous) if image.previous is not None else None
+        if image is None or image is proc:
+            break
+        carried += image.exited_cpu_ns
+    key = proc.parent
     for _ in range(MAX_DEPTH):
         up = procs.get(key)
         if up is None or up is proc:

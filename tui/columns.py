@@ -130,7 +130,7 @@ def _usage_columns() -> tuple[Column, ...]:
         Column("SHR", 6, True, _figure(lambda u: u.shared, describe.memory_text), _ranked(lambda u: u.shared),
                "resident and shared with files (KiB, or M, G)"),
         Column("TIME+", 9, True, *_cpu_time(describe.cpu_ns),
-               "CPU time used, user and system (minutes:seconds.hundredths; an exited one's, final)"),
+               "CPU time used, user and system (minutes:seconds.hundredths; an exited one's, at its exit)"),
         Column("CTIME+", 9, True, *_cpu_time(describe.children_cpu_ns),
                "CPU time of its exited descendants, however short-lived (a build's, a fork storm's)"),
         Column("TOTAL+", 9, True, *_cpu_time(describe.total_cpu_ns), "CPU time of it and its exited descendants"),

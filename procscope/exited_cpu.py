@@ -41,12 +41,13 @@ def exited(cache: ProcessCache, proc: Process, cpu_ns: int) -> None:
     cache.exit_cpu = True
     proc.cpu_ns = cpu_ns
     procs = cache.procs
-    carried, image = cpu_ns + proc.exited_cpu_ns, proc
+    carried, before = cpu_ns + proc.exited_cpu_ns, proc.previous
     for _ in range(MAX_DEPTH):  # the images its pid ran before (exec_chain's, without its list: a storm's path)
-        image = procs.get(image.previous) if image.previous is not None else None
+        image = procs.get(before) if before is not None else None
         if image is None or image is proc:
             break
         carried += image.exited_cpu_ns
+        before = image.previous
     key = proc.parent
     for _ in range(MAX_DEPTH):
         up = procs.get(key)

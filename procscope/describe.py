@@ -145,7 +145,7 @@ def children_cpu_ns(proc: Process, cache: ProcessCache, u: Usage | None) -> int 
     figure (cutime and cstime, as htop's CTIME+)."""
     if cache.exit_cpu:
         first = cache.exec_chain(proc)[0]
-        if first.image is not None and not first.image.flags & wire.FLAG_PROCFS:
+        if _born_watched(first):
             return exited_children_ns(cache, proc)
         if first.exited_cpu_base is not None:
             return first.exited_cpu_base + exited_children_ns(cache, proc)
@@ -157,7 +157,13 @@ def all_exits_seen(proc: Process, cache: ProcessCache) -> bool:
     if not cache.exit_cpu:
         return False
     first = cache.exec_chain(proc)[0]
-    return first.image is not None and (not first.image.flags & wire.FLAG_PROCFS or first.exited_cpu_base is not None)
+    return _born_watched(first) or first.exited_cpu_base is not None
+
+
+def _born_watched(first: Process) -> bool:
+    """The first image of a pid was not found by the /proc scan: it started while the probes ran
+    (a clone of a process they did not know is a placeholder, and was born watched too)."""
+    return first.image is None or not first.image.flags & wire.FLAG_PROCFS
 
 
 def total_cpu_ns(proc: Process, cache: ProcessCache, u: Usage | None) -> int | None:

@@ -99,7 +99,7 @@ def _ranked(get: Callable[[Usage], float | int | None]) -> Callable[[Process, Pr
 
 
 def _cpu_time(get: Callable[[Process, ProcessCache, Usage | None], int | None]) -> tuple[Callable, Callable]:
-    """A CPU time column's cell and sort key (from describe: an exited process has its final figure)."""
+    """A CPU time column's cell and sort key (from describe: an exited process has its figure at its exit)."""
 
     def value(p: Process, x: Context) -> str:
         v = get(p, x.cache, describe.usage(p, x.cache))

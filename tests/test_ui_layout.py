@@ -374,3 +374,31 @@ async def test_the_detail_scrolls_from_the_keyboard_at_80x24(demo):
         await pilot.press("ctrl+up")
         await pilot.pause()
         assert detail.scroll_offset.y < detail.max_scroll_y
+
+
+async def test_a_deep_command_cut_at_80_columns_keeps_the_programs_name(tmp_path):
+    """Issue 28, point 2: where the tree is deep and the path long, the row
+    shows the program's name (`…/sleeper 600`) rather than directories cut
+    in the middle; the detail keeps the whole path."""
+    from .factories import K, clone_event, exec_event, record
+
+    deep = "/usr/lib/x86_64-linux-gnu/procscope-test/libexec/very/deep/sleeper"
+    events, parent = [exec_event(1, 10, K(0, 0), "/sbin/init")], K(1, 10)
+    for i in range(6):  # a chain of shells, each under the one before
+        pid = 100 + i
+        events += [
+            clone_event(pid, 20 + 10 * i, parent),
+            exec_event(pid, 25 + 10 * i, parent, "/bin/sh", cleanup=K(pid, 20 + 10 * i)),
+        ]
+        parent = K(pid, 25 + 10 * i)
+    events += [clone_event(200, 100, parent), exec_event(200, 105, parent, deep, ("600",), cleanup=K(200, 100))]
+    path = tmp_path / "deep.jsonl"
+    record(events, path)
+    app = ProcscopeApp(ReplaySource(Replay(str(path)), 5 * 10**9), snapshot_dir=str(tmp_path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        row = next(line for line in list_lines(app) if line.split()[1:2] == ["200"] or " 200 " in line[:10])
+        assert "…/sleeper 600" in row and "/usr/lib" not in row, row
+        await pilot.press("slash", *"sleeper", "enter", "enter")
+        await pilot.pause(0.3)
+        assert deep in " ".join(plain(app, app.query_one("#detail").content).split())

@@ -206,8 +206,8 @@ class ProcscopeApp(Actions, App):
         self.call_later(self.refresh_panes, force=True)
 
     def on_process_tree_resized(self) -> None:
-        if self.fit_columns():
-            self.refresh_panes(force=True)
+        self.fit_columns()  # and the rows again, changed or not: a command is cut to the width (row_text)
+        self.refresh_panes(force=True)
 
     def fit_columns(self) -> bool:
         """The chosen columns that fit and have something to show; whether they changed."""

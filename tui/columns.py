@@ -29,6 +29,7 @@ class Context:
     cache: ProcessCache
     now: int  # boot clock: the machine's, or a replay's last event
     wall_offset: int  # wall − boot clock of the events, ns
+    command_width: int = 0  # cells COMMAND has on screen (0: unknown, all it takes)
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,11 @@ period, as htop does."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 
+from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
 from textual.message import Message
@@ -51,7 +53,12 @@ def row_text(row: Row, ctx: Context, columns: list[Column], subtree_pct: float |
     for col in columns:
         if col.name == "COMMAND":
             # Exited: a cue besides the dimming (high contrast, no colour).
-            text.append(row.branch + ("✗ " if not p.alive else "") + printable(col.value(p, ctx)))
+            lead = row.branch + ("✗ " if not p.alive else "")
+            command = printable(col.value(p, ctx))
+            if ctx.command_width and "/" in p.binary and cell_len(lead + printable(p.binary)) > ctx.command_width:
+                # Its name would be cut: the name, not the directories (the detail has the path).
+                command = printable(" ".join(("…/" + os.path.basename(p.binary), *p.args)))
+            text.append(lead + command)
         elif col.name == "BADGES":
             cell = col.cell(p, ctx)
             text.append(cell + " ", style="bold red" if cell.strip() else "")
@@ -147,7 +154,7 @@ class _Lines(Sequence):
         # Everything the row's cells depend on; ages and times change by the second.
         state = (p.image, p.alive, p.exit is None, p.container, p.cgroup, row.branch, is_new(p, self.now),
                  parent.image if parent is not None else None, tagged, self.columns, self.now // 1_000_000_000,
-                 describe.usage(p, self.cache), subtree, p.cpu_ns, p.exited_cpu_ns)  # fmt: skip
+                 describe.usage(p, self.cache), subtree, p.cpu_ns, p.exited_cpu_ns, self.ctx.command_width)  # fmt: skip
         hit = self.memo.get(p)
         if hit is not None and hit[0] == state:
             return hit[1]
@@ -184,6 +191,8 @@ class ProcessTree(RowsView):
         # A title, not a row: rows are processes. Markup-free: the filter holds what the user typed.
         empty = f"no process matches: {printable(filtered)}" if filtered else "no process at this moment"
         self.border_title = Text(empty if not rows.processes else "processes")
+        others = sum(c.width + 1 for c in columns if c.name != "COMMAND")
+        ctx = dataclasses.replace(ctx, command_width=max(self.scrollable_content_region.width - others, 0))
         self.set_rows(_Lines(rows, ctx, columns, tagged, self._texts, self._rates), rows.keys)
 
     def on_resize(self) -> None:

@@ -55,7 +55,8 @@ def row_text(row: Row, ctx: Context, columns: list[Column], subtree_pct: float |
             # Exited: a cue besides the dimming (high contrast, no colour).
             lead = row.branch + ("✗ " if not p.alive else "")
             command = printable(col.value(p, ctx))
-            if ctx.command_width and "/" in p.binary and cell_len(lead + printable(p.binary)) > ctx.command_width:
+            cut = ctx.command_width and cell_len(lead + printable(p.binary)) > ctx.command_width
+            if cut and os.path.dirname(p.binary) not in ("", "/"):  # /memfd:x has no directory to drop
                 # Its name would be cut: the name, not the directories (the detail has the path).
                 command = printable(" ".join(("…/" + os.path.basename(p.binary), *p.args)))
             text.append(lead + command)

@@ -12,7 +12,6 @@ from .accounts import user_name
 from .cache import Process, ProcessCache
 from .container_usage import ContainerUsage
 from .containers import Container
-from .exited_cpu import exited_children_ns
 from .process import CredsChange
 from .runtimes import ContainerInfo
 from .sampler import Usage
@@ -144,11 +143,12 @@ def children_cpu_ns(proc: Process, cache: ProcessCache, u: Usage | None) -> int 
     kernel's figure for its children waited for before); else the kernel's
     figure (cutime and cstime, as htop's CTIME+)."""
     if cache.exit_cpu:
-        first = cache.exec_chain(proc)[0]
+        chain = cache.exec_chain(proc)  # once: a row's cells and its sort key ask this
+        first, seen = chain[0], sum(p.exited_cpu_ns for p in chain)
         if _born_watched(first):
-            return exited_children_ns(cache, proc)
+            return seen
         if first.exited_cpu_base is not None:
-            return first.exited_cpu_base + exited_children_ns(cache, proc)
+            return first.exited_cpu_base + seen
     return u.children_cpu_ns if u is not None else None
 
 

@@ -14,9 +14,8 @@ import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from procscope.probes.events import Event
-
 from .cache import ProcessCache
+from .replay import Recorded
 from .sampler import UsageEvent
 from .timetravel import Checkpoint, Timeline
 
@@ -28,7 +27,7 @@ DEFAULT_EVENTS = 250_000  # about 350 bytes each (measured here): some 90 MB whe
 class _Segment:
     time: int  # boot ns of its checkpoint
     data: bytes
-    events: list[Event | UsageEvent] = field(default_factory=list)  # usage: each sampler pass (live)
+    events: list[Recorded] = field(default_factory=list)  # usage events too: each sampler pass (live)
     weight: int = 0  # the usage events' processes, counted as events (the bound holds their memory too)
 
 
@@ -55,7 +54,7 @@ class Window:
             self._due = False
             self._checkpoint(cache)
 
-    def add(self, cache: ProcessCache, events: list[Event | UsageEvent], scanned: bool = False) -> None:
+    def add(self, cache: ProcessCache, events: list[Recorded], scanned: bool = False) -> None:
         """After ``events`` were applied to ``cache`` (and its grace periods
         expired); ``scanned``: they hold a /proc scan's processes."""
         if not self.enabled:
@@ -108,7 +107,7 @@ class Window:
         ``wall_offset``: wall − boot clock, for times typed as RFC 3339."""
         if not self._segments:
             return None
-        events: list[Event | UsageEvent] = []
+        events: list[Recorded] = []
         checkpoints = []
         for s in self._segments:
             checkpoints.append(Checkpoint(s.time, s.data, len(events), self._cgroup_path))

@@ -4,7 +4,8 @@ Needs root (the probes) and htop (scripts/setup installs it).
 
 Measured: seconds from the command to the first screen with the process
 tree (its column titles and the status line's count), and to live BPF
-(the status line's source). The monitor's CPU at 10,000 idle processes
+(the status line's source); and from q, a second later, to the monitor's
+exit (the shell's prompt; htop takes 0.07 s). The monitor's CPU at 10,000 idle processes
 against htop's is bench/usage_cost.py's.
 
     sudo .venv/bin/python bench/startup.py [--rounds 3] [--processes 10000]
@@ -24,16 +25,16 @@ import measure
 from monitor_storm import header
 from terminal import Terminal, status
 
-TARGETS = {"idle": 1.0, "many": 1.5}
+TARGETS = {"idle": 1.0, "many": 1.5, "quit": 0.2}
 
 
 def tree_shown(lines: list[str]) -> bool:
     return bool(header(lines)) and " shown" in status(lines)
 
 
-def start_times(rounds: int) -> tuple[list[float], list[float]]:
-    """(to the tree, to live BPF) per round, seconds from the command."""
-    tree, live = [], []
+def start_times(rounds: int) -> tuple[list[float], list[float], list[float]]:
+    """(to the tree, to live BPF, to its exit after q) per round, seconds."""
+    tree, live, quit = [], [], []
     for _ in range(rounds):
         term = Terminal([], 200, 50)
         try:
@@ -45,9 +46,14 @@ def start_times(rounds: int) -> tuple[list[float], list[float]]:
             if attached is None:
                 raise RuntimeError("the probes did not attach:\n" + "\n".join(term.lines()))
             live.append(attached)
+            time.sleep(1.0)
+            pressed = time.monotonic()
+            term.press("q")
+            term.proc.wait(30)
+            quit.append(time.monotonic() - pressed)
         finally:
             term.quit()
-    return tree, live
+    return tree, live, quit
 
 
 def idle_cpu(term: Terminal, ready, seconds: float) -> float:
@@ -93,10 +99,10 @@ def main() -> int:
     a = ap.parse_args()
     print(f"procscope start-up benchmark: {a.rounds} starts each, idle and with {a.processes} extra processes",
           flush=True)  # fmt: skip
-    idle_tree, idle_live = start_times(a.rounds)
+    idle_tree, idle_live, idle_quit = start_times(a.rounds)
     sleepers = Sleepers(a.processes)
     try:
-        many_tree, many_live = start_times(a.rounds)
+        many_tree, many_live, many_quit = start_times(a.rounds)
     finally:
         sleepers.stop()
 
@@ -112,9 +118,13 @@ def main() -> int:
         f"  first screen with the tree, +{a.processes} : {many:.2f} s  ({secs(many_tree)}; target <= {TARGETS['many']})"
     )
     print(f"  live BPF, +{a.processes}                   : {statistics.median(many_live):.2f} s  ({secs(many_live)})")
+    quit = max(statistics.median(idle_quit), statistics.median(many_quit))
+    print(f"  q to exit, idle; +{a.processes}            : {statistics.median(idle_quit):.3f} s ({secs(idle_quit)}); "
+          f"{statistics.median(many_quit):.3f} s ({secs(many_quit)}; target <= {TARGETS['quit']})")  # fmt: skip
     return measure.result([
         (f"first screen idle {idle:.2f} s", idle <= TARGETS["idle"]),
         (f"first screen with {a.processes} processes {many:.2f} s", many <= TARGETS["many"]),
+        (f"q to exit {quit:.3f} s", quit <= TARGETS["quit"]),
     ])  # fmt: skip
 
 

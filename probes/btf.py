@@ -157,6 +157,13 @@ class BTF:
                 return lo
         raise BTFError(f"enum {enum_name} has no value {value_name!r}")
 
+    def has_tracepoint(self, tracepoint: str) -> bool:
+        try:
+            self._find((TYPEDEF,), f"btf_trace_{tracepoint}")
+        except BTFError:
+            return False
+        return True
+
     def tracepoint_arity(self, tracepoint: str) -> int:
         """Number of raw tracepoint arguments (the typedef
         ``btf_trace_<name>`` is a pointer to a prototype whose first

@@ -61,6 +61,7 @@ class Collector:
         log: Callable[[str], None] | None = None,
         cgroup_rate: RateLimit | None = None,
         exit_cpu: bool = False,
+        creds_exact: bool = False,
     ):
         self.ring_bytes = ring_bytes
         self.kthreads = kthreads
@@ -70,6 +71,7 @@ class Collector:
         self.hierarchy: cgroups.Hierarchy | None = None
         self.cgroup_rate = cgroup_rate
         self.exit_cpu = exit_cpu  # exit events carry the process's CPU time (procscope.exited_cpu)
+        self.creds_exact = creds_exact  # creds changes told by the syscall that made them (syscall tracepoints)
         self.throttle: ThrottleMonitor | None = None
         self._bpf = None
         self._ring: RingReader | None = None
@@ -92,7 +94,7 @@ class Collector:
     def open(self) -> None:
         """Load and attach (SetupError, one line, when it cannot)."""
         self._bpf, self.hierarchy = load(self.ring_bytes, self.kthreads, self.cgroup_rate, self.log, self.compile_log,
-                                          self.exit_cpu)  # fmt: skip
+                                          self.exit_cpu, self.creds_exact)  # fmt: skip
         self._ring = RingReader(self._bpf[b"events"].map_fd, ring_pages(self.ring_bytes) * PAGE_SIZE)
         self._spare = RingReader(self._bpf[b"spare"].map_fd, spare_pages(self.ring_bytes) * PAGE_SIZE)
         if self.cgroup_rate is not None:
@@ -251,6 +253,12 @@ class Collector:
             _detach_at_once(self._bpf)
             self._bpf.cleanup()  # detaches whatever is left and closes the maps
             self._bpf = None
+
+    def detach_now(self) -> None:
+        """Only the programs detached, for a process about to end: the reading
+        thread is not waited for (its ring stays mapped), nothing else freed."""
+        if self._bpf is not None:
+            _detach_at_once(self._bpf)
 
     def __enter__(self) -> Collector:
         self.open()

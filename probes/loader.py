@@ -48,7 +48,7 @@ def spare_pages(size_bytes: int) -> int:
 
 
 def load(ring_bytes: int, kthreads: bool, cgroup_rate: RateLimit | None, log: Callable[[str], None],
-         compile_log: list[str], exit_cpu: bool = False):  # fmt: skip
+         compile_log: list[str], exit_cpu: bool = False, creds_exact: bool = False):  # fmt: skip
     """Compile and attach the programs; returns (the BCC object, the tracked
     cgroup hierarchy). BCC's and clang's output goes to ``compile_log``."""
     check_bpf_privileges()
@@ -70,6 +70,7 @@ def load(ring_bytes: int, kthreads: bool, cgroup_rate: RateLimit | None, log: Ca
         f"-DPS_TICK_NS={procfs.TICK_NS}",
         f"-DPS_TRACE_KTHREADS={int(kthreads)}",
         f"-DPS_EXIT_CPU={int(exit_cpu)}",
+        f"-DPS_CREDS_EXACT={int(creds_exact)}",
         f"-DPS_CGROUP_HIERARCHY_ID={hierarchy.hierarchy_id}",
         f"-DPS_RATE_EVENTS={cgroup_rate.events if cgroup_rate else 0}",
         f"-DPS_RATE_INTERVAL_NS={cgroup_rate.interval_ns if cgroup_rate else 0}ULL",

@@ -4,6 +4,8 @@ with ``.`` in a member path spelled ``__``)."""
 
 from __future__ import annotations
 
+import platform
+
 from .btf import BTF, BTFError
 
 # (struct, member path) read by probes/bpf/process.c
@@ -98,6 +100,12 @@ OPTIONAL: tuple[tuple[str, str], ...] = (
     ("time_namespace", "ns.inum"),
 )
 
+# Where x86-64 saves a task's syscall number, and execveat's: the exec's
+# flags tell execveat from execve by it at sched_prepare_exec (elsewhere,
+# every exec there is execve).
+SYSCALL_NR = ("pt_regs", "orig_ax")
+NR_EXECVEAT = {"x86_64": 322}
+
 # Preferred v1 controllers for container identity on v1/hybrid machines.
 V1_CONTROLLERS = ("memory", "pids", "cpuset")
 
@@ -129,4 +137,13 @@ def compile_flags(btf: BTF, cgroup_controller: str | None) -> list[str]:
         flags.append(f"-DPS_CGROUP_SUBSYS_IDX={btf.enum_value('cgroup_subsys_id', f'{cgroup_controller}_cgrp_id')}")
     # Since 6.16 sched_process_exit passes group_dead; before, read signal->live.
     flags.append(f"-DPS_EXIT_HAS_GROUP_DEAD={int(btf.tracepoint_arity('sched_process_exit') >= 2)}")
+    # Since 6.10 sched_prepare_exec sees an exec's old creds; before, the
+    # execve and execveat syscalls' entry (a syscall tracepoint) does.
+    flags.append(f"-DPS_HAS_PREPARE_EXEC={int(btf.has_tracepoint('sched_prepare_exec'))}")
+    execveat, nr_at = NR_EXECVEAT.get(platform.machine(), -1), 0
+    try:
+        nr_at = btf.member(*SYSCALL_NR).offset
+    except BTFError:
+        execveat = -1
+    flags += [f"-DPS_NR_EXECVEAT={execveat}", f"-DPS_OFF_SYSCALL_NR={nr_at}"]
     return flags

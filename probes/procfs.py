@@ -81,7 +81,7 @@ def _ns_inum(pid: int, name: str) -> int:
         return 0
 
 
-def _user_ns(pid: int, inum: int) -> UserNamespace:
+def user_namespace(pid: int, inum: int) -> UserNamespace:
     """Level and owner of the user namespace, asked of the kernel with the
     nsfs ioctls. The initial namespace belongs to root:root; a nested one's
     owner gid has no ioctl, so it is unknown (UNKNOWN_ID)."""
@@ -109,7 +109,7 @@ def _user_ns(pid: int, inum: int) -> UserNamespace:
         os.close(fd)
 
 
-_NS_LINKS = tuple(f"ns/{name}" for name in NAMESPACES)
+NS_LINKS = tuple(f"ns/{name}" for name in NAMESPACES)
 _STATUS_KEYS = (b"\nUid:", b"\nGid:", b"\nCapInh:", b"\nCapPrm:", b"\nCapEff:", b"\nNSpid:", b"\nState:")
 
 
@@ -160,11 +160,11 @@ class Reader:
             nlink, ino = exe_stat.st_nlink, exe_stat.st_ino
         except OSError:
             nlink, ino = 0, 0
-        inums = [_inum_at(d, link) for link in _NS_LINKS]
+        inums = [inum_at(d, link) for link in NS_LINKS]
         user_inum = inums[NAMESPACES.index("user")]
         user_ns = self._user_ns.get(user_inum) if user_inum else None
         if user_ns is None:
-            user_ns = self._user_ns[user_inum] = _user_ns(pid, user_inum)
+            user_ns = self._user_ns[user_inum] = user_namespace(pid, user_inum)
         ns = Namespaces(*inums)
         cgroup_path = self.hierarchy.path_in(read_at(d, "cgroup", b"")) or ""
         cgroup_id = self._cgroup_ids.get(cgroup_path)
@@ -217,7 +217,7 @@ def _link_at(d: int, name: str) -> bytes | None:
         return None
 
 
-def _inum_at(d: int, link: str) -> int:
+def inum_at(d: int, link: str) -> int:
     try:
         target = os.readlink(link, dir_fd=d)
     except OSError:

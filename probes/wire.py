@@ -30,15 +30,18 @@ CGROUP_NAME_LENGTH = 128
 CGROUP_PATH_LENGTH = 4096
 OP_NAMES = {OP_EXECVE: "EXECVE", OP_EXIT: "EXIT", OP_CLONE: "CLONE", OP_CGROUP: "CGROUP", OP_THROTTLE: "THROTTLE",
             OP_CREDS: "CREDS"}  # fmt: skip
-# msg_creds_event.syscall: which call changed them (the BPF side's numbering)
+# msg_creds_event.syscall: which call changed them (the BPF side's numbering;
+# the calls only with --creds-exact), or where the change was seen
 CREDS_SYSCALLS = ("setuid", "setgid", "setreuid", "setregid", "setresuid", "setresgid", "setfsuid", "setfsgid",
-                  "setgroups", "capset", "prctl", "setns", "unshare")  # fmt: skip
+                  "setgroups", "capset", "prctl", "setns", "unshare",
+                  "seen at clone", "seen at exec", "seen at exit")  # fmt: skip
 
 # sent_failed columns, in processapi's SentFailed* order
 SENT_FAILED_NAMES = ("unknown", "ENOENT", "E2BIG", "EBUSY", "EINVAL", "ENOSPC", "EAGAIN")
 
 # MsgProcess.flags (their words: names.PROCESS_FLAGS)
 FLAG_EXECVE = 0x01
+FLAG_EXECVEAT = 0x02
 FLAG_PROCFS = 0x04
 FLAG_TRUNC_ARGS = 0x10
 FLAG_MISS = 0x40

@@ -195,7 +195,8 @@ class ProcessCache(CacheViews):
         before the probes attached sends its first call whatever it did)."""
         proc = self.procs.get(ev.key)
         if proc is None or proc.image is None:
-            self.counters.misses += 1  # its exec or clone was lost: nothing to change
+            if ev.old_sets is not None:  # else first seen: from before the probes, and not scanned
+                self.counters.misses += 1  # its exec or clone was lost: nothing to change
             return None
         img = proc.image
         old_sets = ev.old_sets or proc.cap_sets

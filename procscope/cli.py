@@ -276,6 +276,12 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--kthreads", action="store_true", help="also report kernel threads")
     parser.add_argument(
+        "--creds-exact", action="store_true",
+        help="tell a credential or namespace change (setuid, capset, setns...) by the call that made it, as it "
+        "returns, instead of where the process next clones, execs or exits; costs every syscall of every process "
+        "on the machine (a getppid loop ran at 0.75 of its rate, bench/cost.py)",
+    )  # fmt: skip
+    parser.add_argument(
         "--cgroup-rate", type=_rate, metavar="EVENTS,INTERVAL",
         help="per-cgroup rate limit, e.g. 1000,1s: past it a cgroup's exec/clone/exit events are suppressed (and "
         "counted) until its rate has stayed under the limit for 5 s; THROTTLE_START/STOP events say when (off by default)",

@@ -48,7 +48,7 @@ def _reader_gone() -> None:
 
 def _collector(args: Options, exit_cpu: bool = False) -> Collector:
     return Collector(ring_bytes=args.ring_size, kthreads=args.kthreads, cgroup_rate=args.cgroup_rate,
-                     exit_cpu=exit_cpu)  # fmt: skip
+                     exit_cpu=exit_cpu, creds_exact=args.creds_exact)  # fmt: skip
 
 
 def serve_metrics(args: Options, counters, cache: ProcessCache) -> bool:

@@ -30,6 +30,7 @@ class Options:
     max_processes: int = MAX_PROCESSES
     ring_size: int = DEFAULT_RING_BYTES
     kthreads: bool = False
+    creds_exact: bool = False  # creds changes at the syscalls that make them (syscall tracepoints)
     cgroup_rate: RateLimit | None = None
     metrics: tuple[str, int] | None = None
     grace_ns: int = DEFAULT_GRACE_NS

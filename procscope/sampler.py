@@ -21,6 +21,7 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
+from . import creds_watch
 from .container_usage import ContainerReader, ContainerUsage
 from .probes.events import ProcessKey
 from .probes.usage import Machine, MachineReader, Reading, Usage, read_process
@@ -48,6 +49,7 @@ class UsageTable:
     history: dict[ProcessKey, deque[tuple[float, int]]] = field(default_factory=dict)
     containers: dict[str, ContainerUsage] = field(default_factory=dict)  # by container id
     recorded: bool = False  # from a recording: part of the past it replays (time travel keeps it)
+    creds: tuple[creds_watch.Found, ...] = ()  # processes whose /proc owner changed since their last reading
 
 
 EMPTY = UsageTable()
@@ -92,6 +94,9 @@ class Sampler:
         self._cgroups: ContainerReader | None = None
         self._passes = 0
         self._history: OrderedDict[ProcessKey, deque[tuple[float, int]]] = OrderedDict()
+        self._owners: dict[
+            ProcessKey, tuple[int, int]
+        ] = {}  # /proc/PID's uid and gid at the last reading (creds_watch)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -142,6 +147,7 @@ class Sampler:
             self._shared, self._io = shared, io
             boot_ns = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
             hot = set()
+            owners, creds = self._owners, []
             for name in todo:
                 got = read_process(proc_fd, name, readings, boot_ns, shared, io)
                 old = keys.get(name)
@@ -159,6 +165,11 @@ class Sampler:
                     usage = procs[key]  # the same figures: the same object (the UI redraws on a new one)
                 procs[key] = usage
                 keys[name] = key
+                owner = creds_watch.owner(proc_fd, name)
+                if owner is not None and (was := owners.get(key)) != owner:
+                    owners[key] = owner
+                    if was is not None and (found := creds_watch.read(proc_fd, key)) is not None:
+                        creds.append(found)
                 if usage.cpu_pct >= BUSY or usage.state in "RD":
                     hot.add(name)
                 if usage.cpu_pct >= BUSY or key in self._history or name in wanted:
@@ -169,9 +180,11 @@ class Sampler:
         self._procs = procs
         for key in [k for k in self._history if k not in procs]:
             del self._history[key]  # gone
+        for key in self._owners.keys() - procs.keys():
+            del self._owners[key]
         machine = self._read_machine(len(procs))
         containers = self._read_containers(self.containers)
-        return UsageTable(n + 1, procs, machine, len(todo), True, self._history, containers)
+        return UsageTable(n + 1, procs, machine, len(todo), True, self._history, containers, creds=tuple(creds))
 
     def _follow(self, key: ProcessKey, usage: Usage) -> None:
         points = self._history.get(key)

@@ -104,9 +104,9 @@ def unique_copy(src: str, directory: str, prefix: str = "ps") -> str:
     return dst
 
 
-def running_live(scan_proc: bool):
+def running_live(scan_proc: bool, **options):
     """A started collector with every event it delivers kept (for fixtures)."""
-    collector = open_collector(scan_proc=scan_proc)
+    collector = open_collector(scan_proc=scan_proc, **options)
     collector.start()
     live = Live(collector)
     yield live

@@ -41,8 +41,9 @@ def recording(tmp_path_factory):
     d = tmp_path_factory.mktemp("timetravel")
     os.chmod(d, 0o755)
     rec = d / "rec.jsonl"
-    events = subprocess.Popen([sys.executable, "-m", "procscope", "events", "--record", str(rec)], cwd=REPO,
-                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    # --creds-exact: A's drop is recorded as it happens, not when A next clones, execs or exits.
+    events = subprocess.Popen([sys.executable, "-m", "procscope", "events", "--creds-exact", "--record", str(rec)],
+                              cwd=REPO, stderr=subprocess.PIPE, text=True)  # fmt: skip
     while "collecting" not in (line := events.stderr.readline()):
         assert line, events.stderr.read()
     a = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

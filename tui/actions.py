@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections import Counter
 from functools import partial
@@ -20,6 +21,7 @@ from procscope.timetravel import Timeline
 from . import config
 from .columns import empty_columns
 from .rows import GROUPS, TreeModel
+from .screen_fd import TerminalDriver
 from .screens.help import HelpScreen
 from .screens.pick import PickScreen
 from .screens.setup import Setup, SetupScreen
@@ -243,6 +245,22 @@ class Actions:
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.source.facts))
+
+    def action_quit(self) -> None:
+        """F10 or q: back at the shell at once, as htop. In a terminal the probes
+        are detached and the terminal given back, then the process ends without
+        Textual unmounting every widget (0.2 s) and the interpreter freeing the
+        cache object by object (0.1 s): what they would free the kernel frees
+        (settings are saved as they change). A replay (whose bad lines the exit
+        status tells), served or under test, as Textual does."""
+        driver = self._driver
+        if not isinstance(driver, TerminalDriver) or not self.source.live:
+            self.exit()
+            return
+        self.source.quit()
+        driver.give_back()
+        sys.stdout.flush()
+        os._exit(0)
 
     def action_cycle_theme(self) -> None:
         self.theme = themes.next_name(self.theme)

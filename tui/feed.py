@@ -8,10 +8,11 @@ from __future__ import annotations
 import time
 from collections import OrderedDict, deque
 
+from procscope import creds_watch
 from procscope.export import Exporter
 from procscope.probes import wire
 from procscope.probes.counters import Counters
-from procscope.probes.events import CloneEvent, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
+from procscope.probes.events import CloneEvent, CredsEvent, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
 from procscope.process import Process
 from procscope.sampler import UsageEvent, UsageTable
 from procscope.window import Window
@@ -86,12 +87,15 @@ class Feed:
         self.exec_rates: deque[float] = deque(maxlen=RATE_HISTORY)
         self.lost_rates: deque[float] = deque(maxlen=RATE_HISTORY)
         self._second: tuple[float, int, int] | None = None  # (monotonic, execs_total, lost) a second ago
+        self._seen_in_proc: list[CredsEvent] = []  # changes the sampler saw, applied with the next events
 
     def keep_usage(self, before: UsageTable, after: UsageTable) -> None:
-        """A new pass of the sampler, kept in the time travel window as a
-        recording keeps it (the processes whose figures changed: equal ones
-        are the same object), so that a moment travelled to shows CPU%, RES
-        and the meters as they were."""
+        """A new pass of the sampler: the credentials it saw change go in with
+        the next events (creds_watch); and it is kept in the time travel window
+        as a recording keeps it (the processes whose figures changed: equal
+        ones are the same object), so that a moment travelled to shows CPU%,
+        RES and the meters as they were."""
+        self._seen_in_proc += [ev for found in after.creds if (ev := creds_watch.event(self.cache, found))]
         if self.window is None or not self.window.enabled:
             return
         changed = {k: u for k, u in after.procs.items() if before.procs.get(k) is not u}
@@ -104,6 +108,8 @@ class Feed:
     def ingest(self) -> tuple[int, list[ThrottleEvent]]:
         """Apply what the source has; (how many events, the throttle events among them)."""
         events = self.source.drain()
+        if self._seen_in_proc:
+            events, self._seen_in_proc = [*events, *self._seen_in_proc], []
         if self.window is not None and events:
             self.window.before(self.cache)
         if self.source.wall_offset is not None:

@@ -14,6 +14,15 @@ from textual.app import App
 from textual.drivers.linux_driver import LinuxDriver
 
 
+class TerminalDriver(LinuxDriver):
+    def give_back(self) -> None:
+        """The terminal as it was, for a process about to end: without waiting
+        for the key thread's last reads (0.1–0.2 s: disable_input joins it)."""
+        self._key_thread = None
+        self.stop_application_mode()
+        self.close()  # its writer thread has written everything
+
+
 @contextlib.contextmanager
 def screen_apart(app: App) -> Iterator[None]:
     if app.driver_class is not LinuxDriver:
@@ -21,7 +30,7 @@ def screen_apart(app: App) -> Iterator[None]:
         return
     screen = os.fdopen(os.dup(2), "w", encoding="utf-8", errors="replace")
 
-    class Driver(LinuxDriver):
+    class Driver(TerminalDriver):
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
             self._file = screen  # what Textual's writer thread writes to (sys.__stderr__ else)

@@ -47,6 +47,10 @@ class Source:
     def stop(self) -> None:
         pass
 
+    def quit(self) -> None:
+        """Stop for a process about to end (what stop frees, the kernel will)."""
+        self.stop()
+
 
 def procfs_banner(why: str) -> str:
     return f"no BPF ({why}): the tree comes from /proc; exec and exit streams are unavailable"
@@ -122,6 +126,11 @@ class LiveSource(Source):
         if self._scan is not None:
             self._scan.close()
         self.collector.stop()
+
+    def quit(self) -> None:
+        if self._scan is not None:
+            self._scan.close()
+        self.collector.detach_now()
 
 
 class ProcfsSource(Source):

@@ -14,6 +14,11 @@
 #define MSG_OP_THROTTLE 27
 /* procscope's own: a process's credentials or namespaces changed after its exec. */
 #define MSG_OP_CREDS 30
+/* msg_creds_event.syscall beyond the calls (0-12, probes/wire.py): where a
+ * change was seen without --creds-exact. */
+#define CREDS_SEEN_CLONE 13
+#define CREDS_SEEN_EXEC 14
+#define CREDS_SEEN_EXIT 15
 
 /* MsgCgroupEvent.cgrp_op (Tetragon's CgroupOpCode) */
 #define MSG_OP_CGROUP_MKDIR 1

@@ -31,21 +31,31 @@ BPF_PERCPU_ARRAY(exec_heap, struct msg_execve_event, 1);
  * exec's; a clone's is its start time), whether that image is a clone not
  * yet exec'd (EVENT_CLONE), and whether it is in its container's init tree
  * (EVENT_IN_INIT_TREE). Without an entry a process is keyed by its start
- * time in clock ticks, exactly what the /proc scan computes. */
+ * time in clock ticks, exactly what the /proc scan computes. A clone's
+ * entry also holds its cred and nsproxy as it was cloned: what creds_check
+ * compares with until it has an entry of its own in creds_seen. */
 struct proc_state {
 	u64 ktime;
 	u32 flags;
 	u32 pad;
+	const void *cred;
+	const void *nsproxy;
 };
 BPF_HASH(proc_state, u32, struct proc_state, MAX_PIDS);
-/* Per process exec'd while we run: a digest of its credentials and
- * namespaces as last sent (at the exec, or after it: see creds_changed),
- * and the capability sets the exec's layout leaves out; forgotten at exit. */
+/* Per process exec'd while we run, as last sent (at its exec, or a creds
+ * record since): a digest of its credentials and namespaces, the capability
+ * sets the exec's layout leaves out, and what tells a change cheaply (see
+ * creds_check); forgotten at exit. */
 struct creds_seen_val {
 	u64 digest;
 	struct msg_cap_sets sets;
+	const void *cred;
+	const void *nsproxy;
+	u64 cap_effective;
+	u32 euid;
+	u32 pad;
 };
-BPF_TABLE("lru_hash", u32, struct creds_seen_val, creds_seen, 16384);
+BPF_TABLE("lru_hash", u32, struct creds_seen_val, creds_seen, MAX_PIDS);
 
 #define PROBE_STATE_FULL 0
 #define PROBE_SENT_SPARE 1
@@ -63,7 +73,9 @@ struct pre_exec {
 	u64 permitted;
 	u32 execveat;
 };
-/* Creds before the exec, saved at syscall entry, keyed by tgid. */
+/* Creds before the exec (for its privilege flags), saved when the kernel
+ * has computed the new ones but not yet installed them (sched_prepare_exec;
+ * before 6.10, at the syscall's entry), keyed by tgid. */
 BPF_TABLE("lru_hash", u32, struct pre_exec, pre_exec_creds, 8192);
 
 static __always_inline void *rd_ptr(const void *base, long off)
@@ -420,9 +432,74 @@ static __always_inline int rate_allows(const void *task, u64 now, u32 which)
 #endif
 }
 
-static __always_inline int save_pre_exec(u32 execveat)
+/* Credentials and namespaces changed since last sent: a creds record when
+ * the task's differ from its process's creds_seen entry (or, for a clone
+ * not yet exec'd, from what it was cloned with: st, its proc_state),
+ * checked where the process is seen anyway (clone, exec, exit) and, with
+ * PS_CREDS_EXACT, at the exit of every syscall that changes them (the exact
+ * call and time, at the cost of every syscall of every task taking the
+ * kernel's slow path while a syscall tracepoint is on). The kernel replaces
+ * a task's struct cred or nsproxy to change it, never writes it in place:
+ * the same two pointers (and, against a cred overwritten in place, the same
+ * euid and effective set, for an exec'd process) mean nothing changed; a
+ * new pointer with the same contents (setuid to the uid it has) costs a
+ * digest, no record. A process first seen here (from before the probes) is
+ * sent whatever it holds, old_known 0: user space drops it when it matches
+ * what it knows, as it does a clone's first change. */
+BPF_PERCPU_ARRAY(creds_heap, struct msg_creds_event, 1);
+
+static __always_inline void creds_check(const void *task, u32 tgid, u32 where, const struct proc_state *st)
 {
-	const void *task = (const void *)bpf_get_current_task();
+	const void *cred = rd_ptr(task, PS_OFF(task_struct, cred));
+	const void *nsproxy = rd_ptr(task, PS_OFF(task_struct, nsproxy));
+	struct creds_seen_val *seen = creds_seen.lookup(&tgid);
+	if (!seen && st && st->cred == cred && st->nsproxy == nsproxy)
+		return;
+	u32 euid = rd_u32(cred, PS_OFF(cred, euid));
+	u64 cap_effective = rd_u64(cred, PS_OFF(cred, cap_effective));
+	if (seen && seen->cred == cred && seen->nsproxy == nsproxy && seen->euid == euid &&
+	    seen->cap_effective == cap_effective)
+		return;
+	int zero = 0;
+	struct msg_creds_event *ev = creds_heap.lookup(&zero);
+	if (!ev)
+		return;
+	__builtin_memset(ev, 0, sizeof(*ev));
+	read_creds(task, &ev->creds, &ev->sets);
+	read_namespaces(task, &ev->ns, ev->creds.user_ns.ns_inum);
+	pid_nr_ns(task, &ev->ns.pid_inum);
+	struct creds_seen_val now = {
+		.digest = creds_digest(&ev->creds, &ev->sets),
+		.sets = ev->sets,
+		.cred = cred,
+		.nsproxy = nsproxy,
+		.cap_effective = cap_effective,
+		.euid = euid,
+	};
+	u64 old_digest = 0;
+	if (seen) {
+		old_digest = seen->digest;
+		ev->old_sets = seen->sets;
+		ev->old_known = 1;
+	}
+	creds_seen.update(&tgid, &now);
+	if (ev->old_known && old_digest == now.digest)
+		return;
+	set_common(&ev->common, MSG_OP_CREDS, sizeof(*ev), bpf_ktime_get_boot_ns());
+	ev->current.pid = tgid;
+	ev->current.ktime = st ? st->ktime : start_key_ktime(task);
+	ev->tid = rd_u32(task, PS_OFF(task_struct, pid));
+	ev->syscall = where;
+	emit(ev, sizeof(*ev), MSG_OP_CREDS);
+}
+
+/* The creds the exec replaces, for its privilege flags and for a change
+ * made since they were last seen (a setuid(0) followed by an exec). */
+static __always_inline int before_exec(const void *task, u32 execveat)
+{
+	u32 tgid = rd_u32(task, PS_OFF(task_struct, tgid));
+	if (PS_TRACE_KTHREADS || !is_kthread(task))
+		creds_check(task, tgid, CREDS_SEEN_EXEC, proc_state.lookup(&tgid));
 	const void *cred = rd_ptr(task, PS_OFF(task_struct, cred));
 	struct pre_exec pre = {
 		.uid = rd_u32(cred, PS_OFF(cred, uid)),
@@ -430,20 +507,33 @@ static __always_inline int save_pre_exec(u32 execveat)
 		.permitted = rd_u64(cred, PS_OFF(cred, cap_permitted)),
 		.execveat = execveat,
 	};
-	u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	pre_exec_creds.update(&tgid, &pre);
 	return 0;
 }
 
+#if PS_HAS_PREPARE_EXEC
+/* The exec's point of no return: its new creds computed (bprm->cred), the
+ * task's still the old. execveat from the syscall's number in its registers. */
+RAW_TRACEPOINT_PROBE(sched_prepare_exec)
+{
+	u32 execveat = 0;
+#if PS_NR_EXECVEAT >= 0
+	const void *regs = (const void *)bpf_task_pt_regs((struct task_struct *)bpf_get_current_task_btf());
+	execveat = rd_u64(regs, PS_OFF_SYSCALL_NR) == PS_NR_EXECVEAT;
+#endif
+	return before_exec((const void *)ctx->args[0], execveat);
+}
+#else
 TRACEPOINT_PROBE(syscalls, sys_enter_execve)
 {
-	return save_pre_exec(0);
+	return before_exec((const void *)bpf_get_current_task(), 0);
 }
 
 TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
 {
-	return save_pre_exec(1);
+	return before_exec((const void *)bpf_get_current_task(), 1);
 }
+#endif
 
 /* Tetragon's bprm_committing_creds logic, from saved and current creds. */
 static __always_inline u32 exec_privileges(const void *bprm, const struct msg_generic_cred *c, u64 ambient,
@@ -516,8 +606,12 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
 	p->nspid = pid_nr_ns(task, &pidns);
 	read_namespaces(task, &ev->ns, ev->creds.user_ns.ns_inum);
 	ev->ns.pid_inum = pidns;
-	/* What a change after the exec is told apart from (creds_changed). */
+	/* What a change after the exec is told apart from (creds_check). */
 	seen.digest = creds_digest(&ev->creds, &seen.sets);
+	seen.cred = rd_ptr(task, PS_OFF(task_struct, cred));
+	seen.nsproxy = rd_ptr(task, PS_OFF(task_struct, nsproxy));
+	seen.euid = ev->creds.euid;
+	seen.cap_effective = ev->creds.caps.effective;
 	creds_seen.update(&tgid, &seen);
 
 	/* A pid namespace's init (global pid 1 is the host's) starts an init tree. */
@@ -624,8 +718,9 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 	struct msg_clone_event ev = {};
 	u32 ptgid = rd_u32(parent, PS_OFF(task_struct, tgid));
 	set_common(&ev.common, MSG_OP_CLONE, sizeof(ev), now);
+	struct proc_state *up = proc_state.lookup(&ptgid);
 	ev.parent.pid = ptgid;
-	ev.parent.ktime = key_ktime(ptgid, parent);
+	ev.parent.ktime = up ? up->ktime : start_key_ktime(parent);
 	ev.pid = tgid;
 	ev.tid = pid;
 	u32 pidns = 0;
@@ -636,7 +731,6 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 	/* In the init tree: a new pid namespace's init, or the child of a
 	 * process in the tree that stays in its pid namespace (a process that
 	 * entered the namespace from outside, as docker exec's does, is not). */
-	struct proc_state *up = proc_state.lookup(&ptgid);
 	if (ev.nspid == 1 && tgid != 1) {
 		ev.flags |= EVENT_IN_INIT_TREE;
 	} else if (up && (up->flags & EVENT_IN_INIT_TREE)) {
@@ -645,12 +739,27 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 		if (parent_pidns == pidns)
 			ev.flags |= EVENT_IN_INIT_TREE;
 	}
-	struct proc_state st = { .ktime = ev.ktime, .flags = ev.flags };
+	/* The parent's creds as they are now, before its child's record. */
+	if (PS_TRACE_KTHREADS || !is_kthread(parent))
+		creds_check(parent, ptgid, CREDS_SEEN_CLONE, up);
+	struct proc_state st = {
+		.ktime = ev.ktime,
+		.flags = ev.flags,
+		.cred = rd_ptr(child, PS_OFF(task_struct, cred)),
+		.nsproxy = rd_ptr(child, PS_OFF(task_struct, nsproxy)),
+	};
 	if (proc_state.update(&tgid, &st))
 		count_probe(PROBE_STATE_FULL);
 	if (!rate_allows(child, now, RATE_CLONE))
 		return 0;
 	emit(&ev, sizeof(ev), MSG_OP_CLONE);
+	/* Cloned into namespaces (or a user namespace) of its own: told at
+	 * once. (A child's cred is a copy of its parent's, its nsproxy shared
+	 * unless it has namespaces of its own.) */
+	if (st.nsproxy != rd_ptr(parent, PS_OFF(task_struct, nsproxy)) ||
+	    rd_ptr(st.cred, PS_OFF(cred, user_ns)) !=
+		    rd_ptr(rd_ptr(parent, PS_OFF(task_struct, cred)), PS_OFF(cred, user_ns)))
+		creds_check(child, tgid, CREDS_SEEN_CLONE, 0);
 	return 0;
 }
 
@@ -672,7 +781,9 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
 	u32 tgid = rd_u32(task, PS_OFF(task_struct, tgid));
 	set_common(&ev.common, MSG_OP_EXIT, sizeof(ev), bpf_ktime_get_boot_ns());
 	ev.current.pid = tgid;
-	ev.current.ktime = key_ktime(tgid, task);
+	struct proc_state *st = proc_state.lookup(&tgid);
+	ev.current.ktime = st ? st->ktime : start_key_ktime(task);
+	creds_check(task, tgid, CREDS_SEEN_EXIT, st);
 	proc_state.delete(&tgid);
 	creds_seen.delete(&tgid);
 	if (!rate_allows(task, ev.common.ktime, RATE_EXIT))
@@ -775,13 +886,8 @@ RAW_TRACEPOINT_PROBE(cgroup_attach_task)
 			   (const void *)ctx->args[2]);
 }
 
-/* Credentials and namespaces changed after exec: at the exit of the
- * syscalls that change them, when they succeeded and something differs from
- * what was last sent (creds_seen: the exec's, or the last message's), so a
- * daemon's setuid to the uid it has, or prctl(PR_SET_NAME), costs no record.
- * A process exec'd before we started has no entry: its first call is sent
- * whatever it did (user space drops it when nothing differs from the image). */
-
+#if PS_CREDS_EXACT
+/* --creds-exact: a change told at the exit of the call that made it. */
 static __always_inline int creds_changed(long ret, u32 syscall)
 {
 	if (ret < 0)
@@ -789,27 +895,8 @@ static __always_inline int creds_changed(long ret, u32 syscall)
 	const void *task = (const void *)bpf_get_current_task();
 	if (!PS_TRACE_KTHREADS && is_kthread(task))
 		return 0;
-	struct msg_creds_event ev = {};
-	read_creds(task, &ev.creds, &ev.sets);
-	ev.creds.pad = 0;
-	read_namespaces(task, &ev.ns, ev.creds.user_ns.ns_inum);
-	pid_nr_ns(task, &ev.ns.pid_inum);
 	u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	struct creds_seen_val now = { .digest = creds_digest(&ev.creds, &ev.sets), .sets = ev.sets };
-	struct creds_seen_val *seen = creds_seen.lookup(&tgid);
-	if (seen) {
-		if (seen->digest == now.digest)
-			return 0;
-		ev.old_sets = seen->sets;
-		ev.old_known = 1;
-	}
-	creds_seen.update(&tgid, &now);
-	set_common(&ev.common, MSG_OP_CREDS, sizeof(ev), bpf_ktime_get_boot_ns());
-	ev.current.pid = tgid;
-	ev.current.ktime = key_ktime(tgid, task);
-	ev.tid = (u32)bpf_get_current_pid_tgid();
-	ev.syscall = syscall;
-	emit(&ev, sizeof(ev), MSG_OP_CREDS);
+	creds_check(task, tgid, syscall, proc_state.lookup(&tgid));
 	return 0;
 }
 
@@ -827,3 +914,4 @@ TRACEPOINT_PROBE(syscalls, sys_exit_capset) { return creds_changed(args->ret, 9)
 TRACEPOINT_PROBE(syscalls, sys_exit_prctl) { return creds_changed(args->ret, 10); }
 TRACEPOINT_PROBE(syscalls, sys_exit_setns) { return creds_changed(args->ret, 11); }
 TRACEPOINT_PROBE(syscalls, sys_exit_unshare) { return creds_changed(args->ret, 12); }
+#endif

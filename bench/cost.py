@@ -46,29 +46,11 @@ TARGETS[("syscalls", "events -o FILE")] = 0.99
 TARGETS[("syscalls", "monitor")] = 0.99
 TARGETS[("syscalls", "events --creds-exact")] = None
 
-SYSCALLS_C = r"""
+# A C loop: ARGV[1] seconds of BATCH (the work, n counted) at a time; prints "n seconds".
+LOOP_C = r"""
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
-static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
-int main(int argc, char **argv) {
-    double secs = atof(argv[1]), t0 = now(), t;
-    unsigned long n = 0;
-    do {
-        for (int i = 0; i < 20000; i++)
-            syscall(SYS_getppid);
-        n += 20000;
-    } while ((t = now()) - t0 < secs);
-    printf("%lu %f\n", n, t - t0);
-    return 0;
-}
-"""
-
-FORK_EXEC_C = r"""
-#include <stdio.h>
-#include <stdlib.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -77,7 +59,16 @@ int main(int argc, char **argv) {
     double secs = atof(argv[1]), t0 = now(), t;
     unsigned long n = 0;
     do {
-        for (int i = 0; i < 16; i++) {
+        BATCH
+    } while ((t = now()) - t0 < secs);
+    printf("%lu %f\n", n, t - t0);
+    return 0;
+}
+"""
+SYSCALLS_C = LOOP_C.replace("BATCH", "for (int i = 0; i < 20000; i++) syscall(SYS_getppid); n += 20000;")
+FORK_EXEC_C = LOOP_C.replace(
+    "BATCH",
+    """for (int i = 0; i < 16; i++) {
             pid_t pid = fork();
             if (pid == 0) {
                 execl(argv[2], argv[2], (char *)0);
@@ -85,12 +76,8 @@ int main(int argc, char **argv) {
             }
             waitpid(pid, 0, 0);
         }
-        n += 16;
-    } while ((t = now()) - t0 < secs);
-    printf("%lu %f\n", n, t - t0);
-    return 0;
-}
-"""
+        n += 16;""",
+)
 
 # A pipeline per iteration: sh forks twice and execs cat (echo is built in).
 SHELL = 'i=0; while [ $i -lt "$1" ]; do echo x | cat > /dev/null; i=$((i + 1)); done'

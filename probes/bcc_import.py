@@ -50,6 +50,8 @@ def import_bcc() -> ModuleType:
             # Load just this package, without putting the whole distro
             # site-packages on sys.path where it would shadow the venv.
             spec = importlib.util.spec_from_file_location("bcc", init, submodule_search_locations=[pkg])
+            if spec is None or spec.loader is None:
+                continue
             module = importlib.util.module_from_spec(spec)
             sys.modules["bcc"] = module
             try:

@@ -13,13 +13,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any, cast
 
 from . import cgroups, procfs, wire
 from .bcc_import import import_bcc
 from .counters import Counters
 from .decode import decode
 from .errors import SetupError
-from .events import Event
+from .events import Event, ExecEvent, ThrottleMsg
 from .loader import DEFAULT_RING_BYTES, PAGE_SIZE, load, ring_pages, spare_pages
 from .ringbuf import RingReader
 from .throttle import BpfRateMaps, RateLimit, ThrottleMonitor
@@ -73,7 +74,7 @@ class Collector:
         self.exit_cpu = exit_cpu  # exit events carry the process's CPU time (procscope.exited_cpu)
         self.creds_exact = creds_exact  # creds changes told by the syscall that made them (syscall tracepoints)
         self.throttle: ThrottleMonitor | None = None
-        self._bpf = None
+        self._bpf: Any = None  # BCC's BPF object (BCC has no types)
         self._ring: RingReader | None = None
         self._spare: RingReader | None = None
         self._queue: queue.Queue[list[Event]] = queue.Queue(maxsize=queue_batches)
@@ -82,13 +83,13 @@ class Collector:
         self._decode_errors = 0
         self._userspace_dropped = 0
         self._received = 0
-        self._by_type: collections.Counter[type] = collections.Counter()
+        self._by_type: collections.Counter[type[Event]] = collections.Counter()
         self._procfs_unreadable = 0
         self._collector_errors = 0
         self._last_error = ""
         self.compile_log: list[str] = []
         self.setup_error: str | None = None  # why open() failed on the thread (start(attach=True))
-        self.scanned: list[Event] | None = None  # the thread's /proc scan, after start(attach=True)
+        self.scanned: list[ExecEvent] | None = None  # the thread's /proc scan, after start(attach=True)
 
     # -- set-up ------------------------------------------------------------
     def open(self) -> None:
@@ -114,28 +115,31 @@ class Collector:
     def poll(self, timeout_ms: int = 0) -> list[Event]:
         """Read what the ring buffer holds (waiting up to timeout_ms for the
         kernel's wakeup, which comes once per batch of records, not each)."""
-        ring = self._ring
+        ring, spare = self._ring, self._spare
+        assert ring is not None and spare is not None, "poll() before open()"
         if timeout_ms:
             ring.wait(timeout_ms)
-        batch = []
+        decoded: list[Event | ThrottleMsg] = []
         errors = 0
         records = ring.read()
-        spared = self._spare.read()  # rare (see emit in process.c): in time order with the rest
+        spared = spare.read()  # rare (see emit in process.c): in time order with the rest
         for record in records + spared if spared else records:
             try:
-                batch.append(decode(record))
+                decoded.append(decode(record))
             except Exception:  # noqa: BLE001 - DecodeError, or any surprise a record causes: counted, never raised
                 errors += 1
         if spared:
-            batch.sort(key=_event_time)
+            decoded.sort(key=_event_time)
         self._decode_errors += errors
-        self._received += len(batch)
+        self._received += len(decoded)
         if self.throttle is not None:
-            batch = self.throttle.process(batch, time.clock_gettime_ns(time.CLOCK_BOOTTIME))
+            batch = self.throttle.process(decoded, time.clock_gettime_ns(time.CLOCK_BOOTTIME))
+        else:  # without a rate limit the kernel sends no throttle message
+            batch = cast("list[Event]", decoded)
         self._by_type.update(map(type, batch))  # counted in C
         return batch
 
-    def scan(self) -> list[Event]:
+    def scan(self) -> list[ExecEvent]:
         """The /proc scan, after the probes are attached; the processes it
         finds in a container's init tree are marked for the BPF side, whose
         clones inherit the mark."""
@@ -181,7 +185,7 @@ class Collector:
             if self.scan_proc and not self._guarded(lambda: setattr(self, "scanned", self.scan())):
                 self.scan_proc = False  # failed (counted): the caller's own scan stands
         elif self.scan_proc:
-            self._guarded(lambda: self._put(self.scan()))
+            self._guarded(lambda: self._put([*self.scan()]))
         while not self._stop.is_set():
             if not self._guarded(self._poll_once):
                 self._stop.wait(0.1)  # a failure that repeats must not spin
@@ -245,10 +249,10 @@ class Collector:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        if self._ring is not None:
-            self._ring.close()
-            self._spare.close()
-            self._ring = self._spare = None
+        for ring in (self._ring, self._spare):
+            if ring is not None:
+                ring.close()
+        self._ring = self._spare = None
         if self._bpf is not None:
             _detach_at_once(self._bpf)
             self._bpf.cleanup()  # detaches whatever is left and closes the maps

@@ -11,6 +11,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from . import cgroups, kernel_tree, offsets, procfs, wire
 from .bcc_import import import_bcc
@@ -48,7 +49,8 @@ def spare_pages(size_bytes: int) -> int:
 
 
 def load(ring_bytes: int, kthreads: bool, cgroup_rate: RateLimit | None, log: Callable[[str], None],
-         compile_log: list[str], exit_cpu: bool = False, creds_exact: bool = False):  # fmt: skip
+         compile_log: list[str], exit_cpu: bool = False,
+         creds_exact: bool = False) -> tuple[Any, cgroups.Hierarchy]:  # fmt: skip
     """Compile and attach the programs; returns (the BCC object, the tracked
     cgroup hierarchy). BCC's and clang's output goes to ``compile_log``."""
     check_bpf_privileges()
@@ -77,7 +79,8 @@ def load(ring_bytes: int, kthreads: bool, cgroup_rate: RateLimit | None, log: Ca
         f"-DPS_RATE_ENTRIES={RATE_ENTRIES}",
         f"-DPS_WAKEUP_EVERY={wakeup_every(ring_bytes, os.cpu_count() or 1)}",
     ]
-    failure = bpf = None
+    failure: Exception | None = None
+    bpf: Any = None  # BCC's BPF object (BCC has no types)
     with kernel_tree.compile_tree(log), _captured_stderr(compile_log):
         try:
             bpf = bcc.BPF(src_file=str(BPF_DIR / "process.c").encode(), cflags=cflags)

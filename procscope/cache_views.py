@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Self
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from typing import TYPE_CHECKING, Self, cast
 
 from procscope.probes import wire
 from procscope.probes.events import ExecEvent, ProcessKey
@@ -43,8 +43,9 @@ class CacheViews:
         return ev.cgroup_name  # relative: only the leaf is known
 
     # -- lookups -------------------------------------------------------------
-    def get(self, key: ProcessKey) -> Process | None:
-        return self.procs.get(key)
+    def get(self, key: Hashable) -> Process | None:
+        """None too for a key that is not a process's (a group header's)."""
+        return self.procs.get(cast("ProcessKey", key))
 
     def __len__(self) -> int:
         return len(self.procs)

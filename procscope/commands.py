@@ -51,12 +51,19 @@ def _collector(args: Options, exit_cpu: bool = False) -> Collector:
                      exit_cpu=exit_cpu, creds_exact=args.creds_exact)  # fmt: skip
 
 
+def _metrics_refused(args: Options) -> bool:
+    """--metrics with --replay: said in one line."""
+    if args.metrics is not None:
+        warn("--metrics is for live collection, not --replay; drop one of them")
+        return True
+    return False
+
+
 def serve_metrics(args: Options, counters, cache: ProcessCache) -> bool:
     """--metrics: serve them (False, with one line, when that cannot be done)."""
     if args.metrics is None:
         return True
-    if args.replay:
-        warn("--metrics is for live collection, not --replay; drop one of them")
+    if args.replay and _metrics_refused(args):
         return False
     from .metrics import MetricsError, serve  # prometheus-client loads only when asked for
 
@@ -87,9 +94,9 @@ def ring_text(requested: int) -> str:
     return text if real == requested else f"{text}, rounded up from {requested} bytes to a power of two pages"
 
 
-def _open_replay(args: Options) -> Replay | None:
+def _open_replay(args: Options, path: str) -> Replay | None:
     try:
-        return Replay(args.replay, strict=args.strict, warn=warn, max_processes=args.max_processes)
+        return Replay(path, strict=args.strict, warn=warn, max_processes=args.max_processes)
     except ReplayError as exc:
         warn(str(exc))
         return None
@@ -141,8 +148,8 @@ def events(args: Options) -> int:
         warn(str(exc))
         return 2
     if args.replay:
-        replay = _open_replay(args)
-        if replay is None or not serve_metrics(args, None, None):
+        replay = _open_replay(args, args.replay)
+        if replay is None or _metrics_refused(args):
             return 2
         cache = replay.new_cache(args.grace_ns)
 
@@ -150,7 +157,8 @@ def events(args: Options) -> int:
             events = replay.events()
             size = 1 if replay.streaming else 512  # from a pipe: each event as soon as it is read
             while batch := list(itertools.islice(events, size)):
-                stream.exporter.wall_offset = replay.wall_offset  # times come out as recorded
+                if replay.wall_offset is not None:
+                    stream.exporter.wall_offset = replay.wall_offset  # times come out as recorded
                 if stream.feed(batch):
                     return
                 if size == 1:
@@ -237,8 +245,8 @@ def snapshot_command(args: Options) -> int:
         warn("--at and --diff look back in a recording: add --replay FILE")
         return 2
     if args.replay:
-        replay = _open_replay(args)
-        if replay is None or not serve_metrics(args, None, None):
+        replay = _open_replay(args, args.replay)
+        if replay is None or _metrics_refused(args):
             return 2
         grace = args.grace_ns
         try:
@@ -271,6 +279,7 @@ def snapshot_command(args: Options) -> int:
         exporter = Exporter(cache)
     q = args.query
     keep = q.predicate(cache) if q else None
+    content: dict | list[dict]
     if args.format == "json":
         content = snapshot.document(cache, exporter, counters, list(recent), source, keep)
     else:
@@ -322,7 +331,7 @@ def _live_snapshot(args: Options, recent: deque) -> tuple[ProcessCache, Counters
     try:
         collector.start()
         cache.apply_all(collector.get_batch(timeout=30) or [])  # the /proc scan comes first
-        deadline = time.monotonic() + args.duration
+        deadline = time.monotonic() + (args.duration or 0.0)
         try:
             while (left := deadline - time.monotonic()) > 0:
                 for ev in collector.get_batch(timeout=min(left, 0.1)) or []:
@@ -347,8 +356,8 @@ def ui(args: Options) -> int:
     if args.replay:
         from procscope.tui.main import run_monitor  # Textual loads only for the UI
 
-        replay = _open_replay(args)
-        return 2 if replay is None or not serve_metrics(args, None, None) else run_monitor(args, None, replay, warn)
+        replay = _open_replay(args, args.replay)
+        return 2 if replay is None or _metrics_refused(args) else run_monitor(args, None, replay, warn)
     # The first /proc scan starts on the other core while this one loads Textual (a fork: no threads yet).
     with procfs.ScanJob(cgroups.detect()) as scan:
         from procscope.tui.main import run_monitor

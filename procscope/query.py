@@ -264,21 +264,22 @@ def _matcher(term: Term, cache: ProcessCache) -> Callable[[Process], bool]:
                 return value in (info.pod.name, f"{info.pod.namespace}/{info.pod.name}")
 
             return pod
+        # These fields' tests are asked only of processes with an image (Term.needs_image).
         case "user":
-            return lambda p: p.image.uid == arg or describe.user(p) == value
+            return lambda p: p.image.uid == arg or describe.user(p) == value  # type: ignore[union-attr]
         case "bin":
-            return lambda p: arg(p.image.binary)
+            return lambda p: arg(p.image.binary)  # type: ignore[union-attr]
         case "args":
-            return lambda p: arg(" ".join(p.image.args))
+            return lambda p: arg(" ".join(p.image.args))  # type: ignore[union-attr]
         case "":
-            return lambda p: arg(p.image.binary) or arg(" ".join(p.image.args))
+            return lambda p: arg(p.image.binary) or arg(" ".join(p.image.args))  # type: ignore[union-attr]
         case "cap":
-            return lambda p: bool(p.image.creds.caps.effective >> arg & 1)
+            return lambda p: bool(p.image.creds.caps.effective >> arg & 1)  # type: ignore[union-attr]
         case "ns":
             host = cache.host_ns
             if value == "any":
-                return lambda p: bool(describe.non_host_namespaces(p.image.ns, host))
-            return lambda p: value in describe.non_host_namespaces(p.image.ns, host)
+                return lambda p: bool(describe.non_host_namespaces(p.image.ns, host))  # type: ignore[union-attr]
+            return lambda p: value in describe.non_host_namespaces(p.image.ns, host)  # type: ignore[union-attr]
         case "pid":
             return _within_pid(cache, arg)
         case "badge":
@@ -295,8 +296,9 @@ def _within_pid(cache: ProcessCache, pid: int) -> Callable[[Process], bool]:
     memo: dict[ProcessKey, bool] = {}
 
     def within(proc: Process) -> bool:
-        path = []
-        node, found = proc, False
+        path: list[ProcessKey] = []
+        node: Process | None = proc
+        found = False
         while node is not None and len(path) < 4096:  # bounded: the tree has no cycles, but never loop
             known = memo.get(node.key)
             if known is not None:

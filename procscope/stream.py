@@ -13,6 +13,7 @@ import dataclasses
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import msgspec
 
@@ -34,13 +35,19 @@ TETRAGON_KINDS = frozenset({"exec", "exit", "throttle"})
 RECORDED = TETRAGON_KINDS | set(INCLUDABLE)
 
 
+class Sink(Protocol):
+    def write(self, line: bytes, /) -> object: ...
+    def flush(self) -> object: ...
+    def close(self) -> object: ...
+
+
 @dataclass
 class Output:
     """One destination: ``write(line)`` of one line as bytes, without its
     newline, and ``flush()`` (a StreamFile, or stdout), the kinds it takes,
     and its format."""
 
-    sink: object
+    sink: Sink
     kinds: frozenset[str]
     compact: bool = False
     written: int = 0
@@ -76,10 +83,14 @@ class EventStream:
             if kind not in out.kinds:
                 continue
             if out.compact:
-                text = text or compact(obj).encode("utf-8", "backslashreplace")
+                if text is None:
+                    assert isinstance(obj, dict)  # compact outputs are given objects (_lines is False)
+                    text = compact(obj).encode("utf-8", "backslashreplace")
                 out.sink.write(text)
             else:
-                line = line or json_bytes(obj)
+                if line is None:
+                    assert isinstance(obj, dict)
+                    line = json_bytes(obj)
                 out.sink.write(line)
             out.written += 1
         return self.count is not None and self.outputs[0].written >= self.count
@@ -103,7 +114,7 @@ class EventStream:
             return "exit", self.exporter.exit_line(ev, proc) if self._lines else self.exporter.exit_event(ev, proc)
         if isinstance(ev, CloneEvent) and "clone" in self.wanted:
             return "clone", self.exporter.clone_event(ev)
-        if isinstance(ev, CredsEvent) and "creds" in self.wanted:  # proc: only when something changed
+        if isinstance(ev, CredsEvent) and "creds" in self.wanted and proc.changes:  # proc: only when something changed
             return "creds", self.exporter.creds_event(proc, proc.changes[-1])
         return None
 

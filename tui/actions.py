@@ -11,7 +11,10 @@ import time
 from collections import Counter
 from functools import partial
 
+from textual.widgets import Input
+
 from procscope import describe, snapshot, themes
+from procscope.probes.events import ProcessKey
 from procscope.query import Query, Term
 from procscope.safe_write import OutputError, free_name
 from procscope.signals import SIGNALS
@@ -26,6 +29,8 @@ from .screens.help import HelpScreen
 from .screens.pick import PickScreen
 from .screens.setup import Setup, SetupScreen
 from .screens.signal import SignalScreen
+from .sources import ReplaySource
+from .state import MonitorState
 from .travel import Shown, TimeTravel
 
 SIGNALS_OFF = "signals are off in this served monitor (start procscope serve with --allow-signals to allow them)"
@@ -33,11 +38,12 @@ SIGNALS_OFF = "signals are off in this served monitor (start procscope serve wit
 PANELS = ("execs", "exits", "history", "drops")  # the bottom panel's contents, in Tab's order
 
 
-class Actions:
+class Actions(MonitorState):
     # -- find and narrow -----------------------------------------------------------
     def action_prompt(self, mode: str) -> None:
         self._prompt_mode = mode
         box = self.widgets["query"]
+        assert isinstance(box, Input)
         if mode == "time" and self.time_travel() is None:
             return
         box.placeholder = {"search": "search binary, args or pid (n, N: next, previous)",
@@ -51,7 +57,7 @@ class Actions:
     def time_travel(self) -> TimeTravel | None:
         """Where the screen is in time: in a recording, or in the live monitor's
         window of recent events (read again at each step: it keeps moving)."""
-        if not self.source.live:
+        if isinstance(self.source, ReplaySource):
             if self.travel is None:
                 self.travel = TimeTravel(
                     Timeline.of_replay(self.source.replay, self.cache.grace_ns, self.source.recorded)
@@ -83,6 +89,8 @@ class Actions:
     def show_moment(self, at: int | None) -> None:
         """The whole screen as of ``at`` (None: the end of the recording, or live again)."""
         travel = self.travel
+        if travel is None:
+            return
         if at is None and travel.live:
             self.back_to_live()
             return
@@ -225,7 +233,7 @@ class Actions:
     def action_follow(self) -> None:
         """F: keep the selected process selected and in view wherever it moves."""
         key = self.tree_pane.selected_key
-        self.following = None if self.following is not None or isinstance(key, str) else key
+        self.following = key if self.following is None and isinstance(key, ProcessKey) else None
         self.refresh_panes()
 
     def action_setup(self) -> None:
@@ -246,7 +254,7 @@ class Actions:
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.source.facts))
 
-    def action_quit(self) -> None:
+    async def action_quit(self) -> None:
         """F10 or q: back at the shell at once, as htop. In a terminal the probes
         are detached and the terminal given back, then the process ends without
         Textual unmounting every widget (0.2 s) and the interpreter freeing the
@@ -369,7 +377,7 @@ class Actions:
         doc = snapshot.document(self.cache, self.exporter, self.feed.counters, recent, self.source.label, match)
         try:
             directory = self.snapshot_dir or config.snapshot_dir()
-            path = free_name(directory, f"procscope-snapshot-{time.strftime('%Y%m%d-%H%M%S')}", ".json")
+            path = free_name(str(directory), f"procscope-snapshot-{time.strftime('%Y%m%d-%H%M%S')}", ".json")
             snapshot.write(path, doc, replace=False)
         except (OutputError, OSError) as exc:
             self.say(f"no snapshot written: {exc}", severity="error")

@@ -12,11 +12,12 @@ from __future__ import annotations
 import sys
 import time
 from bisect import insort
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from procscope.cache import ProcessCache
 from procscope.containers import Container
+from procscope.probes.events import ProcessKey
 from procscope.process import BY_PID, Process
 from procscope.query import Query
 
@@ -128,7 +129,7 @@ class _Keys(Sequence):
     """The rows' keys for the RowsView, without a list of them; index()
     finds a row by identity (C speed) instead of comparing keys."""
 
-    def __init__(self, items: list, lookup: Callable[[Hashable], object]):
+    def __init__(self, items: list, lookup: Callable[[ProcessKey | str], object]):
         self._items, self._lookup = items, lookup
 
     def __len__(self) -> int:

@@ -12,8 +12,7 @@ from procscope.live_cache import live_cache
 from procscope.probes import cgroups, procfs
 from procscope.probes.collector import Collector
 from procscope.probes.counters import Counters
-from procscope.probes.events import Event
-from procscope.replay import Replay
+from procscope.replay import Recorded, Replay
 from procscope.window import DEFAULT_EVENTS
 
 
@@ -24,7 +23,6 @@ class Source:
     label = ""
     live = False  # True: ages and grace periods follow the machine's clock; else the events'
     banner = ""  # shown above the panes when not empty
-    wall_offset: int | None = None  # wall − boot clock of the events, when not the machine's
 
     def __init__(self, cache: ProcessCache):
         self.cache = cache
@@ -34,10 +32,15 @@ class Source:
         # nothing of the user, shown in the help (F1), never over the processes.
         self.facts: list[str] = []
 
+    @property
+    def wall_offset(self) -> int | None:
+        """Wall − boot clock of the events, when not the machine's."""
+        return None
+
     def start(self) -> None:
         pass
 
-    def drain(self) -> list[Event]:
+    def drain(self) -> list[Recorded]:
         return []
 
     def counters(self) -> Counters:
@@ -72,7 +75,7 @@ class LiveSource(Source):
         super().__init__(live_cache(self.hierarchy, grace_ns))
         self.collector = collector
         self._scan = scan
-        self._pending: list[Event] = []
+        self._pending: list[Recorded] = []
         self._attaching = False
         self._unreadable = 0  # in the first /proc scan, when it is the source's own
         # What the collector reports while it runs goes to the screen, not to
@@ -84,7 +87,7 @@ class LiveSource(Source):
         if collector.attached:
             # Attached already: the scan here, after the probes, so nothing falls between.
             if collector.scan_proc:
-                self._pending = collector.scan()
+                self._pending = [*collector.scan()]
                 collector.scan_proc = False  # taken: its thread only polls
             collector.start()
             return
@@ -92,12 +95,12 @@ class LiveSource(Source):
         # The scan first: compiling beside it would slow the first frame (both want a core).
         found = self._scan.result() if self._scan is not None else procfs.scan(self.hierarchy)
         self._scan = None
-        self._pending, self._unreadable = found.events, found.unreadable
+        self._pending, self._unreadable = [*found.events], found.unreadable
         self._attaching = True
         collector.log = self.facts.append  # while attaching: how (e.g. which kernel tree)
         collector.start(attach=True)
 
-    def drain(self) -> list[Event]:
+    def drain(self) -> list[Recorded]:
         out, self._pending = self._pending, []
         collector = self.collector
         if self._attaching and not out:  # the second scan settles the first once that is applied
@@ -141,14 +144,14 @@ class ProcfsSource(Source):
         self.hierarchy = cgroups.detect()
         super().__init__(live_cache(self.hierarchy, grace_ns))
         self.banner = procfs_banner(why)
-        self._pending: list[Event] = []
+        self._pending: list[Recorded] = []
         self._unreadable = 0
 
     def start(self) -> None:
         found = procfs.scan(self.hierarchy)
-        self._pending, self._unreadable = found.events, found.unreadable
+        self._pending, self._unreadable = [*found.events], found.unreadable
 
-    def drain(self) -> list[Event]:
+    def drain(self) -> list[Recorded]:
         out, self._pending = self._pending, []
         return out
 
@@ -169,8 +172,8 @@ class ReplaySource(Source):
         self.replay = replay
         self.label = f"replay {replay.path}"
         self.max_events = max_events
-        self._pending: Iterator[Event] | None = None
-        self.recorded: list[Event] = []  # kept for time travel (tui.travel)
+        self._pending: Iterator[Recorded] | None = None
+        self.recorded: list[Recorded] = []  # kept for time travel (tui.travel)
 
     @property
     def wall_offset(self) -> int | None:
@@ -179,7 +182,7 @@ class ReplaySource(Source):
     def start(self) -> None:
         self._pending = self.replay.events()
 
-    def drain(self) -> list[Event]:
+    def drain(self) -> list[Recorded]:
         if self._pending is None:
             return []
         out = list(itertools.islice(self._pending, self.DRAIN))

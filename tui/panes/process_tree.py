@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 
 from rich.cells import cell_len
 from rich.table import Table
@@ -79,7 +80,7 @@ def group_text(g: Group, folded: bool, throttled: bool = False, info: ContainerI
                usage: ContainerUsage | None = None) -> Text:  # fmt: skip
     """A group's header row; ``info``: what the runtime says about its container, ``usage``: what it uses."""
     mark = "▸" if folded else "▾"
-    if g.kind == "container":
+    if g.kind == "container" and g.container is not None:
         label = f"container {describe.container_text(g.container, info) if info else f'{g.container.short_id}  {g.container.runtime}  {group_name(g)}'}"
         label += "  ⏸ throttled" if throttled else ""
     elif g.kind == "cgroup":
@@ -99,7 +100,7 @@ def render_group(g: Group, cache: ProcessCache, now: int) -> Table:
     t = Table.grid(padding=(0, 1))
     t.add_column(style="bold", no_wrap=True)
     t.add_column()
-    if g.kind == "container":
+    if g.kind == "container" and g.container is not None:
         c = g.container
         container_rows(t, c, cache.cgroup_index.info_of(c))
         if cache.cgroup_index.info_of(c) is None:
@@ -109,8 +110,8 @@ def render_group(g: Group, cache: ProcessCache, now: int) -> Table:
             add_row(t, "first seen", f"{describe.age_text(max(0, now - entry.first_seen))} ago")
     elif g.kind == "cgroup":
         add_row(t, "cgroup", g.cgroup or "(unknown)")
-        c = g.top.container if g.top is not None else None
-        add_row(t, "container", describe.container_text(c, cache.cgroup_index.info_of(c)) if c else "-")
+        top = g.top.container if g.top is not None else None
+        add_row(t, "container", describe.container_text(top, cache.cgroup_index.info_of(top)) if top else "-")
     else:
         add_row(t, "host", "processes in no container")
     add_row(t, "processes", f"{g.live} live, {g.shown} shown")
@@ -131,7 +132,9 @@ class _Lines(Sequence):
     kept while what a row shows is unchanged: everything it depends on is
     in its state tuple, compared by identity first."""
 
-    def __init__(self, rows: Rows, ctx: Context, columns: list[Column], tagged: set, memo: dict, rates: SubtreeRates):
+    def __init__(
+        self, rows: Rows, ctx: Context, columns: list[Column], tagged: AbstractSet, memo: dict, rates: SubtreeRates
+    ):
         self.rows, self.ctx, self.columns, self.tagged, self.memo = rows, ctx, columns, tagged, memo
         self.rates = rates
         self.cache, self.now = ctx.cache, ctx.now
@@ -185,7 +188,7 @@ class ProcessTree(RowsView):
         self._texts: dict = {}  # Process → (state, Text)
         self._rates = SubtreeRates()  # folded rows' CPU%
 
-    def show(self, rows: Rows, ctx: Context, columns: list[Column], header: Text, tagged: set = frozenset(),
+    def show(self, rows: Rows, ctx: Context, columns: list[Column], header: Text, tagged: AbstractSet = frozenset(),
              filtered: str = "") -> None:  # fmt: skip
         """``filtered``: the filter, when one is set (an empty list then says that nothing matches it)."""
         self.shown, self.columns, self.header = rows, columns, header

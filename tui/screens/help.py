@@ -48,10 +48,10 @@ class HelpScreen(ModalScreen):
         self.facts = list(facts or ())
 
     def compose(self) -> ComposeResult:
-        by_action = {}
-        for b in self.app.BINDINGS:
-            if isinstance(b, Binding):
-                by_action.setdefault(b.action, b)
+        by_action: dict[str, Binding] = {}
+        for binding in self.app.BINDINGS:
+            if isinstance(binding, Binding):
+                by_action.setdefault(binding.action, binding)
         t = Table.grid(padding=(0, 2))
         t.add_column(style="bold", no_wrap=True)
         t.add_column()

@@ -76,21 +76,22 @@ def decode_exec(data: bytes) -> ExecEvent:
         raise DecodeError(f"exec record of {len(data)} bytes is shorter than its header")
     (
         _op, _cflags, _size, time, cgrpid, tracker, ppid, pktime, cpid, cktime,
-        _psize, pid, tid, nspid, privileges, puid, auid, flags, nlink, _pad, ino, ktime,
+        _psize, pid, tid, nspid, privileges, puid, auid, flags, nlink, size_argv0, ino, ktime,
         size_path, size_args, size_cwd, _size_envs,
     ) = wire.EXECVE_REST.unpack_from(data)  # fmt: skip
     off = wire.EXECVE_HEADER.size
     end_path = off + size_path
     end_args = end_path + size_args
     end = end_args + size_cwd
-    if end > len(data):
+    end_argv0 = end + size_argv0
+    if end_argv0 > len(data):
         raise DecodeError("exec record sizes exceed its length")
     return ExecEvent(
         time, ProcessKey(pid, ktime), tid, nspid, puid, auid, flags, privileges, nlink, ino,
         _PATHS[data[off:end_path]], _ARGS[data[end_path:end_args]], _PATHS[data[end_args:end]],
         ProcessKey(ppid, pktime), ProcessKey(cpid, cktime),
         _CREDS[data[CREDS_AT:CREDS_END]], _NAMESPACES[data[NS_AT:NS_END]],
-        cgrpid, tracker, _NAMES[data[wire.EXECVE_NAME]],
+        cgrpid, tracker, _NAMES[data[wire.EXECVE_NAME]], argv0=_NAMES[data[end:end_argv0]],
     )  # fmt: skip
 
 

@@ -115,6 +115,8 @@ class ExecEvent(msgspec.Struct, frozen=True, gc=False):
     # Full path in the tracked hierarchy: known to the /proc scan and to
     # replays; for BPF events the cache resolves it from cgroup_id.
     cgroup_path: str = ""
+    # argv[0] as the process set it (Tetragon's arguments leave it out): "" when not known.
+    argv0: str = ""
 
     @property
     def flag_words(self) -> list[str]:

@@ -187,7 +187,7 @@ class Reader:
             ktime, ProcessKey(pid, ktime), pid, int(st[5][-1]) if st[5] else pid, euid, loginuid, flags, 0, nlink, ino,
             from_bytes(exe), args[1:], from_bytes(cwd) if cwd is not None else "", parent_key, None,
             Credentials(uid, gid, suid, sgid, euid, egid, fsuid, fsgid, 0, caps, user_ns), ns,
-            cgroup_id, cgroup_id, cgroup_path.rsplit("/", 1)[-1], cgroup_path,
+            cgroup_id, cgroup_id, cgroup_path.rsplit("/", 1)[-1], cgroup_path, args[0] if args else "",
         )  # fmt: skip
 
 

@@ -71,7 +71,8 @@ MSG_SIZEOF_ARGS = 1024
 DOCKER_ID_LENGTH = 128
 
 # MsgCommon | MsgK8s | parent MsgExecveKey | parent_flags | MsgGenericCred |
-# MsgNamespaces | cleanup MsgExecveKey | MsgProcess, then path, args, cwd.
+# MsgNamespaces | cleanup MsgExecveKey | MsgProcess, then path, args, cwd and
+# (procscope's own) argv[0].
 EXECVE_HEADER = struct.Struct(
     "<BBxxIQ"  # common: op, flags, size, ktime
     "QQ128s"  # k8s: cgrpid, tracker id, docker
@@ -80,7 +81,7 @@ EXECVE_HEADER = struct.Struct(
     "9I4xQQQiIII"  # creds: 8 ids, securebits, pad, caps, user ns
     "10I"  # namespaces
     "I4xQ"  # cleanup key
-    "10IQQ4H"  # process: size..pad, ino, ktime, sizes
+    "10IQQ4H"  # process: size..nlink, size_argv0 (Tetragon's pad), ino, ktime, sizes
 )
 # The same header in parts, for the decoder: most execs share their
 # credentials, namespaces and cgroup name with others, so those are decoded

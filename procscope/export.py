@@ -210,6 +210,8 @@ class Exporter:
                 extra["container"] = info.to_json()  # what a replay shows again
             if proc.previous is not None:
                 extra["previous_exec_id"] = previous_exec_id
+            if proc.argv0:  # argv[0] naming another program than the binary (Tetragon's arguments skip it)
+                extra["argv0"] = proc.argv0
             out[EXTRA] = extra
         return out
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import os
 from dataclasses import dataclass
 from operator import attrgetter
 
@@ -116,6 +117,23 @@ class Process:
     @property
     def args(self) -> tuple[str, ...]:
         return self.image.args if self.image else ()
+
+    @property
+    def argv0(self) -> str:
+        """argv[0] as the process set it when it names another program than
+        its binary (busybox's `sleep`, a login shell's `-bash`, or a disguise:
+        `[kworker/0:0]`), else "": shown beside the binary, never instead."""
+        img = self.image
+        if img is None or not img.argv0 or os.path.basename(img.argv0) == os.path.basename(img.binary):
+            return ""
+        return img.argv0
+
+    def command(self, binary: str | None = None) -> str:
+        """The binary (or ``binary``, a shortened form of it), argv[0] when it
+        names another program (after │, as htop's merged command), the arguments."""
+        argv0 = self.argv0
+        head = (binary or self.binary or "?") + ("│" + argv0 if argv0 else "")
+        return " ".join((head, *self.args))
 
     def __getstate__(self) -> tuple:
         # Children as keys, the cache's __setstate__ links them again: a

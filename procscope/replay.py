@@ -185,6 +185,7 @@ class Replay:
             cgroup_tracker_id=number(cg.get("tracker_id", cg.get("id", 0)), 64),
             cgroup_name=text(cg.get("name", "")),
             cgroup_path=text(cg.get("path", "")),
+            argv0=text(own.get("argv0", "")),
         )
 
     def _creds_event(self, c: dict, time_text: str) -> CredsEvent:

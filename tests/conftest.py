@@ -151,6 +151,8 @@ HOSTILE_ARGS = (b"\xff\xfe", b"a\nb\rc", b"\x1b]0;PWNED\x07", b"\xc2\x9b", *MARK
 # Raw sequences that must never reach a terminal from a process's text.
 RAW_FROM_NAMES = (b"\x1b]0;PWNED", b"\x1b]52;c;cHduZWQ", b"\xc2\x9b", b"\xe2\x80\xae")
 HOSTILE_COMM = b"x\xffy\x1b]0;PWNED\x07"
+# argv[0] set to pass for a kernel thread, with escapes, a newline and markup (shown beside the binary).
+HOSTILE_ARGV0 = b"[kworker/0:0]\x1b]0;PWNED\x07\n\xff[bold]x"
 HOSTILE_ROOT = b"/var/tmp/procscope-hostile"  # every user can traverse it; no nosuid
 
 
@@ -167,6 +169,7 @@ class Hostile:
     runs: dict[int, bytes] = field(default_factory=dict)  # pid → binary, of those run with HOSTILE_ARGS
     comm_pid: int = 0  # comm HOSTILE_COMM, run as nobody
     long_args_pid: int = 0  # 200 KB of arguments
+    argv0_pid: int = 0  # run with argv[0] HOSTILE_ARGV0
     cgroup: bytes | None = None  # the tracked hierarchy's cgroup (0xff in its name) holding comm_pid
     cgroup_dir: bytes | None = None
 
@@ -228,6 +231,8 @@ def spawn_hostile(seconds: float, hierarchy=None) -> Hostile:
         h.procs.append(subprocess.Popen([binary, b"-c", script, *HOSTILE_ARGS], **start))
         h.runs[h.procs[-1].pid] = binary
     h.procs.append(subprocess.Popen([deep, b"-c", script], **start))
+    h.procs.append(subprocess.Popen([HOSTILE_ARGV0, b"-c", script], executable=binaries[0], **start))
+    h.argv0_pid = h.procs[-1].pid
     code = f"import ctypes, time; ctypes.CDLL(None).prctl(15, {HOSTILE_COMM!r}, 0, 0, 0); time.sleep({seconds})"
     comm = subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "/usr/bin/python3", "-c", code],
                             start_new_session=True)  # fmt: skip

@@ -5,6 +5,7 @@ import subprocess
 
 import pytest
 
+from procscope.live_cache import live_cache
 from procscope.probes import wire
 from procscope.probes.events import NAMESPACES, ExecEvent
 from procscope.probes.procfs import host_namespaces
@@ -158,3 +159,25 @@ def test_reexec_links_to_previous_image(live, scratch):
     assert ev.key.pid == sh_ev.key.pid
     assert ev.cleanup == sh_ev.key
     assert ev.key.ktime > sh_ev.key.ktime
+
+
+def test_argv0_as_the_process_set_it_is_kept_beside_the_binary(live, scratch):
+    """busybox's `sleep`, a login shell's `-bash`, a disguise: argv[0] as
+    /proc/PID/cmdline has it, shown after the binary (never instead)."""
+    sleeper = unique_copy("/bin/sleep", scratch)
+    child = subprocess.Popen(["sleep", "30"], executable=sleeper)
+    try:
+        ev = live.exec_of(sleeper)
+        with open(f"/proc/{child.pid}/cmdline", "rb") as f:
+            assert f.read().split(b"\0")[0].decode() == ev.argv0 == "sleep"
+        live.sync(scratch)
+        cache = live_cache()
+        cache.apply_all(live.matching(lambda e: True))
+        proc = cache.procs[ev.key]
+        assert proc.argv0 == "sleep" and proc.command() == f"{sleeper}│sleep 30"
+        plain = unique_copy("/bin/true", scratch)
+        subprocess.run([plain], check=True)  # argv[0] is the binary: nothing beside it
+        assert live.exec_of(plain).argv0 == plain
+    finally:
+        child.kill()
+        child.wait()

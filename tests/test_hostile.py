@@ -18,7 +18,7 @@ import pytest
 from procscope.probes import cgroups
 from procscope.probes.text import to_bytes
 
-from .conftest import RAW_FROM_NAMES, Terminal, bpf_unavailable, open_collector, spawn_hostile
+from .conftest import HOSTILE_ARGV0, RAW_FROM_NAMES, Terminal, bpf_unavailable, open_collector, spawn_hostile
 
 pytestmark = pytest.mark.bpf  # root and BPF: every test here
 
@@ -122,6 +122,7 @@ def test_snapshot_survives_hostile_processes(hostile, scratch):
         if fmt == "json":
             cgroup = by_pid[hostile.comm_pid]["procscope"]["cgroup"]["path"]
             assert to_bytes(cgroup) == hostile.cgroup
+            assert to_bytes(by_pid[hostile.argv0_pid]["procscope"]["argv0"]) == HOSTILE_ARGV0
     # To stdout too (a terminal may be there): no raw control character.
     out = _procscope("snapshot", "--format", "jsonl")
     assert out.returncode == 0 and not TERMINAL_UNSAFE.search(out.stdout.replace(b"\n", b""))

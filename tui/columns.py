@@ -168,8 +168,8 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column("NS", 14, False, lambda p, x: ",".join(_ns(p, x.cache)) or "-", lambda p, c: len(_ns(p, c)),
            "namespaces other than the host's"),
     Column("CGROUP", 28, False, lambda p, x: p.cgroup or "-", lambda p, c: p.cgroup, "cgroup path"),
-    Column("COMMAND", 0, False, lambda p, x: " ".join((p.binary or "?", *p.args)), lambda p, c: (p.binary, p.args),
-           "binary and arguments (the tree is drawn here)"),
+    Column("COMMAND", 0, False, lambda p, x: p.command(), lambda p, c: (p.binary, p.argv0, p.args),
+           "binary, │argv[0] when it names another program, arguments (the tree is drawn here)"),
 )}  # fmt: skip
 DEFAULT = ("PID", "USER", "CPU%", "MEM%", "RES", "S", "TIME+", "CONTAINER", "BADGES", "AGE", "COMMAND")
 USAGE = frozenset(("CPU%", "MEM%", "RES", "VIRT", "SHR", "TIME+", "CTIME+", "TOTAL+", "NLWP", "S", "IO_R", "IO_W"))

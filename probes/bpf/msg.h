@@ -38,7 +38,9 @@
 #define MSG_SIZEOF_ARGS 1024
 #define MSG_SIZEOF_CWD 4096
 #define BINARY_PATH_MAX 4096
-/* Exec payload: path, args, cwd back to back; power of two so masks bound
+/* argv[0] at most (its bytes; one more for the NUL it is read with). */
+#define ARGV0_MAX 256
+/* Exec payload: path, args, cwd, argv[0] back to back; power of two so masks bound
  * every write for the verifier. */
 #define EXEC_DATA_SIZE 16384
 
@@ -130,7 +132,7 @@ struct msg_process {
 	u32 auid;
 	u32 flags;
 	u32 nlink;
-	u32 pad;
+	u32 size_argv0; /* procscope's own (Tetragon's pad): argv[0]'s bytes, after the cwd */
 	u64 ino;
 	u64 ktime;
 	u16 size_path;

@@ -575,7 +575,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
 	p->flags = EVENT_EXECVE;
 	p->secureexec = 0;
 	p->size_envs = 0;
-	p->pad = 0;
+	p->size_argv0 = 0;
 
 	/* The previous image of this pid: a clone not yet exec'd makes this
 	 * exec "execve clone"; the init-tree mark stays with the process. */
@@ -693,10 +693,22 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
 		p->flags |= EVENT_ROOT_CWD;
 	cwd_len &= 4095;
 
+	/* argv[0] as the process set it (busybox's `sleep`, a login shell's
+	 * `-bash`), after the cwd: procscope's own (Tetragon's args skip it). */
+	u32 argv0_len = 0;
+	if (n0 > 1) {
+		long a0 = bpf_probe_read_user_str(ev->data + ((path_len + args_len + cwd_len) & 16383), ARGV0_MAX,
+						  (const void *)arg_start);
+		if (a0 > 1)
+			argv0_len = (a0 - 1) & (ARGV0_MAX - 1);
+	}
+
 	p->size_path = path_len;
 	p->size_args = args_len;
 	p->size_cwd = cwd_len;
-	u32 size = sizeof(*ev) - EXEC_DATA_SIZE + ((path_len + args_len + cwd_len) & (EXEC_DATA_SIZE - 1));
+	p->size_argv0 = argv0_len;
+	u32 size = sizeof(*ev) - EXEC_DATA_SIZE +
+		   ((path_len + args_len + cwd_len + argv0_len) & (EXEC_DATA_SIZE - 1));
 	p->size = size - offsetof(struct msg_execve_event, process);
 	set_common(&ev->common, MSG_OP_EXECVE, size, now);
 	emit(ev, size, MSG_OP_EXECVE);

@@ -89,6 +89,8 @@ def render_detail(proc: Process | None, cache: ProcessCache, now: int, exporter:
         add_row(t, "", Text("process not found: its exec or clone was lost", style="bold red"))
         return t
     add_row(t, "binary", f"{img.binary}  (inode {img.ino}, links {img.nlink})")
+    if proc.argv0:
+        add_row(t, "argv[0]", proc.argv0)
     if warning := lookalike(img.binary.rsplit("/", 1)[-1]):
         add_row(t, "", Text(warning, style="bold yellow"))
     add_row(t, "args", " ".join(img.args))

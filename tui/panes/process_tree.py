@@ -59,7 +59,7 @@ def row_text(row: Row, ctx: Context, columns: list[Column], subtree_pct: float |
             cut = ctx.command_width and cell_len(lead + printable(p.binary)) > ctx.command_width
             if cut and os.path.dirname(p.binary) not in ("", "/"):  # /memfd:x has no directory to drop
                 # Its name would be cut: the name, not the directories (the detail has the path).
-                command = printable(" ".join(("…/" + os.path.basename(p.binary), *p.args)))
+                command = printable(p.command("…/" + os.path.basename(p.binary)))
             text.append(lead + command)
         elif col.name == "BADGES":
             cell = col.cell(p, ctx)

@@ -122,9 +122,11 @@ class Process:
     def argv0(self) -> str:
         """argv[0] as the process set it when it names another program than
         its binary (busybox's `sleep`, a login shell's `-bash`, or a disguise:
-        `[kworker/0:0]`), else "": shown beside the binary, never instead."""
+        `[kworker/0:0]`), else "": shown beside the binary, never instead. A
+        name the binary's starts with is the same program (`python` run as
+        python3.11, `vi` as vim.basic: a symlink's name)."""
         img = self.image
-        if img is None or not img.argv0 or os.path.basename(img.argv0) == os.path.basename(img.binary):
+        if img is None or not img.argv0 or os.path.basename(img.binary).startswith(os.path.basename(img.argv0)):
             return ""
         return img.argv0
 

@@ -41,7 +41,7 @@ def exec_event(
     pid: int, ktime: int, parent: ProcessKey, binary: str = "/bin/true", args: tuple[str, ...] = (),
     cleanup: ProcessKey | None = None, uid: int = 0, caps: int = ALL_CAPS, ns: Namespaces | None = None,
     cgroup: str = "/", nspid: int | None = None, privileges: int = 0, nlink: int = 1, flags: int = wire.FLAG_EXECVE,
-    time: int | None = None,
+    time: int | None = None, argv0: str = "",
 ) -> ExecEvent:  # fmt: skip
     key = ProcessKey(pid, ktime)
     return ExecEvent(
@@ -49,6 +49,7 @@ def exec_event(
         auid=wire_unknown(), flags=flags, privileges=privileges, nlink=nlink, ino=1000 + pid, binary=binary,
         args=args, cwd="/", parent=parent, cleanup=cleanup if cleanup is not None else key, creds=creds(uid, caps),
         ns=ns or namespaces(), cgroup_id=1, cgroup_tracker_id=1, cgroup_name=cgroup.rsplit("/", 1)[-1], cgroup_path=cgroup,
+        argv0=argv0,
     )  # fmt: skip
 
 

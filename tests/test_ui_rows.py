@@ -424,3 +424,20 @@ def test_tree_glyphs_on_screen():
     rows = process_rows(cache, None, ViewOptions(collapsed={cache.by_pid[5].key}))
     assert [rows[i].branch + rows[i].proc.binary for i in range(len(rows))] == [
         "/sbin/init", "├─ /bin/p2", "│  ├─ /bin/p3", "│  └─ /bin/p4", "└+ /bin/p5"]  # fmt: skip
+
+
+def test_the_exec_stream_keeps_the_parent_at_the_exec_and_shows_argv0():
+    """A pipeline's child whose shell has exited: the stream says who
+    started it (Tetragon's parent), not the reaper it has since; a busybox
+    applet shows its argv[0] after the binary (issue 28, points 2 and 12)."""
+    from procscope.tui.panes.exec_stream import exec_row
+
+    cache = ProcessCache()
+    init = exec_event(1, 10, ROOT, "/sbin/init")
+    sh = exec_event(100, 20, init.key, "/bin/sh")
+    child = exec_event(101, 30, sh.key, "/bin/busybox", ("600",), argv0="sleep")
+    cache.apply_all([init, sh, child, exit_event(sh.key, 40)])
+    proc = cache.procs[child.key]
+    assert proc.tree_parent.pid == 1  # re-parented, as the kernel does: the list's PPID
+    row = exec_row("10:00:00.000", proc).plain
+    assert row.split()[1:3] == ["101", "100"] and row.rstrip().endswith("/bin/busybox│sleep 600")

@@ -18,10 +18,11 @@ def exec_row(when: str, proc: Process, container: str = "") -> Text:
     img = proc.image
     flags = " ".join(w for w in (img.flag_words if img else []) if w not in ("execve", "clone"))
     container = printable(container or (proc.container.short_id if proc.container else "-"))[:14]
+    # The parent at the exec (Tetragon's), not the reaper an orphan has since.
     text = Text(
-        f"{when:<12} {proc.pid:>7} {proc.tree_parent.pid:>7} {printable(describe.user(proc))[:9]:<9} {container:<14} "
+        f"{when:<12} {proc.pid:>7} {proc.parent.pid:>7} {printable(describe.user(proc))[:9]:<9} {container:<14} "
     )
-    text.append(printable(" ".join((proc.binary, *proc.args))))
+    text.append(printable(proc.command()))
     if flags:
         text.append(f"  [{flags}]", style="dim")
     return text

@@ -84,15 +84,20 @@ def test_json_stream_and_recording_to_files(scratch):
 @pytest.mark.bpf
 def test_compact_and_included_kinds(scratch):
     binary = unique_copy("/bin/true", scratch)
+    sleeper = unique_copy("/bin/sleep", scratch)
+    before = subprocess.Popen([sleeper, "30"])  # started before procscope: its exit is told from the /proc scan
 
     def act():
         time.sleep(1.2)  # let one counters line go out
         subprocess.run([binary, "hello", "world"])
+        before.kill()
+        before.wait()
 
     out, _ = _run_events(["--format", "compact", "--include", "clone,counters"], act, scratch)
     lines = out.splitlines()
     assert f"🚀 process {os.uname().nodename} {binary} hello world" in lines
     assert f"💥 exit    {os.uname().nodename} {binary} hello world 0" in lines
+    assert f"💥 exit    {os.uname().nodename} {sleeper} 30 SIGKILL" in lines
     assert any(line.startswith("🧬 clone") for line in lines)
     assert any(line.startswith("📊 counters received") for line in lines)
 

@@ -94,9 +94,8 @@ class Sampler:
         self._cgroups: ContainerReader | None = None
         self._passes = 0
         self._history: OrderedDict[ProcessKey, deque[tuple[float, int]]] = OrderedDict()
-        self._owners: dict[
-            ProcessKey, tuple[int, int]
-        ] = {}  # /proc/PID's uid and gid at the last reading (creds_watch)
+        # /proc/PID's uid and gid at each one's last reading (creds_watch)
+        self._owners: dict[ProcessKey, tuple[int, int]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

@@ -199,7 +199,9 @@ class ProcessCache(CacheViews):
                 self.counters.misses += 1  # its exec or clone was lost: nothing to change
             return None
         img = proc.image
-        old_sets = ev.old_sets or proc.cap_sets
+        # What the cache knows, else what the kernel side last sent: the sampler
+        # may have told the change (creds_watch) before the kernel side tells it again.
+        old_sets = proc.cap_sets or ev.old_sets
         if ev.sets is not None:
             proc.cap_sets = ev.sets
         if img.creds == ev.creds and img.ns == ev.ns and (old_sets is None or old_sets == ev.sets):

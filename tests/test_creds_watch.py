@@ -75,3 +75,22 @@ def test_a_rise_without_clone_exec_or_exit_is_seen_in_proc(child):
     # Nothing more while nothing changes.
     usage.sampler.table = usage.sampler.sample()
     assert usage.sampler.table.creds == ()
+
+
+def test_a_change_told_by_the_sampler_and_again_by_the_kernel_side_is_one_change():
+    """The sampler saw a rise; the kernel side, at the process's next clone,
+    sends the same credentials against what it last sent (the exec's): the
+    cache keeps one change."""
+    from procscope.cache import ROOT, ProcessCache
+    from procscope.probes.events import CapSets, CredsEvent
+
+    from .factories import creds, exec_event, namespaces
+
+    cache = ProcessCache()
+    ev = exec_event(100, 10, ROOT, uid=1000, caps=0)
+    cache.apply(ev)
+    root, full, fewer = creds(0), CapSets(2**41 - 1, 0), CapSets(2**41 - 1 - 2**13, 0)
+    cache.apply(CredsEvent(20, ev.key, 100, SEEN, root, namespaces(), fewer))  # the sampler's: sets as /proc says
+    cache.apply(CredsEvent(30, ev.key, 100, "seen at clone", root, namespaces(), fewer, full))  # old: the exec's
+    (change,) = cache.procs[ev.key].changes
+    assert change.syscall == SEEN and change.creds.euid == 0

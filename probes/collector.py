@@ -30,9 +30,10 @@ _event_time = operator.attrgetter("time")
 
 
 def _detach_at_once(bpf) -> None:
-    """Each detach waits for an RCU grace period in the kernel (~75 ms here:
-    one after the other, 15 took 1.1 s of quitting). The calls release the
-    GIL (ctypes, os.close), so on threads the waits overlap."""
+    """A syscall tracepoint's detach waits for an RCU grace period in the
+    kernel (~75 ms here; --creds-exact attaches 13: one after the other they
+    took a second of quitting). The calls release the GIL (ctypes, os.close),
+    so on threads the waits overlap."""
     detach = [(bpf.detach_tracepoint, tp) for tp in list(bpf.tracepoint_fds)]
     detach += [(bpf.detach_raw_tracepoint, tp) for tp in list(bpf.raw_tracepoint_fds)]
     threads = [threading.Thread(target=_quietly, args=(fn, tp), name="procscope-detach") for fn, tp in detach]

@@ -448,10 +448,10 @@ static __always_inline int rate_allows(const void *task, u64 now, u32 which)
  * what it knows, as it does a clone's first change. */
 BPF_PERCPU_ARRAY(creds_heap, struct msg_creds_event, 1);
 
-static __always_inline void creds_check(const void *task, u32 tgid, u32 where, const struct proc_state *st)
+/* cred and nsproxy: the task's, read by a caller that needs them too. */
+static __always_inline void creds_check_at(const void *task, const void *cred, const void *nsproxy, u32 tgid,
+					   u32 where, const struct proc_state *st)
 {
-	const void *cred = rd_ptr(task, PS_OFF(task_struct, cred));
-	const void *nsproxy = rd_ptr(task, PS_OFF(task_struct, nsproxy));
 	struct creds_seen_val *seen = creds_seen.lookup(&tgid);
 	if (!seen && st && st->cred == cred && st->nsproxy == nsproxy)
 		return;
@@ -493,14 +493,21 @@ static __always_inline void creds_check(const void *task, u32 tgid, u32 where, c
 	emit(ev, sizeof(*ev), MSG_OP_CREDS);
 }
 
+static __always_inline void creds_check(const void *task, u32 tgid, u32 where, const struct proc_state *st)
+{
+	creds_check_at(task, rd_ptr(task, PS_OFF(task_struct, cred)), rd_ptr(task, PS_OFF(task_struct, nsproxy)), tgid,
+		       where, st);
+}
+
 /* The creds the exec replaces, for its privilege flags and for a change
  * made since they were last seen (a setuid(0) followed by an exec). */
 static __always_inline int before_exec(const void *task, u32 execveat)
 {
 	u32 tgid = rd_u32(task, PS_OFF(task_struct, tgid));
-	if (PS_TRACE_KTHREADS || !is_kthread(task))
-		creds_check(task, tgid, CREDS_SEEN_EXEC, proc_state.lookup(&tgid));
 	const void *cred = rd_ptr(task, PS_OFF(task_struct, cred));
+	if (PS_TRACE_KTHREADS || !is_kthread(task))
+		creds_check_at(task, cred, rd_ptr(task, PS_OFF(task_struct, nsproxy)), tgid, CREDS_SEEN_EXEC,
+			       proc_state.lookup(&tgid));
 	struct pre_exec pre = {
 		.uid = rd_u32(cred, PS_OFF(cred, uid)),
 		.gid = rd_u32(cred, PS_OFF(cred, gid)),
@@ -752,8 +759,10 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 			ev.flags |= EVENT_IN_INIT_TREE;
 	}
 	/* The parent's creds as they are now, before its child's record. */
+	const void *pcred = rd_ptr(parent, PS_OFF(task_struct, cred));
+	const void *pnsproxy = rd_ptr(parent, PS_OFF(task_struct, nsproxy));
 	if (PS_TRACE_KTHREADS || !is_kthread(parent))
-		creds_check(parent, ptgid, CREDS_SEEN_CLONE, up);
+		creds_check_at(parent, pcred, pnsproxy, ptgid, CREDS_SEEN_CLONE, up);
 	struct proc_state st = {
 		.ktime = ev.ktime,
 		.flags = ev.flags,
@@ -768,10 +777,8 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
 	/* Cloned into namespaces (or a user namespace) of its own: told at
 	 * once. (A child's cred is a copy of its parent's, its nsproxy shared
 	 * unless it has namespaces of its own.) */
-	if (st.nsproxy != rd_ptr(parent, PS_OFF(task_struct, nsproxy)) ||
-	    rd_ptr(st.cred, PS_OFF(cred, user_ns)) !=
-		    rd_ptr(rd_ptr(parent, PS_OFF(task_struct, cred)), PS_OFF(cred, user_ns)))
-		creds_check(child, tgid, CREDS_SEEN_CLONE, 0);
+	if (st.nsproxy != pnsproxy || rd_ptr(st.cred, PS_OFF(cred, user_ns)) != rd_ptr(pcred, PS_OFF(cred, user_ns)))
+		creds_check_at(child, st.cred, st.nsproxy, tgid, CREDS_SEEN_CLONE, 0);
 	return 0;
 }
 

@@ -24,7 +24,8 @@ def test_scan_lists_running_processes_parents_first():
         assert ev.flags & wire.FLAG_PROCFS
         if ev.parent.pid in position:
             assert position[ev.parent.pid] < position[ev.key.pid]
-    kernel_threads = [p.pid for p in psutil.process_iter() if p.ppid() == 2]
+    # attrs make psutil skip a process that exits (or whose pid is reused) mid-iteration
+    kernel_threads = [p.pid for p in psutil.process_iter(["ppid"]) if p.info["ppid"] == 2]
     assert kernel_threads and not set(kernel_threads) & set(pids)
     me = events[position[os.getpid()]]
     assert me.binary == os.path.realpath(psutil.Process().exe())

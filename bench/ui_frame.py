@@ -6,7 +6,7 @@ processes (services with workers, a fifth in containers, as
 bench/cache_memory.py builds them), then a stream of short-lived execs
 (default 2,000/s, each exiting after 0.5 s and shown dimmed for the 5 s
 grace period: ~20k rows) fed through the source on the app's own timer.
-Measured: (a) frame time, the duration of app.refresh_panes; (b) key to
+Measured: (a) frame time, the duration of app.monitor.redraw; (b) key to
 screen, from pressing a key that changes what is shown until the next
 screen update is composed. Baseline, same run: 100 processes, no stream.
 
@@ -113,12 +113,17 @@ async def run(n: int, rate: float, duration: float) -> dict:
         changes: list[tuple[float, tuple]] = []  # (when, shown state)
         displays: list[float] = []
         shown = asyncio.Event()
-        refresh, display, run_action = app.refresh_panes, app._display, app.run_action
+        refresh, display, run_action = app.monitor.redraw, app._display, app.run_action
 
         def state() -> tuple:
-            return app.tree_pane.selected_key, app.view.tree, getattr(app.view, "group", None), str(app.filter_query)
+            return (
+                app.monitor.tree_pane.selected_key,
+                app.monitor.view.tree,
+                getattr(app.monitor.view, "group", None),
+                str(app.monitor.filter_query),
+            )
 
-        def timed(*args, **kwargs) -> None:  # refresh_panes' own arguments, passed through
+        def timed(*args, **kwargs) -> None:  # redraw' own arguments, passed through
             t = time.perf_counter()
             refresh(*args, **kwargs)
             changes.append((time.perf_counter(), state()))
@@ -136,7 +141,7 @@ async def run(n: int, rate: float, duration: float) -> dict:
                 changes.append((time.perf_counter(), state()))
 
         # The app calls these through the instance: from its timer, keys and mount.
-        app.refresh_panes, app._display, app.run_action = timed, displayed, acted
+        app.monitor.redraw, app._display, app.run_action = timed, displayed, acted
         async with app.run_test(size=SIZE) as pilot:
             await pilot.pause()
             first = frames[0]
@@ -147,7 +152,7 @@ async def run(n: int, rate: float, duration: float) -> dict:
             else:
                 for _ in range(30):
                     timed(tick=True)
-            rows = len(app.tree_pane.keys)
+            rows = len(app.monitor.tree_pane.keys)
             latencies: dict[str, list[float]] = {}
             for typed, key in KEYS:
                 if typed:

@@ -207,7 +207,7 @@ async def test_the_monitor_shows_names_in_the_list_and_the_container_picker(dock
         choices.highlighted = web
         await pilot.press("enter")
         await pilot.pause(0.3)
-        assert str(app.filter_query) == f"pid:{os.getpid()} container:web-1"
+        assert str(app.monitor.filter_query) == f"pid:{os.getpid()} container:web-1"
         assert str(app.query_one("#tree").border_title) == f"no process matches: pid:{os.getpid()} container:web-1"
 
 
@@ -235,12 +235,12 @@ async def test_a_container_uses_what_docker_stats_says(docker, tmp_path):
         async with app.run_test(size=SIZE) as pilot:
             for _ in range(100):
                 await pilot.pause(0.1)
-                u = app.cache.usage.containers.get(cid)
+                u = app.monitor.cache.usage.containers.get(cid)
                 if u is not None and u.cpu_pct is not None and (u.mem_used or 0) > 100 << 20:
                     break
             await pilot.pause(1.5)
             theirs = docker_stats(docker, "burn")
-            ours = app.cache.usage.containers[cid]
+            ours = app.monitor.cache.usage.containers[cid]
             their_cpu = float(theirs["CPUPerc"].rstrip("%"))
             assert abs(ours.cpu_pct - their_cpu) <= 0.1 * their_cpu, (ours, theirs)
             used, limit = (mib(part.strip()) for part in theirs["MemUsage"].split("/"))

@@ -191,7 +191,7 @@ async def test_monitor_pilot_hostile_rows_details_clicks_and_snapshots(hostile, 
         for i in range(len(tree.rows)):
             tree.cursor = i
             await pilot.pause()
-            app.show_detail()
+            app.monitor.select()
         # A click on each row (and the detail pane): the app is still there.
         for y in range(3, 3 + min(len(tree.rows), 20)):
             await pilot.click("#tree", offset=(40, y))
@@ -200,10 +200,10 @@ async def test_monitor_pilot_hostile_rows_details_clicks_and_snapshots(hostile, 
         assert app.is_running and app.return_code is None
         await pilot.press("W")
         await pilot.pause()
-        first = app.last_snapshot
+        first = app.monitor.last_snapshot
         await pilot.press("W")
         await pilot.pause()
-        assert app.last_snapshot != first
-        for path in (first, app.last_snapshot):
+        assert app.monitor.last_snapshot != first
+        for path in (first, app.monitor.last_snapshot):
             doc = json.loads(Path(path).read_bytes())
             assert {p["pid"] for p in doc["processes"]} >= set(hostile.pids) - {hostile.comm_pid}

@@ -62,7 +62,7 @@ def test_unknown_theme_is_one_line_naming_the_choices(capsys):
 
 def test_cmd_ui_passes_the_xdg_config_path(tmp_path, monkeypatch):
     seen = {}
-    monkeypatch.setattr(ProcscopeApp, "run", lambda self: seen.update(path=self.config_path, theme=self.theme))
+    monkeypatch.setattr(ProcscopeApp, "run", lambda self: seen.update(path=self.monitor.config_path, theme=self.theme))
     assert cli.main(["ui", "--replay", DEMO]) == 0
     assert seen == {"path": tmp_path / "xdg" / "procscope" / "config.toml", "theme": "procscope-dark"}
     monkeypatch.delenv("XDG_CONFIG_HOME")

@@ -65,7 +65,7 @@ async def test_container_filter_narrows_every_pane(recording, tmp_path):
         # A bad filter is refused with a message, and the old one stays.
         await pilot.press("backslash", "ctrl+u", *"cap:FLY", "enter")
         await pilot.pause()
-        assert str(app.filter_query) == "container:3f2a"
+        assert str(app.monitor.filter_query) == "container:3f2a"
 
 
 async def test_flat_sort_pause_help_and_snapshot_key(recording, tmp_path):
@@ -80,7 +80,7 @@ async def test_flat_sort_pause_help_and_snapshot_key(recording, tmp_path):
         assert "FROZEN" in plain(app, app.query_one("#status").content)
         await pilot.press("W")
         await pilot.pause()
-        path = app.last_snapshot
+        path = app.monitor.last_snapshot
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
         doc = json.loads(Path(path).read_text())
         assert doc["schema"] == "procscope-snapshot" and {p["pid"] for p in doc["processes"]} >= {1, 101, 201}
@@ -104,7 +104,7 @@ async def test_w_writes_what_the_view_shows_to_the_state_directory(recording, tm
         await pilot.pause(0.3)
         await pilot.press("W")
         await pilot.pause()
-        path = Path(app.last_snapshot)
+        path = Path(app.monitor.last_snapshot)
         assert path.parent == tmp_path / "state" / "procscope" and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
         assert any(str(path) in str(n.message) for n in app._notifications)
     doc = json.loads(path.read_text())
@@ -145,18 +145,18 @@ async def test_live_time_travel_through_the_window_while_events_keep_arriving(sc
     sleeper = unique_copy("/bin/sleep", scratch)
     later = unique_copy("/bin/true", scratch)
     async with app.run_test(size=(160, 50)) as pilot:
-        assert await wait_for(pilot, lambda: os.getpid() in app.cache.by_pid)
+        assert await wait_for(pilot, lambda: os.getpid() in app.monitor.cache.by_pid)
         proc = await asyncio.create_subprocess_exec(sleeper, "3")
         assert await wait_for(
-            pilot, lambda: proc.pid in app.cache.by_pid and app.cache.by_pid[proc.pid].binary == sleeper
+            pilot, lambda: proc.pid in app.monitor.cache.by_pid and app.monitor.cache.by_pid[proc.pid].binary == sleeper
         )
         await proc.wait()
         assert await wait_for(pilot, lambda: any(sleeper in row.plain for row in app.query_one("#exits").rows))
         await pilot.press("comma", "comma")  # two seconds back: it was sleeping
         await pilot.pause()
         status = plain(app, app.query_one("#status").content)
-        assert app.travel is not None and "⏱" in status and "Z: live" in status
-        there = app.cache.by_pid.get(proc.pid)
+        assert app.monitor.travel is not None and "⏱" in status and "Z: live" in status
+        there = app.monitor.cache.by_pid.get(proc.pid)
         assert there is not None and there.alive and there.binary == sleeper
         assert not any(sleeper in row.plain for row in app.query_one("#exits").rows)  # it had not exited yet
         assert any(sleeper in row.plain for row in app.query_one("#execs").rows)
@@ -167,37 +167,37 @@ async def test_live_time_travel_through_the_window_while_events_keep_arriving(sc
         assert proc.pid in shown and len(shown) < len(everything)
         await pilot.press("backslash", "ctrl+u", "enter")
         await pilot.pause()
-        assert app.travel.at is not None and not app.filter_query
+        assert app.monitor.travel.at is not None and not app.monitor.filter_query
         done = await asyncio.create_subprocess_exec(later)  # behind the view
         await done.wait()
-        assert await wait_for(pilot, lambda: any(k.pid == done.pid for k in app.feed.cache.procs))
-        assert not any(k.pid == done.pid for k in app.cache.procs)
+        assert await wait_for(pilot, lambda: any(k.pid == done.pid for k in app.monitor.feed.cache.procs))
+        assert not any(k.pid == done.pid for k in app.monitor.cache.procs)
         assert not any(later in r.plain for r in app.query_one("#execs").rows)
         await pilot.press("Z")  # live again, with what arrived meanwhile
         await pilot.pause()
-        assert app.travel is None and app.cache is app.feed.cache
+        assert app.monitor.travel is None and app.monitor.cache is app.monitor.feed.cache
         assert await wait_for(pilot, lambda: any(later in row.plain for row in app.query_one("#execs").rows))
         await pilot.press("Z")  # frozen; , steps back from the moment frozen
-        frozen_at = app.frozen_at
+        frozen_at = app.monitor.frozen_at
         await pilot.pause(1.0)
         await pilot.press("comma")
         await pilot.pause()
-        assert app.travel.at is not None and abs(app.travel.at - (frozen_at - 10**9)) < 10**8
+        assert app.monitor.travel.at is not None and abs(app.monitor.travel.at - (frozen_at - 10**9)) < 10**8
         await pilot.press("at")
         await pilot.press(*"now", "enter")
         await pilot.pause()
-        assert app.travel is None and not app.frozen
+        assert app.monitor.travel is None and not app.monitor.frozen
 
 
 async def until_attached(app, pilot, seconds: float) -> None:
     """Until the status says the probes are attached (BPF unavailable: fails or skips, as conftest says)."""
     status = app.query_one("#status")
     for _ in range(int(seconds * 10)):
-        if "source: live BPF" in plain(app, status.content) or app.source.collector.setup_error:
+        if "source: live BPF" in plain(app, status.content) or app.monitor.source.collector.setup_error:
             break
         await pilot.pause(0.1)
-    if app.source.collector.setup_error:
-        bpf_unavailable(app.source.collector.setup_error)
+    if app.monitor.source.collector.setup_error:
+        bpf_unavailable(app.monitor.source.collector.setup_error)
 
 
 @pytest.mark.bpf
@@ -221,7 +221,7 @@ async def test_live_monitor_draws_the_proc_tree_first_and_attaches_behind_it(scr
         assert "source: live BPF" in plain(app, status.content)
         await pilot.pause(0.3)
         shown = set(pids(app.query_one("#tree")))
-        assert during.pid in shown and before.pid not in app.cache.by_pid
+        assert during.pid in shown and before.pid not in app.monitor.cache.by_pid
         binary = unique_copy("/bin/true", scratch)
         proc = await asyncio.create_subprocess_exec(binary)
         await proc.wait()
@@ -258,10 +258,10 @@ async def test_throttled_container_is_marked(tmp_path):
         await pilot.pause()
         header = next(r.plain for r in app.query_one("#tree").rows if r.plain.lstrip("▾▸ ").startswith("container"))
         assert "3f2a3f2a3f2a" in header and "⏸ throttled" in header
-        app.cache.apply(ThrottleEvent(last + 2, wire.THROTTLE_STOP, 4711, name, (5, 4, 3), DOCKER))
-        app.refresh_panes()
+        app.monitor.cache.apply(ThrottleEvent(last + 2, wire.THROTTLE_STOP, 4711, name, (5, 4, 3), DOCKER))
+        app.monitor.redraw()
         assert "THROTTLED" not in plain(app, app.query_one("#status").content)
-        assert app.cache.throttles[4711].suppressed == (5, 4, 3)
+        assert app.monitor.cache.throttles[4711].suppressed == (5, 4, 3)
 
 
 async def test_a_failure_stops_the_monitor_with_one_line_and_a_private_log(recording, tmp_path, monkeypatch):
@@ -299,7 +299,7 @@ async def test_markup_in_the_filter_a_search_a_replay_path_or_the_config_is_text
         await pilot.pause()
         await pilot.press("backslash", "ctrl+u", *"[link=x]", "enter")  # a filter with markup: fine, and no match
         await pilot.pause()
-        assert str(app.filter_query) == "'[link=x]'" and app.is_running
+        assert str(app.monitor.filter_query) == "'[link=x]'" and app.is_running
         assert any("unknown theme '[/][@click=app.quit]x'" in str(n.message) for n in app._notifications)
 
 
@@ -326,12 +326,12 @@ async def test_time_travel_through_a_recording(recording, tmp_path):
         await pilot.pause()
         text = plain(app, status.content)
         assert "⏱" in text and "0.5 of 2.0 s" in text
-        sh = app.cache.by_pid[100]
-        assert sh.alive and sh.binary == "/bin/sh" and app.cache.by_pid[300].alive  # it crashes at 2 s
+        sh = app.monitor.cache.by_pid[100]
+        assert sh.alive and sh.binary == "/bin/sh" and app.monitor.cache.by_pid[300].alive  # it crashes at 2 s
         assert not any("crash" in row.plain for row in app.query_one("#exits").rows)
         await pilot.press("full_stop", "full_stop")  # 2.0 s: the end
         await pilot.pause()
-        assert not app.cache.procs[sh.key].alive and "end" in plain(app, status.content)
+        assert not app.monitor.cache.procs[sh.key].alive and "end" in plain(app, status.content)
         await pilot.press("left_curly_bracket")  # one event back: before the last exit
         await pilot.pause()
         assert "end" not in plain(app, status.content).split("⏱")[1].split("│")[0]
@@ -356,13 +356,15 @@ async def test_event_steps_follow_the_filter_to_the_millisecond(recording, tmp_p
         await pilot.pause()
         status = plain(app, app.query_one("#status").content)
         assert re.search(r"⏱ \d\d:\d\d:\d\d\.\d{3} \[", status), status
-        assert app.cache.by_pid[300].binary == "/bin/crash" and 100 in app.cache.by_pid  # the shell still runs
+        assert (
+            app.monitor.cache.by_pid[300].binary == "/bin/crash" and 100 in app.monitor.cache.by_pid
+        )  # the shell still runs
         await pilot.press("right_curly_bracket")  # its exit, at 2 s: the shell's at 1 s is stepped over
         await pilot.pause()
-        assert 300 not in app.cache.by_pid and "2.0 of 2.0 s" in plain(app, app.query_one("#status").content)
+        assert 300 not in app.monitor.cache.by_pid and "2.0 of 2.0 s" in plain(app, app.query_one("#status").content)
         await pilot.press("left_curly_bracket")
         await pilot.pause()
-        assert 300 in app.cache.by_pid and 100 in app.cache.by_pid
+        assert 300 in app.monitor.cache.by_pid and 100 in app.monitor.cache.by_pid
 
 
 async def test_live_time_travel_needs_the_window(tmp_path):
@@ -372,7 +374,7 @@ async def test_live_time_travel_needs_the_window(tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("comma")
         await pilot.pause()
-        assert app.travel is None
+        assert app.monitor.travel is None
         assert any("no time travel: --window 0" in str(n.message) for n in app._notifications)
 
 
@@ -415,7 +417,7 @@ async def test_how_the_probes_were_built_is_told_in_the_help_not_over_the_list(t
         await until_attached(app, pilot, seconds=15)
         await pilot.pause(0.5)
         assert not [m for m in told if "kernel headers" in m], told
-        assert any("compiling against" in f for f in app.source.facts)
+        assert any("compiling against" in f for f in app.monitor.source.facts)
         await pilot.press("f1")
         assert isinstance(app.screen, HelpScreen)
         text = screen_text(app)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 
 import pytest
+from textual.binding import Binding
 
 from procscope import signals
 from procscope.cache import ROOT, ProcessCache
@@ -114,16 +115,16 @@ async def test_tagging_marks_rows_and_moves_down(replay_app):
         tree = app.query_one("#tree")
         await pilot.press("space", "down", "space")  # init, then skip one, then 101
         await pilot.pause()
-        assert {k.pid for k in app.tagged} == {1, 101} and tree.cursor == 3
+        assert {k.pid for k in app.monitor.tagged} == {1, 101} and tree.cursor == 3
         marked = [int(row.plain[1:].split()[0]) for row in tree.rows if row.plain.startswith("*")]
         assert marked == [1, 101]  # the marker takes the pid's padding
         assert "yellow" in str(tree.rows[2].spans[-1].style)
         await pilot.press("up", "space")  # untag
         await pilot.pause()
-        assert {k.pid for k in app.tagged} == {1}
+        assert {k.pid for k in app.monitor.tagged} == {1}
         await pilot.press("U")
         await pilot.pause()
-        assert not app.tagged and not any(row.plain.startswith("*") for row in tree.rows)
+        assert not app.monitor.tagged and not any(row.plain.startswith("*") for row in tree.rows)
 
 
 async def test_replay_refuses_signals(replay_app):
@@ -156,7 +157,7 @@ async def test_live_signal_kills_the_selected_process(sleeper, tmp_path):
         await pilot.pause()
         await pilot.press("k", "c", "space")  # app keys do nothing behind the dialog
         await pilot.pause()
-        assert isinstance(app.screen, SignalScreen) and len(app.screen_stack) == 2 and not app.tagged
+        assert isinstance(app.screen, SignalScreen) and len(app.screen_stack) == 2 and not app.monitor.tagged
         await pilot.press("enter")  # SIGTERM, the default
         assert sleeper.wait(timeout=10) == -signal.SIGTERM
         await pilot.pause()
@@ -166,7 +167,7 @@ async def test_live_signal_kills_the_selected_process(sleeper, tmp_path):
 async def test_live_signal_goes_to_the_tagged_processes(sleepers, tmp_path):
     app = App(ProcfsSource("test", 5 * 10**9), snapshot_dir=str(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
-        app.tagged.update(procfs.start_key(c.pid) for c in sleepers)
+        app.monitor.tagged.update(procfs.start_key(c.pid) for c in sleepers)
         await pilot.press("k")
         await pilot.pause()
         targets = plain(app, app.screen.query_one("#targets").content)
@@ -184,7 +185,7 @@ async def test_container_picker_narrows_every_pane_and_keeps_the_filter(replay_a
         assert isinstance(app.screen, PickScreen)
         await pilot.press("down", "enter")  # the one container, after "all containers"
         await pilot.pause()
-        assert str(app.filter_query) == f"-bin:nothing container:{CONTAINER}"
+        assert str(app.monitor.filter_query) == f"-bin:nothing container:{CONTAINER}"
         assert pids(app.query_one("#tree")) == [1, 200, 201]
         assert sorted(pids(app.query_one("#execs"), column=1)) == [200, 201]
         assert len(app.query_one("#exits").rows) == 0
@@ -193,7 +194,7 @@ async def test_container_picker_narrows_every_pane_and_keeps_the_filter(replay_a
         assert app.screen.query_one("#choices").highlighted == 1  # the current one
         await pilot.press("up", "enter")  # all containers
         await pilot.pause()
-        assert str(app.filter_query) == "-bin:nothing"
+        assert str(app.monitor.filter_query) == "-bin:nothing"
         assert pids(app.query_one("#tree")) == [1, 100, 101, 102, 200, 201, 300]  # not 400: no binary known
 
 
@@ -202,7 +203,7 @@ async def test_palette_offers_every_bound_action(replay_app):
     async with app.run_test(size=SIZE) as pilot:
         provider = BindingCommands(app.screen)
         found = [hit.text async for hit in provider.discover()]
-        described = [b.description for b in ProcscopeApp.BINDINGS if b.description]
+        described = [b.description for b in type(app.monitor).BINDINGS if isinstance(b, Binding) and b.description]
         assert found == described and {"Kill", "Untag all", "Show one container", "Setup"} <= set(found)
         assert "Untag all" in [hit.text async for hit in provider.search("untag")]
         # Run one through the palette itself.
@@ -212,7 +213,7 @@ async def test_palette_offers_every_bound_action(replay_app):
         await pilot.pause(0.5)
         await pilot.press("enter")
         await pilot.pause(0.3)
-        assert app.view.tree is False
+        assert app.monitor.view.tree is False
         await pilot.press("ctrl+p")  # a dialog from the palette
         await pilot.pause()
         await pilot.press(*"Show one container")
@@ -262,10 +263,10 @@ async def test_clicks_select_from_streams_and_sort_by_header(replay_app):
         x = tree.header.plain.index("USER") + 2
         await pilot.click("#tree", offset=(1 + x, 1))  # inside the border
         await pilot.pause()
-        assert app.view.tree is False and app.view.sort == "USER"
+        assert app.monitor.view.tree is False and app.monitor.view.sort == "USER"
         await pilot.click("#tree", offset=(2, 1))  # over the pids, left of the right-aligned title
         await pilot.pause()
-        assert app.view.sort == "PID"
+        assert app.monitor.view.sort == "PID"
 
 
 def test_drop_rates_and_received():
@@ -304,4 +305,4 @@ async def test_drops_pane_shows_rates(replay_app):
         await pilot.pause()
         text = plain(app, app.query_one("#drops").content)
         received = next(line for line in text.splitlines() if line.strip().startswith("received"))
-        assert received.split()[1] == str(app.feed.events_total)
+        assert received.split()[1] == str(app.monitor.feed.events_total)

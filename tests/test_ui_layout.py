@@ -96,15 +96,15 @@ async def test_panels_open_close_and_switch_at_80x24(demo):
         assert "TIME" in text and "/usr/bin/sleep 600" in text.split("execs")[1]
         await pilot.press("tab")  # the next: exits
         await pilot.pause()
-        assert app.panel.current == "exits" and "LIFETIME" in screen_text(app)
+        assert app.monitor.panel.current == "exits" and "LIFETIME" in screen_text(app)
         assert "exit 0" in screen_text(app).split("exits")[1]
         await pilot.press("tab")  # the history: every process seen
         await pilot.pause()
-        assert app.panel.current == "history" and "STARTED" in screen_text(app)
+        assert app.monitor.panel.current == "history" and "STARTED" in screen_text(app)
         await pilot.press("tab")
         await pilot.pause()
         text = screen_text(app)
-        assert app.panel.current == "drops"
+        assert app.monitor.panel.current == "drops"
         for word in ("unknown", "ENOENT", "E2BIG", "EBUSY", "EINVAL", "ENOSPC", "EAGAIN", "EXECVE", "user space"):
             assert word in text, word
         await pilot.press("L")
@@ -118,14 +118,14 @@ async def test_wide_screens_show_the_detail_beside_the_list_and_resizing_lays_ou
         await pilot.pause()
         tree, detail = app.query_one("#tree").region, app.query_one("#detail").region
         assert detail.x >= tree.right and detail.y == tree.y  # beside
-        assert app.panel.region.y >= tree.bottom  # and the exec stream below both
+        assert app.monitor.panel.region.y >= tree.bottom  # and the exec stream below both
         await pilot.resize_terminal(80, 24)
         await pilot.pause(0.3)
-        assert not app.query_one("#detail").display and not app.panel.display
+        assert not app.query_one("#detail").display and not app.monitor.panel.display
         assert len(shown_pids(app)) >= 15 and "AGE" not in list_lines(app)[0]
         await pilot.resize_terminal(120, 40)
         await pilot.pause(0.3)
-        assert "AGE" in list_lines(app)[0] and app.panel.display and not app.query_one("#detail").display
+        assert "AGE" in list_lines(app)[0] and app.monitor.panel.display and not app.query_one("#detail").display
         await pilot.press("enter")
         await pilot.pause()
         tree, detail = app.query_one("#tree").region, app.query_one("#detail").region
@@ -150,10 +150,10 @@ async def test_losses_are_one_glance_and_one_key_away(demo, tmp_path, size):
         # Whole, whatever else the width leaves out.
         assert status.startswith(" ⚠ lost 15: kernel EAGAIN on EXECVE 12, user-space queue 3 (L)"), status
         assert app.query_one("#status").has_class("losing")
-        if app.panel.display:
+        if app.monitor.panel.display:
             await pilot.press("L")  # the panel may be open on another
             await pilot.pause()
-        if app.panel.current != "drops" or not app.panel.display:
+        if app.monitor.panel.current != "drops" or not app.monitor.panel.display:
             await pilot.press("L")
             await pilot.pause()
         execve = next(line for line in screen_text(app).splitlines() if re.match(r"│\s*EXECVE ", line))
@@ -175,57 +175,57 @@ async def test_htop_keys(demo, tmp_path):
         for key in ("f5", "t"):
             await pilot.press(key)
             await pilot.pause()
-            assert not app.view.tree and "├─" not in "".join(list_lines(app))
+            assert not app.monitor.view.tree and "├─" not in "".join(list_lines(app))
             await pilot.press(key)
             await pilot.pause()
-            assert app.view.tree and "├─" in "".join(list_lines(app))
+            assert app.monitor.view.tree and "├─" in "".join(list_lines(app))
         # F3 and /: search, then n and N for the next and previous match.
         await pilot.press("f3", *"sleep 600", "enter")
         await pilot.pause()
-        first = app.tree_pane.cursor
-        assert "sleep 600" in " ".join((app.cache.get(app.tree_pane.selected_key).binary,
-                                        *app.cache.get(app.tree_pane.selected_key).args))  # fmt: skip
+        first = app.monitor.tree_pane.cursor
+        assert "sleep 600" in " ".join((app.monitor.cache.get(app.monitor.tree_pane.selected_key).binary,
+                                        *app.monitor.cache.get(app.monitor.tree_pane.selected_key).args))  # fmt: skip
         await pilot.press("n")
         await pilot.pause()
-        second = app.tree_pane.cursor
+        second = app.monitor.tree_pane.cursor
         assert second > first
         await pilot.press("N")
         await pilot.pause()
-        assert app.tree_pane.cursor == first
+        assert app.monitor.tree_pane.cursor == first
         await pilot.press("slash", *"payload", "enter")
         await pilot.pause()
-        assert "/memfd:payload" in app.cache.get(app.tree_pane.selected_key).binary
+        assert "/memfd:payload" in app.monitor.cache.get(app.monitor.tree_pane.selected_key).binary
         # F4 and \: the filter.
         await pilot.press("f4", *"user:nobody", "enter")
         await pilot.pause()
-        assert str(app.filter_query) == "user:nobody"
-        assert {app.cache.by_pid[p].image.uid for p in shown_pids(app) if p != 1} <= {65534, 0}
+        assert str(app.monitor.filter_query) == "user:nobody"
+        assert {app.monitor.cache.by_pid[p].image.uid for p in shown_pids(app) if p != 1} <= {65534, 0}
         await pilot.press("backslash", "ctrl+u", "enter")
         await pilot.pause()
-        assert not app.filter_query
+        assert not app.monitor.filter_query
         # u: one user's processes, from a list of users.
         await pilot.press("u")
         await pilot.pause()
         assert isinstance(app.screen, PickScreen)
         await pilot.press("down", "enter")  # after "all users": nobody
         await pilot.pause()
-        assert str(app.filter_query) == "user:nobody"
+        assert str(app.monitor.filter_query) == "user:nobody"
         await pilot.press("u", "home", "enter")  # all users again
         await pilot.pause()
-        assert not app.filter_query
+        assert not app.monitor.filter_query
         # F6: sort by a column (a flat list); < and > the next column; I inverts.
         await pilot.press("f6")
         await pilot.pause()
         assert isinstance(app.screen, PickScreen)
         await pilot.press("down", "enter")
         await pilot.pause()
-        assert app.view.sort == "USER" and not app.view.tree and "USER▲" in list_lines(app)[0]
+        assert app.monitor.view.sort == "USER" and not app.monitor.view.tree and "USER▲" in list_lines(app)[0]
         await pilot.press("greater_than_sign")
         await pilot.pause()
-        assert app.view.sort == "CONTAINER"
+        assert app.monitor.view.sort == "CONTAINER"
         await pilot.press("less_than_sign", "less_than_sign")
         await pilot.pause()
-        assert app.view.sort == "PID"
+        assert app.monitor.view.sort == "PID"
         pids = shown_pids(app)
         assert pids == sorted(pids)
         await pilot.press("I")
@@ -237,7 +237,7 @@ async def test_htop_keys(demo, tmp_path):
         # space tags and moves down, U untags all.
         await pilot.press("home", "space", "space")
         await pilot.pause()
-        assert len(app.tagged) == 2 and app.tree_pane.cursor == 2
+        assert len(app.monitor.tagged) == 2 and app.monitor.tree_pane.cursor == 2
         assert [(line[1], int(line[2:].split()[0])) for line in list_lines(app)[1:4]] == [
             ("*", 1),
             ("*", 19279),
@@ -245,7 +245,7 @@ async def test_htop_keys(demo, tmp_path):
         ]
         await pilot.press("U")
         await pilot.pause()
-        assert not app.tagged
+        assert not app.monitor.tagged
         # - folds the subtree (htop marks it with +), + unfolds, * unfolds all.
         await pilot.press("home", "down", "minus")
         await pilot.pause()
@@ -256,18 +256,18 @@ async def test_htop_keys(demo, tmp_path):
         assert len(shown_pids(app)) >= 15
         await pilot.press("minus", "asterisk")
         await pilot.pause()
-        assert len(shown_pids(app)) >= 15 and not app.view.collapsed
+        assert len(shown_pids(app)) >= 15 and not app.monitor.view.collapsed
         # Z freezes the view; F follows the selected process.
         await pilot.press("Z")
         await pilot.pause()
         assert "FROZEN (Z)" in screen_text(app).splitlines()[0]
         await pilot.press("Z", "down", "F")
         await pilot.pause()
-        followed = app.tree_pane.selected_key
-        assert app.following == followed and f"following {followed.pid} (F)" in screen_text(app).splitlines()[0]
+        followed = app.monitor.tree_pane.selected_key
+        assert app.monitor.following == followed and f"following {followed.pid} (F)" in screen_text(app).splitlines()[0]
         await pilot.press("t")  # the list reorders: the followed process stays selected
         await pilot.pause()
-        assert app.tree_pane.selected_key == followed
+        assert app.monitor.tree_pane.selected_key == followed
         await pilot.press("F", "t")
         await pilot.pause()
         # F9 and k: the signal dialog (a replay refuses to send, and says so).
@@ -344,7 +344,7 @@ async def test_the_first_hour_search_exits_and_capabilities(demo):
         await pilot.pause()
         await pilot.press("slash", *"sleep", "enter")  # dash -c .../setuid-sleep 600 comes first in the tree
         await pilot.pause()
-        found = app.cache.get(app.tree_pane.selected_key)
+        found = app.monitor.cache.get(app.monitor.tree_pane.selected_key)
         assert "sleep" in os.path.basename(found.binary), found
         await pilot.press("X")
         await pilot.pause()
@@ -369,7 +369,7 @@ async def test_the_detail_scrolls_from_the_keyboard_at_80x24(demo):
         for _ in range(10):
             await pilot.press("ctrl+down")
         await pilot.pause()
-        assert detail.scroll_offset.y > 0 and app.tree_pane.has_focus  # the list keeps the keys
+        assert detail.scroll_offset.y > 0 and app.monitor.tree_pane.has_focus  # the list keeps the keys
         assert "ns net" in screen_text(app)
         await pilot.press("ctrl+up")
         await pilot.pause()

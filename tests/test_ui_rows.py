@@ -335,7 +335,7 @@ async def test_g_cycles_grouping_and_headers_fold(tmp_path):
         assert pids(tree)[:2] == [1, 50] and not tree.shown.groups
         await pilot.press("g")
         await pilot.pause()
-        assert app.view.group == "container"
+        assert app.monitor.view.group == "container"
         assert [k if isinstance(k, str) else k.pid for k in tree.keys] == [
             "host", 1, 50, 203, "container:" + "3f2a" * 16, 200, 201, 202]  # fmt: skip
         assert tree.selected_key.pid == 1  # the cursor stayed on init, now under its header
@@ -351,10 +351,10 @@ async def test_g_cycles_grouping_and_headers_fold(tmp_path):
         assert len(tree.keys) == 8
         await pilot.press("g")
         await pilot.pause()
-        assert app.view.group == "cgroup" and tree.keys[0] == "cgroup:/init.scope"
+        assert app.monitor.view.group == "cgroup" and tree.keys[0] == "cgroup:/init.scope"
         await pilot.press("g")
         await pilot.pause()
-        assert app.view.group == "none" and pids(tree)[:2] == [1, 50]
+        assert app.monitor.view.group == "none" and pids(tree)[:2] == [1, 50]
 
 
 @pytest.mark.bpf

@@ -181,7 +181,7 @@ async def test_yes_is_first_after_p_and_the_allocation_after_m(burner, holder, t
         assert first[0] == str(burner.pid) and float(first[2]) >= 80, first
         await pilot.press("M")
         assert await wait_for(pilot, lambda: rows_of(app)[0].split()[0] == str(holder.pid))
-        usage = app.cache.usage.procs[start_key(holder.pid)]
+        usage = app.monitor.cache.usage.procs[start_key(holder.pid)]
         assert abs(usage.rss - vm_rss(holder.pid)) <= 0.02 * vm_rss(holder.pid)
         mem_pct = float(rows_of(app)[0].split()[3])
         assert abs(mem_pct - 100 * vm_rss(holder.pid) / os.sysconf("SC_PHYS_PAGES") / os.sysconf("SC_PAGE_SIZE")) < 0.2
@@ -192,7 +192,7 @@ async def test_yes_is_first_after_p_and_the_allocation_after_m(burner, holder, t
         memory = next(line for line in detail.splitlines() if line.startswith("memory"))
         assert f"RES {describe.memory_text(usage.rss, unit=True)}" in memory and "VIRT" in memory, memory
         assert re.search(r"threads +1;  state S \(sleeping\)", detail) and "exited children's (waited for)" in detail
-        points = app.cache.usage.history[start_key(holder.pid)]
+        points = app.monitor.cache.usage.history[start_key(holder.pid)]
         assert len(points) >= 2 and all(abs(rss - usage.rss) < 0.02 * usage.rss for _, rss in points)
         await pilot.press("escape", "T")
         assert "TIME+▼" in app.query_one("#tree").header.plain
@@ -225,7 +225,7 @@ async def test_the_header_at_80x24_leaves_the_list_15_rows(tmp_path):
         try:
             await pilot.press("P")
             assert await wait_for(pilot, lambda: rows_of(app)[0].split()[0] == str(burner.pid))
-            proc = app.cache.by_pid[burner.pid]
+            proc = app.monitor.cache.by_pid[burner.pid]
             assert proc.previous is not None and proc.key != start_key(burner.pid)  # exec'd: keyed by the exec
             assert await wait_for(pilot, lambda: float(rows_of(app)[0].split()[2]) >= 80)
         finally:
@@ -349,7 +349,7 @@ async def test_f2_hides_the_header_and_the_list_takes_its_rows(tmp_path):
 async def test_dash_s_starts_sorted_the_busiest_first(burner, tmp_path):
     app = ProcscopeApp(ProcfsSource("test", 5 * 10**9), snapshot_dir=str(tmp_path), sort="CPU%")
     async with app.run_test(size=(80, 24)) as pilot:
-        assert "CPU%▼" in app.query_one("#tree").header.plain and not app.view.tree
+        assert "CPU%▼" in app.query_one("#tree").header.plain and not app.monitor.view.tree
         assert await wait_for(pilot, lambda: rows_of(app)[0].split()[0] == str(burner.pid))
 
 
@@ -359,9 +359,9 @@ async def test_the_meters_keep_updating_under_a_dialog(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause(0.5)
         await pilot.press("f1")
-        before = app.cache.usage.generation
+        before = app.monitor.cache.usage.generation
         await pilot.pause(2.5)
-        assert app.is_running and app.cache.usage.generation > before
+        assert app.is_running and app.monitor.cache.usage.generation > before
         await pilot.press("escape")
         await pilot.pause(0.3)
         tasks = plain(app, app.query_one("#tasks").render())
@@ -397,8 +397,8 @@ async def test_a_recording_carries_the_usage_and_its_replay_shows_it(burner, tmp
         assert first[0] == str(burner.pid) and float(first[2]) >= 80, first
         # The header as it was: the recording's machine (its memory, its CPUs), not this one's now.
         assert app.query_one("#meters").display
-        assert app.query_one(Bars).machine == app.cache.usage.machine
-        assert app.cache.usage.machine.mem_total == records[-1]["machine"]["mem_total"]
+        assert app.query_one(Bars).machine == app.monitor.cache.usage.machine
+        assert app.monitor.cache.usage.machine.mem_total == records[-1]["machine"]["mem_total"]
     snap = subprocess.run([sys.executable, "-m", "procscope", "snapshot", "--replay", str(rec)], capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     entry = next(p for p in json.loads(snap.stdout)["processes"] if p["pid"] == burner.pid)

@@ -1,6 +1,7 @@
 """What the monitor's keys do (the bindings are the app's): htop's keys for
 htop's actions, procscope's own on keys htop leaves free. A mixin of the
-app: every action changes the view or acts on processes, then redraws."""
+monitor's screen (tui.monitor): every action changes the view or acts on
+processes, then redraws."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import time
 from collections import Counter
 from functools import partial
 
-from textual.widgets import Input
+from textual.notifications import SeverityLevel
 
 from procscope import describe, snapshot, themes
 from procscope.probes.events import ProcessKey
@@ -41,9 +42,8 @@ PANELS = ("execs", "exits", "history", "drops")  # the bottom panel's contents, 
 class Actions(MonitorState):
     # -- find and narrow -----------------------------------------------------------
     def action_prompt(self, mode: str) -> None:
-        self._prompt_mode = mode
-        box = self.widgets["query"]
-        assert isinstance(box, Input)
+        self.prompt_mode = mode
+        box = self.prompt
         if mode == "time" and self.time_travel() is None:
             return
         box.placeholder = {"search": "search binary, args or pid (n, N: next, previous)",
@@ -111,14 +111,13 @@ class Actions(MonitorState):
         self.cache = self.exporter.cache = cache
         self.tree_model.close()  # its tree model is rebuilt on the way back to live
         self.tree_model = TreeModel(cache)
-        self._detail_shown = None
-        self.refresh_panes(force=True)
+        self.redraw(force=True)
 
     def search(self, text: str, step: int = 1) -> None:
         """Select the next (step 1) or previous (-1) process whose program's name holds ``text`` (or
         whose pid it is); failing that, whose binary path or arguments hold it."""
         tree = self.tree_pane
-        self._last_search = text
+        self.last_search = text
         n = len(tree.keys)
         if not text or not n:
             return
@@ -134,8 +133,8 @@ class Actions(MonitorState):
         self.say(f"no process matches {text!r}", severity="warning")
 
     def action_search_next(self, step: int) -> None:
-        if self._last_search:
-            self.search(self._last_search, step)
+        if self.last_search:
+            self.search(self.last_search, step)
         else:
             self.action_prompt("search")
 
@@ -145,7 +144,7 @@ class Actions(MonitorState):
             return
         terms = tuple(t for t in self.filter_query.terms if t.field != field)
         self.filter_query = Query(terms + ((Term(field, value),) if value else ()))
-        self.refresh_panes()
+        self.redraw()
 
     def action_pick_container(self) -> None:
         index, uses = self.cache.cgroup_index, self.cache.usage.containers
@@ -161,26 +160,26 @@ class Actions(MonitorState):
             choices.append((key, (f"{used} │ " if used else "") + describe.container_text(e.container, info)
                             + f"  {e.processes} processes" + ("  ⏸ throttled" if e.container.id in throttled else "")))  # fmt: skip
         current = next((t.value for t in self.filter_query.terms if t.field == "container" and not t.negate), "")
-        self.push_screen(PickScreen("Show one container", choices, current, "all containers"),
+        self.app.push_screen(PickScreen("Show one container", choices, current, "all containers"),
                          partial(self._replace_terms, "container"))  # fmt: skip
 
     def action_pick_user(self) -> None:
         users = Counter(describe.user(p) for p in self.cache.live())
         choices = [(name, f"{name:<20} {n:>6} processes") for name, n in sorted(users.items())]
         current = next((t.value for t in self.filter_query.terms if t.field == "user" and not t.negate), "")
-        self.push_screen(PickScreen("Show one user's processes", choices, current, "all users"),
+        self.app.push_screen(PickScreen("Show one user's processes", choices, current, "all users"),
                          partial(self._replace_terms, "user"))  # fmt: skip
 
     # -- view ------------------------------------------------------------------------------
     def action_toggle_tree(self) -> None:
         self.view.tree = not self.view.tree
-        self.refresh_panes()
+        self.redraw()
 
     def _sort_by(self, name: str | None) -> None:
         if not name:
             return
         self.view.sort, self.view.tree = name, False  # sorted means a list, as htop
-        self.refresh_panes()  # the column's title is marked ▲ or ▼: no notification over the list
+        self.redraw()  # the column's title is marked ▲ or ▼: no notification over the list
         self.tree_pane.cursor = 0  # the first of the new order: what the key was pressed to find
 
     def action_sort_by(self, name: str) -> None:
@@ -190,7 +189,7 @@ class Actions(MonitorState):
 
     def action_pick_sort(self) -> None:
         choices = [(c.name, f"{c.name:<10} {c.about}") for c in self.shown_columns]
-        self.push_screen(PickScreen("Sort by", choices, self.view.sort), self._sort_by)
+        self.app.push_screen(PickScreen("Sort by", choices, self.view.sort), self._sort_by)
 
     def action_step_sort(self, step: int) -> None:
         names = [c.name for c in self.shown_columns]
@@ -204,21 +203,21 @@ class Actions(MonitorState):
     def action_cycle_group(self) -> None:
         self.view.group = GROUPS[(GROUPS.index(self.view.group) + 1) % len(GROUPS)]
         self.say("not grouped" if self.view.group == "none" else f"grouped by {self.view.group}")
-        self.refresh_panes()
+        self.redraw()
 
     def action_expand(self) -> None:
         self.view.collapsed.discard(self.tree_pane.selected_key)
-        self.refresh_panes()
+        self.redraw()
 
     def action_collapse(self) -> None:
         key = self.tree_pane.selected_key
         if key is not None:
             self.view.collapsed.add(key)
-        self.refresh_panes()
+        self.redraw()
 
     def action_expand_all(self) -> None:
         self.view.collapsed.clear()
-        self.refresh_panes()
+        self.redraw()
 
     def action_freeze(self) -> None:
         """Z: the view stands still; events still arrive and are applied behind it,
@@ -228,18 +227,18 @@ class Actions(MonitorState):
             return
         self.frozen = not self.frozen
         self.frozen_at = self.now() if self.frozen else None
-        self.refresh_panes(force=True)
+        self.redraw(force=True)
 
     def action_follow(self) -> None:
         """F: keep the selected process selected and in view wherever it moves."""
         key = self.tree_pane.selected_key
         self.following = key if self.following is None and isinstance(key, ProcessKey) else None
-        self.refresh_panes()
+        self.redraw()
 
     def action_setup(self) -> None:
-        shown, empty = {c.name for c in self.shown_columns}, empty_columns(self.cache, self._badged)
+        shown, empty = {c.name for c in self.shown_columns}, empty_columns(self.cache, self.badged)
         hidden = {n: "nothing to show" if n in empty else "too narrow" for n in self.chosen_columns if n not in shown}
-        self.push_screen(SetupScreen(self.chosen_columns, self.settings.header, hidden), self._setup_chosen)
+        self.app.push_screen(SetupScreen(self.chosen_columns, self.settings.header, hidden), self._setup_chosen)
 
     def _setup_chosen(self, setup: Setup | None) -> None:
         if setup is None:
@@ -247,12 +246,12 @@ class Actions(MonitorState):
         self.chosen_columns = self.settings.columns = setup.columns
         self.settings.header = setup.header
         self.save_settings("columns")
-        self.widgets["meters"].set_class(setup.header and self.usage.header(self.cache), "shown")
+        self.show_gauges()
         self.fit_columns()
-        self.refresh_panes()
+        self.redraw()
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(self.source.facts))
+        self.app.push_screen(HelpScreen(self.source.facts))
 
     async def action_quit(self) -> None:
         """F10 or q: back at the shell at once, as htop. In a terminal the probes
@@ -261,9 +260,9 @@ class Actions(MonitorState):
         cache object by object (0.1 s): what they would free the kernel frees
         (settings are saved as they change). A replay (whose bad lines the exit
         status tells), served or under test, as Textual does."""
-        driver = self._driver
+        driver = self.app._driver
         if not isinstance(driver, TerminalDriver) or not self.source.live:
-            self.exit()
+            self.app.exit()
             return
         self.source.quit()
         driver.give_back()
@@ -271,16 +270,8 @@ class Actions(MonitorState):
         os._exit(0)
 
     def action_cycle_theme(self) -> None:
-        self.theme = themes.next_name(self.theme)
-        self.say(f"theme {self.theme}")
-
-    def save_settings(self, what: str) -> None:
-        if self.config_path is None or not self.allow_writes:
-            return
-        try:
-            config.save(self.config_path, self.settings)
-        except (OSError, OutputError) as exc:
-            self.say(f"cannot save the {what} to {self.config_path}: {exc}", severity="warning")
+        self.app.theme = themes.next_name(self.app.theme)
+        self.say(f"theme {self.app.theme}")
 
     # -- panels ------------------------------------------------------------------------------
     def action_toggle_detail(self) -> None:
@@ -293,13 +284,13 @@ class Actions(MonitorState):
         else:
             self.panel.current, self.panel_open = name, True
         self.apply_layout()
-        self.refresh_panes(force=True)  # what the panel shows is drawn only while it is open
+        self.redraw(force=True)  # what the panel shows is drawn only while it is open
 
     def action_scroll_detail(self, rows: int) -> None:
         """The detail scrolls from the list, which keeps the keys: at 80x24 it shows a few rows of many."""
         if not self.layout_now()[0]:
             self.action_toggle_detail()
-        self.widgets["detail"].scroll_relative(y=rows, animate=False)
+        self.detail.scroll_relative(y=rows, animate=False)
 
     def action_next_panel(self, step: int) -> None:
         if not self.layout_now()[1]:
@@ -309,7 +300,7 @@ class Actions(MonitorState):
         self.action_panel(PANELS[(i + step) % len(PANELS)])
 
     def action_close_panels(self) -> None:
-        box = self.widgets["query"]
+        box = self.prompt
         if box.has_class("shown"):
             box.remove_class("shown")
             self.tree_pane.focus()
@@ -324,10 +315,10 @@ class Actions(MonitorState):
     # -- act on processes ------------------------------------------------------------------
     def action_tag(self) -> None:
         key = self.tree_pane.selected_key
-        if key is None or self.cache.get(key) is None:
-            return
+        if not isinstance(key, ProcessKey) or self.cache.get(key) is None:
+            return  # a group's header row, or evicted
         self.tagged ^= {key}
-        self.refresh_panes()
+        self.redraw()
         self.tree_pane.action_move(1)
 
     def action_tag_children(self) -> None:
@@ -335,11 +326,11 @@ class Actions(MonitorState):
         proc = self.cache.get(self.tree_pane.selected_key) if self.tree_pane.selected_key is not None else None
         if proc is not None:
             self.tagged |= {p.key for p in self.cache.subtree(proc)}
-            self.refresh_panes()
+            self.redraw()
 
     def action_untag_all(self) -> None:
         self.tagged.clear()
-        self.refresh_panes()
+        self.redraw()
 
     def action_signal(self) -> None:
         """Confirm, then signal the tagged processes, or else the selected one."""
@@ -349,13 +340,14 @@ class Actions(MonitorState):
         if not self.source.live:
             self.say("signals need a live source", severity="warning")
             return
-        keys = self.tagged or {self.tree_pane.selected_key}
-        targets = sorted((p for k in keys if k is not None and (p := self.cache.get(k))), key=lambda p: p.pid)
+        selected = self.tree_pane.selected_key
+        keys = self.tagged or ({selected} if isinstance(selected, ProcessKey) else set())
+        targets = sorted((p for k in keys if (p := self.cache.get(k))), key=lambda p: p.pid)
         if not targets:
             self.say("no process selected", severity="warning")
             return
         shown = [(p.pid, describe.user(p), p.binary or "?") for p in targets]
-        self.push_screen(SignalScreen(shown, SIGNALS), partial(self.signal_confirmed, targets))
+        self.app.push_screen(SignalScreen(shown, SIGNALS), partial(self.signal_confirmed, targets))
 
     def signal_confirmed(self, targets: list, name: str | None) -> None:
         if name is None or not self.allow_signals:
@@ -363,7 +355,9 @@ class Actions(MonitorState):
         sig = signal.Signals["SIG" + name]
         for proc in targets:
             outcome = send_signal(self.cache, proc, sig)
-            severity = {"sent": "information", "gone": "warning"}.get(outcome.status, "error")
+            severity: SeverityLevel = (
+                "information" if outcome.status == "sent" else "warning" if outcome.status == "gone" else "error"
+            )
             self.say(str(outcome), severity=severity)
 
     def action_snapshot(self) -> None:
@@ -384,10 +378,3 @@ class Actions(MonitorState):
             return
         self.say(f"snapshot written to {path} ({len(doc['processes'])} processes, {len(recent)} recent execs)")
         self.last_snapshot = os.fspath(path)
-
-    # Keys that must not reach the list behind a dialog (app bindings still fire under one).
-    LIST_ACTIONS = frozenset({
-        "tag", "tag_children", "untag_all", "signal", "pick_container", "pick_user", "pick_sort", "setup",
-        "toggle_detail", "scroll_detail", "next_panel", "panel", "close_panels", "follow", "snapshot", "step_time",
-        "step_event",
-    })  # fmt: skip

@@ -6,6 +6,10 @@ cut, and the loss total always stays."""
 from __future__ import annotations
 
 from rich.cells import cell_len
+from textual.widgets import Static
+
+from .frame import Frame
+from .safe_text import safe
 
 SEPARATOR = " │ "
 
@@ -20,3 +24,18 @@ def fit(parts: list[tuple[int, str]], width: int) -> str:
             break
         del kept[worst]
     return SEPARATOR.join(t for _, t in kept)
+
+
+class StatusLine(Static):
+    """The frame's status, fitted to its width: one line, always."""
+
+    def on_mount(self) -> None:
+        self.watch(self.screen, "frame", self.show_frame)
+
+    def show_frame(self, frame: Frame | None) -> None:
+        if frame is None:
+            return
+        status = frame.status
+        self.update(safe(fit(status.parts, self.content_region.width or self.app.size.width - 2)), layout=False)
+        self.set_class(status.losing, "losing")
+        self.set_class(status.throttled and not status.losing, "throttled")

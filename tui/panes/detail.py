@@ -23,8 +23,10 @@ from procscope.probes.text import printable, scripts
 from procscope.probes.wire import UNKNOWN_ID
 from procscope.process import Process
 
+from ..frame import Selection
 from ..safe_text import add_row
 from .container import container_rows
+from .process_tree import render_group
 
 
 def _id(n: int, name: str) -> str:
@@ -167,8 +169,36 @@ def render_detail(proc: Process | None, cache: ProcessCache, now: int, exporter:
 
 
 class Detail(VerticalScroll):
-    """Shows what the app renders for the selection, scrolled when it is
-    taller than the pane (a Static alone would be cut off)."""
+    """Everything about the monitor's selection, scrolled when it is taller
+    than the pane (a Static alone would be cut off)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._shown: tuple | None = None  # what it was drawn from
+
+    def on_mount(self) -> None:
+        self.watch(self.screen, "selection", self.show)
+
+    def show(self, sel: Selection | None) -> None:
+        if sel is None or not sel.open:
+            return
+        proc, group, cache, now = sel.proc, sel.group, sel.cache, sel.now
+        # Drawn again only when it may show something else (ages are in seconds); laid out
+        # (which redraws the whole screen) only when what it shows is another thing, as
+        # only then may its height change; the next second's age of the same is a repaint.
+        usage = describe.usage(proc, cache) if proc else None
+        what = (proc, proc and (proc.image, proc.alive, proc.in_grace, proc.container, proc.cgroup, usage is None),
+                group and (group.key, group.live, group.shown))  # fmt: skip
+        # Ages are shown in seconds, after an hour in minutes: the text, not the clock, says when.
+        shown = (what, describe.age_text(describe.age_ns(proc, now)) if proc else now // 10**9, usage)
+        if shown == self._shown:
+            return
+        layout = self._shown is None or self._shown[0] != what
+        self._shown = shown
+        self.update(render_group(group, cache, now) if group else render_detail(proc, cache, now, sel.exporter),
+                    layout=layout)  # fmt: skip
+        followed = describe.usage_key(proc, cache) if proc else None
+        self.show_history(cache.usage.history.get(followed, ()) if followed else ())
 
     def compose(self):
         # Its last minutes (a running process on screen or busy since): the sampler's passes.

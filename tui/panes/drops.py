@@ -12,6 +12,7 @@ from procscope.probes.counters import Counters
 from procscope.probes.wire import SENT_FAILED_NAMES
 
 from ..feed import RECEIVED, THROTTLED, loss_totals
+from ..frame import Frame
 from ..safe_text import add_row
 
 Row = tuple[tuple[str, ...], str]  # cells, style
@@ -57,6 +58,13 @@ class Drops(Static):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._rows: list[Row] | None = None
+
+    def on_mount(self) -> None:
+        self.watch(self.screen, "frame", self.show_frame)
+
+    def show_frame(self, frame: Frame | None) -> None:
+        if frame is not None and frame.counters is not None:
+            self.show(frame.counters, frame.rates or {}, frame.received)
 
     def show(self, counters: Counters, rates: dict[str, float], received: int) -> None:
         rows = drop_rows(counters, rates, received)

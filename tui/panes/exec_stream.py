@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.text import Text
 
 from procscope import describe
 from procscope.probes.text import printable
 from procscope.process import Process
 
-from ..widgets.rows_view import RowsView
+from ..frame import Frame
+from .stream import Entry, StreamPane
 
 HEADER = Text(f"{'TIME':<12} {'PID':>7} {'PPID':>7} {'USER':<9} {'CONTAINER':<12} COMMAND", style="bold")
 
@@ -28,6 +31,12 @@ def exec_row(when: str, proc: Process, container: str = "") -> Text:
     return text
 
 
-class ExecStream(RowsView):
+class ExecStream(StreamPane):
     def __init__(self, **kwargs) -> None:
         super().__init__(header=HEADER, **kwargs)
+
+    def entries(self, frame: Frame) -> Sequence[Entry]:
+        return frame.shown.execs if frame.shown is not None else ()
+
+    def row(self, when: str, proc: Process, frame: Frame) -> Text:
+        return exec_row(when, proc, describe.container_name(proc, frame.cache) if proc.container else "")

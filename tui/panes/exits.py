@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.text import Text
 
 from procscope import describe
 from procscope.probes.text import printable
 from procscope.process import Process
 
-from ..widgets.rows_view import RowsView
+from ..frame import Frame
+from .stream import Entry, StreamPane
 
 HEADER = Text(f"{'TIME':<12} {'PID':>7} {'STATUS':<24} {'LIFETIME':>9} COMMAND", style="bold")
 
@@ -23,6 +26,12 @@ def exit_row(when: str, proc: Process) -> Text:
     return text
 
 
-class Exits(RowsView):
+class Exits(StreamPane):
     def __init__(self, **kwargs) -> None:
         super().__init__(header=HEADER, **kwargs)
+
+    def entries(self, frame: Frame) -> Sequence[Entry]:
+        return frame.shown.exits if frame.shown is not None else ()
+
+    def row(self, when: str, proc: Process, frame: Frame) -> Text:
+        return exit_row(when, proc)

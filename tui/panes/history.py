@@ -3,13 +3,16 @@ exited ones included; the filter narrows it as it does the other panels."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from rich.text import Text
 
 from procscope import describe
 from procscope.probes.text import printable
 from procscope.process import Process
 
-from ..widgets.rows_view import RowsView
+from ..frame import Frame
+from .stream import Entry, StreamPane
 
 HEADER = Text(f"{'STARTED':<12} {'PID':>7} {'PPID':>7} {'USER':<9} {'STATE':<16} COMMAND", style="bold")
 
@@ -22,6 +25,15 @@ def history_row(when: str, proc: Process) -> Text:
     return text
 
 
-class History(RowsView):
+class History(StreamPane):
     def __init__(self, **kwargs) -> None:
         super().__init__(header=HEADER, **kwargs)
+
+    def entries(self, frame: Frame) -> Sequence[Entry]:
+        # Up to 20,000 processes, only while shown: in a storm it is the biggest list.
+        if frame.shown is None or not frame.history:
+            return ()
+        return sorted(((p.key.ktime, p) for p in frame.shown.seen.values()), key=lambda e: e[0])
+
+    def row(self, when: str, proc: Process, frame: Frame) -> Text:
+        return history_row(when, proc)

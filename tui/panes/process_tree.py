@@ -25,6 +25,7 @@ from procscope.runtimes import ContainerInfo
 from procscope.subtree_usage import SubtreeRates
 
 from ..columns import Column, Context, column_at
+from ..frame import Frame
 from ..rows import Group, Row, Rows
 from ..safe_text import add_row, safe
 from ..widgets.rows_view import RowsView
@@ -174,7 +175,7 @@ class _Lines(Sequence):
 
 
 class ProcessTree(RowsView):
-    """Draws the rows the app hands it."""
+    """Draws the frame's rows."""
 
     FOLLOW_TOP = False  # the selected process stays selected wherever it moves
 
@@ -187,6 +188,15 @@ class ProcessTree(RowsView):
         self.columns: list[Column] = []
         self._texts: dict = {}  # Process → (state, Text)
         self._rates = SubtreeRates()  # folded rows' CPU%
+
+    def on_mount(self) -> None:
+        self.watch(self.screen, "frame", self.show_frame)
+
+    def show_frame(self, frame: Frame | None) -> None:
+        if frame is None or frame.rows is None or frame.ctx is None or frame.header is None:
+            return  # the view stands still
+        self.show(frame.rows, frame.ctx, list(frame.columns), frame.header, frame.tagged,
+                  str(frame.filter) if frame.filter else "")  # fmt: skip
 
     def show(self, rows: Rows, ctx: Context, columns: list[Column], header: Text, tagged: AbstractSet = frozenset(),
              filtered: str = "") -> None:  # fmt: skip

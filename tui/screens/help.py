@@ -14,6 +14,7 @@ from textual.widgets import Static
 
 from procscope import describe, query
 
+from ..keys import KEYS
 from ..safe_text import add_row
 
 GROUPS = (
@@ -49,9 +50,8 @@ class HelpScreen(ModalScreen):
 
     def compose(self) -> ComposeResult:
         by_action: dict[str, Binding] = {}
-        for binding in self.app.BINDINGS:
-            if isinstance(binding, Binding):
-                by_action.setdefault(binding.action, binding)
+        for binding in KEYS:
+            by_action.setdefault(binding.action, binding)
         t = Table.grid(padding=(0, 2))
         t.add_column(style="bold", no_wrap=True)
         t.add_column()

@@ -19,6 +19,8 @@ from textual.widgets import Sparkline, Static
 from procscope.describe import memory_text
 from procscope.sampler import Machine
 
+from ..frame import Gauges
+
 ROWS = 4  # the header's height below TALL lines
 TALL = 40  # from this many lines a CPU gets a row of its own (up to MAX_CPU_ROWS)
 MAX_CPU_ROWS = 16
@@ -118,6 +120,15 @@ class Meters(Horizontal):
             with Horizontal(classes="rate"):
                 yield Static("lost/s", id="lost-label", classes="rate-label", markup=False)
                 yield Sparkline([], id="lost-rate")
+
+    def on_mount(self) -> None:
+        self.watch(self.screen, "gauges", self.show_gauges)
+
+    def show_gauges(self, gauges: Gauges | None) -> None:
+        if gauges is None:
+            return
+        self.set_class(gauges.shown, "shown")
+        self.show(gauges.machine, gauges.execs, gauges.lost, self.app.size.height)
 
     def rows_for(self, cpus: int, screen_height: int) -> int:
         """How many rows the CPU bars take: 2 below TALL lines (the header keeps to ROWS)."""

@@ -36,7 +36,7 @@ from procscope.probes.events import (
 from .cache_views import CacheViews, unwatched
 from .cgroup_index import CgroupIndex
 from .exited_cpu import exited
-from .process import ROOT, CacheCounters, CredsChange, Process, Shared
+from .process import ROOT, CacheCounters, CredsChange, Lifecycle, Process, Shared
 from .sampler import EMPTY as EMPTY_USAGE
 from .sampler import UsageEvent, recorded_usage
 
@@ -147,8 +147,7 @@ class ProcessCache(CacheViews):
             if prev.children:
                 for child in list(prev.children.values()):
                     self._set_tree_parent(child, proc.key)
-            prev.replaced = True
-            self._end(prev, ev.time)
+            self._end(prev, ev.time, Lifecycle.REPLACED)
         return proc
 
     def _clone(self, ev: CloneEvent) -> Process:
@@ -379,11 +378,11 @@ class ProcessCache(CacheViews):
         self.on_change(proc)  # its container and cgroup group
         self.cgroup_index.join(proc, self._shared.one(path), self.now)
 
-    def _end(self, proc: Process, when: int) -> None:
-        """The image stops running (exit or re-exec)."""
+    def _end(self, proc: Process, when: int, state: Lifecycle = Lifecycle.EXITED) -> None:
+        """The image stops running: it exited, or exec'd another (REPLACED)."""
         if not proc.alive:
             return
-        proc.alive = False
+        proc.state = state
         self.on_change(proc)  # drawn dimmed
         proc.exit_time = when
         if self.by_pid.get(proc.pid) is proc:

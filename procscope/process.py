@@ -40,9 +40,9 @@ class CredsChange:
 
 
 class Lifecycle(enum.Enum):
-    """Where an image is in its life, derived from the cache's flags (which
-    the storm's path sets). ``value``: the word a snapshot writes (and a
-    replay reads); ``shown``: the monitor's word."""
+    """Where an image is in its life (Process.state; a placeholder is one
+    no event described yet, whatever its state). ``value``: the word a
+    snapshot writes (and a replay reads); ``shown``: the monitor's word."""
 
     PLACEHOLDER = "placeholder"  # named by an event, never described (its exec or clone was lost)
     RUNNING = "running"
@@ -67,7 +67,7 @@ class Process:
     event has described yet."""
 
     __slots__ = (
-        "key", "pid", "order", "image", "parent", "previous", "tree_parent", "children", "refs", "alive", "replaced", "in_grace",
+        "key", "pid", "order", "image", "parent", "previous", "tree_parent", "children", "refs", "state", "in_grace",
         "exit", "exit_time", "not_found", "cgroup", "cgroup_id", "cgroup_name", "container", "seen", "changes",
         "cap_sets", "cpu_ns", "exited_cpu_ns", "exited_cpu_base",
     )  # fmt: skip
@@ -85,8 +85,7 @@ class Process:
         self.children: dict[ProcessKey, Process] | None = None  # tree children: live, or exited in grace
         # 1 while alive, +1 per cached image naming this one as parent or previous
         self.refs = 1
-        self.alive = True
-        self.replaced = False  # ended by exec'ing a new image: not an exit, not shown
+        self.state = Lifecycle.RUNNING  # the cache's _end makes it REPLACED or EXITED
         self.in_grace = False  # exited, still shown
         self.exit: ExitEvent | None = None  # None when the exit itself was lost
         self.exit_time = 0
@@ -104,11 +103,16 @@ class Process:
 
     @property
     def lifecycle(self) -> Lifecycle:
-        if self.image is None:
-            return Lifecycle.PLACEHOLDER
-        if self.alive:
-            return Lifecycle.RUNNING
-        return Lifecycle.REPLACED if self.replaced else Lifecycle.EXITED
+        return Lifecycle.PLACEHOLDER if self.image is None else self.state
+
+    @property
+    def alive(self) -> bool:
+        return self.state is Lifecycle.RUNNING
+
+    @property
+    def replaced(self) -> bool:
+        """Ended by exec'ing a new image: not an exit, not shown."""
+        return self.state is Lifecycle.REPLACED
 
     @property
     def binary(self) -> str:

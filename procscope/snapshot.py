@@ -14,6 +14,7 @@ from .cache import Process, ProcessCache
 from .container_usage import ContainerUsage
 from .export import Exporter, json_line
 from .kinds import EXTRA
+from .process import Lifecycle
 from .replay import SNAPSHOT_SCHEMA, SNAPSHOT_VERSION
 from .safe_write import atomic_writer
 
@@ -89,7 +90,7 @@ def document(
         if (u := describe.usage(proc, cache)) is not None:
             ext["usage"] = {"cpu_ns": u.cpu_ns, "children_cpu_ns": describe.children_cpu_ns(proc, cache, u), "rss_bytes": u.rss,
                             "threads": u.threads, "state": u.state}  # fmt: skip
-        if not proc.alive and not proc.replaced:
+        if proc.state is Lifecycle.EXITED:
             ext["exit_time"] = proc.exit_time
             ext["exit_code"] = proc.exit.code if proc.exit is not None else None
         out.setdefault(EXTRA, {}).update(ext)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from procscope.probes.text import printable
 
+from . import schema
 from .kinds import CGROUP, CLONE, COUNTERS, CREDS, EXEC, EXIT, EXTRA, THROTTLE, USAGE
+from .records import read
 
 
 def compact(event: dict) -> str:
@@ -16,29 +18,33 @@ def compact(event: dict) -> str:
 
 def _compact(event: dict) -> str:
     if EXEC in event:
-        p = event[EXEC]["process"]
-        return f"🚀 process {event['node_name']} {p['binary']} {p['arguments']}".rstrip()
+        p = read(event[EXEC]["process"], schema.Process)
+        return f"🚀 process {event['node_name']} {p.binary or ''} {p.arguments or ''}".rstrip()
     if EXIT in event:
         e = event[EXIT]
-        p = e["process"]
+        p = read(e["process"], schema.Process)
         how = e["signal"] or str(e["status"])
         if e.get(EXTRA, {}).get("core_dumped"):
             how += " (core dumped)"
-        words = [p.get("binary", "?"), p.get("arguments", ""), how]
+        words = [p.binary or "?", p.arguments or "", how]
         return f"💥 exit    {event['node_name']} " + " ".join(w for w in words if w)
     if CREDS in event:
         c = event[CREDS]
-        old, new = c["old"]["process_credentials"], c["new"]["process_credentials"]
-        diff = [f"{k} {old.get(k)}→{new.get(k)}" for k in ("uid", "euid", "gid", "egid") if old.get(k) != new.get(k)]
-        if old["caps"] != new["caps"]:
-            diff.append("caps " + ",".join(new["caps"].get("effective", [])) or "none")
-        for name in ("bounding", "ambient") if "cap_sets" in c["old"] and "cap_sets" in c["new"] else ():
-            before, after = (set(c[side]["cap_sets"].get(name, [])) for side in ("old", "new"))
-            diff += [f"{name} {sign}{','.join(sorted(caps))}" for sign, caps in (("+", after - before), ("-", before - after))
-                     if caps]  # fmt: skip
-        if c["old"]["ns"] != c["new"]["ns"]:
-            diff.append("ns " + ",".join(n for n in c["new"]["ns"] if c["new"]["ns"][n] != c["old"]["ns"].get(n)))
-        return f"🔑 creds   {event['node_name']} {c['process'].get('binary', '?')} {c['syscall']}: {'; '.join(diff)}"
+        old, new = read(c["old"], schema.CredsSide), read(c["new"], schema.CredsSide)
+        was, now = old.process_credentials, new.process_credentials
+        diff = [f"{k} {getattr(was, k)}→{getattr(now, k)}" for k in ("uid", "euid", "gid", "egid")
+                if getattr(was, k) != getattr(now, k)]  # fmt: skip
+        if was.caps != now.caps:
+            diff.append("caps " + (",".join(now.caps.effective) or "none"))
+        if old.cap_sets and new.cap_sets:
+            for name in ("bounding", "ambient"):
+                before, after = set(getattr(old.cap_sets, name)), set(getattr(new.cap_sets, name))
+                diff += [f"{name} {sign}{','.join(sorted(caps))}" for sign, caps in (("+", after - before), ("-", before - after))
+                         if caps]  # fmt: skip
+        if old.ns != new.ns:
+            diff.append("ns " + ",".join(n for n in new.ns if new.ns[n] != old.ns.get(n)))
+        binary = read(c["process"], schema.Process).binary or "?"
+        return f"🔑 creds   {event['node_name']} {binary} {c['syscall']}: {'; '.join(diff)}"
     if CLONE in event:
         c = event[CLONE]
         return f"🧬 clone   {event['node_name']} pid {c['pid']}"

@@ -10,6 +10,7 @@ import re
 from operator import attrgetter
 
 import msgspec
+from msgspec import UnsetType
 
 from procscope.probes import names, wire
 from procscope.probes.counters import Counters
@@ -26,6 +27,7 @@ from procscope.probes.events import (
 )
 from procscope.probes.text import json_escaped_bytes
 
+from . import schema
 from .accounts import user_name
 from .cache import Process, ProcessCache
 from .clock import boot_to_wall_offset_ns, parse_rfc3339, rfc3339
@@ -65,9 +67,9 @@ class Exporter:
         # parent is exported with each of its children: in a storm, a few parents, many times).
         self._objects: dict[Process, list] = {}
         self._exec_ids: dict[ProcessKey, str] = {}
-        self._creds: dict[Credentials, tuple[dict, dict]] = {}
-        self._ns: dict[Namespaces, dict] = {}
-        self._parts: dict[tuple[Credentials, Namespaces], dict[str, msgspec.Raw]] = {}
+        self._creds: dict[Credentials, tuple[schema.Capabilities, schema.ProcessCredentials]] = {}
+        self._ns: dict[Namespaces, dict[str, schema.Namespace]] = {}
+        self._parts: dict[tuple[Credentials, Namespaces], tuple[msgspec.Raw, msgspec.Raw, msgspec.Raw]] = {}
         self._templates: dict[tuple, Template] = {}
 
     def exec_id(self, key: ProcessKey) -> str:
@@ -87,18 +89,20 @@ class Exporter:
         hms = rfc3339(wall - wall % 1_000_000_000)[11:19]
         return f"{hms}.{wall % 1_000_000_000:09d}"[: 9 + digits]
 
-    def process(self, proc: Process, encoded_parts: bool = False) -> dict:
-        """``encoded_parts``: cap, ns and process_credentials as encoded JSON
-        (msgspec.Raw), made once for every process that shares them, for a
-        caller that only encodes the object (a snapshot of 500,000 processes)."""
+    def process(self, proc: Process) -> dict:
+        """The process object as plain dicts and lists (what an event's dict holds)."""
         entry = self._object(proc)
         if entry[1] is None:
-            entry[1] = self._process(proc, self._own(proc))
+            entry[1] = schema.written(self._process(proc, self._own(proc)))
         out = dict(entry[1])  # shallow: what it holds is never changed once made
         out["refcnt"] = max(proc.refs, 0)
-        if encoded_parts and proc.image is not None:
-            out |= self._encoded_parts(proc.image)
         return out
+
+    def process_object(self, proc: Process) -> schema.Process:
+        """The same as a Struct to encode, with cap, ns and process_credentials
+        as encoded JSON (msgspec.Raw), made once for every process that shares
+        them (a snapshot of 500,000 processes)."""
+        return self._process(proc, self._own(proc), encoded=True)
 
     def process_json(self, proc: Process) -> tuple[bytes, bytes]:
         """The same object encoded, as json_bytes writes it, in two parts to
@@ -119,10 +123,9 @@ class Exporter:
                proc.cgroup_id, proc.cgroup_name, proc.previous is not None, self.tetragon_only)  # fmt: skip
         found = self._templates.get(key)
         if found is None:
-            body = self._process(proc, _SLOTS)
-            if p is not None:  # cap, ns and credentials as encoded for the first (most of a root process's object)
-                body |= self._encoded_parts(p)
-            del body["refcnt"]  # changes: written apart, last
+            # cap, ns and credentials as encoded for the first (most of a root process's object);
+            # refcnt changes: written apart, last.
+            body = msgspec.structs.replace(self._process(proc, _SLOTS, encoded=True), refcnt=msgspec.UNSET)
             if len(self._templates) >= MEMO_LIMIT:
                 self._templates.clear()
             found = self._templates[key] = Template(json_escaped_bytes(_json.encode(body))[:-1])
@@ -137,14 +140,14 @@ class Exporter:
             self.exec_id(proc.previous) if proc.previous is not None else None,
         )  # fmt: skip
 
-    def _encoded_parts(self, p: ExecEvent) -> dict[str, msgspec.Raw]:
-        """cap, ns and process_credentials of an image, each encoded once
+    def _encoded_parts(self, p: ExecEvent) -> tuple[msgspec.Raw, msgspec.Raw, msgspec.Raw]:
+        """cap, process_credentials and ns of an image, each encoded once
         for all the images that have them (nothing a process names: no escaping)."""
         found = self._parts.get((p.creds, p.ns))
         if found is None:
             caps, credentials = self._credentials(p.creds)
-            found = {name: msgspec.Raw(_json.encode(obj))
-                     for name, obj in (("cap", caps), ("ns", self._namespaces(p.ns)), ("process_credentials", credentials))}  # fmt: skip
+            raw = msgspec.Raw
+            found = raw(_json.encode(caps)), raw(_json.encode(credentials)), raw(_json.encode(self._namespaces(p.ns)))
             if len(self._parts) >= MEMO_LIMIT:
                 self._parts.clear()
             self._parts[p.creds, p.ns] = found
@@ -163,91 +166,82 @@ class Exporter:
             hit = self._objects[proc] = [shows, None, None]
         return hit
 
-    def _process(self, proc: Process, own: tuple) -> dict:
-        """The object; ``own``: what _own gives, or _SLOTS for a template."""
+    def _process(self, proc: Process, own: tuple, encoded: bool = False) -> schema.Process:
+        """The object; ``own``: what _own gives, or _SLOTS for a template; ``encoded``: with
+        cap, ns and process_credentials encoded (_encoded_parts)."""
         exec_id, pid, start_time, parent_exec_id, tid, nspid, previous_exec_id = own
         p = proc.image
         if p is None:  # a placeholder: only its identity is known
-            return {
-                "exec_id": exec_id, "pid": pid, "flags": "miss", "start_time": start_time, "parent_exec_id": parent_exec_id,
-                "refcnt": max(proc.refs, 0),
-            }  # fmt: skip
-        caps, credentials = self._credentials(p.creds)
-        out = {
-            "exec_id": exec_id,
-            "pid": pid,
-            "uid": p.uid,
-            "cwd": p.cwd,
-            "binary": p.binary,
-            "arguments": " ".join(p.args),
-            "flags": names.flag_text(p.flags | wire.FLAG_MISS if proc.not_found else p.flags),
-            "start_time": start_time,
-            "auid": p.auid,
-            "parent_exec_id": parent_exec_id,
-            "refcnt": max(proc.refs, 0),
-            "tid": tid,
-            "cap": caps,
-            "ns": self._namespaces(p.ns),
-            "process_credentials": credentials,
-            "user": {"name": user_name(p.uid)},
-            "in_init_tree": bool(p.flags & wire.FLAG_IN_INIT_TREE),
-        }  # fmt: skip
-        binprops = binary_properties(p)
-        if binprops:
-            out["binary_properties"] = binprops
-        info = None
-        if proc.container is not None:
-            out["docker"] = proc.container.tetragon_id
-            info = self.cache.cgroup_index.info_of(proc.container)
-            if info is not None and info.pod is not None:
-                out["pod"] = pod_object(info, nspid)
+            return schema.Process(exec_id=exec_id, pid=pid, flags="miss", start_time=start_time,
+                                  parent_exec_id=parent_exec_id, refcnt=max(proc.refs, 0))  # fmt: skip
+        parts: tuple = self._encoded_parts(p) if encoded else (*self._credentials(p.creds), self._namespaces(p.ns))
+        info = self.cache.cgroup_index.info_of(proc.container) if proc.container is not None else None
+        extra: schema.Own | UnsetType = msgspec.UNSET
         if not self.tetragon_only:
-            extra: dict = {
-                "nspid": nspid,
-                "cgroup": {"id": str(proc.cgroup_id), "name": proc.cgroup_name, "path": proc.cgroup},
-            }
-            if info is not None:
-                extra["container"] = info.to_json()  # what a replay shows again
-            if proc.previous is not None:
-                extra["previous_exec_id"] = previous_exec_id
-            if proc.argv0:  # argv[0] naming another program than the binary (Tetragon's arguments skip it)
-                extra["argv0"] = proc.argv0
-            out[EXTRA] = extra
-        return out
+            extra = schema.Own(
+                nspid=nspid,
+                cgroup=schema.Cgroup(id=str(proc.cgroup_id), name=proc.cgroup_name, path=proc.cgroup),
+                container=info.to_json() if info is not None else msgspec.UNSET,  # what a replay shows again
+                previous_exec_id=previous_exec_id if proc.previous is not None else msgspec.UNSET,
+                # argv[0] naming another program than the binary (Tetragon's arguments skip it)
+                argv0=proc.argv0 or msgspec.UNSET,
+            )
+        return schema.Process(
+            exec_id=exec_id,
+            pid=pid,
+            uid=p.uid,
+            cwd=p.cwd,
+            binary=p.binary,
+            arguments=" ".join(p.args),
+            flags=names.flag_text(p.flags | wire.FLAG_MISS if proc.not_found else p.flags),
+            start_time=start_time,
+            auid=p.auid,
+            parent_exec_id=parent_exec_id,
+            refcnt=max(proc.refs, 0),
+            tid=tid,
+            cap=parts[0],
+            process_credentials=parts[1],
+            ns=parts[2],
+            user=schema.User(name=user_name(p.uid)),
+            in_init_tree=bool(p.flags & wire.FLAG_IN_INIT_TREE),
+            binary_properties=binary_properties(p),
+            docker=proc.container.tetragon_id if proc.container is not None else msgspec.UNSET,
+            pod=pod_object(info, nspid) if info is not None and info.pod is not None else msgspec.UNSET,
+            own=extra,
+        )
 
-    def _credentials(self, c: Credentials) -> tuple[dict, dict]:
+    def _credentials(self, c: Credentials) -> tuple[schema.Capabilities, schema.ProcessCredentials]:
         """(cap, process_credentials) of a process object: most processes share their credentials."""
         found = self._creds.get(c)
         if found is not None:
             return found
-        caps = {
-            "permitted": names.tetragon_cap_names(c.caps.permitted),
-            "effective": names.tetragon_cap_names(c.caps.effective),
-            "inheritable": names.tetragon_cap_names(c.caps.inheritable),
-        }
-        user_ns: dict = {"level": c.user_ns.level}
-        for field, value in (("uid", c.user_ns.uid), ("gid", c.user_ns.gid)):
-            if value != wire.UNKNOWN_ID:  # the /proc scan cannot learn a nested namespace's owner gid
-                user_ns[field] = value
-        user_ns["ns"] = {"inum": c.user_ns.inum, "is_host": c.user_ns.inum == self.cache.host_ns.get("user")}
-        credentials = {
-            "uid": c.uid, "gid": c.gid, "euid": c.euid, "egid": c.egid,
-            "suid": c.suid, "sgid": c.sgid, "fsuid": c.fsuid, "fsgid": c.fsgid,
-            "securebits": names.securebit_names(c.securebits), "caps": caps, "user_ns": user_ns,
-        }  # fmt: skip
+        caps = schema.Capabilities(
+            permitted=names.tetragon_cap_names(c.caps.permitted),
+            effective=names.tetragon_cap_names(c.caps.effective),
+            inheritable=names.tetragon_cap_names(c.caps.inheritable),
+        )
+        known = lambda n: n if n != wire.UNKNOWN_ID else msgspec.UNSET  # noqa: E731 - the /proc scan cannot learn a nested namespace's owner gid
+        user_ns = schema.UserNamespace(
+            level=c.user_ns.level, uid=known(c.user_ns.uid), gid=known(c.user_ns.gid),
+            ns=schema.Namespace(inum=c.user_ns.inum, is_host=c.user_ns.inum == self.cache.host_ns.get("user")),
+        )  # fmt: skip
+        credentials = schema.ProcessCredentials(
+            uid=c.uid, gid=c.gid, euid=c.euid, egid=c.egid, suid=c.suid, sgid=c.sgid, fsuid=c.fsuid, fsgid=c.fsgid,
+            securebits=names.securebit_names(c.securebits), caps=caps, user_ns=user_ns,
+        )  # fmt: skip
         if len(self._creds) >= MEMO_LIMIT:
             self._creds.clear()
         found = self._creds[c] = caps, credentials
         return found
 
-    def _namespaces(self, ns: Namespaces) -> dict:
+    def _namespaces(self, ns: Namespaces) -> dict[str, schema.Namespace]:
         found = self._ns.get(ns)
         if found is None:
             host = self.cache.host_ns
             if len(self._ns) >= MEMO_LIMIT:
                 self._ns.clear()
             found = self._ns[ns] = {
-                name: {"inum": inum, "is_host": inum == host.get(name)} for name, inum in ns.items()
+                name: schema.Namespace(inum=inum, is_host=inum == host.get(name)) for name, inum in ns.items()
             }
         return found
 
@@ -316,11 +310,11 @@ class Exporter:
         return self._wrap(CREDS, body, change.time)
 
     def creds_and_namespaces(self, c: Credentials, ns: Namespaces, sets: CapSets | None = None) -> dict:
-        out = {"process_credentials": self._credentials(c)[1], "ns": self._namespaces(ns)}
-        if sets is not None:  # the sets Tetragon's credentials leave out, when known
-            out["cap_sets"] = {"bounding": names.tetragon_cap_names(sets.bounding),
-                               "ambient": names.tetragon_cap_names(sets.ambient)}  # fmt: skip
-        return out
+        return schema.written(schema.CredsSide(
+            process_credentials=self._credentials(c)[1], ns=self._namespaces(ns),
+            cap_sets=schema.CapSets(bounding=names.tetragon_cap_names(sets.bounding),
+                                    ambient=names.tetragon_cap_names(sets.ambient)) if sets is not None else msgspec.UNSET,
+        ))  # fmt: skip
 
     def throttle_event(self, ev: ThrottleEvent) -> dict:
         """Tetragon's process_throttle; procscope adds the cgroup's id and
@@ -367,23 +361,20 @@ def _signal_json(signal: int) -> bytes:
     return _json.encode(names.signal_name(signal))
 
 
-def binary_properties(p: ExecEvent) -> dict:
+def binary_properties(p: ExecEvent) -> schema.BinaryProperties | UnsetType:
     """Tetragon's BinaryProperties: the ids a setuid/setgid exec gave, the
     privileges it raised (Tetragon names the setuid and setgid ones only for
     root), and the binary's inode when it has no link (deleted, or a memfd)."""
-    out: dict = {}
     if not p.privileges and (p.nlink or not p.ino):
-        return out  # most execs: nothing to tell
-    if p.privileges & wire.EXECVE_SETUID:
-        out["setuid"] = p.creds.euid
-    if p.privileges & wire.EXECVE_SETGID:
-        out["setgid"] = p.creds.egid
-    raised = names.raised_words(p.privileges)
-    if raised:
-        out["privileges_changed"] = raised
-    if p.nlink == 0 and p.ino:
-        out["file"] = {"inode": {"number": str(p.ino), "links": p.nlink}}
-    return out
+        return msgspec.UNSET  # most execs: nothing to tell
+    unset = msgspec.UNSET
+    return schema.BinaryProperties(
+        setuid=p.creds.euid if p.privileges & wire.EXECVE_SETUID else unset,
+        setgid=p.creds.egid if p.privileges & wire.EXECVE_SETGID else unset,
+        privileges_changed=names.raised_words(p.privileges) or unset,
+        file=schema.FileProperties(inode=schema.InodeProperties(number=str(p.ino), links=p.nlink))
+        if p.nlink == 0 and p.ino else unset,
+    )  # fmt: skip
 
 
 def exec_id(node: str, key: ProcessKey) -> str:
@@ -410,12 +401,12 @@ def pod_object(info: ContainerInfo, nspid: int) -> dict:
     return out
 
 
-def json_bytes(event: dict) -> bytes:
+def json_bytes(event: object) -> bytes:
     """One event as one line of JSON: valid UTF-8, no raw control character.
     msgspec's encoder: several times faster than json.dumps, and compact
     (no spaces), as Tetragon's own export."""
     return json_escaped_bytes(_json.encode(event))
 
 
-def json_line(event: dict) -> str:
+def json_line(event: object) -> str:
     return json_bytes(event).decode()

@@ -8,8 +8,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from typing import TypeVar
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from procscope.probes import names, wire
 from procscope.probes.events import (
@@ -23,7 +25,10 @@ from procscope.probes.events import (
 )
 from procscope.probes.text import clean
 
+from . import schema
 from .clock import parse_rfc3339
+
+_S = TypeVar("_S", bound=msgspec.Struct)
 
 _fast = msgspec.json.Decoder().decode
 
@@ -37,30 +42,35 @@ def decode(text: str):
         return json.loads(text)
 
 
-def credentials(pc: dict, cap: dict, uid: int) -> Credentials:
+def read(value: object, kind: type[_S]) -> _S:
+    """A decoded JSON value as one of schema's Structs; BadRecord naming the field that does not fit."""
+    try:
+        return msgspec.convert(value, kind, strict=False)
+    except msgspec.ValidationError as exc:
+        raise BadRecord(str(exc)) from None
+
+
+def credentials(pc: schema.ProcessCredentials, cap: schema.Capabilities, uid: int) -> Credentials:
     """Tetragon's process_credentials (and cap) → Credentials; ids missing: ``uid``."""
-    uns = pc.get("user_ns", {})
-    uid_, gid, suid, sgid, euid, egid, fsuid, fsgid = (
-        number(pc.get(k, uid)) for k in ("uid", "gid", "suid", "sgid", "euid", "egid", "fsuid", "fsgid")
-    )
+    uns = pc.user_ns
+    ids = (pc.uid, pc.gid, pc.suid, pc.sgid, pc.euid, pc.egid, pc.fsuid, pc.fsgid)
+    uid_, gid, suid, sgid, euid, egid, fsuid, fsgid = (uid if n is UNSET else n for n in ids)
     return Credentials(
-        uid_, gid, suid, sgid, euid, egid, fsuid, fsgid, names.securebit_mask(pc.get("securebits", [])),
-        Capabilities(*(names.cap_mask(cap.get(s, [])) for s in ("permitted", "effective", "inheritable"))),
-        UserNamespace(number(uns.get("level", 0)), number(uns.get("uid", wire.UNKNOWN_ID)),
-                      number(uns.get("gid", wire.UNKNOWN_ID)), number(uns.get("ns", {}).get("inum", 0))),
+        uid_, gid, suid, sgid, euid, egid, fsuid, fsgid, names.securebit_mask(pc.securebits),
+        Capabilities(names.cap_mask(cap.permitted), names.cap_mask(cap.effective), names.cap_mask(cap.inheritable)),
+        UserNamespace(uns.level, wire.UNKNOWN_ID if uns.uid is UNSET else uns.uid,
+                      wire.UNKNOWN_ID if uns.gid is UNSET else uns.gid, uns.ns.inum),
     )  # fmt: skip
 
 
-def cap_sets(side: dict) -> CapSets | None:
+def cap_sets(sets: schema.CapSets | UnsetType) -> CapSets | None:
     """The bounding and ambient sets of a procscope_creds side, when recorded."""
-    sets = side.get("cap_sets") if isinstance(side, dict) else None
-    if not isinstance(sets, dict):
-        return None
-    return CapSets(names.cap_mask(sets.get("bounding", [])), names.cap_mask(sets.get("ambient", [])))
+    return None if sets is UNSET else CapSets(names.cap_mask(sets.bounding), names.cap_mask(sets.ambient))
 
 
-def namespaces(ns: dict) -> Namespaces:
-    return Namespaces(*(number(ns.get(n, {}).get("inum", 0)) for n in NAMESPACES))
+def namespaces(ns: dict[str, schema.Namespace]) -> Namespaces:
+    none = schema.Namespace()
+    return Namespaces(*(ns.get(n, none).inum for n in NAMESPACES))
 
 
 class BadRecord(ValueError):

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 import msgspec
+from msgspec import UNSET
 
 from procscope.probes import names, wire
 from procscope.probes.events import (
@@ -29,11 +30,13 @@ from procscope.probes.events import (
     ProcessKey,
     ThrottleEvent,
 )  # fmt: skip
+from procscope.probes.text import clean
 
+from . import schema
 from .cache import ANY_HIERARCHY, ROOT, ProcessCache
 from .kinds import CGROUP, CLONE, COUNTERS, CREDS, EXEC, EXIT, EXTRA, THROTTLE, USAGE
 from .process import Lifecycle
-from .records import BadRecord, cap_sets, credentials, decode, namespaces, number, parse_exec_id, parse_time, text
+from .records import BadRecord, cap_sets, credentials, decode, namespaces, number, parse_exec_id, parse_time, read, text
 from .runtimes import ContainerInfo
 from .sampler import UsageEvent
 from .usage_records import usage_event
@@ -134,26 +137,28 @@ class Replay:
         wall = parse_time(wall_text)
         return wall - (self._offset or 0)
 
-    def _image(self, p: dict, time_text: str | None = None) -> ExecEvent:
+    def _image(self, p: schema.Process, time_text: str | None = None) -> ExecEvent:
         """A process object (Tetragon's Process) → its exec event."""
-        node, key = parse_exec_id(p["exec_id"])
+        node, key = parse_exec_id(p.exec_id)
         self.node = self.node or node
-        if self._offset is None and "start_time" in p:
-            self._offset = parse_time(p["start_time"]) - key.ktime
-        _, parent = parse_exec_id(p["parent_exec_id"]) if p.get("parent_exec_id") else ("", ROOT)
-        if not self.host_ns and "ns" in p:
-            self.host_ns.update({n: number(v["inum"]) for n, v in p["ns"].items() if v.get("is_host")})
-        own = p.get(EXTRA) or {}
-        info = ContainerInfo.from_json(own.get("container")) if isinstance(own, dict) else None
+        if self._offset is None and p.start_time:
+            self._offset = parse_time(p.start_time) - key.ktime
+        _, parent = parse_exec_id(p.parent_exec_id) if p.parent_exec_id else ("", ROOT)
+        ns = p.ns or {}
+        if not self.host_ns:
+            self.host_ns.update({n: v.inum for n, v in ns.items() if v.is_host})
+        own = p.own or schema.NO_OWN
+        info = ContainerInfo.from_json(own.container or None)
         if info is not None and info.described:
             self.container_info[info.id] = info
-        pc = p.get("process_credentials", {})
-        bp = p.get("binary_properties", {})
-        inode = bp.get("file", {}).get("inode", {})
-        cg = own.get("cgroup") or p.get("cgroup") or {}  # recordings before the "procscope" object had it here
-        uid = number(p.get("uid", 0))
-        privileges = names.raised_bits(bp.get("privileges_changed", []))
-        privileges |= (wire.EXECVE_SETUID if "setuid" in bp else 0) | (wire.EXECVE_SETGID if "setgid" in bp else 0)
+        bp = p.binary_properties or schema.NO_BINARY_PROPERTIES
+        inode = bp.file.inode if bp.file else schema.NO_INODE
+        cg = own.cgroup or p.cgroup or schema.NO_CGROUP  # recordings before the "procscope" object had it beside
+        uid = p.uid or 0
+        privileges = names.raised_bits(bp.privileges_changed or [])
+        privileges |= (wire.EXECVE_SETUID if bp.setuid is not UNSET else 0) | (
+            wire.EXECVE_SETGID if bp.setgid is not UNSET else 0
+        )
         cleanup = self._cleanup_of(key, parent, own)
         if parent.pid == key.pid and cleanup == parent:
             parent = self._parent_of.get(parent, ROOT)  # older recordings named the previous image as parent
@@ -162,46 +167,43 @@ class Replay:
         return ExecEvent(
             time=self._boot(time_text) if time_text else key.ktime,
             key=key,
-            tid=number(p.get("tid", key.pid)),
-            nspid=number(own.get("nspid", p.get("nspid", key.pid))),
+            tid=key.pid if p.tid is UNSET else p.tid,
+            nspid=own.nspid if own.nspid is not UNSET else p.nspid if p.nspid is not UNSET else key.pid,
             uid=uid,
-            auid=number(p.get("auid", wire.UNKNOWN_ID)),
+            auid=wire.UNKNOWN_ID if p.auid is UNSET else p.auid,
             # in_init_tree absent (older recordings): not known to have entered from outside.
-            flags=names.flag_bits(text(p.get("flags", "")))
-            | (0 if p.get("in_init_tree") is False else wire.FLAG_IN_INIT_TREE),
+            flags=names.flag_bits(clean(p.flags or "")) | (0 if p.in_init_tree is False else wire.FLAG_IN_INIT_TREE),
             privileges=privileges,
-            nlink=number(inode.get("links", 1)),
-            ino=number(inode.get("number", 0), 64),
-            binary=text(p.get("binary", "")),
-            args=tuple(text(p["arguments"]).split(" "))
-            if p.get("arguments")
-            else (),  # the joined string comes back exact
-            cwd=text(p.get("cwd", "")),
+            nlink=inode.links,
+            ino=number(inode.number, 64),
+            binary=clean(p.binary or ""),
+            args=tuple(clean(p.arguments).split(" ")) if p.arguments else (),  # the joined string comes back exact
+            cwd=clean(p.cwd or ""),
             parent=parent,
             cleanup=cleanup,
-            creds=self._memo(credentials, pc, p.get("cap", {}), uid),
-            ns=self._memo(namespaces, p.get("ns", {})),
-            cgroup_id=number(cg.get("id", 0), 64),
-            cgroup_tracker_id=number(cg.get("tracker_id", cg.get("id", 0)), 64),
-            cgroup_name=text(cg.get("name", "")),
-            cgroup_path=text(cg.get("path", "")),
-            argv0=text(own.get("argv0", "")),
+            creds=self._memo(credentials, p.process_credentials or schema.NO_CREDENTIALS, p.cap or schema.NO_CAPS, uid),
+            ns=self._memo(namespaces, ns),
+            cgroup_id=number(cg.id, 64),
+            cgroup_tracker_id=number(cg.id if cg.tracker_id is UNSET else cg.tracker_id, 64),
+            cgroup_name=clean(cg.name),
+            cgroup_path=clean(cg.path),
+            argv0=clean(own.argv0 or ""),
         )
 
     def _creds_event(self, c: dict, time_text: str) -> CredsEvent:
         _, key = parse_exec_id(c["process"]["exec_id"])
-        new = c["new"]
-        pc = new.get("process_credentials", {})
+        new, old = read(c["new"], schema.CredsSide), read(c.get("old", {}), schema.CredsSide)
+        pc = new.process_credentials
         return CredsEvent(self._boot(time_text), key, number(c["process"].get("tid", key.pid)), text(c.get("syscall", "")),
-                          credentials(pc, pc.get("caps", {}), number(pc.get("euid", 0))), namespaces(new.get("ns", {})),
-                          cap_sets(new), cap_sets(c.get("old", {})))  # fmt: skip
+                          credentials(pc, pc.caps, pc.euid or 0), namespaces(new.ns),
+                          cap_sets(new.cap_sets), cap_sets(old.cap_sets))  # fmt: skip
 
-    def _cleanup_of(self, key: ProcessKey, parent: ProcessKey, own: dict) -> ProcessKey | None:
+    def _cleanup_of(self, key: ProcessKey, parent: ProcessKey, own: schema.Own) -> ProcessKey | None:
         """The image this exec replaced: recorded by procscope; in older
         recordings the parent when it has the same pid; in a Tetragon
         export, the last image of this pid that was not seen exiting."""
-        if own.get("previous_exec_id"):
-            return parse_exec_id(own["previous_exec_id"])[1]
+        if own.previous_exec_id:
+            return parse_exec_id(own.previous_exec_id)[1]
         if parent.pid == key.pid:
             return parent
         before = self._current.get(key.pid)
@@ -215,7 +217,7 @@ class Replay:
         _, key = parse_exec_id(p["exec_id"])
         if key not in self._seen and key not in self._exited:
             self._seen[key] = False
-            yield self._image(p, time_text)
+            yield self._image(read(p, schema.Process), time_text)
 
     # -- JSON lines ------------------------------------------------------------------
     def _record(self, rec: dict) -> list[Recorded]:
@@ -228,10 +230,10 @@ class Replay:
             if EXEC in rec:
                 body = rec[EXEC]
                 out += self._seed(body.get("parent"))
-                proc = body["process"]
-                _, key = parse_exec_id(proc["exec_id"])
+                proc = read(body["process"], schema.Process)
+                _, key = parse_exec_id(proc.exec_id)
                 if self._seen.get(key) or self._exited.get(key):
-                    raise BadRecord(f"duplicate exec_id {proc['exec_id']!r}: an earlier exec has it")
+                    raise BadRecord(f"duplicate exec_id {proc.exec_id!r}: an earlier exec has it")
                 self._seen[key] = True
                 out.append(self._image(proc, rec.get("time")))
             elif EXIT in rec:
@@ -378,21 +380,24 @@ class Replay:
 
     def _snapshot_events(self) -> Iterator[Event]:
         exits: list[ExitEvent] = []
-        for i, p in enumerate(self._doc.get("processes", [])):
+        for i, obj in enumerate(self._doc.get("processes", [])):
             try:
-                ext = p.get(EXTRA, {})
-                if ext.get("state") == Lifecycle.PLACEHOLDER.value:
+                p = read(obj, schema.Process)
+                ext = p.own or schema.NO_OWN
+                if ext.state == Lifecycle.PLACEHOLDER.value:
                     # Recreated (and counted as a miss) by its exit, or by a child that names it.
-                    if ext.get("exit_time"):
-                        _, key = parse_exec_id(p["exec_id"])
-                        exits.append(ExitEvent(int(ext["exit_time"]), key, key.pid, int(ext.get("exit_code") or 0)))
+                    if ext.exit_time:
+                        _, key = parse_exec_id(p.exec_id)
+                        exits.append(ExitEvent(ext.exit_time, key, key.pid, ext.exit_code or 0))
                     continue
                 ev = self._image(p)
-                if ext.get("ppid_exec_id"):
-                    self._ppids[ev.key.pid] = parse_exec_id(ext["ppid_exec_id"])[1].pid
+                if ext.ppid_exec_id:
+                    self._ppids[ev.key.pid] = parse_exec_id(ext.ppid_exec_id)[1].pid
                 yield ev
-                if ext.get("state") == Lifecycle.EXITED.value:
-                    exits.append(ExitEvent(int(ext["exit_time"]), ev.key, ev.tid, int(ext.get("exit_code") or 0)))
+                if ext.state == Lifecycle.EXITED.value:
+                    if ext.exit_time is UNSET:
+                        raise BadRecord("an exited process without its exit_time")
+                    exits.append(ExitEvent(ext.exit_time, ev.key, ev.tid, ext.exit_code or 0))
             except (BadRecord, KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
                 self._bad(f"process #{i + 1}", str(exc))
         yield from sorted(exits, key=lambda e: e.time)

@@ -7,13 +7,14 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
+import msgspec
+
 from procscope.probes.counters import Counters
 
-from . import describe
+from . import describe, schema
 from .cache import Process, ProcessCache
 from .container_usage import ContainerUsage
 from .export import Exporter, json_line
-from .kinds import EXTRA
 from .process import Lifecycle
 from .replay import SNAPSHOT_SCHEMA, SNAPSHOT_VERSION
 from .safe_write import atomic_writer
@@ -48,7 +49,7 @@ class Entries(Sequence):
     """A document's process objects, made as they are written: a snapshot of
     500,000 processes is never a list of 500,000 dicts in memory."""
 
-    def __init__(self, procs: list[Process], make: Callable[[Process], dict]):
+    def __init__(self, procs: list[Process], make: Callable[[Process], schema.Process]):
         self._procs, self._make = procs, make
 
     def __len__(self) -> int:
@@ -59,7 +60,7 @@ class Entries(Sequence):
             return [self._make(p) for p in self._procs[i]]
         return self._make(self._procs[i])
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator[schema.Process]:
         return map(self._make, self._procs)
 
     def __eq__(self, other) -> bool:
@@ -79,8 +80,8 @@ def document(
     now = cache.now or time.clock_gettime_ns(time.CLOCK_BOOTTIME)
     procs = [p for p in cache.procs.values() if keep is None or keep(p)]
 
-    def entry(proc: Process) -> dict:
-        out = exporter.process(proc, encoded_parts=True)
+    def entry(proc: Process) -> schema.Process:
+        out = exporter.process_object(proc)
         ext: dict = {"state": proc.lifecycle.value, "badges": describe.badges(proc, cache)}
         if proc.visible:  # where it shows in the tree; replaced images have no place there
             ext["ppid_exec_id"] = exporter.exec_id(proc.tree_parent)
@@ -93,8 +94,7 @@ def document(
         if proc.state is Lifecycle.EXITED:
             ext["exit_time"] = proc.exit_time
             ext["exit_code"] = proc.exit.code if proc.exit is not None else None
-        out.setdefault(EXTRA, {}).update(ext)
-        return out
+        return msgspec.structs.replace(out, own=msgspec.structs.replace(out.own or schema.NO_OWN, **ext))
 
     entries = Entries(parents_first(cache, procs), entry)
     kept = {p.key for p in procs}

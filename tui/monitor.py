@@ -8,7 +8,6 @@ the list from WIDE columns, else below)."""
 from __future__ import annotations
 
 import time
-from collections import deque
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -46,14 +45,6 @@ PANEL_TITLES = {"execs": "execs", "exits": "exits", "history": "history", "drops
 class MonitorScreen(Actions, MonitorState):
     BINDINGS: ClassVar[list[BindingType]] = [*KEYS]
     COMMANDS = {BindingCommands}
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._drawn = 0.0  # monotonic time of the last redraw with the events that had arrived
-        self._busy = False  # over BUSY_EVENTS in the last second: keys redraw what the last frame had
-        self._recent: deque[int] = deque(maxlen=10)  # events per tick, the last second's
-        self._pending = False  # events arrived and are not drawn yet
-        self._banner = self.source.banner
 
     def compose(self) -> ComposeResult:
         yield Meters(id="meters")
@@ -135,11 +126,11 @@ class MonitorScreen(Actions, MonitorState):
             self.say(self.source.messages.pop(0), severity="error", timeout=15)
         while self.source.notes:
             self.say(self.source.notes.pop(0), timeout=8)
-        if self.source.banner != self._banner:  # the probes could not attach after all
-            self._banner = self.source.banner
+        if self.source.banner != self.banner:  # the probes could not attach after all
+            self.banner = self.source.banner
             banner = self.query_one("#banner", Static)
-            banner.update(safe(self._banner))
-            banner.set_class(bool(self._banner), "shown")
+            banner.update(safe(self.banner))
+            banner.set_class(bool(self.banner), "shown")
         for ev in throttles:
             title, message, severity = throttle_message(ev, self.cache)
             self.say(message, title=title, severity=severity, timeout=8)  # type: ignore[arg-type]
@@ -155,15 +146,15 @@ class MonitorScreen(Actions, MonitorState):
             if error := self.usage.new_error():
                 self.say(error, severity="warning", timeout=10)
             n = n or 1  # new figures: a frame, as for an event
-        self._recent.append(n)
-        since = time.monotonic() - self._drawn
-        busy = self._busy = sum(self._recent) > BUSY_EVENTS
-        if (n or self._pending) and since < (BUSY_REDRAW if busy else 0):
-            self._pending = True
-        elif n or self._pending or since >= 1.0:
-            self._pending = False
+        self.recent.append(n)
+        since = time.monotonic() - self.drawn
+        busy = self.busy = sum(self.recent) > BUSY_EVENTS
+        if (n or self.pending) and since < (BUSY_REDRAW if busy else 0):
+            self.pending = True
+        elif n or self.pending or since >= 1.0:
+            self.pending = False
             if self.travelling_live:  # the moment shown does not change: the status line does
-                self._drawn = time.monotonic()
+                self.drawn = time.monotonic()
                 self.frame = self.status_frame()
             else:
                 self.redraw(tick=True)
@@ -180,10 +171,10 @@ class MonitorScreen(Actions, MonitorState):
             return
         # In a storm a key (sort, filter, fold) redraws at once the processes the last frame had:
         # bringing the tree up to the events since costs as much again, and the next tick does it.
-        fresh = tick or not self._busy
+        fresh = tick or not self.busy
         self.fit_columns()
         if fresh:
-            self._drawn = time.monotonic()
+            self.drawn = time.monotonic()
         if self.tagged:
             self.tagged = {k for k in self.tagged if k in self.cache.procs}  # evicted: nothing to signal
         rows = self.tree_model.rows(self.filter_query, self.view, fresh=fresh)

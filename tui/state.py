@@ -6,6 +6,7 @@ where its data comes from (source, cache, feed, usage). The actions
 from __future__ import annotations
 
 import os
+from collections import deque
 from typing import TYPE_CHECKING
 
 from textual.notifications import SeverityLevel
@@ -84,6 +85,12 @@ class MonitorState(Screen):
         self.prompt_mode = "filter"
         self.last_search = ""
         self.last_snapshot: str | None = None  # the path W wrote last
+        # When to redraw (tui.monitor's tick): as htop, at most every second in a storm.
+        self.drawn = 0.0  # monotonic time of the last redraw with the events that had arrived
+        self.busy = False  # a storm: keys redraw what the last frame had
+        self.recent: deque[int] = deque(maxlen=10)  # events per tick, the last second's
+        self.pending = False  # events arrived and are not drawn yet
+        self.banner = source.banner  # the one shown (the source's may change: the probes failed)
 
     # -- what the actions rely on ------------------------------------------------------
     def redraw(self, force: bool = False, tick: bool = False) -> None:

@@ -134,11 +134,17 @@ class Reader:
         except (FileNotFoundError, ProcessLookupError):
             return None
         try:
+            return self.read(pid, d, parent_key, stat)
+        finally:
+            os.close(d)
+
+    def read(self, pid: int, d: int, parent_key: ProcessKey | None = None,
+             stat: tuple[int, int, int] | None = None) -> ExecEvent | None:  # fmt: skip
+        """``event`` through the process's directory descriptor ``d``."""
+        try:
             return self._event(pid, d, parent_key, stat)
         except (FileNotFoundError, ProcessLookupError):
             return None  # gone while we looked
-        finally:
-            os.close(d)
 
     def _event(self, pid: int, d: int, parent_key: ProcessKey | None,
                stat: tuple[int, int, int] | None) -> ExecEvent | None:  # fmt: skip
@@ -272,20 +278,29 @@ MAX_CHUNKS = 8192  # their 2-byte tokens (16 KiB) fit an empty pipe, so writing 
 
 def _look(reader: Reader, pid: int) -> _Seen | None:
     """One pid of the scan; None: gone, or a kernel thread."""
-    try:
-        ppid, kflags, ktime = _stat(pid)
+    try:  # its directory once, its files through it (no path lookup, no Python file object, each)
+        d = os.open(f"/proc/{pid}", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     except (FileNotFoundError, ProcessLookupError):
         return None
-    except (OSError, ValueError, IndexError):
+    except OSError:
         return _Seen(pid, unreadable=True, listed=False)
-    if kflags & PF_KTHREAD:
-        return None
     try:
-        # The parent's start time is the merge's to fill in: the other scanner may hold it.
-        ev = reader.event(pid, ProcessKey(ppid, 0), (ppid, kflags, ktime))
-    except Exception:  # noqa: BLE001 - one process must not stop the scan: skipped and counted
-        return _Seen(pid, ppid, ktime, unreadable=True)
-    return _Seen(pid, ppid, ktime, ev)
+        try:
+            ppid, kflags, ktime = _parse_stat(read_at(d, "stat"))
+        except (FileNotFoundError, ProcessLookupError):
+            return None
+        except (OSError, ValueError, IndexError):
+            return _Seen(pid, unreadable=True, listed=False)
+        if kflags & PF_KTHREAD:
+            return None
+        try:
+            # The parent's start time is the merge's to fill in: the other scanner may hold it.
+            ev = reader.read(pid, d, ProcessKey(ppid, 0), (ppid, kflags, ktime))
+        except Exception:  # noqa: BLE001 - one process must not stop the scan: skipped and counted
+            return _Seen(pid, ppid, ktime, unreadable=True)
+        return _Seen(pid, ppid, ktime, ev)
+    finally:
+        os.close(d)
 
 
 class ScanJob:

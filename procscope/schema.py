@@ -16,6 +16,9 @@ from .kinds import EXTRA
 
 U32 = Annotated[int, Meta(ge=0, lt=1 << 32)]
 Wide = int | str  # a 64-bit number: protojson writes it as a string (records.number reads either)
+# A field that may be absent (UNSET: not written, or not in what was read).
+Id = U32 | UnsetType
+Text = str | UnsetType
 
 
 class Namespace(Struct, frozen=True, kw_only=True):
@@ -31,21 +34,21 @@ class Capabilities(Struct, frozen=True, kw_only=True):
 
 class UserNamespace(Struct, frozen=True, kw_only=True):
     level: U32 = 0
-    uid: U32 | UnsetType = UNSET  # unknown to the /proc scan in a nested namespace
-    gid: U32 | UnsetType = UNSET
+    uid: Id = UNSET  # unknown to the /proc scan in a nested namespace
+    gid: Id = UNSET
     ns: Namespace = Namespace()
 
 
 class ProcessCredentials(Struct, frozen=True, kw_only=True):
     # An id missing (older recordings) reads as the process's uid.
-    uid: U32 | UnsetType = UNSET
-    gid: U32 | UnsetType = UNSET
-    euid: U32 | UnsetType = UNSET
-    egid: U32 | UnsetType = UNSET
-    suid: U32 | UnsetType = UNSET
-    sgid: U32 | UnsetType = UNSET
-    fsuid: U32 | UnsetType = UNSET
-    fsgid: U32 | UnsetType = UNSET
+    uid: Id = UNSET
+    gid: Id = UNSET
+    euid: Id = UNSET
+    egid: Id = UNSET
+    suid: Id = UNSET
+    sgid: Id = UNSET
+    fsuid: Id = UNSET
+    fsgid: Id = UNSET
     securebits: list[str] = []
     caps: Capabilities = Capabilities()
     user_ns: UserNamespace = UserNamespace()
@@ -61,8 +64,8 @@ class FileProperties(Struct, frozen=True, kw_only=True):
 
 
 class BinaryProperties(Struct, frozen=True, kw_only=True):
-    setuid: U32 | UnsetType = UNSET  # the euid a setuid exec gave
-    setgid: U32 | UnsetType = UNSET
+    setuid: Id = UNSET  # the euid a setuid exec gave
+    setgid: Id = UNSET
     privileges_changed: list[str] | UnsetType = UNSET
     file: FileProperties | UnsetType = UNSET  # a binary with no link: deleted, or a memfd
 
@@ -81,15 +84,15 @@ class Cgroup(Struct, frozen=True, kw_only=True):
 class Own(Struct, frozen=True, kw_only=True):
     """procscope's fields of a process object, under EXTRA ("procscope"): tetra ignores them."""
 
-    nspid: U32 | UnsetType = UNSET
+    nspid: Id = UNSET
     cgroup: Cgroup | UnsetType = UNSET
     container: dict[str, Any] | UnsetType = UNSET  # runtimes.ContainerInfo's JSON
-    previous_exec_id: str | UnsetType = UNSET  # the image this exec replaced
-    argv0: str | UnsetType = UNSET  # when it names another program than the binary
+    previous_exec_id: Text = UNSET  # the image this exec replaced
+    argv0: Text = UNSET  # when it names another program than the binary
     # A snapshot's (procscope.snapshot): where the process is, and what it uses.
-    state: str | UnsetType = UNSET  # process.Lifecycle's value
+    state: Text = UNSET  # process.Lifecycle's value
     badges: list[str] | UnsetType = UNSET
-    ppid_exec_id: str | UnsetType = UNSET  # its parent in the tree now (an orphan's reaper)
+    ppid_exec_id: Text = UNSET  # its parent in the tree now (an orphan's reaper)
     usage: dict[str, Any] | UnsetType = UNSET
     exit_time: int | UnsetType = UNSET
     exit_code: int | None | UnsetType = UNSET
@@ -100,27 +103,27 @@ class Process(Struct, frozen=True, kw_only=True):
 
     exec_id: str
     pid: U32
-    uid: U32 | UnsetType = UNSET
-    cwd: str | UnsetType = UNSET
-    binary: str | UnsetType = UNSET
-    arguments: str | UnsetType = UNSET  # joined by spaces, argv[0] left out
-    flags: str | UnsetType = UNSET
-    start_time: str | UnsetType = UNSET
-    auid: U32 | UnsetType = UNSET
-    parent_exec_id: str | UnsetType = UNSET
+    uid: Id = UNSET
+    cwd: Text = UNSET
+    binary: Text = UNSET
+    arguments: Text = UNSET  # joined by spaces, argv[0] left out
+    flags: Text = UNSET
+    start_time: Text = UNSET
+    auid: Id = UNSET
+    parent_exec_id: Text = UNSET
     refcnt: int | UnsetType = UNSET
-    tid: U32 | UnsetType = UNSET
+    tid: Id = UNSET
     cap: Capabilities | UnsetType = UNSET
     ns: dict[str, Namespace] | UnsetType = UNSET
     process_credentials: ProcessCredentials | UnsetType = UNSET
     user: User | UnsetType = UNSET
     in_init_tree: bool | UnsetType = UNSET  # absent (older recordings): not known to have come from outside
     binary_properties: BinaryProperties | UnsetType = UNSET
-    docker: str | UnsetType = UNSET  # the container id, as Tetragon cuts it
+    docker: Text = UNSET  # the container id, as Tetragon cuts it
     pod: dict[str, Any] | UnsetType = UNSET  # a Kubernetes container's (export.pod_object)
     own: Own | UnsetType = msgspec.field(default=UNSET, name=EXTRA)
     # Where older procscope recordings had them, before the "procscope" object.
-    nspid: U32 | UnsetType = UNSET
+    nspid: Id = UNSET
     cgroup: Cgroup | UnsetType = UNSET
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict, deque
+from typing import Literal
 
 from procscope import creds_watch
 from procscope.export import Exporter
@@ -54,7 +55,7 @@ def per_second(before: dict[str, int], after: dict[str, int], seconds: float) ->
     return {name: max(0, n - before.get(name, 0)) / seconds for name, n in after.items()}
 
 
-def throttle_message(ev: ThrottleEvent, cache) -> tuple[str, str, str]:
+def throttle_message(ev: ThrottleEvent, cache) -> tuple[str, str, Literal["warning", "information"]]:
     """(title, message, severity) of the notification a throttle's start or end gets."""
     t = cache.throttles.get(ev.cgroup_id)
     where = t.path if t is not None else ev.name

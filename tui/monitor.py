@@ -133,7 +133,7 @@ class MonitorScreen(Actions, MonitorState):
             banner.set_class(bool(self.banner), "shown")
         for ev in throttles:
             title, message, severity = throttle_message(ev, self.cache)
-            self.say(message, title=title, severity=severity, timeout=8)  # type: ignore[arg-type]
+            self.say(message, title=title, severity=severity, timeout=8)
         return n
 
     def tick(self) -> None:
@@ -236,9 +236,9 @@ class MonitorScreen(Actions, MonitorState):
             self.select()
             return
         # A process picked in a stream: select it in the tree if shown, show its detail anyway.
-        if message.key is None:
+        if not isinstance(message.key, tuple):
             return
-        proc = message.key[1]  # type: ignore[index]  # a stream's rows are its (time, process) entries
+        proc = message.key[1]  # a stream's rows are its (time, process) entries
         tree = self.tree_pane
         if proc.key in tree.keys:
             tree.cursor = tree.keys.index(proc.key)  # its Selected message shows the detail

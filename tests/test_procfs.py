@@ -1,6 +1,7 @@
 """The start-up /proc scan: every running process, parents first, keyed and
 described exactly as the BPF programs would."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -86,9 +87,18 @@ def sleepers():
     """A few hundred idle processes, so that the scan has many chunks to share."""
     group = subprocess.Popen(["sh", "-c", "for i in $(seq 300); do sleep 600 & done; wait"], start_new_session=True)
     deadline = time.monotonic() + 10
-    while len(psutil.Process(group.pid).children()) < 300 and time.monotonic() < deadline:
+
+    def sleeping() -> list[int]:  # a child the shell forked may not have exec'd sleep yet: the scans would differ
+        found = []
+        for child in psutil.Process(group.pid).children():
+            with contextlib.suppress(psutil.Error):
+                if child.cmdline() == ["sleep", "600"]:
+                    found.append(child.pid)
+        return found
+
+    while len(sleeping()) < 300 and time.monotonic() < deadline:
         time.sleep(0.05)
-    yield [p.pid for p in psutil.Process(group.pid).children()]
+    yield sleeping()
     os.killpg(group.pid, signal.SIGKILL)
     group.wait()
 

@@ -36,7 +36,7 @@ from procscope.probes.events import (
 from .cache_views import CacheViews, unwatched
 from .cgroup_index import CgroupIndex
 from .exited_cpu import exited
-from .process import ROOT, CacheCounters, CredsChange, Lifecycle, Process, Shared
+from .process import EXITED, REPLACED, ROOT, RUNNING, CacheCounters, CredsChange, Lifecycle, Process, Shared
 from .sampler import EMPTY as EMPTY_USAGE
 from .sampler import UsageEvent, recorded_usage
 
@@ -147,7 +147,7 @@ class ProcessCache(CacheViews):
             if prev.children:
                 for child in list(prev.children.values()):
                     self._set_tree_parent(child, proc.key)
-            self._end(prev, ev.time, Lifecycle.REPLACED)
+            self._end(prev, ev.time, REPLACED)
         return proc
 
     def _clone(self, ev: CloneEvent) -> Process:
@@ -178,7 +178,7 @@ class ProcessCache(CacheViews):
             proc = self._create(ev.key, None, ROOT)
             proc.not_found = True
             self._place(proc, ROOT, "")
-        if proc.alive:
+        if proc.state is RUNNING:
             if ev.time < ev.key.ktime:  # only a recording can say so: kept, and counted
                 self.counters.exit_before_start += 1
             proc.exit = ev
@@ -313,7 +313,7 @@ class ProcessCache(CacheViews):
         Returns False when a newer image already holds the pid: ``proc``
         has ended (the caller ends it), so it stays out of the pid index."""
         current = True
-        if proc.alive:
+        if proc.state is RUNNING:
             old = self.by_pid.get(proc.pid)
             cleanup = proc.image.cleanup if proc.image is not None else None
             if old is not None and old is not proc and old.key.ktime > proc.key.ktime:
@@ -345,7 +345,7 @@ class ProcessCache(CacheViews):
             if newest is not None and parent in self.exec_chain(newest):
                 parent, tree_parent = newest, newest.key
         proc.tree_parent = tree_parent
-        if not (proc.alive or proc.in_grace):  # not shown: in no tree
+        if not (proc.state is RUNNING or proc.in_grace):  # not shown: in no tree
             return
         if parent is not None and parent is not proc and proc.children and self._within(parent, proc):
             # The parent is below it: an orphan was given to this pid's image (the kernel's answer
@@ -355,7 +355,7 @@ class ProcessCache(CacheViews):
                 below = self.procs[below.tree_parent]
             init = self.by_pid.get(1)
             self._set_tree_parent(below, init.key if init is not None and not self._within(init, below) else ROOT)
-        if parent is not None and parent is not proc and (parent.alive or parent.in_grace):
+        if parent is not None and parent is not proc and (parent.state is RUNNING or parent.in_grace):
             if parent.children is None:
                 parent.children = {}
             parent.children[proc.key] = proc
@@ -378,9 +378,9 @@ class ProcessCache(CacheViews):
         self.on_change(proc)  # its container and cgroup group
         self.cgroup_index.join(proc, self._shared.one(path), self.now)
 
-    def _end(self, proc: Process, when: int, state: Lifecycle = Lifecycle.EXITED) -> None:
+    def _end(self, proc: Process, when: int, state: Lifecycle = EXITED) -> None:
         """The image stops running: it exited, or exec'd another (REPLACED)."""
-        if not proc.alive:
+        if proc.state is not RUNNING:
             return
         proc.state = state
         self.on_change(proc)  # drawn dimmed
@@ -402,7 +402,7 @@ class ProcessCache(CacheViews):
     def _unref(self, proc: Process) -> None:
         """Drop one reference; remove the images nobody needs any more."""
         proc.refs -= 1
-        if proc.refs > 0 or proc.alive or proc.in_grace:
+        if proc.refs > 0 or proc.state is RUNNING or proc.in_grace:
             return  # most calls: still needed
         pending = [proc]  # not recursion: a chain of parents may be as long as a process makes it
         while pending:
@@ -411,7 +411,7 @@ class ProcessCache(CacheViews):
                 continue
             for named in self._remove(proc):
                 named.refs -= 1
-                if named.refs <= 0 and not named.alive and not named.in_grace:
+                if named.refs <= 0 and named.state is not RUNNING and not named.in_grace:
                     pending.append(named)
 
     def _remove(self, proc: Process) -> list[Process]:

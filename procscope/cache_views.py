@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Self, cast
 from procscope.probes import wire
 from procscope.probes.events import ExecEvent, ProcessKey
 
-from .process import BY_PID, ROOT, Process
+from .process import BY_PID, ROOT, RUNNING, Process
 from .sampler import EMPTY as EMPTY_USAGE
 from .sampler import UsageTable
 
@@ -104,7 +104,7 @@ class CacheViews:
 
     # -- orphans ------------------------------------------------------------------
     def _reaper_for(self, child: Process, dead: Process) -> ProcessKey:
-        if self.current_parent is not None and child.alive:
+        if self.current_parent is not None and child.state is RUNNING:
             ppid = self.current_parent(child.pid)
             reaper = self.by_pid.get(ppid) if ppid else None
             # The kernel answers for now, the cache is behind: if the pid was
@@ -121,7 +121,7 @@ class CacheViews:
         while up is not None and up.key not in seen:
             seen.add(up.key)
             img = up.image
-            if up.alive and img is not None and img.nspid == 1 and img.ns.pid == pidns:
+            if up.state is RUNNING and img is not None and img.nspid == 1 and img.ns.pid == pidns:
                 return up.key
             up = self.procs.get(up.tree_parent)
         init = self.by_pid.get(1)

@@ -11,7 +11,7 @@ from procscope.probes.events import ProcessKey
 from procscope.probes.throttle import added
 
 from .containers import Container, container_of
-from .process import Process
+from .process import RUNNING, Process
 from .runtimes import ContainerInfo
 
 # Parsed cgroup paths kept (their containers) before the memo starts again:
@@ -102,7 +102,7 @@ class CgroupIndex:
         self.leave(proc)
         proc.cgroup = path
         proc.container = self.container_of(path)
-        if proc.alive and path:
+        if proc.state is RUNNING and path:
             if path not in self.cgroups and path.startswith("/"):
                 self.add(path)
             self.cgroups.setdefault(path, {})[proc.key] = proc

@@ -12,7 +12,7 @@ from .accounts import user_name
 from .cache import Process, ProcessCache
 from .container_usage import ContainerUsage
 from .containers import Container
-from .process import CredsChange, Lifecycle
+from .process import EXITED, CredsChange
 from .runtimes import ContainerInfo
 from .sampler import Usage
 
@@ -102,7 +102,7 @@ def age_ns(proc: Process, now: int) -> int:
 
 def state_text(proc: Process) -> str:
     """ "running", "exec'd", "exit 3", "SIGKILL (core dumped)", or "exited (status lost)"."""
-    if proc.state is not Lifecycle.EXITED:
+    if proc.state is not EXITED:
         return proc.lifecycle.shown
     ev = proc.exit
     if ev is None:

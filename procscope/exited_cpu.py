@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .process import Lifecycle
+from .process import EXITED
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -56,7 +56,7 @@ def exited(cache: ProcessCache, proc: Process, cpu_ns: int) -> None:
         if up is None or up is proc:
             return
         up.exited_cpu_ns += carried
-        if up.state is not Lifecycle.EXITED:
+        if up.state is not EXITED:
             return
         key = up.parent
     cache.counters.cpu_too_deep += 1

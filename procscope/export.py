@@ -70,6 +70,7 @@ class Exporter:
         self._creds: dict[Credentials, tuple[schema.Capabilities, schema.ProcessCredentials]] = {}
         self._ns: dict[Namespaces, dict[str, schema.Namespace]] = {}
         self._parts: dict[tuple[Credentials, Namespaces], tuple[msgspec.Raw, msgspec.Raw, msgspec.Raw]] = {}
+        self._plain: dict[tuple[Credentials, Namespaces], tuple[dict, dict, dict]] = {}
         self._templates: dict[tuple, Template] = {}
 
     def exec_id(self, key: ProcessKey) -> str:
@@ -93,7 +94,9 @@ class Exporter:
         """The process object as plain dicts and lists (what an event's dict holds)."""
         entry = self._object(proc)
         if entry[1] is None:
-            entry[1] = schema.written(self._process(proc, self._own(proc)))
+            entry[1] = plain = schema.written(self._process(proc, self._own(proc)))
+            if proc.image is not None:  # what many processes share, converted once for all
+                plain["cap"], plain["process_credentials"], plain["ns"] = self._plain_parts(proc.image)
         out = dict(entry[1])  # shallow: what it holds is never changed once made
         out["refcnt"] = max(proc.refs, 0)
         return out
@@ -153,6 +156,17 @@ class Exporter:
             self._parts[p.creds, p.ns] = found
         return found
 
+    def _plain_parts(self, p: ExecEvent) -> tuple[dict, dict, dict]:
+        """cap, process_credentials and ns of an image as plain dicts, made once for all that share them."""
+        found = self._plain.get((p.creds, p.ns))
+        if found is None:
+            caps, credentials = self._credentials(p.creds)
+            found = schema.written(caps), schema.written(credentials), schema.written(self._namespaces(p.ns))
+            if len(self._plain) >= MEMO_LIMIT:
+                self._plain.clear()
+            self._plain[p.creds, p.ns] = found
+        return found
+
     def _object(self, proc: Process) -> list:
         """[what it shows, its object, that encoded without refcnt (each None until asked)]."""
         # Everything the object shows but refcnt, compared by identity first.
@@ -167,14 +181,14 @@ class Exporter:
         return hit
 
     def _process(self, proc: Process, own: tuple, encoded: bool = False) -> schema.Process:
-        """The object; ``own``: what _own gives, or _SLOTS for a template; ``encoded``: with
-        cap, ns and process_credentials encoded (_encoded_parts)."""
+        """The object; ``own``: what _own gives, or _SLOTS for a template; cap, ns and
+        process_credentials encoded (``encoded``: _encoded_parts), else left for the caller."""
         exec_id, pid, start_time, parent_exec_id, tid, nspid, previous_exec_id = own
         p = proc.image
         if p is None:  # a placeholder: only its identity is known
             return schema.Process(exec_id=exec_id, pid=pid, flags="miss", start_time=start_time,
                                   parent_exec_id=parent_exec_id, refcnt=max(proc.refs, 0))  # fmt: skip
-        parts: tuple = self._encoded_parts(p) if encoded else (*self._credentials(p.creds), self._namespaces(p.ns))
+        parts: tuple = self._encoded_parts(p) if encoded else (msgspec.UNSET,) * 3
         info = self.cache.cgroup_index.info_of(proc.container) if proc.container is not None else None
         extra: schema.Own | UnsetType = msgspec.UNSET
         if not self.tetragon_only:

@@ -54,6 +54,9 @@ class Lifecycle(enum.Enum):
         return _SHOWN[self]
 
 
+# As names of the module: an enum member read through its class costs 40 ns, and the storm's
+# path asks `state is RUNNING` several times a process (through a property, 15% of the cache's time).
+RUNNING, REPLACED, EXITED = Lifecycle.RUNNING, Lifecycle.REPLACED, Lifecycle.EXITED
 _SHOWN = {
     Lifecycle.PLACEHOLDER: "lost",
     Lifecycle.RUNNING: "running",
@@ -85,7 +88,7 @@ class Process:
         self.children: dict[ProcessKey, Process] | None = None  # tree children: live, or exited in grace
         # 1 while alive, +1 per cached image naming this one as parent or previous
         self.refs = 1
-        self.state = Lifecycle.RUNNING  # the cache's _end makes it REPLACED or EXITED
+        self.state = RUNNING  # the cache's _end makes it REPLACED or EXITED
         self.in_grace = False  # exited, still shown
         self.exit: ExitEvent | None = None  # None when the exit itself was lost
         self.exit_time = 0
@@ -107,12 +110,12 @@ class Process:
 
     @property
     def alive(self) -> bool:
-        return self.state is Lifecycle.RUNNING
+        return self.state is RUNNING
 
     @property
     def replaced(self) -> bool:
         """Ended by exec'ing a new image: not an exit, not shown."""
-        return self.state is Lifecycle.REPLACED
+        return self.state is REPLACED
 
     @property
     def binary(self) -> str:
@@ -157,7 +160,7 @@ class Process:
     @property
     def visible(self) -> bool:
         """Shown in the tree: alive, or exited and in its grace period."""
-        return self.alive or self.in_grace
+        return self.state is RUNNING or self.in_grace
 
     def __repr__(self) -> str:
         return f"<Process {self.key.pid}:{self.key.ktime} {self.binary or '?'} {self.lifecycle.value} refs={self.refs}>"

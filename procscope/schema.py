@@ -145,6 +145,6 @@ NO_OWN, NO_CGROUP, NO_CAPS = Own(), Cgroup(), Capabilities()
 NO_CREDENTIALS, NO_BINARY_PROPERTIES, NO_INODE = ProcessCredentials(), BinaryProperties(), InodeProperties()
 
 
-def written(obj: Struct) -> Any:
+def written(obj: object) -> Any:
     """As plain dicts and lists (what the exporter's dict API gives)."""
     return msgspec.to_builtins(obj)

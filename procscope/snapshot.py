@@ -15,7 +15,7 @@ from . import describe, schema
 from .cache import Process, ProcessCache
 from .container_usage import ContainerUsage
 from .export import Exporter, json_line
-from .process import Lifecycle
+from .process import EXITED
 from .replay import SNAPSHOT_SCHEMA, SNAPSHOT_VERSION
 from .safe_write import atomic_writer
 
@@ -91,7 +91,7 @@ def document(
         if (u := describe.usage(proc, cache)) is not None:
             ext["usage"] = {"cpu_ns": u.cpu_ns, "children_cpu_ns": describe.children_cpu_ns(proc, cache, u), "rss_bytes": u.rss,
                             "threads": u.threads, "state": u.state}  # fmt: skip
-        if proc.state is Lifecycle.EXITED:
+        if proc.state is EXITED:
             ext["exit_time"] = proc.exit_time
             ext["exit_code"] = proc.exit.code if proc.exit is not None else None
         return msgspec.structs.replace(out, own=msgspec.structs.replace(out.own or schema.NO_OWN, **ext))

@@ -16,7 +16,7 @@ from procscope.cache import ProcessCache
 from procscope.probes.events import ProcessKey
 from procscope.probes.text import printable
 from procscope.probes.wire import UNKNOWN_ID
-from procscope.process import Lifecycle, Process
+from procscope.process import EXITED, Process
 from procscope.sampler import Usage
 
 MIN_COMMAND = 24  # cells COMMAND keeps before optional columns give way
@@ -58,7 +58,7 @@ class Column:
 
 
 def _exit(p: Process) -> str:
-    if p.state is not Lifecycle.EXITED:
+    if p.state is not EXITED:
         return ""
     if p.exit is None:
         return "?"

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from . import cgroups, procfs, wire
+from . import cgroups, scan_job, wire
 from .bcc_import import import_bcc
 from .counters import Counters
 from .decode import decode
@@ -144,7 +144,7 @@ class Collector:
         """The /proc scan, after the probes are attached; the processes it
         finds in a container's init tree are marked for the BPF side, whose
         clones inherit the mark."""
-        found = procfs.scan(self.hierarchy or cgroups.detect())
+        found = scan_job.scan(self.hierarchy or cgroups.detect())
         self._procfs_unreadable += found.unreadable
         if self._bpf is not None:
             self._mark_init_tree(ev for ev in found.events if ev.flags & wire.FLAG_IN_INIT_TREE)

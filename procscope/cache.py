@@ -94,19 +94,21 @@ class ProcessCache(CacheViews):
         for ev in events:
             self.apply(ev)
 
-    def rescan(self, events: list[ExecEvent]) -> None:
+    def rescan(self, events: list[ExecEvent], complete: bool = True) -> None:
         """A second /proc scan (taken once the probes are attached, the first
         having been drawn before): of the processes known from the first
         only, those it lacks exited unseen, and those it finds with another
-        image exec'd unseen. The events themselves are then applied as usual."""
+        image exec'd unseen; the events are then applied as usual. ``complete``
+        False: the first scan's namespaces, read later (scan_job), fill in."""
         found = {ev.key: ev for ev in events}
         for proc in list(self.by_pid.values()):
             image = proc.image
-            if image is None or not image.flags & wire.FLAG_PROCFS:
+            if image is None or not image.flags & wire.FLAG_PROCFS or not (complete or image.ns.mnt == 0):
                 continue  # seen by the probes since: they know better
             new = found.get(proc.key)
             if new is None:
-                self._end(proc, self.now)
+                if complete:
+                    self._end(proc, self.now)
             elif (new.binary, new.args, new.creds, new.ns) != (image.binary, image.args, image.creds, image.ns):
                 proc.image = self._shared.event(new)
                 self.on_change(proc)

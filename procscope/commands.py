@@ -12,7 +12,7 @@ import sys
 import time
 from collections import deque
 
-from procscope.probes import cgroups, procfs
+from procscope.probes import cgroups, scan_job
 from procscope.probes.collector import Collector
 from procscope.probes.counters import Counters
 from procscope.probes.errors import SetupError
@@ -320,7 +320,7 @@ def _live_snapshot(args: Options, recent: deque) -> tuple[ProcessCache, Counters
         warn(f"{exc}; taking the snapshot from /proc alone (no exec/exit history, no drop counters)")
         hierarchy = cgroups.detect()
         cache = live_cache(hierarchy, grace_ns=args.grace_ns)
-        found = procfs.scan(hierarchy)
+        found = scan_job.scan(hierarchy)
         cache.apply_all(found.events)
         return cache, Counters(procfs_unreadable=found.unreadable, cache=cache.counters.as_dict()), "procfs"
     cache = live_cache(collector.hierarchy, grace_ns=args.grace_ns)
@@ -359,7 +359,7 @@ def ui(args: Options) -> int:
         replay = _open_replay(args, args.replay)
         return 2 if replay is None or _metrics_refused(args) else run_monitor(args, None, replay, warn)
     # The first /proc scan starts on the other core while this one loads Textual (a fork: no threads yet).
-    with procfs.ScanJob(cgroups.detect()) as scan:
+    with scan_job.ScanJob(cgroups.detect(), namespaces_later=True) as scan:
         from procscope.tui.main import run_monitor
 
         return run_monitor(args, _collector(args, exit_cpu=args.usage > 0), None, warn,

@@ -10,14 +10,15 @@ import time
 import psutil
 import pytest
 
-from procscope.probes import cgroups, procfs, wire
+from procscope.live_cache import live_cache
+from procscope.probes import cgroups, procfs, scan_job, wire
 from procscope.probes.events import ExitEvent
 
 from .conftest import open_collector, unique_copy
 
 
 def test_scan_lists_running_processes_parents_first():
-    events = procfs.scan(cgroups.detect()).events
+    events = scan_job.scan(cgroups.detect()).events
     pids = [e.key.pid for e in events]
     assert os.getpid() in pids and os.getppid() in pids
     position = {pid: i for i, pid in enumerate(pids)}
@@ -103,7 +104,7 @@ def sleepers():
     group.wait()
 
 
-def _ours(scan: procfs.Scan, pids) -> dict:
+def _ours(scan: scan_job.Scan, pids) -> dict:
     return {e.key.pid: e for e in scan.events if e.key.pid in set(pids)}
 
 
@@ -117,8 +118,8 @@ def test_scan_on_both_cores_equals_the_serial_scan(hostile, sleepers):
     """The helper's half comes back through msgpack: hostile bytes, parent keys and order survive it."""
     hierarchy = cgroups.detect()
     mine = [*sleepers, *hostile.pids, os.getpid()]
-    serial = procfs.scan(hierarchy)
-    job = procfs.ScanJob(hierarchy)
+    serial = scan_job.scan(hierarchy)
+    job = scan_job.ScanJob(hierarchy)
     time.sleep(1)  # the monitor loading Textual: the helper reads it all
     shared = job.result()
     assert job.helped > 1
@@ -134,16 +135,82 @@ def test_scan_on_both_cores_equals_the_serial_scan(hostile, sleepers):
 
 def test_scan_whose_helper_dies_is_still_complete(sleepers):
     hierarchy = cgroups.detect()
-    job = procfs.ScanJob(hierarchy)
+    job = scan_job.ScanJob(hierarchy)
     [helper] = _helpers()
     helper.kill()
     result = job.result()
     assert len(_ours(result, sleepers)) == len(sleepers)
-    assert _ours(result, sleepers) == _ours(procfs.scan(hierarchy), sleepers)
+    assert _ours(result, sleepers) == _ours(scan_job.scan(hierarchy), sleepers)
     assert not _helpers()
 
 
 def test_scan_not_wanted_leaves_no_helper_behind(sleepers):
-    with procfs.ScanJob(cgroups.detect()):
+    with scan_job.ScanJob(cgroups.detect()):
         assert len(_helpers()) == 1
     assert not _helpers()  # killed and reaped: no zombie either
+
+
+@pytest.fixture
+def unshared():
+    """A process in namespaces of its own (net, uts, ipc): they differ from its parent's."""
+    proc = subprocess.Popen(["unshare", "--net", "--uts", "--ipc", "sleep", "600"])
+    deadline = time.monotonic() + 10
+    while psutil.Process(proc.pid).cmdline() != ["sleep", "600"] and time.monotonic() < deadline:
+        time.sleep(0.05)  # unshare execs sleep once its namespaces are made
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def test_scan_with_namespaces_later_completes_to_the_full_scan(hostile, sleepers, unshared):
+    """The monitor's first frame: the pid namespace only (the merge marks
+    container init trees by it), the rest read by the helper meanwhile and
+    filled into the cache, which then holds what a full scan would."""
+    hierarchy = cgroups.detect()
+    mine = [*sleepers, *hostile.pids, unshared, os.getpid()]
+    job = scan_job.ScanJob(hierarchy, namespaces_later=True)
+    first = job.result()
+    assert job.later and job.helped >= 1
+    full = _ours(scan_job.scan(hierarchy), mine)
+    light = _ours(first, mine)
+    assert light.keys() == full.keys()
+    for pid, ev in light.items():
+        assert ev.ns.pid == full[pid].ns.pid and ev.ns.net == ev.ns.mnt == ev.creds.user_ns.inum == 0
+        assert (ev.binary, ev.args, ev.parent, ev.flags) == (full[pid].binary, full[pid].args, full[pid].parent,
+                                                             full[pid].flags)  # fmt: skip
+    cache = live_cache(hierarchy, 5 * 10**9)
+    cache.apply_all(first.events)
+    filled = job.namespaces(wait=True)
+    assert filled is not None and not _helpers()
+    assert _ours(scan_job.Scan(filled), mine) == full
+    cache.rescan(filled, complete=False)
+    for pid, ev in full.items():
+        assert cache.by_pid[pid].image == ev
+    assert cache.by_pid[unshared].image.ns.net != cache.by_pid[os.getpid()].image.ns.net
+    assert job.namespaces() is None  # once
+
+
+def test_namespaces_later_whose_helper_dies_are_read_in_process(sleepers):
+    hierarchy = cgroups.detect()
+    job = scan_job.ScanJob(hierarchy, namespaces_later=True)
+    first = job.result()
+    [helper] = _helpers()
+    helper.kill()
+    filled = job.namespaces(wait=True)
+    assert filled is not None and not _helpers()
+    assert _ours(scan_job.Scan(filled), sleepers) == _ours(scan_job.scan(hierarchy), sleepers)
+    assert len(filled) >= len(_ours(first, sleepers))
+
+
+def test_rescan_of_namespaces_only_ends_nothing(sleepers):
+    """A partial look (the namespaces) is not a census: a process it did not
+    find is not taken for exited."""
+    hierarchy = cgroups.detect()
+    job = scan_job.ScanJob(hierarchy, namespaces_later=True)
+    first = job.result()
+    cache = live_cache(hierarchy, 5 * 10**9)
+    cache.apply_all(first.events)
+    filled = [ev for ev in job.namespaces(wait=True) or [] if ev.key.pid != sleepers[0]]
+    cache.rescan(filled, complete=False)
+    assert cache.by_pid[sleepers[0]].alive and cache.by_pid[sleepers[0]].image.ns.mnt == 0
+    assert cache.by_pid[sleepers[1]].image.ns.mnt != 0

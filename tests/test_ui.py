@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from procscope.probes import cgroups
 from procscope.probes.collector import Collector
+from procscope.probes.scan_job import ScanJob
 from procscope.replay import Replay
 from procscope.tui.app import ProcscopeApp
 from procscope.tui.screens.help import HelpScreen
@@ -232,6 +234,31 @@ async def test_live_monitor_draws_the_proc_tree_first_and_attaches_behind_it(scr
         assert any(binary in row.plain for row in app.query_one("#execs").rows)
     during.kill()
     await during.wait()
+
+
+@pytest.mark.bpf
+async def test_first_frame_namespaces_fill_in_before_the_probes_attach(tmp_path):
+    """As `procscope` starts: the first scan's namespaces (but the pid
+    namespace) are read by its helper after the first frame, and fill in
+    the images well before the probes' second scan would."""
+    if os.geteuid() != 0:
+        bpf_unavailable("tests are not running as root")
+    apart = await asyncio.create_subprocess_exec("unshare", "--net", "--uts", "sleep", "60")
+    await asyncio.sleep(0.3)  # unshare has exec'd sleep
+    job = ScanJob(cgroups.detect(), namespaces_later=True)
+    app = ProcscopeApp(LiveSource(Collector(), 5 * 10**9, job), snapshot_dir=str(tmp_path))
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            cache = app.monitor.cache
+            assert apart.pid in cache.by_pid and cache.by_pid[apart.pid].image.ns.net == 0  # the first frame's
+            net = int(os.readlink(f"/proc/{apart.pid}/ns/net").split("[")[1].rstrip("]"))
+            assert await wait_for(pilot, lambda: cache.by_pid[apart.pid].image.ns.net == net, seconds=5)
+            assert "attaching probes" in plain(app, app.query_one("#status").content)  # not the second scan's doing
+            assert cache.by_pid[apart.pid].image.ns.net != cache.by_pid[os.getpid()].image.ns.net
+            assert cache.by_pid[os.getpid()].image.creds.user_ns.inum != 0
+    finally:
+        apart.kill()
+        await apart.wait()
 
 
 async def test_throttled_container_is_marked(tmp_path):

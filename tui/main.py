@@ -9,7 +9,7 @@ from collections.abc import Callable
 from procscope import themes
 from procscope.options import Options
 from procscope.probes.collector import Collector
-from procscope.probes.procfs import ScanJob
+from procscope.probes.scan_job import ScanJob
 from procscope.replay import Replay
 from procscope.window import Window
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from procscope.cache import ProcessCache
 from procscope.live_cache import live_cache
-from procscope.probes import cgroups, procfs
+from procscope.probes import cgroups, scan_job
 from procscope.probes.collector import Collector
 from procscope.probes.counters import Counters
 from procscope.replay import Recorded, Replay
@@ -69,7 +69,7 @@ class LiveSource(Source):
     label = "live BPF"
     live = True
 
-    def __init__(self, collector: Collector, grace_ns: int, scan: procfs.ScanJob | None = None):
+    def __init__(self, collector: Collector, grace_ns: int, scan: scan_job.ScanJob | None = None):
         """``scan``: the first /proc scan, already under way (else taken at start)."""
         self.hierarchy = scan.hierarchy if scan is not None else collector.hierarchy or cgroups.detect()
         super().__init__(live_cache(self.hierarchy, grace_ns))
@@ -93,8 +93,10 @@ class LiveSource(Source):
             return
         self.label = "/proc, attaching probes…"
         # The scan first: compiling beside it would slow the first frame (both want a core).
-        found = self._scan.result() if self._scan is not None else procfs.scan(self.hierarchy)
-        self._scan = None
+        job, self._scan = self._scan, None
+        found = job.result() if job is not None else scan_job.scan(self.hierarchy)
+        if job is not None and job.later:
+            self._scan = job  # the namespaces come after the first frame (drain)
         self._pending, self._unreadable = [*found.events], found.unreadable
         self._attaching = True
         collector.log = self.facts.append  # while attaching: how (e.g. which kernel tree)
@@ -102,6 +104,9 @@ class LiveSource(Source):
 
     def drain(self) -> list[Recorded]:
         out, self._pending = self._pending, []
+        if self._scan is not None and not out and (filled := self._scan.namespaces()) is not None:
+            self._scan = None  # the first scan applied, its namespaces fill in
+            self.cache.rescan(filled, complete=False)
         collector = self.collector
         if self._attaching and not out:  # the second scan settles the first once that is applied
             if collector.setup_error is not None:
@@ -148,7 +153,7 @@ class ProcfsSource(Source):
         self._unreadable = 0
 
     def start(self) -> None:
-        found = procfs.scan(self.hierarchy)
+        found = scan_job.scan(self.hierarchy)
         self._pending, self._unreadable = [*found.events], found.unreadable
 
     def drain(self) -> list[Recorded]:

@@ -2,7 +2,7 @@
 VENV ?= .venv
 export VENV
 
-.PHONY: setup run test bench screenshots snapshots clean
+.PHONY: setup run test bench screenshots snapshots proto clean
 setup:
 	@scripts/setup
 
@@ -29,6 +29,10 @@ screenshots: setup
 # Regenerates the snapshot tests' baselines (tests/__snapshots__/) after a wanted change in the UI's looks.
 snapshots: setup
 	$(VENV)/bin/python -m pytest -q tests/test_snapshots.py --snapshot-update
+
+# Tetragon's gRPC API as procscope serves it: the modules grpcio-tools generates from procscope/api/tetragon.proto.
+proto: setup
+	$(VENV)/bin/python -m grpc_tools.protoc -I . --python_out=. --pyi_out=. --grpc_python_out=. procscope/api/tetragon.proto
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -15,7 +15,7 @@ from procscope.probes.throttle import RateError, parse_rate
 
 from . import __version__, commands, query, sampler, window
 from .cache import DEFAULT_GRACE_NS
-from .options import Options
+from .options import CLIENT_QUEUE, Options
 from .replay import MAX_PROCESSES, SNAPSHOT_VERSION
 from .stream import INCLUDABLE
 from .timetravel import Moment, MomentError
@@ -261,6 +261,21 @@ def build_parser() -> argparse.ArgumentParser:
                      help="monitors running at once, at most (default 4; each is a root process with its own probes)")  # fmt: skip
     srv.add_argument("ui_args", nargs=argparse.REMAINDER, metavar="-- UI-OPTIONS",
                      help="options for each monitor, as `procscope ui` takes them (e.g. -- --container web)")  # fmt: skip
+    ag = sub.add_parser(
+        "agent", help="serve Tetragon's gRPC API from the live collector (tetra getevents, tetra status)"
+    )
+    ag.add_argument("--address", metavar="ADDR",
+                    help="unix:///PATH (a socket of mode 0600 in a directory only root writes) or HOST:PORT "
+                         "(default unix:///run/procscope/procscope.sock)")  # fmt: skip
+    ag.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this certificate (PEM; with --tls-key)")
+    ag.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
+    ag.add_argument("--tls-client-ca", metavar="FILE",
+                    help="ask every client for a certificate signed by this CA (PEM): mutual TLS")  # fmt: skip
+    ag.add_argument("--client-queue", type=_count, default=CLIENT_QUEUE, metavar="N",
+                    help=f"events a client may fall behind by (default {CLIENT_QUEUE:,}); past that its events are dropped, "
+                         "counted and told to it (rate_limit_info), and the others go on")  # fmt: skip
+    _add_source_arguments(ag)
+    query.add_arguments(ag)
     return parser
 
 
@@ -320,6 +335,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             return commands.snapshot_command(opts)
         if opts.command == "ui":
             return commands.ui(opts)
+        if opts.command == "agent":
+            return commands.agent(opts)
         if opts.command == "serve":
             Options.from_args(parser.parse_args(["ui", *opts.ui_args]))  # bad monitor options: refused before serving
             return commands.serve(opts)

@@ -366,6 +366,60 @@ def ui(args: Options) -> int:
                            lambda counters, cache: serve_metrics(args, counters, cache), scan)  # fmt: skip
 
 
+def agent(args: Options) -> int:
+    from procscope import agent as served  # grpc loads only for this
+
+    if args.replay:
+        warn("the agent serves the live machine: --replay is for events, snapshot and the monitor")
+        return 2
+    if (args.tls_cert is None) != (args.tls_key is None) or (args.tls_client_ca and not args.tls_cert):
+        warn("TLS needs both --tls-cert and --tls-key (--tls-client-ca only with them)")
+        return 2
+    tls = served.Tls(args.tls_cert, args.tls_key, args.tls_client_ca) if args.tls_cert and args.tls_key else None
+    address = args.address or served.DEFAULT_ADDRESS
+    try:
+        served.check_address(address)
+    except served.AgentError as exc:
+        warn(str(exc))
+        return 2
+    collector = _collector(args)
+    try:
+        collector.open()
+    except SetupError as exc:
+        warn(str(exc))
+        return 2
+    cache = live_cache(collector.hierarchy, grace_ns=args.grace_ns)
+    broadcast = served.Broadcast(cache, warn)
+    stream = EventStream(cache, [Output(broadcast, served.KINDS, objects=True)], args.query)
+    broadcast.exporter = stream.exporter
+    node = served.Agent(broadcast, stream.exporter.node, args.client_queue)
+    try:
+        server = served.serve(node, address, tls, warn)
+    except served.AgentError as exc:
+        collector.stop()
+        warn(str(exc))
+        return 2
+    if not serve_metrics(args, with_cache(collector, cache), cache):
+        server.stop(0)
+        collector.stop()
+        return 2
+    warn(f"serving Tetragon's gRPC API on {address} ({ring_text(args.ring_size)}); Ctrl-C to stop")
+    collector.start()
+    try:
+        while True:
+            stream.feed(collector.get_batch(timeout=0.1) or [])
+            broadcast.admit()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.stopping.set()
+        broadcast.close()
+        server.stop(1)
+        collector.stop()
+        warn(f"lost: {collector.counters().lost}")
+    return 0
+
+
 def serve(args: Options) -> int:
     from procscope.tui.serve import run_server  # textual-serve loads only for this
 

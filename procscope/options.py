@@ -19,6 +19,8 @@ from .sampler import INTERVAL
 from .timetravel import Moment
 from .window import DEFAULT_EVENTS, DEFAULT_SECONDS
 
+CLIENT_QUEUE = 10_000  # events an agent's client may fall behind by
+
 
 @dataclass(frozen=True)
 class Options:
@@ -68,6 +70,12 @@ class Options:
     allow_signals: bool = False
     allow_writes: bool = False
     ui_args: tuple[str, ...] = ()
+    # agent
+    address: str | None = None  # None: agent.DEFAULT_ADDRESS
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    client_queue: int = CLIENT_QUEUE
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Options:

@@ -13,7 +13,7 @@ import dataclasses
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import msgspec
 
@@ -41,15 +41,24 @@ class Sink(Protocol):
     def close(self) -> object: ...
 
 
+class ObjectSink(Protocol):
+    """An Output's sink when ``objects``: each event's object as the exporter made it."""
+
+    def write(self, obj: dict, /) -> object: ...
+    def flush(self) -> object: ...
+    def close(self) -> object: ...
+
+
 @dataclass
 class Output:
     """One destination: ``write(line)`` of one line as bytes, without its
     newline, and ``flush()`` (a StreamFile, or stdout), the kinds it takes,
     and its format."""
 
-    sink: Sink
+    sink: Sink | ObjectSink
     kinds: frozenset[str]
     compact: bool = False
+    objects: bool = False  # the sink takes each event's object, not a line (the gRPC agent)
     written: int = 0
 
 
@@ -69,7 +78,7 @@ class EventStream:
         self.wanted = frozenset().union(*(o.kinds for o in outputs))
         # Only JSON lines: execs and exits are joined from process objects encoded once
         # (Exporter.exec_line); compact lines are made from the events' objects.
-        self._lines = not any(o.compact for o in outputs)
+        self._lines = not any(o.compact or o.objects for o in outputs)
         self._match = self.query.predicate(cache)
         self._sampler: Sampler | None = None  # made when usage lines are wanted (a recording)
         self._usage_sent: dict = {}  # the figures of the last usage line, by key
@@ -82,16 +91,19 @@ class EventStream:
         for out in self.outputs:
             if kind not in out.kinds:
                 continue
-            if out.compact:
+            if out.objects:
+                assert isinstance(obj, dict)
+                cast(ObjectSink, out.sink).write(obj)
+            elif out.compact:
                 if text is None:
-                    assert isinstance(obj, dict)  # compact outputs are given objects (_lines is False)
+                    assert isinstance(obj, dict)  # compact and object outputs are given objects (_lines is False)
                     text = compact(obj).encode("utf-8", "backslashreplace")
-                out.sink.write(text)
+                cast(Sink, out.sink).write(text)
             else:
                 if line is None:
                     assert isinstance(obj, dict)
                     line = json_bytes(obj)
-                out.sink.write(line)
+                cast(Sink, out.sink).write(line)
             out.written += 1
         return self.count is not None and self.outputs[0].written >= self.count
 

@@ -1,0 +1,333 @@
+"""`procscope agent`: Tetragon's gRPC API, read by Tetragon's own client
+(tetra getevents, status, version) as it reads Tetragon."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import grpc
+import pytest
+
+from procscope.api import tetragon_pb2 as pb
+from procscope.api import tetragon_pb2_grpc
+
+from .conftest import REPO, _tool, bpf_unavailable, unique_copy
+
+pytestmark = pytest.mark.bpf
+
+
+class Agent:
+    """`procscope agent ARGS` until stop(); its log kept."""
+
+    def __init__(self, address: str, *args: str):
+        if os.geteuid() != 0:
+            bpf_unavailable("tests are not running as root")
+        self.address = address
+        self.proc = subprocess.Popen([sys.executable, "-m", "procscope.cli", "agent", "--address", address, *args],
+                                     cwd=REPO, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        self.log: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + 60
+        while not any("serving" in line for line in self.log):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                pytest.fail("the agent did not start:\n" + "".join(self.log))
+            time.sleep(0.1)
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.log.append(line)
+
+    def said(self, text: str, seconds: float = 10) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.log):
+                return True
+            time.sleep(0.1)
+        return False
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        status = self.proc.wait(30)
+        self._reader.join(5)
+        return status
+
+
+@pytest.fixture
+def agent():
+    directory = tempfile.mkdtemp(prefix="procscope-agent-")
+    running = Agent(f"unix://{directory}/agent.sock")
+    yield running
+    assert running.stop() == 0, "".join(running.log)
+
+
+def tetra(address: str, *args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([_tool("tetra"), "--server-address", address, *args], capture_output=True, text=True,
+                          timeout=60, **kw)  # fmt: skip
+
+
+class Reader:
+    """`tetra getevents -o json ARGS` reading the agent in the background."""
+
+    def __init__(self, address: str, *args: str):
+        self.out = tempfile.TemporaryFile("w+")  # noqa: SIM115 - read while tetra writes it
+        self.proc = subprocess.Popen([_tool("tetra"), "--server-address", address, "getevents", "-o", "json", *args],
+                                     stdout=self.out, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+    def events(self) -> list[dict]:
+        self.out.seek(0)
+        *whole, _ = self.out.read().split("\n")  # the last: being written (or empty)
+        return [json.loads(line) for line in whole if line.strip()]
+
+    def stop(self) -> list[dict]:
+        self.proc.terminate()
+        self.proc.wait(10)
+        return self.events()
+
+
+def wait_until(check, seconds: float = 20) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _ours(events: list[dict], binary: str) -> list[tuple[str, str]]:
+    """(kind, arguments) of each event of ``binary``, in the order received."""
+    out = []
+    for ev in events:
+        kind = next(k for k in ("process_exec", "process_exit") if k in ev) if set(ev) & {"process_exec",
+                                                                                          "process_exit"} else None  # fmt: skip
+        if kind and ev[kind]["process"].get("binary") == binary:
+            out.append((kind, ev[kind]["process"].get("arguments", "")))
+    return out
+
+
+def _stable(value):
+    """An event without the fields two collectors stamp differently."""
+    if isinstance(value, dict):
+        return {k: _stable(v) for k, v in value.items() if k not in ("exec_id", "parent_exec_id", "start_time",
+                                                                      "time", "refcnt")}  # fmt: skip
+    return [_stable(v) for v in value] if isinstance(value, list) else value
+
+
+def test_tetra_reads_every_exec_and_exit_live_in_order_as_the_json_export(agent, scratch, tmp_path):
+    """Each event as `procscope events` writes it to a file (both read back by
+    tetra), with node_name and time; nothing missing, in order."""
+    binary = unique_copy("/bin/true", scratch)
+    export = tmp_path / "export.jsonl"
+    said = tmp_path / "events.log"
+    with open(said, "w") as log:
+        events = subprocess.Popen([sys.executable, "-m", "procscope.cli", "events", "-o", str(export)], cwd=REPO,
+                                  stderr=log)  # fmt: skip
+    reader = Reader(agent.address)
+    try:
+        assert wait_until(lambda: reader.events() and "collecting" in said.read_text(), 60), said.read_text()
+        time.sleep(1)
+        for i in range(30):
+            subprocess.run([binary, f"run{i}"], check=True)
+        assert wait_until(lambda: len(_ours(reader.events(), binary)) == 60 and
+                          len(_ours([json.loads(x) for x in export.read_text().splitlines()], binary)) == 60)  # fmt: skip
+    finally:
+        got = reader.stop()
+        events.send_signal(signal.SIGTERM)  # as Ctrl-C (SIGINT may be ignored: a background job)
+        events.wait(30)
+    expected = [(kind, f"run{i}") for i in range(30) for kind in ("process_exec", "process_exit")]
+    assert _ours(got, binary) == expected
+    assert all(ev["node_name"] == os.uname().nodename and ev["time"] for ev in got)
+    # tetra's reading of the file and of the stream: the same events, field for field but what each
+    # collector stamps itself (the time its program ran, in exec_id and times) and its cache's refcnt
+    from_file = tetra(agent.address, "getevents", "-o", "json", input=export.read_text())
+    file_events = [json.loads(line) for line in from_file.stdout.splitlines()]
+    mine = [ev for ev in got if (ev.get("process_exec") or ev.get("process_exit"))["process"].get("binary") == binary]
+    theirs = [ev for ev in file_events
+              if (ev.get("process_exec") or ev.get("process_exit") or {}).get("process", {}).get("binary") == binary]  # fmt: skip
+    assert [_stable(ev) for ev in mine] == [_stable(ev) for ev in theirs]
+    assert mine[0]["process_exec"]["process"]["process_credentials"]["caps"]["permitted"]  # root's, all there
+
+
+def test_tetra_filters_go_through_the_allow_list(agent, scratch):
+    wanted, other = unique_copy("/bin/true", scratch), unique_copy("/bin/true", scratch)
+    by_name = Reader(agent.address, "--processes", os.path.basename(wanted))
+    exits = Reader(agent.address, "--event-types", "PROCESS_EXIT")
+    in_pod = Reader(agent.address, "--pods", "no-such-pod")
+    try:
+        assert agent.said("client 3")
+        time.sleep(0.5)
+        for binary in (wanted, other, wanted):
+            subprocess.run([binary], check=True)
+        assert wait_until(lambda: len(_ours(exits.events(), wanted)) == 2 and len(_ours(by_name.events(), wanted)) == 4)
+        time.sleep(0.5)
+    finally:
+        named, exited, pods = by_name.stop(), exits.stop(), in_pod.stop()
+    assert {ev["process_exec" if "process_exec" in ev else "process_exit"]["process"]["binary"] for ev in named} == {
+        wanted
+    }
+    assert all("process_exit" in ev for ev in exited) and _ours(exited, other) == [("process_exit", "")]
+    assert pods == []  # host processes have no pod
+
+
+def test_a_filter_procscope_cannot_apply_is_refused_not_ignored(agent):
+    done = tetra(agent.address, "getevents", "--cel-expression", "process.pid > 0")
+    assert done.returncode != 0 and "cel_expression filter is not supported by procscope" in done.stderr
+
+
+def test_tetra_status_and_version(agent):
+    status = tetra(agent.address, "status")
+    assert status.returncode == 0 and "Health Status: running" in status.stdout
+    version = tetra(agent.address, "version", "--server")
+    from procscope import __version__
+
+    assert version.returncode == 0 and f"Server version: {__version__}" in version.stdout
+
+
+def test_the_socket_is_roots_alone(agent):
+    path = agent.address.removeprefix("unix://")
+    st = os.lstat(path)
+    assert st.st_uid == 0 and st.st_mode & 0o777 == 0o600
+    assert os.stat(os.path.dirname(path)).st_mode & 0o077 == 0
+    as_nobody = subprocess.run(["runuser", "-u", "nobody", "--", _tool("tetra"), "--server-address", agent.address,
+                                "--timeout", "3s", "status"], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert as_nobody.returncode != 0 and "Health Status" not in as_nobody.stdout
+
+
+def test_a_directory_others_can_write_is_refused(tmp_path):
+    if os.geteuid() != 0:
+        bpf_unavailable("tests are not running as root")
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    os.chmod(shared, 0o1777)
+    done = subprocess.run([sys.executable, "-m", "procscope.cli", "agent", "--address", f"unix://{shared}/a.sock"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2
+    assert "only this user can write to" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_slow_client_misses_events_counted_and_told_while_others_get_all(scratch):
+    """A client that does not read: its queue fills, what it misses is counted,
+    said in the agent's log and told to it (rate_limit_info) when it reads
+    again; tetra, reading meanwhile, misses nothing."""
+    directory = tempfile.mkdtemp(prefix="procscope-agent-")
+    agent = Agent(f"unix://{directory}/agent.sock", "--client-queue", "2000")
+    binary = unique_copy("/bin/true", scratch)
+    channel = grpc.insecure_channel(agent.address, options=[("grpc.http2.bdp_probe", 0)])  # a 64 KiB window
+    stalled = tetragon_pb2_grpc.FineGuidanceSensorsStub(channel).GetEvents(pb.GetEventsRequest())
+    reader = Reader(agent.address)
+    try:
+        assert agent.said("client 2")
+        time.sleep(0.5)
+        subprocess.run(["sh", "-c", f"for i in $(seq 1500); do {binary} $i; done"], check=True)
+        assert wait_until(lambda: len(_ours(reader.events(), binary)) == 3000, 60)
+        told = 0
+        for message in stalled:  # reading again: the queue's 2,000, then what it missed is said
+            if message.WhichOneof("event") == "rate_limit_info":
+                told = message.rate_limit_info.number_of_dropped_process_events
+                break
+        assert told > 0
+    finally:
+        stalled.cancel()
+        channel.close()
+        got = reader.stop()
+        assert agent.stop() == 0
+    assert _ours(got, binary) == [(k, str(i)) for i in range(1, 1501) for k in ("process_exec", "process_exit")]
+    assert len([line for line in agent.log if "not sent (it read too slowly)" in line]) == 1, agent.log
+
+
+class Objects:
+    """An object sink: what the event stream hands the agent."""
+
+    def __init__(self):
+        self.objects: list[dict] = []
+
+    def write(self, obj: dict) -> None:
+        self.objects.append(obj)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_messages_are_what_protobufs_own_reader_makes_of_the_export():
+    """Every exec, exit and throttle of a recording (root's capabilities,
+    containers, the /proc scan's processes): the agent's conversion equals
+    json_format.ParseDict of the same object, field for field (no root)."""
+    from google.protobuf import json_format
+
+    from procscope.agent import KINDS
+    from procscope.agent_messages import Converter
+    from procscope.replay import Replay
+    from procscope.stream import EventStream, Output
+
+    replay = Replay(str(REPO / "tests" / "data" / "demo.jsonl"))
+    sink = Objects()
+    stream = EventStream(replay.new_cache(5 * 10**9), [Output(sink, KINDS, objects=True)])
+    stream.feed(list(replay.events()))
+    assert len(sink.objects) > 40 and {next(iter(o)) for o in sink.objects} >= {"process_exec", "process_exit"}
+    convert = Converter()
+    for obj in sink.objects:
+        assert convert.response(obj) == json_format.ParseDict(obj, pb.GetEventsResponse(), ignore_unknown_fields=True)
+    assert convert.response(sink.objects[0]).process_exec.process.process_credentials.caps.permitted
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _certificates(d) -> dict[str, str]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, by openssl."""
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test-ca", "-keyout", "ca.key",
+        "-out", "ca.pem")  # fmt: skip
+    for name, ext in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key", "-out",
+            f"{name}.csr")  # fmt: skip
+        with open(os.path.join(d, f"{name}.ext"), "w") as f:
+            f.write(ext + "\n")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+            "-extfile", f"{name}.ext", "-out", f"{name}.pem")  # fmt: skip
+    return {n: os.path.join(d, n) for n in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
+
+
+def test_tcp_without_tls_is_said_loudly():
+    agent = Agent(f"127.0.0.1:{_free_port()}")
+    try:
+        assert any("WITHOUT TLS" in line for line in agent.log)
+        assert "Health Status: running" in tetra(agent.address, "status").stdout
+    finally:
+        assert agent.stop() == 0
+
+
+def test_mutual_tls_lets_in_only_a_client_with_a_certificate_of_the_ca(tmp_path):
+    c = _certificates(tmp_path)
+    agent = Agent(f"127.0.0.1:{_free_port()}", "--tls-cert", c["server.pem"], "--tls-key", c["server.key"],
+                  "--tls-client-ca", c["ca.pem"])  # fmt: skip
+    try:
+        assert not any("WITHOUT TLS" in line for line in agent.log)
+        trusted = ("--tls-ca-cert-files", c["ca.pem"])
+        mine = ("--tls-cert-file", c["client.pem"], "--tls-key-file", c["client.key"])
+        assert "Health Status: running" in tetra(agent.address, *trusted, *mine, "status").stdout
+        for refused in (tetra(agent.address, *trusted, "--timeout", "3s", "status"),  # no client certificate
+                        tetra(agent.address, "--timeout", "3s", "status")):  # plain text to a TLS port  # fmt: skip
+            assert refused.returncode != 0 and "Health Status" not in refused.stdout
+    finally:
+        assert agent.stop() == 0

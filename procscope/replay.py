@@ -95,10 +95,15 @@ class Replay:
         try:
             if os.path.isdir(path):
                 raise ReplayError(f"{path} is a directory; name a recording or snapshot file")
-            self._file = open(path, "rb")  # noqa: SIM115 - read as events are asked for, closed at the end
+            self._file = open(path, "rb", buffering=1 << 16)  # noqa: SIM115 - read as events are asked for, closed at the end
         except OSError as exc:
             raise ReplayError(f"cannot read recording {path}: {exc.strerror}") from None
         head = self._file.peek(64)[:64].lstrip()
+        whole = [line.lstrip() for line in self._file.peek(1 << 16).split(b"\n")[:-1] if line.strip()]
+        if whole and not any(line[:1] == b"{" for line in whole):  # one line for a file of another kind
+            self._file.close()
+            raise ReplayError(f"{path} is not a procscope recording, snapshot or Tetragon export (no line of its "
+                              "start is a JSON object); name one of those")  # fmt: skip
         if head.startswith(b'{"schema"') or head[:1] == b"{" and head[1:2] in (b"\n", b"\r"):
             self.kind = "snapshot"
             self._load_snapshot()
@@ -108,12 +113,8 @@ class Replay:
         their credentials and namespaces): the parts' JSON is the key."""
         try:
             key = (make, _encode(parts))
-        except (
-            TypeError,
-            ValueError,
-            msgspec.EncodeError,
-        ):  # what json read but msgspec will not write: made each time
-            return make(*parts)
+        except (TypeError, ValueError, msgspec.EncodeError):
+            return make(*parts)  # what json read but msgspec will not write: made each time
         found = self._made.get(key)
         if found is None:
             if len(self._made) >= MEMO_LIMIT:

@@ -130,15 +130,24 @@ def test_unknown_snapshot_version_and_non_recordings_are_clear_errors(tmp_path):
         Replay(str(bad))
     out = _run("snapshot", "--replay", str(bad))
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "version 99" in out.stderr
-    # A file that is no recording: its lines are bad lines like any other, and it is said so.
+    # A file that is no recording: one line says so (not one per line of it), before anything is read.
     text = tmp_path / "notes.txt"
-    text.write_text("hello\n")
+    text.write_text("hello\n" * 50)
+    with pytest.raises(ReplayError, match="is not a procscope recording, snapshot or Tetragon export"):
+        Replay(str(text))
+    for command in ("events", "snapshot"):
+        out = _run(command, "--replay", str(text))
+        assert (
+            out.returncode == 2
+            and out.stderr.count("\n") == 1
+            and "no line of its start is a JSON object" in out.stderr
+        )
+    # One that starts as one: its bad lines are skipped, counted and said.
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text('{"no": "event"}\nhello\n')
     warnings = []
-    assert list(Replay(str(text), warn=warnings.append).events()) == []
-    assert warnings == [
-        f"{text}:1: not JSON (Expecting value: line 1 column 1 (char 0)); skipped",
-        f"{text}: no line could be read; is it a procscope recording, snapshot or Tetragon export?",
-    ]
+    assert list(Replay(str(mixed), warn=warnings.append).events()) == []
+    assert f"{mixed}:2: not JSON (Expecting value: line 1 column 1 (char 0)); skipped" in warnings
     with pytest.raises(ReplayError, match="cannot read recording"):
         Replay(str(tmp_path / "missing.jsonl"))
 

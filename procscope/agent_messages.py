@@ -23,7 +23,9 @@ _WRAPPERS = {"google.protobuf.UInt32Value", "google.protobuf.Int32Value", "googl
 _WIDE = {FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_FIXED64}
 MEMO = 8192  # converted objects kept (with the object: an id is not reused while it lives)
 # The parts the exporter makes once and shares (Exporter._plain_parts); all else is new each event.
-_SHARED = {"tetragon.Capabilities", "tetragon.ProcessCredentials", "tetragon.Namespaces"}
+_CLASSES = {"tetragon.Capabilities": pb.Capabilities, "tetragon.ProcessCredentials": pb.ProcessCredentials,
+            "tetragon.Namespaces": pb.Namespaces}  # fmt: skip
+_SHARED = set(_CLASSES)
 
 # How each field of a message is converted: (kind, detail, repeated).
 _Plan = dict[str, tuple[str, Any, bool]]
@@ -59,7 +61,22 @@ def _plan(desc: Descriptor) -> _Plan:
     return plan
 
 
+_seconds: dict[str, int] = {}  # "2026-12-06T14:12:49" → its Unix time: events share their second
+
+
 def _time(text: str) -> timestamp_pb2.Timestamp:
+    """RFC 3339 as the exporter writes it (UTC, Z, up to nine digits); Timestamp's own
+    parser, through strptime, for anything else."""
+    day_second, dot, rest = text.partition(".")
+    if len(day_second) == 19 and dot and 2 <= len(rest) <= 10 and rest.endswith("Z") and rest[:-1].isdigit():
+        seconds = _seconds.get(day_second)
+        if seconds is None:
+            if len(_seconds) > 4096:
+                _seconds.clear()
+            t = timestamp_pb2.Timestamp()
+            t.FromJsonString(day_second + "Z")
+            seconds = _seconds[day_second] = t.seconds
+        return timestamp_pb2.Timestamp(seconds=seconds, nanos=int(rest[:-1].ljust(9, "0")))
     t = timestamp_pb2.Timestamp()
     t.FromJsonString(text)
     return t
@@ -67,14 +84,15 @@ def _time(text: str) -> timestamp_pb2.Timestamp:
 
 class Converter:
     def __init__(self) -> None:
-        self._memo: dict[int, tuple[dict, dict]] = {}
+        self._memo: dict[int, tuple[dict, Any]] = {}
 
     def response(self, obj: dict) -> pb.GetEventsResponse:
         """A GetEventsResponse from one line's object (ValueError: a value
         that does not fit its field, which the exporter never makes)."""
         return pb.GetEventsResponse(**self._fields(pb.GetEventsResponse.DESCRIPTOR, obj))
 
-    def _fields(self, desc: Descriptor, obj: dict) -> dict:
+    def _fields(self, desc: Descriptor, obj: dict) -> Any:
+        """The message's constructor arguments (a dict), or for a shared part the message."""
         shared = desc.full_name in _SHARED
         if shared:
             kept = self._memo.get(id(obj))
@@ -99,8 +117,10 @@ class Converter:
                 out[name] = [int(v) for v in value] if repeated else int(value)
             else:
                 out[name] = _time(value)
-        if shared:
+        if shared:  # made into its message once: a process's message copies it (in C)
+            message = _CLASSES[desc.full_name](**out)
             if len(self._memo) >= MEMO:
                 self._memo.clear()
-            self._memo[id(obj)] = (obj, out)
+            self._memo[id(obj)] = (obj, message)
+            return message
         return out

@@ -95,11 +95,11 @@ class Replay:
         try:
             if os.path.isdir(path):
                 raise ReplayError(f"{path} is a directory; name a recording or snapshot file")
-            self._file = open(path, "rb", buffering=1 << 16)  # noqa: SIM115 - read as events are asked for, closed at the end
+            self._file = open(path, "rb")  # noqa: SIM115 - read as events are asked for, closed at the end
         except OSError as exc:
             raise ReplayError(f"cannot read recording {path}: {exc.strerror}") from None
         head = self._file.peek(64)[:64].lstrip()
-        whole = [line.lstrip() for line in self._file.peek(1 << 16).split(b"\n")[:-1] if line.strip()]
+        whole = [line.lstrip() for line in self._file.peek(8192).split(b"\n")[:-1] if line.strip()]
         if whole and not any(line[:1] == b"{" for line in whole):  # one line for a file of another kind
             self._file.close()
             raise ReplayError(f"{path} is not a procscope recording, snapshot or Tetragon export (no line of its "

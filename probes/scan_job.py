@@ -16,6 +16,7 @@ import msgspec
 from . import wire
 from .cgroups import Hierarchy
 from .events import ExecEvent, Namespaces, ProcessKey, UserNamespace
+from .forked import read_back, write_all
 from .procfs import PF_KTHREAD, Reader, parse_stat, read_at
 
 
@@ -217,19 +218,15 @@ class ScanJob:
 
 
 def _write(fd: int, value: object) -> None:
-    view = memoryview(msgspec.msgpack.encode(value))
-    while view:
-        view = view[os.write(fd, view) :]
+    write_all(fd, msgspec.msgpack.encode(value))
 
 
 def _read_back(fd: int, kind: type):
     """What the helper wrote to ``fd`` (None: unreadable)."""
-    with os.fdopen(os.dup(fd), "rb") as f:
-        f.seek(0)  # the helper's writes moved the offset the two share
-        try:
-            return msgspec.msgpack.decode(f.read(), type=kind)
-        except msgspec.DecodeError:
-            return None
+    try:
+        return msgspec.msgpack.decode(read_back(fd), type=kind)
+    except msgspec.DecodeError:
+        return None
 
 
 def _namespaces(reader: Reader, pids: list[int]) -> list[_Found]:

@@ -4,15 +4,20 @@ last ``seconds`` (and at most ``max_events`` events) can be rebuilt from
 the checkpoint before it and the events after that, up to the moment.
 
 Two segments are kept: the older one's checkpoint is the window's start.
-A checkpoint pickles the cache (60–110 ms and 1.8 MB at 10,000 processes,
+A checkpoint pickles the cache (60–130 ms and 2.6 MB at 10,000 processes,
 measured here), once per half window or half its events: a storm costs one
-every half minute or so, nothing per event."""
+every half minute or so, nothing per event. It is pickled in a forked child
+(probes.forked), a copy of the cache at the fork, so that the UI thread
+goes on after the fork's 4-5 ms; the bytes are collected at the next tick
+(or when time travel needs them)."""
 
 from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from procscope.probes.forked import Forked, ForkFailed
 
 from .cache import ProcessCache
 from .replay import Recorded
@@ -26,7 +31,7 @@ DEFAULT_EVENTS = 250_000  # about 350 bytes each (measured here): some 90 MB whe
 @dataclass
 class _Segment:
     time: int  # boot ns of its checkpoint
-    data: bytes
+    data: bytes | Forked  # Forked: still being pickled by a child
     events: list[Recorded] = field(default_factory=list)  # usage events too: each sampler pass (live)
     weight: int = 0  # the usage events' processes, counted as events (the bound holds their memory too)
 
@@ -59,6 +64,7 @@ class Window:
         expired); ``scanned``: they hold a /proc scan's processes."""
         if not self.enabled:
             return
+        self._settle(cache)
         segments = self._segments
         if scanned:  # a scan is not replayed (the second is applied with cache.rescan): a checkpoint after it
             self._due = True
@@ -83,16 +89,51 @@ class Window:
         self.add(cache, [ev])
 
     def _checkpoint(self, cache: ProcessCache) -> None:
+        self._settle(cache, wait=True)  # one in flight at most
+        data: bytes | Forked | None
         try:
-            data = cache.checkpoint()
+            data = Forked(cache.checkpoint, "procscope-checkpoint")
+        except ForkFailed:
+            data = self._pickled(cache)
+        if data is None:
+            return
+        self._cgroup_path = cache.cgroup_resolver
+        for old in self._segments[:-1]:
+            if isinstance(old.data, Forked):
+                old.data.cancel()
+        self._segments = [*self._segments[-1:], _Segment(cache.now, data)]
+
+    def _pickled(self, cache: ProcessCache) -> bytes | None:
+        """The checkpoint taken here (no child could)."""
+        try:
+            return cache.checkpoint()
         except (pickle.PicklingError, RecursionError, TypeError, AttributeError) as exc:
             # Never expected; time travel stops, the monitor does not.
             self.failed = f"{type(exc).__name__}: {exc}"
             self.span_ns = 0
             self._segments.clear()
-            return
-        self._cgroup_path = cache.cgroup_resolver
-        self._segments = [*self._segments[-1:], _Segment(cache.now, data)]
+            return None
+
+    def _settle(self, cache: ProcessCache | None, wait: bool = False) -> None:
+        """Collect the bytes of a checkpoint whose child is done. If its child
+        failed (never seen), the moments after it cannot be rebuilt: the
+        window starts again, at a checkpoint taken here of the cache now
+        (or at the next, when there is no cache at hand)."""
+        for seg in self._segments:
+            if not isinstance(seg.data, Forked):
+                continue
+            try:
+                got = seg.data.result(wait)
+            except ForkFailed:
+                for other in self._segments:
+                    if isinstance(other.data, Forked) and other is not seg:
+                        other.data.cancel()
+                self._segments = []
+                if cache is not None and (data := self._pickled(cache)) is not None:
+                    self._segments = [_Segment(cache.now, data)]
+                return
+            if got is not None:
+                seg.data = got
 
     @property
     def start(self) -> int | None:
@@ -105,11 +146,13 @@ class Window:
     def timeline(self, now: int, wall_offset: int | None = None) -> Timeline | None:
         """What it holds, as a timeline up to ``now`` (None while empty);
         ``wall_offset``: wall − boot clock, for times typed as RFC 3339."""
+        self._settle(None, wait=True)
         if not self._segments:
             return None
         events: list[Recorded] = []
         checkpoints = []
         for s in self._segments:
+            assert isinstance(s.data, bytes)  # settled
             checkpoints.append(Checkpoint(s.time, s.data, len(events), self._cgroup_path))
             events.extend(s.events)
         # Every moment it reaches is after its first checkpoint: that is its "new cache".

@@ -115,3 +115,26 @@ def test_usage_passes_weigh_their_processes_against_the_bound():
     assert window.start == first and len(window._segments) == 2  # a checkpoint taken: the older segment kept
     window.add_usage(live, UsageEvent(live.now + 1, {}, None, {}))
     assert len(window._segments[-1].events) == 1 and window._segments[-1].weight == 0  # after its checkpoint
+
+
+def test_a_checkpoint_is_pickled_by_a_child_as_the_cache_was_at_the_fork():
+    """The UI thread goes on while a child pickles: what the cache does after
+    the fork is not in the checkpoint, and the child is reaped once read."""
+    import psutil
+
+    from procscope.probes.forked import Forked
+
+    events = session() + storm(1000, 50, 3 * S)
+    window = Window(seconds=3600)
+    live = fed(window, events[:40])
+    [seg] = window._segments
+    pending = seg.data
+    assert isinstance(pending, Forked)
+    checkpoint_time = seg.time
+    live.apply_all(events[40:])  # meanwhile, in the caller: not in the checkpoint
+    live.expire()
+    timeline = window.timeline(live.now)
+    assert isinstance(window._segments[0].data, bytes)
+    assert pending.pid not in [p.pid for p in psutil.Process().children()]  # reaped
+    then = timeline.cache_at(checkpoint_time)
+    assert state(then) == state(truth(events, checkpoint_time)) != state(live)

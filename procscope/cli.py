@@ -240,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="start as a flat list sorted by COLUMN (CPU%%, MEM%%, TIME+, PID... or htop's names: "
                          "PERCENT_CPU, PERCENT_MEM, M_RESIDENT, TIME); the figures the most first")  # fmt: skip
     ui.add_argument("-t", "--tree", action="store_true", help="start as the tree (the default; after -s, the tree)")
+    ui.add_argument("--connect", metavar="ADDR",
+                    help="watch another machine: its agent's gRPC stream (procscope agent, or Tetragon), e.g. "
+                         "unix:///run/procscope/procscope.sock or host:54321 (no TLS yet)")  # fmt: skip
     # Set by `procscope serve` for the monitors it runs (unless --allow-signals).
     ui.add_argument("--no-signals", action="store_true", help=argparse.SUPPRESS)
     ui.add_argument(

@@ -353,6 +353,13 @@ def _live_snapshot(args: Options, recent: deque) -> tuple[ProcessCache, Counters
 
 # -- the monitor -------------------------------------------------------------------
 def ui(args: Options) -> int:
+    if args.connect:
+        if args.replay:
+            warn("--connect watches another machine live: not with --replay")
+            return 2
+        from procscope.tui.main import run_monitor
+
+        return run_monitor(args, None, None, warn)
     if args.replay:
         from procscope.tui.main import run_monitor  # Textual loads only for the UI
 

@@ -60,6 +60,7 @@ class Options:
     usage: float = INTERVAL  # s between the sampler's passes; 0: none
     sort_key: str | None = None  # start as a flat list sorted by this column
     tree: bool = False  # -t: the tree (after -s)
+    connect: str | None = None  # another machine's agent, instead of this machine
     no_signals: bool = False
     no_writes: bool = False
     # serve

@@ -331,3 +331,48 @@ def test_mutual_tls_lets_in_only_a_client_with_a_certificate_of_the_ca(tmp_path)
             assert refused.returncode != 0 and "Health Status" not in refused.stdout
     finally:
         assert agent.stop() == 0
+
+
+async def test_the_monitor_watches_another_machine_through_its_agent(agent, scratch):
+    """`procscope --connect ADDR`: the remote node's processes (those alive
+    when it connected, then its execs and exits) in the tree, the node and
+    the connection in the status line; no signal goes to a remote pid."""
+    from procscope.agent_client import Remote
+    from procscope.tui.app import ProcscopeApp
+    from procscope.tui.sources import RemoteSource
+
+    from .conftest import SIZE, plain, wait_for
+
+    binary = unique_copy("/bin/sleep", scratch)
+    app = ProcscopeApp(RemoteSource(Remote(agent.address), 5 * 10**9), snapshot_dir=str(scratch))
+    async with app.run_test(size=SIZE) as pilot:
+        cache = app.monitor.cache
+        assert await wait_for(pilot, lambda: os.getpid() in cache.by_pid, seconds=20)  # alive when it connected
+        proc = subprocess.Popen([binary, "30"])
+        try:
+            assert await wait_for(pilot, lambda: proc.pid in cache.by_pid and cache.by_pid[proc.pid].binary == binary)
+            key = cache.by_pid[proc.pid].key
+            await pilot.pause(1.2)
+            status = plain(app, app.query_one("#status").content)
+            assert f"node {os.uname().nodename} (connected)" in status
+            assert app.monitor.source.live is False  # another machine's pids: signals refused
+        finally:
+            proc.kill()
+            proc.wait()
+        assert await wait_for(pilot, lambda: (p := cache.procs.get(key)) is None or not p.alive)  # its exit came
+
+
+async def test_an_agent_that_cannot_be_reached_is_said_and_tried_again(tmp_path):
+    from procscope.agent_client import Remote
+    from procscope.tui.app import ProcscopeApp
+    from procscope.tui.sources import RemoteSource
+
+    from .conftest import SIZE, plain, wait_for
+
+    remote = Remote(f"unix://{tmp_path}/nobody-here.sock")
+    app = ProcscopeApp(RemoteSource(remote, 5 * 10**9), snapshot_dir=str(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        assert await wait_for(pilot, lambda: "reconnecting in 2 s" in plain(app, app.query_one("#status").content))
+        said = [str(n.message) for n in app._notifications]
+        assert len([m for m in said if "cannot reach it" in m and "is an agent listening there?" in m]) == 1, said
+        await pilot.press("j")  # the screen answers meanwhile

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from procscope import themes
+from procscope.agent_client import Remote
 from procscope.options import Options
 from procscope.probes.collector import Collector
 from procscope.probes.scan_job import ScanJob
@@ -17,7 +18,7 @@ from . import config
 from .app import ProcscopeApp
 from .columns import COLUMNS
 from .screen_fd import screen_apart
-from .sources import LiveSource, ReplaySource, Source
+from .sources import LiveSource, RemoteSource, ReplaySource, Source
 
 
 def run_monitor(args: Options, collector: Collector | None, replay: Replay | None, warn: Callable[[str], None],
@@ -35,6 +36,8 @@ def run_monitor(args: Options, collector: Collector | None, replay: Replay | Non
     if replay is not None:
         source: Source = ReplaySource(replay, grace, args.window_events)
         replay.warn = source.messages.append  # said in the monitor: its stderr is not the terminal's
+    elif args.connect:
+        source = RemoteSource(Remote(args.connect), grace)
     else:
         assert collector is not None  # live: the commands hand one over
         source = LiveSource(collector, grace, scan)

@@ -31,6 +31,7 @@ from .panes.exits import Exits
 from .panes.history import History
 from .panes.process_tree import ProcessTree
 from .safe_text import safe
+from .sources import RemoteSource
 from .state import WIDE, MonitorState
 from .status import StatusLine
 from .travel import MomentError
@@ -228,7 +229,8 @@ class MonitorScreen(Actions, MonitorState):
         n = len(self.cache.containers)
         parts += [(3, f"{len(self.cache.by_pid)} processes, {shown} shown"),
                   (5, f"{n} container{'' if n == 1 else 's'}"), (4, self.feed.rate_text()),
-                  (6, f"source: {self.source.label}")]  # fmt: skip
+                  # Another machine's: which one, and whether it is connected, matter as a filter does.
+                  (2 if isinstance(self.source, RemoteSource) else 6, f"source: {self.source.label}")]  # fmt: skip
         return Status(parts, bool(lost), bool(throttled))
 
     # -- events from widgets -----------------------------------------------------------

@@ -7,7 +7,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
-from procscope.cache import ProcessCache
+from procscope.agent_client import Remote
+from procscope.cache import ANY_HIERARCHY, ProcessCache
 from procscope.live_cache import live_cache
 from procscope.probes import cgroups, scan_job
 from procscope.probes.collector import Collector
@@ -204,3 +205,39 @@ class ReplaySource(Source):
     def counters(self) -> Counters:
         """What the recording last said it had lost (its cache's counts with it)."""
         return Counters.from_json(self.replay.counters) if self.replay.counters else super().counters()
+
+
+class RemoteSource(Source):
+    """Another machine's processes, from its agent (procscope agent, or
+    Tetragon) over gRPC: read on threads (procscope.agent_client) with the
+    same reader as a recording, so ages and times follow the events' clock
+    (``live`` False: no signal is sent to a pid of another machine)."""
+
+    def __init__(self, remote: Remote, grace_ns: int):
+        super().__init__(ProcessCache(grace_ns=grace_ns, cgroup_hierarchy=ANY_HIERARCHY))
+        self.remote = remote
+        remote.log = self.messages.append
+        self._replay: Replay | None = None
+        self.label = f"node {remote.address} (connecting)"
+
+    @property
+    def wall_offset(self) -> int | None:
+        return self._replay.wall_offset if self._replay is not None else None
+
+    def start(self) -> None:
+        self.remote.start()
+
+    def drain(self) -> list[Recorded]:
+        replay = self.remote.replay
+        if replay is not None and replay is not self._replay:  # a new connection's reader: what it learns, shown
+            self._replay = replay
+            self.cache.host_ns = replay.host_ns
+            self.cache.cgroup_index.info = replay.container_info
+        r = self.remote
+        self.label = (
+            f"node {r.node or r.address} ({r.state}" + (f", {r.lost:,} not taken in time" if r.lost else "") + ")"
+        )
+        return r.drain()
+
+    def stop(self) -> None:
+        self.remote.stop()

@@ -1,0 +1,131 @@
+"""Another machine's events, from its agent's GetEvents stream (a procscope
+agent's, or a real Tetragon's): each message becomes the line Tetragon's
+JSON export would hold for it (protojson, as Tetragon writes it), and
+those lines are read by the same reader as a recording (replay.Replay),
+through a pipe. A connection that fails or ends is tried again with
+backoff; each connection gets a reader of its own (a procscope agent sends
+the processes alive first again)."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections.abc import Callable
+
+import grpc
+from google.protobuf import json_format
+
+from procscope.api import tetragon_pb2 as pb
+from procscope.api import tetragon_pb2_grpc
+from procscope.probes.forked import write_all
+
+from .replay import Recorded, Replay, ReplayError
+
+QUEUE = 200_000  # events waiting for the monitor; past that they are dropped and counted
+BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)  # seconds before each new try, the last repeated
+
+
+class Remote:
+    """Reads ``address`` on threads of its own until stop(); ``events``
+    holds what was read, ``state`` says how the connection is, ``lost``
+    counts the events the monitor was too slow to take."""
+
+    def __init__(self, address: str, request: pb.GetEventsRequest | None = None,
+                 log: Callable[[str], None] = lambda message: None):  # fmt: skip
+        self.address = address
+        self.request = request or pb.GetEventsRequest()
+        self.log = log
+        self.events: queue.Queue[Recorded] = queue.Queue(QUEUE)
+        self.state = "connecting"
+        self.node = ""
+        self.lost = 0
+        self.replay: Replay | None = None  # the current connection's reader
+        self._said = ""  # the last failure said: the same one again is not (the state shows it)
+        self._stop = threading.Event()
+        self._call: grpc.Future | None = None
+        self._thread = threading.Thread(target=self._run, name=f"remote {address}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        call = self._call
+        if call is not None:
+            call.cancel()
+
+    def _run(self) -> None:
+        tries = 0
+        while not self._stop.is_set():
+            got_any = self._connection()
+            if self._stop.is_set():
+                return
+            tries = 0 if got_any else tries + 1
+            wait = BACKOFF[min(tries, len(BACKOFF) - 1)]
+            self.state = f"reconnecting in {wait:g} s"
+            self._stop.wait(wait)
+
+    def _connection(self) -> bool:
+        """One connection, until it ends; whether anything came through it."""
+        self.state = "connecting"
+        read, write = os.pipe()
+        reader = threading.Thread(target=self._read, args=(read,), name=f"remote reader {self.address}", daemon=True)
+        got_any = False
+        with grpc.insecure_channel(self.address) as channel:
+            call = tetragon_pb2_grpc.FineGuidanceSensorsStub(channel).GetEvents(self.request)
+            self._call = call
+            try:
+                reader.start()
+                for message in call:
+                    if not got_any:
+                        got_any, self.state, self._said = True, "connected", ""
+                        self.node = message.node_name
+                    line = json_format.MessageToJson(message, preserving_proto_field_name=True, indent=None)
+                    write_all(write, line.encode() + b"\n")
+                self._say(f"{self.address}: the agent ended the stream; reconnecting")
+            except grpc.RpcError as exc:
+                if not self._stop.is_set():
+                    self._say(f"{self.address}: {_reason(exc)}; reconnecting")
+            finally:
+                self._call = None
+                os.close(write)  # the reader reads to the end, then ends
+                reader.join()
+        return got_any
+
+    def _say(self, message: str) -> None:
+        if message != self._said:
+            self._said = message
+            self.log(message)
+
+    def _read(self, fd: int) -> None:
+        try:
+            replay = Replay(f"/proc/self/fd/{fd}", warn=self.log)  # its own open of the pipe
+        except ReplayError as exc:
+            self.log(f"{self.address}: {exc}")
+            return
+        finally:
+            os.close(fd)
+        self.replay = replay
+        for ev in replay.events():
+            try:
+                self.events.put_nowait(ev)
+            except queue.Full:
+                self.lost += 1
+
+    def drain(self, limit: int = 100_000) -> list[Recorded]:
+        out: list[Recorded] = []
+        while len(out) < limit:
+            try:
+                out.append(self.events.get_nowait())
+            except queue.Empty:
+                break
+        return out
+
+
+def _reason(exc: grpc.RpcError) -> str:
+    code = exc.code() if isinstance(exc, grpc.Call) else None
+    details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+    if code == grpc.StatusCode.UNAVAILABLE:  # gRPC's own words, from their last part (the system's)
+        return f"cannot reach it ({(details or '').rsplit('error: ', 1)[-1]}); is an agent listening there?"
+    return f"{code.name if code else 'error'}: {details}"

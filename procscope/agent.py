@@ -57,17 +57,20 @@ class Client:
     sent: int = 0
     lost: int = 0  # events not queued: it read too slowly
     told: int = 0  # of those, said to it
+    left: bool = False
 
 
 class Broadcast:
     """The event stream's sink (an ObjectSink): each event to the clients
-    it passes. Called on the collecting thread only."""
+    it passes. Written on the collecting thread; clients join and leave
+    from gRPC's (the list is replaced, never changed in place, under a lock)."""
 
     def __init__(self, cache: ProcessCache, log):
         self.cache, self.log = cache, log
         self.exporter: Exporter | None = None  # the event stream's, set once it is made
         self.clients: list[Client] = []
         self._joining: queue.SimpleQueue[Client] = queue.SimpleQueue()
+        self._lock = threading.Lock()
         self._converter = Converter()
 
     def join(self, client: Client) -> None:
@@ -81,10 +84,14 @@ class Broadcast:
             assert self.exporter is not None
             for obj in tetragon_lines(self.cache, self.exporter):
                 self._send(client, obj)
-            self.clients = [*self.clients, client]
+            with self._lock:
+                if not client.left:  # gone while it waited
+                    self.clients = [*self.clients, client]
 
     def leave(self, client: Client) -> None:
-        self.clients = [c for c in self.clients if c is not client]
+        with self._lock:
+            client.left = True
+            self.clients = [c for c in self.clients if c is not client]
         self.log(f"{client.name} left: {client.sent} events sent"
                  + (f", {client.lost} not sent (it read too slowly)" if client.lost else ""))  # fmt: skip
 

@@ -29,7 +29,8 @@ BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)  # seconds before each new try, the last re
 class Remote:
     """Reads ``address`` on threads of its own until stop(); ``events``
     holds what was read, ``state`` says how the connection is, ``lost``
-    counts the events the monitor was too slow to take."""
+    counts the events that did not arrive: the agent's count of those it
+    could not send, and those the monitor was too slow to take."""
 
     def __init__(self, address: str, request: pb.GetEventsRequest | None = None,
                  log: Callable[[str], None] = lambda message: None):  # fmt: skip
@@ -81,6 +82,9 @@ class Remote:
                     if not got_any:
                         got_any, self.state, self._said = True, "connected", ""
                         self.node = message.node_name
+                    if message.WhichOneof("event") == "rate_limit_info":  # the agent's: we read too slowly
+                        self.lost += message.rate_limit_info.number_of_dropped_process_events
+                        continue
                     line = json_format.MessageToJson(message, preserving_proto_field_name=True, indent=None)
                     write_all(write, line.encode() + b"\n")
                 self._say(f"{self.address}: the agent ended the stream; reconnecting")

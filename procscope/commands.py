@@ -102,6 +102,17 @@ def _open_replay(args: Options, path: str) -> Replay | None:
         return None
 
 
+def _opened(args: Options, exit_cpu: bool = False) -> tuple[Collector, ProcessCache] | None:
+    """The collector, its probes loaded, and a cache for its events (None: said why)."""
+    collector = _collector(args, exit_cpu=exit_cpu)
+    try:
+        collector.open()
+    except SetupError as exc:
+        warn(str(exc))
+        return None
+    return collector, live_cache(collector.hierarchy, grace_ns=args.grace_ns)
+
+
 def _finishing() -> None:
     """Ctrl-C or SIGTERM again while the files are completed must not cut the wrap-up short."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -165,13 +176,10 @@ def events(args: Options) -> int:
                     stream.flush()
 
         return _write_events(args, cache, run, replay=replay)
-    collector = _collector(args, exit_cpu="usage" in args.include)
-    try:
-        collector.open()
-    except SetupError as exc:
-        warn(str(exc))
+    opened = _opened(args, exit_cpu="usage" in args.include)
+    if opened is None:
         return 2
-    cache = live_cache(collector.hierarchy, grace_ns=args.grace_ns)
+    collector, cache = opened
     if not serve_metrics(args, with_cache(collector, cache), cache):
         collector.stop()
         return 2
@@ -389,13 +397,10 @@ def agent(args: Options) -> int:
     except served.AgentError as exc:
         warn(str(exc))
         return 2
-    collector = _collector(args)
-    try:
-        collector.open()
-    except SetupError as exc:
-        warn(str(exc))
+    opened = _opened(args)
+    if opened is None:
         return 2
-    cache = live_cache(collector.hierarchy, grace_ns=args.grace_ns)
+    collector, cache = opened
     broadcast = served.Broadcast(cache, warn)
     stream = EventStream(cache, [Output(broadcast, served.KINDS, objects=True)], args.query)
     broadcast.exporter = stream.exporter
@@ -414,7 +419,12 @@ def agent(args: Options) -> int:
     collector.start()
     try:
         while True:
-            stream.feed(collector.get_batch(timeout=0.1) or [])
+            batch = collector.get_batch(timeout=0.1) or []
+            if broadcast.clients:
+                stream.feed(batch)
+            else:  # no one to send them to: the cache only (what a client joining is sent first)
+                cache.apply_all(batch)
+                cache.expire()
             broadcast.admit()
     except KeyboardInterrupt:
         pass

@@ -35,6 +35,16 @@ def test_the_model_imports_no_ui_and_no_bcc():
     assert not {"textual", "rich", "bcc"} & set(loaded)
 
 
+def test_the_monitor_and_the_command_line_load_no_grpc():
+    """grpc and protobuf load for the agent and --connect only (40 ms of the monitor's start)."""
+    loaded = json.loads(_python(
+        "import json, sys\n"
+        "import procscope.cli, procscope.commands, procscope.tui.main\n"
+        "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))"
+    ))  # fmt: skip
+    assert not {"grpc", "google"} & set(loaded)
+
+
 def test_nothing_imports_the_bare_folder_names():
     bare = []
     files = [p for d in SOURCES for p in (REPO / d).rglob("*.py") if "procscope/probes" not in str(p.relative_to(REPO))]

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from procscope import themes
-from procscope.agent_client import Remote
 from procscope.options import Options
 from procscope.probes.collector import Collector
 from procscope.probes.scan_job import ScanJob
@@ -37,6 +36,8 @@ def run_monitor(args: Options, collector: Collector | None, replay: Replay | Non
         source: Source = ReplaySource(replay, grace, args.window_events)
         replay.warn = source.messages.append  # said in the monitor: its stderr is not the terminal's
     elif args.connect:
+        from procscope.agent_client import Remote  # grpc loads only for this
+
         source = RemoteSource(Remote(args.connect), grace)
     else:
         assert collector is not None  # live: the commands hand one over

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from procscope.agent_client import Remote
 from procscope.cache import ANY_HIERARCHY, ProcessCache
 from procscope.live_cache import live_cache
 from procscope.probes import cgroups, scan_job
@@ -15,6 +15,9 @@ from procscope.probes.collector import Collector
 from procscope.probes.counters import Counters
 from procscope.replay import Recorded, Replay
 from procscope.window import DEFAULT_EVENTS
+
+if TYPE_CHECKING:  # grpc loads only for --connect (40 ms)
+    from procscope.agent_client import Remote
 
 
 class Source:
@@ -234,9 +237,7 @@ class RemoteSource(Source):
             self.cache.host_ns = replay.host_ns
             self.cache.cgroup_index.info = replay.container_info
         r = self.remote
-        self.label = (
-            f"node {r.node or r.address} ({r.state}" + (f", {r.lost:,} not taken in time" if r.lost else "") + ")"
-        )
+        self.label = f"node {r.node or r.address} ({r.state}" + (f", {r.lost:,} events lost" if r.lost else "") + ")"
         return r.drain()
 
     def stop(self) -> None:

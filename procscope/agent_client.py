@@ -33,10 +33,12 @@ class Remote:
     could not send, and those the monitor was too slow to take."""
 
     def __init__(self, address: str, request: pb.GetEventsRequest | None = None,
-                 log: Callable[[str], None] = lambda message: None):  # fmt: skip
+                 log: Callable[[str], None] = lambda message: None, tls: grpc.ChannelCredentials | None = None):  # fmt: skip
+        """``tls``: a TLS connection with these credentials (credentials()), else plain."""
         self.address = address
         self.request = request or pb.GetEventsRequest()
         self.log = log
+        self.tls = tls
         self.events: queue.Queue[Recorded] = queue.Queue(QUEUE)
         self.state = "connecting"
         self.node = ""
@@ -73,7 +75,8 @@ class Remote:
         read, write = os.pipe()
         reader = threading.Thread(target=self._read, args=(read,), name=f"remote reader {self.address}", daemon=True)
         got_any = False
-        with grpc.insecure_channel(self.address) as channel:
+        channel = grpc.secure_channel(self.address, self.tls) if self.tls else grpc.insecure_channel(self.address)
+        with channel:
             call = tetragon_pb2_grpc.FineGuidanceSensorsStub(channel).GetEvents(self.request)
             self._call = call
             try:
@@ -125,6 +128,19 @@ class Remote:
             except queue.Empty:
                 break
         return out
+
+
+def credentials(ca: str | None, cert: str | None = None, key: str | None = None) -> grpc.ChannelCredentials:
+    """TLS trusting ``ca`` (None: the system's roots), with a client certificate if given
+    (OSError: a file that cannot be read)."""
+
+    def read(path: str | None) -> bytes | None:
+        if path is None:
+            return None
+        with open(path, "rb") as f:
+            return f.read()
+
+    return grpc.ssl_channel_credentials(read(ca), read(key), read(cert))
 
 
 def _reason(exc: grpc.RpcError) -> str:

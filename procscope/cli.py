@@ -242,7 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("-t", "--tree", action="store_true", help="start as the tree (the default; after -s, the tree)")
     ui.add_argument("--connect", metavar="ADDR",
                     help="watch another machine: its agent's gRPC stream (procscope agent, or Tetragon), e.g. "
-                         "unix:///run/procscope/procscope.sock or host:54321 (no TLS yet)")  # fmt: skip
+                         "unix:///run/procscope/procscope.sock or host:54321")  # fmt: skip
+    ui.add_argument(
+        "--connect-ca",
+        metavar="FILE",
+        help="with --connect: TLS, the agent's certificate checked against this CA (PEM)",
+    )
+    ui.add_argument(
+        "--connect-cert", metavar="FILE", help="with --connect-ca: this side's certificate (PEM), for mutual TLS"
+    )
+    ui.add_argument("--connect-key", metavar="FILE", help="with --connect-cert: its private key (PEM)")
     # Set by `procscope serve` for the monitors it runs (unless --allow-signals).
     ui.add_argument("--no-signals", action="store_true", help=argparse.SUPPRESS)
     ui.add_argument(

@@ -365,6 +365,9 @@ def ui(args: Options) -> int:
         if args.replay:
             warn("--connect watches another machine live: not with --replay")
             return 2
+        if (args.connect_cert is None) != (args.connect_key is None) or (args.connect_cert and not args.connect_ca):
+            warn("a client certificate needs --connect-cert and --connect-key, with --connect-ca")
+            return 2
         from procscope.tui.main import run_monitor
 
         return run_monitor(args, None, None, warn)

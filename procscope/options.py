@@ -61,6 +61,9 @@ class Options:
     sort_key: str | None = None  # start as a flat list sorted by this column
     tree: bool = False  # -t: the tree (after -s)
     connect: str | None = None  # another machine's agent, instead of this machine
+    connect_ca: str | None = None  # TLS to it: the CA its certificate is checked against
+    connect_cert: str | None = None  # and this side's certificate and key (mutual TLS)
+    connect_key: str | None = None
     no_signals: bool = False
     no_writes: bool = False
     # serve

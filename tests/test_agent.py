@@ -376,3 +376,32 @@ async def test_an_agent_that_cannot_be_reached_is_said_and_tried_again(tmp_path)
         said = [str(n.message) for n in app._notifications]
         assert len([m for m in said if "cannot reach it" in m and "is an agent listening there?" in m]) == 1, said
         await pilot.press("j")  # the screen answers meanwhile
+
+
+async def test_the_monitor_connects_over_mutual_tls(tmp_path):
+    from procscope.agent_client import credentials
+
+    c = _certificates(tmp_path)
+    agent = Agent(f"127.0.0.1:{_free_port()}", "--tls-cert", c["server.pem"], "--tls-key", c["server.key"],
+                  "--tls-client-ca", c["ca.pem"])  # fmt: skip
+    try:
+        assert await _connects(credentials(c["ca.pem"], c["client.pem"], c["client.key"]), agent.address, tmp_path)
+        assert not await _connects(credentials(c["ca.pem"]), agent.address, tmp_path)  # no certificate of its own
+    finally:
+        assert agent.stop() == 0
+
+
+async def _connects(tls, address: str, tmp_path) -> bool:
+    """Whether a monitor with ``tls`` gets the agent's processes (else it says it reconnects)."""
+    from procscope.agent_client import Remote
+    from procscope.tui.app import ProcscopeApp
+    from procscope.tui.sources import RemoteSource
+
+    from .conftest import SIZE, plain, wait_for
+
+    app = ProcscopeApp(RemoteSource(Remote(address, tls=tls), 5 * 10**9), snapshot_dir=str(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        if await wait_for(pilot, lambda: os.getpid() in app.monitor.cache.by_pid, seconds=10):
+            return True
+        assert "reconnecting in" in plain(app, app.query_one("#status").content)
+        return False

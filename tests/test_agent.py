@@ -219,7 +219,7 @@ def test_a_slow_client_misses_events_counted_and_told_while_others_get_all(scrat
     said in the agent's log and told to it (rate_limit_info) when it reads
     again; tetra, reading meanwhile, misses nothing."""
     directory = tempfile.mkdtemp(prefix="procscope-agent-")
-    agent = Agent(f"unix://{directory}/agent.sock", "--client-queue", "2000")
+    agent = Agent(f"unix://{directory}/agent.sock", "--client-queue", "5000")
     binary = unique_copy("/bin/true", scratch)
     channel = grpc.insecure_channel(agent.address, options=[("grpc.http2.bdp_probe", 0)])  # a 64 KiB window
     stalled = tetragon_pb2_grpc.FineGuidanceSensorsStub(channel).GetEvents(pb.GetEventsRequest())
@@ -227,10 +227,10 @@ def test_a_slow_client_misses_events_counted_and_told_while_others_get_all(scrat
     try:
         assert agent.said("client 2")
         time.sleep(0.5)
-        subprocess.run(["sh", "-c", f"for i in $(seq 1500); do {binary} $i; done"], check=True)
-        assert wait_until(lambda: len(_ours(reader.events(), binary)) == 3000, 60)
+        subprocess.run(["sh", "-c", f"for i in $(seq 4000); do {binary} $i; done"], check=True)
+        assert wait_until(lambda: len(_ours(reader.events(), binary)) == 8000, 90), agent.log[-5:]
         told = 0
-        for message in stalled:  # reading again: the queue's 2,000, then what it missed is said
+        for message in stalled:  # reading again: the queue's 5,000, then what it missed is said
             if message.WhichOneof("event") == "rate_limit_info":
                 told = message.rate_limit_info.number_of_dropped_process_events
                 break
@@ -240,7 +240,7 @@ def test_a_slow_client_misses_events_counted_and_told_while_others_get_all(scrat
         channel.close()
         got = reader.stop()
         assert agent.stop() == 0
-    assert _ours(got, binary) == [(k, str(i)) for i in range(1, 1501) for k in ("process_exec", "process_exit")]
+    assert _ours(got, binary) == [(k, str(i)) for i in range(1, 4001) for k in ("process_exec", "process_exit")]
     assert len([line for line in agent.log if "not sent (it read too slowly)" in line]) == 1, agent.log
 
 

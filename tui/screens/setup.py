@@ -10,6 +10,7 @@ from rich.segment import Segment
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.strip import Strip
 from textual.widgets import Checkbox, SelectionList, Static
@@ -44,6 +45,15 @@ class ColumnList(SelectionList[str]):
         return Strip(segments, strip.cell_length)
 
 
+class Mark(Checkbox):
+    """A checkbox marked as the column list is: ✓ on, a blank off (not an X either way)."""
+
+    @property
+    def _button(self) -> Content:
+        self.BUTTON_INNER = "✓" if self.value else " "
+        return super()._button
+
+
 class SetupScreen(ModalScreen[Setup | None]):
     BINDINGS = [
         Binding("escape", "dismiss(None)", "Cancel"),
@@ -70,7 +80,7 @@ class SetupScreen(ModalScreen[Setup | None]):
                 id="title",
                 markup=False,
             )
-            yield Checkbox("the header: CPUs, memory, tasks, load (htop's meters)", self.header, id="header")
+            yield Mark("the header: CPUs, memory, tasks, load (htop's meters)", self.header, id="header")
             yield ColumnList(*self._selections(), id="columns")
 
     def _selections(self) -> list[Selection]:

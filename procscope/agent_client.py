@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 
 import grpc
@@ -24,6 +25,7 @@ from .replay import Recorded, Replay, ReplayError
 
 QUEUE = 200_000  # events waiting for the monitor; past that they are dropped and counted
 BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)  # seconds before each new try, the last repeated
+STEADY = 10.0  # seconds a connection lasts to count as having worked
 
 
 class Remote:
@@ -61,10 +63,16 @@ class Remote:
     def _run(self) -> None:
         tries = 0
         while not self._stop.is_set():
+            began = time.monotonic()
             got_any = self._connection()
             if self._stop.is_set():
                 return
-            tries = 0 if got_any else tries + 1
+            # A connection that worked a while starts the backoff and what was said afresh; one
+            # that fails again soon (a server that sends one good message, then garbage) does not.
+            if got_any and time.monotonic() - began > STEADY:
+                tries, self._said = 0, ""
+            else:
+                tries += 1
             wait = BACKOFF[min(tries, len(BACKOFF) - 1)]
             self.state = f"reconnecting in {wait:g} s"
             self._stop.wait(wait)
@@ -83,7 +91,7 @@ class Remote:
                 reader.start()
                 for message in call:
                     if not got_any:
-                        got_any, self.state, self._said = True, "connected", ""
+                        got_any, self.state = True, "connected"
                         self.node = message.node_name
                     if message.WhichOneof("event") == "rate_limit_info":  # the agent's: we read too slowly
                         self.lost += message.rate_limit_info.number_of_dropped_process_events
@@ -148,4 +156,6 @@ def _reason(exc: grpc.RpcError) -> str:
     details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
     if code == grpc.StatusCode.UNAVAILABLE:  # gRPC's own words, from their last part (the system's)
         return f"cannot reach it ({(details or '').rsplit('error: ', 1)[-1]}); is an agent listening there?"
+    if code == grpc.StatusCode.INTERNAL and "deserializ" in (details or ""):
+        return "it sent what is not a Tetragon event (GetEventsResponse); is it a procscope or Tetragon agent?"
     return f"{code.name if code else 'error'}: {details}"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -409,3 +410,89 @@ async def _connects(tls, address: str, tmp_path) -> bool:
             return True
         assert "reconnecting in" in plain(app, app.query_one("#status").content)
         return False
+
+
+class FakeAgent:
+    """A gRPC server at ``address`` that answers GetEvents with ``answer(context)``'s bytes: garbage, or nothing."""
+
+    def __init__(self, address: str, answer):
+        from concurrent import futures
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(4))
+        handler = grpc.method_handlers_generic_handler("tetragon.FineGuidanceSensors", {
+            "GetEvents": grpc.unary_stream_rpc_method_handler(
+                lambda request, context: answer(context), request_deserializer=pb.GetEventsRequest.FromString,
+                response_serializer=lambda data: data),
+        })  # fmt: skip
+        self.server.add_generic_rpc_handlers((handler,))
+        self.server.add_insecure_port(address)
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop(0)
+
+
+def _garbage(context):
+    good = pb.GetEventsResponse(node_name="evil").SerializeToString()
+    yield good
+    yield b"\xff\xff\xff\xff not a message"
+    while context.is_active():
+        time.sleep(0.1)
+
+
+def _hostile_names(context):
+    """Events whose names and arguments hold escapes, markup, newlines and invalid text."""
+    for i, binary in enumerate(["/tmp/\x1b]0;PWNED\x07x", "/tmp/[@click=app.quit]z[/]", "/tmp/a\nb"]):
+        message = pb.GetEventsResponse(node_name="evil\x1b[2J", process_exec=pb.ProcessExec(process=pb.Process(
+            exec_id=base64.b64encode(f"evil:{10**9 + i}:{100 + i}".encode()).decode(), pid={"value": 100 + i},
+            binary=binary, arguments="\x1b[31m[red]x[/]",
+            flags="execve", start_time={"seconds": 1_700_000_000 + i})))  # fmt: skip
+        message.time.FromSeconds(1_700_000_000 + i)
+        yield message.SerializeToString()
+    while context.is_active():
+        time.sleep(0.1)
+
+
+async def test_a_server_that_sends_garbage_is_said_and_left(tmp_path):
+    """A message that is not a GetEventsResponse: said once, the connection
+    tried again; the screen answers meanwhile."""
+    from procscope.agent_client import Remote
+    from procscope.tui.app import ProcscopeApp
+    from procscope.tui.sources import RemoteSource
+
+    from .conftest import SIZE, plain, wait_for
+
+    address = f"unix://{tmp_path}/fake.sock"
+    fake = FakeAgent(address, _garbage)
+    try:
+        app = ProcscopeApp(RemoteSource(Remote(address), 5 * 10**9), snapshot_dir=str(tmp_path))
+        async with app.run_test(size=SIZE) as pilot:
+            assert await wait_for(pilot, lambda: "reconnecting in" in plain(app, app.query_one("#status").content))
+            await pilot.pause(2.5)  # tried again meanwhile: not said again
+            said = [str(n.message) for n in app._notifications]
+            assert said == [f"{address}: it sent what is not a Tetragon event (GetEventsResponse); is it a procscope "
+                            "or Tetragon agent?; reconnecting"], said  # fmt: skip
+            await pilot.press("j", "k")
+    finally:
+        fake.stop()
+
+
+async def test_hostile_names_from_another_machine_never_reach_the_terminal_raw(tmp_path):
+    from procscope.agent_client import Remote
+    from procscope.tui.app import ProcscopeApp
+    from procscope.tui.sources import RemoteSource
+
+    from .conftest import SIZE, wait_for
+
+    address = f"unix://{tmp_path}/fake.sock"
+    fake = FakeAgent(address, _hostile_names)
+    try:
+        app = ProcscopeApp(RemoteSource(Remote(address), 5 * 10**9), snapshot_dir=str(tmp_path))
+        async with app.run_test(size=SIZE) as pilot:
+            assert await wait_for(pilot, lambda: len(app.monitor.cache.by_pid) == 3, seconds=15)
+            await pilot.pause(1.2)
+            shown = app.export_screenshot()
+            assert "\x1b" not in shown and "PWNED" in shown  # the text is shown, escaped, never interpreted
+            assert app.is_running  # [@click=app.quit] was not markup
+    finally:
+        fake.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from procscope.api import tetragon_pb2 as pb
 from procscope.api import tetragon_pb2_grpc
 from procscope.probes.forked import write_all
 
+from .query import OR_FIELDS, Query
 from .replay import Recorded, Replay, ReplayError
 
 QUEUE = 200_000  # events waiting for the monitor; past that they are dropped and counted
@@ -136,6 +138,35 @@ class Remote:
             except queue.Empty:
                 break
         return out
+
+
+def request_for(query: Query) -> pb.GetEventsRequest:
+    """The monitor's filter as the agent's allow and deny lists, where
+    Tetragon's Filter can say it, so that a busy node sends only what may be
+    shown: the positive terms it can say in one allow filter (a superset
+    where a field repeats: Tetragon ORs a field's values), each negated one
+    in a deny filter. The monitor applies the whole filter itself; the terms
+    the lists cannot say (bare words, user, cap, ns, badge, container,
+    cgroup, image, a pod's namespace/name) are left to it."""
+    allow, deny = pb.Filter(), []
+    for term in query.terms:
+        f = pb.Filter() if term.negate else allow
+        values = term.value.split(",") if term.field in OR_FIELDS else [term.value]
+        if term.field in ("bin", "args"):
+            v = term.value
+            regex = v[1:-1] if len(v) > 2 and v[0] == v[-1] == "/" else re.escape(v)
+            (f.binary_regex if term.field == "bin" else f.arguments_regex).append(regex)
+        elif term.field == "pid" and not term.negate:  # the pid and its descendants, as pid_set
+            f.pid_set.extend(int(v) for v in values)
+        elif term.field == "pod" and not any("/" in v for v in values):
+            f.pod_regex.extend(f"^{re.escape(v)}$" for v in values)
+        elif term.field == "k8s-ns":
+            f.namespace.extend(values)
+        else:
+            continue
+        if term.negate:
+            deny.append(f)
+    return pb.GetEventsRequest(allow_list=[allow] if allow.ListFields() else [], deny_list=deny)
 
 
 def credentials(ca: str | None, cert: str | None = None, key: str | None = None) -> grpc.ChannelCredentials:

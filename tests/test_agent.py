@@ -496,3 +496,46 @@ async def test_hostile_names_from_another_machine_never_reach_the_terminal_raw(t
             assert app.is_running  # [@click=app.quit] was not markup
     finally:
         fake.stop()
+
+
+def test_the_monitors_filter_becomes_the_agents_allow_and_deny_lists():
+    from procscope.agent_client import request_for
+    from procscope.query import Query
+
+    request = request_for(Query.parse("bin:nginx args:/--port=\\d+/ pid:42,43 k8s-ns:web -bin:/sh$/ user:root"))
+    [allow] = request.allow_list
+    assert list(allow.binary_regex) == ["nginx"] and list(allow.arguments_regex) == ["--port=\\d+"]
+    assert list(allow.pid_set) == [42, 43] and list(allow.namespace) == ["web"]
+    assert [list(d.binary_regex) for d in request.deny_list] == [["sh$"]]
+    assert request_for(Query.parse("bin:a.b")).allow_list[0].binary_regex == ["a\\.b"]  # text, not a regex
+    assert request_for(Query.parse("user:root curl")) == pb.GetEventsRequest()  # nothing the lists can say
+
+
+async def test_a_connected_monitor_is_sent_only_what_its_filter_may_show(agent, scratch):
+    """The filter goes to the agent: another binary's events never arrive
+    (not merely hidden), the filtered one's do, with its parents."""
+    from procscope.agent_client import Remote, request_for
+    from procscope.query import Query
+    from procscope.tui.app import ProcscopeApp
+    from procscope.tui.sources import RemoteSource
+
+    from .conftest import SIZE, wait_for
+
+    wanted, other = unique_copy("/bin/sleep", scratch), unique_copy("/bin/sleep", scratch)
+    query = Query.parse(f"bin:{os.path.basename(wanted)}")
+    app = ProcscopeApp(RemoteSource(Remote(agent.address, request_for(query)), 5 * 10**9),
+                       query_text=str(query), snapshot_dir=str(scratch))  # fmt: skip
+    async with app.run_test(size=SIZE) as pilot:
+        assert await wait_for(pilot, lambda: agent.said("client 1 (unix:) joined"))
+        await pilot.pause(0.5)
+        procs = [subprocess.Popen([binary, "30"]) for binary in (other, wanted)]
+        try:
+            cache = app.monitor.cache
+            assert await wait_for(pilot, lambda: procs[1].pid in cache.by_pid, seconds=15)
+            await pilot.pause(1.0)
+            assert procs[0].pid not in cache.by_pid  # never sent
+            assert os.getpid() in cache.by_pid  # the wanted one's ancestors come with it (parent objects)
+        finally:
+            for p in procs:
+                p.kill()
+                p.wait()

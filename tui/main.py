@@ -36,14 +36,14 @@ def run_monitor(args: Options, collector: Collector | None, replay: Replay | Non
         source: Source = ReplaySource(replay, grace, args.window_events)
         replay.warn = source.messages.append  # said in the monitor: its stderr is not the terminal's
     elif args.connect:
-        from procscope.agent_client import Remote, credentials  # grpc loads only for this
+        from procscope.agent_client import Remote, credentials, request_for  # grpc loads only for this
 
         try:
             tls = credentials(args.connect_ca, args.connect_cert, args.connect_key) if args.connect_ca else None
         except OSError as exc:
             warn(f"cannot read {exc.filename}: {exc.strerror}")
             return 2
-        source = RemoteSource(Remote(args.connect, tls=tls), grace)
+        source = RemoteSource(Remote(args.connect, request_for(args.query), tls=tls), grace)
     else:
         assert collector is not None  # live: the commands hand one over
         source = LiveSource(collector, grace, scan)

@@ -4,7 +4,7 @@ Needs root (the probes) and htop (scripts/setup installs it).
 
 Measured: seconds from the command to the first screen with the process
 tree (its column titles and the status line's count), and to live BPF
-(the status line's source); and from q, a second later, to the monitor's
+(the status line's source), idle and with every core busy (`yes` each); and from q, a second later, to the monitor's
 exit (the shell's prompt; htop takes 0.07 s). The monitor's CPU at 10,000 idle processes
 against htop's is bench/usage_cost.py's.
 
@@ -25,7 +25,8 @@ import measure
 from monitor_storm import header
 from terminal import Terminal, status
 
-TARGETS = {"idle": 1.0, "many": 1.0, "quit": 0.2}  # issue 27 asks 1 s at 10,000
+# Issue 27 asks the first screen in 1 s at 10,000 processes; issue 30 live BPF in 1 s idle, 2.5 s with both cores busy.
+TARGETS = {"idle": 1.0, "many": 1.0, "quit": 0.2, "live_idle": 1.0, "live_loaded": 2.5}
 
 
 def tree_shown(lines: list[str]) -> bool:
@@ -100,7 +101,15 @@ def main() -> int:
     print(f"procscope start-up benchmark: {a.rounds} starts each, idle and with {a.processes} extra processes",
           flush=True)  # fmt: skip
     idle_tree, idle_live, idle_quit = start_times(a.rounds)
+    busy = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) for _ in range(os.cpu_count() or 1)]
+    try:  # a user opens the monitor when the machine is already loaded
+        loaded_tree, loaded_live, _ = start_times(a.rounds)
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
     sleepers = Sleepers(a.processes)
+    time.sleep(3)  # sleeping: the shell's 10,000 children have exec'd sleep (the machine idle again)
     try:
         many_tree, many_live, many_quit = start_times(a.rounds)
     finally:
@@ -113,7 +122,11 @@ def main() -> int:
     print(
         f"  first screen with the tree, idle          : {idle:.2f} s  ({secs(idle_tree)}; target <= {TARGETS['idle']})"
     )
-    print(f"  live BPF, idle                            : {statistics.median(idle_live):.2f} s  ({secs(idle_live)})")
+    live_idle, live_loaded = statistics.median(idle_live), statistics.median(loaded_live)
+    print(f"  live BPF, idle                            : {live_idle:.2f} s  ({secs(idle_live)}; target <= "
+          f"{TARGETS['live_idle']})")  # fmt: skip
+    print(f"  first screen; live BPF, every core busy   : {statistics.median(loaded_tree):.2f} s ({secs(loaded_tree)}); "
+          f"{live_loaded:.2f} s ({secs(loaded_live)}; target <= {TARGETS['live_loaded']})")  # fmt: skip
     print(
         f"  first screen with the tree, +{a.processes} : {many:.2f} s  ({secs(many_tree)}; target <= {TARGETS['many']})"
     )
@@ -125,6 +138,8 @@ def main() -> int:
         (f"first screen idle {idle:.2f} s", idle <= TARGETS["idle"]),
         (f"first screen with {a.processes} processes {many:.2f} s", many <= TARGETS["many"]),
         (f"q to exit {quit:.3f} s", quit <= TARGETS["quit"]),
+        (f"live BPF idle {live_idle:.2f} s", live_idle <= TARGETS["live_idle"]),
+        (f"live BPF with every core busy {live_loaded:.2f} s", live_loaded <= TARGETS["live_loaded"]),
     ])  # fmt: skip
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import fcntl
 import os
 
+import msgspec
+
 from . import wire
 from .cgroups import Hierarchy
 from .events import NAMESPACES, Capabilities, Credentials, ExecEvent, Namespaces, ProcessKey, UserNamespace
@@ -114,12 +116,14 @@ class Reader:
     path lookup per file), and what many processes share (a user
     namespace's level and owner, a cgroup's id) asked once per scan."""
 
-    def __init__(self, hierarchy: Hierarchy, namespaces: bool = True):
-        """``namespaces`` False: only the pid namespace is read (what the
-        scan's merge needs), the others left 0, unknown, for a later pass
-        (ten readlinks, a third of a process's reading; see scan_job)."""
+    def __init__(self, hierarchy: Hierarchy, defer: bool = False):
+        """``defer``: what the first frame does not show is left for a later
+        pass (scan_job): the namespaces but the pid one (the scan's merge
+        needs it), the login uid, the cwd and the binary's inode, unknown
+        until then (0, UNKNOWN_ID, ""). The ten namespace links alone were a
+        third of a process's reading."""
         self.hierarchy = hierarchy
-        self.namespaces = namespaces
+        self.defer = defer
         self._user_ns: dict[int, UserNamespace] = {}
         self._cgroup_ids: dict[str, int] = {}
 
@@ -160,48 +164,68 @@ class Reader:
         if not args and (st[6] or [b""])[0] == b"Z":
             return None  # a zombie: its exit is what remains to be seen
         exe = _link_at(d, "exe") or b""
-        cwd = _link_at(d, "cwd")
-        try:
-            exe_stat = os.stat("exe", dir_fd=d)
-            nlink, ino = exe_stat.st_nlink, exe_stat.st_ino
-        except OSError:
-            nlink, ino = 0, 0
-        if self.namespaces:
-            ns, user_ns = self.namespaces_of(pid, d)
+        if self.defer:
+            pid_ns = Namespaces(0, 0, 0, inum_at(d, "ns/pid"), 0, 0, 0, 0, 0, 0)
+            later = Later(pid_ns, UNREAD_USER_NS, wire.UNKNOWN_ID, "", False, 0, 0)
         else:
-            ns, user_ns = Namespaces(0, 0, 0, inum_at(d, "ns/pid"), 0, 0, 0, 0, 0, 0), UNREAD_USER_NS
+            later = self.later(pid, d)
         cgroup_path = self.hierarchy.path_in(read_at(d, "cgroup", b"")) or ""
         cgroup_id = self._cgroup_ids.get(cgroup_path)
         if cgroup_id is None:
             cgroup_id = self._cgroup_ids[cgroup_path] = self.hierarchy.id_of(cgroup_path)
         exe = exe.removesuffix(b" (deleted)")
-        flags = wire.FLAG_PROCFS
-        if cwd == b"/":
-            flags |= wire.FLAG_ROOT_CWD
+        flags = wire.FLAG_PROCFS | (wire.FLAG_ROOT_CWD if later.root_cwd else 0)
         if parent_key is None:
             try:
                 parent_key = ProcessKey(ppid, _stat(ppid)[2]) if ppid else ProcessKey(0, 0)
             except OSError:
                 parent_key = ProcessKey(ppid, 0)
-        try:
-            loginuid = int(read_at(d, "loginuid", b"").strip())
-        except ValueError:
-            loginuid = wire.UNKNOWN_ID
         return ExecEvent(
-            ktime, ProcessKey(pid, ktime), pid, int(st[5][-1]) if st[5] else pid, euid, loginuid, flags, 0, nlink, ino,
-            from_bytes(exe), args[1:], from_bytes(cwd) if cwd is not None else "", parent_key, None,
-            Credentials(uid, gid, suid, sgid, euid, egid, fsuid, fsgid, 0, caps, user_ns), ns,
+            ktime, ProcessKey(pid, ktime), pid, int(st[5][-1]) if st[5] else pid, euid, later.auid, flags, 0,
+            later.nlink, later.ino, from_bytes(exe), args[1:], later.cwd, parent_key, None,
+            Credentials(uid, gid, suid, sgid, euid, egid, fsuid, fsgid, 0, caps, later.user_ns), later.ns,
             cgroup_id, cgroup_id, cgroup_path.rsplit("/", 1)[-1], cgroup_path, args[0] if args else "",
         )  # fmt: skip
 
-    def namespaces_of(self, pid: int, d: int) -> tuple[Namespaces, UserNamespace]:
-        """The process's namespaces and its user namespace's level and owner
-        (asked once per user namespace)."""
+    def later(self, pid: int, d: int) -> Later:
+        """What ``defer`` leaves for later: the namespaces, and the user
+        namespace's level and owner (asked once per user namespace), the login
+        uid, the cwd, the binary's links and inode."""
         ns = Namespaces(*(inum_at(d, link) for link in NS_LINKS))
         user_ns = self._user_ns.get(ns.user) if ns.user else None
         if user_ns is None:
             user_ns = self._user_ns[ns.user] = user_namespace(pid, ns.user)
-        return ns, user_ns
+        try:
+            auid = int(read_at(d, "loginuid", b"").strip())
+        except ValueError:
+            auid = wire.UNKNOWN_ID
+        cwd = _link_at(d, "cwd")
+        try:
+            exe = os.stat("exe", dir_fd=d)
+            nlink, ino = exe.st_nlink, exe.st_ino
+        except OSError:
+            nlink, ino = 0, 0
+        return Later(ns, user_ns, auid, from_bytes(cwd) if cwd is not None else "", cwd == b"/", nlink, ino)
+
+
+class Later(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    """A process's part of the scan that Reader(defer=True) leaves for later."""
+
+    ns: Namespaces
+    user_ns: UserNamespace
+    auid: int
+    cwd: str
+    root_cwd: bool
+    nlink: int
+    ino: int
+
+
+def completed(ev: ExecEvent, later: Later) -> ExecEvent:
+    """A deferred scan's event with what was left for later."""
+    creds = msgspec.structs.replace(ev.creds, user_ns=later.user_ns)
+    flags = ev.flags | (wire.FLAG_ROOT_CWD if later.root_cwd else 0)
+    return msgspec.structs.replace(ev, ns=later.ns, creds=creds, auid=later.auid, cwd=later.cwd, flags=flags,
+                                   nlink=later.nlink, ino=later.ino)  # fmt: skip
 
 
 def read_at(d: int, name: str, missing: bytes | None = None) -> bytes:

@@ -1,8 +1,9 @@
 """The /proc scan of every running process (procfs reads each one), on
 both cores: a forked helper and the caller share the pids. For the
-monitor's first frame the namespaces can wait: the helper reads them after
-its share (ten readlinks, a third of a process's reading), and the caller
-completes its events once they come (``namespaces()``)."""
+monitor's first frame what it does not show can wait (procfs.Reader's
+``defer``: the namespaces but the pid one, the login uid, the cwd, the
+binary's inode): the helper reads that after its share, and the caller
+completes its events once it comes (``completed()``)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ import msgspec
 
 from . import wire
 from .cgroups import Hierarchy
-from .events import ExecEvent, Namespaces, ProcessKey, UserNamespace
+from .events import ExecEvent, ProcessKey
 from .forked import read_back, write_all
-from .procfs import PF_KTHREAD, Reader, parse_stat, read_at
+from .procfs import PF_KTHREAD, Later, Reader, completed, parse_stat, read_at
 
 
 @dataclass
@@ -42,12 +43,11 @@ class _Seen(msgspec.Struct, array_like=True, gc=False):
 
 
 class _Found(msgspec.Struct, array_like=True, gc=False):
-    """One process's namespaces, as the later pass read them."""
+    """One process's deferred part, as the later pass read it."""
 
     pid: int
     ktime: int
-    ns: Namespaces
-    user_ns: UserNamespace
+    later: Later
 
 
 _Chunks = list[tuple[int, list[_Seen]]]
@@ -90,10 +90,10 @@ class ScanJob:
     the helper scans while the caller does something else (the monitor
     loads Textual); ``result()`` joins in. Whatever the helper did not
     deliver (it failed, or was killed), the caller reads itself.
-    ``namespaces_later``: the result's namespaces (but the pid namespace)
-    are 0, unknown, until ``namespaces()`` brings them."""
+    ``defer``: the result leaves for later what procfs.Reader's ``defer``
+    does, until ``completed()`` brings it."""
 
-    def __init__(self, hierarchy: Hierarchy, helper: bool = True, namespaces_later: bool = False):
+    def __init__(self, hierarchy: Hierarchy, helper: bool = True, defer: bool = False):
         self.hierarchy = hierarchy
         self._pids = [int(e) for e in os.listdir("/proc") if e.isdigit()]
         self._size = max(CHUNK, -(-len(self._pids) // MAX_CHUNKS))
@@ -102,31 +102,31 @@ class ScanJob:
         os.write(w, b"".join(i.to_bytes(2, "little") for i in range(self._chunks)))
         os.close(w)  # read() returns b"" once every token is taken
         self._helper: int | None = None
-        self._out = self._ns_out = self._ready = -1
+        self._out = self._later_out = self._ready = -1
         self.helped = 0  # chunks the helper delivered
-        self.later = namespaces_later
-        self._light: list[ExecEvent] | None = None  # the result, its namespaces to come
+        self.defer = defer
+        self._light: list[ExecEvent] | None = None  # the result, its deferred part to come
         if helper and self._chunks > 1:
             self._fork()
         else:
-            self.later = False  # no one to read them meanwhile: read with the rest
+            self.defer = False  # no one to read it meanwhile: read with the rest
 
     def _fork(self) -> None:
         try:
             self._out = os.memfd_create("procscope-scan", os.MFD_CLOEXEC)
-            self._ns_out = os.memfd_create("procscope-scan-ns", os.MFD_CLOEXEC)
+            self._later_out = os.memfd_create("procscope-scan-later", os.MFD_CLOEXEC)
             self._ready, ready = os.pipe()
             self._helper = os.fork()
         except OSError:  # no helper: the caller reads everything
-            self._helper, self.later = None, False
+            self._helper, self.defer = None, False
             return
         if self._helper == 0:
             status = 1
             try:
-                _write(self._out, self._claim(Reader(self.hierarchy, namespaces=not self.later)))
+                _write(self._out, self._claim(Reader(self.hierarchy, defer=self.defer)))
                 os.write(ready, b"!")  # its share is there: the caller need not wait for the rest
-                if self.later:
-                    _write(self._ns_out, _namespaces(Reader(self.hierarchy), self._pids))
+                if self.defer:
+                    _write(self._later_out, _later(Reader(self.hierarchy), self._pids))
                 status = 0
             finally:
                 os._exit(status)  # noqa: B012 - the helper never returns into the caller's code
@@ -144,18 +144,18 @@ class ScanJob:
         return [s for s in seen if s is not None]
 
     def result(self) -> Scan:
-        reader = Reader(self.hierarchy, namespaces=not self.later)
+        reader = Reader(self.hierarchy, defer=self.defer)
         done = dict(self._claim(reader))
         helped = self._delivered()
         self.helped = len(helped)
         done |= helped
-        if not self.later:
+        if not self.defer:
             self.close()
         for i in range(self._chunks):
             if i not in done:
                 done[i] = self._read(reader, i)
         found = _merge(s for part in done.values() for s in part)
-        if self.later:
+        if self.defer:
             self._light = found.events
         return found
 
@@ -163,14 +163,14 @@ class ScanJob:
         if not self._helper:
             return {}
         shared = os.read(self._ready, 1)  # b"": it died before
-        if not shared or not self.later:
+        if not shared or not self.defer:
             self._reap(0)
         chunks = _read_back(self._out, _Chunks) if shared else None
         return dict(chunks) if chunks is not None else {}
 
-    def namespaces(self, wait: bool = False) -> list[ExecEvent] | None:
-        """The result's events with their namespaces, once the helper has read
-        them (None meanwhile, or when none are to come); read here if it
+    def completed(self, wait: bool = False) -> list[ExecEvent] | None:
+        """The result's events with their deferred part, once the helper has
+        read it (None meanwhile, or when none is to come); read here if it
         failed. Once."""
         if self._light is None:
             return None
@@ -180,11 +180,11 @@ class ScanJob:
             if status is None:
                 return None
             if status == 0:
-                found = _read_back(self._ns_out, list[_Found])
+                found = _read_back(self._later_out, list[_Found])
         if found is None:
-            found = _namespaces(Reader(self.hierarchy), [ev.key.pid for ev in self._light])
-        by_key = {ProcessKey(f.pid, f.ktime): f for f in found}
-        events = [_with_namespaces(ev, f) for ev in self._light if (f := by_key.get(ev.key)) is not None]
+            found = _later(Reader(self.hierarchy), [ev.key.pid for ev in self._light])
+        by_key = {ProcessKey(f.pid, f.ktime): f.later for f in found}
+        events = [completed(ev, later) for ev in self._light if (later := by_key.get(ev.key)) is not None]
         self._light = None
         self.close()
         return events
@@ -204,10 +204,10 @@ class ScanJob:
             os.kill(self._helper, signal.SIGKILL)
             os.waitpid(self._helper, 0)
             self._helper = None
-        for fd in (self._tokens, self._out, self._ns_out, self._ready):
+        for fd in (self._tokens, self._out, self._later_out, self._ready):
             if fd >= 0:
                 os.close(fd)
-        self._tokens = self._out = self._ns_out = self._ready = -1
+        self._tokens = self._out = self._later_out = self._ready = -1
         self._light = None
 
     def __enter__(self) -> ScanJob:
@@ -229,9 +229,9 @@ def _read_back(fd: int, kind: type):
         return None
 
 
-def _namespaces(reader: Reader, pids: list[int]) -> list[_Found]:
-    """The namespaces of each pid's process, keyed by its start time (a pid
-    reused since is another process); the gone and kernel threads left out."""
+def _later(reader: Reader, pids: list[int]) -> list[_Found]:
+    """The deferred part of each pid's process, keyed by its start time (a
+    pid reused since is another process); the gone and kernel threads left out."""
     out = []
     for pid in pids:
         try:
@@ -241,16 +241,12 @@ def _namespaces(reader: Reader, pids: list[int]) -> list[_Found]:
         try:
             _, kflags, ktime = parse_stat(read_at(d, "stat"))
             if not kflags & PF_KTHREAD:
-                out.append(_Found(pid, ktime, *reader.namespaces_of(pid, d)))
+                out.append(_Found(pid, ktime, reader.later(pid, d)))
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile: its image keeps them unknown
         finally:
             os.close(d)
     return out
-
-
-def _with_namespaces(ev: ExecEvent, found: _Found) -> ExecEvent:
-    return msgspec.structs.replace(ev, ns=found.ns, creds=msgspec.structs.replace(ev.creds, user_ns=found.user_ns))
 
 
 def _merge(seen: Iterable[_Seen]) -> Scan:

@@ -99,7 +99,7 @@ class ProcessCache(CacheViews):
         having been drawn before): of the processes known from the first
         only, those it lacks exited unseen, and those it finds with another
         image exec'd unseen; the events are then applied as usual. ``complete``
-        False: the first scan's namespaces, read later (scan_job), fill in."""
+        False: the first scan's deferred part, read later (scan_job), fills in."""
         found = {ev.key: ev for ev in events}
         for proc in list(self.by_pid.values()):
             image = proc.image

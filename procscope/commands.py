@@ -377,7 +377,7 @@ def ui(args: Options) -> int:
         replay = _open_replay(args, args.replay)
         return 2 if replay is None or _metrics_refused(args) else run_monitor(args, None, replay, warn)
     # The first /proc scan starts on the other core while this one loads Textual (a fork: no threads yet).
-    with scan_job.ScanJob(cgroups.detect(), namespaces_later=True) as scan:
+    with scan_job.ScanJob(cgroups.detect(), defer=True) as scan:
         from procscope.tui.main import run_monitor
 
         return run_monitor(args, _collector(args, exit_cpu=args.usage > 0), None, warn,

@@ -162,55 +162,58 @@ def unshared():
     proc.wait()
 
 
-def test_scan_with_namespaces_later_completes_to_the_full_scan(hostile, sleepers, unshared):
-    """The monitor's first frame: the pid namespace only (the merge marks
-    container init trees by it), the rest read by the helper meanwhile and
-    filled into the cache, which then holds what a full scan would."""
+def test_a_deferred_scan_completes_to_the_full_scan(hostile, sleepers, unshared):
+    """The monitor's first frame: of the namespaces the pid one only (the
+    merge marks container init trees by it), no login uid, cwd or binary
+    inode; the rest read by the helper meanwhile and filled into the cache,
+    which then holds what a full scan would."""
     hierarchy = cgroups.detect()
     mine = [*sleepers, *hostile.pids, unshared, os.getpid()]
-    job = scan_job.ScanJob(hierarchy, namespaces_later=True)
+    job = scan_job.ScanJob(hierarchy, defer=True)
     first = job.result()
-    assert job.later and job.helped >= 1
+    assert job.defer and job.helped >= 1
     full = _ours(scan_job.scan(hierarchy), mine)
     light = _ours(first, mine)
     assert light.keys() == full.keys()
     for pid, ev in light.items():
         assert ev.ns.pid == full[pid].ns.pid and ev.ns.net == ev.ns.mnt == ev.creds.user_ns.inum == 0
+        assert (ev.cwd, ev.nlink, ev.ino, ev.auid) == ("", 0, 0, wire.UNKNOWN_ID) != (full[pid].cwd, full[pid].nlink,
+                                                                                    full[pid].ino, full[pid].auid)  # fmt: skip
         assert (ev.binary, ev.args, ev.parent, ev.flags) == (full[pid].binary, full[pid].args, full[pid].parent,
                                                              full[pid].flags)  # fmt: skip
     cache = live_cache(hierarchy, 5 * 10**9)
     cache.apply_all(first.events)
-    filled = job.namespaces(wait=True)
+    filled = job.completed(wait=True)
     assert filled is not None and not _helpers()
     assert _ours(scan_job.Scan(filled), mine) == full
     cache.rescan(filled, complete=False)
     for pid, ev in full.items():
         assert cache.by_pid[pid].image == ev
     assert cache.by_pid[unshared].image.ns.net != cache.by_pid[os.getpid()].image.ns.net
-    assert job.namespaces() is None  # once
+    assert job.completed() is None  # once
 
 
-def test_namespaces_later_whose_helper_dies_are_read_in_process(sleepers):
+def test_a_deferred_part_whose_helper_dies_is_read_in_process(sleepers):
     hierarchy = cgroups.detect()
-    job = scan_job.ScanJob(hierarchy, namespaces_later=True)
+    job = scan_job.ScanJob(hierarchy, defer=True)
     first = job.result()
     [helper] = _helpers()
     helper.kill()
-    filled = job.namespaces(wait=True)
+    filled = job.completed(wait=True)
     assert filled is not None and not _helpers()
     assert _ours(scan_job.Scan(filled), sleepers) == _ours(scan_job.scan(hierarchy), sleepers)
     assert len(filled) >= len(_ours(first, sleepers))
 
 
-def test_rescan_of_namespaces_only_ends_nothing(sleepers):
-    """A partial look (the namespaces) is not a census: a process it did not
-    find is not taken for exited."""
+def test_rescan_of_the_deferred_part_ends_nothing(sleepers):
+    """A partial look (the deferred part) is not a census: a process it did
+    not find is not taken for exited."""
     hierarchy = cgroups.detect()
-    job = scan_job.ScanJob(hierarchy, namespaces_later=True)
+    job = scan_job.ScanJob(hierarchy, defer=True)
     first = job.result()
     cache = live_cache(hierarchy, 5 * 10**9)
     cache.apply_all(first.events)
-    filled = [ev for ev in job.namespaces(wait=True) or [] if ev.key.pid != sleepers[0]]
+    filled = [ev for ev in job.completed(wait=True) or [] if ev.key.pid != sleepers[0]]
     cache.rescan(filled, complete=False)
     assert cache.by_pid[sleepers[0]].alive and cache.by_pid[sleepers[0]].image.ns.mnt == 0
     assert cache.by_pid[sleepers[1]].image.ns.mnt != 0

@@ -237,15 +237,16 @@ async def test_live_monitor_draws_the_proc_tree_first_and_attaches_behind_it(scr
 
 
 @pytest.mark.bpf
-async def test_first_frame_namespaces_fill_in_before_the_probes_attach(tmp_path):
+async def test_what_the_first_frame_defers_fills_in_before_the_probes_attach(tmp_path):
     """As `procscope` starts: the first scan's namespaces (but the pid
-    namespace) are read by its helper after the first frame, and fill in
-    the images well before the probes' second scan would."""
+    namespace), login uid, cwd and binary inode are read by its helper after
+    the first frame, and fill in the images well before the probes' second
+    scan would."""
     if os.geteuid() != 0:
         bpf_unavailable("tests are not running as root")
-    apart = await asyncio.create_subprocess_exec("unshare", "--net", "--uts", "sleep", "60")
+    apart = await asyncio.create_subprocess_exec("unshare", "--net", "--uts", "sleep", "60", cwd=tmp_path)
     await asyncio.sleep(0.3)  # unshare has exec'd sleep
-    job = ScanJob(cgroups.detect(), namespaces_later=True)
+    job = ScanJob(cgroups.detect(), defer=True)
     app = ProcscopeApp(LiveSource(Collector(), 5 * 10**9, job), snapshot_dir=str(tmp_path))
     try:
         async with app.run_test(size=SIZE) as pilot:
@@ -256,6 +257,7 @@ async def test_first_frame_namespaces_fill_in_before_the_probes_attach(tmp_path)
             assert "attaching probes" in plain(app, app.query_one("#status").content)  # not the second scan's doing
             assert cache.by_pid[apart.pid].image.ns.net != cache.by_pid[os.getpid()].image.ns.net
             assert cache.by_pid[os.getpid()].image.creds.user_ns.inum != 0
+            assert cache.by_pid[apart.pid].image.cwd == str(tmp_path)
     finally:
         apart.kill()
         await apart.wait()

@@ -99,8 +99,8 @@ class LiveSource(Source):
         # The scan first: compiling beside it would slow the first frame (both want a core).
         job, self._scan = self._scan, None
         found = job.result() if job is not None else scan_job.scan(self.hierarchy)
-        if job is not None and job.later:
-            self._scan = job  # the namespaces come after the first frame (drain)
+        if job is not None and job.defer:
+            self._scan = job  # what the first frame does not show comes after it (drain)
         self._pending, self._unreadable = [*found.events], found.unreadable
         self._attaching = True
         collector.log = self.facts.append  # while attaching: how (e.g. which kernel tree)
@@ -108,8 +108,8 @@ class LiveSource(Source):
 
     def drain(self) -> list[Recorded]:
         out, self._pending = self._pending, []
-        if self._scan is not None and not out and (filled := self._scan.namespaces()) is not None:
-            self._scan = None  # the first scan applied, its namespaces fill in
+        if self._scan is not None and not out and (filled := self._scan.completed()) is not None:
+            self._scan = None  # the first scan applied, its deferred part fills in
             self.cache.rescan(filled, complete=False)
         collector = self.collector
         if self._attaching and not out:  # the second scan settles the first once that is applied

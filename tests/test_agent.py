@@ -532,9 +532,12 @@ async def test_a_connected_monitor_is_sent_only_what_its_filter_may_show(agent, 
         try:
             cache = app.monitor.cache
             assert await wait_for(pilot, lambda: procs[1].pid in cache.by_pid, seconds=15)
-            await pilot.pause(1.0)
+            await pilot.pause(2.5)
             assert procs[0].pid not in cache.by_pid  # never sent
             assert os.getpid() in cache.by_pid  # the wanted one's ancestors come with it (parent objects)
+            # No event since: its age still goes on, by that machine's clock (from the wall clock), as there.
+            age = app.monitor.now() - cache.by_pid[procs[1].pid].image.time
+            assert 2 * 10**9 <= age <= 10 * 10**9
         finally:
             for p in procs:
                 p.kill()

@@ -103,8 +103,12 @@ class Feed:
         self.window.add_usage(self.cache, UsageEvent(self.now(), changed, after.machine, after.containers))
 
     def now(self) -> int:
-        """The clock things are aged by: the machine's, or a replay's last event."""
-        return boot_now() if self.source.live else self.cache.now
+        """The clock things are aged by: the machine's, another machine's (its
+        boot clock now, from the wall clock), or a replay's last event."""
+        if self.source.live:
+            return boot_now()
+        theirs = self.source.clock_now()
+        return max(theirs, self.cache.now) if theirs is not None else self.cache.now
 
     def ingest(self) -> tuple[int, list[ThrottleEvent]]:
         """Apply what the source has; (how many events, the throttle events among them)."""

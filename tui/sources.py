@@ -5,6 +5,7 @@ timer), the /proc scan alone, or a recording."""
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,11 @@ class Source:
     @property
     def wall_offset(self) -> int | None:
         """Wall − boot clock of the events, when not the machine's."""
+        return None
+
+    def clock_now(self) -> int | None:
+        """Now on the events' boot clock, for a source whose clock is not this
+        machine's but runs now (another machine's); None: the last event's time."""
         return None
 
     def start(self) -> None:
@@ -226,6 +232,12 @@ class RemoteSource(Source):
     @property
     def wall_offset(self) -> int | None:
         return self._replay.wall_offset if self._replay is not None else None
+
+    def clock_now(self) -> int | None:
+        """Its boot clock now, from the wall clock (both machines' kept by NTP):
+        ages go on between events, as on the machine itself."""
+        offset = self.wall_offset
+        return time.time_ns() - offset if offset is not None else None
 
     def start(self) -> None:
         self.remote.start()

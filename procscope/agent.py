@@ -84,7 +84,8 @@ class Broadcast:
             client = self._joining.get()
             assert self.exporter is not None
             for obj in tetragon_lines(self.cache, self.exporter):
-                self._send(client, obj)
+                if client.passes(next(iter(obj)), obj):
+                    self._put(client, self._serialized(obj, client.field_filters))
             with self._lock:
                 if not client.left:  # gone while it waited
                     self.clients = [*self.clients, client]
@@ -97,23 +98,19 @@ class Broadcast:
                  + (f", {client.lost} not sent (it read too slowly)" if client.lost else ""))  # fmt: skip
 
     def write(self, obj: dict) -> None:
-        message: pb.GetEventsResponse | None = None
-        data = b""
+        shared: bytes | None = None  # converted once for the clients without field filters
         for client in self.clients:
             if not client.passes(next(iter(obj)), obj):
                 continue
             if client.field_filters:
-                self._put(client, _fielded(self._converter.response(obj), client.field_filters).SerializeToString())
+                self._put(client, self._serialized(obj, client.field_filters))
                 continue
-            if message is None:
-                message = self._converter.response(obj)
-                data = message.SerializeToString()
-            self._put(client, data)
+            if shared is None:
+                shared = self._serialized(obj, [])
+            self._put(client, shared)
 
-    def _send(self, client: Client, obj: dict) -> None:
-        if client.passes(next(iter(obj)), obj):
-            message = self._converter.response(obj)
-            self._put(client, _fielded(message, client.field_filters).SerializeToString())
+    def _serialized(self, obj: dict, field_filters: list[pb.FieldFilter]) -> bytes:
+        return _fielded(self._converter.response(obj), field_filters).SerializeToString()
 
     @staticmethod
     def _put(client: Client, data: bytes) -> None:

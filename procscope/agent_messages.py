@@ -25,7 +25,6 @@ MEMO = 8192  # converted objects kept (with the object: an id is not reused whil
 # The parts the exporter makes once and shares (Exporter._plain_parts); all else is new each event.
 _CLASSES = {"tetragon.Capabilities": pb.Capabilities, "tetragon.ProcessCredentials": pb.ProcessCredentials,
             "tetragon.Namespaces": pb.Namespaces}  # fmt: skip
-_SHARED = set(_CLASSES)
 
 # How each field of a message is converted: (kind, detail, repeated).
 _Plan = dict[str, tuple[str, Any, bool]]
@@ -93,7 +92,7 @@ class Converter:
 
     def _fields(self, desc: Descriptor, obj: dict) -> Any:
         """The message's constructor arguments (a dict), or for a shared part the message."""
-        shared = desc.full_name in _SHARED
+        shared = desc.full_name in _CLASSES
         if shared:
             kept = self._memo.get(id(obj))
             if kept is not None and kept[0] is obj:

@@ -19,7 +19,7 @@ test: setup
 
 # Every benchmark runs (each prints RESULT PASS/FAIL); the status is non-zero if any failed.
 bench: setup
-	@rc=0; for b in cost exec_rate exit_cpu monitor_storm startup usage_cost cache_memory ui_frame replay_scale; do \
+	@rc=0; for b in cost exec_rate exit_cpu monitor_storm startup usage_cost cache_memory ui_frame replay_scale agent fleet; do \
 	  $(VENV)/bin/python bench/$$b.py || rc=1; done; exit $$rc
 
 # SVGs of the monitor replaying tests/data/demo.jsonl (scripts/record-demo records it, as root).

@@ -15,6 +15,8 @@ class Counters:
     sent_failed: dict[str, dict[str, int]] = field(default_factory=dict)
     decode_errors: int = 0
     userspace_dropped: int = 0  # events in batches the consumer was too slow for
+    # Another machine's (--connect): events its agent could not send us (its queue for us was full).
+    agent_dropped: int = 0
     exec_map_full: int = 0  # processes whose state did not fit the BPF map (keys fell back to start times)
     # Records the ring refused with room to spare (its lock gave up), sent through the spare ring: not lost.
     sent_spare: int = 0
@@ -41,13 +43,14 @@ class Counters:
     @property
     def lost(self) -> int:
         """Events that never reached the cache."""
-        return self.kernel_dropped + self.decode_errors + self.userspace_dropped + self.collector_errors
+        return (self.kernel_dropped + self.decode_errors + self.userspace_dropped + self.collector_errors
+                + self.agent_dropped)  # fmt: skip
 
     def where_lost(self) -> list[tuple[str, int]]:
         """(where, how many) of every loss that happened, kernel ops and errnos first."""
         out = [(f"kernel {err} on {op}", n) for op, row in self.sent_failed.items() for err, n in row.items() if n]
         for where, n in (("user-space queue", self.userspace_dropped), ("undecodable", self.decode_errors),
-                         ("collector failures", self.collector_errors)):  # fmt: skip
+                         ("collector failures", self.collector_errors), ("agent's queue", self.agent_dropped)):  # fmt: skip
             if n:
                 out.append((where, n))
         return out

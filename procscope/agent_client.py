@@ -1,6 +1,7 @@
 """Another machine's events, from its agent's GetEvents stream (a procscope
 agent's, or a real Tetragon's): each message becomes the line Tetragon's
-JSON export would hold for it (protojson, as Tetragon writes it), and
+JSON export would hold for it (protojson, as Tetragon writes it:
+agent_messages.json_object), and
 those lines are read by the same reader as a recording (replay.Replay),
 through a pipe. A connection that fails or ends is tried again with
 backoff; each connection gets a reader of its own (a procscope agent sends
@@ -16,8 +17,9 @@ import time
 from collections.abc import Callable
 
 import grpc
-from google.protobuf import json_format
+import msgspec
 
+from procscope.agent_messages import json_object
 from procscope.api import tetragon_pb2 as pb
 from procscope.api import tetragon_pb2_grpc
 from procscope.probes.forked import write_all
@@ -25,6 +27,7 @@ from procscope.probes.forked import write_all
 from .query import OR_FIELDS, Query
 from .replay import Recorded, Replay, ReplayError
 
+_encode = msgspec.json.Encoder().encode
 QUEUE = 200_000  # events waiting for the monitor; past that they are dropped and counted
 BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)  # seconds before each new try, the last repeated
 STEADY = 10.0  # seconds a connection lasts to count as having worked
@@ -32,21 +35,25 @@ STEADY = 10.0  # seconds a connection lasts to count as having worked
 
 class Remote:
     """Reads ``address`` on threads of its own until stop(); ``events``
-    holds what was read, ``state`` says how the connection is, ``lost``
-    counts the events that did not arrive: the agent's count of those it
-    could not send, and those the monitor was too slow to take."""
+    holds what was read, ``state`` says how the connection is; of the
+    events that did not arrive, ``agent_dropped`` counts those the agent
+    could not send (its count), ``queue_dropped`` those the monitor was too
+    slow to take."""
 
     def __init__(self, address: str, request: pb.GetEventsRequest | None = None,
-                 log: Callable[[str], None] = lambda message: None, tls: grpc.ChannelCredentials | None = None):  # fmt: skip
+                 log: Callable[[str], None] = lambda message: None, tls: grpc.ChannelCredentials | None = None,
+                 queue_size: int = QUEUE):  # fmt: skip
         """``tls``: a TLS connection with these credentials (credentials()), else plain."""
         self.address = address
         self.request = request or pb.GetEventsRequest()
         self.log = log
         self.tls = tls
-        self.events: queue.Queue[Recorded] = queue.Queue(QUEUE)
+        self.events: queue.Queue[Recorded] = queue.Queue(queue_size)
         self.state = "connecting"
         self.node = ""
-        self.lost = 0
+        self.agent_dropped = 0
+        self.queue_dropped = 0
+        self.down_since: float | None = None  # wall clock: when a connection that worked ended
         self.replay: Replay | None = None  # the current connection's reader
         self._said = ""  # the last failure said: the same one again is not (the state shows it)
         self._stop = threading.Event()
@@ -93,13 +100,12 @@ class Remote:
                 reader.start()
                 for message in call:
                     if not got_any:
-                        got_any, self.state = True, "connected"
+                        got_any, self.state, self.down_since = True, "connected", None
                         self.node = message.node_name
                     if message.WhichOneof("event") == "rate_limit_info":  # the agent's: we read too slowly
-                        self.lost += message.rate_limit_info.number_of_dropped_process_events
+                        self.agent_dropped += message.rate_limit_info.number_of_dropped_process_events
                         continue
-                    line = json_format.MessageToJson(message, preserving_proto_field_name=True, indent=None)
-                    write_all(write, line.encode() + b"\n")
+                    write_all(write, _encode(json_object(message)) + b"\n")
                 self._say(f"{self.address}: the agent ended the stream; reconnecting")
             except grpc.RpcError as exc:
                 if not self._stop.is_set():
@@ -108,6 +114,8 @@ class Remote:
                 self._call = None
                 os.close(write)  # the reader reads to the end, then ends
                 reader.join()
+        if got_any:
+            self.down_since = time.time()
         return got_any
 
     def _say(self, message: str) -> None:
@@ -128,7 +136,7 @@ class Remote:
             try:
                 self.events.put_nowait(ev)
             except queue.Full:
-                self.lost += 1
+                self.queue_dropped += 1
 
     def drain(self, limit: int = 100_000) -> list[Recorded]:
         out: list[Recorded] = []

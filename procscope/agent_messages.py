@@ -1,5 +1,6 @@
 """Tetragon's JSON objects, as the exporter makes them, into Tetragon's gRPC
-messages (procscope.api): what a gRPC client gets is exactly what the JSON
+messages (procscope.api), and back (json_object, for the monitor reading
+another machine): what a gRPC client gets is exactly what the JSON
 export writes. protojson's mapping, read from the messages' descriptors:
 wrappers are plain values, 64-bit integers strings, enums names,
 timestamps RFC 3339; procscope's own fields have no place in Tetragon's
@@ -8,7 +9,9 @@ messages and are left out, as tetra leaves them out of a file.
 json_format.ParseDict does the same at 0.5-0.7 ms an exec event (a root
 process's four lists of 41 capability names, each looked up in Python);
 here the exporter's shared parts (capabilities, credentials, namespaces:
-the same object for every process that has them) are converted once."""
+the same object for every process that has them) are converted once. Back,
+json_format.MessageToJson takes 0.24 ms a message; json_object, 10 times
+less."""
 
 from __future__ import annotations
 
@@ -123,3 +126,42 @@ class Converter:
             self._memo[id(obj)] = (obj, message)
             return message
         return out
+
+
+_enum_names: dict[str, dict[int, str]] = {}
+_objects: dict[tuple[str, bytes], dict] = {}  # shared parts' objects, by their messages' bytes (read only)
+
+
+def json_object(message: Any) -> dict:
+    """The object protojson makes of ``message`` (json_format.MessageToDict with the proto's
+    field names): what Tetragon's JSON export holds for it."""
+    desc = message.DESCRIPTOR
+    shared = desc.full_name in _CLASSES  # the same capabilities etc. in many events: made once
+    if shared:
+        key = (desc.full_name, message.SerializeToString())
+        if (kept := _objects.get(key)) is not None:
+            return kept
+    plan = _plan(desc)
+    out: dict[str, Any] = {}
+    for f, value in message.ListFields():
+        kind, detail, repeated = plan[f.name]
+        if kind == "plain":
+            out[f.name] = dict(value) if f.message_type is not None else list(value) if repeated else value
+        elif kind == "message":
+            out[f.name] = [json_object(v) for v in value] if repeated else json_object(value)
+        elif kind == "wrapper":
+            out[f.name] = value.value
+        elif kind == "enum":
+            names = _enum_names.get(f.enum_type.full_name)
+            if names is None:
+                names = _enum_names[f.enum_type.full_name] = {n: name for name, n in detail.items()}
+            out[f.name] = [names.get(v, v) for v in value] if repeated else names.get(value, value)
+        elif kind == "wide":
+            out[f.name] = [str(v) for v in value] if repeated else str(value)
+        else:
+            out[f.name] = [v.ToJsonString() for v in value] if repeated else value.ToJsonString()
+    if shared:
+        if len(_objects) >= MEMO:
+            _objects.clear()
+        _objects[key] = out
+    return out

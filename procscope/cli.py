@@ -240,9 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="start as a flat list sorted by COLUMN (CPU%%, MEM%%, TIME+, PID... or htop's names: "
                          "PERCENT_CPU, PERCENT_MEM, M_RESIDENT, TIME); the figures the most first")  # fmt: skip
     ui.add_argument("-t", "--tree", action="store_true", help="start as the tree (the default; after -s, the tree)")
-    ui.add_argument("--connect", metavar="ADDR",
+    ui.add_argument("--connect", metavar="ADDR", action="append",
                     help="watch another machine: its agent's gRPC stream (procscope agent, or Tetragon), e.g. "
-                         "unix:///run/procscope/procscope.sock or host:54321")  # fmt: skip
+                         "unix:///run/procscope/procscope.sock or host:54321; again for more nodes "
+                         "(ctrl+n picks the one shown)")  # fmt: skip
     ui.add_argument(
         "--connect-ca",
         metavar="FILE",

@@ -368,6 +368,9 @@ def ui(args: Options) -> int:
         if (args.connect_cert is None) != (args.connect_key is None) or (args.connect_cert and not args.connect_ca):
             warn("a client certificate needs --connect-cert and --connect-key, with --connect-ca")
             return 2
+        if twice := next((a for i, a in enumerate(args.connect) if a in args.connect[:i]), None):
+            warn(f"--connect {twice} is given twice: each node once")
+            return 2
         from procscope.tui.main import run_monitor
 
         return run_monitor(args, None, None, warn)

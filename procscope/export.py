@@ -48,6 +48,12 @@ _shared_fields = attrgetter(
 )
 
 
+def node_name() -> str:
+    """This node's name in events, as Tetragon finds it: HUBBLE_NODE_NAME, else NODE_NAME (a
+    DaemonSet sets it from the pod's spec.nodeName), else the host name."""
+    return os.environ.get("HUBBLE_NODE_NAME") or os.environ.get("NODE_NAME") or os.uname().nodename
+
+
 class Exporter:
     """Turns cached processes and events into Tetragon's JSON. With
     ``tetragon_only`` the process objects carry Tetragon's fields only (for
@@ -59,7 +65,7 @@ class Exporter:
         """``wall_offset``: wall clock − boot clock in ns; a replay passes
         the recording's, so that times come out as they went in."""
         self.cache = cache
-        self.node = node or os.uname().nodename
+        self.node = node or node_name()
         self.tetragon_only = tetragon_only
         self.wall_offset = boot_to_wall_offset_ns() if wall_offset is None else wall_offset
         self._node_json = json_escaped_bytes(_json.encode(self.node))
@@ -72,6 +78,12 @@ class Exporter:
         self._parts: dict[tuple[Credentials, Namespaces], tuple[msgspec.Raw, msgspec.Raw, msgspec.Raw]] = {}
         self._plain: dict[tuple[Credentials, Namespaces], tuple[dict, dict, dict]] = {}
         self._templates: dict[tuple, Template] = {}
+
+    def set_node(self, node: str) -> None:
+        """Another node's name (another machine's events, known once it answers): what was made
+        with the old one is forgotten."""
+        if node != self.node:
+            self.__init__(self.cache, node, self.tetragon_only, self.wall_offset)  # type: ignore[misc]
 
     def exec_id(self, key: ProcessKey) -> str:
         found = self._exec_ids.get(key)

@@ -60,7 +60,7 @@ class Options:
     usage: float = INTERVAL  # s between the sampler's passes; 0: none
     sort_key: str | None = None  # start as a flat list sorted by this column
     tree: bool = False  # -t: the tree (after -s)
-    connect: str | None = None  # another machine's agent, instead of this machine
+    connect: list[str] | None = None  # other machines' agents, instead of this machine
     connect_ca: str | None = None  # TLS to it: the CA its certificate is checked against
     connect_cert: str | None = None  # and this side's certificate and key (mutual TLS)
     connect_key: str | None = None

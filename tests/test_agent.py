@@ -27,12 +27,14 @@ pytestmark = pytest.mark.bpf
 class Agent:
     """`procscope agent ARGS` until stop(); its log kept."""
 
-    def __init__(self, address: str, *args: str):
+    def __init__(self, address: str, *args: str, node: str | None = None):
+        """``node``: its node name (NODE_NAME, as a DaemonSet sets it)."""
         if os.geteuid() != 0:
             bpf_unavailable("tests are not running as root")
         self.address = address
+        env = {**os.environ, "NODE_NAME": node} if node else None
         self.proc = subprocess.Popen([sys.executable, "-m", "procscope.cli", "agent", "--address", address, *args],
-                                     cwd=REPO, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                                     cwd=REPO, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
         self.log: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -268,11 +270,12 @@ class Objects:
 def test_messages_are_what_protobufs_own_reader_makes_of_the_export():
     """Every exec, exit and throttle of a recording (root's capabilities,
     containers, the /proc scan's processes): the agent's conversion equals
-    json_format.ParseDict of the same object, field for field (no root)."""
+    json_format.ParseDict of the same object, field for field, and back
+    (no root)."""
     from google.protobuf import json_format
 
     from procscope.agent import KINDS
-    from procscope.agent_messages import Converter
+    from procscope.agent_messages import Converter, json_object
     from procscope.replay import Replay
     from procscope.stream import EventStream, Output
 
@@ -283,7 +286,10 @@ def test_messages_are_what_protobufs_own_reader_makes_of_the_export():
     assert len(sink.objects) > 40 and {next(iter(o)) for o in sink.objects} >= {"process_exec", "process_exit"}
     convert = Converter()
     for obj in sink.objects:
-        assert convert.response(obj) == json_format.ParseDict(obj, pb.GetEventsResponse(), ignore_unknown_fields=True)
+        message = convert.response(obj)
+        assert message == json_format.ParseDict(obj, pb.GetEventsResponse(), ignore_unknown_fields=True)
+        # And back, as the monitor reads another machine: what protobuf's own writer makes.
+        assert json_object(message) == json_format.MessageToDict(message, preserving_proto_field_name=True)
     assert convert.response(sink.objects[0]).process_exec.process.process_credentials.caps.permitted
 
 

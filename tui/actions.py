@@ -30,7 +30,7 @@ from .screens.help import HelpScreen
 from .screens.pick import PickScreen
 from .screens.setup import Setup, SetupScreen
 from .screens.signal import SignalScreen
-from .sources import ReplaySource
+from .sources import RemoteSource, ReplaySource
 from .state import MonitorState
 from .travel import Shown, TimeTravel
 
@@ -162,6 +162,19 @@ class Actions(MonitorState):
         current = next((t.value for t in self.filter_query.terms if t.field == "container" and not t.negate), "")
         self.app.push_screen(PickScreen("Show one container", choices, current, "all containers"),
                          partial(self._replace_terms, "container"))  # fmt: skip
+
+    def action_pick_node(self) -> None:
+        if len(self.nodes) == 1:
+            self.say("one node: --connect ADDR given more than once watches several", timeout=5)
+            return
+        choices = []
+        for i, source in enumerate(self.nodes):
+            c, label = source.counters(), source.label
+            if isinstance(source, RemoteSource):
+                label = f"{source.name:<24} {source.state()}"
+            choices.append((str(i), f"{label}  {len(source.cache.by_pid)} processes" + (f", {c.lost:,} lost" if c.lost else "")))
+        self.app.push_screen(PickScreen("Show one node", choices, str(self.nodes.index(self.source))),
+                             lambda picked: picked and self.app.show_node(int(picked)))  # type: ignore[attr-defined]
 
     def action_pick_user(self) -> None:
         users = Counter(describe.user(p) for p in self.cache.live())

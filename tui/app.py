@@ -27,8 +27,9 @@ from .sources import Source
 class ProcscopeApp(App):
     CSS_PATH = ["app.tcss", *themes.CSS_PATHS]
     TITLE = "procscope"
+    DEFAULT_MODE = "node 0"  # a mode per node's monitor (--connect to several), the first's first
 
-    def __init__(self, source: Source, query_text: str = "", snapshot_dir: str | None = None,
+    def __init__(self, source: Source | list[Source], query_text: str = "", snapshot_dir: str | None = None,
                  theme: str | None = None, config_path: str | os.PathLike | None = None,
                  allow_signals: bool = True, window: Window | None = None, allow_writes: bool = True,
                  usage_interval: float = 1.0, sort: str | None = None, **kwargs) -> None:  # fmt: skip
@@ -38,7 +39,9 @@ class ProcscopeApp(App):
         keeps the live source's recent events for time travel; ``allow_writes``: False in the
         monitors `procscope serve` runs (without --allow-writes): no snapshot, no config written;
         ``usage_interval``: seconds between readings of CPU%, memory and the meters (0: none);
-        ``sort``: a column to start as a flat list sorted by (the figures the most first)."""
+        ``sort``: a column to start as a flat list sorted by (the figures the most first).
+        Several sources (other machines, --connect more than once): a monitor each, the first
+        shown, ctrl+n picks another; each keeps collecting while another is shown."""
         super().__init__(**kwargs)
         self.failure: str | None = None  # why the monitor stopped, when an error stopped it
         self._warnings: list[str] = []
@@ -48,19 +51,27 @@ class ProcscopeApp(App):
         settings = config.Config()
         if config_path is not None:
             settings = config.load(config_path, self.available_themes, self._warnings.append, COLUMNS)
-        self.monitor = MonitorScreen(
-            source, settings, query_text=query_text, snapshot_dir=snapshot_dir, config_path=config_path,
-            allow_signals=allow_signals, allow_writes=allow_writes, window=window,
-            usage_interval=usage_interval, sort=sort,
-        )  # fmt: skip
+        sources = source if isinstance(source, list) else [source]
+        self.monitors = [MonitorScreen(
+            s, settings, query_text=query_text, snapshot_dir=snapshot_dir, config_path=config_path,
+            allow_signals=allow_signals, allow_writes=allow_writes, usage_interval=usage_interval, sort=sort,
+            window=window if i == 0 or window is None else Window(window.span_ns / 1e9, window.max_events),
+            nodes=sources,
+        ) for i, s in enumerate(sources)]  # fmt: skip
+        self.monitor = self.monitors[0]
+        for i, monitor in enumerate(self.monitors):
+            self.add_mode(f"node {i}", lambda shown=monitor: shown)  # type: ignore[misc]
         self.theme = theme or settings.theme or themes.DEFAULT
         self._saved_theme = self.theme  # only a change made here is written back
         self._gc_threshold: tuple[int, ...] | None = None  # Python's, while the monitor runs with its own
 
-    def get_default_screen(self) -> Screen:
-        return self.monitor
-
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
+        # Every node's monitor mounted now, so that each collects from the start (a mode's screen
+        # is mounted when first shown); the first shown.
+        for i in range(1, len(self.monitors)):
+            await self.switch_mode(f"node {i}")
+        if len(self.monitors) > 1:
+            await self.switch_mode("node 0")
         for warning in self._warnings:
             self.monitor.say(warning, severity="warning", timeout=10)
         # Full garbage collections pause everything for ~0.1 s at 10k processes, and an exec
@@ -77,6 +88,9 @@ class ProcscopeApp(App):
         if self._gc_threshold is not None:
             gc.set_threshold(*self._gc_threshold)
             gc.unfreeze()
+
+    def show_node(self, index: int) -> None:
+        self.switch_mode(f"node {index}")
 
     def collect_garbage(self) -> None:
         gc.collect()  # a method: Textual's timer cannot call a builtin (it counts the parameters)

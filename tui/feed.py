@@ -36,6 +36,8 @@ def loss_totals(c: Counters) -> dict[str, int]:
     # Failures that should never happen: a row only once they have.
     if c.collector_errors:
         out["collector failures"] = c.collector_errors
+    if c.agent_dropped:  # another machine's agent: what it could not send us
+        out["agent's queue"] = c.agent_dropped
     if c.procfs_unreadable:
         out["unreadable in /proc"] = c.procfs_unreadable
     out["cache misses"] = c.cache.get("misses", 0)
@@ -119,6 +121,8 @@ class Feed:
             self.window.before(self.cache)
         if self.source.wall_offset is not None:
             self.exporter.wall_offset = self.source.wall_offset
+        if self.source.node:  # another machine's: exec ids and exports carry its name
+            self.exporter.set_node(self.source.node)
         throttles = []
         execs = 0
         scanned = False  # the batch holds a /proc scan's processes

@@ -43,6 +43,7 @@ KEYS = [
     Binding("L", "panel('drops')", "The losses: every counter, per op and errno, with rates", show=False),
     Binding("escape", "close_panels", "Close the panel (or the prompt)", show=False),
     Binding("C", "pick_container", "Show one container", show=False),
+    Binding("ctrl+n", "pick_node", "Show another node (--connect to several)", show=False),
     Binding("g", "cycle_group", "Group by container, by cgroup, or not", show=False),
     Binding("W", "snapshot", "Write a snapshot of what is shown (mode 0600)", show=False),
     Binding("ctrl+t", "cycle_theme", "Next theme (remembered)", show=False),

@@ -43,14 +43,15 @@ def run_monitor(args: Options, collector: Collector | None, replay: Replay | Non
         except OSError as exc:
             warn(f"cannot read {exc.filename}: {exc.strerror}")
             return 2
-        source = RemoteSource(Remote(args.connect, request_for(args.query), tls=tls), grace)
+        nodes: list[Source] = [RemoteSource(Remote(a, request_for(args.query), tls=tls), grace) for a in args.connect]
+        source = nodes[0]
     else:
         assert collector is not None  # live: the commands hand one over
         source = LiveSource(collector, grace, scan)
     if metrics is not None and not metrics(source.counters, source.cache):
         return 2
     recent = Window(args.window, args.window_events) if replay is None else None
-    app = ProcscopeApp(source, query_text=str(args.query), snapshot_dir=args.snapshot_dir, theme=args.theme,
+    app = ProcscopeApp(nodes if args.connect else source, query_text=str(args.query), snapshot_dir=args.snapshot_dir, theme=args.theme,
                        config_path=config.default_path(), allow_signals=not args.no_signals, window=recent,
                        allow_writes=not args.no_writes, usage_interval=args.usage,
                        sort=None if args.tree else args.sort_key)  # fmt: skip

@@ -154,6 +154,8 @@ class MonitorScreen(Actions, MonitorState):
         busy = self.busy = sum(self.recent) > BUSY_EVENTS
         if (n or self.pending) and since < (BUSY_REDRAW if busy else 0):
             self.pending = True
+        elif not self.is_current:  # another node's monitor is shown: this one only collects
+            self.pending = bool(n or self.pending)
         elif n or self.pending or since >= 1.0:
             self.pending = False
             if self.travelling_live:  # the moment shown does not change: the status line does
@@ -226,6 +228,9 @@ class MonitorScreen(Actions, MonitorState):
             parts.append((2, f"following {self.following.pid} (F)"))
         if self.filter_query:
             parts.append((2, f"filter: {self.filter_query}"))
+        if len(self.nodes) > 1:
+            up = sum(isinstance(s, RemoteSource) and s.remote.state == "connected" for s in self.nodes)
+            parts.append((2, f"{up} of {len(self.nodes)} nodes connected (^N)"))
         n = len(self.cache.containers)
         parts += [(3, f"{len(self.cache.by_pid)} processes, {shown} shown"),
                   (5, f"{n} container{'' if n == 1 else 's'}"), (4, self.feed.rate_text()),

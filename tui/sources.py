@@ -42,6 +42,11 @@ class Source:
         """Wall − boot clock of the events, when not the machine's."""
         return None
 
+    @property
+    def node(self) -> str | None:
+        """The name of the node the events come from, when not this machine."""
+        return None
+
     def clock_now(self) -> int | None:
         """Now on the events' boot clock, for a source whose clock is not this
         machine's but runs now (another machine's); None: the last event's time."""
@@ -227,11 +232,16 @@ class RemoteSource(Source):
         self.remote = remote
         remote.log = self.messages.append
         self._replay: Replay | None = None
+        self._bad_lines = 0  # of the readers before the current one
         self.label = f"node {remote.address} (connecting)"
 
     @property
     def wall_offset(self) -> int | None:
         return self._replay.wall_offset if self._replay is not None else None
+
+    @property
+    def node(self) -> str | None:
+        return self.remote.node or None
 
     def clock_now(self) -> int | None:
         """Its boot clock now, from the wall clock (both machines' kept by NTP):
@@ -245,12 +255,30 @@ class RemoteSource(Source):
     def drain(self) -> list[Recorded]:
         replay = self.remote.replay
         if replay is not None and replay is not self._replay:  # a new connection's reader: what it learns, shown
+            if self._replay is not None:
+                self._bad_lines += self._replay.bad_lines
             self._replay = replay
             self.cache.host_ns = replay.host_ns
             self.cache.cgroup_index.info = replay.container_info
+        self.label = f"node {self.name} ({self.state()})"
+        return self.remote.drain()
+
+    @property
+    def name(self) -> str:
+        return self.remote.node or self.remote.address
+
+    def state(self) -> str:
+        """How the connection is, and since when it is down."""
         r = self.remote
-        self.label = f"node {r.node or r.address} ({r.state}" + (f", {r.lost:,} events lost" if r.lost else "") + ")"
-        return r.drain()
+        if r.down_since is None:
+            return r.state
+        return f"down since {time.strftime('%H:%M:%S', time.localtime(r.down_since))}, {r.state}"
+
+    def counters(self) -> Counters:
+        r = self.remote
+        return Counters(cache=self.cache.counters.as_dict(), agent_dropped=r.agent_dropped,
+                        userspace_dropped=r.queue_dropped,
+                        decode_errors=self._bad_lines + (self._replay.bad_lines if self._replay else 0))  # fmt: skip
 
     def stop(self) -> None:
         self.remote.stop()

@@ -53,10 +53,11 @@ class MonitorState(Screen):
     def __init__(self, source: Source, settings: config.Config, *, query_text: str = "",
                  snapshot_dir: str | None = None, config_path: str | os.PathLike | None = None,
                  allow_signals: bool = True, allow_writes: bool = True, window: Window | None = None,
-                 usage_interval: float = 1.0, sort: str | None = None) -> None:  # fmt: skip
-        """See ProcscopeApp."""
+                 usage_interval: float = 1.0, sort: str | None = None, nodes: list[Source] | None = None) -> None:  # fmt: skip
+        """See ProcscopeApp; ``nodes``: every node's source, when there are several (this one's included)."""
         super().__init__()
         self.source = source
+        self.nodes = nodes or [source]
         self.settings = settings
         self.config_path = config_path
         self.snapshot_dir = snapshot_dir

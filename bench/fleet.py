@@ -1,0 +1,175 @@
+"""A fleet on one machine: NODES `procscope agent`s (own Unix sockets,
+node names node-1..N), each seeing the exec storms of this machine, and one
+monitor connected to all of them (`procscope --connect` × N, the app run
+headless in this process). Needs root (the probes).
+
+Storms alternate in pairs: without the monitor (the agents only collect),
+with it (each agent serves it every event), without. Per storm with the
+monitor: the storm's execs each node's monitor received (all of them, or
+what was lost, per node), the events per second the monitor took in (all
+nodes, from the storm's start until the last node had every exec), the
+monitor's CPU per event (this process: the gRPC readers, the decoding, the
+caches and the frames; beyond its CPU when nothing arrives, printed too), and each agent's CPU per event served (what the
+storm cost it with the monitor, less the mean of the storms beside it
+without). Targets: nothing lost on any node; ≤ 10 µs per event served.
+
+    sudo .venv/bin/python bench/fleet.py [--nodes 4] [--pairs 3] [--duration 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import measure
+import workload
+
+from procscope.agent_client import Remote
+from procscope.probes.events import ExecEvent
+from procscope.replay import Recorded
+from procscope.tui.app import ProcscopeApp
+from procscope.tui.sources import RemoteSource
+
+REPO = Path(__file__).resolve().parent.parent
+TARGETS = {"lost": 0, "us_per_event_served": 10.0}
+GRACE = 5 * 10**9
+
+
+class Counted(RemoteSource):
+    """A node's source that counts the storm's execs it delivers."""
+
+    binary = ""
+
+    def __init__(self, remote: Remote):
+        super().__init__(remote, GRACE)
+        self.storm_execs = 0
+
+    def drain(self) -> list[Recorded]:
+        out = super().drain()
+        self.storm_execs += sum(1 for ev in out if type(ev) is ExecEvent and ev.binary == self.binary)
+        return out
+
+
+def start_agents(n: int, scratch: str) -> list[tuple[subprocess.Popen, str, Path]]:
+    agents = []
+    for i in range(1, n + 1):
+        address, log = f"unix://{scratch}/node-{i}.sock", Path(scratch, f"node-{i}.log")
+        env = {**os.environ, "NODE_NAME": f"node-{i}"}
+        with open(log, "w") as f:
+            proc = subprocess.Popen([sys.executable, "-m", "procscope.cli", "agent", "--address", address],
+                                    cwd=REPO, stderr=f, env=env)  # fmt: skip
+        agents.append((proc, address, log))
+    deadline = time.monotonic() + 120
+    for proc, _, log in agents:
+        while "serving" not in log.read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"an agent did not start:\n{log.read_text()}")
+            time.sleep(0.2)
+    return agents
+
+
+def storm(duration: float, workers: int, binary: str, agents) -> tuple[int, list[float]]:
+    """(execs, each agent's CPU seconds during the storm and the second after it)."""
+    before = [measure.cpu_seconds(p.pid) for p, _, _ in agents]
+    n, _ = workload.measure(duration, workers, binary)
+    time.sleep(1.0)  # the agents' last batches
+    return n, [measure.cpu_seconds(p.pid) - b for (p, _, _), b in zip(agents, before, strict=True)]
+
+
+async def with_monitor(duration: float, workers: int, binary: str, agents) -> dict:
+    Counted.binary = binary
+    sources = [Counted(Remote(address)) for _, address, _ in agents]
+    app = ProcscopeApp(list(sources), snapshot_dir=tempfile.gettempdir())  # type: ignore[arg-type]
+    async with app.run_test(size=(200, 50)) as pilot:
+        deadline = time.monotonic() + 60
+        while not all(os.getpid() in s.cache.by_pid for s in sources):  # connected, the living received
+            if time.monotonic() > deadline:
+                raise SystemExit("the monitor did not connect to every agent")
+            await pilot.pause(0.2)
+        await pilot.pause(1.0)
+        quiet0, t0 = measure.cpu_seconds(), time.monotonic()
+        await pilot.pause(2.0)  # what the monitor costs with nothing arriving: its frames, its timers
+        idle = (measure.cpu_seconds() - quiet0) / (time.monotonic() - t0)
+        received0 = [m.feed.events_total for m in app.monitors]
+        cpu0, began = measure.cpu_seconds(), time.monotonic()
+        before = [measure.cpu_seconds(p.pid) for p, _, _ in agents]
+        n, _ = await asyncio.to_thread(workload.measure, duration, workers, binary)
+        deadline = time.monotonic() + 60
+        while any(s.storm_execs < n for s in sources) and time.monotonic() < deadline:
+            if any(s.counters().lost for s in sources):
+                break
+            await pilot.pause(0.05)
+        took = time.monotonic() - began
+        await pilot.pause(1.0)
+        agent_cpu = [measure.cpu_seconds(p.pid) - b for (p, _, _), b in zip(agents, before, strict=True)]
+        events = sum(m.feed.events_total - r for m, r in zip(app.monitors, received0, strict=True))
+        cpu, ran = measure.cpu_seconds() - cpu0, time.monotonic() - began
+        lost = [max(0, n - s.storm_execs) + s.counters().lost for s in sources]
+    busy = cpu - idle * ran  # beyond what it costs idle
+    return {"execs": n, "events": events, "rate": events / took, "cpu_per_event": busy / max(events, 1) * 1e6,
+            "idle": idle, "agent_cpu": agent_cpu, "lost": lost}  # fmt: skip
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nodes", type=int, default=4)
+    ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=2.0)
+    a = ap.parse_args()
+    workers = os.cpu_count() or 1
+    scratch = tempfile.mkdtemp(prefix="procscope-bench-fleet-")
+    binary = os.path.join(scratch, "fleet-bench-true")
+    shutil.copy2("/bin/true", binary)
+    agents = start_agents(a.nodes, scratch)
+    try:
+        print(f"{a.nodes} agents, one monitor connected to all: {a.pairs} pairs of {a.duration:g} s storms "
+              "(without the monitor, with it, without)", flush=True)  # fmt: skip
+        workload.measure(1.0, workers, binary)  # warm-up, not counted
+        alone = [storm(a.duration, workers, binary, agents)]
+        rounds = []
+        for _ in range(a.pairs):
+            rounds.append(asyncio.run(with_monitor(a.duration, workers, binary, agents)))
+            alone.append(storm(a.duration, workers, binary, agents))
+            r = rounds[-1]
+            print(f"  {r['execs']} execs: the monitor took {r['events']} events at {r['rate']:,.0f}/s, "
+                  f"{r['cpu_per_event']:.1f} µs CPU each; lost per node {r['lost']}", flush=True)  # fmt: skip
+        served = []  # per agent and round: its CPU per event with the monitor, less beside it without
+        for i, r in enumerate(rounds):
+            for k in range(a.nodes):
+                without = [cpu[k] / (2 * n) for n, cpu in (alone[i], alone[i + 1])]
+                served.append((r["agent_cpu"][k] / (2 * r["execs"]) - statistics.mean(without)) * 1e6)
+        per, lost = statistics.median(served), [sum(r["lost"][k] for r in rounds) for k in range(a.nodes)]
+        rate = statistics.median(r["rate"] for r in rounds)
+        mon = statistics.median(r["cpu_per_event"] for r in rounds)
+        print(f"  events/s the monitor took in (all nodes) : {rate:,.0f} "
+              f"({min(r['rate'] for r in rounds):,.0f}–{max(r['rate'] for r in rounds):,.0f})")  # fmt: skip
+        print(f"  monitor CPU per event, beyond idle       : {mon:.1f} µs "
+              f"({min(r['cpu_per_event'] for r in rounds):.1f}–{max(r['cpu_per_event'] for r in rounds):.1f})")  # fmt: skip
+        idle = statistics.median(r["idle"] for r in rounds)
+        print(f"  monitor CPU with nothing arriving        : {idle:.0%} of a core")
+        print(f"  agent CPU per event served               : {per:.1f} µs ({min(served):.1f}–{max(served):.1f}; "
+              f"target <= {TARGETS['us_per_event_served']:.0f})")  # fmt: skip
+        print(f"  storm execs lost, per node               : {lost}")
+        return measure.result([
+            (f"{sum(lost)} execs lost", sum(lost) <= TARGETS["lost"]),
+            (f"{per:.1f} µs per event served", per <= TARGETS["us_per_event_served"]),
+        ])  # fmt: skip
+    finally:
+        for proc, _, _ in agents:
+            proc.send_signal(signal.SIGTERM)
+        for proc, _, _ in agents:
+            proc.wait(30)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

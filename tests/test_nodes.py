@@ -1,0 +1,157 @@
+"""One monitor, several nodes (`procscope --connect A --connect B`): each
+node's tree by its name, ctrl+n to pick the one shown, each node's
+connection and losses in the status line and the losses panel, and a node
+that goes away, floods or stalls never stops the others."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from procscope.api import tetragon_pb2 as pb
+
+from .conftest import SIZE, plain, unique_copy, wait_for
+from .test_agent import Agent, FakeAgent
+
+pytestmark = pytest.mark.bpf
+
+GRACE = 5 * 10**9
+
+
+def _sock() -> str:
+    return f"unix://{tempfile.mkdtemp(prefix='procscope-node-')}/agent.sock"
+
+
+def _status(app) -> str:
+    return plain(app, app.screen.query_one("#status").content)
+
+
+def _app(*remotes, **kw):
+    from procscope.tui.app import ProcscopeApp
+    from procscope.tui.sources import RemoteSource
+
+    return ProcscopeApp([RemoteSource(r, GRACE) for r in remotes], **kw)
+
+
+async def test_one_monitor_shows_two_nodes_by_name_and_ctrl_n_picks_one(scratch):
+    from procscope.agent_client import Remote
+
+    a, b = Agent(_sock(), node="node-a"), Agent(_sock(), node="node-b")
+    binary = unique_copy("/bin/sleep", scratch)
+    try:
+        app = _app(Remote(a.address), Remote(b.address), snapshot_dir=str(scratch))
+        async with app.run_test(size=SIZE) as pilot:
+            first, second = app.monitors
+            # Both collect from the start, the second while the first is shown.
+            assert await wait_for(pilot, lambda: all(os.getpid() in m.cache.by_pid for m in app.monitors), 30)
+            await pilot.pause(1.2)
+            status = _status(app)
+            assert "node node-a (connected)" in status and "2 of 2 nodes connected (^N)" in status, status
+            await pilot.press("ctrl+n")
+            picker = " | ".join(label for _, label in app.screen.choices)
+            assert "node-a" in picker and "node-b" in picker and "connected" in picker, picker
+            await pilot.press("down", "enter")
+            await pilot.pause(0.3)
+            assert app.screen is second
+            assert await wait_for(pilot, lambda: "node node-b (connected)" in _status(app))
+            assert second.exporter.node == "node-b"  # its exports and exec ids carry its name
+            assert "node&#160;node-b&#160;(connected)" in app.export_screenshot()  # what the terminal gets
+
+            # One node goes away: said as such; the other goes on collecting.
+            assert b.stop() == 0
+            assert await wait_for(pilot, lambda: "down since" in _status(app) and "1 of 2 nodes" in _status(app), 15)
+            proc = subprocess.Popen([binary, "30"])
+            try:
+                assert await wait_for(pilot, lambda: proc.pid in first.cache.by_pid, 15)
+                assert proc.pid not in second.cache.by_pid
+            finally:
+                proc.kill()
+                proc.wait()
+            await pilot.press("ctrl+n", "up", "enter")
+            await pilot.pause(0.3)
+            assert app.screen is first
+    finally:
+        for agent in (a, b):
+            if agent.proc.poll() is None:
+                assert agent.stop() == 0, "".join(agent.log)
+
+
+def _exec(i: int, node: str = "flood") -> bytes:
+    import base64
+
+    message = pb.GetEventsResponse(node_name=node, process_exec=pb.ProcessExec(process=pb.Process(
+        exec_id=base64.b64encode(f"{node}:{10**9 + i}:{1000 + i}".encode()).decode(), pid={"value": 1000 + i},
+        binary="/bin/true", flags="execve", start_time={"seconds": 1_700_000_000})))  # fmt: skip
+    message.time.FromSeconds(1_700_000_000)
+    return message.SerializeToString()
+
+
+def _flood(context):
+    for i in range(20_000):
+        if not context.is_active():
+            return
+        yield _exec(i)
+    while context.is_active():
+        time.sleep(0.1)
+
+
+def _stall(context):
+    while context.is_active():  # accepts the call, never sends
+        time.sleep(0.1)
+    yield from ()
+
+
+async def test_a_node_that_floods_or_stalls_never_stops_another(tmp_path, scratch):
+    """A node that sends faster than the monitor takes: what did not fit
+    its queue is counted as lost, for that node; one that never sends
+    stays "connecting"; the node beside them goes on, and keys answer."""
+    from procscope.agent_client import Remote
+
+    flooding, stalling = f"unix://{tmp_path}/flood.sock", f"unix://{tmp_path}/stall.sock"
+    flood, stall = FakeAgent(flooding, _flood), FakeAgent(stalling, _stall)
+    real = Agent(_sock(), node="real")
+    binary = unique_copy("/bin/sleep", scratch)
+    try:
+        app = _app(Remote(real.address), Remote(flooding, queue_size=100), Remote(stalling),
+                   snapshot_dir=str(scratch))  # fmt: skip
+        async with app.run_test(size=SIZE) as pilot:
+            first, flooded, stalled = app.monitors
+            assert await wait_for(pilot, lambda: os.getpid() in first.cache.by_pid, 30)
+            assert await wait_for(pilot, lambda: flooded.source.counters().userspace_dropped > 0, 30)
+            proc = subprocess.Popen([binary, "30"])
+            try:
+                cursor = first.tree_pane.cursor
+                await pilot.press("down")
+                assert first.tree_pane.cursor == cursor + 1  # the screen answers (bench/fleet.py: how fast)
+                assert await wait_for(pilot, lambda: proc.pid in first.cache.by_pid, 30)
+            finally:
+                proc.kill()
+                proc.wait()
+            assert first.source.counters().lost == 0
+            await pilot.press("ctrl+n", "down", "enter")
+            await pilot.pause(1.2)
+            assert app.screen is flooded
+            status = _status(app)
+            assert "⚠ lost" in status and "user-space queue" in status, status
+            assert "1 of 3 nodes connected" in status or "2 of 3 nodes connected" in status, status
+            assert stalled.source.remote.state == "connecting" and len(stalled.cache.by_pid) == 0
+    finally:
+        flood.stop()
+        stall.stop()
+        assert real.stop() == 0, "".join(real.log)
+
+
+def test_node_name_follows_tetragons_environment(monkeypatch):
+    from procscope.export import node_name
+
+    monkeypatch.delenv("HUBBLE_NODE_NAME", raising=False)
+    monkeypatch.delenv("NODE_NAME", raising=False)
+    assert node_name() == os.uname().nodename
+    monkeypatch.setenv("NODE_NAME", "from-node-name")
+    assert node_name() == "from-node-name"
+    monkeypatch.setenv("HUBBLE_NODE_NAME", "from-hubble")
+    assert node_name() == "from-hubble"  # the export's, as Tetragon's GetNodeNameForExport

@@ -24,6 +24,7 @@ from procscope.api import tetragon_pb2 as pb
 from procscope.api import tetragon_pb2_grpc
 from procscope.probes.forked import write_all
 
+from .options import Options
 from .query import OR_FIELDS, Query
 from .replay import Recorded, Replay, ReplayError
 
@@ -175,6 +176,18 @@ def request_for(query: Query) -> pb.GetEventsRequest:
         if term.negate:
             deny.append(f)
     return pb.GetEventsRequest(allow_list=[allow] if allow.ListFields() else [], deny_list=deny)
+
+
+def refusal(args: Options) -> str | None:
+    """Why the --connect options cannot be used together, in one line; None when they can."""
+    if args.replay:
+        return "--connect watches another machine live: not with --replay"
+    if (args.connect_cert is None) != (args.connect_key is None) or (args.connect_cert and not args.connect_ca):
+        return "a client certificate needs --connect-cert and --connect-key, with --connect-ca"
+    nodes = args.connect or []
+    if twice := next((a for i, a in enumerate(nodes) if a in nodes[:i]), None):
+        return f"--connect {twice} is given twice: each node once"
+    return None
 
 
 def credentials(ca: str | None, cert: str | None = None, key: str | None = None) -> grpc.ChannelCredentials:

@@ -362,17 +362,12 @@ def _live_snapshot(args: Options, recent: deque) -> tuple[ProcessCache, Counters
 # -- the monitor -------------------------------------------------------------------
 def ui(args: Options) -> int:
     if args.connect:
-        if args.replay:
-            warn("--connect watches another machine live: not with --replay")
-            return 2
-        if (args.connect_cert is None) != (args.connect_key is None) or (args.connect_cert and not args.connect_ca):
-            warn("a client certificate needs --connect-cert and --connect-key, with --connect-ca")
-            return 2
-        if twice := next((a for i, a in enumerate(args.connect) if a in args.connect[:i]), None):
-            warn(f"--connect {twice} is given twice: each node once")
-            return 2
+        from procscope.agent_client import refusal  # grpc loads only for this
         from procscope.tui.main import run_monitor
 
+        if why := refusal(args):
+            warn(why)
+            return 2
         return run_monitor(args, None, None, warn)
     if args.replay:
         from procscope.tui.main import run_monitor  # Textual loads only for the UI

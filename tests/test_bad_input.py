@@ -186,3 +186,14 @@ def test_the_monitor_says_a_replay_is_not_a_recording_and_fails(tmp_path):
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == (f"procscope: {path} is not a procscope recording, snapshot or Tetragon export (no line of "
                            "its start is a JSON object); name one of those\n")  # fmt: skip
+
+
+def test_connect_options_that_do_not_go_together_are_one_line_and_status_2(tmp_path):
+    for args, said in [
+        (["--connect", "unix:///a.sock", "--connect", "unix:///a.sock"], "--connect unix:///a.sock is given twice"),
+        (["--connect", "unix:///a.sock", "--replay", str(DEMO)], "--connect watches another machine live"),
+        (["--connect", "h:1", "--connect-ca", "ca.pem", "--connect-cert", "c.pem"], "a client certificate needs"),
+    ]:
+        done = procscope(*args)
+        assert done.returncode == 2 and done.stdout == "", done
+        assert len(_lines(done.stderr)) == 1 and said in done.stderr, done.stderr

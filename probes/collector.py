@@ -5,47 +5,25 @@ in batches through a bounded queue; counts everything it loses."""
 from __future__ import annotations
 
 import collections
-import contextlib
-import ctypes
 import operator
 import queue
 import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, cast
+from typing import cast
 
 from . import cgroups, scan_job, wire
-from .bcc_import import import_bcc
 from .counters import Counters
 from .decode import decode
 from .errors import SetupError
 from .events import Event, ExecEvent, ThrottleMsg
 from .loader import DEFAULT_RING_BYTES, PAGE_SIZE, load, ring_pages, spare_pages
+from .programs import Programs
 from .ringbuf import RingReader
 from .throttle import BpfRateMaps, RateLimit, ThrottleMonitor
 
-BPF_NOEXIST = 1  # bpf(2) map update flag: only if absent
 _event_time = operator.attrgetter("time")
-
-
-def _detach_at_once(bpf) -> None:
-    """A syscall tracepoint's detach waits for an RCU grace period in the
-    kernel (~75 ms here; --creds-exact attaches 13: one after the other they
-    took a second of quitting). The calls release the GIL (ctypes, os.close),
-    so on threads the waits overlap."""
-    detach = [(bpf.detach_tracepoint, tp) for tp in list(bpf.tracepoint_fds)]
-    detach += [(bpf.detach_raw_tracepoint, tp) for tp in list(bpf.raw_tracepoint_fds)]
-    threads = [threading.Thread(target=_quietly, args=(fn, tp), name="procscope-detach") for fn, tp in detach]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
-
-def _quietly(detach, tp) -> None:
-    with contextlib.suppress(Exception):  # cleanup() tries it again, and says what fails
-        detach(tp)
 
 
 class Collector:
@@ -75,7 +53,7 @@ class Collector:
         self.exit_cpu = exit_cpu  # exit events carry the process's CPU time (procscope.exited_cpu)
         self.creds_exact = creds_exact  # creds changes told by the syscall that made them (syscall tracepoints)
         self.throttle: ThrottleMonitor | None = None
-        self._bpf: Any = None  # BCC's BPF object (BCC has no types)
+        self._bpf: Programs | None = None
         self._ring: RingReader | None = None
         self._spare: RingReader | None = None
         self._queue: queue.Queue[list[Event]] = queue.Queue(maxsize=queue_batches)
@@ -151,13 +129,11 @@ class Collector:
         return found.events
 
     def _mark_init_tree(self, events) -> None:
+        assert self._bpf is not None
         table = self._bpf[b"proc_state"]
-        bcc = import_bcc()
         for ev in events:
-            key = table.Key(ev.key.pid)
-            leaf = table.Leaf(ev.key.ktime, wire.FLAG_IN_INIT_TREE, 0)
-            # BPF_NOEXIST: a process that cloned or exec'd since the scan already has its own entry.
-            bcc.lib.bpf_update_elem(table.map_fd, ctypes.byref(key), ctypes.byref(leaf), BPF_NOEXIST)
+            # Only where absent: a process that cloned or exec'd since the scan has its own entry.
+            table.add(ev.key.pid, table.Leaf(ev.key.ktime, wire.FLAG_IN_INIT_TREE, 0))
 
     def start(self, attach: bool = False) -> None:
         """Poll on a thread. The first batch is the /proc scan (taken after
@@ -255,15 +231,14 @@ class Collector:
                 ring.close()
         self._ring = self._spare = None
         if self._bpf is not None:
-            _detach_at_once(self._bpf)
-            self._bpf.cleanup()  # detaches whatever is left and closes the maps
+            self._bpf.close()  # detaches, closes the programs and the maps
             self._bpf = None
 
     def detach_now(self) -> None:
         """Only the programs detached, for a process about to end: the reading
         thread is not waited for (its ring stays mapped), nothing else freed."""
         if self._bpf is not None:
-            _detach_at_once(self._bpf)
+            self._bpf.detach()
 
     def __enter__(self) -> Collector:
         self.open()

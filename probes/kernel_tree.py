@@ -65,6 +65,14 @@ def _merge(dest: Path, sources: list[Path]) -> None:
             (dest / name).symlink_to(entries[0])
 
 
+def identity(release: str | None = None) -> str:
+    """Which tree a compile would use (a compile cache's key holds it)."""
+    release = release or os.uname().release
+    if _has_own_headers(release) or os.environ.get("BCC_KERNEL_SOURCE"):
+        return f"own {release} {os.environ.get('BCC_KERNEL_SOURCE', '')}"
+    return " ".join(str(t) for t in _installed_trees()[:1])
+
+
 @contextlib.contextmanager
 def compile_tree(log=None, release: str | None = None) -> Iterator[None]:
     """Context in which BCC compiles: sets BCC_KERNEL_SOURCE to a merged

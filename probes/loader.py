@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import cgroups, kernel_tree, offsets, procfs, wire
+from . import bpf_cache, cgroups, kernel_tree, offsets, procfs, wire
 from .bcc_import import import_bcc
 from .btf import BTF, BTFError
 from .errors import SetupError
 from .privileges import check_bpf_privileges
+from .programs import Compiled, Programs, compiled
 from .throttle import RateLimit
 from .tracefs import ensure_tracefs
 
@@ -50,9 +51,10 @@ def spare_pages(size_bytes: int) -> int:
 
 def load(ring_bytes: int, kthreads: bool, cgroup_rate: RateLimit | None, log: Callable[[str], None],
          compile_log: list[str], exit_cpu: bool = False,
-         creds_exact: bool = False) -> tuple[Any, cgroups.Hierarchy]:  # fmt: skip
-    """Compile and attach the programs; returns (the BCC object, the tracked
-    cgroup hierarchy). BCC's and clang's output goes to ``compile_log``."""
+         creds_exact: bool = False) -> tuple[Programs, cgroups.Hierarchy]:  # fmt: skip
+    """Compile (or take the compile kept from an earlier start: bpf_cache) and attach the
+    programs; returns (them, the tracked cgroup hierarchy). BCC's and clang's output goes
+    to ``compile_log``."""
     check_bpf_privileges()
     try:
         btf = BTF.load()
@@ -79,9 +81,38 @@ def load(ring_bytes: int, kthreads: bool, cgroup_rate: RateLimit | None, log: Ca
         f"-DPS_RATE_ENTRIES={RATE_ENTRIES}",
         f"-DPS_WAKEUP_EVERY={wakeup_every(ring_bytes, os.cpu_count() or 1)}",
     ]
+    sources = [(BPF_DIR / name).read_bytes() for name in ("process.c", "msg.h")]
+    uname = os.uname()
+    name = bpf_cache.key(*sources, *cflags, uname.release, uname.version, kernel_tree.identity(uname.release),
+                         bcc.__version__ if hasattr(bcc, "__version__") else "", __file__)  # fmt: skip
+    kept = bpf_cache.read(name)
+    if kept is not None:
+        try:
+            progs = _loaded(bcc, kept)
+        except Exception as exc:  # noqa: BLE001 - not loadable after all: compiled again below, and replaced
+            compile_log.append(f"the kept compile ({bpf_cache.directory()}/{name}) did not load: {exc}")
+        else:
+            for fact in kept.facts:
+                log(f"{fact}; compiled at an earlier start, kept in {bpf_cache.directory()}")
+            return progs, hierarchy
+    made = _compiled(bcc, cflags, compile_log, log)
+    if not bpf_cache.write(name, made):
+        compile_log.append(f"the compile could not be kept in {bpf_cache.directory()} (compiled at every start)")
+    return _loaded(bcc, made), hierarchy
+
+
+def _compiled(bcc: Any, cflags: list[str], compile_log: list[str], log: Callable[[str], None]) -> Compiled:
+    """BCC's compile of the programs (it loads and attaches them too: that is undone, and
+    what it compiled loaded by _loaded, whether it was compiled now or before)."""
     failure: Exception | None = None
     bpf: Any = None  # BCC's BPF object (BCC has no types)
-    with kernel_tree.compile_tree(log), _captured_stderr(compile_log):
+    facts: list[str] = []  # what compiling said (which tree): said again when the compile is loaded from the cache
+
+    def said(fact: str) -> None:
+        facts.append(fact)
+        log(fact)
+
+    with kernel_tree.compile_tree(said), _captured_stderr(compile_log):
         try:
             bpf = bcc.BPF(src_file=str(BPF_DIR / "process.c").encode(), cflags=cflags)
         except Exception as exc:  # noqa: BLE001 - BCC raises bare Exception
@@ -90,7 +121,24 @@ def load(ring_bytes: int, kthreads: bool, cgroup_rate: RateLimit | None, log: Ca
         print("\n".join(compile_log), file=sys.stderr)
     if failure is not None:
         raise load_failure(failure, compile_log) from None
-    return bpf, hierarchy
+    try:
+        made = compiled(bcc, bpf, facts)
+    finally:
+        bpf.cleanup()
+    if made is None:
+        raise SetupError("BCC compiled a program that refers to something other than its maps: "
+                         "please report this with your BCC version")  # fmt: skip
+    return made
+
+
+def _loaded(bcc: Any, made: Compiled) -> Programs:
+    progs = Programs(bcc, made)
+    try:
+        progs.load()
+    except BaseException:
+        progs.close()
+        raise
+    return progs
 
 
 @contextlib.contextmanager

@@ -172,9 +172,11 @@ class Actions(MonitorState):
             c, label = source.counters(), source.label
             if isinstance(source, RemoteSource):
                 label = f"{source.name:<24} {source.state()}"
-            choices.append((str(i), f"{label}  {len(source.cache.by_pid)} processes" + (f", {c.lost:,} lost" if c.lost else "")))
+            lost = f", {c.lost:,} lost" if c.lost else ""
+            choices.append((str(i), f"{label}  {len(source.cache.by_pid)} processes{lost}"))
+        # Each node's monitor is a mode of the app (tui.app): picking one switches to it.
         self.app.push_screen(PickScreen("Show one node", choices, str(self.nodes.index(self.source))),
-                             lambda picked: picked and self.app.show_node(int(picked)))  # type: ignore[attr-defined]
+                             lambda picked: picked and self.app.switch_mode(f"node {picked}"))  # fmt: skip
 
     def action_pick_user(self) -> None:
         users = Counter(describe.user(p) for p in self.cache.live())

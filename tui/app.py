@@ -11,7 +11,6 @@ import signal
 
 from textual.app import App
 from textual.binding import Binding
-from textual.screen import Screen
 
 from procscope import themes
 from procscope.window import Window
@@ -88,9 +87,6 @@ class ProcscopeApp(App):
         if self._gc_threshold is not None:
             gc.set_threshold(*self._gc_threshold)
             gc.unfreeze()
-
-    def show_node(self, index: int) -> None:
-        self.switch_mode(f"node {index}")
 
     def collect_garbage(self) -> None:
         gc.collect()  # a method: Textual's timer cannot call a builtin (it counts the parameters)

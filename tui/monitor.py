@@ -74,6 +74,7 @@ class MonitorScreen(Actions, MonitorState):
         self.show_gauges()
         self.redraw()
         self.call_after_refresh(self.usage.start)
+        self.call_after_refresh(self.source.shown)
         self.tree_pane.focus()
         # Ticking from the first frame on: the first tick's work (the window's checkpoint of a
         # /proc scan, 0.1 s at 10,000 processes) would otherwise come before the frame is drawn.

@@ -55,6 +55,9 @@ class Source:
     def start(self) -> None:
         pass
 
+    def shown(self) -> None:
+        """After the first frame is on the screen."""
+
     def drain(self) -> list[Recorded]:
         return []
 
@@ -76,8 +79,8 @@ def procfs_banner(why: str) -> str:
 
 class LiveSource(Source):
     """The collector's events. Given a collector not yet attached, the first
-    frame comes from a /proc scan while the probes load and attach behind
-    it (compiling them takes about a second); a second scan, taken once
+    frame comes from a /proc scan; the probes load and attach once it is
+    shown (compiling them takes a second, once: probes.bpf_cache); a second scan, taken once
     they are attached, settles what happened in between (cache.rescan). If
     they cannot attach, the source stays the /proc scan and says why."""
 
@@ -115,7 +118,12 @@ class LiveSource(Source):
         self._pending, self._unreadable = [*found.events], found.unreadable
         self._attaching = True
         collector.log = self.facts.append  # while attaching: how (e.g. which kernel tree)
-        collector.start(attach=True)
+
+    def shown(self) -> None:
+        # Loading the kept programs takes 0.15 s and the scan that follows up to a second (10,000
+        # processes), both mostly Python: after the first frame, not competing with it.
+        if self._attaching:
+            self.collector.start(attach=True)
 
     def drain(self) -> list[Recorded]:
         out, self._pending = self._pending, []

@@ -24,7 +24,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -76,9 +75,7 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=2)
     a = ap.parse_args()
     workers = os.cpu_count() or 1
-    scratch = tempfile.mkdtemp(prefix="procscope-bench-agent-")
-    binary = os.path.join(scratch, "agent-bench-true")
-    shutil.copy2("/bin/true", binary)
+    scratch, binary = measure.storm_binary("agent")
     address = f"unix://{scratch}/agent.sock"
     log = open(os.path.join(scratch, "agent.log"), "w+")  # noqa: SIM115 - read while the agent writes it
     agent = subprocess.Popen([sys.executable, "-m", "procscope.cli", "agent", "--address", address], cwd=REPO,

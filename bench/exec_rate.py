@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import shutil
 import sys
-import tempfile
 import threading
 import time
 
@@ -160,10 +158,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count(), help="workload processes (default: cores)")
     ap.add_argument("--ring-size", type=int, default=DEFAULT_RING_BYTES, help="ring buffer bytes (default 16 MiB)")
     a = ap.parse_args()
-    # A uniquely named copy of /bin/true, so its ExecEvents are exactly the workload's.
-    tmp = tempfile.mkdtemp(prefix="procscope-bench-")
-    binary = os.path.realpath(os.path.join(tmp, f"true-{secrets.token_hex(4)}"))
-    shutil.copy2("/bin/true", binary)
+    tmp, binary = measure.storm_binary("exec")
     try:
         return bench(a, binary)
     except SetupError as exc:

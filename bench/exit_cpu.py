@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import shutil
 import statistics
 import sys
-import tempfile
 
 import measure
 from exec_rate import Attached
@@ -42,9 +40,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count(), help="workload processes (default: cores)")
     a = ap.parse_args()
     a.ring_size = DEFAULT_RING_BYTES
-    tmp = tempfile.mkdtemp(prefix="procscope-bench-")
-    binary = os.path.realpath(os.path.join(tmp, f"true-{secrets.token_hex(4)}"))
-    shutil.copy2("/bin/true", binary)
+    tmp, binary = measure.storm_binary("exit")
     try:
         off, on = Attached(a, binary, exit_cpu=False), Attached(a, binary, exit_cpu=True)
         print(f"procscope exit-CPU benchmark: {a.workers} workers, {a.rounds} rounds of {a.duration:g} s storms",

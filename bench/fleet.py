@@ -126,9 +126,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=2.0)
     a = ap.parse_args()
     workers = os.cpu_count() or 1
-    scratch = tempfile.mkdtemp(prefix="procscope-bench-fleet-")
-    binary = os.path.join(scratch, "fleet-bench-true")
-    shutil.copy2("/bin/true", binary)
+    scratch, binary = measure.storm_binary("fleet")
     agents = start_agents(a.nodes, scratch)
     try:
         print(f"{a.nodes} agents, one monitor connected to all: {a.pairs} pairs of {a.duration:g} s storms "

@@ -9,14 +9,26 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
+import shutil
 import statistics
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import workload  # bench/workload.py: the scripts' own directory is on sys.path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def storm_binary(stem: str) -> tuple[str, str]:
+    """(a new scratch directory, a uniquely named copy of /bin/true in it): its execs are
+    exactly the workload's."""
+    scratch = tempfile.mkdtemp(prefix=f"procscope-bench-{stem}-")
+    binary = os.path.realpath(os.path.join(scratch, f"true-{secrets.token_hex(4)}"))
+    shutil.copy2("/bin/true", binary)
+    return scratch, binary
 
 
 def cpu_seconds(pid: int | str = "self", tid: int | None = None) -> float:

@@ -83,8 +83,9 @@ def load(ring_bytes: int, kthreads: bool, cgroup_rate: RateLimit | None, log: Ca
     ]
     sources = [(BPF_DIR / name).read_bytes() for name in ("process.c", "msg.h")]
     uname = os.uname()
+    # What the compile depends on (and __file__: each checkout or install keeps its own).
     name = bpf_cache.key(*sources, *cflags, uname.release, uname.version, kernel_tree.identity(uname.release),
-                         bcc.__version__ if hasattr(bcc, "__version__") else "", __file__)  # fmt: skip
+                         getattr(bcc, "__version__", ""), __file__)  # fmt: skip
     kept = bpf_cache.read(name)
     if kept is not None:
         try:

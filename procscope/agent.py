@@ -38,6 +38,7 @@ from .options import CLIENT_QUEUE
 from .snapshot import tetragon_lines
 
 MAX_CLIENTS = 16
+LIVING_HEADER = "procscope-living"  # GetEvents' initial metadata: the events of the processes alive, sent first
 DEFAULT_ADDRESS = (
     "unix:///run/procscope/procscope.sock"  # root's only (Tetragon's: unix:///var/run/tetragon/tetragon.sock)
 )
@@ -59,6 +60,8 @@ class Client:
     lost: int = 0  # events not queued: it read too slowly
     told: int = 0  # of those, said to it
     left: bool = False
+    living: int = 0  # the events of the processes alive when it joined, queued first
+    admitted: threading.Event = dataclasses.field(default_factory=threading.Event)
 
 
 class Broadcast:
@@ -85,10 +88,11 @@ class Broadcast:
             assert self.exporter is not None
             for obj in tetragon_lines(self.cache, self.exporter):
                 if client.passes(next(iter(obj)), obj):
-                    self._put(client, self._serialized(obj, client.field_filters))
+                    client.living += self._put(client, self._serialized(obj, client.field_filters))
             with self._lock:
                 if not client.left:  # gone while it waited
                     self.clients = [*self.clients, client]
+            client.admitted.set()
 
     def leave(self, client: Client) -> None:
         with self._lock:
@@ -113,11 +117,13 @@ class Broadcast:
         return _fielded(self._converter.response(obj), field_filters).SerializeToString()
 
     @staticmethod
-    def _put(client: Client, data: bytes) -> None:
+    def _put(client: Client, data: bytes) -> bool:
         try:
             client.queue.put_nowait(data)
         except queue.Full:
             client.lost += 1
+            return False
+        return True
 
     def flush(self) -> None:
         pass
@@ -186,6 +192,12 @@ class Agent:
         self.broadcast.log(f"{client.name} joined")
         self.broadcast.join(client)
         try:
+            while not client.admitted.wait(0.5):
+                if not context.is_active() or self.stopping.is_set():
+                    return
+            # How many of the first events are the living (a header tetra ignores): a monitor
+            # coming back after a break tells from them which processes ended meanwhile.
+            context.send_initial_metadata(((LIVING_HEADER, str(client.living)),))
             while context.is_active() and not self.stopping.is_set():
                 try:
                     data = client.queue.get(timeout=0.5)

@@ -9,6 +9,7 @@ the processes alive first again)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -19,13 +20,16 @@ from collections.abc import Callable
 import grpc
 import msgspec
 
+from procscope.agent import LIVING_HEADER
 from procscope.agent_messages import json_object
 from procscope.api import tetragon_pb2 as pb
 from procscope.api import tetragon_pb2_grpc
+from procscope.probes.events import ProcessKey
 from procscope.probes.forked import write_all
 
 from .options import Options
 from .query import OR_FIELDS, Query
+from .records import BadRecord, parse_exec_id
 from .replay import Recorded, Replay, ReplayError
 
 _encode = msgspec.json.Encoder().encode
@@ -55,7 +59,11 @@ class Remote:
         self.agent_dropped = 0
         self.queue_dropped = 0
         self.down_since: float | None = None  # wall clock: when a connection that worked ended
-        self.replay: Replay | None = None  # the current connection's reader
+        self.connections = 0  # made so far; the current one's number
+        # A procscope agent's list of the living, sent first on each connection: (its number,
+        # their keys and their parents'), once all of it has arrived.
+        self.living: tuple[int, frozenset[ProcessKey]] | None = None
+        self.reader: tuple[int, Replay] | None = None  # the current connection's reader, with its number
         self._said = ""  # the last failure said: the same one again is not (the state shows it)
         self._stop = threading.Event()
         self._call: grpc.Future | None = None
@@ -90,8 +98,11 @@ class Remote:
     def _connection(self) -> bool:
         """One connection, until it ends; whether anything came through it."""
         self.state = "connecting"
+        self.connections += 1
+        number = self.connections
         read, write = os.pipe()
-        reader = threading.Thread(target=self._read, args=(read,), name=f"remote reader {self.address}", daemon=True)
+        reader = threading.Thread(target=self._read, args=(read, number), name=f"remote reader {self.address}",
+                                  daemon=True)  # fmt: skip
         got_any = False
         channel = grpc.secure_channel(self.address, self.tls) if self.tls else grpc.insecure_channel(self.address)
         with channel:
@@ -99,6 +110,9 @@ class Remote:
             self._call = call
             try:
                 reader.start()
+                living = _Living(number, call.initial_metadata())
+                if living.left == 0:
+                    self.living = (number, frozenset())
                 for message in call:
                     if not got_any:
                         got_any, self.state, self.down_since = True, "connected", None
@@ -107,6 +121,8 @@ class Remote:
                         self.agent_dropped += message.rate_limit_info.number_of_dropped_process_events
                         continue
                     write_all(write, _encode(json_object(message)) + b"\n")
+                    if living.left > 0 and (done := living.add(message)) is not None:
+                        self.living = done
                 self._say(f"{self.address}: the agent ended the stream; reconnecting")
             except grpc.RpcError as exc:
                 if not self._stop.is_set():
@@ -124,7 +140,7 @@ class Remote:
             self._said = message
             self.log(message)
 
-    def _read(self, fd: int) -> None:
+    def _read(self, fd: int, number: int) -> None:
         try:
             replay = Replay(f"/proc/self/fd/{fd}", warn=self.log)  # its own open of the pipe
         except ReplayError as exc:
@@ -132,7 +148,7 @@ class Remote:
             return
         finally:
             os.close(fd)
-        self.replay = replay
+        self.reader = (number, replay)
         for ev in replay.events():
             try:
                 self.events.put_nowait(ev)
@@ -147,6 +163,25 @@ class Remote:
             except queue.Empty:
                 break
         return out
+
+
+class _Living:
+    """A procscope agent's list of the living, the first ``left`` execs of a connection (its
+    header says how many; another agent's has none), gathered as they arrive."""
+
+    def __init__(self, number: int, metadata) -> None:
+        count = dict(metadata or ()).get(LIVING_HEADER, "")
+        self.number, self.left = number, int(count) if isinstance(count, str) and count.isdigit() else -1
+        self.keys: set[ProcessKey] = set()
+
+    def add(self, message: pb.GetEventsResponse) -> tuple[int, frozenset[ProcessKey]] | None:
+        """The whole list once this message completes it."""
+        if self.left > 0 and message.WhichOneof("event") == "process_exec":
+            self.left -= 1
+            for p in (message.process_exec.process, message.process_exec.parent):
+                with contextlib.suppress(BadRecord):
+                    self.keys.add(parse_exec_id(p.exec_id)[1])
+        return (self.number, frozenset(self.keys)) if self.left == 0 else None
 
 
 def request_for(query: Query) -> pb.GetEventsRequest:

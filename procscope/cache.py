@@ -16,7 +16,7 @@ process creates a placeholder flagged ``not_found`` and counts a miss.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from typing import ClassVar
 
 import msgspec
@@ -55,21 +55,18 @@ class ProcessCache(CacheViews):
         cgroup_hierarchy: int | None = None,
         still_running: Callable[[ProcessCache, Process], bool] | None = None,
     ):
-        """``cgroup_path`` resolves a cgroup id for events that carry none
-        (live BPF events); ``current_parent`` asks the kernel for a live
-        pid's parent pid when its parent exits (live sources), else the
-        orphan goes to the nearest pid-namespace init, as the kernel does
-        when there is no subreaper. ``cgroup_hierarchy`` is the id of the
-        hierarchy whose paths the cache shows (the collector's
-        ``hierarchy_id``): cgroup moves in it are followed; None ignores
-        every cgroup event."""
+        """``cgroup_path`` resolves a cgroup id for events that carry none (live BPF events);
+        ``current_parent`` asks the kernel for a live pid's parent pid when its parent exits
+        (live sources), else the orphan goes to the nearest pid-namespace init, as the kernel
+        does without a subreaper. ``cgroup_hierarchy`` is the id of the hierarchy whose paths
+        the cache shows (the collector's ``hierarchy_id``): cgroup moves in it are followed;
+        None ignores every cgroup event."""
         self.grace_ns = grace_ns
         self.cgroup_hierarchy = cgroup_hierarchy
         self.host_ns = dict(host_ns or {})
         self._cgroup_path = cgroup_path
         self.current_parent = current_parent
-        # Live sources: asks the kernel whether a process still runs, for
-        # the processes of a cgroup whose exits a throttle may have suppressed.
+        # Live sources: whether a process still runs (a throttled cgroup's exits may be suppressed).
         self.still_running = still_running
         self.procs: dict[ProcessKey, Process] = {}
         self.by_pid: dict[int, Process] = {}  # the live image of each pid
@@ -80,9 +77,8 @@ class ProcessCache(CacheViews):
         self.counters = CacheCounters()
         self.usage = EMPTY_USAGE  # what each process uses, as the sampler last read it (a live cache's)
         self.exit_cpu = False  # exits carry their CPU time: it is summed into their ancestors (exited_cpu)
-        # Called with each process whose place or looks changed, and each
-        # parent whose children changed (None: the roots): what watch() subscribed
-        # (one callable, so that the storm's path makes one call, not a loop).
+        # Called with each process whose place or looks changed, and each parent whose children
+        # changed (None: the roots): what watch() subscribed (one callable: one call in a storm).
         self.on_change: Callable[[Process | None], None] = unwatched
         self._watchers: list[Callable[[Process | None], None]] = []
         self.now = 0
@@ -113,6 +109,12 @@ class ProcessCache(CacheViews):
                 proc.image = self._shared.event(new)
                 self.on_change(proc)
 
+    def end_missing(self, among: Iterable[ProcessKey], alive: Container[ProcessKey]) -> None:
+        """Those ``among`` not ``alive`` ended unseen (another machine's, while disconnected)."""
+        for key in among:
+            if key not in alive and (proc := self.procs.get(key)) is not None:
+                self._end(proc, self.now)
+
     def apply(self, ev: Event | UsageEvent) -> Process | None:
         """Record one event; return the process it concerns."""
         if ev.time > self.now:
@@ -128,9 +130,8 @@ class ProcessCache(CacheViews):
         proc = self.procs.get(ev.key)
         if proc is not None and proc.image is not None:
             if ev.time > proc.image.time and not ev.flags & wire.FLAG_PROCFS:
-                # A newer exec under the same key: the BPF side's state map
-                # was full, so the key fell back to the start time (counted
-                # there as exec_map_full). Same process, new image.
+                # A newer exec under the same key: the BPF side's state map was full, so the key
+                # fell back to the start time (counted there as exec_map_full). Same process, new image.
                 proc.image = ev
                 self._set_cgroup(proc, ev.cgroup_path or self._resolve_cgroup(ev))
                 self._set_cgroup_ids(proc, ev.cgroup_id, ev.cgroup_name)
@@ -144,8 +145,7 @@ class ProcessCache(CacheViews):
         self._place_ended(proc, ev.parent, ev.cgroup_path or self._resolve_cgroup(ev))
         self._set_cgroup_ids(proc, ev.cgroup_id, ev.cgroup_name)
         if prev is not None:
-            # The new image takes the old one's place in the tree: all its
-            # children (live, or exited and still shown) are the same task's.
+            # The new image takes the old one's place: all its children (live, or exited and shown) are the same task's.
             if prev.children:
                 for child in list(prev.children.values()):
                     self._set_tree_parent(child, proc.key)
@@ -341,8 +341,7 @@ class ProcessCache(CacheViews):
         self._untree(proc)
         parent = self.procs.get(tree_parent)
         if parent is not None and parent.replaced:
-            # A late event names an image its task has exec'd away from:
-            # the parent is that task, now running its newest image.
+            # A late event names an image its task has exec'd away from: the parent is that task, now its newest image.
             newest = self.by_pid.get(parent.pid)
             if newest is not None and parent in self.exec_chain(newest):
                 parent, tree_parent = newest, newest.key

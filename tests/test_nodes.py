@@ -80,6 +80,36 @@ async def test_one_monitor_shows_two_nodes_by_name_and_ctrl_n_picks_one(scratch)
                 assert agent.stop() == 0, "".join(agent.log)
 
 
+async def test_processes_that_ended_while_a_node_was_away_end_when_it_comes_back(scratch):
+    """The agent goes away; a process of its node ends meanwhile (no exit
+    event can reach the monitor); when the agent is back, its list of the
+    living lacks that process: the monitor ends it, and only it."""
+    from procscope.agent_client import Remote
+
+    address = _sock()
+    agent = Agent(address, node="node-r")
+    sleeper = subprocess.Popen([unique_copy("/bin/sleep", scratch), "60"])
+    try:
+        app = _app(Remote(address), snapshot_dir=str(scratch))
+        async with app.run_test(size=SIZE) as pilot:
+            cache = app.monitor.cache
+            assert await wait_for(pilot, lambda: sleeper.pid in cache.by_pid, 30)
+            key = cache.by_pid[sleeper.pid].key
+            assert agent.stop() == 0, "".join(agent.log)
+            assert await wait_for(pilot, lambda: "down since" in _status(app), 15)
+            sleeper.kill()
+            sleeper.wait()
+            assert cache.procs[key].alive  # nothing told the monitor yet
+            agent = Agent(address, node="node-r")
+            assert await wait_for(pilot, lambda: not cache.procs[key].alive, 30)
+            assert cache.by_pid[os.getpid()].alive and "node node-r (connected)" in _status(app)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        if agent.proc.poll() is None:
+            assert agent.stop() == 0, "".join(agent.log)
+
+
 def _exec(i: int, node: str = "flood") -> bytes:
     import base64
 

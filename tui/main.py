@@ -51,7 +51,8 @@ def run_monitor(args: Options, collector: Collector | None, replay: Replay | Non
     if metrics is not None and not metrics(source.counters, source.cache):
         return 2
     recent = Window(args.window, args.window_events) if replay is None else None
-    app = ProcscopeApp(nodes if args.connect else source, query_text=str(args.query), snapshot_dir=args.snapshot_dir, theme=args.theme,
+    shown = nodes if args.connect else source  # several nodes: a monitor each
+    app = ProcscopeApp(shown, query_text=str(args.query), snapshot_dir=args.snapshot_dir, theme=args.theme,
                        config_path=config.default_path(), allow_signals=not args.no_signals, window=recent,
                        allow_writes=not args.no_writes, usage_interval=args.usage,
                        sort=None if args.tree else args.sort_key)  # fmt: skip

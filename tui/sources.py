@@ -14,6 +14,7 @@ from procscope.live_cache import live_cache
 from procscope.probes import cgroups, scan_job
 from procscope.probes.collector import Collector
 from procscope.probes.counters import Counters
+from procscope.probes.events import ProcessKey
 from procscope.replay import Recorded, Replay
 from procscope.window import DEFAULT_EVENTS
 
@@ -240,7 +241,11 @@ class RemoteSource(Source):
         self.remote = remote
         remote.log = self.messages.append
         self._replay: Replay | None = None
+        self._connection = 0  # the number of the connection whose reader is read
         self._bad_lines = 0  # of the readers before the current one
+        # Alive when the connection broke: those missing from the agent's list of the living,
+        # sent when it comes back, ended meanwhile.
+        self._before: list[ProcessKey] | None = None
         self.label = f"node {remote.address} (connecting)"
 
     @property
@@ -261,15 +266,19 @@ class RemoteSource(Source):
         self.remote.start()
 
     def drain(self) -> list[Recorded]:
-        replay = self.remote.replay
-        if replay is not None and replay is not self._replay:  # a new connection's reader: what it learns, shown
+        r = self.remote
+        if r.reader is not None and r.reader[1] is not self._replay:  # a new connection's: what it learns, shown
             if self._replay is not None:
                 self._bad_lines += self._replay.bad_lines
-            self._replay = replay
-            self.cache.host_ns = replay.host_ns
-            self.cache.cgroup_index.info = replay.container_info
+                self._before = [p.key for p in self.cache.by_pid.values()]
+            self._connection, self._replay = r.reader
+            self.cache.host_ns = self._replay.host_ns
+            self.cache.cgroup_index.info = self._replay.container_info
         self.label = f"node {self.name} ({self.state()})"
-        return self.remote.drain()
+        if self._before is not None and r.living is not None and r.living[0] == self._connection:
+            self.cache.end_missing(self._before, r.living[1])  # whether the list's events are applied yet or not
+            self._before = None
+        return r.drain()
 
     @property
     def name(self) -> str:

@@ -42,16 +42,19 @@ def _own(st: os.stat_result) -> bool:
 
 
 def _open_dir(path: str, create: bool) -> int | None:
-    """The cache directory, if it is this user's alone (made 0700 when ``create``)."""
-    if create:
-        with contextlib.suppress(OSError):
-            os.makedirs(path, mode=0o700, exist_ok=True)
+    """The cache directory, if it and its parent are this user's alone (made 0700 when
+    ``create``: never in a parent another user could write)."""
     try:
+        if create:  # ~/.cache too on a fresh machine
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        if not _own(os.stat(os.path.dirname(path))):
+            return None
+        if create:
+            os.makedirs(path, mode=0o700, exist_ok=True)
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
-    parent = os.stat(os.path.dirname(path))
-    if not (_own(os.fstat(fd)) and (_own(parent) or parent.st_uid == 0 and not parent.st_mode & 0o022)):
+    if not _own(os.fstat(fd)):
         os.close(fd)
         return None
     return fd

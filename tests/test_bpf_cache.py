@@ -27,8 +27,8 @@ pytestmark = pytest.mark.bpf
 def cache_home(tmp_path, monkeypatch):
     if os.geteuid() != 0:
         bpf_unavailable("tests are not running as root")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    return tmp_path / "procscope"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # not there yet, as on a fresh machine
+    return tmp_path / "cache" / "procscope"
 
 
 def _start(scratch, **options) -> tuple[list[str], list[str]]:

@@ -40,6 +40,7 @@ from .widgets.meters import Meters
 FULL_FOOTER = 100  # narrower than this, the footer drops the palette hint
 BUSY_EVENTS = 1000  # events in the last second from which the list redraws at most every BUSY_REDRAW s
 BUSY_REDRAW = 1.0  # as htop redraws (1.5 s by default); a key redraws at once
+QUIET_REDRAW = 0.25  # below BUSY_EVENTS a frame at most this often (each costs 20-40 ms at 200x50); keys at once
 PANEL_TITLES = {"execs": "execs", "exits": "exits", "history": "history", "drops": "losses"}
 
 
@@ -141,9 +142,10 @@ class MonitorScreen(Actions, MonitorState):
         return n
 
     def tick(self) -> None:
-        # Redraw when something arrived, else once a second (ages, highlights, grace periods).
-        # In a storm, at most every BUSY_REDRAW s: a frame costs the same for 10 events as
-        # for 1000, and keys still redraw at once (their actions do, from the last frame's rows).
+        # Redraw when something arrived (at most every QUIET_REDRAW s), else once a second (ages,
+        # highlights, grace periods). In a storm, at most every BUSY_REDRAW s: a frame costs the
+        # same for 10 events as for 1000, and keys still redraw at once (their actions do, from
+        # the last frame's rows).
         n = self.ingest()
         if self.usage.take(self.feed.cache) | self.feed.each_second():
             self.show_gauges()
@@ -153,7 +155,7 @@ class MonitorScreen(Actions, MonitorState):
         self.recent.append(n)
         since = time.monotonic() - self.drawn
         busy = self.busy = sum(self.recent) > BUSY_EVENTS
-        if (n or self.pending) and since < (BUSY_REDRAW if busy else 0):
+        if (n or self.pending) and since < (BUSY_REDRAW if busy else QUIET_REDRAW):
             self.pending = True
         elif not self.is_current:  # another node's monitor is shown: this one only collects
             self.pending = bool(n or self.pending)

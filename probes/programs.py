@@ -133,8 +133,8 @@ class Programs:
             if fd < 0:
                 raise SetupError(f"creating BPF map {m.name} failed: {os.strerror(ct.get_errno())}")
             self._fds.append(fd)
-            key = self._decode(json.loads(m.key_desc)) if m.key_desc else ct.c_uint32
-            self.maps[m.name] = Map(lib, fd, m.type, key, self._decode(json.loads(m.leaf_desc)))
+            key, leaf = (self._decode(json.loads(d)) if d else ct.c_uint32 for d in (m.key_desc, m.leaf_desc))
+            self.maps[m.name] = Map(lib, fd, m.type, key, leaf)
         for p in self.compiled.programs:
             insns = bytearray(p.insns)
             for n, name in p.maps:

@@ -77,10 +77,13 @@ def cgroup_usage(cg: str) -> int:
 
 
 def proc_stat_times(pid: int) -> tuple[int, int]:
-    """(own, waited-for children's) CPU time, as /proc/PID/stat has them."""
+    """(own, waited-for children's) CPU time: own as the scheduler counts it (/proc/PID/schedstat,
+    to the ns, as the cgroup counts; a single-threaded process), the children's from /proc/PID/stat."""
+    with open(f"/proc/{pid}/schedstat", "rb") as f:
+        own = int(f.read().split()[0])
     with open(f"/proc/{pid}/stat", "rb") as f:
         fields = f.read().rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * TICK_NS, (int(fields[13]) + int(fields[14])) * TICK_NS
+    return own, (int(fields[13]) + int(fields[14])) * TICK_NS
 
 
 def test_the_short_lived_unwaited_are_counted_as_the_cgroup_counts_them():
@@ -131,7 +134,10 @@ def test_the_short_lived_unwaited_are_counted_as_the_cgroup_counts_them():
         print(f"cgroup {cgroup_ns / 1e6:.1f} ms, own {own / 1e6:.1f} ms, descendants {children / 1e6:.1f} ms")
         assert children is not None and children >= 300 * 0.009e9
         assert children == at_exits  # each credited once, whether waited for or not
-        assert abs(own + children - cgroup_ns) <= 0.05 * cgroup_ns, (own, children, cgroup_ns)
+        # What each exit does after its exit event (closing its files, notifying its parent) is
+        # the cgroup's and not in the event: up to ~0.5 ms an exit here.
+        gap = cgroup_ns - (own + children)
+        assert -0.01 * cgroup_ns <= gap <= 0.05 * cgroup_ns + 300 * 500_000, (own, children, cgroup_ns)
         # What htop shows: the kernel's figure for children waited for, and the living as sampled.
         assert waited < 0.05 * cgroup_ns
         assert sum(seen.values()) < 0.2 * cgroup_ns, (sum(seen.values()), cgroup_ns)

@@ -203,13 +203,14 @@ async def until_attached(app, pilot, seconds: float) -> None:
 
 
 @pytest.mark.bpf
-async def test_live_monitor_draws_the_proc_tree_first_and_attaches_behind_it(scratch, tmp_path):
+async def test_live_monitor_draws_the_proc_tree_first_and_attaches_behind_it(scratch, tmp_path, monkeypatch):
     """Given a collector not yet attached, the first frame is the /proc scan
     (status: attaching probes); once attached, a second scan settles what
     happened meanwhile: a process started then is in the tree, one killed
     then is not, and execs after it are live."""
     if os.geteuid() != 0:
         bpf_unavailable("tests are not running as root")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # compiled: a second of "meanwhile"
     before = await asyncio.create_subprocess_exec("sleep", "60")
     app = ProcscopeApp(LiveSource(Collector(), 5 * 10**9), snapshot_dir=str(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
@@ -237,13 +238,16 @@ async def test_live_monitor_draws_the_proc_tree_first_and_attaches_behind_it(scr
 
 
 @pytest.mark.bpf
-async def test_what_the_first_frame_defers_fills_in_before_the_probes_attach(tmp_path):
+async def test_what_the_first_frame_defers_fills_in_before_the_probes_attach(tmp_path, monkeypatch):
     """As `procscope` starts: the first scan's namespaces (but the pid
     namespace), login uid, cwd and binary inode are read by its helper after
     the first frame, and fill in the images well before the probes' second
     scan would."""
     if os.geteuid() != 0:
         bpf_unavailable("tests are not running as root")
+    # No compile kept from an earlier start: the probes attach a second after the first frame
+    # (0.15 s with one), so what fills in before they do is the helper's doing.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     apart = await asyncio.create_subprocess_exec("unshare", "--net", "--uts", "sleep", "60", cwd=tmp_path)
     await asyncio.sleep(0.3)  # unshare has exec'd sleep
     job = ScanJob(cgroups.detect(), defer=True)

@@ -11,6 +11,7 @@ import pytest
 
 from procscope.probes import cgroups
 from procscope.probes.collector import Collector
+from procscope.probes.events import ExecEvent
 from procscope.probes.scan_job import ScanJob
 from procscope.replay import Replay
 from procscope.tui.app import ProcscopeApp
@@ -251,11 +252,16 @@ async def test_what_the_first_frame_defers_fills_in_before_the_probes_attach(tmp
     apart = await asyncio.create_subprocess_exec("unshare", "--net", "--uts", "sleep", "60", cwd=tmp_path)
     await asyncio.sleep(0.3)  # unshare has exec'd sleep
     job = ScanJob(cgroups.detect(), defer=True)
-    app = ProcscopeApp(LiveSource(Collector(), 5 * 10**9, job), snapshot_dir=str(tmp_path))
+    source = LiveSource(Collector(), 5 * 10**9, job)
+    drained: list = []  # each batch the monitor took: the first is the first frame's
+    drain = source.drain
+    source.drain = lambda: drained.append(drain()) or drained[-1]  # type: ignore[method-assign]
+    app = ProcscopeApp(source, snapshot_dir=str(tmp_path))
     try:
         async with app.run_test(size=SIZE) as pilot:
             cache = app.monitor.cache
-            assert apart.pid in cache.by_pid and cache.by_pid[apart.pid].image.ns.net == 0  # the first frame's
+            first = {ev.key.pid: ev for ev in drained[0] if isinstance(ev, ExecEvent)}
+            assert apart.pid in first and first[apart.pid].ns.net == 0  # the first frame's
             net = int(os.readlink(f"/proc/{apart.pid}/ns/net").split("[")[1].rstrip("]"))
             assert await wait_for(pilot, lambda: cache.by_pid[apart.pid].image.ns.net == net, seconds=5)
             assert "attaching probes" in plain(app, app.query_one("#status").content)  # not the second scan's doing

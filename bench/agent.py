@@ -20,13 +20,10 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import grpc
 import measure
@@ -34,8 +31,6 @@ import workload
 
 from procscope.api import tetragon_pb2 as pb
 from procscope.api import tetragon_pb2_grpc
-
-REPO = Path(__file__).resolve().parent.parent
 
 TARGETS = {"us_per_event_served": 10.0}
 
@@ -76,17 +71,9 @@ def main() -> int:
     a = ap.parse_args()
     workers = os.cpu_count() or 1
     scratch, binary = measure.storm_binary("agent")
-    address = f"unix://{scratch}/agent.sock"
-    log = open(os.path.join(scratch, "agent.log"), "w+")  # noqa: SIM115 - read while the agent writes it
-    agent = subprocess.Popen([sys.executable, "-m", "procscope.cli", "agent", "--address", address], cwd=REPO,
-                             stderr=log)  # fmt: skip
+    agents = measure.start_agents(1, scratch)
+    [(agent, address, _)] = agents
     try:
-        deadline = time.monotonic() + 60
-        while "serving" not in Path(log.name).read_text():
-            if agent.poll() is not None or time.monotonic() > deadline:
-                print(Path(log.name).read_text())
-                return 1
-            time.sleep(0.2)
         print(f"procscope agent: {a.pairs} pairs of {a.duration:.0f} s storms, without a client and with {a.clients}",
               flush=True)  # fmt: skip
         workload.measure(1.0, workers, binary)  # warm-up, not counted
@@ -133,9 +120,7 @@ def main() -> int:
             (f"{lost} events lost", lost == 0),
         ])  # fmt: skip
     finally:
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(30)
-        log.close()
+        measure.stop_agents(agents)
         shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -22,13 +22,10 @@ import argparse
 import asyncio
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import measure
 import workload
@@ -39,7 +36,6 @@ from procscope.replay import Recorded
 from procscope.tui.app import ProcscopeApp
 from procscope.tui.sources import RemoteSource
 
-REPO = Path(__file__).resolve().parent.parent
 TARGETS = {"lost": 0, "us_per_event_served": 10.0}
 GRACE = 5 * 10**9
 
@@ -57,24 +53,6 @@ class Counted(RemoteSource):
         out = super().drain()
         self.storm_execs += sum(1 for ev in out if type(ev) is ExecEvent and ev.binary == self.binary)
         return out
-
-
-def start_agents(n: int, scratch: str) -> list[tuple[subprocess.Popen, str, Path]]:
-    agents = []
-    for i in range(1, n + 1):
-        address, log = f"unix://{scratch}/node-{i}.sock", Path(scratch, f"node-{i}.log")
-        env = {**os.environ, "NODE_NAME": f"node-{i}"}
-        with open(log, "w") as f:
-            proc = subprocess.Popen([sys.executable, "-m", "procscope.cli", "agent", "--address", address],
-                                    cwd=REPO, stderr=f, env=env)  # fmt: skip
-        agents.append((proc, address, log))
-    deadline = time.monotonic() + 120
-    for proc, _, log in agents:
-        while "serving" not in log.read_text():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"an agent did not start:\n{log.read_text()}")
-            time.sleep(0.2)
-    return agents
 
 
 def storm(duration: float, workers: int, binary: str, agents) -> tuple[int, list[float]]:
@@ -127,7 +105,7 @@ def main() -> int:
     a = ap.parse_args()
     workers = os.cpu_count() or 1
     scratch, binary = measure.storm_binary("fleet")
-    agents = start_agents(a.nodes, scratch)
+    agents = measure.start_agents(a.nodes, scratch)
     try:
         print(f"{a.nodes} agents, one monitor connected to all: {a.pairs} pairs of {a.duration:g} s storms "
               "(without the monitor, with it, without)", flush=True)  # fmt: skip
@@ -162,10 +140,7 @@ def main() -> int:
             (f"{per:.1f} µs per event served", per <= TARGETS["us_per_event_served"]),
         ])  # fmt: skip
     finally:
-        for proc, _, _ in agents:
-            proc.send_signal(signal.SIGTERM)
-        for proc, _, _ in agents:
-            proc.wait(30)
+        measure.stop_agents(agents)
         shutil.rmtree(scratch, ignore_errors=True)
 
 

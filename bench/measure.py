@@ -11,15 +11,21 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import workload  # bench/workload.py: the scripts' own directory is on sys.path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+REPO = Path(__file__).resolve().parent.parent
+Agent = tuple[subprocess.Popen, str, Path]  # the process, its address, its log
 
 
 def storm_binary(stem: str) -> tuple[str, str]:
@@ -29,6 +35,33 @@ def storm_binary(stem: str) -> tuple[str, str]:
     binary = os.path.realpath(os.path.join(scratch, f"true-{secrets.token_hex(4)}"))
     shutil.copy2("/bin/true", binary)
     return scratch, binary
+
+
+def start_agents(n: int, scratch: str) -> list[Agent]:
+    """``n`` `procscope agent`s serving (node names node-1.., Unix sockets in ``scratch``);
+    SystemExit with the log of one that did not start."""
+    agents = []
+    for i in range(1, n + 1):
+        address, log = f"unix://{scratch}/node-{i}.sock", Path(scratch, f"node-{i}.log")
+        with open(log, "w") as f:
+            proc = subprocess.Popen([sys.executable, "-m", "procscope.cli", "agent", "--address", address],
+                                    cwd=REPO, stderr=f, env={**os.environ, "NODE_NAME": f"node-{i}"})  # fmt: skip
+        agents.append((proc, address, log))
+    deadline = time.monotonic() + 120
+    for proc, _, log in agents:
+        while "serving" not in log.read_text():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stop_agents(agents)
+                raise SystemExit(f"an agent did not start:\n{log.read_text()}")
+            time.sleep(0.2)
+    return agents
+
+
+def stop_agents(agents: list[Agent]) -> None:
+    for proc, _, _ in agents:
+        proc.send_signal(signal.SIGTERM)
+    for proc, _, _ in agents:
+        proc.wait(30)
 
 
 def cpu_seconds(pid: int | str = "self", tid: int | None = None) -> float:

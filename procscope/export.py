@@ -83,7 +83,9 @@ class Exporter:
         """Another node's name (another machine's events, known once it answers): what was made
         with the old one is forgotten."""
         if node != self.node:
-            self.__init__(self.cache, node, self.tetragon_only, self.wall_offset)  # type: ignore[misc]
+            self.node, self._node_json = node, json_escaped_bytes(_json.encode(node))
+            self._exec_ids.clear()  # the process objects' memo holds the node among what they show
+            self._templates.clear()
 
     def exec_id(self, key: ProcessKey) -> str:
         found = self._exec_ids.get(key)

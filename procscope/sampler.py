@@ -45,7 +45,8 @@ class UsageTable:
     machine: Machine | None = None
     read: int = 0  # processes read in this pass (the others keep their last figures)
     reading: bool = False  # a sampler reads this machine (False: none will: a recording, a moment)
-    # (CPU%, RES) of each pass, oldest first, of the processes on screen or busy since they were.
+    # (CPU%, RES) of each pass, oldest first, of the processes on screen or busy since they were:
+    # the sampler's own deques, appended to by its thread (read them as tuple(points): one step).
     history: dict[ProcessKey, deque[tuple[float, int]]] = field(default_factory=dict)
     containers: dict[str, ContainerUsage] = field(default_factory=dict)  # by container id
     recorded: bool = False  # from a recording: part of the past it replays (time travel keeps it)

@@ -211,6 +211,9 @@ class Detail(VerticalScroll):
 
     def show_history(self, points: Sequence[tuple[float, int]]) -> None:
         """(CPU%, RES) per pass, oldest first; none: hidden."""
+        # The sampler's thread appends to its deque meanwhile: copied in one step (C, under the
+        # GIL), not iterated in Python steps (a crash seen in a storm: "deque mutated").
+        points = tuple(points)
         try:
             box = self.query_one("#detail-history")
         except NoMatches:

@@ -138,6 +138,11 @@ class PathIndex:
                     stack.append((entry.path, sub))
         self._paths = paths
 
+    def all_paths(self) -> list[str]:
+        """Every cgroup's path, walked now."""
+        self._walk()
+        return list(self._paths.values())
+
     def path(self, cgroup_id: int) -> str | None:
         found = self._paths.get(cgroup_id)
         if found is None and cgroup_id and time.monotonic() - self._last_walk >= self.min_rescan_s:

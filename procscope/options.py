@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 from procscope.probes.loader import DEFAULT_RING_BYTES
 from procscope.probes.throttle import RateLimit
 
-from . import query
+from . import containers_here, query
 from .cache import DEFAULT_GRACE_NS
 from .query import Query
 from .replay import MAX_PROCESSES
@@ -93,4 +93,6 @@ class Options:
                 values[name] = kind(values[name])
         if values.get("ui_args", ())[:1] == ("--",):
             values["ui_args"] = values["ui_args"][1:]
-        return cls(**values, query=query.from_args(args))
+        # Live on this machine, a container named must be one it has.
+        here = values.get("replay") is None and not values.get("connect") and values.get("command") != "agent"
+        return cls(**values, query=query.from_args(args, containers_here.known if here else None))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import re
 import shlex
 from collections.abc import Callable, Iterable
@@ -33,7 +34,7 @@ from .accounts import uid_of
 from .cache import Process, ProcessCache
 
 FIELDS: dict[str, str] = {
-    "container": "container name, or id prefix (case-insensitive); 'host' for processes in no container",
+    "container": "container name, or id prefix (case-insensitive); 'host' for processes in no container; live, one this machine has",
     "image": "text in the container's image name (or its sha256 id prefix)",
     "pod": "Kubernetes pod name, or NAMESPACE/NAME",
     "k8s-ns": "Kubernetes namespace of the pod",
@@ -328,12 +329,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         group.add_argument(*flags, action="append", metavar=metavar, dest=f"filter_{field}", help=FIELDS[field])
 
 
-def from_args(args: argparse.Namespace) -> Query:
-    """All filter options as one Query; QueryError names the bad option."""
+def from_args(args: argparse.Namespace, containers: Callable[[], list[tuple[str, str]]] | None = None) -> Query:
+    """All filter options as one Query; QueryError names the bad option.
+    ``containers``: the (id, name) of those there are, when a container
+    named that is none of them must be refused (a live source)."""
+    known = functools.cache(containers) if containers is not None else None
     query = Query()
     for text in getattr(args, "filter", None) or ():
         try:
-            query = query.and_(Query.parse(text))
+            query = query.and_(_checked(Query.parse(text), known))
         except QueryError as exc:
             raise QueryError(f"--filter: {exc}") from None
     terms = []
@@ -341,6 +345,27 @@ def from_args(args: argparse.Namespace) -> Query:
         for value in getattr(args, f"filter_{field}", None) or ():
             try:
                 terms.append(Term(field, value))
+                _checked(Query((terms[-1],)), known)
             except QueryError as exc:
                 raise QueryError(f"--{field}: {exc}") from None
     return query.and_(Query(tuple(terms)))
+
+
+def _checked(query: Query, known: Callable[[], list[tuple[str, str]]] | None) -> Query:
+    """The query, or QueryError for a container it asks for that is none of ``known()``."""
+    if known is None:
+        return query
+    for term in query.terms:
+        if term.field != "container" or term.negate:  # excluding one that is not there excludes nothing
+            continue
+        for t in term.arg if isinstance(term.arg, tuple) else (term,):
+            there = known()
+            if t.value == "host" or any(cid.startswith(t.value.lower()) or name == t.value for cid, name in there):
+                continue
+            names = sorted({name or cid[:12] for cid, name in there})
+            some = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+            raise QueryError(
+                f"no container {t.value!r} on this machine ({'known: ' + some if names else 'there is none'}); "
+                "name one, give an id prefix, or 'host' for the processes in none"
+            )
+    return query

@@ -307,6 +307,20 @@ class Runtimes:
             self._missed.pop(c.id, None)
         return found
 
+    def docker_containers(self, limit: int = 10_000) -> list[ContainerInfo]:
+        """Every container in Docker's data roots, running or not."""
+        found = []
+        for root in self._roots()[0]:
+            try:
+                ids = sorted(os.listdir(os.path.join(root, "containers")))[:limit]
+            except OSError:
+                continue
+            for cid in ids:
+                doc = self._json(os.path.join(root, "containers", cid, "config.v2.json"))
+                if (info := read_docker(doc, cid)) is not None and info.name:
+                    found.append(info)
+        return found
+
     def _failed(self, key: str, why: str) -> None:
         """Counted once per ``key`` (every time when it is empty)."""
         if key:

@@ -42,6 +42,8 @@ def _run(*argv: str) -> subprocess.CompletedProcess:
         (["events", "--filter", "bin:[/]x cap:[/]"], "--filter: unknown capability '[/]'"),
         (["events", "--user", "nosuchuser"], "--user: unknown user 'nosuchuser'"),
         (["ui", "--filter", "user:nosuchuser"], "--filter: unknown user 'nosuchuser'"),
+        (["events", "--container", "nosuch"], "--container: no container 'nosuch' on this machine"),
+        (["ui", "--filter", "bin:sh container:web,nosuch"], "--filter: no container 'web' on this machine"),
         (["events", "--bogus"], "unrecognized arguments: --bogus"),
     ],
 )
@@ -51,6 +53,18 @@ def test_bad_arguments_are_one_line(argv, said):
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "error:" in lines[0] and said in lines[0], out.stderr  # no usage before it
     assert "-h lists the options" in lines[0]
+
+
+def test_a_container_is_looked_for_only_on_this_machine():
+    """A replay or another machine's agent has its own containers: not refused here."""
+    from procscope.cli import build_parser
+    from procscope.options import Options
+
+    for source in (["--replay", "rec.json"], ["--connect", "unix:///run/agent.sock"]):
+        opts = Options.from_args(build_parser().parse_args(["ui", *source, "--container", "nosuch"]))
+        assert str(opts.query) == "container:nosuch"
+    opts = Options.from_args(build_parser().parse_args(["ui", "--container", "host", "--filter=-container:nosuch"]))
+    assert str(opts.query) == "-container:nosuch container:host"  # the processes in none; excluding one absent
 
 
 def test_ring_size_is_reported_as_rounded():

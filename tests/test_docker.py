@@ -157,6 +157,20 @@ def test_the_filters_by_name_image_pod_namespace_and_exec_in(docker):
     assert set(by_args(snapshot("--container", docker.inspect("db-2", "{{.Id}}")[:8]))) == {"601"}  # an id prefix still
 
 
+def test_a_container_named_must_be_one_this_machine_has(docker):
+    """As htop's -u: a name no runtime knows is one line and status 2; one
+    Docker created but did not start is known (it may start later)."""
+    out = procscope("snapshot", "--container", "web-9")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "--container: no container 'web-9' on this machine (known: " in out.stderr
+    assert "db-2" in out.stderr and "web-1" in out.stderr, out.stderr
+    docker.docker("create", "--network", "none", "--name", "later", IMAGE, "/bin/sleep", "603")
+    try:
+        assert by_args(snapshot("--filter", "container:later")) == {}  # nothing yet, and no refusal
+    finally:
+        docker.docker("rm", "-f", "later", check=False)
+
+
 def test_the_export_has_tetragons_pod_and_tetra_shows_it(docker, tmp_path):
     out = tmp_path / "events.json"
     events = subprocess.Popen([sys.executable, "-m", "procscope", "events", "-o", str(out), "--container", "web-1"],

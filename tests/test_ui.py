@@ -159,6 +159,10 @@ async def test_live_time_travel_through_the_window_while_events_keep_arriving(sc
         await pilot.pause()
         status = plain(app, app.query_one("#status").content)
         assert app.monitor.travel is not None and "⏱" in status and "Z: live" in status
+        await pilot.resize_terminal(80, 24)  # narrow: the bar shortens, the moment stays
+        await pilot.pause(0.3)
+        status = plain(app, app.query_one("#status").content)
+        assert re.match(r"(⚠ )?lost \d+.* │ ⏱ \d\d:\d\d:\d\d\.\d .*-\d+\.\d s, Z: live", status), status
         there = app.monitor.cache.by_pid.get(proc.pid)
         assert there is not None and there.alive and there.binary == sleeper
         assert not any(sleeper in row.plain for row in app.query_one("#exits").rows)  # it had not exited yet

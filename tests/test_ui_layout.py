@@ -402,3 +402,28 @@ async def test_a_deep_command_cut_at_80_columns_keeps_the_programs_name(tmp_path
         await pilot.press("slash", *"sleeper", "enter", "enter")
         await pilot.pause(0.3)
         assert deep in " ".join(plain(app, app.query_one("#detail").content).split())
+
+
+def test_a_command_whose_path_just_fills_the_column_keeps_the_programs_name():
+    """At the edge: the path fits the column exactly, so the arguments after
+    it would put the ellipsis on the name's last letter (`/usr/bin/slee…`)."""
+    from rich.cells import cell_len
+
+    from procscope.cache import ROOT, ProcessCache
+    from procscope.tui.columns import COLUMNS, Context
+    from procscope.tui.panes.process_tree import row_text
+    from procscope.tui.rows import ViewOptions
+
+    from .factories import exec_event
+    from .test_ui_rows import process_rows
+
+    cache = ProcessCache()
+    cache.apply(exec_event(100, 1_000, ROOT, binary="/usr/bin/sleep", args=("900",)))
+    row = next(r for r in (process_rows(cache, None, ViewOptions())[i] for i in range(1)))
+    for width in range(10, 25):
+        text = row_text(row, Context(cache, 2_000, 0, command_width=width), [COLUMNS["COMMAND"]])
+        text.truncate(width, overflow="ellipsis")  # as the list draws it
+        if cell_len(row.branch + "/usr/bin/sleep 900") <= width:
+            assert text.plain.startswith(row.branch + "/usr/bin/sleep 900"), (width, text.plain)
+        else:  # the name whole: the directories go first, then the arguments
+            assert re.match(r"(/usr/bin|…)/sleep( |…|$)", text.plain.removeprefix(row.branch)), (width, text.plain)

@@ -163,6 +163,14 @@ def test_the_status_line_drops_whole_parts_and_keeps_the_losses():
     assert line == "⚠ lost 12: exec ENOSPC 12 (L) │ filter: user:root"
     assert status_line(parts, 10) == parts[0][1]  # too narrow for it: it stays whole
     assert status_line(parts, 200).count("│") == 5
+    # A part with shorter forms takes them before it goes: the time travel's bar.
+    bar = ("⏱ 12:00:03.2 [██░░] -2.0 s of the last 60 s, Z: live (, . { } @)", "⏱ 12:00:03.2 [██░░] -2.0 s, Z: live",
+           "⏱ 12:00:03.2 -2.0 s, Z: live")  # fmt: skip
+    travelling = [(0, "lost 0"), (1, bar), (3, "19 processes, 13650 shown")]
+    assert status_line(travelling, 200) == f"lost 0 │ {bar[0]} │ 19 processes, 13650 shown"
+    assert status_line(travelling, 60) == f"lost 0 │ {bar[1]}"
+    assert status_line(travelling, 40) == f"lost 0 │ {bar[2]}"
+    assert status_line(travelling, 20) == "lost 0"
 
 
 def rows_of(app) -> list[str]:

@@ -22,7 +22,7 @@ from .feed import Feed
 from .rows import Group, Rows
 from .travel import Shown
 
-StatusParts = list[tuple[int, str]]  # (rank, text): tui.status drops the highest ranks first
+StatusParts = list[tuple[int, str | tuple[str, ...]]]  # (rank, text or its forms, longest first): tui.status
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,16 +14,22 @@ from .safe_text import safe
 SEPARATOR = " │ "
 
 
-def fit(parts: list[tuple[int, str]], width: int) -> str:
+def fit(parts: list[tuple[int, str | tuple[str, ...]]], width: int) -> str:
     """``parts``: (rank, text) in display order, rank 0 the most important;
-    the highest ranks are dropped (the last first) until the line fits ``width``."""
-    kept = list(parts)
-    while len(kept) > 1 and cell_len(SEPARATOR.join(t for _, t in kept)) > width:
+    a text may be a tuple of forms, the longest first. Until the line fits
+    ``width``, the highest rank (the last first) takes its next shorter form,
+    or goes when it has none."""
+    kept = [(rank, (text,) if isinstance(text, str) else text) for rank, text in parts]
+    while len(kept) > 1 and cell_len(SEPARATOR.join(t[0] for _, t in kept)) > width:
         worst = max(range(len(kept)), key=lambda i: (kept[i][0], i))
-        if kept[worst][0] == 0:
+        rank, forms = kept[worst]
+        if len(forms) > 1:
+            kept[worst] = (rank, forms[1:])
+        elif rank == 0:
             break
-        del kept[worst]
-    return SEPARATOR.join(t for _, t in kept)
+        else:
+            del kept[worst]
+    return SEPARATOR.join(t[0] for _, t in kept)
 
 
 class StatusLine(Static):

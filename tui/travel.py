@@ -99,19 +99,22 @@ class TimeTravel:
                 exits.append((ev.time, p))
         return cache, execs, exits, seen
 
-    def bar(self, clock: str) -> str:
-        """⏱ 12:00:03.2 [██████░░░░░░] 3.2 of 10.0 s"""
+    def bar(self, clock: str) -> tuple[str, ...]:
+        """⏱ 12:00:03.2 [██████░░░░░░] 3.2 of 10.0 s (, . { } @); shorter
+        forms after it for a narrow status line: the moment always shows."""
         tl = self.timeline
         span = max(1, tl.end - tl.start)
         now = tl.end if self.at is None else self.at
         filled = round(BAR * (now - tl.start) / span)
         if self.live:  # the time before now, of the window's span; the events still arrive
             where = f"{(now - tl.end) / SECOND:.1f} s of the last {span / SECOND:.0f} s, Z: live"
+            short = f"{(now - tl.end) / SECOND:.1f} s, Z: live"
         elif self.at is None:
-            where = "end"
+            where = short = "end"
         else:
-            where = f"{(now - tl.start) / SECOND:.1f} of {span / SECOND:.1f} s"
-        return f"⏱ {clock} [{'█' * filled}{'░' * (BAR - filled)}] {where} (, . {{ }} @)"
+            where = short = f"{(now - tl.start) / SECOND:.1f} of {span / SECOND:.1f} s"
+        bar = f"[{'█' * filled}{'░' * (BAR - filled)}]"
+        return f"⏱ {clock} {bar} {where} (, . {{ }} @)", f"⏱ {clock} {bar} {short}", f"⏱ {clock} {short}"
 
 
 __all__ = ["MomentError", "Shown", "TimeTravel"]

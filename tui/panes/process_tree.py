@@ -57,7 +57,9 @@ def row_text(row: Row, ctx: Context, columns: list[Column], subtree_pct: float |
             # Exited: a cue besides the dimming (high contrast, no colour).
             lead = row.branch + ("✗ " if not p.alive else "")
             command = printable(col.value(p, ctx))
-            cut = ctx.command_width and cell_len(lead + printable(p.binary)) > ctx.command_width
+            # A path that just fills the column is cut too when more follows: the ellipsis would take its last letter.
+            more = 1 if command != printable(p.binary) else 0
+            cut = ctx.command_width and cell_len(lead + printable(p.binary)) + more > ctx.command_width
             if cut and os.path.dirname(p.binary) not in ("", "/"):  # /memfd:x has no directory to drop
                 # Its name would be cut: the name, not the directories (the detail has the path).
                 command = printable(p.command("…/" + os.path.basename(p.binary)))

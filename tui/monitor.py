@@ -21,7 +21,7 @@ from procscope.query import Query, QueryError
 from .actions import PANELS, Actions
 from .columns import Context, any_badge, empty_columns, fit, header
 from .feed import throttle_message
-from .frame import Frame, Selection, Status
+from .frame import Frame, Selection, Status, StatusParts
 from .keys import KEYS
 from .palette import BindingCommands
 from .panes.detail import Detail
@@ -219,7 +219,7 @@ class MonitorScreen(Actions, MonitorState):
         c = self.feed.counters
         lost = c.lost
         where = ", ".join(f"{place} {n}" for place, n in c.where_lost())
-        parts = [(0, f"⚠ lost {lost}: {where} (L)" if lost else "lost 0")]
+        parts: StatusParts = [(0, f"⚠ lost {lost}: {where} (L)" if lost else "lost 0")]
         if self.travel is not None and (self.travel.at is not None or not self.travel.live):
             parts.append((1, self.travel.bar(self.exporter.clock(self.cache.now, self.travel.digits))))
         throttled = sorted(t.path for t in self.cache.throttles.values() if t.active)

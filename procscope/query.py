@@ -34,7 +34,7 @@ from .accounts import uid_of
 from .cache import Process, ProcessCache
 
 FIELDS: dict[str, str] = {
-    "container": "container name, or id prefix (case-insensitive); 'host' for processes in no container; live, one this machine has",
+    "container": "container name, or id prefix (case-insensitive); 'host' for processes in no container",
     "image": "text in the container's image name (or its sha256 id prefix)",
     "pod": "Kubernetes pod name, or NAMESPACE/NAME",
     "k8s-ns": "Kubernetes namespace of the pod",
@@ -326,7 +326,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for field, metavar in _OPTIONS.items():
         # One value each, as the shell split it: no quoting or negation (--filter has those); /REGEX/ works.
         flags = {"user": ("-u", "--user"), "pid": ("-p", "--pid")}.get(field, (f"--{field}",))  # htop's -u, -p
-        group.add_argument(*flags, action="append", metavar=metavar, dest=f"filter_{field}", help=FIELDS[field])
+        extra = "; live, one this machine has (else refused, with the names it has)" if field == "container" else ""
+        group.add_argument(*flags, action="append", metavar=metavar, dest=f"filter_{field}", help=FIELDS[field] + extra)
 
 
 def from_args(args: argparse.Namespace, containers: Callable[[], list[tuple[str, str]]] | None = None) -> Query:

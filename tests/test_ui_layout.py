@@ -112,6 +112,26 @@ async def test_panels_open_close_and_switch_at_80x24(demo):
         assert "EAGAIN" not in screen_text(app) and len(shown_pids(app)) >= 15
 
 
+async def test_the_selected_row_stays_in_view_when_the_list_gets_shorter(demo):
+    """At 80x24 the detail or a panel takes most of the list's lines: the row
+    the cursor is on (found by a search far down) is still on screen."""
+    app = demo()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        tree = app.monitor.tree_pane
+        await pilot.press("end")
+        await pilot.pause()
+        last = tree.selected_key
+        for key in ("enter", "escape", "E"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert tree.selected_key == last
+            assert (
+                tree.scroll_offset.y <= tree.cursor < tree.scroll_offset.y + tree.scrollable_content_region.height - 1
+            )
+            assert last.pid in shown_pids(app), key
+
+
 async def test_wide_screens_show_the_detail_beside_the_list_and_resizing_lays_out_again(demo):
     app = demo()
     async with app.run_test(size=(200, 60)) as pilot:

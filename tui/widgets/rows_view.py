@@ -126,14 +126,19 @@ class RowsView(ScrollView, can_focus=True):
         return self.scrollable_content_region.height - (1 if self.header else 0)
 
     def watch_cursor(self, cursor: int) -> None:
-        top = self.scroll_offset.y
-        height = self._page()
+        self._show_cursor()
+        self.refresh()
+        self.post_message(self.Selected(self, self.selected_key))
+
+    def on_resize(self) -> None:
+        self._show_cursor()  # fewer lines (the detail or a panel opened): its row stays in view
+
+    def _show_cursor(self) -> None:
+        top, height, cursor = self.scroll_offset.y, self._page(), self.cursor
         if cursor < top:
             self.scroll_to(y=cursor, animate=False)
         elif height > 0 and cursor >= top + height:
             self.scroll_to(y=cursor - height + 1, animate=False)
-        self.refresh()
-        self.post_message(self.Selected(self, self.selected_key))
 
     def on_click(self, event) -> None:
         offset = event.get_content_offset(self)  # event.y counts the border too

@@ -5,6 +5,7 @@ escaper, and through the process list's rows as a terminal lays them out
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from hypothesis import HealthCheck, given, settings
@@ -81,3 +82,16 @@ def test_eleven_sshd_look_alikes_are_told_apart():
     assert len(shown) == len(names) and "sshd" not in shown
     assert all(lookalike(n) for n in names) and not lookalike("sshd")
     assert "Latin, Cyrillic" in lookalike("sѕhd")
+
+
+def test_a_binary_nobody_could_read_is_said_unknown():
+    """pid 1 here: /proc/1/exe cannot be read, so the scan has no path."""
+    from procscope.export import Exporter
+    from procscope.tui.panes.detail import render_detail
+
+    from .conftest import plain
+
+    cache = ProcessCache()
+    proc = cache.apply(exec_event(1, 1_000, ROOT, binary="", args=("--init",)))
+    detail = plain(None, render_detail(proc, cache, 2_000, Exporter(cache, node="n")))
+    assert re.search(r"^binary +\? \(unknown\) *$", detail, re.M) and "inode 0" not in detail, detail

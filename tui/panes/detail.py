@@ -90,7 +90,8 @@ def render_detail(proc: Process | None, cache: ProcessCache, now: int, exporter:
     if img is None:
         add_row(t, "", Text("process not found: its exec or clone was lost", style="bold red"))
         return t
-    add_row(t, "binary", f"{img.binary}  (inode {img.ino}, links {img.nlink})")
+    # Unknown (pid 1 in this VM: its /proc/1/exe cannot be read): said, not an empty path and inode 0.
+    add_row(t, "binary", f"{img.binary}  (inode {img.ino}, links {img.nlink})" if img.binary else "? (unknown)")
     if proc.argv0:
         add_row(t, "argv[0]", proc.argv0)
     if warning := lookalike(img.binary.rsplit("/", 1)[-1]):

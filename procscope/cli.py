@@ -240,10 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="start as a flat list sorted by COLUMN (CPU%%, MEM%%, TIME+, PID... or htop's names: "
                          "PERCENT_CPU, PERCENT_MEM, M_RESIDENT, TIME); the figures the most first")  # fmt: skip
     ui.add_argument("-t", "--tree", action="store_true", help="start as the tree (the default; after -s, the tree)")
-    ui.add_argument("--connect", metavar="ADDR", action="append",
+    ui.add_argument("--connect", metavar="ADDR", action="append", nargs="?", const="",
                     help="watch another machine: its agent's gRPC stream (procscope agent, or Tetragon), e.g. "
                          "unix:///run/procscope/procscope.sock or host:54321; again for more nodes "
-                         "(ctrl+n picks the one shown)")  # fmt: skip
+                         "(ctrl+n picks the one shown); without ADDR, the nodes the config names "
+                         "(connect = [...], and connect-ca, -cert, -key)")  # fmt: skip
     ui.add_argument(
         "--connect-ca",
         metavar="FILE",

@@ -363,8 +363,12 @@ def _live_snapshot(args: Options, recent: deque) -> tuple[ProcessCache, Counters
 def ui(args: Options) -> int:
     if args.connect:
         from procscope.agent_client import refusal  # grpc loads only for this
-        from procscope.tui.main import run_monitor
+        from procscope.tui.main import config_nodes, run_monitor
 
+        nodes = config_nodes(args, warn)
+        if nodes is None:
+            return 2
+        args = nodes
         if why := refusal(args):
             warn(why)
             return 2

@@ -188,6 +188,42 @@ def test_the_monitor_says_a_replay_is_not_a_recording_and_fails(tmp_path):
                            "its start is a JSON object); name one of those\n")  # fmt: skip
 
 
+def test_connect_without_an_address_watches_the_nodes_the_config_names(tmp_path, monkeypatch):
+    """`--connect` alone: the config's `connect = [...]` (and its TLS files);
+    a config that names none, or not as a list of addresses, is one line."""
+    from procscope.cli import build_parser
+    from procscope.options import Options
+    from procscope.tui import config
+    from procscope.tui.main import config_nodes
+
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path)}
+    path = tmp_path / "procscope" / "config.toml"
+    done = procscope("--connect", env=env)
+    assert done.returncode == 2 and len(_lines(done.stderr)) == 1, done.stderr
+    assert f"--connect without an address watches the nodes of the config: {path} names none" in done.stderr
+    path.parent.mkdir()
+    path.write_text('connect = "h:1"\n')
+    done = procscope("--connect", env=env)
+    assert done.returncode == 2 and f"{path}:1: connect must be a list of addresses" in done.stderr, done.stderr
+    config.save(path, config.Config(theme="nord", connect=["unix:///a.sock", "unix:///a.sock"]))
+    done = procscope("--connect", env=env)  # the config's nodes are the ones checked
+    assert done.returncode == 2 and "--connect unix:///a.sock is given twice" in done.stderr, done.stderr
+    # Saved by the monitor (a theme chosen), the nodes and TLS files stay.
+    kept = config.Config(theme="nord", connect=["unix:///a.sock", "b:54321"], connect_ca="/etc/ca.pem")
+    config.save(path, kept)
+    assert config.load(path) == kept
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    for argv, nodes, ca in [
+        (["--connect"], ["unix:///a.sock", "b:54321"], "/etc/ca.pem"),
+        (["--connect", "c:1", "--connect"], ["c:1", "unix:///a.sock", "b:54321"], "/etc/ca.pem"),
+        (["--connect", "--connect-ca", "mine.pem"], ["unix:///a.sock", "b:54321"], "mine.pem"),
+        (["--connect", "c:1"], ["c:1"], None),  # addresses given: the config is not read
+    ]:
+        opts = Options.from_args(build_parser().parse_args(["ui", *argv]))
+        got = config_nodes(opts, print)
+        assert got is not None and (got.connect, got.connect_ca) == (nodes, ca), argv
+
+
 def test_connect_options_that_do_not_go_together_are_one_line_and_status_2(tmp_path):
     for args, said in [
         (["--connect", "unix:///a.sock", "--connect", "unix:///a.sock"], "--connect unix:///a.sock is given twice"),

@@ -25,6 +25,11 @@ class Config:
     theme: str | None = None
     columns: list[str] | None = None  # the process list's, in order (tui.columns)
     header: bool = True  # htop's header of meters above the list
+    # The nodes `procscope --connect` (no address) watches, and TLS to them (tui.main.config_nodes).
+    connect: list[str] | None = None
+    connect_ca: str | None = None
+    connect_cert: str | None = None
+    connect_key: str | None = None
 
 
 def default_path() -> Path:
@@ -95,7 +100,18 @@ def load(path: str | os.PathLike, known_themes: Iterable[str] = (), warn: Callab
     if not isinstance(header, bool):
         warn(f"{path}:{_line_of(text, 'header')}: header must be true or false; showing it")
         header = True
-    return Config(theme=theme, columns=columns, header=header)
+    connect = data.get("connect")
+    if connect is not None and not (isinstance(connect, list) and all(isinstance(a, str) and a for a in connect)):
+        warn(f'{path}:{_line_of(text, "connect")}: connect must be a list of addresses, e.g. ["host:54321"]')
+        connect = None
+    tls: dict[str, str | None] = {}
+    for key in ("connect-ca", "connect-cert", "connect-key"):
+        value = tls[key] = data.get(key)
+        if value is not None and not isinstance(value, str):
+            warn(f"{path}:{_line_of(text, key)}: {key} must be a file's path")
+            tls[key] = None
+    return Config(theme=theme, columns=columns, header=header, connect=connect, connect_ca=tls["connect-ca"],
+                  connect_cert=tls["connect-cert"], connect_key=tls["connect-key"])  # fmt: skip
 
 
 def save(path: str | os.PathLike, config: Config) -> None:
@@ -110,3 +126,9 @@ def save(path: str | os.PathLike, config: Config) -> None:
             f.write(f"columns = {json.dumps(config.columns)}\n")
         if not config.header:
             f.write("header = false\n")
+        if config.connect is not None:
+            f.write(f"connect = {json.dumps(config.connect)}\n")
+        for key, value in (("connect-ca", config.connect_ca), ("connect-cert", config.connect_cert),
+                           ("connect-key", config.connect_key)):  # fmt: skip
+            if value is not None:
+                f.write(f"{key} = {json.dumps(value)}\n")

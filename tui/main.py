@@ -4,6 +4,7 @@ stopped on an error)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from procscope import themes
@@ -18,6 +19,28 @@ from .app import ProcscopeApp
 from .columns import COLUMNS
 from .screen_fd import screen_apart
 from .sources import LiveSource, RemoteSource, ReplaySource, Source
+
+FROM_CONFIG = ""  # what `--connect` without an address appends (procscope.cli): the config's nodes
+
+
+def config_nodes(args: Options, warn: Callable[[str], None]) -> Options | None:
+    """``args`` with a bare `--connect` replaced by the nodes the config names
+    (and its TLS files, unless the command line gives some); None, said in
+    one line, when it names none."""
+    if FROM_CONFIG not in (args.connect or ()):
+        return args
+    path, said = config.default_path(), list[str]()
+    settings = config.load(path, warn=said.append)
+    if not settings.connect:
+        why = next((w for w in said if "connect" in w), f"{path} names none")
+        warn(f"--connect without an address watches the nodes of the config: {why}; "
+             f'add connect = ["host:54321", ...] there, or give the addresses')  # fmt: skip
+        return None
+    nodes = [n for a in args.connect or () for n in (settings.connect if a == FROM_CONFIG else [a])]
+    if args.connect_ca or args.connect_cert or args.connect_key:  # TLS on the command line: its own
+        return dataclasses.replace(args, connect=nodes)
+    return dataclasses.replace(args, connect=nodes, connect_ca=settings.connect_ca,
+                               connect_cert=settings.connect_cert, connect_key=settings.connect_key)  # fmt: skip
 
 
 def run_monitor(args: Options, collector: Collector | None, replay: Replay | None, warn: Callable[[str], None],

@@ -6,6 +6,7 @@ that goes away, floods or stalls never stops the others."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -13,6 +14,7 @@ import time
 import pytest
 
 from procscope.api import tetragon_pb2 as pb
+from procscope.tui.fleet import FleetScreen
 
 from .conftest import SIZE, plain, unique_copy, wait_for
 from .test_agent import Agent, FakeAgent
@@ -28,6 +30,14 @@ def _sock() -> str:
 
 def _status(app) -> str:
     return plain(app, app.screen.query_one("#status").content)
+
+
+def _fleet_status(app) -> str:
+    return (
+        plain(app, app.screen.query_one("#fleet-status").content)
+        + " | "
+        + " ".join(line.plain for line in app.screen.lines)
+    )
 
 
 def _app(*remotes, **kw):
@@ -60,6 +70,32 @@ async def test_one_monitor_shows_two_nodes_by_name_and_ctrl_n_picks_one(scratch)
             assert await wait_for(pilot, lambda: "node node-b (connected)" in _status(app))
             assert second.exporter.node == "node-b"  # its exports and exec ids carry its name
             assert "node&#160;node-b&#160;(connected)" in app.export_screenshot()  # what the terminal gets
+
+            # All nodes in one list: a header row per node, the NODE column, one filter for all;
+            # Enter opens a process in its node's monitor, on it.
+            sleeper = subprocess.Popen([binary, "31"])
+            try:
+                assert await wait_for(pilot, lambda: all(sleeper.pid in m.cache.by_pid for m in app.monitors), 15)
+                await pilot.press("ctrl+n", "home", "enter")
+                await pilot.pause(0.3)
+                fleet = app.screen
+                assert isinstance(fleet, FleetScreen)
+                await pilot.press("backslash", *f"pid:{sleeper.pid}", "enter")
+                await pilot.pause(0.3)
+                lines = [line.plain for line in fleet.lines]
+                heads = [i for i, line in enumerate(lines) if line.startswith("▼ ")]
+                assert [lines[i].split()[1] for i in heads] == ["node-a", "node-b"], lines
+                found = [line for line in lines if f" {sleeper.pid} " in line]
+                assert [line.split()[0] for line in found] == ["node-a", "node-b"], lines  # NODE first
+                status = plain(app, fleet.query_one("#fleet-status").content)
+                assert re.search(rf"filter: pid:{sleeper.pid} │ \d+ shown │ 2 of 2 nodes connected \(\^N\)", status)
+                await pilot.press("end", "enter")  # the last row: node-b's sleeper
+                await pilot.pause(0.3)
+                assert app.screen is second
+                assert second.tree_pane.selected_key == second.cache.by_pid[sleeper.pid].key
+            finally:
+                sleeper.kill()
+                sleeper.wait()
 
             # One node goes away: said as such; the other goes on collecting.
             assert b.stop() == 0

@@ -163,7 +163,8 @@ class Actions(MonitorState):
         self.app.push_screen(PickScreen("Show one container", choices, current, "all containers"),
                          partial(self._replace_terms, "container"))  # fmt: skip
 
-    def action_pick_node(self) -> None:
+    def action_pick_node(self, current: str | None = None) -> None:
+        """``current``: the choice shown now ("": all nodes' list), else this monitor's node."""
         if len(self.nodes) == 1:
             self.say("one node: --connect ADDR given more than once watches several", timeout=5)
             return
@@ -174,9 +175,14 @@ class Actions(MonitorState):
                 label = f"{source.name:<24} {source.state()}"
             lost = f", {c.lost:,} lost" if c.lost else ""
             choices.append((str(i), f"{label}  {len(source.cache.by_pid)} processes{lost}"))
-        # Each node's monitor is a mode of the app (tui.app): picking one switches to it.
-        self.app.push_screen(PickScreen("Show one node", choices, str(self.nodes.index(self.source))),
-                             lambda picked: picked and self.app.switch_mode(f"node {picked}"))  # fmt: skip
+        # Each node's monitor is a mode of the app (tui.app), and the list of all (tui.fleet).
+        shown = str(self.nodes.index(self.source)) if current is None else current
+
+        def show(picked: str | None) -> None:
+            if picked is not None:
+                self.app.switch_mode(f"node {picked}" if picked else "all nodes")
+
+        self.app.push_screen(PickScreen("Show one node, or all", choices, shown, "all nodes, in one list"), show)
 
     def action_pick_user(self) -> None:
         users = Counter(describe.user(p) for p in self.cache.live())

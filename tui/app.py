@@ -15,7 +15,7 @@ from textual.binding import Binding
 from procscope import themes
 from procscope.window import Window
 
-from . import config
+from . import config, fleet
 from .columns import COLUMNS
 from .crash import crash_report
 from .monitor import MonitorScreen
@@ -60,6 +60,8 @@ class ProcscopeApp(App):
         self.monitor = self.monitors[0]
         for i, monitor in enumerate(self.monitors):
             self.add_mode(f"node {i}", lambda shown=monitor: shown)  # type: ignore[misc]
+        if len(self.monitors) > 1:  # every node's processes in one list, made when first shown
+            self.add_mode(fleet.MODE, lambda: fleet.FleetScreen(self.monitors))
         self.theme = theme or settings.theme or themes.DEFAULT
         self._saved_theme = self.theme  # only a change made here is written back
         self._gc_threshold: tuple[int, ...] | None = None  # Python's, while the monitor runs with its own

@@ -23,7 +23,8 @@ from textual.widgets import Footer, Input, Static
 from procscope.probes.text import printable
 from procscope.query import Query, QueryError
 
-from .columns import COLUMNS, Column, Context, header
+from . import columns as cols
+from .columns import Column, Context, any_badge, header
 from .monitor import MonitorScreen
 from .panes.process_tree import row_text
 from .rows import Rows, TreeModel, ViewOptions
@@ -136,6 +137,7 @@ class FleetScreen(Screen):
         self.filter_query = Query()
         self.view = ViewOptions()
         self.lines: _Lines | None = None
+        self.badged = False
 
     def compose(self) -> ComposeResult:
         yield Static(id="fleet-status", markup=False)
@@ -157,8 +159,15 @@ class FleetScreen(Screen):
     def redraw(self) -> None:
         if not self.is_current:
             return  # the nodes' monitors collect meanwhile: read when shown again
-        columns = [COLUMNS[n] for n in SHOWN]
         width = min(NODE_WIDTH, max(cell_len(printable(node_name(m))) for m in self.monitors))
+        # BADGES once a row on screen has one (as the monitor's list); narrow, what gives way first goes.
+        self.badged = self.badged or any(
+            any_badge(self.monitors[k[0]].feed.cache, (k[1],))
+            for k in self.list.keys_on_screen()
+            if isinstance(k, tuple)
+        )
+        room = self.list.scrollable_content_region.width - width - 1
+        columns = cols.fit(list(SHOWN), room, frozenset() if self.badged else frozenset({"BADGES"}))
         others = width + 1 + sum(c.width + 1 for c in columns if c.name != "COMMAND")
         command = max(self.list.scrollable_content_region.width - others, 0)
         nodes = []

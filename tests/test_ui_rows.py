@@ -193,6 +193,30 @@ def test_a_storms_parent_with_many_children_changed_at_once():
             assert signature(model.rows(None, opts)) == signature(process_rows(cache, None, opts))
 
 
+def test_a_model_not_drawn_forgets_what_changed_beyond_the_caches_size():
+    """Another node's monitor is shown for long in a storm: the one hidden
+    keeps at most about its cache's size of changed processes, and its next
+    rows are those from scratch."""
+    from procscope.tui import rows as rows_module
+
+    init = K(1, 10)
+    cache = ProcessCache(host_ns=HOST_NS, grace_ns=S)
+    cache.apply(exec_event(1, 10, ROOT, "/sbin/init", flags=wire.FLAG_PROCFS))
+    model = TreeModel(cache)
+    model.rows(None, ViewOptions())
+    limit = rows_module.TRIM_AFTER
+    for i in range(limit + 100):  # each runs and is gone: the cache stays small, what changed does not
+        pid = 100 + i % 30000
+        cache.apply(exec_event(pid, 100 + 10 * i, init, "/bin/true"))
+        cache.apply(exit_event(K(pid, 100 + 10 * i), 105 + 10 * i))
+        cache.expire(106 + 10 * i + S)
+        model.trim()
+    assert len(model._changed) <= max(limit, len(cache.procs)) + 2 and len(cache.procs) < limit
+    cache.apply(exec_event(7, 10**12, init, "/bin/last"))
+    for opts in views(cache):
+        assert signature(model.rows(None, opts)) == signature(process_rows(cache, None, opts))
+
+
 def test_a_view_of_the_last_walk_until_a_fresh_call():
     """A key in a storm (fresh=False) shows the last frame's processes in
     the new view; what changed since comes with the next fresh call."""

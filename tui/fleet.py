@@ -25,6 +25,7 @@ from procscope.query import Query, QueryError
 
 from . import columns as cols
 from .columns import Column, Context, any_badge, header
+from .frame import StatusParts
 from .monitor import MonitorScreen
 from .panes.process_tree import row_text
 from .rows import Rows, TreeModel, ViewOptions
@@ -157,8 +158,10 @@ class FleetScreen(Screen):
         self.redraw()
 
     def redraw(self) -> None:
-        if not self.is_current:
-            return  # the nodes' monitors collect meanwhile: read when shown again
+        if not self.is_current:  # the nodes' monitors collect meanwhile: read when shown again
+            for model in self.models:
+                model.trim()
+            return
         width = min(NODE_WIDTH, max(cell_len(printable(node_name(m))) for m in self.monitors))
         # BADGES once a row on screen has one (as the monitor's list); narrow, what gives way first goes.
         self.badged = self.badged or any(
@@ -183,7 +186,7 @@ class FleetScreen(Screen):
         connected = sum(1 for m in self.monitors if node_state(m) == "connected")
         shown = sum(n.rows.processes for n in nodes)
         lost = sum(m.source.counters().lost for m in self.monitors)
-        parts: list[tuple[int, str | tuple[str, ...]]] = [(0, f"⚠ lost {lost:,}" if lost else "lost 0")]
+        parts: StatusParts = [(0, f"⚠ lost {lost:,}" if lost else "lost 0")]
         if self.filter_query:
             parts.append((1, f"filter: {self.filter_query}"))
         parts += [(2, f"{shown} shown"), (3, f"{connected} of {len(self.monitors)} nodes connected (^N)")]

@@ -159,6 +159,7 @@ class MonitorScreen(Actions, MonitorState):
             self.pending = True
         elif not self.is_current:  # another node's monitor is shown: this one only collects
             self.pending = bool(n or self.pending)
+            self.tree_model.trim()
         elif n or self.pending or since >= 1.0:
             self.pending = False
             if self.travelling_live:  # the moment shown does not change: the status line does

@@ -24,6 +24,7 @@ from procscope.query import Query
 from .columns import COLUMNS, USAGE
 
 GROUPS = ("none", "container", "cgroup")
+TRIM_AFTER = 10_000  # changed processes a model not drawn keeps at least (TreeModel.trim)
 
 
 @dataclass
@@ -299,6 +300,16 @@ class TreeModel:
     def close(self) -> None:
         """Stops watching its cache (a view of another replaces it)."""
         self.cache.unwatch(self._changed.add)
+
+    def trim(self) -> None:
+        """For a model not drawn (another node's monitor is shown): once more
+        processes changed than the cache holds, forget them and the children
+        lists (the next rows() walks from scratch) instead of keeping every
+        process a storm made meanwhile."""
+        if len(self._changed) > max(TRIM_AFTER, len(self.cache.procs)):
+            self._changed.clear()
+            self._kids.clear()
+            self._walked, self._view, self._rows = False, None, None
 
     def rows(self, query: Query | None, opts: ViewOptions, fresh: bool = True) -> Rows:
         """``fresh`` False: the processes of the last walk, in this view (what

@@ -21,6 +21,6 @@ def known() -> list[tuple[str, str]]:
         if c is not None and c.id not in found:
             info = runtimes.describe(c)
             found[c.id] = info.name if info is not None else ""
-    for info in runtimes.docker_containers():
-        found.setdefault(info.id, info.name)
+    for info in runtimes.docker_containers(found.keys()):
+        found[info.id] = info.name
     return list(found.items())

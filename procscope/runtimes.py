@@ -32,7 +32,7 @@ import json
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from procscope.probes.text import from_os
@@ -307,15 +307,15 @@ class Runtimes:
             self._missed.pop(c.id, None)
         return found
 
-    def docker_containers(self, limit: int = 10_000) -> list[ContainerInfo]:
-        """Every container in Docker's data roots, running or not."""
+    def docker_containers(self, known: Collection[str] = frozenset(), limit: int = 10_000) -> list[ContainerInfo]:
+        """Every container in Docker's data roots, running or not, but those ``known`` (ids)."""
         found = []
         for root in self._roots()[0]:
             try:
                 ids = sorted(os.listdir(os.path.join(root, "containers")))[:limit]
             except OSError:
                 continue
-            for cid in ids:
+            for cid in (i for i in ids if i not in known):
                 doc = self._json(os.path.join(root, "containers", cid, "config.v2.json"))
                 if (info := read_docker(doc, cid)) is not None and info.name:
                     found.append(info)

@@ -92,7 +92,9 @@ async def test_one_monitor_shows_two_nodes_by_name_and_ctrl_n_picks_one(scratch)
                 await pilot.press("end", "enter")  # the last row: node-b's sleeper
                 await pilot.pause(0.3)
                 assert app.screen is second
-                assert second.tree_pane.selected_key == second.cache.by_pid[sleeper.pid].key
+                tree = second.tree_pane
+                assert tree.selected_key == second.cache.by_pid[sleeper.pid].key
+                assert tree.scroll_offset.y <= tree.cursor < tree.scroll_offset.y + tree.scrollable_content_region.height
             finally:
                 sleeper.kill()
                 sleeper.wait()

@@ -134,11 +134,13 @@ class RowsView(ScrollView, can_focus=True):
         self._show_cursor()  # fewer lines (the detail or a panel opened): its row stays in view
 
     def _show_cursor(self) -> None:
+        # At once, not after the next refresh: rows set before it (a storm's tick) would scroll
+        # from the offset it had not reached yet, and leave the cursor's row off screen.
         top, height, cursor = self.scroll_offset.y, self._page(), self.cursor
         if cursor < top:
-            self.scroll_to(y=cursor, animate=False)
+            self.scroll_to(y=cursor, animate=False, immediate=True)
         elif height > 0 and cursor >= top + height:
-            self.scroll_to(y=cursor - height + 1, animate=False)
+            self.scroll_to(y=cursor - height + 1, animate=False, immediate=True)
 
     def on_click(self, event) -> None:
         offset = event.get_content_offset(self)  # event.y counts the border too

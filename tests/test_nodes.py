@@ -94,7 +94,9 @@ async def test_one_monitor_shows_two_nodes_by_name_and_ctrl_n_picks_one(scratch)
                 assert app.screen is second
                 tree = second.tree_pane
                 assert tree.selected_key == second.cache.by_pid[sleeper.pid].key
-                assert tree.scroll_offset.y <= tree.cursor < tree.scroll_offset.y + tree.scrollable_content_region.height
+                assert (
+                    tree.scroll_offset.y <= tree.cursor < tree.scroll_offset.y + tree.scrollable_content_region.height
+                )
             finally:
                 sleeper.kill()
                 sleeper.wait()

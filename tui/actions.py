@@ -30,7 +30,7 @@ from .screens.help import HelpScreen
 from .screens.pick import PickScreen
 from .screens.setup import Setup, SetupScreen
 from .screens.signal import SignalScreen
-from .sources import RemoteSource, ReplaySource
+from .sources import ReplaySource
 from .state import MonitorState
 from .travel import Shown, TimeTravel
 
@@ -170,11 +170,9 @@ class Actions(MonitorState):
             return
         choices = []
         for i, source in enumerate(self.nodes):
-            c, label = source.counters(), source.label
-            if isinstance(source, RemoteSource):
-                label = f"{source.name:<24} {source.state()}"
+            c = source.counters()
             lost = f", {c.lost:,} lost" if c.lost else ""
-            choices.append((str(i), f"{label}  {len(source.cache.by_pid)} processes{lost}"))
+            choices.append((str(i), f"{source.name:<24} {source.state()}  {len(source.cache.by_pid)} processes{lost}"))
         # Each node's monitor is a mode of the app (tui.app), and the list of all (tui.fleet).
         shown = str(self.nodes.index(self.source)) if current is None else current
 

@@ -30,23 +30,13 @@ from .monitor import MonitorScreen
 from .panes.process_tree import row_text
 from .rows import Rows, TreeModel, ViewOptions
 from .safe_text import safe
-from .sources import RemoteSource
+from .sources import connected
 from .status import fit
 from .widgets.rows_view import RowsView
 
 MODE = "all nodes"
 SHOWN = ("PID", "USER", "BADGES", "AGE", "COMMAND")  # what an agent's events tell (no CPU, memory)
 NODE_WIDTH = 16  # cells of the NODE column at most
-
-
-def node_name(monitor: MonitorScreen) -> str:
-    s = monitor.source
-    return s.name if isinstance(s, RemoteSource) else s.label
-
-
-def node_state(monitor: MonitorScreen) -> str:
-    s = monitor.source
-    return s.state() if isinstance(s, RemoteSource) else "this machine"
 
 
 class _Node:
@@ -59,13 +49,13 @@ class _Node:
         m, lost = self.monitor, self.monitor.source.counters().lost
         live = len(m.feed.cache.by_pid)
         shown = f", {self.rows.processes} shown" if filtered else ""
-        text = Text(f"▼ {printable(node_name(m))}  {node_state(m)}  {live} processes{shown}", style="bold")
+        text = Text(f"▼ {printable(m.source.name)}  {m.source.state()}  {live} processes{shown}", style="bold")
         if lost:
             text.append(f"  ⚠ lost {lost:,} (L in its monitor)", style="bold red")
         return text
 
     def line(self, i: int, columns: list[Column]) -> Text:
-        text = Text(printable(node_name(self.monitor))[: self.width].ljust(self.width) + " ", style="dim")
+        text = Text(printable(self.monitor.source.name)[: self.width].ljust(self.width) + " ", style="dim")
         return text.append_text(row_text(self.rows[i], self.ctx, columns))
 
 
@@ -162,7 +152,7 @@ class FleetScreen(Screen):
             for model in self.models:
                 model.trim()
             return
-        width = min(NODE_WIDTH, max(cell_len(printable(node_name(m))) for m in self.monitors))
+        width = min(NODE_WIDTH, max(cell_len(printable(m.source.name)) for m in self.monitors))
         # BADGES once a row on screen has one (as the monitor's list); narrow, what gives way first goes.
         self.badged = self.badged or any(
             any_badge(self.monitors[k[0]].feed.cache, (k[1],))
@@ -183,13 +173,13 @@ class FleetScreen(Screen):
             header(columns, "" if self.view.tree else self.view.sort, self.view.reverse)
         )
         self.list.set_rows(self.lines, self.lines.keys)
-        connected = sum(1 for m in self.monitors if node_state(m) == "connected")
+        up = connected([m.source for m in self.monitors])
         shown = sum(n.rows.processes for n in nodes)
         lost = sum(m.source.counters().lost for m in self.monitors)
         parts: StatusParts = [(0, f"⚠ lost {lost:,}" if lost else "lost 0")]
         if self.filter_query:
             parts.append((1, f"filter: {self.filter_query}"))
-        parts += [(2, f"{shown} shown"), (3, f"{connected} of {len(self.monitors)} nodes connected (^N)")]
+        parts += [(2, f"{shown} shown"), (3, f"{up} of {len(self.monitors)} nodes connected (^N)")]
         self.query_one("#fleet-status", Static).update(safe(fit(parts, self.size.width)))
 
     # -- keys ------------------------------------------------------------------------------

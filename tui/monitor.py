@@ -31,7 +31,7 @@ from .panes.exits import Exits
 from .panes.history import History
 from .panes.process_tree import ProcessTree
 from .safe_text import safe
-from .sources import RemoteSource
+from .sources import RemoteSource, connected
 from .state import WIDE, MonitorState
 from .status import StatusLine
 from .travel import MomentError
@@ -233,8 +233,7 @@ class MonitorScreen(Actions, MonitorState):
         if self.filter_query:
             parts.append((2, f"filter: {self.filter_query}"))
         if len(self.nodes) > 1:
-            up = sum(isinstance(s, RemoteSource) and s.remote.state == "connected" for s in self.nodes)
-            parts.append((2, f"{up} of {len(self.nodes)} nodes connected (^N)"))
+            parts.append((2, f"{connected(self.nodes)} of {len(self.nodes)} nodes connected (^N)"))
         n = len(self.cache.containers)
         parts += [(3, f"{len(self.cache.by_pid)} processes, {shown} shown"),
                   (5, f"{n} container{'' if n == 1 else 's'}"), (4, self.feed.rate_text()),

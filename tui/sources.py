@@ -48,6 +48,15 @@ class Source:
         """The name of the node the events come from, when not this machine."""
         return None
 
+    @property
+    def name(self) -> str:
+        """What the node picker and the all-nodes list call it."""
+        return self.label
+
+    def state(self) -> str:
+        """How its connection is (another machine's)."""
+        return "this machine"
+
     def clock_now(self) -> int | None:
         """Now on the events' boot clock, for a source whose clock is not this
         machine's but runs now (another machine's); None: the last event's time."""
@@ -299,3 +308,8 @@ class RemoteSource(Source):
 
     def stop(self) -> None:
         self.remote.stop()
+
+
+def connected(sources: list[Source]) -> int:
+    """How many of several nodes are connected now."""
+    return sum(isinstance(s, RemoteSource) and s.remote.state == "connected" for s in sources)

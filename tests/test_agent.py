@@ -82,13 +82,15 @@ class Reader:
     """`tetra getevents -o json ARGS` reading the agent in the background."""
 
     def __init__(self, address: str, *args: str):
-        self.out = tempfile.TemporaryFile("w+")  # noqa: SIM115 - read while tetra writes it
+        self.out = tempfile.TemporaryFile()  # noqa: SIM115 - read while tetra writes it
         self.proc = subprocess.Popen([_tool("tetra"), "--server-address", address, "getevents", "-o", "json", *args],
                                      stdout=self.out, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
     def events(self) -> list[dict]:
-        self.out.seek(0)
-        *whole, _ = self.out.read().split("\n")  # the last: being written (or empty)
+        # pread: tetra's stdout shares this file's offset; a seek here would make it write over earlier lines.
+        fd = self.out.fileno()
+        text = os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+        *whole, _ = text.split("\n")  # the last: being written (or empty)
         return [json.loads(line) for line in whole if line.strip()]
 
     def stop(self) -> list[dict]:

@@ -9,7 +9,8 @@ Workloads: a tight getppid loop from C pinned to one CPU, which never execs
 (any syscall tracepoint puts every syscall of every task on the kernel's
 slow path: this is what ordinary servers would pay); fork+execl of a copy
 of /bin/true from two C loops; posix_spawn from Python (bench/workload.py);
-a shell loop of pipelines. procscope: `procscope events -o FILE`, the same
+a shell loop of pipelines. procscope: the collector alone applying its
+batches to a process cache (bench/collect.py), `procscope events -o FILE`, the same
 with --creds-exact (the syscall tracepoints: reported, no target), and the
 monitor open at 200x50 with its resources view on. Needs root and a C
 compiler.
@@ -39,9 +40,11 @@ from usage_cost import live
 # Median of the pair ratios, at least (None: reported only).
 TARGETS: dict[tuple[str, str], float | None] = {}
 for _w in ("fork+exec", "posix_spawn", "shell"):
+    TARGETS[(_w, "collector")] = 0.97
     TARGETS[(_w, "events -o FILE")] = 0.97
     TARGETS[(_w, "monitor")] = 0.95
     TARGETS[(_w, "events --creds-exact")] = None
+TARGETS[("syscalls", "collector")] = 0.99
 TARGETS[("syscalls", "events -o FILE")] = 0.99
 TARGETS[("syscalls", "monitor")] = 0.99
 TARGETS[("syscalls", "events --creds-exact")] = None
@@ -131,20 +134,28 @@ class Workloads:
 
 
 @contextmanager
-def events(*options: str) -> Iterator[int]:
-    """`procscope events -o FILE` running (started and collecting): its pid."""
-    path = tempfile.mktemp(prefix="procscope-cost-", suffix=".json")
-    proc = subprocess.Popen([sys.executable, "-m", "procscope", "events", "-o", path, *options], cwd=REPO,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+def collecting(argv: list[str]) -> Iterator[int]:
+    """A command that says "collecting" on stderr once attached, running: its pid."""
+    proc = subprocess.Popen([sys.executable, *argv], cwd=REPO, stderr=subprocess.PIPE, text=True)
     try:
         while "collecting" not in (line := proc.stderr.readline()):
             if not line:
-                raise RuntimeError("procscope events did not start: " + proc.stderr.read())
+                raise RuntimeError(f"{argv} did not start: " + proc.stderr.read())
         time.sleep(0.5)
         yield proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
+
+
+@contextmanager
+def events(*options: str) -> Iterator[int]:
+    """`procscope events -o FILE` running (started and collecting): its pid."""
+    path = tempfile.mktemp(prefix="procscope-cost-", suffix=".json")
+    try:
+        with collecting(["-m", "procscope", "events", "-o", path, *options]) as pid:
+            yield pid
+    finally:
         if os.path.exists(path):
             os.unlink(path)
 
@@ -162,8 +173,8 @@ def monitor() -> Iterator[int]:
         term.quit()
 
 
-TREATMENTS = {"events -o FILE": lambda: events(), "events --creds-exact": lambda: events("--creds-exact"),
-              "monitor": monitor}  # fmt: skip
+TREATMENTS = {"collector": lambda: collecting([str(REPO / "bench" / "collect.py")]), "events -o FILE": lambda: events(),
+              "events --creds-exact": lambda: events("--creds-exact"), "monitor": monitor}  # fmt: skip
 
 
 def pairs(work: Callable[[], float], treatment: str, n: int) -> tuple[list[float], list[float]]:
@@ -192,7 +203,7 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=6)
     ap.add_argument("--duration", type=float, default=3.0, help="seconds a workload runs")
     ap.add_argument("--workloads", default="syscalls,fork+exec,posix_spawn,shell")
-    ap.add_argument("--treatments", default="events -o FILE,events --creds-exact,monitor")
+    ap.add_argument("--treatments", default="collector,events -o FILE,events --creds-exact,monitor")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("cost: needs root (the probes)", file=sys.stderr)

@@ -31,6 +31,7 @@ from procscope.probes.decode import decode
 from procscope.probes.errors import SetupError
 from procscope.probes.events import ExecEvent
 from procscope.probes.loader import DEFAULT_RING_BYTES, PAGE_SIZE, ring_pages
+from procscope.probes.programs import program_name
 
 QUIET_S = 1.0  # drain until the workload's exec count has not grown for this long
 DRAIN_CAP_S = 60.0
@@ -183,7 +184,9 @@ def bench(a: argparse.Namespace, binary: str) -> int:
     ratios = rounds.ratios("with collector")
     ratio = rounds.ratio("with collector")
     made = attached.made
-    execs = sum(attached.bpf.get(n, (0, 0))[0] for n in attached.bpf if n.endswith("sched_process_exec"))
+    execs = attached.bpf.get(program_name("sched_process_exec").decode(), (0, 0))[0]  # every exec on the machine
+    if not execs:  # the program not found by its name: no figure, rather than a wrong one
+        raise SystemExit(f"exec_rate: no runs of the exec program in {sorted(attached.bpf)}")
     bpf_ns = sum(ns for _, ns in attached.bpf.values())
     user_us = attached.process_s / attached.events * 1e6 if attached.events else float("inf")
     print("with the collector attached, against the baselines around it:")

@@ -22,14 +22,17 @@ import measure
 from exec_rate import Attached
 
 from procscope.probes.loader import DEFAULT_RING_BYTES
+from procscope.probes.programs import program_name
 
 TARGETS = {"bpf_us_per_exit": 0.5, "rate": 0.97}
-EXIT_PROG = "raw_tracepoint__sched_process_exit"
+EXIT_PROG = program_name("sched_process_exit").decode()  # as bpf_stats name it
 
 
 def per_exit(a: Attached) -> tuple[float, int]:
     """(exit program ns per exit, exits)."""
     exits, exit_ns = a.bpf.get(EXIT_PROG, (0, 0))
+    if not exits:  # the program not found by its name: no figure, rather than 0
+        raise SystemExit(f"exit_cpu: no runs of {EXIT_PROG} in {sorted(a.bpf)}")
     return exit_ns / max(exits, 1), exits
 
 

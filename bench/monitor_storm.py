@@ -31,7 +31,8 @@ import time
 import measure
 from terminal import REPO, Terminal, status
 
-TARGETS = {"monitor": 0.90, "events -o FILE": 0.92, "monitor_cpu": 0.25, "key_p95_ms": 100.0}
+# Issue 30's (as bench/cost.py's for the exec workloads).
+TARGETS = {"monitor": 0.95, "events -o FILE": 0.97, "monitor_cpu": 0.25, "key_p95_ms": 50.0, "key_max_ms": 100.0}
 LOST = re.compile(r"lost (\d+)")
 
 
@@ -211,7 +212,8 @@ def main() -> int:
     print(
         f"  key to screen during the storm : median {statistics.median(keys) if keys else 0:.0f} ms,"
         f" p95 {p95:.0f} ms, max {max(keys, default=0):.0f} ms over {len(keys)} presses"
-        f" ({typing.missed_keys} not shown within 5 s; target p95 <= {TARGETS['key_p95_ms']:.0f} ms)"
+        f" ({typing.missed_keys} not shown within 5 s; target p95 <= {TARGETS['key_p95_ms']:.0f},"
+        f" max <= {TARGETS['key_max_ms']:.0f} ms)"
     )
     lost = monitor.lost + typing.lost + to_file.lost + pipe.lost
     return measure.result([
@@ -221,6 +223,7 @@ def main() -> int:
         (f"monitor CPU {cpu:.3f} core", cpu <= TARGETS["monitor_cpu"]),
         (f"events lost {lost}", all(n == 0 for n in lost)),
         (f"key to screen p95 {p95:.0f} ms", p95 <= TARGETS["key_p95_ms"] and not typing.missed_keys),
+        (f"key to screen max {max(keys, default=0):.0f} ms", max(keys, default=0) <= TARGETS["key_max_ms"]),
     ])  # fmt: skip
 
 

@@ -143,10 +143,10 @@ class Programs:
             point = p.name[len(prefix) :]
             code = (ct.c_char * len(insns)).from_buffer(insns)
             kind, license = PROG_TYPES[prefix], self.compiled.license.encode()
-            fd = lib.bcc_prog_load(kind, _short(point), code, len(insns), license, 0, 0, None, 0)
+            fd = lib.bcc_prog_load(kind, program_name(point), code, len(insns), license, 0, 0, None, 0)
             if fd < 0:  # again with the verifier's log, for what it says
                 log = ct.create_string_buffer(LOG_BYTES)
-                lib.bcc_prog_load(kind, _short(point), code, len(insns), license, 0, 1, log, LOG_BYTES)
+                lib.bcc_prog_load(kind, program_name(point), code, len(insns), license, 0, 1, log, LOG_BYTES)
                 said = [line for line in log.value.decode(errors="replace").splitlines() if line.strip()]
                 raise SetupError(f"loading BPF program {p.name} failed: {os.strerror(ct.get_errno())}"
                                  + (f" ({said[-1]})" if said else ""))  # fmt: skip
@@ -177,7 +177,7 @@ class Programs:
             os.close(fd)
 
 
-def _short(point: str) -> bytes:
+def program_name(point: str) -> bytes:
     """A program's name as the kernel keeps it (15 characters): ps_ and what it attaches to."""
     for long, short in (("sched_process_", ""), ("syscalls__sys_exit_", "x_"), ("syscalls__sys_enter_", "e_")):
         point = point.replace(long, short)

@@ -19,7 +19,7 @@ from procscope.subtree_usage import SubtreeRates
 from procscope.tui.app import ProcscopeApp
 from procscope.tui.columns import DEFAULT, Context, fit
 from procscope.tui.panes.process_tree import _Lines, group_text, row_text
-from procscope.tui.rows import GROUPS, Group, Rows, TreeModel, ViewOptions, view_rows
+from procscope.tui.rows import GROUPS, MAX_GUIDE, Group, Rows, TreeModel, ViewOptions, view_rows
 from procscope.tui.sources import LiveSource, Source
 from procscope.tui.widgets.rows_view import RowsView
 
@@ -434,9 +434,20 @@ def test_tree_glyphs_are_htops(steps):
     for s in steps:  # each row at most one deeper than the one before
         depths.append(min(s, depths[-1] + 1) if depths else 0)
     rows = Rows(list(range(len(depths))), depths, frozenset(), None, {})
-    lasts, guides = rows.guides()
-    drawn = [(g + ("└─ " if last else "├─ ")) if d else "" for d, last, g in zip(depths, lasts, guides, strict=True)]
+    guides = rows.guides()
+    drawn = [(guides.guide(i) + ("└─ " if guides.last[i] else "├─ ")) if d else "" for i, d in enumerate(depths)]
     assert drawn == glyphs_from_scratch(depths)
+
+
+def test_a_chain_deeper_than_any_screen_costs_what_a_screen_shows():
+    """A process can nest its children as deep as it likes: the tree lines
+    of its deepest row are what a screen can show (their left part, as
+    drawn), not a string per level."""
+    depths = list(range(20_000))
+    guides = Rows(depths, depths, frozenset(), None, {}).guides()
+    deepest = guides.guide(len(depths) - 1)
+    assert deepest == "   " * (MAX_GUIDE // 3)
+    assert guides.guide(5) == "   " * 4
 
 
 def test_tree_glyphs_on_screen():

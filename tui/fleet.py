@@ -180,7 +180,7 @@ class FleetScreen(Screen):
         if self.filter_query:
             parts.append((1, f"filter: {self.filter_query}"))
         parts += [(2, f"{shown} shown"), (3, f"{up} of {len(self.monitors)} nodes connected (^N)")]
-        self.query_one("#fleet-status", Static).update(safe(fit(parts, self.size.width)))
+        self.query_one("#fleet-status", Static).update(safe(fit(parts, self.size.width)), layout=False)
 
     # -- keys ------------------------------------------------------------------------------
     async def action_open(self) -> None:

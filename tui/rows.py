@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 import time
-from bisect import insort
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -24,6 +23,7 @@ from procscope.query import Query
 from .columns import COLUMNS, USAGE
 
 GROUPS = ("none", "container", "cgroup")
+MAX_GUIDE = 3 * 300  # characters of tree lines kept: wider than any terminal
 TRIM_AFTER = 10_000  # changed processes a model not drawn keeps at least (TreeModel.trim)
 
 
@@ -80,11 +80,13 @@ class Rows(Sequence):
         self.keys = _Keys(items, lambda k: groups.get(k) if isinstance(k, str) else cache.procs.get(k))
         self.processes = len(items) - len(groups)
         self.tree = tree
-        self._guides: tuple[list[bool], list[str]] | None = None  # made when first drawn
+        self._guides: TreeGuides | None = None
+        # Made when first drawn; the whole tree's are the walk's (TreeModel), made once a walk.
+        self.make_guides: Callable[[], TreeGuides] = lambda: TreeGuides(self.depths)
 
-    def guides(self) -> tuple[list[bool], list[str]]:
-        if self._guides is None:
-            self._guides = tree_guides(self.depths) if self.tree else ([True] * len(self.items), [""] * len(self.items))
+    def guides(self) -> TreeGuides | None:
+        if self._guides is None and self.tree:
+            self._guides = self.make_guides()
         return self._guides
 
     def __len__(self) -> int:
@@ -96,34 +98,51 @@ class Rows(Sequence):
         item = self.items[i]
         if isinstance(item, Group):
             return item
-        lasts, guides = self.guides()
-        return Row(item, self.depths[i], bool(item.children), item.key in self.folded, lasts[i], guides[i])
+        guides = self.guides()
+        if guides is None:
+            return Row(item, self.depths[i], bool(item.children), item.key in self.folded)
+        return Row(item, self.depths[i], bool(item.children), item.key in self.folded, guides.last[i], guides.guide(i))
 
 
-def tree_guides(depths: list[int]) -> tuple[list[bool], list[str]]:
-    """For rows in tree order (each after its parent, with its depth):
-    whether each is the last of its siblings, and the lines drawn for its
+class TreeGuides:
+    """htop's tree lines for rows in tree order (each after its parent, at
+    most one deeper than the row before): whether each row is the last of
+    its siblings, from one pass over the rows; the lines drawn for its
     ancestors ("│  " under one that has siblings still to come, else
-    spaces). Two passes over the rows; equal guides are one string."""
-    n = len(depths)
-    last = [True] * n
-    later: list[bool] = []  # later[d]: a row at depth d comes after, before the subtree ends
-    for i in range(n - 1, -1, -1):
-        d = depths[i]
-        del later[d + 1 :]
-        later.extend([False] * (d + 1 - len(later)))
-        last[i] = not later[d]
-        later[d] = True
-    guides = [""] * n
-    stack = [""]  # stack[k]: the guide of a row at depth k + 1
-    for i, d in enumerate(depths):
-        if d == 0:
-            del stack[1:]
-            continue
-        del stack[d:]
-        guides[i] = stack[-1]
-        stack.append(stack[-1] + ("   " if last[i] else "│  "))
-    return last, guides
+    spaces) only for the rows drawn, each from its parent's (equal guides
+    are one string)."""
+
+    def __init__(self, depths: list[int]):
+        n = len(depths)
+        self.last = last = [True] * n
+        self.up = up = [-1] * n  # the parent's row
+        path: list[int] = []  # path[k]: the row at depth k above this one
+        for i, d in enumerate(depths):
+            if len(path) > d:
+                last[path[d]] = False  # this row is a later sibling of it
+                del path[d:]
+            if path:
+                up[i] = path[-1]
+            path.append(i)
+        self._under: dict[int, str] = {}  # row → the guide of its children
+
+    def guide(self, i: int) -> str:
+        p = self.up[i]
+        if p < 0:
+            return ""
+        under, up, last = self._under, self.up, self.last
+        chain = []  # not recursion: a chain is as deep as a process makes it
+        while p >= 0 and p not in under:
+            chain.append(p)
+            p = up[p]
+        g = under[p] if p >= 0 else None
+        for a in reversed(chain):
+            if g is None:
+                g = ""
+            elif len(g) < MAX_GUIDE:  # deeper, it is off screen: a chain as deep as a process makes it costs no more
+                g += "   " if last[a] else "│  "
+            under[a] = g
+        return g or ""
 
 
 class _Keys(Sequence):
@@ -294,6 +313,7 @@ class TreeModel:
         self._kids: dict = {}  # parent (None: the roots) → its tree children, by pid
         self._walked = False
         self._order: tuple[list[Process], list[int]] = ([], [])
+        self._order_guides: TreeGuides | None = None  # the walk's, made when first drawn
         self._view: tuple | None = None
         self._rows: Rows | None = None
 
@@ -319,52 +339,39 @@ class TreeModel:
         view = (query or None, opts.tree, opts.sort, opts.reverse, opts.group, frozenset(opts.collapsed), figures)
         if (self._changed and fresh) or not self._walked:
             self._walked = True
-            self._order = self._walk()
+            self._order, self._order_guides = self._walk(), None
         elif view == self._view and self._rows is not None:
             return self._rows
         self._view = view
         # The predicate is built now: pid: terms take the subtree as it is.
         match = query.predicate(self.cache) if query else None
         self._rows = view_rows(self.cache, *self._order, match, opts)
+        if self._rows.depths is self._order[1]:  # the whole tree as walked (F5 back to it): its guides once a walk
+            self._rows.make_guides = self._walk_guides
         return self._rows
 
+    def _walk_guides(self) -> TreeGuides:
+        if self._order_guides is None:
+            self._order_guides = TreeGuides(self._order[1])
+        return self._order_guides
+
     def _update_kids(self) -> None:
-        """Bring the sorted children lists up to date with what changed: a
-        parent's children only change through children the cache reports
-        changed, so the others stay where they are and the changed ones
-        that are still there go back in by bisection."""
-        cache, kids, changed = self.cache, self._kids, self._changed
-        back: dict = {}  # parent (None: the roots) → its changed children
-        for proc in changed:
-            if proc is None:
+        """Sort again the children lists of the parents whose children
+        changed (the cache reports each such parent, None for the roots);
+        the others stay. In a storm most of a busy parent's children change
+        within a second: sorting its nearly sorted children (in the order
+        they came) costs less than finding each changed child's parent."""
+        cache, kids = self.cache, self._kids
+        for parent in self._changed:
+            if parent not in kids:
                 continue
-            if cache.roots.get(proc.key) is proc:
-                back.setdefault(None, []).append(proc)
-            elif (
-                (up := cache.procs.get(proc.tree_parent)) is not None
-                and up.children
-                and up.children.get(proc.key) is proc
-            ):
-                back.setdefault(up, []).append(proc)
-        for parent in changed:
-            old = kids.get(parent)
-            if old is None:
-                continue
-            if parent is not None and not (parent.children and parent.visible and parent.key in cache.procs):
-                del kids[parent]
-                continue
-            new = [c for c in old if c not in changed]
-            came = back.get(parent, ())
-            if len(came) > 8 + len(new) // 64:
-                # Many (a storm's parent, a second's children): one sort merging the two runs,
-                # not thousands of insertions each moving the list's tail.
-                new += came
-                new.sort(key=BY_PID)
+            if parent is None:
+                kids[None] = sorted(cache.roots.values(), key=BY_PID)
+            elif parent.children and parent.visible and parent.key in cache.procs:
+                kids[parent] = sorted(parent.children.values(), key=BY_PID)
             else:
-                for c in came:
-                    insort(new, c, key=BY_PID)
-            kids[parent] = new
-        changed.clear()
+                del kids[parent]
+        self._changed.clear()
 
     def _walk(self) -> tuple[list[Process], list[int]]:
         """cache.walk(), from sorted children lists kept up to date."""

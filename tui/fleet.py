@@ -71,6 +71,7 @@ class _Lines(Sequence):
             start += 1 + len(n.rows)
         self.total = start
         self.keys = _Keys(self)
+        self._made: dict[int, Text] = {}  # a line is asked for twice a frame: compared, then drawn
 
     def __len__(self) -> int:
         return self.total
@@ -83,8 +84,11 @@ class _Lines(Sequence):
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]
-        node, j = self.at(i)
-        return node.header(self.filtered) if j < 0 else node.line(j, self.columns)
+        text = self._made.get(i)
+        if text is None:
+            node, j = self.at(i)
+            text = self._made[i] = node.header(self.filtered) if j < 0 else node.line(j, self.columns)
+        return text
 
 
 class _Keys(Sequence):

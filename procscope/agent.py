@@ -14,30 +14,46 @@ or the other clients."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import itertools
 import os
 import queue
+import ssl
 import stat
 import threading
 import time
-from concurrent import futures
+import weakref
 
-import grpc
 from google.protobuf import field_mask_pb2
+from google.protobuf.message import DecodeError
 
 from procscope import __version__
 from procscope.api import tetragon_pb2 as pb
 
 from .agent_filters import FilterError, Predicate, predicate
 from .agent_messages import Converter
+from .agent_server import (
+    INVALID_ARGUMENT,
+    RESOURCE_EXHAUSTED,
+    UNAVAILABLE,
+    Abort,
+    Methods,
+    Server,
+    frame,
+    tls_context,
+    unix_path,
+)
 from .cache import ProcessCache
 from .export import Exporter
 from .options import CLIENT_QUEUE
 from .snapshot import tetragon_lines
+from .stream import ProcessEvent
 
 MAX_CLIENTS = 16
+WAKE_EVERY = 0.02  # seconds: a client's events wait at most this (and a batch's turn) to be sent
+WAKE_QUEUED = 256  # or until this many are queued
 LIVING_HEADER = "procscope-living"  # GetEvents' initial metadata: the events of the processes alive, sent first
 DEFAULT_ADDRESS = (
     "unix:///run/procscope/procscope.sock"  # root's only (Tetragon's: unix:///var/run/tetragon/tetragon.sock)
@@ -52,22 +68,62 @@ class AgentError(Exception):
 
 @dataclasses.dataclass(eq=False)
 class Client:
+    """One GetEvents call: its filters and its queue of framed messages (a
+    Feed of agent_server), filled on the collecting thread, emptied on its
+    connection's."""
+
     name: str  # "client N (peer)", for the log
-    passes: Predicate
+    passes: Predicate | None  # None: every event
     field_filters: list[pb.FieldFilter]
-    queue: queue.Queue[bytes | None]
+    limit: int  # events it may fall behind by
+    broadcast: Broadcast
+    queue: collections.deque[bytes] = dataclasses.field(default_factory=collections.deque)
     sent: int = 0
     lost: int = 0  # events not queued: it read too slowly
     told: int = 0  # of those, said to it
     left: bool = False
+    ended: bool = False  # the agent is stopping: nothing more after the queue
     living: int = 0  # the events of the processes alive when it joined, queued first
     admitted: threading.Event = dataclasses.field(default_factory=threading.Event)
+    woken: bool = True  # its connection was told of what is queued
+    woke_at: float = 0.0  # when (monotonic)
+    wake: int = dataclasses.field(default_factory=lambda: os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC))
+
+    def __post_init__(self) -> None:
+        # Closed with the object: the collecting thread may still hold it (and write to it) after it left.
+        weakref.finalize(self, os.close, self.wake)
+
+    def fileno(self) -> int:
+        return self.wake
+
+    def take(self, limit: int) -> bytes | None:
+        with contextlib.suppress(BlockingIOError):
+            os.eventfd_read(self.wake)
+        parts = []
+        lost = self.lost
+        if lost > self.told:  # said before what follows: it read too slowly
+            parts.append(frame(self.broadcast.dropped(lost - self.told)))
+            self.told = lost
+        q, size, told = self.queue, 0, len(parts)
+        if not q and not parts:
+            return None if self.ended else b""
+        while q and size < limit:
+            parts.append(data := q.popleft())
+            size += len(data)
+        if q:  # more than limit: its connection comes back for the rest
+            os.eventfd_write(self.wake, 1)
+        self.sent += len(parts) - told
+        return b"".join(parts)
+
+    def close(self) -> None:
+        self.broadcast.leave(self)
 
 
 class Broadcast:
     """The event stream's sink (an ObjectSink): each event to the clients
     it passes. Written on the collecting thread; clients join and leave
-    from gRPC's (the list is replaced, never changed in place, under a lock)."""
+    from their connections' (the list is replaced, never changed in place,
+    under a lock)."""
 
     def __init__(self, cache: ProcessCache, log):
         self.cache, self.log = cache, log
@@ -78,60 +134,86 @@ class Broadcast:
         self._converter = Converter()
 
     def join(self, client: Client) -> None:
-        """From a gRPC thread: admitted by the collecting thread (admit)."""
+        """From a connection's thread: admitted by the collecting thread (admit)."""
         self._joining.put(client)
 
     def admit(self) -> None:
-        """New clients get the processes alive now, then what follows."""
+        """New clients get the processes alive now, then what follows; the
+        connections of clients with new events are woken, at most every
+        WAKE_EVERY seconds unless much is queued: a storm's batches are of a
+        few events, and a wake-up for each cost more than sending them."""
         while not self._joining.empty():
             client = self._joining.get()
             assert self.exporter is not None
             for obj in tetragon_lines(self.cache, self.exporter):
-                if client.passes(next(iter(obj)), obj):
+                if client.passes is None or client.passes(next(iter(obj)), obj):
                     client.living += self._put(client, self._serialized(obj, client.field_filters))
             with self._lock:
                 if not client.left:  # gone while it waited
                     self.clients = [*self.clients, client]
             client.admitted.set()
+        now = time.monotonic()
+        for client in self.clients:
+            if not client.woken and (now - client.woke_at >= WAKE_EVERY or len(client.queue) >= WAKE_QUEUED):
+                client.woken, client.woke_at = True, now
+                os.eventfd_write(client.wake, 1)
 
     def leave(self, client: Client) -> None:
         with self._lock:
+            if client.left:
+                return
             client.left = True
             self.clients = [c for c in self.clients if c is not client]
         self.log(f"{client.name} left: {client.sent} events sent"
                  + (f", {client.lost} not sent (it read too slowly)" if client.lost else ""))  # fmt: skip
 
-    def write(self, obj: dict) -> None:
+    def write(self, event: dict | ProcessEvent) -> None:
         shared: bytes | None = None  # converted once for the clients without field filters
         for client in self.clients:
-            if not client.passes(next(iter(obj)), obj):
-                continue
+            if client.passes is not None:
+                obj = event.object() if isinstance(event, ProcessEvent) else event
+                if not client.passes(next(iter(obj)), obj):
+                    continue
             if client.field_filters:
-                self._put(client, self._serialized(obj, client.field_filters))
+                self._put(client, self._serialized(event, client.field_filters))
                 continue
             if shared is None:
-                shared = self._serialized(obj, [])
+                shared = self._serialized(event, [])
             self._put(client, shared)
 
-    def _serialized(self, obj: dict, field_filters: list[pb.FieldFilter]) -> bytes:
-        return _fielded(self._converter.response(obj), field_filters).SerializeToString()
+    def _serialized(self, event: dict | ProcessEvent, field_filters: list[pb.FieldFilter]) -> bytes:
+        if isinstance(event, ProcessEvent):
+            data = self._converter.process_event(event.exporter, event.proc, event.exit)
+            if not field_filters:
+                return frame(data)
+            message = pb.GetEventsResponse.FromString(data)
+        else:
+            message = self._converter.response(event)
+        return frame(_fielded(message, field_filters).SerializeToString())
 
     @staticmethod
     def _put(client: Client, data: bytes) -> bool:
-        try:
-            client.queue.put_nowait(data)
-        except queue.Full:
+        if len(client.queue) >= client.limit:
             client.lost += 1
             return False
+        client.queue.append(data)
+        client.woken = False
         return True
+
+    def dropped(self, n: int) -> bytes:
+        """Tetragon's word for events a client missed."""
+        message = pb.GetEventsResponse(rate_limit_info=pb.RateLimitInfo(number_of_dropped_process_events=n),
+                                       node_name=self.exporter.node if self.exporter else "")  # fmt: skip
+        message.time.FromNanoseconds(time.time_ns())
+        return message.SerializeToString()
 
     def flush(self) -> None:
         pass
 
     def close(self) -> None:
-        for client in self.clients:  # a full queue's reader sees the agent stopping within 0.5 s anyway
-            with contextlib.suppress(queue.Full):
-                client.queue.put_nowait(None)
+        for client in self.clients:
+            client.ended = True
+            os.eventfd_write(client.wake, 1)
 
 
 def _fielded(message: pb.GetEventsResponse, filters: list[pb.FieldFilter]) -> pb.GetEventsResponse:
@@ -176,69 +258,50 @@ class Agent:
         self.stopping = threading.Event()
         self._numbers = itertools.count(1)
 
-    def get_events(self, request: pb.GetEventsRequest, context: grpc.ServicerContext):
+    def get_events(self, data: bytes, peer: str) -> tuple[Client, list[tuple[str, str]]]:
+        request = _parsed(pb.GetEventsRequest, data)
         try:
-            passes = predicate(request)
+            passes = predicate(request) if request.allow_list or request.deny_list else None
             for f in request.field_filters:
                 mask = field_mask_pb2.FieldMask(paths=f.fields.paths)
                 if not any(mask.IsValidForDescriptor(m.DESCRIPTOR) for m in (pb.ProcessExec, pb.ProcessExit)):
                     raise FilterError(f"field filter {', '.join(f.fields.paths)}: not fields of process events")
         except FilterError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise Abort(INVALID_ARGUMENT, str(exc)) from None
         if len(self.broadcast.clients) >= MAX_CLIENTS:
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"{MAX_CLIENTS} clients already")
-        client = Client(f"client {next(self._numbers)} ({context.peer()})", passes, list(request.field_filters),
-                        queue.Queue(self.client_queue))  # fmt: skip
+            raise Abort(RESOURCE_EXHAUSTED, f"{MAX_CLIENTS} clients already")
+        client = Client(f"client {next(self._numbers)} ({peer})", passes, list(request.field_filters),
+                        self.client_queue, self.broadcast)  # fmt: skip
         self.broadcast.log(f"{client.name} joined")
         self.broadcast.join(client)
-        try:
-            while not client.admitted.wait(0.5):
-                if not context.is_active() or self.stopping.is_set():
-                    return
-            # How many of the first events are the living (a header tetra ignores): a monitor
-            # coming back after a break tells from them which processes ended meanwhile.
-            context.send_initial_metadata(((LIVING_HEADER, str(client.living)),))
-            while context.is_active() and not self.stopping.is_set():
-                try:
-                    data = client.queue.get(timeout=0.5)
-                except queue.Empty:
-                    continue
-                if data is None:
-                    break
-                if client.lost > client.told:
-                    yield self._dropped(client.lost - client.told)
-                    client.told = client.lost
-                client.sent += 1
-                yield data
-        finally:
-            self.broadcast.leave(client)
+        while not client.admitted.wait(0.5):  # the next batch's turn: a tenth of a second
+            if self.stopping.is_set():
+                client.close()
+                raise Abort(UNAVAILABLE, "the agent is stopping")
+        # How many of the first events are the living (a header tetra ignores): a monitor
+        # coming back after a break tells from them which processes ended meanwhile.
+        return client, [(LIVING_HEADER, str(client.living))]
 
-    def _dropped(self, n: int) -> bytes:
-        message = pb.GetEventsResponse(rate_limit_info=pb.RateLimitInfo(number_of_dropped_process_events=n),
-                                       node_name=self.node)  # fmt: skip
-        message.time.FromNanoseconds(time.time_ns())
-        return message.SerializeToString()
-
-    def get_health(self, request: pb.GetHealthStatusRequest, context) -> pb.GetHealthStatusResponse:
+    def get_health(self, data: bytes, peer: str) -> bytes:
+        _parsed(pb.GetHealthStatusRequest, data)
         status = pb.HealthStatus(event=pb.HEALTH_STATUS_TYPE_STATUS, status=pb.HEALTH_STATUS_RUNNING,
                                  details="running")  # fmt: skip
-        return pb.GetHealthStatusResponse(health_status=[status])
+        return pb.GetHealthStatusResponse(health_status=[status]).SerializeToString()
 
-    def get_version(self, request: pb.GetVersionRequest, context) -> pb.GetVersionResponse:
-        return pb.GetVersionResponse(version=__version__)
+    def get_version(self, data: bytes, peer: str) -> bytes:
+        _parsed(pb.GetVersionRequest, data)
+        return pb.GetVersionResponse(version=__version__).SerializeToString()
 
-    def handler(self) -> grpc.GenericRpcHandler:
-        return grpc.method_handlers_generic_handler(SERVICE, {
-            "GetEvents": grpc.unary_stream_rpc_method_handler(
-                self.get_events, request_deserializer=pb.GetEventsRequest.FromString,
-                response_serializer=lambda data: data),  # serialized once for every client
-            "GetHealth": grpc.unary_unary_rpc_method_handler(
-                self.get_health, request_deserializer=pb.GetHealthStatusRequest.FromString,
-                response_serializer=pb.GetHealthStatusResponse.SerializeToString),
-            "GetVersion": grpc.unary_unary_rpc_method_handler(
-                self.get_version, request_deserializer=pb.GetVersionRequest.FromString,
-                response_serializer=pb.GetVersionResponse.SerializeToString),
-        })  # fmt: skip
+    def methods(self) -> Methods:
+        return Methods(unary={f"/{SERVICE}/GetHealth": self.get_health, f"/{SERVICE}/GetVersion": self.get_version},
+                       streams={f"/{SERVICE}/GetEvents": self.get_events})  # fmt: skip
+
+
+def _parsed(kind, data: bytes):
+    try:
+        return kind.FromString(data)
+    except DecodeError:
+        raise Abort(INVALID_ARGUMENT, f"not a {kind.DESCRIPTOR.name}") from None
 
 
 @dataclasses.dataclass
@@ -246,14 +309,6 @@ class Tls:
     cert: str
     key: str
     client_ca: str | None = None
-
-
-def unix_path(address: str) -> str | None:
-    if address.startswith("unix://"):
-        return address.removeprefix("unix://")
-    if address.startswith("unix:"):
-        return address.removeprefix("unix:")
-    return None
 
 
 def check_address(address: str) -> None:
@@ -281,30 +336,24 @@ def _own_directory(path: str) -> None:
         raise AgentError(f"{path} exists and is not a socket; remove it or choose another --address")
 
 
-def serve(agent: Agent, address: str, tls: Tls | None, log) -> grpc.Server:
+def serve(agent: Agent, address: str, tls: Tls | None, log) -> Server:
     """The server, started (AgentError: it could not listen)."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=MAX_CLIENTS + 4),
-                         maximum_concurrent_rpcs=MAX_CLIENTS + 4)  # fmt: skip
-    server.add_generic_rpc_handlers((agent.handler(),))
     check_address(address)
-    old = os.umask(0o177)  # a socket made while binding: 0600
     try:
-        if tls is not None:
-            with open(tls.key, "rb") as k, open(tls.cert, "rb") as c:
-                pair = [(k.read(), c.read())]
-            ca = open(tls.client_ca, "rb").read() if tls.client_ca else None  # noqa: SIM115
-            port = server.add_secure_port(address, grpc.ssl_server_credentials(
-                pair, root_certificates=ca, require_client_auth=ca is not None))  # fmt: skip
-        else:
-            port = server.add_insecure_port(address)
+        context = tls_context(tls.cert, tls.key, tls.client_ca) if tls is not None else None
+    except ssl.SSLError as exc:
+        raise AgentError(f"cannot use the TLS certificate or key ({exc.reason}); give PEM files that match") from None
     except OSError as exc:
         raise AgentError(f"cannot read {exc.filename}: {exc.strerror}") from None
-    except RuntimeError as exc:
-        raise AgentError(f"cannot listen on {address} ({exc}); is another agent there?") from None
+    server = Server(agent.methods(), context)
+    old = os.umask(0o177)  # a socket made while binding: 0600
+    try:
+        server.listen(address)
+    except (OSError, ValueError) as exc:
+        raise AgentError(f"cannot listen on {address} ({getattr(exc, 'strerror', None) or exc}); is another agent "
+                         "there?") from None  # fmt: skip
     finally:
         os.umask(old)
-    if not port:
-        raise AgentError(f"cannot listen on {address}; is another agent there?")
     server.start()
     if unix_path(address) is None and tls is None:
         log(f"WARNING: serving every process of this machine on {address} WITHOUT TLS: anyone who can reach it "

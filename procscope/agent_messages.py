@@ -15,12 +15,18 @@ less."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import timestamp_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from procscope.api import tetragon_pb2 as pb
+
+if TYPE_CHECKING:
+    from procscope.probes.events import ExitEvent
+
+    from .cache import Process
+    from .export import Exporter
 
 _WRAPPERS = {"google.protobuf.UInt32Value", "google.protobuf.Int32Value", "google.protobuf.BoolValue"}
 _WIDE = {FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_FIXED64}
@@ -63,6 +69,47 @@ def _plan(desc: Descriptor) -> _Plan:
     return plan
 
 
+# The fields of GetEventsResponse that hold an exec and an exit; each refcnt a Process field may have, serialized.
+_EXEC = pb.GetEventsResponse.DESCRIPTOR.fields_by_name["process_exec"].number
+_EXIT = pb.GetEventsResponse.DESCRIPTOR.fields_by_name["process_exit"].number
+_REFCNT = tuple(pb.Process(refcnt=n).SerializeToString() for n in range(64))
+_SHARED = tuple((f.name, f.number) for f in pb.Process.DESCRIPTOR.fields if f.message_type
+                and f.message_type.full_name in _CLASSES)  # fmt: skip
+
+
+def _delimited(number: int, data: bytes) -> bytes:
+    """Field ``number`` holding a message serialized apart: its key, its length, its bytes."""
+    n = len(data)
+    return b"".join((_VARINTS[number << 3 | 2], _VARINTS[n] if n < len(_VARINTS) else _varint(n), data))
+
+
+def _varint(n: int) -> bytes:
+    """A non-negative integer, 7 bits a byte, the lowest first."""
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_VARINTS = tuple(_varint(n) for n in range(1 << 14))  # two bytes at most: a key, a process's length
+
+
+def _stamp(wall_ns: int) -> timestamp_pb2.Timestamp:
+    return timestamp_pb2.Timestamp(seconds=wall_ns // 1_000_000_000, nanos=wall_ns % 1_000_000_000)
+
+
+def _clear(message: Any, fields: dict) -> None:
+    """Clear ``fields`` (an object's, by name; a dict: some of a message's fields) from ``message``."""
+    for name, value in fields.items():
+        if isinstance(value, dict):
+            if message.HasField(name):
+                _clear(getattr(message, name), value)
+        else:
+            message.ClearField(name)
+
+
 _seconds: dict[str, int] = {}  # "2026-12-06T14:12:49" → its Unix time: events share their second
 
 
@@ -87,6 +134,79 @@ def _time(text: str) -> timestamp_pb2.Timestamp:
 class Converter:
     def __init__(self) -> None:
         self._memo: dict[int, tuple[dict, Any]] = {}
+        self._templates: dict[tuple, bytes] = {}  # by Exporter.template_key: its processes' message but their own
+        self._nodes: dict[str, bytes] = {}  # the node_name field, serialized
+        self._parts: dict[int, tuple[Any, bytes]] = {}  # the shared parts' messages, serialized
+
+    def process_event(self, exporter: Exporter, proc: Process, exit: ExitEvent | None) -> bytes:
+        """The GetEventsResponse, serialized, that response() makes of
+        exporter.exec_event(proc) (exit None) or exit_event(exit, proc):
+        joined from its processes' messages, each serialized once while the
+        exporter keeps its object (a storm's parent with every child, an
+        exit's process after its exec). Protobuf's encoding is made to be
+        joined so (a message: its fields in any order; a field of a message:
+        its key, its length, its bytes): offline, in a storm, 22 µs an
+        exec and 9 an exit, half of building each message."""
+        parts = [self._process_field(1, exporter, proc)]
+        parent = exporter.cache.parent_of(proc)
+        if parent is not None:
+            parts.append(self._process_field(2, exporter, parent))
+        if exit is None:
+            when, field = proc.image.time if proc.image else proc.key.ktime, _EXEC
+        else:
+            when, field = exit.time, _EXIT
+            parts.append(pb.ProcessExit(signal=exit.signal_name, status=exit.status,
+                                        time=_stamp(when + exporter.wall_offset)).SerializeToString())  # fmt: skip
+        node = self._nodes.get(exporter.node)
+        if node is None:
+            node = self._nodes[exporter.node] = pb.GetEventsResponse(node_name=exporter.node).SerializeToString()
+        stamp = pb.GetEventsResponse(time=_stamp(when + exporter.wall_offset)).SerializeToString()
+        return b"".join((_delimited(field, b"".join(parts)), node, stamp))
+
+    def _process_field(self, number: int, exporter: Exporter, proc: Process) -> bytes:
+        """Field ``number`` (process, parent) holding the process's message, with its refcnt."""
+        data = exporter.kept(proc, lambda p: self._process_bytes(exporter, p))
+        refs = max(proc.refs, 0)
+        return _delimited(
+            number, data + (_REFCNT[refs] if refs < len(_REFCNT) else pb.Process(refcnt=refs).SerializeToString())
+        )
+
+    def _process_bytes(self, exporter: Exporter, proc: Process) -> bytes:
+        """The process's message without refcnt, serialized: the template of
+        the processes that show the same (a storm's children), then what is
+        its own (the template has none of it: a field joined later would be
+        merged into the template's, not put in its place)."""
+        if proc.image is None:  # a placeholder: few fields, converted as they are
+            return self._without_refcnt(exporter.process_plain(proc))
+        key = exporter.template_key(proc)
+        template = self._templates.get(key)
+        if template is None:
+            if len(self._templates) >= MEMO:
+                self._templates.clear()
+            template = self._templates[key] = self._without_refcnt(exporter.process_plain(proc),
+                                                                   exporter.own_object(proc))  # fmt: skip
+        own = pb.Process(**self._fields(pb.Process.DESCRIPTOR, exporter.own_object(proc)))
+        return template + own.SerializeToString()
+
+    def _without_refcnt(self, plain: dict, own: dict | None = None) -> bytes:
+        """A process object's message without refcnt (and without the fields of ``own``), serialized."""
+        fields = self._fields(pb.Process.DESCRIPTOR, plain)
+        fields.pop("refcnt", None)  # as when the object was made: the current one follows it
+        # The shared parts joined as serialized once (copying their messages in was half the time).
+        shared = [_delimited(number, self._serialized(fields.pop(name))) for name, number in _SHARED if name in fields]
+        message = pb.Process(**fields)
+        if own is not None:
+            _clear(message, own)
+        return message.SerializeToString() + b"".join(shared)
+
+    def _serialized(self, message: Any) -> bytes:
+        """A shared part's message (kept in the memo while its object lives), serialized once."""
+        kept = self._parts.get(id(message))
+        if kept is None or kept[0] is not message:
+            if len(self._parts) >= MEMO:
+                self._parts.clear()
+            kept = self._parts[id(message)] = (message, message.SerializeToString())
+        return kept[1]
 
     def response(self, obj: dict) -> pb.GetEventsResponse:
         """A GetEventsResponse from one line's object (ValueError: a value

@@ -6,8 +6,9 @@ from __future__ import annotations
 import base64
 import functools
 import os
-import re
+from collections.abc import Callable
 from operator import attrgetter
+from typing import TypeVar
 
 import msgspec
 from msgspec import UnsetType
@@ -30,10 +31,12 @@ from procscope.probes.text import json_escaped_bytes
 from . import schema
 from .accounts import user_name
 from .cache import Process, ProcessCache
-from .clock import boot_to_wall_offset_ns, parse_rfc3339, rfc3339
+from .clock import boot_to_wall_offset_ns, rfc3339
+from .export_parts import binary_properties, pod_object
 from .kinds import CGROUP, CLONE, COUNTERS, CREDS, EXEC, EXIT, EXTRA, THROTTLE
 from .process import CredsChange
-from .runtimes import ContainerInfo
+
+T = TypeVar("T")
 
 _CORE_DUMPED = b',"%s":{"core_dumped":true}' % EXTRA.encode()  # an exit's own, as exit_event has it
 MEMO_LIMIT = 2048  # objects kept: each holds a process (evicted ones too, until cleared)
@@ -106,14 +109,19 @@ class Exporter:
 
     def process(self, proc: Process) -> dict:
         """The process object as plain dicts and lists (what an event's dict holds)."""
+        out = dict(self.process_plain(proc))  # shallow: what it holds is never changed once made
+        out["refcnt"] = max(proc.refs, 0)
+        return out
+
+    def process_plain(self, proc: Process) -> dict:
+        """The same, its refcnt as when it was made: one object while the process shows the
+        same (a memo's key for what is made of it), never to be changed."""
         entry = self._object(proc)
         if entry[1] is None:
             entry[1] = plain = schema.written(self._process(proc, self._own(proc)))
             if proc.image is not None:  # what many processes share, converted once for all
                 plain["cap"], plain["process_credentials"], plain["ns"] = self._plain_parts(proc.image)
-        out = dict(entry[1])  # shallow: what it holds is never changed once made
-        out["refcnt"] = max(proc.refs, 0)
-        return out
+        return entry[1]
 
     def process_object(self, proc: Process) -> schema.Process:
         """The same as a Struct to encode, with cap, ns and process_credentials
@@ -131,13 +139,36 @@ class Exporter:
             entry[2] = self._template(proc).fill([_json.encode(value) for value in self._own(proc)])
         return entry[2], _REFCNT[proc.refs] if 0 <= proc.refs < len(_REFCNT) else b',"refcnt":%d}' % max(proc.refs, 0)
 
+    def template_key(self, proc: Process) -> tuple:
+        """What the processes of one template show alike: all but what _own gives (a storm's children: one)."""
+        p = proc.image
+        info = self.cache.cgroup_index.info_of(proc.container)
+        return (_shared_fields(p) if p is not None else None, proc.not_found, proc.container, info, proc.cgroup,
+                proc.cgroup_id, proc.cgroup_name, proc.previous is not None, self.tetragon_only)  # fmt: skip
+
+    def own_object(self, proc: Process) -> dict:
+        """The fields of a process's object (one with an image) that _own
+        fills: those that differ between the processes of one template, as
+        process() shows them (procscope's own fields aside)."""
+        exec_id, pid, start_time, parent_exec_id, tid, nspid, _ = self._own(proc)
+        out = {"exec_id": exec_id, "pid": pid, "start_time": start_time, "parent_exec_id": parent_exec_id, "tid": tid}
+        info = self.cache.cgroup_index.info_of(proc.container) if proc.container is not None else None
+        if info is not None and info.pod is not None:
+            out["pod"] = {"container": {"pid": nspid}}  # pod_object's
+        return out
+
+    def kept(self, proc: Process, make: Callable[[Process], T]) -> T:
+        """make(proc), made again only when the process shows something else
+        (what a sink makes of a process: the agent's message)."""
+        entry = self._object(proc)
+        if entry[3] is None:
+            entry[3] = make(proc)
+        return entry[3]
+
     def _template(self, proc: Process) -> Template:
         """The object of every process that shows the same but what _own
         gives (a storm's children: one), encoded once."""
-        p = proc.image
-        info = self.cache.cgroup_index.info_of(proc.container)
-        key = (_shared_fields(p) if p is not None else None, proc.not_found, proc.container, info, proc.cgroup,
-               proc.cgroup_id, proc.cgroup_name, proc.previous is not None, self.tetragon_only)  # fmt: skip
+        key = self.template_key(proc)
         found = self._templates.get(key)
         if found is None:
             # cap, ns and credentials as encoded for the first (most of a root process's object);
@@ -182,7 +213,7 @@ class Exporter:
         return found
 
     def _object(self, proc: Process) -> list:
-        """[what it shows, its object, that encoded without refcnt (each None until asked)]."""
+        """[what it shows, its object, that encoded without refcnt, a sink's (each None until asked)]."""
         # Everything the object shows but refcnt, compared by identity first.
         shows = (proc.image, proc.parent, proc.not_found, proc.container, proc.cgroup, proc.cgroup_id, proc.cgroup_name,
                  proc.previous, self.tetragon_only, self.wall_offset, self.node,
@@ -191,7 +222,7 @@ class Exporter:
         if hit is None or hit[0] != shows:
             if len(self._objects) >= MEMO_LIMIT:
                 self._objects.clear()
-            hit = self._objects[proc] = [shows, None, None]
+            hit = self._objects[proc] = [shows, None, None, None]
         return hit
 
     def _process(self, proc: Process, own: tuple, encoded: bool = False) -> schema.Process:
@@ -389,44 +420,8 @@ def _signal_json(signal: int) -> bytes:
     return _json.encode(names.signal_name(signal))
 
 
-def binary_properties(p: ExecEvent) -> schema.BinaryProperties | UnsetType:
-    """Tetragon's BinaryProperties: the ids a setuid/setgid exec gave, the
-    privileges it raised (Tetragon names the setuid and setgid ones only for
-    root), and the binary's inode when it has no link (deleted, or a memfd)."""
-    if not p.privileges and (p.nlink or not p.ino):
-        return msgspec.UNSET  # most execs: nothing to tell
-    unset = msgspec.UNSET
-    return schema.BinaryProperties(
-        setuid=p.creds.euid if p.privileges & wire.EXECVE_SETUID else unset,
-        setgid=p.creds.egid if p.privileges & wire.EXECVE_SETGID else unset,
-        privileges_changed=names.raised_words(p.privileges) or unset,
-        file=schema.FileProperties(inode=schema.InodeProperties(number=str(p.ino), links=p.nlink))
-        if p.nlink == 0 and p.ino else unset,
-    )  # fmt: skip
-
-
 def exec_id(node: str, key: ProcessKey) -> str:
     return base64.b64encode(f"{node}:{key.ktime}:{key.pid}".encode()).decode()
-
-
-_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")
-
-
-def pod_object(info: ContainerInfo, nspid: int) -> dict:
-    """Tetragon's Pod of a Kubernetes container (pid: in the container's pid namespace, as Tetragon's)."""
-    pod = info.pod
-    assert pod is not None  # called for Kubernetes containers only
-    container: dict = {"id": f"{info.runtime}://{info.id}", "name": pod.container or info.name}
-    image = {k: v for k, v in (("id", info.image_id), ("name", info.image)) if v}
-    if image:
-        container["image"] = image
-    if _RFC3339.fullmatch(info.started) and info.started.endswith("Z"):  # Go trims zeros: as protojson writes it
-        container["start_time"] = rfc3339(parse_rfc3339(info.started))
-    container["pid"] = nspid
-    out: dict = {"namespace": pod.namespace, "name": pod.name, "container": container}
-    if pod.labels:
-        out["pod_labels"] = dict(pod.labels)
-    return out
 
 
 def json_bytes(event: object) -> bytes:

@@ -120,7 +120,7 @@ class Process(Struct, frozen=True, kw_only=True):
     in_init_tree: bool | UnsetType = UNSET  # absent (older recordings): not known to have come from outside
     binary_properties: BinaryProperties | UnsetType = UNSET
     docker: Text = UNSET  # the container id, as Tetragon cuts it
-    pod: dict[str, Any] | UnsetType = UNSET  # a Kubernetes container's (export.pod_object)
+    pod: dict[str, Any] | UnsetType = UNSET  # a Kubernetes container's (export_parts.pod_object)
     own: Own | UnsetType = msgspec.field(default=UNSET, name=EXTRA)
     # Where older procscope recordings had them, before the "procscope" object.
     nspid: Id = UNSET

@@ -41,10 +41,30 @@ class Sink(Protocol):
     def close(self) -> object: ...
 
 
-class ObjectSink(Protocol):
-    """An Output's sink when ``objects``: each event's object as the exporter made it."""
+@dataclass(eq=False, slots=True)
+class ProcessEvent:
+    """An exec (or the scan's) or an exit, as an ObjectSink gets it: the
+    process, and its object made only if asked (the agent makes its
+    messages from the process, kept per process)."""
 
-    def write(self, obj: dict, /) -> object: ...
+    kind: str  # "exec", "procfs" or "exit"
+    proc: Process
+    exit: ExitEvent | None
+    exporter: Exporter
+    _object: dict | None = None
+
+    def object(self) -> dict:
+        if self._object is None:
+            ex = self.exporter
+            self._object = ex.exec_event(self.proc) if self.exit is None else ex.exit_event(self.exit, self.proc)
+        return self._object
+
+
+class ObjectSink(Protocol):
+    """An Output's sink when ``objects``: each event's object as the
+    exporter made it, or, when every output is one, execs and exits as ProcessEvents."""
+
+    def write(self, obj: dict | ProcessEvent, /) -> object: ...
     def flush(self) -> object: ...
     def close(self) -> object: ...
 
@@ -79,11 +99,12 @@ class EventStream:
         # Only JSON lines: execs and exits are joined from process objects encoded once
         # (Exporter.exec_line); compact lines are made from the events' objects.
         self._lines = not any(o.compact or o.objects for o in outputs)
+        self._events = all(o.objects for o in outputs)  # execs and exits as ProcessEvents
         self._match = self.query.predicate(cache)
         self._sampler: Sampler | None = None  # made when usage lines are wanted (a recording)
         self._usage_sent: dict = {}  # the figures of the last usage line, by key
 
-    def _emit(self, kind: str, obj: dict | bytes) -> bool:
+    def _emit(self, kind: str, obj: dict | bytes | ProcessEvent) -> bool:
         """Write one event (its object, or its line of JSON) to the outputs
         that take its kind; True once --count is reached."""
         line = obj if isinstance(obj, bytes) else None
@@ -92,7 +113,7 @@ class EventStream:
             if kind not in out.kinds:
                 continue
             if out.objects:
-                assert isinstance(obj, dict)
+                assert not isinstance(obj, bytes)
                 cast(ObjectSink, out.sink).write(obj)
             elif out.compact:
                 if text is None:
@@ -107,7 +128,7 @@ class EventStream:
             out.written += 1
         return self.count is not None and self.outputs[0].written >= self.count
 
-    def _line_for(self, ev) -> tuple[str, dict | bytes] | None:
+    def _line_for(self, ev) -> tuple[str, dict | bytes | ProcessEvent] | None:
         proc = self.cache.apply(ev)
         if isinstance(ev, ThrottleEvent):
             return ("throttle", self.exporter.throttle_event(ev)) if self._throttle_matches(ev) else None
@@ -121,8 +142,12 @@ class EventStream:
             kind = "procfs" if ev.flags & wire.FLAG_PROCFS else "exec"
             if kind not in self.wanted:
                 return None
+            if self._events:
+                return kind, ProcessEvent(kind, proc, None, self.exporter)
             return kind, self.exporter.exec_line(proc) if self._lines else self.exporter.exec_event(proc)
         if isinstance(ev, ExitEvent):
+            if self._events:
+                return "exit", ProcessEvent("exit", proc, ev, self.exporter)
             return "exit", self.exporter.exit_line(ev, proc) if self._lines else self.exporter.exit_event(ev, proc)
         if isinstance(ev, CloneEvent) and "clone" in self.wanted:
             return "clone", self.exporter.clone_event(ev)

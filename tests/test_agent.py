@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -14,10 +15,13 @@ import threading
 import time
 
 import grpc
+import msgspec
 import pytest
 
+from procscope.agent_messages import Converter, json_object
 from procscope.api import tetragon_pb2 as pb
 from procscope.api import tetragon_pb2_grpc
+from procscope.stream import ProcessEvent
 
 from .conftest import REPO, _tool, bpf_unavailable, unique_copy
 
@@ -197,6 +201,30 @@ def test_tetra_status_and_version(agent):
     assert version.returncode == 0 and f"Server version: {__version__}" in version.stdout
 
 
+def test_a_client_that_speaks_no_grpc_is_closed_and_the_others_served(agent):
+    """Garbage instead of HTTP/2, a method the service lacks, a request that
+    is not a message: each ends that client's call or connection only."""
+    import socket
+
+    path = agent.address.removeprefix("unix://")
+    for garbage in (b"GET / HTTP/1.1\r\n\r\n", b"\x00" * 100_000, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\xff\xff"):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(path)
+            s.settimeout(10)
+            with contextlib.suppress(OSError):
+                s.sendall(garbage)
+                while s.recv(65536):  # closed by the agent
+                    pass
+    with grpc.insecure_channel(agent.address) as channel:
+        with pytest.raises(grpc.RpcError) as unknown:
+            channel.unary_unary("/tetragon.FineGuidanceSensors/GetStackTraceTree")(b"", timeout=10)
+        assert unknown.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        with pytest.raises(grpc.RpcError) as bad:
+            channel.unary_unary("/tetragon.FineGuidanceSensors/GetHealth")(b"\xff\xff\xff", timeout=10)
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "Health Status: running" in tetra(agent.address, "status").stdout
+
+
 def test_the_socket_is_roots_alone(agent):
     path = agent.address.removeprefix("unix://")
     st = os.lstat(path)
@@ -258,9 +286,15 @@ class Objects:
 
     def __init__(self):
         self.objects: list[dict] = []
+        self.messages: list = []  # of each exec and exit, the agent's own conversion from its processes
+        self.converter = Converter()
 
-    def write(self, obj: dict) -> None:
-        self.objects.append(obj)
+    def write(self, event) -> None:
+        if isinstance(event, ProcessEvent):
+            data = self.converter.process_event(event.exporter, event.proc, event.exit)
+            self.messages.append((pb.GetEventsResponse.FromString(data), event.object()))
+            event = event.object()
+        self.objects.append(event)
 
     def flush(self) -> None:
         pass
@@ -277,7 +311,6 @@ def test_messages_are_what_protobufs_own_reader_makes_of_the_export():
     from google.protobuf import json_format
 
     from procscope.agent import KINDS
-    from procscope.agent_messages import Converter, json_object
     from procscope.replay import Replay
     from procscope.stream import EventStream, Output
 
@@ -287,12 +320,54 @@ def test_messages_are_what_protobufs_own_reader_makes_of_the_export():
     stream.feed(list(replay.events()))
     assert len(sink.objects) > 40 and {next(iter(o)) for o in sink.objects} >= {"process_exec", "process_exit"}
     convert = Converter()
+    # The agent's messages, made from the processes' (each kept while the process shows the same): the same.
+    assert len(sink.messages) > 40
+    for message, obj in sink.messages:
+        assert message == convert.response(obj), obj
     for obj in sink.objects:
         message = convert.response(obj)
         assert message == json_format.ParseDict(obj, pb.GetEventsResponse(), ignore_unknown_fields=True)
         # And back, as the monitor reads another machine: what protobuf's own writer makes.
         assert json_object(message) == json_format.MessageToDict(message, preserving_proto_field_name=True)
     assert convert.response(sink.objects[0]).process_exec.process.process_credentials.caps.permitted
+
+
+def test_a_storms_messages_made_from_one_template_are_each_its_own():
+    """Children of one parent in a Kubernetes pod, alike but for what is
+    each one's own (exec id, pid, start, tid, the pid in its container):
+    the agent's message of each exec and exit, joined from the template and
+    its own fields, is what protobuf's reader makes of the export (no root)."""
+    from google.protobuf import json_format
+
+    from procscope.agent import KINDS
+    from procscope.cache import ProcessCache
+    from procscope.containers import container_of
+    from procscope.probes.events import ExitEvent
+    from procscope.runtimes import ContainerInfo, Pod
+    from procscope.stream import EventStream, Output
+
+    from .factories import DOCKER, ROOT, exec_event
+
+    cache = ProcessCache()
+    sink = Objects()
+    stream = EventStream(cache, [Output(sink, KINDS, objects=True)])
+    shell = exec_event(300, 20, ROOT, "/bin/sh", cgroup=DOCKER, nspid=1)
+    stream.feed([shell])
+    c = container_of(DOCKER)
+    cache.cgroup_index.info[c.id] = ContainerInfo(
+        c.id, "docker", "web-1", "nginx:1.27", "sha256:ab", pod=Pod("shop-1", "prod")
+    )
+    for i in range(1, 40):
+        child = exec_event(1000 + i, 100 * i, shell.key, "/bin/true", args=("x",), cgroup=DOCKER, nspid=i + 1)
+        child = msgspec.structs.replace(child, ino=77, tid=1000 + i, time=100 * i + i)  # the same binary
+        stream.feed([child, *([ExitEvent(100 * i + 50, child.key, child.key.pid, i % 3, 0)] if i % 2 else [])])
+    assert len(sink.messages) >= 55
+    pids = set()
+    for message, obj in sink.messages:
+        assert message == json_format.ParseDict(obj, pb.GetEventsResponse(), ignore_unknown_fields=True), obj
+        body = message.process_exec if message.HasField("process_exec") else message.process_exit
+        pids.add(body.process.pod.container.pid.value)
+    assert pids == {0, *range(2, 41)}  # each child's own pid in its container (the shell's exec came before the pod)
 
 
 def _free_port() -> int:

@@ -99,7 +99,7 @@ def test_what_is_recorded_reads_back_and_hostile_values_stay_text():
 
 def test_the_pod_object_writes_the_start_as_protojson_does():
     """Go (Docker, containerd) trims trailing zeros of the nanoseconds; protojson writes 0, 3, 6 or 9 digits."""
-    from procscope.export import pod_object
+    from procscope.export_parts import pod_object
     from procscope.runtimes import Pod
 
     info = ContainerInfo("ab" * 32, "docker", "web", "img", started="2026-12-02T03:50:49.44881877Z", pod=Pod("p", "ns"))

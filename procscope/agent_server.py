@@ -1,0 +1,352 @@
+"""The agent's gRPC server: HTTP/2 by h2, gRPC's framing on it, for
+Tetragon's clients (tetra) and procscope's (grpcio).
+
+Not grpcio's server: it sends a stream's messages one call of a Python
+generator at a time, ~50 µs of CPU a message here (45 with grpc.aio): in a
+storm, more than the collector. Here everything a stream has queued since
+its last write goes out at once, many gRPC messages in one DATA frame (a
+message's 5-byte prefix says where it ends: frames may split and join
+messages at will), one write to the socket. One thread per connection,
+which carries any number of calls as HTTP/2 allows; a client that stops
+reading closes its flow-control window and holds up its own thread only."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import select
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import Protocol
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+
+# gRPC's status codes (google.golang.org/grpc/codes): those the agent answers.
+OK, INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE = 0, 3, 8, 12, 13, 14
+MAX_REQUEST = 1 << 20  # a request's bytes (a GetEventsRequest of many filters is a few KiB)
+MAX_CONNECTIONS = 64
+HANDSHAKE_SECONDS = 10.0  # a TLS client that says nothing for this long is closed
+STOP_SECONDS = 0.5  # at stop, a connection's time to send what is queued and the trailers
+CHUNK = 1 << 16  # bytes handed to the socket a call
+TAKE_BELOW = 1 << 16  # a stream's unsent bytes under which its feed is asked for more
+TAKE = 1 << 18  # bytes asked of a feed at a time
+
+
+class Abort(Exception):
+    """A call refused: its gRPC status code and message."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def frame(message: bytes) -> bytes:
+    """One gRPC message on the wire: not compressed, its length, itself."""
+    return b"\0" + len(message).to_bytes(4, "big") + message
+
+
+class Feed(Protocol):
+    """A server stream's messages, framed."""
+
+    def fileno(self) -> int: ...  # readable when there may be messages to take
+
+    def take(self, limit: int) -> bytes | None: ...  # what is there now, about limit bytes at most (b"": nothing
+
+    # yet); None: the stream is over
+
+    def close(self) -> None: ...  # the call is over, whichever side ended it
+
+
+Unary = Callable[[bytes, str], bytes]  # (request, peer) → the response message
+Streaming = Callable[[bytes, str], tuple[Feed, list[tuple[str, str]]]]  # → its feed and initial metadata
+
+
+@dataclasses.dataclass
+class Methods:
+    """What the server answers, by path ("/package.Service/Method")."""
+
+    unary: dict[str, Unary]
+    streams: dict[str, Streaming]
+
+
+@dataclasses.dataclass(eq=False)
+class _Call:
+    path: str
+    request: bytearray = dataclasses.field(default_factory=bytearray)
+    feed: Feed | None = None
+    pending: bytearray = dataclasses.field(default_factory=bytearray)  # framed, not yet in a DATA frame
+    ending: bool = False  # once pending is sent: the trailers
+
+
+class Server:
+    def __init__(self, methods: Methods, tls: ssl.SSLContext | None = None):
+        self.methods, self.tls = methods, tls
+        self.stopping = threading.Event()
+        self._stop_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)  # wakes every connection at stop
+        self._listener: socket.socket | None = None
+        self._connections: set[threading.Thread] = set()
+        self._lock = threading.Lock()
+
+    def listen(self, address: str) -> None:
+        """Bind ``address`` (unix:PATH, unix://PATH, HOST:PORT, [V6]:PORT); OSError if it cannot."""
+        path = unix_path(address)
+        if path is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            if os.path.lexists(path):  # a socket (checked before): someone's listening, or a dead agent's
+                with socket.socket(socket.AF_UNIX) as probe, contextlib.suppress(OSError):
+                    probe.connect(path)
+                    raise OSError(f"an agent is listening on {path}")
+                os.unlink(path)
+            sock.bind(path)
+        else:
+            named, _, port = address.rpartition(":")
+            host = named.removeprefix("[").removesuffix("]") or None
+            family, kind, proto, _, where = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM,
+                                                               flags=socket.AI_PASSIVE)[0]  # fmt: skip
+            sock = socket.socket(family, kind | socket.SOCK_CLOEXEC, proto)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(where)
+        sock.listen(64)
+        self._listener = sock
+
+    def start(self) -> None:
+        threading.Thread(target=self._accept, name="agent-accept", daemon=True).start()
+
+    def stop(self, grace: float = 1.0) -> None:
+        """Streams end (their trailers sent), then every connection closes, within ``grace`` seconds."""
+        self.stopping.set()
+        os.eventfd_write(self._stop_fd, 1)
+        if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
+            self._listener.close()
+        with self._lock:
+            threads = list(self._connections)
+        for thread in threads:
+            thread.join(grace / max(len(threads), 1))
+
+    def _accept(self) -> None:
+        assert self._listener is not None
+        while not self.stopping.is_set():
+            try:
+                sock, where = self._listener.accept()
+            except OSError:
+                return  # closed: stopping
+            with self._lock:
+                if len(self._connections) >= MAX_CONNECTIONS:
+                    sock.close()
+                    continue
+                peer = _peer(sock.family, where)
+                thread = threading.Thread(target=self._serve, args=(sock, peer), name=f"agent {peer}", daemon=True)
+                self._connections.add(thread)
+            thread.start()
+
+    def _serve(self, sock: socket.socket, peer: str) -> None:
+        try:
+            if self.tls is not None:
+                sock.settimeout(HANDSHAKE_SECONDS)
+                sock = self.tls.wrap_socket(sock, server_side=True)
+            sock.setblocking(False)
+            _Connection(self, sock, peer).run()
+        except (OSError, h2.exceptions.H2Error):
+            pass  # the client went away, or spoke no HTTP/2: its connection only
+        finally:
+            sock.close()
+            with self._lock:
+                self._connections.discard(threading.current_thread())
+
+
+class _Connection:
+    def __init__(self, server: Server, sock: socket.socket, peer: str):
+        self.server, self.sock, self.peer = server, sock, peer
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+        self.calls: dict[int, _Call] = {}
+        self.outgoing = bytearray()
+        self.gone_by: float | None = None  # stopping: the time by which it closes
+
+    def run(self) -> None:
+        self.h2.initiate_connection()
+        try:
+            while True:
+                self._pump()
+                self.outgoing += self.h2.data_to_send()
+                if self.server.stopping.is_set():
+                    if self.gone_by is None:
+                        self.gone_by = time.monotonic() + STOP_SECONDS
+                    if not self.calls and not self.outgoing or time.monotonic() > self.gone_by:
+                        return  # all said, or a client that does not read is left
+                stopping = self.server.stopping.is_set()  # once seen, its fd would wake every select
+                waits: list = [self.sock] if stopping else [self.sock, self.server._stop_fd]
+                if len(self.outgoing) < CHUNK:  # what _pump takes from: a feed it would not read would wake it at once
+                    waits += [c.feed for c in self.calls.values() if c.feed is not None and not c.pending]
+                tls_buffered = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
+                readable, writable, _ = select.select(waits,
+                                                      [self.sock] if self.outgoing else [], [],
+                                                      0 if tls_buffered else 1.0)  # fmt: skip
+                if self.sock in writable or (self.outgoing and not readable):
+                    self._write()
+                if (self.sock in readable or tls_buffered) and not self._read():
+                    return
+                if self.server.stopping.is_set():
+                    for stream_id, call in list(self.calls.items()):
+                        if call.feed is None and not call.ending:  # its request still coming
+                            self._refuse(stream_id, Abort(UNAVAILABLE, "the agent is stopping"))
+                        call.ending = True
+        finally:
+            for call in self.calls.values():
+                if call.feed is not None:
+                    call.feed.close()
+
+    def _write(self) -> None:
+        try:
+            sent = self.sock.send(self.outgoing[:CHUNK])
+        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            return
+        del self.outgoing[:sent]
+
+    def _read(self) -> bool:
+        """False once the client has closed the connection."""
+        try:
+            data = self.sock.recv(CHUNK)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return True
+        if not data:
+            return False
+        for event in self.h2.receive_data(data):
+            if isinstance(event, h2.events.RequestReceived):
+                path = next((str(value) for name, value in event.headers or () if name == ":path"), "")
+                self.calls[event.stream_id] = _Call(path)
+            elif isinstance(event, h2.events.DataReceived):
+                with contextlib.suppress(h2.exceptions.StreamClosedError):  # refused: its window matters no more
+                    self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                call = self.calls.get(event.stream_id)
+                if call is not None and call.feed is None and not call.ending:
+                    call.request += event.data
+                    if len(call.request) > MAX_REQUEST:
+                        self._refuse(event.stream_id, Abort(RESOURCE_EXHAUSTED, "request too large"))
+            elif isinstance(event, h2.events.StreamEnded):
+                call = self.calls.get(event.stream_id)
+                if call is not None and call.feed is None and not call.ending:
+                    self._dispatch(event.stream_id, call)
+            elif isinstance(event, h2.events.StreamReset):
+                self._forget(event.stream_id)
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                return False
+        return True
+
+    def _dispatch(self, stream_id: int, call: _Call) -> None:
+        methods = self.server.methods
+        try:
+            request = _message(bytes(call.request))
+            if call.path in methods.unary:
+                response = methods.unary[call.path](request, self.peer)
+                self._headers(stream_id, [])
+                call.pending += frame(response)
+                call.ending = True
+            elif call.path in methods.streams:
+                call.feed, metadata = methods.streams[call.path](request, self.peer)
+                self._headers(stream_id, metadata)
+            else:
+                raise Abort(UNIMPLEMENTED, f"unknown method {call.path}")
+        except Abort as refused:
+            self._refuse(stream_id, refused)
+        except Exception as exc:  # noqa: BLE001 - a handler's bug: this call fails, the agent goes on
+            self._refuse(stream_id, Abort(INTERNAL, f"{type(exc).__name__}: {exc}"))
+
+    def _headers(self, stream_id: int, metadata: list[tuple[str, str]]) -> None:
+        self.h2.send_headers(stream_id, [(":status", "200"), ("content-type", "application/grpc"), *metadata])
+
+    def _refuse(self, stream_id: int, refused: Abort) -> None:
+        """Trailers-only: the status and its message, and the call is over."""
+        with contextlib.suppress(h2.exceptions.StreamClosedError):  # the client reset it meanwhile
+            self.h2.send_headers(stream_id, [(":status", "200"), ("content-type", "application/grpc"),
+                                             *_status(refused.code, str(refused))], end_stream=True)  # fmt: skip
+        self._forget(stream_id)
+
+    def _forget(self, stream_id: int) -> None:
+        call = self.calls.pop(stream_id, None)
+        if call is not None and call.feed is not None:
+            call.feed.close()
+
+    def _pump(self) -> None:
+        """Each call's feed into DATA frames, as far as the client's windows allow; the trailers after its last."""
+        if len(self.outgoing) >= CHUNK:
+            return  # the socket first
+        for stream_id, call in list(self.calls.items()):
+            try:
+                self._send(stream_id, call)
+            except h2.exceptions.StreamClosedError:  # reset by the client, not yet read: that call only
+                self._forget(stream_id)
+
+    def _send(self, stream_id: int, call: _Call) -> None:
+        if call.feed is not None and not call.ending and len(call.pending) < TAKE_BELOW:
+            more = call.feed.take(TAKE)
+            if more is None:
+                call.ending = True
+            else:
+                call.pending += more
+        while call.pending:
+            room = min(self.h2.local_flow_control_window(stream_id), self.h2.max_outbound_frame_size,
+                       len(call.pending))  # fmt: skip
+            if room <= 0:
+                break
+            self.h2.send_data(stream_id, bytes(call.pending[:room]))
+            del call.pending[:room]
+        if call.ending and not call.pending:
+            self.h2.send_headers(stream_id, _status(OK, ""), end_stream=True)
+            self._forget(stream_id)
+
+
+def _message(body: bytes) -> bytes:
+    """The one message of a request."""
+    if len(body) < 5 or body[0] != 0:
+        raise Abort(UNIMPLEMENTED if body[:1] == b"\1" else INVALID_ARGUMENT,
+                    "compressed requests are not served" if body[:1] == b"\1" else "no request message")  # fmt: skip
+    length = int.from_bytes(body[1:5], "big")
+    if len(body) != 5 + length:
+        raise Abort(INVALID_ARGUMENT, "a request of one message was expected")
+    return body[5:]
+
+
+def _status(code: int, message: str) -> list[tuple[str, str]]:
+    out = [("grpc-status", str(code))]
+    if message:  # percent-encoded, as gRPC's HTTP/2 protocol asks
+        out.append(("grpc-message", urllib.parse.quote(message, safe=" !\"#$&'()*+,-./:;<=>?@[\\]^_`{|}~")))
+    return out
+
+
+def _peer(family: int, where) -> str:
+    """The client, as grpc names a peer (ipv4:ADDR:PORT, ipv6:[ADDR]:PORT, unix:)."""
+    if family == socket.AF_INET:
+        return f"ipv4:{where[0]}:{where[1]}"
+    if family == socket.AF_INET6:
+        return f"ipv6:[{where[0]}]:{where[1]}"
+    return "unix:"
+
+
+def unix_path(address: str) -> str | None:
+    if address.startswith("unix://"):
+        return address.removeprefix("unix://")
+    if address.startswith("unix:"):
+        return address.removeprefix("unix:")
+    return None
+
+
+def tls_context(cert: str, key: str, client_ca: str | None) -> ssl.SSLContext:
+    """The server's TLS: HTTP/2 by ALPN, as gRPC's clients ask; client certificates of ``client_ca`` required."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    context.set_alpn_protocols(["h2"])
+    if client_ca is not None:
+        context.load_verify_locations(client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context

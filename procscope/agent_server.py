@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
 import select
 import socket
@@ -101,9 +102,10 @@ class Server:
         if path is not None:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
             if os.path.lexists(path):  # a socket (checked before): someone's listening, or a dead agent's
-                with socket.socket(socket.AF_UNIX) as probe, contextlib.suppress(OSError):
-                    probe.connect(path)
-                    raise OSError(f"an agent is listening on {path}")
+                with socket.socket(socket.AF_UNIX) as probe:
+                    listening = probe.connect_ex(path) == 0
+                if listening:
+                    raise OSError(errno.EADDRINUSE, f"an agent is listening on {path}")
                 os.unlink(path)
             sock.bind(path)
         else:

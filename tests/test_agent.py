@@ -225,6 +225,13 @@ def test_a_client_that_speaks_no_grpc_is_closed_and_the_others_served(agent):
     assert "Health Status: running" in tetra(agent.address, "status").stdout
 
 
+def test_a_second_agent_on_the_same_socket_is_refused_and_the_first_serves_on(agent):
+    second = subprocess.run([sys.executable, "-m", "procscope.cli", "agent", "--address", agent.address], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert second.returncode == 2 and "is another agent there?" in second.stderr, second.stderr
+    assert "Health Status: running" in tetra(agent.address, "status").stdout
+
+
 def test_the_socket_is_roots_alone(agent):
     path = agent.address.removeprefix("unix://")
     st = os.lstat(path)

@@ -59,9 +59,9 @@ class Feed(Protocol):
 
     def fileno(self) -> int: ...  # readable when there may be messages to take
 
-    def take(self, limit: int) -> bytes | None: ...  # what is there now, about limit bytes at most (b"": nothing
-
-    # yet); None: the stream is over
+    def take(self, limit: int) -> bytes | None:
+        """What is there now, about ``limit`` bytes at most (b"": nothing yet); None: the stream is over."""
+        ...
 
     def close(self) -> None: ...  # the call is over, whichever side ended it
 

@@ -151,17 +151,17 @@ class Converter:
         parent = exporter.cache.parent_of(proc)
         if parent is not None:
             parts.append(self._process_field(2, exporter, parent))
-        if exit is None:
-            when, field = proc.image.time if proc.image else proc.key.ktime, _EXEC
-        else:
-            when, field = exit.time, _EXIT
-            parts.append(pb.ProcessExit(signal=exit.signal_name, status=exit.status,
-                                        time=_stamp(when + exporter.wall_offset)).SerializeToString())  # fmt: skip
+        when = (proc.image.time if proc.image else proc.key.ktime) if exit is None else exit.time
+        stamp = _stamp(when + exporter.wall_offset)  # the event's, and an exit's own
+        if exit is not None:
+            parts.append(pb.ProcessExit(signal=exit.signal_name, status=exit.status, time=stamp).SerializeToString())
         node = self._nodes.get(exporter.node)
         if node is None:
             node = self._nodes[exporter.node] = pb.GetEventsResponse(node_name=exporter.node).SerializeToString()
-        stamp = pb.GetEventsResponse(time=_stamp(when + exporter.wall_offset)).SerializeToString()
-        return b"".join((_delimited(field, b"".join(parts)), node, stamp))
+        field = _EXEC if exit is None else _EXIT
+        return b"".join(
+            (_delimited(field, b"".join(parts)), node, pb.GetEventsResponse(time=stamp).SerializeToString())
+        )
 
     def _process_field(self, number: int, exporter: Exporter, proc: Process) -> bytes:
         """Field ``number`` (process, parent) holding the process's message, with its refcnt."""

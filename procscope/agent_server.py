@@ -180,12 +180,13 @@ class _Connection:
             while True:
                 self._pump()
                 self.outgoing += self.h2.data_to_send()
-                if self.server.stopping.is_set():
+                stopping = self.server.stopping.is_set()
+                if stopping:
                     if self.gone_by is None:
                         self.gone_by = time.monotonic() + STOP_SECONDS
                     if not self.calls and not self.outgoing or time.monotonic() > self.gone_by:
                         return  # all said, or a client that does not read is left
-                stopping = self.server.stopping.is_set()  # once seen, its fd would wake every select
+                # Once stopping is seen, its fd would wake every select: left out.
                 waits: list = [self.sock] if stopping else [self.sock, self.server._stop_fd]
                 if len(self.outgoing) < CHUNK:  # what _pump takes from: a feed it would not read would wake it at once
                     waits += [c.feed for c in self.calls.values() if c.feed is not None and not c.pending]

@@ -25,6 +25,7 @@ import stat
 import threading
 import time
 import weakref
+from collections.abc import Callable
 
 from google.protobuf import field_mask_pb2
 from google.protobuf.message import DecodeError
@@ -47,6 +48,7 @@ from .agent_server import (
 )
 from .cache import ProcessCache
 from .export import Exporter
+from .kinds import EXEC, EXIT
 from .options import CLIENT_QUEUE
 from .snapshot import tetragon_lines
 from .stream import ProcessEvent
@@ -146,7 +148,7 @@ class Broadcast:
             client = self._joining.get()
             assert self.exporter is not None
             for obj in tetragon_lines(self.cache, self.exporter):
-                if client.passes is None or client.passes(next(iter(obj)), obj):
+                if client.passes is None or client.passes(next(iter(obj)), _given(obj)):
                     client.living += self._put(client, self._serialized(obj, client.field_filters))
             with self._lock:
                 if not client.left:  # gone while it waited
@@ -171,8 +173,11 @@ class Broadcast:
         shared: bytes | None = None  # converted once for the clients without field filters
         for client in self.clients:
             if client.passes is not None:
-                obj = event.object() if isinstance(event, ProcessEvent) else event
-                if not client.passes(next(iter(obj)), obj):
+                if isinstance(event, ProcessEvent):
+                    passes = client.passes(EXEC if event.exit is None else EXIT, event.object)
+                else:
+                    passes = client.passes(next(iter(event)), _given(event))
+                if not passes:
                     continue
             if client.field_filters:
                 self._put(client, self._serialized(event, client.field_filters))
@@ -183,10 +188,11 @@ class Broadcast:
 
     def _serialized(self, event: dict | ProcessEvent, field_filters: list[pb.FieldFilter]) -> bytes:
         if isinstance(event, ProcessEvent):
-            data = self._converter.process_event(event.exporter, event.proc, event.exit)
             if not field_filters:
-                return frame(data)
-            message = pb.GetEventsResponse.FromString(data)
+                return self._converter.process_event(event.exporter, event.proc, event.exit, framed=True)
+            message = pb.GetEventsResponse.FromString(
+                self._converter.process_event(event.exporter, event.proc, event.exit)
+            )
         else:
             message = self._converter.response(event)
         return frame(_fielded(message, field_filters).SerializeToString())
@@ -214,6 +220,11 @@ class Broadcast:
         for client in self.clients:
             client.ended = True
             os.eventfd_write(client.wake, 1)
+
+
+def _given(obj: dict) -> Callable[[], dict]:
+    """An object made already, as a Predicate reads it."""
+    return lambda: obj
 
 
 def _fielded(message: pb.GetEventsResponse, filters: list[pb.FieldFilter]) -> pb.GetEventsResponse:

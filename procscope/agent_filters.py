@@ -14,7 +14,9 @@ from procscope.api import tetragon_pb2 as pb
 
 from .kinds import EXEC, EXIT, THROTTLE
 
-Predicate = Callable[[str, dict], bool]  # (event kind, its object) → matches
+# (event kind, what makes its object) → matches: the object is made only for a filter that reads it
+# (tetra's --event-types, a filter on the kind alone, passes a storm without).
+Predicate = Callable[[str, Callable[[], dict]], bool]
 
 EVENT_TYPES = {EXEC: pb.PROCESS_EXEC, EXIT: pb.PROCESS_EXIT, THROTTLE: pb.PROCESS_THROTTLE}
 UNSUPPORTED = ("labels", "policy_names", "capabilities", "cel_expression", "ancestor_binary_regex")
@@ -24,17 +26,17 @@ class FilterError(ValueError):
     """A filter procscope cannot apply (said to the client, not ignored)."""
 
 
-def _process(kind: str, obj: dict, side: str = "process") -> dict:
-    return obj.get(kind, {}).get(side) or {}
+def _process(kind: str, obj: Callable[[], dict], side: str = "process") -> dict:
+    return obj().get(kind, {}).get(side) or {}
 
 
-def _regexes(patterns, field: Callable[[str, dict], str | None]) -> Predicate:
+def _regexes(patterns, field: Callable[[str, Callable[[], dict]], str | None]) -> Predicate:
     try:
         compiled = [re.compile(p) for p in patterns]
     except re.error as exc:
         raise FilterError(f"bad regular expression: {exc}") from None
 
-    def match(kind: str, obj: dict) -> bool:
+    def match(kind: str, obj: Callable[[], dict]) -> bool:
         value = field(kind, obj)
         return value is not None and any(r.search(value) for r in compiled)
 
@@ -72,7 +74,7 @@ def _one(f: pb.Filter) -> Predicate:
     if f.pid_set:  # the pids and their descendants from then on (Tetragon's: for tests and development)
         family = set(f.pid_set)
 
-        def in_family(k: str, o: dict) -> bool:
+        def in_family(k: str, o: Callable[[], dict]) -> bool:
             pid = _process(k, o).get("pid")
             if pid in family:
                 return True
@@ -96,7 +98,7 @@ def predicate(request: pb.GetEventsRequest) -> Predicate:
     allow = [_one(f) for f in request.allow_list]
     deny = [_one(f) for f in request.deny_list]
 
-    def passes(kind: str, obj: dict) -> bool:
+    def passes(kind: str, obj: Callable[[], dict]) -> bool:
         return (not allow or any(m(kind, obj) for m in allow)) and not any(m(kind, obj) for m in deny)
 
     return passes

@@ -72,7 +72,7 @@ def _plan(desc: Descriptor) -> _Plan:
 # The fields of GetEventsResponse that hold an exec and an exit; each refcnt a Process field may have, serialized.
 _EXEC = pb.GetEventsResponse.DESCRIPTOR.fields_by_name["process_exec"].number
 _EXIT = pb.GetEventsResponse.DESCRIPTOR.fields_by_name["process_exit"].number
-_REFCNT = tuple(pb.Process(refcnt=n).SerializeToString() for n in range(64))
+_PROCESS_FIELD, _PARENT_FIELD = (pb.ProcessExec.DESCRIPTOR.fields_by_name[n].number for n in ("process", "parent"))
 _SHARED = tuple((f.name, f.number) for f in pb.Process.DESCRIPTOR.fields if f.message_type
                 and f.message_type.full_name in _CLASSES)  # fmt: skip
 
@@ -83,7 +83,7 @@ def _delimited(number: int, data: bytes) -> bytes:
     return b"".join((_VARINTS[number << 3 | 2], _VARINTS[n] if n < len(_VARINTS) else _varint(n), data))
 
 
-def _varint(n: int) -> bytes:
+def _varint_of(n: int) -> bytes:
     """A non-negative integer, 7 bits a byte, the lowest first."""
     out = bytearray()
     while n > 0x7F:
@@ -93,11 +93,65 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-_VARINTS = tuple(_varint(n) for n in range(1 << 14))  # two bytes at most: a key, a process's length
+_VARINTS = tuple(_varint_of(n) for n in range(1 << 14))  # two bytes at most: a key, a process's length
 
 
-def _stamp(wall_ns: int) -> timestamp_pb2.Timestamp:
-    return timestamp_pb2.Timestamp(seconds=wall_ns // 1_000_000_000, nanos=wall_ns % 1_000_000_000)
+def _varint(n: int) -> bytes:
+    """The same, from the table or without a loop up to five bytes (a second since 1970)."""
+    if n < 0x4000:
+        return _VARINTS[n]
+    if n < 0x200000:  # a pid, nanoseconds: no loop
+        return bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14))
+    if n < 0x10000000:
+        return bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14 & 0x7F | 0x80, n >> 21))
+    if n < 0x800000000:
+        return bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14 & 0x7F | 0x80, n >> 21 & 0x7F | 0x80, n >> 28))
+    return _varint_of(n)
+
+
+def _key(message: Any, name: str, length_delimited: bool = True) -> bytes:
+    """The key of a field of ``message`` as encoded: its number, its wire type."""
+    return _VARINTS[message.DESCRIPTOR.fields_by_name[name].number << 3 | (2 if length_delimited else 0)]
+
+
+# What differs between the processes of one template (Exporter.own_object's fields), and an
+# event's own fields, encoded here: a message made for each cost more than the rest of the event.
+_EXEC_ID, _PID, _START_TIME, _PARENT_EXEC_ID, _TID, _POD = (
+    _key(pb.Process, name) for name in ("exec_id", "pid", "start_time", "parent_exec_id", "tid", "pod")
+)
+_REFCNT = _key(pb.Process, "refcnt", False)
+_POD_CONTAINER, _CONTAINER_PID = _key(pb.Pod, "container"), _key(pb.Container, "pid")
+_SIGNAL, _STATUS, _EXIT_TIME = _key(pb.ProcessExit, "signal"), _key(pb.ProcessExit, "status", False), \
+    _key(pb.ProcessExit, "time")  # fmt: skip
+_TIME = _key(pb.GetEventsResponse, "time")
+
+
+def _string(key: bytes, text: str) -> bytes:
+    data = text.encode()
+    return b"".join((key, _varint(len(data)), data))
+
+
+def _wrapped(key: bytes, value: int) -> bytes:
+    """A UInt32Value field: present, its value left out when 0 (as protobuf writes it)."""
+    if not value:
+        return key + b"\0"
+    inner = _varint(value)
+    return b"".join((key, _VARINTS[len(inner) + 1], b"\x08", inner))
+
+
+_seconds_field: dict[int, bytes] = {}  # a second, encoded: events come in bursts within one
+
+
+def _stamp(wall_ns: int) -> bytes:
+    """A Timestamp's message body, as protobuf serializes it (a zero left out), with its length first."""
+    seconds, nanos = divmod(wall_ns, 1_000_000_000)
+    field = _seconds_field.get(seconds)
+    if field is None:
+        if len(_seconds_field) >= 4096:
+            _seconds_field.clear()
+        field = _seconds_field[seconds] = b"\x08" + _varint(seconds) if seconds else b""
+    body = field + b"\x10" + _varint(nanos) if nanos else field
+    return _VARINTS[len(body)] + body
 
 
 def _clear(message: Any, fields: dict) -> None:
@@ -138,46 +192,64 @@ class Converter:
         self._nodes: dict[str, bytes] = {}  # the node_name field, serialized
         self._parts: dict[int, tuple[Any, bytes]] = {}  # the shared parts' messages, serialized
 
-    def process_event(self, exporter: Exporter, proc: Process, exit: ExitEvent | None) -> bytes:
+    def process_event(self, exporter: Exporter, proc: Process, exit: ExitEvent | None, framed: bool = False) -> bytes:
         """The GetEventsResponse, serialized, that response() makes of
-        exporter.exec_event(proc) (exit None) or exit_event(exit, proc):
-        joined from its processes' messages, each serialized once while the
-        exporter keeps its object (a storm's parent with every child, an
-        exit's process after its exec). Protobuf's encoding is made to be
-        joined so (a message: its fields in any order; a field of a message:
-        its key, its length, its bytes): offline, in a storm, 22 µs an
-        exec and 9 an exit, half of building each message."""
-        parts = [self._process_field(1, exporter, proc)]
+        exporter.exec_event(proc) (exit None) or exit_event(exit, proc)
+        (``framed``: as one gRPC message on the wire): joined from its
+        processes' messages, each serialized once while the exporter keeps
+        its object (a storm's parent with every child, an exit's process
+        after its exec). Protobuf's encoding is made to be joined so (a
+        message: its fields in any order; a field of a message: its key,
+        its length, its bytes). Joined once: a root process's message is
+        ~4 KB, and copying the event at each level of its nesting cost more
+        than all the rest."""
+        parts = [b"", b""]  # the frame's header, the event's field: filled last
+        size = self._process_field(parts, _PROCESS_FIELD, exporter, proc)
         parent = exporter.cache.parent_of(proc)
         if parent is not None:
-            parts.append(self._process_field(2, exporter, parent))
+            size += self._process_field(parts, _PARENT_FIELD, exporter, parent)
         when = (proc.image.time if proc.image else proc.key.ktime) if exit is None else exit.time
         stamp = _stamp(when + exporter.wall_offset)  # the event's, and an exit's own
         if exit is not None:
-            parts.append(pb.ProcessExit(signal=exit.signal_name, status=exit.status, time=stamp).SerializeToString())
+            if signal := exit.signal_name:
+                text = _string(_SIGNAL, signal)
+                parts.append(text)
+                size += len(text)
+            if exit.status:
+                status = _varint(exit.status)
+                parts += (_STATUS, status)
+                size += len(_STATUS) + len(status)
+            parts += (_EXIT_TIME, stamp)
+            size += len(_EXIT_TIME) + len(stamp)
         node = self._nodes.get(exporter.node)
         if node is None:
             node = self._nodes[exporter.node] = pb.GetEventsResponse(node_name=exporter.node).SerializeToString()
-        field = _EXEC if exit is None else _EXIT
-        return b"".join(
-            (_delimited(field, b"".join(parts)), node, pb.GetEventsResponse(time=stamp).SerializeToString())
-        )
+        parts += (node, _TIME, stamp)
+        parts[1] = _VARINTS[_EXEC << 3 | 2 if exit is None else _EXIT << 3 | 2] + _varint(size)
+        if framed:
+            whole = len(parts[1]) + size + len(node) + len(_TIME) + len(stamp)
+            parts[0] = b"\0" + whole.to_bytes(4, "big")
+        return b"".join(parts)
 
-    def _process_field(self, number: int, exporter: Exporter, proc: Process) -> bytes:
-        """Field ``number`` (process, parent) holding the process's message, with its refcnt."""
-        data = exporter.kept(proc, lambda p: self._process_bytes(exporter, p))
+    def _process_field(self, parts: list[bytes], number: int, exporter: Exporter, proc: Process) -> int:
+        """Field ``number`` (process, parent) holding the process's message,
+        with its refcnt, added to ``parts``; its size."""
+        template, own = exporter.kept(proc, lambda p: self._process_bytes(exporter, p))
         refs = max(proc.refs, 0)
-        return _delimited(
-            number, data + (_REFCNT[refs] if refs < len(_REFCNT) else pb.Process(refcnt=refs).SerializeToString())
-        )
+        refcnt = _REFCNT + _varint(refs) if refs else b""  # a storm's parent's: thousands
+        length = len(template) + len(own) + len(refcnt)
+        head = _VARINTS[number << 3 | 2] + _varint(length)
+        parts += (head, template, own, refcnt)
+        return len(head) + length
 
-    def _process_bytes(self, exporter: Exporter, proc: Process) -> bytes:
-        """The process's message without refcnt, serialized: the template of
-        the processes that show the same (a storm's children), then what is
-        its own (the template has none of it: a field joined later would be
-        merged into the template's, not put in its place)."""
+    def _process_bytes(self, exporter: Exporter, proc: Process) -> tuple[bytes, bytes]:
+        """The process's message without refcnt, serialized, in two parts:
+        the template of the processes that show the same (a storm's
+        children), then what is its own (the template has none of it: a
+        field joined later would be merged into the template's, not put in
+        its place)."""
         if proc.image is None:  # a placeholder: few fields, converted as they are
-            return self._without_refcnt(exporter.process_plain(proc))
+            return self._without_refcnt(exporter.process_plain(proc)), b""
         key = exporter.template_key(proc)
         template = self._templates.get(key)
         if template is None:
@@ -185,8 +257,15 @@ class Converter:
                 self._templates.clear()
             template = self._templates[key] = self._without_refcnt(exporter.process_plain(proc),
                                                                    exporter.own_object(proc))  # fmt: skip
-        own = pb.Process(**self._fields(pb.Process.DESCRIPTOR, exporter.own_object(proc)))
-        return template + own.SerializeToString()
+        p = proc.image
+        own = [_string(_EXEC_ID, exporter.exec_id(proc.key)), _wrapped(_PID, proc.pid),
+               _START_TIME, _stamp(proc.key.ktime + exporter.wall_offset),
+               _string(_PARENT_EXEC_ID, exporter.exec_id(proc.parent)), _wrapped(_TID, p.tid)]  # fmt: skip
+        if key[3] is not None and key[3].pod is not None:  # the pod's container pid (pod_object's): the nspid
+            pid = _wrapped(_CONTAINER_PID, p.nspid)
+            container = _POD_CONTAINER + _VARINTS[len(pid)] + pid
+            own += (_POD, _VARINTS[len(container)], container)
+        return template, b"".join(own)
 
     def _without_refcnt(self, plain: dict, own: dict | None = None) -> bytes:
         """A process object's message without refcnt (and without the fields of ``own``), serialized."""

@@ -13,7 +13,7 @@ import dataclasses
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import Any, Protocol
 
 import msgspec
 
@@ -112,19 +112,19 @@ class EventStream:
         for out in self.outputs:
             if kind not in out.kinds:
                 continue
+            sink: Any = out.sink  # an ObjectSink when out.objects, else a Sink
             if out.objects:
-                assert not isinstance(obj, bytes)
-                cast(ObjectSink, out.sink).write(obj)
+                sink.write(obj)
             elif out.compact:
                 if text is None:
                     assert isinstance(obj, dict)  # compact and object outputs are given objects (_lines is False)
                     text = compact(obj).encode("utf-8", "backslashreplace")
-                cast(Sink, out.sink).write(text)
+                sink.write(text)
             else:
                 if line is None:
                     assert isinstance(obj, dict)
                     line = json_bytes(obj)
-                cast(Sink, out.sink).write(line)
+                sink.write(line)
             out.written += 1
         return self.count is not None and self.outputs[0].written >= self.count
 

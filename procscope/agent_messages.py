@@ -200,9 +200,7 @@ class Converter:
         its object (a storm's parent with every child, an exit's process
         after its exec). Protobuf's encoding is made to be joined so (a
         message: its fields in any order; a field of a message: its key,
-        its length, its bytes). Joined once: a root process's message is
-        ~4 KB, and copying the event at each level of its nesting cost more
-        than all the rest."""
+        its length, its bytes), and joined once."""
         parts = [b"", b""]  # the frame's header, the event's field: filled last
         size = self._process_field(parts, _PROCESS_FIELD, exporter, proc)
         parent = exporter.cache.parent_of(proc)

@@ -196,6 +196,7 @@ class Shared:
 
     def __init__(self):
         self._table: dict = {}
+        self._given: tuple = (None,) * 5  # the parts of the last image as given
 
     def one(self, value):
         table = self._table
@@ -204,6 +205,13 @@ class Shared:
         return table.setdefault(value, value)
 
     def event(self, ev: ExecEvent) -> ExecEvent:
+        given = self._given
+        if ev.creds is given[0] and ev.ns is given[1] and ev.binary is given[2] and ev.cwd is given[3] \
+                and ev.cgroup_name is given[4]:  # fmt: skip
+            # The decoder's objects again (one per distinct value it read): shared already, kept
+            # as they are (no copy of the image, nothing hashed), beside the table's equal ones.
+            return ev
+        self._given = ev.creds, ev.ns, ev.binary, ev.cwd, ev.cgroup_name
         table = self._table
         if len(table) >= self.LIMIT - 5:
             table.clear()

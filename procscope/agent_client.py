@@ -1,16 +1,16 @@
 """Another machine's events, from its agent's GetEvents stream (a procscope
-agent's, or a real Tetragon's): each message becomes the line Tetragon's
+agent's, or a real Tetragon's): each message becomes the object Tetragon's
 JSON export would hold for it (protojson, as Tetragon writes it:
-agent_messages.json_object), and
-those lines are read by the same reader as a recording (replay.Replay),
-through a pipe. A connection that fails or ends is tried again with
-backoff; each connection gets a reader of its own (a procscope agent sends
-the processes alive first again)."""
+agent_messages.json_object), read by the same reader as a recording's
+lines (replay.Replay, given the objects on the connection's thread: a
+line written and read again through a pipe, on a thread of its own, cost
+several times the reading). A connection that fails or ends is tried
+again with backoff; each connection gets a reader of its own (a procscope
+agent sends the processes alive first again)."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import re
 import threading
@@ -18,21 +18,18 @@ import time
 from collections.abc import Callable
 
 import grpc
-import msgspec
 
 from procscope.agent import LIVING_HEADER
 from procscope.agent_messages import json_object
 from procscope.api import tetragon_pb2 as pb
 from procscope.api import tetragon_pb2_grpc
 from procscope.probes.events import ProcessKey
-from procscope.probes.forked import write_all
 
 from .options import Options
 from .query import OR_FIELDS, Query
 from .records import BadRecord, parse_exec_id
-from .replay import Recorded, Replay, ReplayError
+from .replay import Recorded, Replay
 
-_encode = msgspec.json.Encoder().encode
 QUEUE = 200_000  # events waiting for the monitor; past that they are dropped and counted
 BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)  # seconds before each new try, the last repeated
 STEADY = 10.0  # seconds a connection lasts to count as having worked
@@ -100,16 +97,14 @@ class Remote:
         self.state = "connecting"
         self.connections += 1
         number = self.connections
-        read, write = os.pipe()
-        reader = threading.Thread(target=self._read, args=(read, number), name=f"remote reader {self.address}",
-                                  daemon=True)  # fmt: skip
+        replay = Replay(self.address, warn=self.log, given=True)
+        self.reader = (number, replay)
         got_any = False
         channel = grpc.secure_channel(self.address, self.tls) if self.tls else grpc.insecure_channel(self.address)
         with channel:
             call = tetragon_pb2_grpc.FineGuidanceSensorsStub(channel).GetEvents(self.request)
             self._call = call
             try:
-                reader.start()
                 living = _Living(number, call.initial_metadata())
                 if living.left == 0:
                     self.living = (number, frozenset())
@@ -120,7 +115,11 @@ class Remote:
                     if message.WhichOneof("event") == "rate_limit_info":  # the agent's: we read too slowly
                         self.agent_dropped += message.rate_limit_info.number_of_dropped_process_events
                         continue
-                    write_all(write, _encode(json_object(message)) + b"\n")
+                    for ev in replay.record(json_object(message)):
+                        try:
+                            self.events.put_nowait(ev)
+                        except queue.Full:
+                            self.queue_dropped += 1
                     if living.left > 0 and (done := living.add(message)) is not None:
                         self.living = done
                 self._say(f"{self.address}: the agent ended the stream; reconnecting")
@@ -129,8 +128,6 @@ class Remote:
                     self._say(f"{self.address}: {_reason(exc)}; reconnecting")
             finally:
                 self._call = None
-                os.close(write)  # the reader reads to the end, then ends
-                reader.join()
         if got_any:
             self.down_since = time.time()
         return got_any
@@ -139,21 +136,6 @@ class Remote:
         if message != self._said:
             self._said = message
             self.log(message)
-
-    def _read(self, fd: int, number: int) -> None:
-        try:
-            replay = Replay(f"/proc/self/fd/{fd}", warn=self.log)  # its own open of the pipe
-        except ReplayError as exc:
-            self.log(f"{self.address}: {exc}")
-            return
-        finally:
-            os.close(fd)
-        self.reader = (number, replay)
-        for ev in replay.events():
-            try:
-                self.events.put_nowait(ev)
-            except queue.Full:
-                self.queue_dropped += 1
 
     def drain(self, limit: int = 100_000) -> list[Recorded]:
         out: list[Recorded] = []

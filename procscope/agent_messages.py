@@ -22,6 +22,8 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from procscope.api import tetragon_pb2 as pb
 
+from .clock import rfc3339
+
 if TYPE_CHECKING:
     from procscope.probes.events import ExitEvent
 
@@ -32,6 +34,7 @@ _WRAPPERS = {"google.protobuf.UInt32Value", "google.protobuf.Int32Value", "googl
 _WIDE = {FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_FIXED64}
 MEMO = 8192  # converted objects kept (with the object: an id is not reused while it lives)
 # The parts the exporter makes once and shares (Exporter._plain_parts); all else is new each event.
+_PROCESS = pb.Process.DESCRIPTOR
 _CLASSES = {"tetragon.Capabilities": pb.Capabilities, "tetragon.ProcessCredentials": pb.ProcessCredentials,
             "tetragon.Namespaces": pb.Namespaces}  # fmt: skip
 
@@ -327,12 +330,44 @@ class Converter:
 
 _enum_names: dict[str, dict[int, str]] = {}
 _objects: dict[tuple[str, bytes], dict] = {}  # shared parts' objects, by their messages' bytes (read only)
+# A process's object without refcnt, by its message's bytes without it: the same process comes in
+# many events (a storm's parent with each child, an exit's process after its exec).
+_processes: dict[bytes, dict] = {}
+_LATEST = 253402300800  # seconds: 10000-01-01, past protojson's last time
 
 
 def json_object(message: Any) -> dict:
     """The object protojson makes of ``message`` (json_format.MessageToDict with the proto's
-    field names): what Tetragon's JSON export holds for it."""
+    field names): what Tetragon's JSON export holds for it. The objects made are shared
+    between calls: read them, never change them."""
     desc = message.DESCRIPTOR
+    if desc is _PROCESS:
+        refcnt = message.refcnt
+        message.refcnt = 0  # left out (a default value), and put back
+        try:
+            key = message.SerializeToString()
+            found = _processes.get(key)
+            if found is None:
+                if len(_processes) >= MEMO:
+                    _processes.clear()
+                found = _processes[key] = _object(message, desc)
+        finally:
+            message.refcnt = refcnt
+        if not refcnt:
+            return found
+        out = dict(found)
+        out["refcnt"] = refcnt
+        return out
+    return _object(message, desc)
+
+
+def _json_time(t: timestamp_pb2.Timestamp) -> str:
+    if 0 <= t.seconds < _LATEST and 0 <= t.nanos < 1_000_000_000:
+        return rfc3339(t.seconds * 1_000_000_000 + t.nanos)  # the second formatted once for a burst
+    return t.ToJsonString()  # its ValueError for what protojson cannot write
+
+
+def _object(message: Any, desc: Descriptor) -> dict:
     shared = desc.full_name in _CLASSES  # the same capabilities etc. in many events: made once
     if shared:
         key = (desc.full_name, message.SerializeToString())
@@ -356,7 +391,7 @@ def json_object(message: Any) -> dict:
         elif kind == "wide":
             out[f.name] = [str(v) for v in value] if repeated else str(value)
         else:
-            out[f.name] = [v.ToJsonString() for v in value] if repeated else value.ToJsonString()
+            out[f.name] = [_json_time(v) for v in value] if repeated else _json_time(value)
     if shared:
         if len(_objects) >= MEMO:
             _objects.clear()

@@ -81,7 +81,20 @@ class BadRecord(ValueError):
 MAX_KTIME = 1 << 62
 
 
+_exec_ids: dict[str, tuple[str, ProcessKey]] = {}  # read already: a parent's id comes with each child, an exit's
+
+
 def parse_exec_id(text: str) -> tuple[str, ProcessKey]:
+    found = _exec_ids.get(text) if type(text) is str else None
+    if found is None:
+        found = _parse_exec_id(text)
+        if len(_exec_ids) >= 8192:
+            _exec_ids.clear()
+        _exec_ids[text] = found
+    return found
+
+
+def _parse_exec_id(text: str) -> tuple[str, ProcessKey]:
     try:
         node, ktime, pid = base64.b64decode(text, validate=True).decode().rsplit(":", 2)
         key = ProcessKey(int(pid), int(ktime))

@@ -15,6 +15,7 @@ import os
 import stat
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from io import BufferedReader
 
 import msgspec
 from msgspec import UNSET
@@ -66,8 +67,10 @@ class Replay:
     the events for a caller that applies them itself (once)."""
 
     def __init__(self, path: str, strict: bool = False, warn: Callable[[str], None] | None = None,
-                 max_processes: int = MAX_PROCESSES):  # fmt: skip
-        """``max_processes``: reading stops (said in one line) once more are alive at once."""
+                 max_processes: int = MAX_PROCESSES, given: bool = False):  # fmt: skip
+        """``max_processes``: reading stops (said in one line) once more are alive at once.
+        ``given``: no file at ``path`` (another machine's agent, named so in what is said):
+        each record is given as its object (record())."""
         self.path = path
         self.max_processes = max_processes
         self.cut_at = 0  # the line where max_processes stopped the reading
@@ -92,6 +95,10 @@ class Replay:
         self._parent_of: dict[ProcessKey, ProcessKey] = {}  # exec parent of each image read
         self._current: dict[int, ProcessKey] = {}  # the last image of each pid not seen exiting
         self._made: dict[tuple, object] = {}  # _memo's
+        self._given = 0  # records given (record())
+        self._file: BufferedReader | None = None
+        if given:
+            return
         try:
             if os.path.isdir(path):
                 raise ReplayError(f"{path} is a directory; name a recording or snapshot file")
@@ -299,8 +306,34 @@ class Replay:
         if len(self._exited) > EXITED_KEPT:
             self._exited.popitem(last=False)
 
+    def record(self, rec: dict) -> list[Recorded]:
+        """The events of one record given as its object (a line's, decoded; ``given``): a
+        bad one is said as a bad line is; none once max_processes stopped the reading."""
+        self._given += 1
+        if self.cut_at:
+            return []
+        try:
+            events = self._record(rec)
+        except BadRecord as exc:
+            self._bad(self._given, str(exc))
+            return []
+        self.good_records += 1
+        self._cut(self._given)
+        return events
+
+    def _cut(self, where: int) -> bool:
+        """Whether reading stops at ``where``: more than max_processes alive at once (said)."""
+        if len(self._current) > self.max_processes or self._cached() > self.max_processes:
+            self.cut_at = where
+            self.warn(f"{self.path}:{where}: more than {self.max_processes:,} processes at once; "
+                      "read up to here (--max-processes N reads further, with more memory)")  # fmt: skip
+            return True
+        return False
+
     def _lines(self) -> Iterator[Recorded]:
         f, lineno = self._file, 0
+        if f is None:  # given: nothing to read (record())
+            return
         with f:
             while raw := f.readline(MAX_LINE_BYTES + 1):
                 lineno += 1
@@ -330,16 +363,14 @@ class Replay:
                     continue
                 self.good_records += 1
                 yield from events
-                if len(self._current) > self.max_processes or self._cached() > self.max_processes:
-                    self.cut_at = lineno
-                    self.warn(f"{self.path}:{lineno}: more than {self.max_processes:,} processes at once; "
-                              "read up to here (--max-processes N reads further, with more memory)")  # fmt: skip
+                if self._cut(lineno):
                     return
         if lineno and not self.good_records:
             self.warn(f"{self.path}: no line could be read; is it a procscope recording, snapshot or Tetragon export?")
 
     # -- snapshots -------------------------------------------------------------------
     def _load_snapshot(self) -> None:
+        assert self._file is not None
         with self._file as f:
             data = f.read(MAX_SNAPSHOT_BYTES + 1)
         if len(data) > MAX_SNAPSHOT_BYTES:
@@ -407,6 +438,8 @@ class Replay:
     @property
     def streaming(self) -> bool:
         """Read from a pipe, FIFO or device: events come as they are written."""
+        if self._file is None:  # given: as they come
+            return True
         try:
             return not stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
         except (OSError, ValueError):  # closed: read to its end already

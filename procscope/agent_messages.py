@@ -72,10 +72,13 @@ def _plan(desc: Descriptor) -> _Plan:
     return plan
 
 
-# The fields of GetEventsResponse that hold an exec and an exit; each refcnt a Process field may have, serialized.
+# The fields of GetEventsResponse that hold an exec and an exit, and theirs that hold the process and its parent
+# (ProcessExit's have ProcessExec's numbers).
 _EXEC = pb.GetEventsResponse.DESCRIPTOR.fields_by_name["process_exec"].number
 _EXIT = pb.GetEventsResponse.DESCRIPTOR.fields_by_name["process_exit"].number
 _PROCESS_FIELD, _PARENT_FIELD = (pb.ProcessExec.DESCRIPTOR.fields_by_name[n].number for n in ("process", "parent"))
+_EXIT_FIELDS = pb.ProcessExit.DESCRIPTOR.fields_by_name
+assert _EXIT_FIELDS["process"].number == _PROCESS_FIELD and _EXIT_FIELDS["parent"].number == _PARENT_FIELD
 _SHARED = tuple((f.name, f.number) for f in pb.Process.DESCRIPTOR.fields if f.message_type
                 and f.message_type.full_name in _CLASSES)  # fmt: skip
 

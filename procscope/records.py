@@ -85,7 +85,9 @@ _exec_ids: dict[str, tuple[str, ProcessKey]] = {}  # read already: a parent's id
 
 
 def parse_exec_id(text: str) -> tuple[str, ProcessKey]:
-    found = _exec_ids.get(text) if type(text) is str else None
+    if type(text) is not str:  # what a hostile line holds: said as bad
+        return _parse_exec_id(text)
+    found = _exec_ids.get(text)
     if found is None:
         found = _parse_exec_id(text)
         if len(_exec_ids) >= 8192:

@@ -13,7 +13,7 @@ import dataclasses
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol, cast
 
 import msgspec
 
@@ -112,19 +112,19 @@ class EventStream:
         for out in self.outputs:
             if kind not in out.kinds:
                 continue
-            sink: Any = out.sink  # an ObjectSink when out.objects, else a Sink
             if out.objects:
-                sink.write(obj)
+                assert not isinstance(obj, bytes)
+                cast(ObjectSink, out.sink).write(obj)
             elif out.compact:
                 if text is None:
                     assert isinstance(obj, dict)  # compact and object outputs are given objects (_lines is False)
                     text = compact(obj).encode("utf-8", "backslashreplace")
-                sink.write(text)
+                cast(Sink, out.sink).write(text)
             else:
                 if line is None:
                     assert isinstance(obj, dict)
                     line = json_bytes(obj)
-                sink.write(line)
+                cast(Sink, out.sink).write(line)
             out.written += 1
         return self.count is not None and self.outputs[0].written >= self.count
 

@@ -16,7 +16,8 @@ from procscope.probes.throttle import RateError, parse_rate
 from . import __version__, commands, query, sampler, window
 from .cache import DEFAULT_GRACE_NS
 from .options import CLIENT_QUEUE, Options
-from .replay import MAX_PROCESSES, SNAPSHOT_VERSION
+from .replay import MAX_PROCESSES
+from .snapshot_doc import SNAPSHOT_VERSION
 from .stream import INCLUDABLE
 from .timetravel import Moment, MomentError
 

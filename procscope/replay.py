@@ -4,7 +4,7 @@
 
 Files are read as they come (FIFOs and pipes too), with bounds: a line
 longer than MAX_LINE_BYTES stops the reading (``/dev/zero`` is no
-recording), a snapshot document is at most MAX_SNAPSHOT_BYTES. A corrupt
+recording), a snapshot document is read as snapshot_doc bounds it. A corrupt
 line, the first one included, is reported as FILE:LINE and skipped
 (``strict`` stops instead); unknown fields and event kinds are ignored."""
 
@@ -33,21 +33,19 @@ from procscope.probes.events import (
 )  # fmt: skip
 from procscope.probes.text import clean
 
-from . import schema
+from . import schema, snapshot_doc
 from .cache import ANY_HIERARCHY, ROOT, ProcessCache
 from .kinds import CGROUP, CLONE, COUNTERS, CREDS, EXEC, EXIT, EXTRA, THROTTLE, USAGE
 from .process import Lifecycle
 from .records import BadRecord, cap_sets, credentials, decode, namespaces, number, parse_exec_id, parse_time, read, text
 from .runtimes import ContainerInfo
 from .sampler import UsageEvent
+from .snapshot_doc import SnapshotError
 from .usage_records import usage_event
 
 Recorded = Event | UsageEvent  # what a recording replays: the kernel's events, and the usage records
 
-SNAPSHOT_SCHEMA = "procscope-snapshot"
-SNAPSHOT_VERSION = 1
 MAX_LINE_BYTES = 64 << 20  # a process object holds at most a few MiB of arguments
-MAX_SNAPSHOT_BYTES = 1 << 30
 MEMO_LIMIT = 4096  # distinct credentials and namespaces kept
 _encode = msgspec.json.Encoder().encode
 
@@ -95,7 +93,6 @@ class Replay:
         self._parent_of: dict[ProcessKey, ProcessKey] = {}  # exec parent of each image read
         self._current: dict[int, ProcessKey] = {}  # the last image of each pid not seen exiting
         self._made: dict[tuple, object] = {}  # _memo's
-        self._given = 0  # records given (record())
         self._file: BufferedReader | None = None
         if given:
             return
@@ -307,18 +304,17 @@ class Replay:
             self._exited.popitem(last=False)
 
     def record(self, rec: dict) -> list[Recorded]:
-        """The events of one record given as its object (a line's, decoded; ``given``): a
-        bad one is said as a bad line is; none once max_processes stopped the reading."""
-        self._given += 1
+        """The events of one record given as its object (``given``), read as a line's."""
         if self.cut_at:
             return []
+        where = self.good_records + self.bad_lines + 1
         try:
             events = self._record(rec)
         except BadRecord as exc:
-            self._bad(self._given, str(exc))
+            self._bad(where, str(exc))
             return []
         self.good_records += 1
-        self._cut(self._given)
+        self._cut(where)
         return events
 
     def _cut(self, where: int) -> bool:
@@ -371,44 +367,17 @@ class Replay:
     # -- snapshots -------------------------------------------------------------------
     def _load_snapshot(self) -> None:
         assert self._file is not None
-        with self._file as f:
-            data = f.read(MAX_SNAPSHOT_BYTES + 1)
-        if len(data) > MAX_SNAPSHOT_BYTES:
-            raise ReplayError(f"{self.path}: a snapshot larger than {MAX_SNAPSHOT_BYTES >> 30} GiB is not read")
         try:
-            doc = json.loads(data.decode("utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            lineno = getattr(exc, "lineno", 1)
-            raise ReplayError(f"{self.path}:{lineno}: corrupt snapshot ({exc}); it cannot be read in part") from None
-        if not isinstance(doc, dict) or doc.get("schema") != SNAPSHOT_SCHEMA:
-            raise ReplayError(f'{self.path}: not a procscope snapshot (no "schema": "{SNAPSHOT_SCHEMA}")')
-        version = doc.get("version")
-        if version != SNAPSHOT_VERSION:
-            raise ReplayError(
-                f"{self.path}: snapshot schema version {version!r} is not supported (this procscope reads "
-                f"version {SNAPSHOT_VERSION}); use the procscope version that wrote it"
-            )
-        self._doc = doc
+            self._doc = doc = snapshot_doc.load(self.path, self._file)
+        except SnapshotError as exc:
+            raise ReplayError(str(exc)) from None
         try:
-            self._read_header(doc)
+            h = snapshot_doc.header(doc)
         except (BadRecord, KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise ReplayError(f"{self.path}: malformed snapshot header ({exc}); it cannot be read") from None
-
-    def _read_header(self, doc: dict) -> None:
-        clock, host_ns, events, processes = (doc.get(k, d) for k, d in (("clock", {}), ("host_ns", {}), ("events", []),
-                                                                         ("processes", [])))  # fmt: skip
-        for name, value, kind in (("clock", clock, dict), ("host_ns", host_ns, dict), ("events", events, list),
-                                  ("processes", processes, list)):  # fmt: skip
-            if not isinstance(value, kind):
-                raise BadRecord(f"{name} is not a{'n object' if kind is dict else ' list'}")
-        self.node = text(doc.get("node_name", ""))
-        boot = number(clock.get("boot_ns", 0), 62)
-        self._offset = parse_time(text(clock["wall"])) - boot if "wall" in clock else None
-        self.end_time = boot
-        self.host_ns.update({text(k): number(v) for k, v in host_ns.items()})
-        counters = doc.get("counters")
-        self.counters = counters if isinstance(counters, dict) else None
-        self.recent = [e for e in events if isinstance(e, dict)]
+        self.node, self._offset, self.end_time, self.recent = h.node, h.offset, h.boot, h.recent
+        self.counters = h.counters
+        self.host_ns.update(h.host_ns)
 
     def _snapshot_events(self) -> Iterator[Event]:
         exits: list[ExitEvent] = []
@@ -438,10 +407,8 @@ class Replay:
     @property
     def streaming(self) -> bool:
         """Read from a pipe, FIFO or device: events come as they are written."""
-        if self._file is None:  # given: as they come
-            return True
-        try:
-            return not stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
+        try:  # given (no file): as they come
+            return self._file is None or not stat.S_ISREG(os.fstat(self._file.fileno()).st_mode)
         except (OSError, ValueError):  # closed: read to its end already
             return False
 

@@ -16,8 +16,8 @@ from .cache import Process, ProcessCache
 from .container_usage import ContainerUsage
 from .export import Exporter, json_line
 from .process import EXITED
-from .replay import SNAPSHOT_SCHEMA, SNAPSHOT_VERSION
 from .safe_write import atomic_writer
+from .snapshot_doc import SNAPSHOT_SCHEMA, SNAPSHOT_VERSION
 
 
 def parents_first(cache: ProcessCache, procs: Iterable[Process]) -> list[Process]:

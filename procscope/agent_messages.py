@@ -197,6 +197,7 @@ class Converter:
         self._templates: dict[tuple, bytes] = {}  # by Exporter.template_key: its processes' message but their own
         self._nodes: dict[str, bytes] = {}  # the node_name field, serialized
         self._parts: dict[int, tuple[Any, bytes]] = {}  # the shared parts' messages, serialized
+        self._last: tuple[tuple | None, bytes] = (None, b"")  # the last template used, by its key
 
     def process_event(self, exporter: Exporter, proc: Process, exit: ExitEvent | None, framed: bool = False) -> bytes:
         """The GetEventsResponse, serialized, that response() makes of
@@ -255,12 +256,15 @@ class Converter:
         if proc.image is None:  # a placeholder: few fields, converted as they are
             return self._without_refcnt(exporter.process_plain(proc)), b""
         key = exporter.template_key(proc)
-        template = self._templates.get(key)
-        if template is None:
-            if len(self._templates) >= MEMO:
-                self._templates.clear()
-            template = self._templates[key] = self._without_refcnt(exporter.process_plain(proc),
-                                                                   exporter.own_object(proc))  # fmt: skip
+        last_key, template = self._last
+        if key != last_key:  # a storm's children have the last one's: compared part by part, not hashed
+            found = self._templates.get(key)
+            if found is None:
+                if len(self._templates) >= MEMO:
+                    self._templates.clear()
+                found = self._templates[key] = self._without_refcnt(exporter.process_plain(proc),
+                                                                    exporter.own_object(proc))  # fmt: skip
+            template, self._last = found, (key, found)
         p = proc.image
         own = [_string(_EXEC_ID, exporter.exec_id(proc.key)), _wrapped(_PID, proc.pid),
                _START_TIME, _stamp(proc.key.ktime + exporter.wall_offset),

@@ -103,8 +103,9 @@ _VARINTS = tuple(_varint_of(n) for n in range(1 << 14))  # two bytes at most: a 
 
 
 def _varint(n: int) -> bytes:
-    """The same, from the table or without a loop up to five bytes (a second since 1970)."""
-    if n < 0x4000:
+    """The same, from the table or without a loop up to five bytes (a second since 1970);
+    ValueError for a negative one (the table would give another's bytes)."""
+    if 0 <= n < 0x4000:
         return _VARINTS[n]
     if n < 0x200000:  # a pid, nanoseconds: no loop
         return bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14))

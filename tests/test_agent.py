@@ -339,6 +339,23 @@ def test_messages_are_what_protobufs_own_reader_makes_of_the_export():
     assert convert.response(sink.objects[0]).process_exec.process.process_credentials.caps.permitted
 
 
+def test_the_numbers_encoded_by_hand_are_protobufs_own():
+    """The agent writes pids, times and refcnts into protobuf's wire format
+    itself: each as protobuf's own encoder writes it, at every length (no root)."""
+    from google.protobuf import timestamp_pb2
+
+    from procscope.agent_messages import _stamp, _varint
+
+    for bits in range(40):
+        for n in {(1 << bits) - 1, 1 << bits, (1 << bits) + 1} - {0}:  # 0: a field left out
+            assert b"\x08" + _varint(n) == timestamp_pb2.Timestamp(seconds=n).SerializeToString(), n
+    for wall in (0, 999_999_999, 1_000_000_000, 1_796_000_000_123_456_789, 1_796_000_001_000_000_000):
+        t = timestamp_pb2.Timestamp(seconds=wall // 10**9, nanos=wall % 10**9).SerializeToString()
+        assert _stamp(wall) == bytes([len(t)]) + t, wall
+    with pytest.raises(ValueError):
+        _varint(-1)
+
+
 def test_a_storms_messages_made_from_one_template_are_each_its_own():
     """Children of one parent in a Kubernetes pod, alike but for what is
     each one's own (exec id, pid, start, tid, the pid in its container):

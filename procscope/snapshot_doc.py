@@ -1,7 +1,8 @@
 """A snapshot file's document (`procscope snapshot -f json`): read whole,
 at most MAX_SNAPSHOT_BYTES, and checked to be a procscope snapshot of the
-version this procscope reads, before any of it is used. A corrupt one is
-refused whole: its processes cannot be read in part."""
+version this procscope reads, before any of it is used (a corrupt one is
+refused whole: its processes cannot be read in part); and what its header
+says besides the processes."""
 
 from __future__ import annotations
 

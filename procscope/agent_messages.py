@@ -23,6 +23,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from procscope.api import tetragon_pb2 as pb
 
 from .clock import rfc3339
+from .templates import Templates
 
 if TYPE_CHECKING:
     from procscope.probes.events import ExitEvent
@@ -195,10 +196,9 @@ def _time(text: str) -> timestamp_pb2.Timestamp:
 class Converter:
     def __init__(self) -> None:
         self._memo: dict[int, tuple[dict, Any]] = {}
-        self._templates: dict[tuple, bytes] = {}  # by Exporter.template_key: its processes' message but their own
+        self._templates: Templates[bytes] = Templates(MEMO)  # its processes' message but their own fields
         self._nodes: dict[str, bytes] = {}  # the node_name field, serialized
         self._parts: dict[int, tuple[Any, bytes]] = {}  # the shared parts' messages, serialized
-        self._last: tuple[tuple | None, bytes] = (None, b"")  # the last template used, by its key
 
     def process_event(self, exporter: Exporter, proc: Process, exit: ExitEvent | None, framed: bool = False) -> bytes:
         """The GetEventsResponse, serialized, that response() makes of
@@ -257,15 +257,8 @@ class Converter:
         if proc.image is None:  # a placeholder: few fields, converted as they are
             return self._without_refcnt(exporter.process_plain(proc)), b""
         key = exporter.template_key(proc)
-        last_key, template = self._last
-        if key != last_key:  # a storm's children have the last one's: compared part by part, not hashed
-            found = self._templates.get(key)
-            if found is None:
-                if len(self._templates) >= MEMO:
-                    self._templates.clear()
-                found = self._templates[key] = self._without_refcnt(exporter.process_plain(proc),
-                                                                    exporter.own_object(proc))  # fmt: skip
-            template, self._last = found, (key, found)
+        template = self._templates.get(key, lambda: self._without_refcnt(exporter.process_plain(proc),
+                                                                         exporter.own_object(proc)))  # fmt: skip
         p = proc.image
         own = [_string(_EXEC_ID, exporter.exec_id(proc.key)), _wrapped(_PID, proc.pid),
                _START_TIME, _stamp(proc.key.ktime + exporter.wall_offset),

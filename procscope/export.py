@@ -35,6 +35,7 @@ from .clock import boot_to_wall_offset_ns, rfc3339
 from .export_parts import binary_properties, pod_object
 from .kinds import CGROUP, CLONE, COUNTERS, CREDS, EXEC, EXIT, EXTRA, THROTTLE
 from .process import CredsChange
+from .templates import Templates
 
 T = TypeVar("T")
 
@@ -80,7 +81,7 @@ class Exporter:
         self._ns: dict[Namespaces, dict[str, schema.Namespace]] = {}
         self._parts: dict[tuple[Credentials, Namespaces], tuple[msgspec.Raw, msgspec.Raw, msgspec.Raw]] = {}
         self._plain: dict[tuple[Credentials, Namespaces], tuple[dict, dict, dict]] = {}
-        self._templates: dict[tuple, Template] = {}
+        self._templates: Templates[Template] = Templates(MEMO_LIMIT)
 
     def set_node(self, node: str) -> None:
         """Another node's name (another machine's events, known once it answers): what was made
@@ -168,16 +169,14 @@ class Exporter:
     def _template(self, proc: Process) -> Template:
         """The object of every process that shows the same but what _own
         gives (a storm's children: one), encoded once."""
-        key = self.template_key(proc)
-        found = self._templates.get(key)
-        if found is None:
+
+        def make() -> Template:
             # cap, ns and credentials as encoded for the first (most of a root process's object);
             # refcnt changes: written apart, last.
             body = msgspec.structs.replace(self._process(proc, _SLOTS, encoded=True), refcnt=msgspec.UNSET)
-            if len(self._templates) >= MEMO_LIMIT:
-                self._templates.clear()
-            found = self._templates[key] = Template(json_escaped_bytes(_json.encode(body))[:-1])
-        return found
+            return Template(json_escaped_bytes(_json.encode(body))[:-1])
+
+        return self._templates.get(self.template_key(proc), make)
 
     def _own(self, proc: Process) -> tuple:
         """What a process object shows that differs between processes of one template, in _SLOTS' order."""

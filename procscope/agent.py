@@ -188,11 +188,10 @@ class Broadcast:
 
     def _serialized(self, event: dict | ProcessEvent, field_filters: list[pb.FieldFilter]) -> bytes:
         if isinstance(event, ProcessEvent):
+            data = self._converter.process_event(event.exporter, event.proc, event.exit)
             if not field_filters:
-                return self._converter.process_event(event.exporter, event.proc, event.exit, framed=True)
-            message = pb.GetEventsResponse.FromString(
-                self._converter.process_event(event.exporter, event.proc, event.exit)
-            )
+                return frame(data)
+            message = pb.GetEventsResponse.FromString(data)
         else:
             message = self._converter.response(event)
         return frame(_fielded(message, field_filters).SerializeToString())

@@ -73,23 +73,6 @@ def _plan(desc: Descriptor) -> _Plan:
     return plan
 
 
-# The fields of GetEventsResponse that hold an exec and an exit, and theirs that hold the process and its parent
-# (ProcessExit's have ProcessExec's numbers).
-_EXEC = pb.GetEventsResponse.DESCRIPTOR.fields_by_name["process_exec"].number
-_EXIT = pb.GetEventsResponse.DESCRIPTOR.fields_by_name["process_exit"].number
-_PROCESS_FIELD, _PARENT_FIELD = (pb.ProcessExec.DESCRIPTOR.fields_by_name[n].number for n in ("process", "parent"))
-_EXIT_FIELDS = pb.ProcessExit.DESCRIPTOR.fields_by_name
-assert _EXIT_FIELDS["process"].number == _PROCESS_FIELD and _EXIT_FIELDS["parent"].number == _PARENT_FIELD
-_SHARED = tuple((f.name, f.number) for f in pb.Process.DESCRIPTOR.fields if f.message_type
-                and f.message_type.full_name in _CLASSES)  # fmt: skip
-
-
-def _delimited(number: int, data: bytes) -> bytes:
-    """Field ``number`` holding a message serialized apart: its key, its length, its bytes."""
-    n = len(data)
-    return b"".join((_VARINTS[number << 3 | 2], _VARINTS[n] if n < len(_VARINTS) else _varint(n), data))
-
-
 def _varint_of(n: int) -> bytes:
     """A non-negative integer, 7 bits a byte, the lowest first."""
     out = bytearray()
@@ -122,6 +105,20 @@ def _key(message: Any, name: str, length_delimited: bool = True) -> bytes:
     return _VARINTS[message.DESCRIPTOR.fields_by_name[name].number << 3 | (2 if length_delimited else 0)]
 
 
+def _delimited(key: bytes, data: bytes) -> bytes:
+    """A field (its key) holding a message serialized apart: its key, its length, its bytes."""
+    return b"".join((key, _varint(len(data)), data))
+
+
+# GetEventsResponse's fields that hold an exec and an exit, and theirs that hold the process and its
+# parent (ProcessExit's numbers are ProcessExec's); the parts the exporter shares, by name.
+_EXEC, _EXIT = _key(pb.GetEventsResponse, "process_exec"), _key(pb.GetEventsResponse, "process_exit")
+_PROCESS_FIELD, _PARENT_FIELD = _key(pb.ProcessExec, "process"), _key(pb.ProcessExec, "parent")
+assert (_key(pb.ProcessExit, "process"), _key(pb.ProcessExit, "parent")) == (_PROCESS_FIELD, _PARENT_FIELD)
+_SHARED = tuple((f.name, _key(pb.Process, f.name)) for f in pb.Process.DESCRIPTOR.fields if f.message_type
+                and f.message_type.full_name in _CLASSES)  # fmt: skip
+
+
 # What differs between the processes of one template (Exporter.own_object's fields), and an
 # event's own fields, encoded here: a message made for each cost more than the rest of the event.
 _EXEC_ID, _PID, _START_TIME, _PARENT_EXEC_ID, _TID, _POD = (
@@ -135,8 +132,7 @@ _TIME = _key(pb.GetEventsResponse, "time")
 
 
 def _string(key: bytes, text: str) -> bytes:
-    data = text.encode()
-    return b"".join((key, _varint(len(data)), data))
+    return _delimited(key, text.encode())
 
 
 def _wrapped(key: bytes, value: int) -> bytes:
@@ -200,16 +196,15 @@ class Converter:
         self._nodes: dict[str, bytes] = {}  # the node_name field, serialized
         self._parts: dict[int, tuple[Any, bytes]] = {}  # the shared parts' messages, serialized
 
-    def process_event(self, exporter: Exporter, proc: Process, exit: ExitEvent | None, framed: bool = False) -> bytes:
+    def process_event(self, exporter: Exporter, proc: Process, exit: ExitEvent | None) -> bytes:
         """The GetEventsResponse, serialized, that response() makes of
-        exporter.exec_event(proc) (exit None) or exit_event(exit, proc)
-        (``framed``: as one gRPC message on the wire): joined from its
-        processes' messages, each serialized once while the exporter keeps
-        its object (a storm's parent with every child, an exit's process
-        after its exec). Protobuf's encoding is made to be joined so (a
-        message: its fields in any order; a field of a message: its key,
-        its length, its bytes), and joined once."""
-        parts = [b"", b""]  # the frame's header, the event's field: filled last
+        exporter.exec_event(proc) (exit None) or exit_event(exit, proc):
+        joined once from its processes' messages, each serialized once while
+        the exporter keeps its object (a storm's parent with every child, an
+        exit's process after its exec). Protobuf's encoding is made to be
+        joined so (a message: its fields in any order; a field of a message:
+        its key, its length, its bytes)."""
+        parts = [b""]  # the event's field: filled last
         size = self._process_field(parts, _PROCESS_FIELD, exporter, proc)
         parent = exporter.cache.parent_of(proc)
         if parent is not None:
@@ -231,20 +226,17 @@ class Converter:
         if node is None:
             node = self._nodes[exporter.node] = pb.GetEventsResponse(node_name=exporter.node).SerializeToString()
         parts += (node, _TIME, stamp)
-        parts[1] = _VARINTS[_EXEC << 3 | 2 if exit is None else _EXIT << 3 | 2] + _varint(size)
-        if framed:
-            whole = len(parts[1]) + size + len(node) + len(_TIME) + len(stamp)
-            parts[0] = b"\0" + whole.to_bytes(4, "big")
+        parts[0] = (_EXEC if exit is None else _EXIT) + _varint(size)
         return b"".join(parts)
 
-    def _process_field(self, parts: list[bytes], number: int, exporter: Exporter, proc: Process) -> int:
-        """Field ``number`` (process, parent) holding the process's message,
+    def _process_field(self, parts: list[bytes], key: bytes, exporter: Exporter, proc: Process) -> int:
+        """The field (``key``: process, parent) holding the process's message,
         with its refcnt, added to ``parts``; its size."""
         template, own = exporter.kept(proc, lambda p: self._process_bytes(exporter, p))
         refs = max(proc.refs, 0)
         refcnt = _REFCNT + _varint(refs) if refs else b""  # a storm's parent's: thousands
         length = len(template) + len(own) + len(refcnt)
-        head = _VARINTS[number << 3 | 2] + _varint(length)
+        head = key + _varint(length)
         parts += (head, template, own, refcnt)
         return len(head) + length
 
@@ -263,7 +255,8 @@ class Converter:
         own = [_string(_EXEC_ID, exporter.exec_id(proc.key)), _wrapped(_PID, proc.pid),
                _START_TIME, _stamp(proc.key.ktime + exporter.wall_offset),
                _string(_PARENT_EXEC_ID, exporter.exec_id(proc.parent)), _wrapped(_TID, p.tid)]  # fmt: skip
-        if key[3] is not None and key[3].pod is not None:  # the pod's container pid (pod_object's): the nspid
+        info = exporter.cache.cgroup_index.info_of(proc.container) if proc.container is not None else None
+        if info is not None and info.pod is not None:  # the pod's container pid (pod_object's): the nspid
             pid = _wrapped(_CONTAINER_PID, p.nspid)
             container = _POD_CONTAINER + _VARINTS[len(pid)] + pid
             own += (_POD, _VARINTS[len(container)], container)
@@ -274,7 +267,7 @@ class Converter:
         fields = self._fields(pb.Process.DESCRIPTOR, plain)
         fields.pop("refcnt", None)  # as when the object was made: the current one follows it
         # The shared parts joined as serialized once (copying their messages in was half the time).
-        shared = [_delimited(number, self._serialized(fields.pop(name))) for name, number in _SHARED if name in fields]
+        shared = [_delimited(key, self._serialized(fields.pop(name))) for name, key in _SHARED if name in fields]
         message = pb.Process(**fields)
         if own is not None:
             _clear(message, own)

@@ -345,7 +345,7 @@ async def test_the_detail_reads_as_words(demo, monkeypatch):
             assert "login user unset" in text  # auid 4294967295
             assert "real 65534 (nobody) effective 0 (root)" in text
             # The capabilities nobody's shell lacked are red, and the pane says what red means.
-            table = app.query_one("#detail").content
+            table = app.query_one("#detail-body").content
             red = {cell.plain[s.start : s.end].strip() for cell in table.columns[1]._cells
                    if isinstance(cell, Text) for s in cell.spans if "red" in str(s.style)}  # fmt: skip
             assert {"SYS_ADMIN", "SETUID", "DAC_OVERRIDE"} <= red

@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 from functools import partial
 
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.containers import Horizontal, VerticalScroll
@@ -27,6 +28,8 @@ from ..frame import Selection
 from ..safe_text import add_row
 from .container import container_rows
 from .process_tree import render_group
+
+LABEL_WIDTH = len("ns ") + max(map(len, NAMESPACES))  # "ns time_for_children"
 
 
 def _id(n: int, name: str) -> str:
@@ -74,19 +77,36 @@ def usage_rows(t: Table, proc: Process, cache: ProcessCache) -> None:
         add_row(t, "disk", f"read {describe.rate_text(u.io_read)}B/s  written {describe.rate_text(u.io_write)}B/s")
 
 
-def render_detail(proc: Process | None, cache: ProcessCache, now: int, exporter: Exporter) -> Table | Text:
+def grid() -> Table:
+    """Label and value; the labels as wide as the widest, so that the head and the body line up."""
+    t = Table.grid(padding=(0, 1))
+    t.add_column(style="bold", no_wrap=True, min_width=LABEL_WIDTH)
+    t.add_column()
+    return t
+
+
+def render_detail(proc: Process | None, cache: ProcessCache, now: int, exporter: Exporter) -> Group | Text:
     if proc is None:
         return Text("no process selected", style="dim")
-    t = Table.grid(padding=(0, 1))
-    t.add_column(style="bold", no_wrap=True)
-    t.add_column()
-    img = proc.image
+    return Group(render_head(proc, cache, now, exporter), render_body(proc, cache, exporter))
+
+
+def render_head(proc: Process, cache: ProcessCache, now: int, exporter: Exporter) -> Table:
+    """What changes by the second: the age, what it uses."""
+    t = grid()
     add_row(t, "pid", f"{proc.pid}  key {proc.key.pid}:{proc.key.ktime}")
     add_row(t, "state", describe.state_text(proc) + f"  (age {describe.age_text(describe.age_ns(proc, now))})")
     add_row(t, "started", local_time(proc.key.ktime + exporter.wall_offset))
     if not proc.alive and proc.exit_time:
         add_row(t, "ended", local_time(proc.exit_time + exporter.wall_offset))
     usage_rows(t, proc, cache)
+    return t
+
+
+def render_body(proc: Process, cache: ProcessCache, exporter: Exporter) -> Table:
+    """The rest (its image, credentials, namespaces, container, ancestry), which seldom changes."""
+    t = grid()
+    img = proc.image
     if img is None:
         add_row(t, "", Text("process not found: its exec or clone was lost", style="bold red"))
         return t
@@ -176,6 +196,8 @@ class Detail(VerticalScroll):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._shown: tuple | None = None  # what it was drawn from
+        self._drawn: tuple[RenderableType, Table | None] = ("", None)  # head and body
+        self._body: tuple | None = None  # the cells the body shows (cells())
 
     def on_mount(self) -> None:
         self.watch(self.screen, "selection", self.show)
@@ -196,8 +218,11 @@ class Detail(VerticalScroll):
             return
         layout = self._shown is None or self._shown[0] != what
         self._shown = shown
-        self.update(render_group(group, cache, now) if group else render_detail(proc, cache, now, sel.exporter),
-                    layout=layout)  # fmt: skip
+        if proc is None:  # a group's header row, or nothing
+            self.update(render_group(group, cache, now) if group else render_detail(None, cache, now, sel.exporter),
+                        None, layout)  # fmt: skip
+        else:
+            self.update(render_head(proc, cache, now, sel.exporter), render_body(proc, cache, sel.exporter), layout)
         followed = describe.usage_key(proc, cache) if proc else None
         self.show_history(cache.usage.history.get(followed, ()) if followed else ())
 
@@ -208,6 +233,7 @@ class Detail(VerticalScroll):
             yield Sparkline([], id="cpu-history")
             yield Static("RES", classes="history-label", markup=False)
             yield Sparkline([], id="rss-history")
+        yield Static(id="detail-head")
         yield Static(id="detail-body")
 
     def show_history(self, points: Sequence[tuple[float, int]]) -> None:
@@ -225,12 +251,29 @@ class Detail(VerticalScroll):
             self.query_one("#rss-history", Sparkline).data = [float(r) for _, r in points]
 
     @property
-    def content(self):
-        return self.query_one("#detail-body", Static).content
+    def content(self) -> Group:
+        """What it shows: the head, and the body under it when there is one."""
+        head, body = self._drawn
+        return Group(head, *([body] if body is not None else []))
 
-    def update(self, renderable, layout: bool = True) -> None:
+    def update(self, head: RenderableType, body: Table | None, layout: bool = True) -> None:
+        """``body`` None: none (a group's detail)."""
         try:
-            body = self.query_one("#detail-body", Static)
-        except NoMatches:  # its body already removed: the app is closing under a tick of its timer
+            head_static, body_static = self.query_one("#detail-head", Static), self.query_one("#detail-body", Static)
+        except NoMatches:  # already removed: the app is closing under a tick of its timer
             return
-        body.update(renderable, layout=layout)
+        self._drawn = head, body
+        head_static.update(head, layout=layout)
+        # The body is drawn again only when what it shows changed, not at each second's new age:
+        # Rich lays its table out in ~8 ms (measured in a storm: 15% of the monitor's repaint CPU).
+        shows = cells(body) if body is not None else None
+        if shows != self._body:
+            self._body = shows
+            body_static.display = body is not None
+            body_static.update(body or "", layout=True)
+
+
+def cells(table: Table) -> tuple:
+    """What a table shows, to compare: each cell's text and styles."""
+    return tuple((c.plain, c.style, tuple(c.spans)) if isinstance(c, Text) else c
+                 for column in table.columns for c in column.cells)  # fmt: skip

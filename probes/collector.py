@@ -143,8 +143,9 @@ class Collector:
         ``scanned`` instead of the queue."""
         if self._bpf is None and not attach:
             self.open()
-        self._thread = threading.Thread(target=self._run, name="procscope-collector", daemon=True)
-        self._thread.start()
+        thread = threading.Thread(target=self._run, name="procscope-collector", daemon=True)
+        thread.start()
+        self._thread = thread  # once started: a stop (Ctrl-C) in between must not have stop() join it
 
     def _put(self, batch: list[Event]) -> None:
         try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import signal
 import sys
 from typing import NoReturn
 
@@ -327,10 +326,17 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # SIGTERM stops as Ctrl-C does, so output files are still completed.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    """``argv`` None: the process's command line (and the process ends after)."""
+    commands.stop_on_signals()
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    finally:
+        if argv is None:  # Python gives SIGINT and SIGTERM their default action (death) back as it ends
+            commands.ignore_stops()
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
-    argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv = ["ui", *argv]  # `procscope [options]` opens the monitor
     args = parser.parse_args(argv)

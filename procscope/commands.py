@@ -113,10 +113,39 @@ def _opened(args: Options, exit_cpu: bool = False) -> tuple[Collector, ProcessCa
     return collector, live_cache(collector.hierarchy, grace_ns=args.grace_ns)
 
 
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM stop the command (KeyboardInterrupt: output files are still
+    completed), once. A stop often comes twice at once (`timeout` forwards its TERM as the
+    shell's kill sends another; a process group gets INT and TERM): the second would land
+    in the first one's handling, even in a lock's release (a traceback, the summary lost)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # a background job's SIGINT stays ignored
+            signal.signal(sig, _stop)
+
+
+def _stop(signum: int, frame: object) -> None:
+    global _stopping
+    if not _stopping:
+        _stopping = True
+        raise KeyboardInterrupt
+
+
+_stopping = False  # a stop was asked (or the wrap-up began): the next signals are no-ops
+
+
+def ignore_stops() -> None:
+    """The process's last steps: a stop is ignored (set once the handlers had their turn,
+    so that none is pending: one would be reported as a race)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def _finishing() -> None:
-    """Ctrl-C or SIGTERM again while the files are completed must not cut the wrap-up short."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    """Ctrl-C or SIGTERM again while the files are completed must not cut the wrap-up short.
+    Handled and let go, not SIG_IGN: one pending meanwhile would be reported as a race."""
+    global _stopping
+    _stopping = True
+    stop_on_signals()
 
 
 # -- events ------------------------------------------------------------------------
@@ -183,9 +212,9 @@ def events(args: Options) -> int:
     if not serve_metrics(args, with_cache(collector, cache), cache):
         collector.stop()
         return 2
-    warn(f"collecting ({ring_text(args.ring_size)}); Ctrl-C to stop")
     try:
-        return _write_events(args, cache, lambda stream: stream.run_live(collector, args.duration))
+        return _write_events(args, cache, lambda stream: stream.run_live(collector, args.duration),
+                             started=f"collecting ({ring_text(args.ring_size)}); Ctrl-C to stop")  # fmt: skip
     finally:
         _finishing()
         c = collector.counters()
@@ -202,12 +231,15 @@ def events(args: Options) -> int:
             warn(f"suppressed by --cgroup-rate: {sum(c.suppressed.values())} ({by_cgroup})")
 
 
-def _write_events(args: Options, cache: ProcessCache, run, replay: Replay | None = None) -> int:
+def _write_events(args: Options, cache: ProcessCache, run, replay: Replay | None = None, started: str = "") -> int:
+    """``started``: said once the outputs are open (a stop from then on completes them)."""
     outputs: list[Output] = []
     status = 0
     try:
         outputs = _outputs(args)
         stream = EventStream(cache, outputs, args.query, args.count)
+        if started:
+            warn(started)
         with contextlib.suppress(KeyboardInterrupt):
             run(stream)
         _finishing()
@@ -420,9 +452,9 @@ def agent(args: Options) -> int:
         server.stop(0)
         collector.stop()
         return 2
-    warn(f"serving Tetragon's gRPC API on {address} ({ring_text(args.ring_size)}); Ctrl-C to stop")
-    collector.start()
-    try:
+    try:  # a stop from the line below on is wrapped up as any
+        warn(f"serving Tetragon's gRPC API on {address} ({ring_text(args.ring_size)}); Ctrl-C to stop")
+        collector.start()
         while True:
             batch = collector.get_batch(timeout=0.1) or []
             if broadcast.clients:

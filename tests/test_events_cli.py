@@ -175,3 +175,26 @@ def test_ctrl_c_three_times_keeps_the_recording(scratch):
     assert proc.wait(timeout=15) == 0 and "Traceback" not in err, err
     assert any(marker in line for line in Path(target).read_text().splitlines())
     assert "lost exits" in err and "misses" in err  # the summary names what the cache lost too
+
+
+@pytest.mark.bpf
+def test_a_stop_sent_twice_at_once_is_one_stop(scratch):
+    """`timeout` forwards its TERM as the shell's kill sends another, a process
+    group gets Ctrl-C's INT and a TERM: the second lands while the first is
+    handled (it used to interrupt even a lock's release: a traceback, status 1,
+    no summary). It is ignored: the file is completed and said as usual."""
+    target = os.path.join(scratch, "rec.json")
+    for attempt in range(4):
+        proc = subprocess.Popen([sys.executable, "-m", "procscope.cli", "events", "-o", target], cwd=REPO,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+        while "collecting" not in (line := proc.stderr.readline()):
+            if not line:
+                bpf_unavailable("procscope events could not start")
+        time.sleep(0.2 * attempt)
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)
+        err = proc.stderr.read()
+        assert proc.wait(timeout=15) == 0 and "Traceback" not in err, err
+        lines = Path(target).read_text().splitlines()
+        assert all(json.loads(line) for line in lines)
+        assert f"procscope: events: {len(lines)} written;" in err, err

@@ -12,7 +12,7 @@ from procscope.probes.loader import DEFAULT_RING_BYTES, PAGE_SIZE
 from procscope.probes.text import printable
 from procscope.probes.throttle import RateError, parse_rate
 
-from . import __version__, commands, query, sampler, window
+from . import __version__, commands, query, sampler, stops, window
 from .cache import DEFAULT_GRACE_NS
 from .options import CLIENT_QUEUE, Options
 from .replay import MAX_PROCESSES
@@ -327,12 +327,12 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``argv`` None: the process's command line (and the process ends after)."""
-    commands.stop_on_signals()
+    stops.stop_on_signals()
     try:
         return _main(sys.argv[1:] if argv is None else argv)
     finally:
         if argv is None:  # Python gives SIGINT and SIGTERM their default action (death) back as it ends
-            commands.ignore_stops()
+            stops.ignore_stops()
 
 
 def _main(argv: list[str]) -> int:

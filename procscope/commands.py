@@ -7,7 +7,6 @@ import contextlib
 import gc
 import itertools
 import os
-import signal
 import sys
 import time
 from collections import deque
@@ -28,6 +27,7 @@ from .options import Options
 from .replay import Replay, ReplayError
 from .safe_write import OutputError, check_target
 from .sampler import Sampler
+from .stops import finishing
 from .stream import RECORDED, TETRAGON_KINDS, EventStream, Output
 from .stream_files import Rotation, StreamFile
 from .timetravel import Timeline
@@ -113,41 +113,6 @@ def _opened(args: Options, exit_cpu: bool = False) -> tuple[Collector, ProcessCa
     return collector, live_cache(collector.hierarchy, grace_ns=args.grace_ns)
 
 
-def stop_on_signals() -> None:
-    """Ctrl-C and SIGTERM stop the command (KeyboardInterrupt: output files are still
-    completed), once. A stop often comes twice at once (`timeout` forwards its TERM as the
-    shell's kill sends another; a process group gets INT and TERM): the second would land
-    in the first one's handling, even in a lock's release (a traceback, the summary lost)."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(sig) is not signal.SIG_IGN:  # a background job's SIGINT stays ignored
-            signal.signal(sig, _stop)
-
-
-def _stop(signum: int, frame: object) -> None:
-    global _stopping
-    if not _stopping:
-        _stopping = True
-        raise KeyboardInterrupt
-
-
-_stopping = False  # a stop was asked (or the wrap-up began): the next signals are no-ops
-
-
-def ignore_stops() -> None:
-    """The process's last steps: a stop is ignored (set once the handlers had their turn,
-    so that none is pending: one would be reported as a race)."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
-
-
-def _finishing() -> None:
-    """Ctrl-C or SIGTERM again while the files are completed must not cut the wrap-up short.
-    Handled and let go, not SIG_IGN: one pending meanwhile would be reported as a race."""
-    global _stopping
-    _stopping = True
-    stop_on_signals()
-
-
 # -- events ------------------------------------------------------------------------
 class _Stdout:
     def __init__(self):
@@ -216,7 +181,7 @@ def events(args: Options) -> int:
         return _write_events(args, cache, lambda stream: stream.run_live(collector, args.duration),
                              started=f"collecting ({ring_text(args.ring_size)}); Ctrl-C to stop")  # fmt: skip
     finally:
-        _finishing()
+        finishing()
         c = collector.counters()
         collector.stop()
         where = ", ".join(f"{place} {n}" for place, n in c.where_lost())
@@ -242,7 +207,7 @@ def _write_events(args: Options, cache: ProcessCache, run, replay: Replay | None
             warn(started)
         with contextlib.suppress(KeyboardInterrupt):
             run(stream)
-        _finishing()
+        finishing()
         for out in outputs:
             out.sink.close()
     except BrokenPipeError:
@@ -382,7 +347,7 @@ def _live_snapshot(args: Options, recent: deque) -> tuple[ProcessCache, Counters
                         recent.append(exporter.exit_event(ev, proc))
         except KeyboardInterrupt:
             pass  # Ctrl-C ends the watching: the snapshot is still written
-        _finishing()
+        finishing()
         cache.expire(time.clock_gettime_ns(time.CLOCK_BOOTTIME))
         counters = collector.counters()
         counters.cache = cache.counters.as_dict()

@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 _WRAPPERS = {"google.protobuf.UInt32Value", "google.protobuf.Int32Value", "google.protobuf.BoolValue"}
 _WIDE = {FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_FIXED64}
 MEMO = 8192  # converted objects kept (with the object: an id is not reused while it lives)
-# The parts the exporter makes once and shares (Exporter._plain_parts); all else is new each event.
 _PROCESS = pb.Process.DESCRIPTOR
+# The parts the exporter makes once and shares (Exporter._plain_parts); all else is new each event.
 _CLASSES = {"tetragon.Capabilities": pb.Capabilities, "tetragon.ProcessCredentials": pb.ProcessCredentials,
             "tetragon.Namespaces": pb.Namespaces}  # fmt: skip
 

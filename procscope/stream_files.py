@@ -55,6 +55,7 @@ class StreamFile:
         self._name = os.path.basename(path)
         self._worker: threading.Thread | None = None
         self._backlog: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._last_backup = ("", 0)  # (stamp, n) of the last rotated file's name
         # Lines known whole on disk, and the end offsets of those written since (in the current file):
         # after a failure, what the summary counts is what a reader finds.
         self.lines_kept = 0
@@ -141,16 +142,19 @@ class StreamFile:
         assert self._dir is not None
         stem, ext = os.path.splitext(self._name)
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%S.%f")[:-3]
-        name, n = f"{stem}-{stamp}{ext}", 1
+        # After this run's last one of the same millisecond: its compression may end between the look
+        # below and the rename (its plain file gone, its .gz not yet seen), and that name is not free.
+        n = self._last_backup[1] + 1 if self._last_backup[0] == stamp else 1
         while True:
+            name = f"{stem}-{stamp}{ext}" if n == 1 else f"{stem}-{stamp}-{n}{ext}"
             if self._dir.lstat(name + ".gz") is None:
                 try:
                     self._dir.rename_new(self._name, name)
+                    self._last_backup = stamp, n
                     return name
                 except FileExistsError:
                     pass
             n += 1
-            name = f"{stem}-{stamp}-{n}{ext}"
 
     def _made_backups(self) -> list[str]:
         """Names of the rotated files this run made and kept, oldest first (compressed or not)."""

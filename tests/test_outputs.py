@@ -201,3 +201,52 @@ def test_free_name_never_reuses_a_name(scratch):
     b = free_name(scratch, "procscope-snapshot-x", ".json")
     Path(b).write_text("{}")
     assert a != b and b.endswith("-2.json") and free_name(scratch, "procscope-snapshot-x", ".json").endswith("-3.json")
+
+
+def test_rotations_within_one_millisecond_each_get_their_own_backup(scratch, monkeypatch):
+    """Backups are named by the millisecond: a second rotation in the same one
+    takes -2, even when the first one's compression ends between its look for
+    a free name and its rename (a race seen in CI: it took the first one's
+    name, its compression met the first one's .gz and left it plain)."""
+    from datetime import UTC, datetime
+
+    from procscope import stream_files
+
+    class Frozen(datetime):  # every rotation in the same millisecond
+        @classmethod
+        def now(cls, tz=None):
+            return datetime(2026, 12, 7, 5, 0, 0, 123000, tzinfo=UTC)
+
+    monkeypatch.setattr(stream_files, "datetime", Frozen)
+    f = StreamFile(os.path.join(scratch, "rec.json"), Rotation(max_bytes=1, max_backups=0, compress=True))
+    # Each backup's compression waits for the next rotation's look for a free name, and ends before it renames.
+    look, compressed = threading.Event(), threading.Event()
+    gzip_backup, free = stream_files._gzip, f._dir.lstat
+
+    def compress_when_looked(directory, name):
+        look.wait(2)
+        look.clear()
+        gzip_backup(directory, name)
+        compressed.set()
+
+    def looking(name):
+        found = free(name)
+        if name.endswith(".gz"):
+            look.set()
+            compressed.wait(0.5)  # none the first time
+            look.clear()
+            compressed.clear()
+        return found
+
+    monkeypatch.setattr(stream_files, "_gzip", compress_when_looked)
+    monkeypatch.setattr(f._dir, "lstat", looking)
+    for i in range(4):
+        f.write(json.dumps({"n": i}).encode())
+    f.close()
+    backups = f.backups()
+    assert [os.path.basename(b) for b in backups] == [
+        "rec-2026-12-07T05-00-00.123.json.gz",
+        *(f"rec-2026-12-07T05-00-00.123-{n}.json.gz" for n in (2, 3, 4)),
+    ]
+    numbers = [json.loads(x)["n"] for b in backups for x in gzip.decompress(Path(b).read_bytes()).splitlines()]
+    assert numbers == list(range(4))

@@ -1,6 +1,7 @@
 """The monitor driven by a recording, with Textual's Pilot."""
 
 import asyncio
+import gc
 import json
 import os
 import re
@@ -468,3 +469,16 @@ async def test_how_the_probes_were_built_is_told_in_the_help_not_over_the_list(t
         await pilot.pause(0.2)
         text += screen_text(app)
         assert "This session" in text and "compiling against" in text
+
+
+async def test_the_collector_of_garbage_is_back_once_the_start_is_frozen(recording, tmp_path):
+    """`procscope` turns Python's garbage collection off for its start (commands.ui); the monitor,
+    mounted, freezes what the start made and turns it back on, or memory would grow for ever."""
+    gc.disable()
+    try:
+        app = app_for(recording, tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            assert gc.isenabled() and gc.get_freeze_count() > 0
+    finally:
+        gc.enable()

@@ -81,6 +81,7 @@ class ProcscopeApp(App):
         gc.freeze()
         self._gc_threshold = gc.get_threshold()
         gc.set_threshold(*self._gc_threshold[:2], 1 << 30)
+        gc.enable()  # off from the command's start (commands.ui)
         self.set_interval(60, self.collect_garbage)
         # SIGTERM ends the monitor as q does (the terminal is restored, the exit status is 0).
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.exit)

@@ -134,6 +134,8 @@ class Broadcast:
         self._joining: queue.SimpleQueue[Client] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._converter = Converter()
+        self._checked: list[Client] | None = None  # the clients list _unfiltered was found for
+        self._unfiltered = False
 
     def join(self, client: Client) -> None:
         """From a connection's thread: admitted by the collecting thread (admit)."""
@@ -171,7 +173,20 @@ class Broadcast:
 
     def write(self, event: dict | ProcessEvent) -> None:
         shared: bytes | None = None  # converted once for the clients without field filters
-        for client in self.clients:
+        clients = self.clients
+        if clients is not self._checked:  # a new list: whether every client takes every event as it is
+            self._checked = clients
+            self._unfiltered = not any(c.passes is not None or c.field_filters for c in clients)
+        if self._unfiltered and clients and isinstance(event, ProcessEvent):
+            shared = frame(self._converter.process_event(event.exporter, event.proc, event.exit))
+            for client in clients:  # _put's, written out: a storm's every event, to every client
+                if len(client.queue) >= client.limit:
+                    client.lost += 1
+                else:
+                    client.queue.append(shared)
+                    client.woken = False
+            return
+        for client in clients:
             if client.passes is not None:
                 if isinstance(event, ProcessEvent):
                     passes = client.passes(EXEC if event.exit is None else EXIT, event.object)

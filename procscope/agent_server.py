@@ -210,7 +210,8 @@ class _Connection:
 
     def _write(self) -> None:
         try:
-            sent = self.sock.send(self.outgoing[:CHUNK])
+            with memoryview(self.outgoing) as view:  # not a copy of what is sent
+                sent = self.sock.send(view[:CHUNK])
         except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
             return
         del self.outgoing[:sent]
@@ -296,13 +297,16 @@ class _Connection:
                 call.ending = True
             else:
                 call.pending += more
-        while call.pending:
-            room = min(self.h2.local_flow_control_window(stream_id), self.h2.max_outbound_frame_size,
-                       len(call.pending))  # fmt: skip
-            if room <= 0:
-                break
-            self.h2.send_data(stream_id, bytes(call.pending[:room]))
-            del call.pending[:room]
+        sent = 0
+        with memoryview(call.pending) as view:  # frames of it, not copies; what they took dropped once
+            while sent < len(view):
+                room = min(self.h2.local_flow_control_window(stream_id), self.h2.max_outbound_frame_size,
+                           len(view) - sent)  # fmt: skip
+                if room <= 0:
+                    break
+                self.h2.send_data(stream_id, view[sent : sent + room])
+                sent += room
+        del call.pending[:sent]
         if call.ending and not call.pending:
             self.h2.send_headers(stream_id, _status(OK, ""), end_stream=True)
             self._forget(stream_id)

@@ -3,7 +3,7 @@ field names) and as compact one-line text."""
 
 from __future__ import annotations
 
-import base64
+import binascii
 import functools
 import os
 from collections.abc import Callable
@@ -420,7 +420,12 @@ def _signal_json(signal: int) -> bytes:
 
 
 def exec_id(node: str, key: ProcessKey) -> str:
-    return base64.b64encode(f"{node}:{key.ktime}:{key.pid}".encode()).decode()
+    return exec_id_bytes(node, key).decode()
+
+
+def exec_id_bytes(node: str, key: ProcessKey) -> bytes:
+    """Tetragon's exec_id (base64 of node:ktime:pid), ASCII."""
+    return binascii.b2a_base64(f"{node}:{key.ktime}:{key.pid}".encode(), newline=False)
 
 
 def json_bytes(event: object) -> bytes:

@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 
+from procscope import heap
 from procscope.cache import ProcessCache
 from procscope.probes.collector import Collector
 
@@ -23,10 +24,12 @@ def main() -> int:
     collector.start()
     print("collecting", file=sys.stderr, flush=True)
     try:
-        while not stop.is_set():
-            for ev in collector.get_batch(timeout=0.1) or ():
-                cache.apply(ev)
-            cache.expire(cache.now)
+        with heap.settled() as full:  # as every live command collects garbage
+            while not stop.is_set():
+                for ev in collector.get_batch(timeout=0.1) or ():
+                    cache.apply(ev)
+                cache.expire(cache.now)
+                full.due()
     finally:
         collector.stop()
     print(f"lost {collector.counters().lost}", file=sys.stderr)

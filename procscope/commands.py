@@ -19,7 +19,7 @@ from procscope.probes.events import ExecEvent, ExitEvent
 from procscope.probes.loader import PAGE_SIZE, ring_pages
 from procscope.probes.text import printable
 
-from . import snapshot
+from . import heap, snapshot
 from .cache import ProcessCache
 from .export import Exporter
 from .live_cache import live_cache
@@ -357,11 +357,8 @@ def _live_snapshot(args: Options, recent: deque) -> tuple[ProcessCache, Counters
 
 
 # -- the monitor -------------------------------------------------------------------
+@heap.paused()  # no garbage collection until the monitor, mounted, settles what its start made
 def ui(args: Options) -> int:
-    # No garbage collection until the monitor freezes what its start made (ProcscopeApp.on_mount):
-    # at 10,000 processes its runs were 40 ms of the first screen; what they would have found
-    # (1.6 MB, most of it Textual's parsed CSS) is frozen with the rest.
-    gc.disable()
     if args.connect:
         from procscope.agent_client import refusal  # grpc loads only for this
         from procscope.tui.main import config_nodes, run_monitor
@@ -424,14 +421,16 @@ def agent(args: Options) -> int:
     try:  # a stop from the line below on is wrapped up as any
         warn(f"serving Tetragon's gRPC API on {address} ({ring_text(args.ring_size)}); Ctrl-C to stop")
         collector.start()
-        while True:
-            batch = collector.get_batch(timeout=0.1) or []
-            if broadcast.clients:
-                stream.feed(batch)
-            else:  # no one to send them to: the cache only (what a client joining is sent first)
-                cache.apply_all(batch)
-                cache.expire()
-            broadcast.admit()
+        with heap.settled() as full:
+            while True:
+                batch = collector.get_batch(timeout=0.1) or []
+                if broadcast.clients:
+                    stream.feed(batch)
+                else:  # no one to send them to: the cache only (what a client joining is sent first)
+                    cache.apply_all(batch)
+                    cache.expire()
+                broadcast.admit()
+                full.due()
     except KeyboardInterrupt:
         pass
     finally:

@@ -21,7 +21,7 @@ from procscope.probes import wire
 from procscope.probes.collector import Collector
 from procscope.probes.events import CgroupEvent, CloneEvent, CredsEvent, ExecEvent, ExitEvent, ProcessKey, ThrottleEvent
 
-from . import describe
+from . import describe, heap
 from .cache import ANY_HIERARCHY, Process, ProcessCache
 from .compact import compact
 from .export import Exporter, json_bytes
@@ -210,17 +210,19 @@ class EventStream:
         deadline = time.monotonic() + duration if duration is not None else None
         next_second = time.monotonic() + 1.0
         collector.start()
-        while deadline is None or time.monotonic() < deadline:
-            if self.feed(collector.get_batch(timeout=0.1) or []):
-                return
-            if self.wanted & {"counters", "usage"} and time.monotonic() >= next_second:
-                next_second += 1.0
-                now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
-                self.cache.expire(now)
-                if "counters" in self.wanted and self._emit(
-                    "counters", self.exporter.counters_event(collector.counters(), now)
-                ):
+        with heap.settled() as full:
+            while deadline is None or time.monotonic() < deadline:
+                if self.feed(collector.get_batch(timeout=0.1) or []):
                     return
-                if "usage" in self.wanted and self._emit("usage", self._usage_line(now)):
-                    return
-            self.flush()
+                if self.wanted & {"counters", "usage"} and time.monotonic() >= next_second:
+                    next_second += 1.0
+                    now = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+                    self.cache.expire(now)
+                    if "counters" in self.wanted and self._emit(
+                        "counters", self.exporter.counters_event(collector.counters(), now)
+                    ):
+                        return
+                    if "usage" in self.wanted and self._emit("usage", self._usage_line(now)):
+                        return
+                self.flush()
+                full.due()

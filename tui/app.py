@@ -12,7 +12,7 @@ import signal
 from textual.app import App
 from textual.binding import Binding
 
-from procscope import themes
+from procscope import heap, themes
 from procscope.window import Window
 
 from . import config, fleet
@@ -75,21 +75,16 @@ class ProcscopeApp(App):
             await self.switch_mode("node 0")
         for warning in self._warnings:
             self.monitor.say(warning, severity="warning", timeout=10)
-        # Full garbage collections pause everything for ~0.1 s at 10k processes, and an exec
-        # storm would set one off every second or two: what start-up made (the /proc scan's
-        # tree, the widgets) mostly stays, so it is left out of them, and they run once a minute.
-        gc.freeze()
-        self._gc_threshold = gc.get_threshold()
-        gc.set_threshold(*self._gc_threshold[:2], 1 << 30)
-        gc.enable()  # off from the command's start (commands.ui)
-        self.set_interval(60, self.collect_garbage)
+        # What start-up made (the /proc scan's tree, the widgets) mostly stays: frozen, and full
+        # garbage collections (~0.1 s at 10k processes) once a minute (procscope.heap).
+        self._gc_threshold = heap.settle()
+        self.set_interval(heap.FULL_EVERY, self.collect_garbage)
         # SIGTERM ends the monitor as q does (the terminal is restored, the exit status is 0).
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.exit)
 
     def on_unmount(self) -> None:
         if self._gc_threshold is not None:
-            gc.set_threshold(*self._gc_threshold)
-            gc.unfreeze()
+            heap.unsettle(self._gc_threshold)
 
     def collect_garbage(self) -> None:
         gc.collect()  # a method: Textual's timer cannot call a builtin (it counts the parameters)

@@ -473,7 +473,7 @@ async def test_how_the_probes_were_built_is_told_in_the_help_not_over_the_list(t
 
 async def test_the_collector_of_garbage_is_back_once_the_start_is_frozen(recording, tmp_path):
     """`procscope` turns Python's garbage collection off for its start (commands.ui); the monitor,
-    mounted, freezes what the start made and turns it back on, or memory would grow for ever."""
+    mounted, freezes what the start made and turns it back on, or reference cycles would never be freed."""
     gc.disable()
     try:
         app = app_for(recording, tmp_path)

@@ -177,14 +177,10 @@ class Broadcast:
         if clients is not self._checked:  # a new list: whether every client takes every event as it is
             self._checked = clients
             self._unfiltered = not any(c.passes is not None or c.field_filters for c in clients)
-        if self._unfiltered and clients and isinstance(event, ProcessEvent):
-            shared = frame(self._converter.process_event(event.exporter, event.proc, event.exit))
-            for client in clients:  # _put's, written out: a storm's every event, to every client
-                if len(client.queue) >= client.limit:
-                    client.lost += 1
-                else:
-                    client.queue.append(shared)
-                    client.woken = False
+        if self._unfiltered and clients and isinstance(event, ProcessEvent):  # a storm's every event
+            shared = self._serialized(event, [])
+            for client in clients:
+                self._put(client, shared)
             return
         for client in clients:
             if client.passes is not None:

@@ -25,7 +25,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from procscope.api import tetragon_pb2 as pb
 
 from .clock import rfc3339
-from .export import exec_id_bytes
+from .export import NOW, Refs, exec_id_bytes
 from .templates import Templates
 
 if TYPE_CHECKING:
@@ -208,9 +208,9 @@ class Converter:
         self._parent_ids: dict[tuple[str, ProcessKey], bytes] = {}  # parent_exec_id, serialized, by node and key
         self._makers: dict[Exporter, Callable[[Process], bytes]] = {}  # _process_bytes for each exporter
 
-    def process_event(self, exporter: Exporter, proc: Process, exit: ExitEvent | None) -> bytes:
+    def process_event(self, exporter: Exporter, proc: Process, exit: ExitEvent | None, refs: Refs = NOW) -> bytes:
         """The GetEventsResponse, serialized, that response() makes of
-        exporter.exec_event(proc) (exit None) or exit_event(exit, proc):
+        exporter.exec_event(proc, refs) (exit None) or exit_event(exit, proc, refs):
         joined once from its processes' messages, each serialized once while
         the exporter keeps its object (a storm's parent with every child, an
         exit's process after its exec). Protobuf's encoding is made to be
@@ -222,16 +222,17 @@ class Converter:
         if make is None:
             make = self._makers[exporter] = functools.partial(self._process_bytes, exporter)
         body = exporter.kept(proc, make)
-        refs = proc.refs
-        refcnt = _REFCNT + _varint(refs) if refs > 0 else b""  # a storm's parent's: thousands
+        own, parents = refs
+        n = proc.refs if own is None else own
+        refcnt = _REFCNT + _varint(n) if n > 0 else b""  # a storm's parent's: thousands
         length = len(body) + len(refcnt)
         parts = [b"", _PROCESS_FIELD, _varint(length), body, refcnt]  # the event's field first: filled last
         size = len(_PROCESS_FIELD) + len(parts[2]) + length
         parent = exporter.cache.parent_of(proc)
         if parent is not None:
             body = exporter.kept(parent, make)
-            refs = parent.refs
-            refcnt = _REFCNT + _varint(refs) if refs > 0 else b""
+            n = parent.refs if parents is None else parents
+            refcnt = _REFCNT + _varint(n) if n > 0 else b""
             length = len(body) + len(refcnt)
             head = _varint(length)
             parts += (_PARENT_FIELD, head, body, refcnt)

@@ -46,6 +46,10 @@ _json = msgspec.json.Encoder()
 # encoded JSON never holds a raw NUL (msgspec writes \u0000).
 _SLOTS = tuple(msgspec.Raw(b"\x00%d\x00" % i) for i in range(7))
 _REFCNT = tuple(b',"refcnt":%d}' % n for n in range(64))  # the closing part of each object a line holds
+# A process's and its parent's reference counts (refcnt) as its event left them, None: as they are
+# now. A stream applies its batch before it writes the batch's lines (EventStream.feed).
+Refs = tuple[int | None, int | None]
+NOW: Refs = (None, None)
 # An image's fields that its process object shows alike for every process (the rest: _own).
 _shared_fields = attrgetter(
     *(f for f in ExecEvent.__struct_fields__ if f not in {"time", "key", "tid", "nspid", "parent", "cleanup"})
@@ -108,10 +112,10 @@ class Exporter:
         hms = rfc3339(wall - wall % 1_000_000_000)[11:19]
         return f"{hms}.{wall % 1_000_000_000:09d}"[: 9 + digits]
 
-    def process(self, proc: Process) -> dict:
+    def process(self, proc: Process, refs: int | None = None) -> dict:
         """The process object as plain dicts and lists (what an event's dict holds)."""
         out = dict(self.process_plain(proc))  # shallow: what it holds is never changed once made
-        out["refcnt"] = max(proc.refs, 0)
+        out["refcnt"] = max(proc.refs if refs is None else refs, 0)
         return out
 
     def process_plain(self, proc: Process) -> dict:
@@ -130,7 +134,7 @@ class Exporter:
         them (a snapshot of 500,000 processes)."""
         return self._process(proc, self._own(proc), encoded=True)
 
-    def process_json(self, proc: Process) -> tuple[bytes, bytes]:
+    def process_json(self, proc: Process, refs: int | None = None) -> tuple[bytes, bytes]:
         """The same object encoded, as json_bytes writes it, in two parts to
         be joined: a stream writes the same objects again and again (a
         storm's parent with each child, an exit's process after its exec),
@@ -138,7 +142,8 @@ class Exporter:
         entry = self._object(proc)
         if entry[2] is None:
             entry[2] = self._template(proc).fill([_json.encode(value) for value in self._own(proc)])
-        return entry[2], _REFCNT[proc.refs] if 0 <= proc.refs < len(_REFCNT) else b',"refcnt":%d}' % max(proc.refs, 0)
+        n = proc.refs if refs is None else refs
+        return entry[2], _REFCNT[n] if 0 <= n < len(_REFCNT) else b',"refcnt":%d}' % max(n, 0)
 
     def template_key(self, proc: Process) -> tuple:
         """What the processes of one template show alike: all but what _own gives (a storm's children: one)."""
@@ -310,45 +315,45 @@ class Exporter:
     def _wrap(self, kind: str, body: dict, ktime: int) -> dict:
         return {kind: body, "node_name": self.node, "time": self.time(ktime)}
 
-    def _with_parent(self, body: dict, proc: Process) -> dict:
+    def _with_parent(self, body: dict, proc: Process, refs: int | None) -> dict:
         parent = self.cache.parent_of(proc)
         if parent is not None:
-            body["parent"] = self.process(parent)
+            body["parent"] = self.process(parent, refs)
         return body
 
-    def exec_event(self, proc: Process) -> dict:
+    def exec_event(self, proc: Process, refs: Refs = NOW) -> dict:
         when = proc.image.time if proc.image else proc.key.ktime
-        return self._wrap(EXEC, self._with_parent({"process": self.process(proc)}, proc), when)
+        return self._wrap(EXEC, self._with_parent({"process": self.process(proc, refs[0])}, proc, refs[1]), when)
 
-    def exit_event(self, ev: ExitEvent, proc: Process) -> dict:
+    def exit_event(self, ev: ExitEvent, proc: Process, refs: Refs = NOW) -> dict:
         body = {
-            "process": self.process(proc),
+            "process": self.process(proc, refs[0]),
             "signal": ev.signal_name,
             "status": ev.status,
             "time": self.time(ev.time),
         }
         if ev.core_dumped:
             body[EXTRA] = {"core_dumped": True}
-        return self._wrap(EXIT, self._with_parent(body, proc), ev.time)
+        return self._wrap(EXIT, self._with_parent(body, proc, refs[1]), ev.time)
 
     # The same two as lines of JSON (json_bytes of the above), joined from the process objects
     # as process_json made them once: in a storm the two lines of every exec are ~8 KB each.
-    def exec_line(self, proc: Process) -> bytes:
+    def exec_line(self, proc: Process, refs: Refs = NOW) -> bytes:
         when = proc.image.time if proc.image else proc.key.ktime
-        return b"".join((b'{"%s":{"process":' % EXEC.encode(), *self.process_json(proc), *self._parent_json(proc),
+        return b"".join((b'{"%s":{"process":' % EXEC.encode(), *self.process_json(proc, refs[0]), *self._parent_json(proc, refs[1]),
                          b'},"node_name":%s,"time":"%s"}' % (self._node_json, self.time(when).encode())))  # fmt: skip
 
-    def exit_line(self, ev: ExitEvent, proc: Process) -> bytes:
+    def exit_line(self, ev: ExitEvent, proc: Process, refs: Refs = NOW) -> bytes:
         when = self.time(ev.time).encode()
         return b"".join((
-            b'{"%s":{"process":' % EXIT.encode(), *self.process_json(proc),
+            b'{"%s":{"process":' % EXIT.encode(), *self.process_json(proc, refs[0]),
             b',"signal":%s,"status":%d,"time":"%s"%s' % (_signal_json(ev.signal), ev.status, when, _CORE_DUMPED if ev.core_dumped else b""),
-            *self._parent_json(proc), b'},"node_name":%s,"time":"%s"}' % (self._node_json, when),
+            *self._parent_json(proc, refs[1]), b'},"node_name":%s,"time":"%s"}' % (self._node_json, when),
         ))  # fmt: skip
 
-    def _parent_json(self, proc: Process) -> tuple[bytes, ...]:
+    def _parent_json(self, proc: Process, refs: int | None) -> tuple[bytes, ...]:
         parent = self.cache.parent_of(proc)
-        return (b',"parent":', *self.process_json(parent)) if parent is not None else ()
+        return (b',"parent":', *self.process_json(parent, refs)) if parent is not None else ()
 
     def clone_event(self, ev: CloneEvent) -> dict:
         body = {

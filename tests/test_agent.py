@@ -298,7 +298,7 @@ class Objects:
 
     def write(self, event) -> None:
         if isinstance(event, ProcessEvent):
-            data = self.converter.process_event(event.exporter, event.proc, event.exit)
+            data = self.converter.process_event(event.exporter, event.proc, event.exit, event.refs)
             self.messages.append((pb.GetEventsResponse.FromString(data), event.object()))
             event = event.object()
         self.objects.append(event)

@@ -35,7 +35,7 @@ QUEUE = 200_000  # events waiting for the monitor; past that they are dropped an
 BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)  # seconds before each new try, the last repeated
 STEADY = 10.0  # seconds a connection lasts to count as having worked
 # The stream read on the thread that reads it, not handed over from a thread grpcio keeps per channel:
-# the monitor's CPU 65 µs an event received instead of 160 (bench/fleet.py, four nodes). Its call cannot
+# the monitor's CPU 64-68 µs an event received instead of 157-166 (bench/fleet.py, four nodes). Its call cannot
 # then be cancelled from another thread (cancel waits for the reader): stop() closes the channel.
 _CHANNEL_OPTIONS = [(grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)]
 
@@ -105,9 +105,8 @@ class Remote:
         replay = Replay(self.address, warn=self.log, given=True)
         self.reader = (number, replay)
         got_any = False
-        options = _CHANNEL_OPTIONS
-        channel = (grpc.secure_channel(self.address, self.tls, options) if self.tls
-                   else grpc.insecure_channel(self.address, options))  # fmt: skip
+        channel = (grpc.secure_channel(self.address, self.tls, _CHANNEL_OPTIONS) if self.tls
+                   else grpc.insecure_channel(self.address, _CHANNEL_OPTIONS))  # fmt: skip
         self._channel = channel
         with channel:
             if self._stop.is_set():  # stopped before stop() could see the channel

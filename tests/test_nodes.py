@@ -16,7 +16,7 @@ import pytest
 from procscope.api import tetragon_pb2 as pb
 from procscope.tui.fleet import FleetScreen
 
-from .conftest import SIZE, plain, unique_copy, wait_for
+from .conftest import SIZE, Terminal, plain, unique_copy, wait_for
 from .test_agent import Agent, FakeAgent
 
 pytestmark = pytest.mark.bpf
@@ -215,6 +215,27 @@ async def test_a_node_that_floods_or_stalls_never_stops_another(tmp_path, scratc
         flood.stop()
         stall.stop()
         assert real.stop() == 0, "".join(real.log)
+
+
+def test_quitting_a_monitor_of_nodes_gives_the_terminal_back_and_leaves_them_serving():
+    """q ends a monitor connected to two nodes as it ends the local one (at
+    once, without unmounting: the local one timed in bench/startup.py): the
+    terminal as it was, status 0, each agent saw its client leave and goes
+    on serving."""
+    a, b = Agent(_sock(), node="node-a"), Agent(_sock(), node="node-b")
+    try:
+        t = Terminal(["--connect", a.address, "--connect", b.address])
+        assert a.said(" joined", 30) and b.said(" joined", 30)
+        t.read(1.0)  # both nodes' first frame
+        out, status = t.quit()
+        assert status == 0 and b"Traceback" not in out, out[-3000:]
+        tail = out[out.rindex(b"\x1b[?1049l") :]  # the alternate screen left, after the last frame
+        assert b"\x1b[?25h" in tail  # the cursor shown again
+        assert a.said("left: ") and b.said("left: ")
+        assert a.proc.poll() is None and b.proc.poll() is None
+    finally:
+        a.stop()
+        b.stop()
 
 
 def test_node_name_follows_tetragons_environment(monkeypatch):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 from collections import Counter
 from functools import partial
@@ -25,7 +24,6 @@ from procscope.timetravel import Timeline
 from . import config
 from .columns import empty_columns
 from .rows import GROUPS, TreeModel
-from .screen_fd import TerminalDriver
 from .screens.help import HelpScreen
 from .screens.pick import PickScreen
 from .screens.setup import Setup, SetupScreen
@@ -273,20 +271,7 @@ class Actions(MonitorState):
         self.app.push_screen(HelpScreen(self.source.facts))
 
     async def action_quit(self) -> None:
-        """F10 or q: back at the shell at once, as htop. In a terminal the probes
-        are detached and the terminal given back, then the process ends without
-        Textual unmounting every widget (0.2 s) and the interpreter freeing the
-        cache object by object (0.1 s): what they would free the kernel frees
-        (settings are saved as they change). A replay (whose bad lines the exit
-        status tells), served or under test, as Textual does."""
-        driver = self.app._driver
-        if not isinstance(driver, TerminalDriver) or not self.source.live:
-            self.app.exit()
-            return
-        self.source.quit()
-        driver.give_back()
-        sys.stdout.flush()
-        os._exit(0)
+        await self.app.action_quit()  # every node's monitor ends with it (ProcscopeApp.action_quit)
 
     def action_cycle_theme(self) -> None:
         self.app.theme = themes.next_name(self.app.theme)

@@ -8,6 +8,7 @@ import asyncio
 import gc
 import os
 import signal
+import sys
 
 from textual.app import App
 from textual.binding import Binding
@@ -19,8 +20,9 @@ from . import config, fleet
 from .columns import COLUMNS
 from .crash import crash_report
 from .monitor import MonitorScreen
+from .screen_fd import TerminalDriver
 from .screens.help import key_text
-from .sources import Source
+from .sources import ReplaySource, Source
 
 
 class ProcscopeApp(App):
@@ -85,6 +87,25 @@ class ProcscopeApp(App):
     def on_unmount(self) -> None:
         if self._gc_threshold is not None:
             heap.unsettle(self._gc_threshold)
+
+    async def action_quit(self) -> None:
+        """F10 or q: back at the shell at once, as htop. In a terminal the probes
+        are detached, other nodes' connections closed and the terminal given
+        back, then the process ends without Textual unmounting every widget
+        (0.2 s) and the interpreter freeing the caches object by object (0.1 s;
+        with nodes connected, gRPC's shutdown: 1.5 s): what they would free the
+        kernel frees (settings are saved as they change). A replay (whose bad
+        lines the exit status tells), served or under test, as Textual does."""
+        driver = self._driver
+        sources = [monitor.source for monitor in self.monitors]
+        if not isinstance(driver, TerminalDriver) or any(isinstance(s, ReplaySource) for s in sources):
+            self.exit()
+            return
+        for source in sources:
+            source.quit()
+        driver.give_back()
+        sys.stdout.flush()
+        os._exit(0)
 
     def collect_garbage(self) -> None:
         gc.collect()  # a method: Textual's timer cannot call a builtin (it counts the parameters)

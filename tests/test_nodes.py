@@ -223,6 +223,7 @@ def test_quitting_a_monitor_of_nodes_gives_the_terminal_back_and_leaves_them_ser
     terminal as it was, status 0, each agent saw its client leave and goes
     on serving."""
     a, b = Agent(_sock(), node="node-a"), Agent(_sock(), node="node-b")
+    t = None
     try:
         t = Terminal(["--connect", a.address, "--connect", b.address])
         deadline = time.monotonic() + 60
@@ -238,6 +239,9 @@ def test_quitting_a_monitor_of_nodes_gives_the_terminal_back_and_leaves_them_ser
         assert a.said("left: ") and b.said("left: ")
         assert a.proc.poll() is None and b.proc.poll() is None
     finally:
+        if t is not None and t.alive():  # failed before q: not left behind (its terminal gone, it would spin)
+            t.proc.kill()
+            t.proc.wait()
         a.stop()
         b.stop()
 

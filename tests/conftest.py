@@ -360,10 +360,24 @@ class Terminal:
         while self.alive() and time.monotonic() < deadline:
             self.read(0.2)
         self.read(0.2)
-        os.close(self.master)
+        self.close()
+        return bytes(self.out), self.proc.wait()
+
+    def close(self) -> None:
+        """Its terminal closed, the monitor killed if still running: left behind (a test
+        failed before q), its terminal gone, it would spin at a core under later tests."""
+        if self.master >= 0:
+            os.close(self.master)
+            self.master = -1
         if self.alive():
             self.proc.kill()
-        return bytes(self.out), self.proc.wait()
+        self.proc.wait()
+
+    def __enter__(self) -> "Terminal":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 # -- cgroups made by tests ------------------------------------------------------

@@ -162,9 +162,9 @@ def test_replay_of_json_with_lone_surrogates_and_bad_bytes_stays_valid(tmp_path)
 def test_monitor_in_a_terminal_shows_hostile_names_escaped(hostile):
     """The real monitor in a pseudo-terminal: the bytes it writes hold no
     sequence from a process's name, and the names are drawn escaped."""
-    monitor = Terminal(["--filter", "bin:procscope-hostile"], cols=300)  # wide: whole commands, none elided
-    monitor.read(8)
-    out, status = monitor.quit()
+    with Terminal(["--filter", "bin:procscope-hostile"], cols=300) as monitor:  # wide: whole commands, none elided
+        monitor.read(8)
+        out, status = monitor.quit()
     assert status == 0, out[-2000:]
     assert not any(seq in out for seq in RAW_FROM_NAMES), [seq for seq in RAW_FROM_NAMES if seq in out]
     assert rb"\x1b]0;PWNED\x07" in out and rb"[@click=app.quit]z[/]" in out

@@ -223,25 +223,21 @@ def test_quitting_a_monitor_of_nodes_gives_the_terminal_back_and_leaves_them_ser
     terminal as it was, status 0, each agent saw its client leave and goes
     on serving."""
     a, b = Agent(_sock(), node="node-a"), Agent(_sock(), node="node-b")
-    t = None
     try:
-        t = Terminal(["--connect", a.address, "--connect", b.address])
-        deadline = time.monotonic() + 60
-        # Read as a terminal does while both connect: a full one would stop the monitor drawing.
-        while not all(any(" joined" in line for line in agent.log) for agent in (a, b)):
-            assert time.monotonic() < deadline, "the monitor did not connect to both nodes"
-            t.read(0.2)
-        t.read(1.0)  # both nodes' first frame
-        out, status = t.quit()
+        with Terminal(["--connect", a.address, "--connect", b.address]) as t:
+            deadline = time.monotonic() + 60
+            # Read as a terminal does while both connect: a full one would stop the monitor drawing.
+            while not all(any(" joined" in line for line in agent.log) for agent in (a, b)):
+                assert time.monotonic() < deadline, "the monitor did not connect to both nodes"
+                t.read(0.2)
+            t.read(1.0)  # both nodes' first frame
+            out, status = t.quit()
         assert status == 0 and b"Traceback" not in out, out[-3000:]
         tail = out[out.rindex(b"\x1b[?1049l") :]  # the alternate screen left, after the last frame
         assert b"\x1b[?25h" in tail  # the cursor shown again
         assert a.said("left: ") and b.said("left: ")
         assert a.proc.poll() is None and b.proc.poll() is None
     finally:
-        if t is not None and t.alive():  # failed before q: not left behind (its terminal gone, it would spin)
-            t.proc.kill()
-            t.proc.wait()
         a.stop()
         b.stop()
 

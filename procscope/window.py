@@ -26,6 +26,9 @@ from .timetravel import Checkpoint, Timeline
 
 DEFAULT_SECONDS = 600.0
 DEFAULT_EVENTS = 250_000  # about 350 bytes each (measured here): some 90 MB when full
+# Events of a dropped segment freed with each batch added: half a full window freed at once held
+# the monitor's UI thread 130-180 ms (125,000 events, measured here in a storm).
+FREE_EACH_TIME = 4_000
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Window:
         self.max_events = max(2, max_events)
         self.failed = ""  # why it stopped keeping anything, if it had to
         self._segments: list[_Segment] = []
+        self._dropped: list[list[Recorded]] = []  # events of dropped segments, being freed a part at a time
         self._due = False  # a checkpoint is to be taken before the next events (see before)
         self._cgroup_path: Callable[[int], str | None] | None = None
 
@@ -64,6 +68,7 @@ class Window:
         expired); ``scanned``: they hold a /proc scan's processes."""
         if not self.enabled:
             return
+        self._free_some()
         self._settle(cache)
         segments = self._segments
         if scanned:  # a scan is not replayed (the second is applied with cache.rescan): a checkpoint after it
@@ -101,7 +106,16 @@ class Window:
         for old in self._segments[:-1]:
             if isinstance(old.data, Forked):
                 old.data.cancel()
+            self._dropped.append(old.events)
         self._segments = [*self._segments[-1:], _Segment(cache.now, data)]
+
+    def _free_some(self) -> None:
+        """Free up to FREE_EACH_TIME events of the segments dropped (from the end: no copying)."""
+        if self._dropped:
+            events = self._dropped[-1]
+            del events[-FREE_EACH_TIME:]
+            if not events:
+                self._dropped.pop()
 
     def _pickled(self, cache: ProcessCache) -> bytes | None:
         """The checkpoint taken here (no child could)."""

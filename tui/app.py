@@ -81,6 +81,7 @@ class ProcscopeApp(App):
         # garbage collections (~0.1 s at 10k processes) once a minute (procscope.heap).
         self._gc_threshold = heap.settle()
         self.set_interval(heap.FULL_EVERY, self.collect_garbage)
+        self.set_interval(heap.YOUNG_EVERY, self.collect_young)
         # SIGTERM ends the monitor as q does (the terminal is restored, the exit status is 0).
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.exit)
 
@@ -109,6 +110,9 @@ class ProcscopeApp(App):
 
     def collect_garbage(self) -> None:
         gc.collect()  # a method: Textual's timer cannot call a builtin (it counts the parameters)
+
+    def collect_young(self) -> None:
+        gc.collect(0)
 
     def get_key_display(self, binding: Binding) -> str:
         return key_text(binding.key.split(",")[0])  # F5, not f5

@@ -31,6 +31,7 @@ from .panes.exits import Exits
 from .panes.history import History
 from .panes.process_tree import ProcessTree
 from .safe_text import safe
+from .screen_fd import since_input
 from .sources import RemoteSource, connected
 from .state import WIDE, MonitorState
 from .status import StatusLine
@@ -40,6 +41,7 @@ from .widgets.meters import Meters
 FULL_FOOTER = 100  # narrower than this, the footer drops the palette hint
 BUSY_EVENTS = 1000  # events in the last second from which the list redraws at most every BUSY_REDRAW s
 BUSY_REDRAW = 1.0  # as htop redraws (1.5 s by default); a key redraws at once
+KEY_FIRST = 0.05  # s: in a storm, a tick this soon after a key or click waits for the next (see tick)
 QUIET_REDRAW = 0.25  # below BUSY_EVENTS a frame at most this often (each costs 20-40 ms at 200x50); keys at once
 PANEL_TITLES = {"execs": "execs", "exits": "exits", "history": "history", "drops": "losses"}
 
@@ -146,6 +148,12 @@ class MonitorScreen(Actions, MonitorState):
         # highlights, grace periods). In a storm, at most every BUSY_REDRAW s: a frame costs the
         # same for 10 events as for 1000, and keys still redraw at once (their actions do, from
         # the last frame's rows).
+        if self.busy and not self.waited and since_input(self.app) < KEY_FIRST:
+            # A key or click was just read: its action and Textual's paint of it go first (a
+            # storm's tick costs 5-50 ms); the events wait for the next tick, 0.1 s later.
+            self.waited = True
+            return
+        self.waited = False
         n = self.ingest()
         if self.usage.take(self.feed.cache) | self.feed.each_second():
             self.show_gauges()

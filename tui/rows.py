@@ -81,12 +81,14 @@ class Rows(Sequence):
         self.processes = len(items) - len(groups)
         self.tree = tree
         self._guides: TreeGuides | None = None
-        # Made when first drawn; the whole tree's are the walk's (TreeModel), made once a walk.
-        self.make_guides: Callable[[], TreeGuides] = lambda: TreeGuides(self.depths)
+        # Made when first drawn; the whole tree's are the walk's (TreeModel), made once a walk. Never a
+        # closure over self: a cycle would keep a frame's rows (a storm's exited processes) until a
+        # garbage collection, which then walks them all (0.1 s stalls with 25,000 of them).
+        self.make_guides: Callable[[], TreeGuides] | None = None
 
     def guides(self) -> TreeGuides | None:
         if self._guides is None and self.tree:
-            self._guides = self.make_guides()
+            self._guides = self.make_guides() if self.make_guides is not None else TreeGuides(self.depths)
         return self._guides
 
     def __len__(self) -> int:

@@ -8,19 +8,38 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 
+from textual import events
 from textual.app import App
 from textual.drivers.linux_driver import LinuxDriver
+from textual.message import Message
+
+# What a user waits to see answered (not the mouse's moves, which come by the dozen).
+_ANSWERED = (events.Key, events.MouseDown, events.MouseScrollDown, events.MouseScrollUp)
 
 
 class TerminalDriver(LinuxDriver):
+    input_at = 0.0  # when the last key or click was read (monotonic), on the input thread
+
+    def process_message(self, message: Message) -> None:
+        if isinstance(message, _ANSWERED):
+            self.input_at = time.monotonic()
+        super().process_message(message)
+
     def give_back(self) -> None:
         """The terminal as it was, for a process about to end: without waiting
         for the key thread's last reads (0.1–0.2 s: disable_input joins it)."""
         self._key_thread = None
         self.stop_application_mode()
         self.close()  # its writer thread has written everything
+
+
+def since_input(app: App) -> float:
+    """Seconds since the terminal's last key or click was read (inf: not a terminal's driver)."""
+    driver = app._driver
+    return time.monotonic() - driver.input_at if isinstance(driver, TerminalDriver) else float("inf")
 
 
 @contextlib.contextmanager

@@ -91,6 +91,7 @@ class MonitorState(Screen):
         self.busy = False  # a storm: keys redraw what the last frame had
         self.recent: deque[int] = deque(maxlen=10)  # events per tick, the last second's
         self.pending = False  # events arrived and are not drawn yet
+        self.waited = False  # the last tick let a key go first (see tick)
         self.banner = source.banner  # the one shown (the source's may change: the probes failed)
 
     # -- what the actions rely on ------------------------------------------------------

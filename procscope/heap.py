@@ -8,8 +8,9 @@ widgets, ~0.1 s at 10,000 processes). In `procscope events` through a
 6 s storm that was 100 ms of collections (132 young ones 25 ms, 12 middle
 ones 45 ms, one full 40 ms); with these settings 29 ms and none full. So,
 once a start is done: what it made is frozen (never walked again), young
-collections come every YOUNG new objects, and full ones only every FULL_EVERY
-seconds (Full), for the cycles among what lives on."""
+collections come every YOUNG new objects (the monitor's every YOUNG_EVERY
+seconds), and full ones only every FULL_EVERY seconds (Full), for the cycles
+among what lives on."""
 
 from __future__ import annotations
 

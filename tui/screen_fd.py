@@ -2,7 +2,9 @@
 points at /dev/null: the probes load behind the first frame, and what BCC,
 clang or a C library writes to stderr meanwhile (or ever) must not land on
 the screen. Only for Textual's Linux driver (not the web driver of
-`procscope serve`, not tests' headless one)."""
+`procscope serve`, not tests' headless one). Its driver also tells when it
+last read a key or click (since_input), so that a storm's tick lets it go
+first, and gives the terminal back at once for a quick quit."""
 
 from __future__ import annotations
 

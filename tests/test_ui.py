@@ -57,14 +57,19 @@ async def test_tree_selection_and_detail(recording, tmp_path):
 async def test_container_filter_narrows_every_pane(recording, tmp_path):
     app = app_for(recording, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        assert len(app.query_one("#execs").rows) > 2 and len(app.query_one("#exits").rows) == 3
+        assert len(app.query_one("#execs").rows) > 2
+        await pilot.press("X")  # a stream is drawn while it is the panel shown
+        await pilot.pause()
+        assert len(app.query_one("#exits").rows) == 3
         await pilot.press("backslash")
         await pilot.press(*"container:3f2a", "enter")
         await pilot.pause()
         # The tree keeps the path down to what matched (init), the streams only the matches.
         assert pids(app.query_one("#tree")) == [1, 200, 201]
-        assert sorted(pids(app.query_one("#execs"), column=1)) == [200, 201]  # after the time column
         assert len(app.query_one("#exits").rows) == 0
+        await pilot.press("E")
+        await pilot.pause()
+        assert sorted(pids(app.query_one("#execs"), column=1)) == [200, 201]  # after the time column
         assert "filter: container:3f2a" in plain(app, app.query_one("#status").content)
         # A bad filter is refused with a message, and the old one stays.
         await pilot.press("backslash", "ctrl+u", *"cap:FLY", "enter")
@@ -136,6 +141,8 @@ async def test_live_bpf_exec_shows_in_the_exec_stream(scratch, tmp_path):
                 break
         row = next(row.plain for row in app.query_one("#execs").rows if binary in row.plain)
         assert f"{binary} procscope-ui-test" in row and str(proc.pid) in row.split()
+        await pilot.press("X")
+        await pilot.pause()
         assert any(binary in row.plain for row in app.query_one("#exits").rows)
 
 
@@ -155,6 +162,7 @@ async def test_live_time_travel_through_the_window_while_events_keep_arriving(sc
             pilot, lambda: proc.pid in app.monitor.cache.by_pid and app.monitor.cache.by_pid[proc.pid].binary == sleeper
         )
         await proc.wait()
+        await pilot.press("X")  # the exits shown (and kept open when the terminal narrows)
         assert await wait_for(pilot, lambda: any(sleeper in row.plain for row in app.query_one("#exits").rows))
         await pilot.press("comma", "comma")  # two seconds back: it was sleeping
         await pilot.pause()
@@ -167,6 +175,8 @@ async def test_live_time_travel_through_the_window_while_events_keep_arriving(sc
         there = app.monitor.cache.by_pid.get(proc.pid)
         assert there is not None and there.alive and there.binary == sleeper
         assert not any(sleeper in row.plain for row in app.query_one("#exits").rows)  # it had not exited yet
+        await pilot.press("E")
+        await pilot.pause()
         assert any(sleeper in row.plain for row in app.query_one("#execs").rows)
         everything = pids(app.query_one("#tree"))
         await pilot.press("backslash", *f"bin:{os.path.basename(sleeper)}", "enter")  # the moment, filtered

@@ -256,6 +256,8 @@ async def test_clicks_select_from_streams_and_sort_by_header(replay_app):
         await pilot.press("home", "minus")
         await pilot.pause()
         assert pids(tree) == [1, 400]  # 400's parent is unknown: a root
+        await pilot.press("X")  # the exits shown: a stream is drawn while it is the panel shown
+        await pilot.pause()
         exits.cursor = pids(exits, column=1).index(300)
         await pilot.pause()
         assert "/bin/crash" in plain(app, app.query_one("#detail").content)

@@ -47,7 +47,7 @@ class Frame:
     filter: Query | None = None
     match: Callable[[Process], bool] | None = None  # the filter's, for the streams
     shown: Feed | Shown | None = None  # the streams' and the history's: the feed's, or a moment's
-    history: bool = False  # the history panel is open: its list (up to 20,000) is drawn
+    panel: str | None = None  # the bottom panel shown (None: closed): only its stream is drawn (the history: 20,000)
     counters: Counters | None = None
     rates: dict[str, float] | None = None
     received: int = 0

@@ -30,8 +30,7 @@ class History(StreamPane):
         super().__init__(header=HEADER, **kwargs)
 
     def entries(self, frame: Frame) -> Sequence[Entry]:
-        # Up to 20,000 processes, only while shown: in a storm it is the biggest list.
-        if frame.shown is None or not frame.history:
+        if frame.shown is None:  # up to 20,000 processes (made only while shown: StreamPane)
             return ()
         return sorted(((p.key.ktime, p) for p in frame.shown.seen.values()), key=lambda e: e[0])
 

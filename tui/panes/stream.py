@@ -1,5 +1,6 @@
 """A panel of the frame's entries of one kind (execs, exits, every process
-seen): newest first, through the filter, each row rendered once."""
+seen): newest first, through the filter, each row rendered once; only
+while it is the panel shown (showing it draws a frame)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ class StreamPane(RowsView):
         raise NotImplementedError
 
     def show_frame(self, frame: Frame | None) -> None:
-        if frame is None or frame.rows is None:
-            return  # the view stands still
+        if frame is None or frame.rows is None or frame.panel != self.id:
+            return  # the view stands still, or another panel (or none) is shown
         entries, match, clock = self.entries(frame), frame.match, frame.exporter.clock
         shown = list(reversed(entries)) if match is None else [e for e in reversed(entries) if match(e[1])]
         self.set_items(shown, lambda e: self.row(clock(e[0]), e[1], frame))

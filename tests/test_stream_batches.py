@@ -31,8 +31,8 @@ class Lines:
 
 
 def _history() -> list:
-    """A session, then a storm of one parent's children (its refcnt other
-    at each child's line), and in the same batch what changes a process
+    """A session, then a storm of one parent's children (its refcnt
+    different at each child's line), and in the same batch what changes a process
     after its exec line is due: its credentials, its cgroup (into a
     container), a newer image under its key, and a parent described after
     its child's exec (a placeholder's)."""

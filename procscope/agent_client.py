@@ -11,21 +11,22 @@ agent sends the processes alive first again)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import queue
 import re
+import ssl
 import threading
 import time
 from collections.abc import Callable
 
-import grpc
-import grpc.experimental
+from google.protobuf.message import DecodeError
 
-from procscope.agent import LIVING_HEADER
+from procscope.agent import LIVING_HEADER, SERVICE
 from procscope.agent_messages import json_object
 from procscope.api import tetragon_pb2 as pb
-from procscope.api import tetragon_pb2_grpc
 from procscope.probes.events import ProcessKey
 
+from .agent_stream import CallError, ServerStream, tls_context
 from .options import Options
 from .query import OR_FIELDS, Query
 from .records import BadRecord, parse_exec_id
@@ -34,10 +35,7 @@ from .replay import Recorded, Replay
 QUEUE = 200_000  # events waiting for the monitor; past that they are dropped and counted
 BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0)  # seconds before each new try, the last repeated
 STEADY = 10.0  # seconds a connection lasts to count as having worked
-# The stream read on the thread that reads it, not handed over from a thread grpcio keeps per channel:
-# the monitor's CPU 64-68 µs an event received instead of 157-166 (bench/fleet.py, four nodes). Its call cannot
-# then be cancelled from another thread (cancel waits for the reader): stop() closes the channel.
-_CHANNEL_OPTIONS = [(grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)]
+GET_EVENTS = f"/{SERVICE}/GetEvents"
 
 
 class Remote:
@@ -48,7 +46,7 @@ class Remote:
     slow to take."""
 
     def __init__(self, address: str, request: pb.GetEventsRequest | None = None,
-                 log: Callable[[str], None] = lambda message: None, tls: grpc.ChannelCredentials | None = None,
+                 log: Callable[[str], None] = lambda message: None, tls: ssl.SSLContext | None = None,
                  queue_size: int = QUEUE):  # fmt: skip
         """``tls``: a TLS connection with these credentials (credentials()), else plain."""
         self.address = address
@@ -68,7 +66,7 @@ class Remote:
         self.reader: tuple[int, Replay] | None = None  # the current connection's reader, with its number
         self._said = ""  # the last failure said: the same one again is not (the state shows it)
         self._stop = threading.Event()
-        self._channel: grpc.Channel | None = None
+        self._stream: ServerStream | None = None
         self._thread = threading.Thread(target=self._run, name=f"remote {address}", daemon=True)
 
     def start(self) -> None:
@@ -76,9 +74,9 @@ class Remote:
 
     def stop(self) -> None:
         self._stop.set()
-        channel = self._channel
-        if channel is not None:  # its call ends (the call's own cancel waits for the reading thread)
-            channel.close()
+        stream = self._stream
+        if stream is not None:  # its read, waiting on the connection's thread, returns
+            stream.close()
 
     def _run(self) -> None:
         tries = 0
@@ -105,18 +103,16 @@ class Remote:
         replay = Replay(self.address, warn=self.log, given=True)
         self.reader = (number, replay)
         got_any = False
-        channel = (grpc.secure_channel(self.address, self.tls, _CHANNEL_OPTIONS) if self.tls
-                   else grpc.insecure_channel(self.address, _CHANNEL_OPTIONS))  # fmt: skip
-        self._channel = channel
-        with channel:
-            if self._stop.is_set():  # stopped before stop() could see the channel
+        stream = self._stream = ServerStream(self.address, GET_EVENTS, self.request.SerializeToString(), self.tls)
+        try:
+            if self._stop.is_set():  # stopped before stop() could see the stream
                 return got_any
-            try:
-                call = tetragon_pb2_grpc.FineGuidanceSensorsStub(channel).GetEvents(self.request)
-                living = _Living(number, call.initial_metadata())
-                if living.left == 0:
-                    self.living = (number, frozenset())
-                for message in call:
+            living = _Living(number, stream.open())
+            if living.left == 0:
+                self.living = (number, frozenset())
+            for messages in stream.messages():
+                for data in messages:
+                    message = pb.GetEventsResponse.FromString(data)
                     if not got_any:
                         got_any, self.state, self.down_since = True, "connected", None
                         self.node = message.node_name
@@ -130,15 +126,16 @@ class Remote:
                             self.queue_dropped += 1
                     if living.left > 0 and (done := living.add(message)) is not None:
                         self.living = done
-                self._say(f"{self.address}: the agent ended the stream; reconnecting")
-            except grpc.RpcError as exc:
-                if not self._stop.is_set():
-                    self._say(f"{self.address}: {_reason(exc)}; reconnecting")
-            except ValueError:  # grpcio's, for a call on a channel stop() closed meanwhile
-                if not self._stop.is_set():
-                    raise
-            finally:
-                self._channel = None
+            self._say(f"{self.address}: the agent ended the stream; reconnecting")
+        except CallError as exc:
+            if not self._stop.is_set():
+                self._say(f"{self.address}: {_reason(exc)}; reconnecting")
+        except DecodeError:
+            self._say(f"{self.address}: it sent what is not a Tetragon event (GetEventsResponse); is it a procscope "
+                      "or Tetragon agent?; reconnecting")  # fmt: skip
+        finally:
+            self._stream = None
+            stream.release()
         if got_any:
             self.down_since = time.time()
         return got_any
@@ -218,24 +215,22 @@ def refusal(args: Options) -> str | None:
     return None
 
 
-def credentials(ca: str | None, cert: str | None = None, key: str | None = None) -> grpc.ChannelCredentials:
+def credentials(ca: str | None, cert: str | None = None, key: str | None = None) -> ssl.SSLContext:
     """TLS trusting ``ca`` (None: the system's roots), with a client certificate if given
-    (OSError: a file that cannot be read)."""
+    (OSError naming the file: one that cannot be read, or holds no certificate or key)."""
+    for path in (ca, cert, key):
+        if path is not None:
+            with open(path, "rb"):  # unreadable: its own OSError, with its name
+                pass
+    try:
+        return tls_context(ca, cert, key)
+    except ssl.SSLError as exc:
+        raise OSError(
+            errno.EINVAL, f"not a PEM certificate or key ({exc.reason})", ca if cert is None else cert
+        ) from None
 
-    def read(path: str | None) -> bytes | None:
-        if path is None:
-            return None
-        with open(path, "rb") as f:
-            return f.read()
 
-    return grpc.ssl_channel_credentials(read(ca), read(key), read(cert))
-
-
-def _reason(exc: grpc.RpcError) -> str:
-    code = exc.code() if isinstance(exc, grpc.Call) else None
-    details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
-    if code == grpc.StatusCode.UNAVAILABLE:  # gRPC's own words, from their last part (the system's)
-        return f"cannot reach it ({(details or '').rsplit('error: ', 1)[-1]}); is an agent listening there?"
-    if code == grpc.StatusCode.INTERNAL and "deserializ" in (details or ""):
-        return "it sent what is not a Tetragon event (GetEventsResponse); is it a procscope or Tetragon agent?"
-    return f"{code.name if code else 'error'}: {details}"
+def _reason(exc: CallError) -> str:
+    if exc.code == "UNAVAILABLE":
+        return f"cannot reach it ({exc.details}); is an agent listening there?"
+    return f"{exc.code}: {exc.details}"

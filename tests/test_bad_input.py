@@ -233,3 +233,14 @@ def test_connect_options_that_do_not_go_together_are_one_line_and_status_2(tmp_p
         done = procscope(*args)
         assert done.returncode == 2 and done.stdout == "", done
         assert len(_lines(done.stderr)) == 1 and said in done.stderr, done.stderr
+
+
+def test_tls_files_that_cannot_be_used_are_one_line_naming_the_file(tmp_path):
+    """`--connect-ca` (or a client certificate) that is missing or not PEM: one
+    line naming the file, status 2, before any connection is tried."""
+    junk = tmp_path / "ca.pem"
+    junk.write_text("not a certificate\n")
+    for path, said in [(junk, "not a PEM certificate or key"), (tmp_path / "none.pem", "No such file or directory")]:
+        done = procscope("--connect", "127.0.0.1:1", "--connect-ca", str(path))
+        assert done.returncode == 2 and done.stdout == "", done
+        assert len(_lines(done.stderr)) == 1 and f"cannot read {path}: {said}" in done.stderr, done.stderr

@@ -43,6 +43,12 @@ def test_the_monitor_and_the_command_line_load_no_grpc():
         "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))"
     ))  # fmt: skip
     assert not {"grpc", "google"} & set(loaded)
+    connecting = json.loads(_python(
+        "import json, sys\n"
+        "import procscope.agent_client\n"
+        "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))"
+    ))  # fmt: skip
+    assert "grpc" not in connecting  # --connect reads a stream by h2 (agent_stream): grpcio's cost a message
 
 
 def test_nothing_imports_the_bare_folder_names():

@@ -59,7 +59,7 @@ def run_monitor(args: Options, collector: Collector | None, replay: Replay | Non
         source: Source = ReplaySource(replay, grace, args.window_events)
         replay.warn = source.messages.append  # said in the monitor: its stderr is not the terminal's
     elif args.connect:
-        from procscope.agent_client import Remote, credentials, request_for  # grpc loads only for this
+        from procscope.agent_client import Remote, credentials, request_for  # the gRPC client loads only for this
 
         try:
             tls = credentials(args.connect_ca, args.connect_cert, args.connect_key) if args.connect_ca else None

@@ -18,7 +18,7 @@ from procscope.probes.events import ProcessKey
 from procscope.replay import Recorded, Replay
 from procscope.window import DEFAULT_EVENTS
 
-if TYPE_CHECKING:  # grpc loads only for --connect (40 ms)
+if TYPE_CHECKING:  # the gRPC client loads only for --connect
     from procscope.agent_client import Remote
 
 

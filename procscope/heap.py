@@ -16,11 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import math
 import time
 from collections.abc import Iterator
 
 YOUNG = 20_000  # new objects between young collections (Python's default: 700)
 FULL_EVERY = 60.0  # seconds between full collections
+# The monitor's full collection (0.1 s in a storm) waits for a moment without keys, so that none
+# waits behind it: IDLE seconds since the last key or click, or FULL_LATEST seconds at most.
+IDLE = 2.0
+FULL_LATEST = 300.0
 # The monitor's young collections, on a timer: Python's count is of objects made less objects
 # freed, old ones too, and in a storm the cache frees about as many as it makes, so the young
 # generation grew to ~100,000 objects between collections (40-85 ms each, a key waiting behind).
@@ -47,12 +52,18 @@ class Full:
     """Full collections, every FULL_EVERY seconds: due() at each turn of a loop."""
 
     def __init__(self) -> None:
-        self._next = time.monotonic() + FULL_EVERY
+        self._last = time.monotonic()
 
-    def due(self) -> None:
-        if (now := time.monotonic()) >= self._next:
-            self._next = now + FULL_EVERY
+    def due(self, idle: float = math.inf) -> bool:
+        """Collect when FULL_EVERY seconds have passed and the user has been ``idle``
+        (seconds since a key) IDLE seconds, or FULL_LATEST have passed; whether it did."""
+        now = time.monotonic()
+        waited = now - self._last
+        if waited >= FULL_EVERY and (idle >= IDLE or waited >= FULL_LATEST):
+            self._last = now
             gc.collect()
+            return True
+        return False
 
 
 @contextlib.contextmanager

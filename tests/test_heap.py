@@ -23,3 +23,17 @@ def test_a_pause_ends_with_the_collector_on_however_the_start_ends():
     except RuntimeError:
         pass
     assert gc.isenabled()
+
+
+def test_a_full_collection_waits_for_a_moment_without_keys_or_its_latest_time():
+    """The monitor's (0.1 s in a storm): once due, while keys come it waits, up to FULL_LATEST."""
+    full = heap.Full()
+    collections = lambda: gc.get_stats()[2]["collections"]  # noqa: E731
+    before = collections()
+    assert not full.due(idle=10.0) and collections() == before  # not due yet
+    full._last -= heap.FULL_EVERY
+    assert not full.due(idle=0.5) and collections() == before  # due, but a key was just pressed
+    assert full.due(idle=heap.IDLE) and collections() == before + 1
+    full._last -= heap.FULL_LATEST
+    assert full.due(idle=0.0) and collections() == before + 2  # keys all along: at its latest, all the same
+    assert not full.due()  # just collected

@@ -20,7 +20,7 @@ from . import config, fleet
 from .columns import COLUMNS
 from .crash import crash_report
 from .monitor import MonitorScreen
-from .screen_fd import TerminalDriver
+from .screen_fd import TerminalDriver, since_input
 from .screens.help import key_text
 from .sources import ReplaySource, Source
 
@@ -78,9 +78,10 @@ class ProcscopeApp(App):
         for warning in self._warnings:
             self.monitor.say(warning, severity="warning", timeout=10)
         # What start-up made (the /proc scan's tree, the widgets) mostly stays: frozen, and full
-        # garbage collections (~0.1 s at 10k processes) once a minute (procscope.heap).
+        # garbage collections (~0.1 s at 10k processes) once a minute, between keys (procscope.heap).
         self._gc_threshold = heap.settle()
-        self.set_interval(heap.FULL_EVERY, self.collect_garbage)
+        self._full = heap.Full()
+        self.set_interval(1.0, self.collect_garbage)
         self.set_interval(heap.YOUNG_EVERY, self.collect_young)
         # SIGTERM ends the monitor as q does (the terminal is restored, the exit status is 0).
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self.exit)
@@ -109,7 +110,7 @@ class ProcscopeApp(App):
         os._exit(0)
 
     def collect_garbage(self) -> None:
-        gc.collect()  # a method: Textual's timer cannot call a builtin (it counts the parameters)
+        self._full.due(since_input(self))
 
     def collect_young(self) -> None:
         gc.collect(0)

@@ -304,6 +304,7 @@ def test_drops_pane_shows_throttled_cgroups():
 async def test_drops_pane_shows_rates(replay_app):
     app = replay_app
     async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("L")  # the losses panel shown: drawn while it is
         await pilot.pause()
         text = plain(app, app.query_one("#drops").content)
         received = next(line for line in text.splitlines() if line.strip().startswith("received"))

@@ -53,7 +53,7 @@ def _table(rows: list[Row]) -> Table:
 
 
 class Drops(Static):
-    """The losses table, drawn again only when a number in it changed."""
+    """The losses table, drawn again only when a number in it changed, while it is the panel shown."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -63,7 +63,7 @@ class Drops(Static):
         self.watch(self.screen, "frame", self.show_frame)
 
     def show_frame(self, frame: Frame | None) -> None:
-        if frame is not None and frame.counters is not None:
+        if frame is not None and frame.counters is not None and frame.panel == self.id:
             self.show(frame.counters, frame.rates or {}, frame.received)
 
     def show(self, counters: Counters, rates: dict[str, float], received: int) -> None:

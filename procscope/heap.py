@@ -10,7 +10,7 @@ ones 45 ms, one full 40 ms); with these settings 29 ms and none full. So,
 once a start is done: what it made is frozen (never walked again), young
 collections come every YOUNG new objects (the monitor's every YOUNG_EVERY
 seconds), and full ones only every FULL_EVERY seconds (Full), for the cycles
-among what lives on."""
+among what lives on (the monitor's between keys: IDLE)."""
 
 from __future__ import annotations
 

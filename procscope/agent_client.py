@@ -133,6 +133,9 @@ class Remote:
         except DecodeError:
             self._say(f"{self.address}: it sent what is not a Tetragon event (GetEventsResponse); is it a procscope "
                       "or Tetragon agent?; reconnecting")  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 - whatever a server's bytes cause: that connection, never the reader
+            if not self._stop.is_set():
+                self._say(f"{self.address}: {type(exc).__name__}: {exc}; reconnecting")
         finally:
             self._stream = None
             stream.release()

@@ -34,6 +34,7 @@ CONNECT_SECONDS = 10.0  # to connect, and for TLS's handshake
 MAX_MESSAGE = 4 << 20  # bytes: a larger message ends the call (grpcio's default limit)
 WINDOW = 8 << 20  # the flow-control window asked of the server, for the stream and the connection
 READ = 1 << 18  # bytes taken from the socket at a time
+DETAILS = 200  # characters of a server's grpc-message kept (it is said in the monitor)
 KEEPALIVE = (30, 10, 3)  # TCP: idle seconds before probes, seconds between, probes lost: a peer gone is seen
 
 
@@ -64,7 +65,8 @@ class ServerStream:
     def __init__(self, address: str, method: str, request: bytes, tls: ssl.SSLContext | None = None):
         self.address, self.method, self.request, self.tls = address, method, request, tls
         self.sock: socket.socket | None = None
-        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        # Headers as bytes, read as text here: a server's invalid UTF-8 must not stop the reader.
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
         self.stream_id = 0
         self._closed = False
         self._buffer = bytearray()
@@ -206,7 +208,7 @@ class ServerStream:
     def _end(self, headers: dict[str, str]) -> None:
         code = headers.get("grpc-status", "")
         name = STATUS[int(code)] if code.isdigit() and int(code) < len(STATUS) else "UNKNOWN"
-        self._ended = name, urllib.parse.unquote(headers.get("grpc-message", ""))
+        self._ended = name, urllib.parse.unquote(headers.get("grpc-message", ""))[:DETAILS]
         if self._headers is None:
             self._headers = headers
 
@@ -243,5 +245,9 @@ class ServerStream:
 
 
 def _text(headers) -> dict[str, str]:
-    """A header block as text (h2 decodes it: header_encoding)."""
-    return {str(name): str(value) for name, value in headers or ()}
+    """A header block as text, what is not UTF-8 replaced."""
+
+    def text(value: bytes | str) -> str:
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+    return {text(name): text(value) for name, value in headers or ()}

@@ -584,6 +584,67 @@ async def test_a_server_that_sends_garbage_is_said_and_left(tmp_path):
         fake.stop()
 
 
+class RawAgent:
+    """An HTTP/2 server at a Unix socket that answers any call with ``headers``
+    (invalid UTF-8 among them, as a hostile server may send) and ``messages``,
+    then holds the stream open."""
+
+    def __init__(self, path: str, headers: list[tuple[bytes, bytes]], messages: list[bytes]):
+        import socket
+
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.bind(path)
+        self.sock.listen(4)
+        self.headers, self.messages = headers, messages
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import h2.config
+        import h2.connection
+        import h2.events
+
+        from procscope.agent_server import frame
+
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.sock.accept()
+                h = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+                h.initiate_connection()
+                while data := conn.recv(65536):
+                    for event in h.receive_data(data):
+                        if isinstance(event, h2.events.RequestReceived):
+                            h.send_headers(event.stream_id, [(b":status", b"200"), *self.headers])
+                            h.send_data(event.stream_id, b"".join(frame(m) for m in self.messages))
+                    conn.sendall(h.data_to_send())
+
+    def stop(self) -> None:
+        self.sock.close()
+
+
+async def test_a_server_whose_headers_are_not_utf8_is_read_all_the_same(tmp_path):
+    """Metadata that is not UTF-8 (or holds escapes) neither stops the node's
+    reader nor reaches the screen raw: its events arrive."""
+    from procscope.agent_client import Remote
+
+    path = f"{tmp_path}/raw.sock"
+    exec_message = pb.GetEventsResponse(node_name="raw", process_exec=pb.ProcessExec(process=pb.Process(
+        exec_id=base64.b64encode(b"raw:1000000000:4242").decode(), pid={"value": 4242}, binary="/bin/true",
+        flags="execve", start_time={"seconds": 1_700_000_000})))  # fmt: skip
+    raw = RawAgent(path, [(b"content-type", b"application/grpc"), (b"x-evil", b"\xff\xfe\x1b[2J")],
+                   [exec_message.SerializeToString()])  # fmt: skip
+    remote = Remote(f"unix://{path}")
+    remote.start()
+    try:
+        deadline = time.monotonic() + 10
+        while remote.events.empty() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert remote.state == "connected" and remote.node == "raw"
+        assert any(getattr(ev, "binary", "") == "/bin/true" for ev in remote.drain())
+    finally:
+        remote.stop()
+        raw.stop()
+
+
 async def test_hostile_names_from_another_machine_never_reach_the_terminal_raw(tmp_path):
     from procscope.agent_client import Remote
     from procscope.tui.app import ProcscopeApp

@@ -169,7 +169,8 @@ class Server:
 class _Connection:
     def __init__(self, server: Server, sock: socket.socket, peer: str):
         self.server, self.sock, self.peer = server, sock, peer
-        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+        # Headers as bytes: a client's that are not UTF-8 must not end its thread in a traceback.
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
         self.calls: dict[int, _Call] = {}
         self.outgoing = bytearray()
         self.gone_by: float | None = None  # stopping: the time by which it closes
@@ -226,7 +227,8 @@ class _Connection:
             return False
         for event in self.h2.receive_data(data):
             if isinstance(event, h2.events.RequestReceived):
-                path = next((str(value) for name, value in event.headers or () if name == ":path"), "")
+                path = next((bytes(value).decode("utf-8", "replace") for name, value in event.headers or ()
+                             if name == b":path"), "")  # fmt: skip
                 self.calls[event.stream_id] = _Call(path)
             elif isinstance(event, h2.events.DataReceived):
                 with contextlib.suppress(h2.exceptions.StreamClosedError):  # refused: its window matters no more

@@ -420,6 +420,31 @@ def _certificates(d) -> dict[str, str]:
     return {n: os.path.join(d, n) for n in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
 
 
+def test_a_client_whose_headers_are_not_utf8_costs_only_its_connection(agent):
+    """A call whose headers are not UTF-8: that connection ends, the agent
+    serves on, and its log holds no traceback."""
+    import socket
+
+    import h2.config
+    import h2.connection
+
+    h = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    h.initiate_connection()
+    h.send_headers(h.get_next_available_stream_id(), [
+        (b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/tetragon.FineGuidanceSensors/GetHealth"),
+        (b":authority", b"localhost"), (b"content-type", b"application/grpc"), (b"x-evil", b"\xff\xfe"),
+    ])  # fmt: skip
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(agent.address.removeprefix("unix://"))
+        s.sendall(h.data_to_send())
+        s.settimeout(3)
+        with contextlib.suppress(OSError):
+            while s.recv(65536):
+                pass
+    assert "Health Status: running" in tetra(agent.address, "status").stdout
+    assert not any("Traceback" in line for line in agent.log), "".join(agent.log)
+
+
 def test_tcp_without_tls_is_said_loudly():
     agent = Agent(f"127.0.0.1:{_free_port()}")
     try:

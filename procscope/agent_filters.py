@@ -7,12 +7,12 @@ does, and a field if any of its values does. Regular expressions search
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 from procscope.api import tetragon_pb2 as pb
 
 from .kinds import EXEC, EXIT, THROTTLE
+from .regexes import searcher
 
 # (event kind, what makes its object) → matches: the object is made only for a filter that reads it
 # (tetra's --event-types, a filter on the kind alone, passes a storm without).
@@ -32,13 +32,13 @@ def _process(kind: str, obj: Callable[[], dict], side: str = "process") -> dict:
 
 def _regexes(patterns, field: Callable[[str, Callable[[], dict]], str | None]) -> Predicate:
     try:
-        compiled = [re.compile(p) for p in patterns]
-    except re.error as exc:
+        compiled = [searcher(p) for p in patterns]
+    except ValueError as exc:
         raise FilterError(f"bad regular expression: {exc}") from None
 
     def match(kind: str, obj: Callable[[], dict]) -> bool:
         value = field(kind, obj)
-        return value is not None and any(r.search(value) for r in compiled)
+        return value is not None and any(found(value) for found in compiled)
 
     return match
 

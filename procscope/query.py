@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import re
 import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from procscope.probes.events import NAMESPACES, ProcessKey
 from . import describe
 from .accounts import uid_of
 from .cache import Process, ProcessCache
+from .regexes import searcher
 
 FIELDS: dict[str, str] = {
     "container": "container name, or id prefix (case-insensitive); 'host' for processes in no container",
@@ -215,12 +215,12 @@ def _compile(field: str, value: str, token: str) -> tuple[str, Any]:
 def _text_matcher(value: str, token: str) -> Callable[[str], bool]:
     if len(value) > 2 and value[0] == value[-1] == "/":
         try:
-            search = re.compile(value[1:-1]).search
-        except re.error as exc:
+            return searcher(value[1:-1])
+        except ValueError as exc:
             raise QueryError(
-                f"bad regex in {token!r}: {exc}; fix it, or drop the surrounding '/' to match text"
+                f"bad regex in {token!r}: {exc}; fix it (RE2's syntax, as Tetragon's), or drop the surrounding '/' "
+                "to match text"
             ) from None
-        return lambda text: search(text) is not None
     return lambda text: value in text
 
 

@@ -454,3 +454,42 @@ def test_a_stopped_server_leaves_no_monitor_behind():
     assert _served_monitors() == []
     asyncio.run(http.close())
     stop_server(server)
+
+
+@pytest.mark.bpf
+def test_a_users_arguments_against_an_agent_clients_regex_never_stall_collection(attacker, tmp_path):
+    """An agent's client filters on arguments with a pattern a backtracking
+    engine takes hours over, `(a+)+$`; an unprivileged user runs a program
+    with 40 a's and a `!` as its argument. Collection goes on: another
+    client, unfiltered, gets the user's exec and root's next one at once."""
+    import grpc
+
+    from procscope.api import tetragon_pb2 as pb
+    from procscope.api import tetragon_pb2_grpc
+
+    from .test_agent import Agent, Reader, wait_until
+
+    agent = Agent(f"unix://{tmp_path}/agent.sock")
+    channel = grpc.insecure_channel(agent.address)
+    try:
+        request = pb.GetEventsRequest(allow_list=[pb.Filter(arguments_regex=["(a+)+$"])])
+        filtered = tetragon_pb2_grpc.FineGuidanceSensorsStub(channel).GetEvents(request)
+        assert agent.said("client 1 (unix:) joined")
+        everything = Reader(agent.address)
+        assert agent.said("client 2 (unix:) joined")
+        as_user("/bin/echo " + "a" * 40 + "! > /dev/null")
+        marker = shutil.copy("/bin/true", tmp_path / "after-the-attack")
+        subprocess.run([marker], check=True)
+
+        def seen() -> set[tuple[str, str]]:
+            processes = [ev["process_exec"]["process"] for ev in everything.events() if "process_exec" in ev]
+            return {(p.get("binary", ""), p.get("arguments", "")) for p in processes}
+
+        assert wait_until(lambda: (str(marker), "") in seen(), 15), sorted(seen())[-5:]
+        assert ("/bin/echo", "a" * 40 + "!") in seen() or ("/usr/bin/echo", "a" * 40 + "!") in seen()
+        everything.stop()
+        filtered.cancel()
+    finally:
+        channel.close()
+        assert agent.stop() == 0, "".join(agent.log)
+    assert any("lost: 0" in line for line in agent.log), "".join(agent.log)

@@ -238,7 +238,8 @@ def test_predicate_and_filter_agree(cache):
         ("user:", "empty value in 'user:'; put a value after the ':' or drop the term"),
         ("-bin:", "empty value in '-bin:'"),
         ("bin:/[a-/", "bad regex in 'bin:/[a-/': "),
-        ("args:/(/", "bad regex in 'args:/(/': missing ), unterminated subpattern"),
+        ("args:/(/", "bad regex in 'args:/(/': missing ): (; fix it (RE2's syntax, as Tetragon's)"),
+        ("bin:/(?=x)/", "bad regex in 'bin:/(?=x)/': invalid perl operator: (?="),  # as Tetragon (Go) refuses it
         ("pid:abc", "pid must be a number, not 'abc' in 'pid:abc'; write e.g. pid:1234"),
         ("pid:-3", "pid must be a number, not '-3'"),
         ("cap:FLY", "unknown capability 'FLY' in 'cap:FLY'; use a name from capabilities(7)"),
@@ -461,3 +462,13 @@ def test_container_names_images_and_pods_come_from_what_the_runtimes_said():
     assert shown("image:abcd") == shown("pod:shop-1") == shown("pod:prod/shop-1") == shown("k8s-ns:prod") == [300]
     assert shown("container:web") == shown("pod:shop") == shown("k8s-ns:dev") == []  # names are whole
     assert shown("-container:web-1") == [1]
+
+
+def test_a_regex_runs_in_time_linear_in_the_text_whatever_the_pattern():
+    """RE2, as Tetragon's filters: a pattern a backtracking engine takes hours
+    over (2^40 ways to split 40 a's) against a process's arguments, at once."""
+    from procscope.regexes import searcher
+
+    nested = searcher("(a+)+$")
+    assert not nested("a" * 40 + "!") and nested("xaaa")
+    assert searcher(r"^/usr/s?bin/\w+$")("/usr/sbin/nginx")

@@ -2,10 +2,10 @@
 the thread that reads it: what the socket holds is taken at once and split
 into gRPC messages here (each one's 5-byte prefix says where it ends).
 
-Not grpcio's client: it hands over each message through its completion
-queue, ~75 µs of CPU an event for each of four nodes in a storm
-(bench/fleet.py), more than all the rest of the monitor. The agent's server
-(agent_server) is h2 for the same reason."""
+Not grpcio's client, which hands over each message through its completion
+queue: with it the monitor took 81-89 µs of CPU an event from four agents
+in a storm, 61-68 with this (bench/fleet.py, alternating runs). The agent's
+server (agent_server) is h2 for the same reason."""
 
 from __future__ import annotations
 

@@ -26,7 +26,8 @@ from procscope.agent_messages import json_object
 from procscope.api import tetragon_pb2 as pb
 from procscope.probes.events import ProcessKey
 
-from .agent_stream import CallError, ServerStream, tls_context
+from .agent_server import unix_path
+from .agent_stream import CallError, ServerStream, host_port, tls_context
 from .options import Options
 from .query import OR_FIELDS, Query
 from .records import BadRecord, parse_exec_id
@@ -215,6 +216,8 @@ def refusal(args: Options) -> str | None:
     nodes = args.connect or []
     if twice := next((a for i, a in enumerate(nodes) if a in nodes[:i]), None):
         return f"--connect {twice} is given twice: each node once"
+    if bad := next((a for a in nodes if unix_path(a) is None and host_port(a) is None), None):
+        return f"--connect {bad} is not an address; write unix:///PATH or HOST:PORT"
     return None
 
 

@@ -153,11 +153,10 @@ class ServerStream:
         return sock
 
     def _host_port(self) -> tuple[str, int]:
-        named, colon, port = self.address.removeprefix("dns:///").rpartition(":")
-        host = named.removeprefix("[").removesuffix("]")
-        if not colon or not host or not port.isdigit():
+        found = host_port(self.address)
+        if found is None:
             raise CallError("UNAVAILABLE", "not an address: unix:PATH or HOST:PORT")
-        return host, int(port)
+        return found
 
     def _authority(self) -> str:
         return "localhost" if unix_path(self.address) is not None else self.address.removeprefix("dns:///")
@@ -242,6 +241,15 @@ class ServerStream:
         if self._closed:
             return CallError("CANCELLED", "closed")
         return CallError("UNAVAILABLE", "the connection closed before the server answered")
+
+
+def host_port(address: str) -> tuple[str, int] | None:
+    """HOST:PORT, [V6]:PORT or dns:///HOST:PORT as (host, port); None for anything else."""
+    named, colon, port = address.removeprefix("dns:///").rpartition(":")
+    host = named.removeprefix("[").removesuffix("]")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host, int(port)
 
 
 def _text(headers) -> dict[str, str]:

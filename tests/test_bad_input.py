@@ -229,6 +229,8 @@ def test_connect_options_that_do_not_go_together_are_one_line_and_status_2(tmp_p
         (["--connect", "unix:///a.sock", "--connect", "unix:///a.sock"], "--connect unix:///a.sock is given twice"),
         (["--connect", "unix:///a.sock", "--replay", str(DEMO)], "--connect watches another machine live"),
         (["--connect", "h:1", "--connect-ca", "ca.pem", "--connect-cert", "c.pem"], "a client certificate needs"),
+        (["--connect", "127.0.0.1"], "--connect 127.0.0.1 is not an address; write unix:///PATH or HOST:PORT"),
+        (["--connect", "unix:///a.sock", "--connect", "h:99999"], "--connect h:99999 is not an address"),
     ]:
         done = procscope(*args)
         assert done.returncode == 2 and done.stdout == "", done

@@ -30,8 +30,14 @@ import h2.connection
 import h2.events
 import h2.exceptions
 
-# gRPC's status codes (google.golang.org/grpc/codes): those the agent answers.
-OK, INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE = 0, 3, 8, 12, 13, 14
+# gRPC's status codes (google.golang.org/grpc/codes), by number: their names, and those the agent answers.
+STATUS = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+          "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+          "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")  # fmt: skip
+OK, INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE = (
+    STATUS.index(name) for name in ("OK", "INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "UNIMPLEMENTED", "INTERNAL",
+                                    "UNAVAILABLE")
+)  # fmt: skip
 MAX_REQUEST = 1 << 20  # a request's bytes (a GetEventsRequest of many filters is a few KiB)
 MAX_CONNECTIONS = 64
 HANDSHAKE_SECONDS = 10.0  # a TLS client that says nothing for this long is closed

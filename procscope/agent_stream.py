@@ -24,12 +24,8 @@ import h2.settings
 
 from procscope import __version__
 
-from .agent_server import frame, unix_path
+from .agent_server import STATUS, frame, unix_path
 
-# gRPC's status names by code (google.golang.org/grpc/codes)
-STATUS = ("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-          "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-          "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED")  # fmt: skip
 CONNECT_SECONDS = 10.0  # to connect, and for TLS's handshake
 MAX_MESSAGE = 4 << 20  # bytes: a larger message ends the call (grpcio's default limit)
 WINDOW = 8 << 20  # the flow-control window asked of the server, for the stream and the connection

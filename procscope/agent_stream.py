@@ -29,6 +29,10 @@ from .agent_server import STATUS, frame, unix_path
 CONNECT_SECONDS = 10.0  # to connect, and for TLS's handshake
 MAX_MESSAGE = 4 << 20  # bytes: a larger message ends the call (grpcio's default limit)
 WINDOW = 8 << 20  # the flow-control window asked of the server, for the stream and the connection
+# The largest DATA frame the server may send (HTTP/2's default: 16 KiB). h2 handles each frame in
+# Python at both ends: with 1 MiB frames a storm's event cost the agent 0.6-0.8 µs of framing
+# instead of 1.4-1.9, and this reader 1.5 µs instead of 1.9-3.0 (offline, its recorded messages).
+FRAME = 1 << 20
 READ = 1 << 18  # bytes taken from the socket at a time
 DETAILS = 200  # characters of a server's grpc-message kept (it is said in the monitor)
 KEEPALIVE = (30, 10, 3)  # TCP: idle seconds before probes, seconds between, probes lost: a peer gone is seen
@@ -72,11 +76,13 @@ class ServerStream:
     def open(self) -> dict[str, str]:
         """Connect, send the request, wait for the response's headers (its metadata)."""
         self.sock = self._connect()
-        # A window wide enough for a storm's events between two reads (h2's default: 64 KiB).
+        # A window wide enough for a storm's events between two reads (h2's default: 64 KiB), and large frames.
         codes = h2.settings.SettingCodes
         settings = {codes(code): value for code, value in self.h2.local_settings.items()}
         settings[codes.INITIAL_WINDOW_SIZE] = WINDOW
+        settings[codes.MAX_FRAME_SIZE] = FRAME
         self.h2.local_settings = h2.settings.Settings(client=True, initial_values=settings)
+        self.h2.max_inbound_frame_size = FRAME  # h2 takes it from a change acknowledged, which initial values are not
         self.h2.initiate_connection()
         self.h2.increment_flow_control_window(WINDOW - self.h2.inbound_flow_control_window)
         self.stream_id = self.h2.get_next_available_stream_id()

@@ -670,6 +670,34 @@ async def test_a_server_whose_headers_are_not_utf8_is_read_all_the_same(tmp_path
         raw.stop()
 
 
+async def test_a_servers_frames_larger_than_http2s_default_are_read(tmp_path):
+    """The reader asks for DATA frames of up to 1 MiB (HTTP/2's default is
+    16 KiB, and h2 handles each frame in Python at both ends): a server that
+    sends ~44 KiB of events in one frame (h2 refuses to send a frame larger
+    than the reader asked for) is read, every event."""
+    from procscope.agent_client import Remote
+
+    path = f"{tmp_path}/raw.sock"
+    messages = [pb.GetEventsResponse(node_name="raw", process_exec=pb.ProcessExec(process=pb.Process(
+        exec_id=base64.b64encode(f"raw:1000000000:{pid}".encode()).decode(), pid={"value": pid}, binary="/bin/true",
+        arguments="x" * 1000, flags="execve", start_time={"seconds": 1_700_000_000})))
+        .SerializeToString() for pid in range(5000, 5040)]  # fmt: skip
+    assert sum(map(len, messages)) > 2 * 16384
+    raw = RawAgent(path, [(b"content-type", b"application/grpc")], messages)
+    remote = Remote(f"unix://{path}")
+    remote.start()
+    try:
+        seen: set[int] = set()
+        deadline = time.monotonic() + 10
+        while len(seen) < 40 and time.monotonic() < deadline:
+            seen |= {ev.key.pid for ev in remote.drain() if getattr(ev, "binary", "") == "/bin/true"}
+            time.sleep(0.05)
+        assert seen == set(range(5000, 5040)) and remote.state == "connected"
+    finally:
+        remote.stop()
+        raw.stop()
+
+
 async def test_hostile_names_from_another_machine_never_reach_the_terminal_raw(tmp_path):
     from procscope.agent_client import Remote
     from procscope.tui.app import ProcscopeApp

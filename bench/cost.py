@@ -11,7 +11,9 @@ slow path: this is what ordinary servers would pay); fork+execl of a copy
 of /bin/true from two C loops; posix_spawn from Python (bench/workload.py);
 a shell loop of pipelines. procscope: the collector alone applying its
 batches to a process cache (bench/collect.py), `procscope events -o FILE`, the same
-with --creds-exact (the syscall tracepoints: reported, no target), and the
+with --creds-exact (the syscall tracepoints: reported, no target), the same
+writing Tetragon's default objects (--no-process-cred --no-process-ns:
+reported, no target), and the
 monitor open at 200x50 with its resources view on. Needs root and a C
 compiler.
 
@@ -44,10 +46,12 @@ for _w in ("fork+exec", "posix_spawn", "shell"):
     TARGETS[(_w, "events -o FILE")] = 0.97
     TARGETS[(_w, "monitor")] = 0.95
     TARGETS[(_w, "events --creds-exact")] = None
+    TARGETS[(_w, "events --no-process-cred --no-process-ns")] = None
 TARGETS[("syscalls", "collector")] = 0.99
 TARGETS[("syscalls", "events -o FILE")] = 0.99
 TARGETS[("syscalls", "monitor")] = 0.99
 TARGETS[("syscalls", "events --creds-exact")] = None
+TARGETS[("syscalls", "events --no-process-cred --no-process-ns")] = None
 
 # A C loop: ARGV[1] seconds of BATCH (the work, n counted) at a time; prints "n seconds".
 LOOP_C = r"""
@@ -174,7 +178,9 @@ def monitor() -> Iterator[int]:
 
 
 TREATMENTS = {"collector": lambda: collecting([str(REPO / "bench" / "collect.py")]), "events -o FILE": lambda: events(),
-              "events --creds-exact": lambda: events("--creds-exact"), "monitor": monitor}  # fmt: skip
+              "events --creds-exact": lambda: events("--creds-exact"), "monitor": monitor,
+              # Tetragon's default objects: no cap, process_credentials or ns (reported, no target)
+              "events --no-process-cred --no-process-ns": lambda: events("--no-process-cred", "--no-process-ns")}  # fmt: skip
 
 
 def pairs(work: Callable[[], float], treatment: str, n: int) -> tuple[list[float], list[float]]:
@@ -203,7 +209,10 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=6)
     ap.add_argument("--duration", type=float, default=3.0, help="seconds a workload runs")
     ap.add_argument("--workloads", default="syscalls,fork+exec,posix_spawn,shell")
-    ap.add_argument("--treatments", default="collector,events -o FILE,events --creds-exact,monitor")
+    ap.add_argument(
+        "--treatments",
+        default="collector,events -o FILE,events --creds-exact,events --no-process-cred --no-process-ns,monitor",
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("cost: needs root (the probes)", file=sys.stderr)
@@ -219,7 +228,7 @@ def main() -> int:
             for t in args.treatments.split(","):
                 ratios, cores = pairs(lambda name=name: works.run(name), t, args.pairs)
                 target = TARGETS.get((name, t))
-                print(f"{name:12} with {t:22} {spread(ratios)}" + (f"  target ≥ {target}" if target else "")
+                print(f"{name:12} with {t:41} {spread(ratios)}" + (f"  target ≥ {target}" if target else "")
                       + f"; procscope's CPU {statistics.median(cores):.3f} core", flush=True)  # fmt: skip
                 if target is not None:
                     checks.append((f"{name} with {t} {statistics.median(ratios):.3f} < {target}",

@@ -203,6 +203,7 @@ def _write_events(args: Options, cache: ProcessCache, run, replay: Replay | None
     try:
         outputs = _outputs(args)
         stream = EventStream(cache, outputs, args.query, args.count)
+        stream.exporter.left_out = args.left_out
         if started:
             warn(started)
         with contextlib.suppress(KeyboardInterrupt):

@@ -50,6 +50,7 @@ _REFCNT = tuple(b',"refcnt":%d}' % n for n in range(64))  # the closing part of 
 # now. A stream applies its batch before it writes the batch's lines (EventStream.feed).
 Refs = tuple[int | None, int | None]
 NOW: Refs = (None, None)
+PARTS = ("cap", "process_credentials", "ns")  # what Tetragon writes only when asked (Exporter.left_out)
 # An image's fields that its process object shows alike for every process (the rest: _own).
 _shared_fields = attrgetter(
     *(f for f in ExecEvent.__struct_fields__ if f not in {"time", "key", "tid", "nspid", "parent", "cleanup"})
@@ -75,6 +76,7 @@ class Exporter:
         self.cache = cache
         self.node = node or node_name()
         self.tetragon_only = tetragon_only
+        self.left_out: frozenset[str] = frozenset()  # of PARTS: not written (Options.left_out), set before the first
         self.wall_offset = boot_to_wall_offset_ns() if wall_offset is None else wall_offset
         self._node_json = json_escaped_bytes(_json.encode(self.node))
         # Process objects by process, made again only when what they show changed (an exec's
@@ -125,7 +127,9 @@ class Exporter:
         if entry[1] is None:
             entry[1] = plain = schema.written(self._process(proc, self._own(proc)))
             if proc.image is not None:  # what many processes share, converted once for all
-                plain["cap"], plain["process_credentials"], plain["ns"] = self._plain_parts(proc.image)
+                plain.update(
+                    (n, x) for n, x in zip(PARTS, self._plain_parts(proc.image), strict=True) if n not in self.left_out
+                )
         return entry[1]
 
     def process_object(self, proc: Process) -> schema.Process:
@@ -150,7 +154,7 @@ class Exporter:
         p = proc.image
         info = self.cache.cgroup_index.info_of(proc.container)
         return (_shared_fields(p) if p is not None else None, proc.not_found, proc.container, info, proc.cgroup,
-                proc.cgroup_id, proc.cgroup_name, proc.previous is not None, self.tetragon_only)  # fmt: skip
+                proc.cgroup_id, proc.cgroup_name, proc.previous is not None, self.tetragon_only, self.left_out)  # fmt: skip
 
     def own_object(self, proc: Process) -> dict:
         """The fields of a process's object (one with an image) that _own
@@ -220,7 +224,7 @@ class Exporter:
         """[what it shows, its object, that encoded without refcnt, a sink's (each None until asked)]."""
         # Everything the object shows but refcnt, compared by identity first.
         shows = (proc.image, proc.parent, proc.not_found, proc.container, proc.cgroup, proc.cgroup_id, proc.cgroup_name,
-                 proc.previous, self.tetragon_only, self.wall_offset, self.node,
+                 proc.previous, self.tetragon_only, self.left_out, self.wall_offset, self.node,
                  self.cache.cgroup_index.info_of(proc.container))  # fmt: skip
         hit = self._objects.get(proc)
         if hit is None or hit[0] != shows:
@@ -238,6 +242,8 @@ class Exporter:
             return schema.Process(exec_id=exec_id, pid=pid, flags="miss", start_time=start_time,
                                   parent_exec_id=parent_exec_id, refcnt=max(proc.refs, 0))  # fmt: skip
         parts: tuple = self._encoded_parts(p) if encoded else (msgspec.UNSET,) * 3
+        if self.left_out:
+            parts = tuple(msgspec.UNSET if n in self.left_out else x for n, x in zip(PARTS, parts, strict=True))
         info = self.cache.cgroup_index.info_of(proc.container) if proc.container is not None else None
         extra: schema.Own | UnsetType = msgspec.UNSET
         if not self.tetragon_only:

@@ -13,6 +13,7 @@ from procscope.probes.throttle import RateLimit
 
 from . import containers_here, query
 from .cache import DEFAULT_GRACE_NS
+from .export import PARTS
 from .query import Query
 from .replay import MAX_PROCESSES
 from .sampler import INTERVAL
@@ -44,6 +45,8 @@ class Options:
     count: int | None = None
     record: str | None = None
     include: frozenset[str] = frozenset()
+    process_cred: bool = True  # cap and process_credentials in process objects (Tetragon: --enable-process-cred)
+    process_ns: bool = True  # ns in them (Tetragon: --enable-process-ns)
     max_size: int | None = None
     rotate_interval: float | None = None
     max_backups: int = 5
@@ -80,6 +83,11 @@ class Options:
     tls_key: str | None = None
     tls_client_ca: str | None = None
     client_queue: int = CLIENT_QUEUE
+
+    @property
+    def left_out(self) -> frozenset[str]:
+        """What `events` leaves out of process objects (export.PARTS), as Tetragon does unless asked."""
+        return frozenset((*(PARTS[:2] if not self.process_cred else ()), *(PARTS[2:] if not self.process_ns else ())))
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Options:

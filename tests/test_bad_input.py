@@ -57,6 +57,14 @@ def test_bytes_that_are_not_utf8_are_named_as_such(tmp_path):
     assert "utf-16" not in out.stderr and "Traceback" not in out.stderr
 
 
+def test_a_recording_without_credentials_is_refused_in_one_line(tmp_path):
+    """A recording keeps everything a replay needs: --no-process-cred and --no-process-ns are for the stream."""
+    for flag in ("--no-process-cred", "--no-process-ns"):
+        out = procscope("events", "--replay", str(DEMO), flag, "--record", str(tmp_path / "r.json"))
+        assert out.returncode == 2 and len(_lines(out.stderr)) == 1 and "record in a run of its own" in out.stderr
+        assert not (tmp_path / "r.json").exists()
+
+
 def test_a_reader_that_goes_away_is_no_error_and_the_summary_still_shows():
     for args in (("events", "--replay", str(DEMO)), ("snapshot", "--replay", str(DEMO), "--format", "jsonl")):
         proc = subprocess.Popen([sys.executable, "-m", "procscope", *args], cwd=REPO, stdout=subprocess.PIPE,

@@ -108,6 +108,40 @@ def test_bad_include_is_rejected():
     assert proc.returncode == 2 and "unknown event kind 'bogus'" in proc.stderr
 
 
+def test_tetragons_default_fields_leave_out_credentials_and_namespaces(tmp_path):
+    """--no-process-cred and --no-process-ns: the process objects Tetragon
+    writes without --enable-process-cred and --enable-process-ns (no cap,
+    process_credentials or ns); everything else as the full stream has it,
+    and tetra and the strict checker read it (no root: a recording replayed)."""
+    from .conftest import strictcheck_finds_only_our_extras, tetra_reads_every_line
+
+    demo = str(REPO / "tests" / "data" / "demo.jsonl")
+    run = lambda *extra: subprocess.run([sys.executable, "-m", "procscope.cli", "events", "--replay", demo, *extra],  # noqa: E731
+                                        cwd=REPO, capture_output=True, check=True).stdout  # fmt: skip
+    full, lean = run(), run("--no-process-cred", "--no-process-ns")
+    assert len(lean) < len(full) / 3
+    lines = [json.loads(x) for x in lean.splitlines()]
+    assert [next(iter(x)) for x in lines] == [next(iter(json.loads(x))) for x in full.splitlines()]
+    parts = {"cap", "process_credentials", "ns"}
+    processes = 0
+    for lean_line, full_line in zip(lines, map(json.loads, full.splitlines()), strict=True):
+        kind = next(iter(full_line))
+        for role in ("process", "parent"):
+            p = full_line[kind].get(role)
+            if p is not None and "binary" in p:
+                processes += 1
+                assert parts <= p.keys() and {k: v for k, v in p.items() if k not in parts} == lean_line[kind][role]
+    assert processes > 40
+    out = tmp_path / "lean.json"
+    out.write_bytes(lean)
+    tetra_reads_every_line(str(out))
+    strictcheck_finds_only_our_extras(str(out))
+    # Either alone leaves out its own.
+    cred_only = json.loads(run("--no-process-cred").splitlines()[0])
+    process = cred_only[next(iter(cred_only))]["process"]
+    assert "ns" in process and not parts - {"ns"} & process.keys()
+
+
 @pytest.mark.bpf
 def test_sigterm_completes_the_file(scratch):
     binary = unique_copy("/bin/true", scratch)

@@ -54,6 +54,9 @@ class Credentials(msgspec.Struct, frozen=True, gc=False):
     securebits: int
     caps: Capabilities
     user_ns: UserNamespace
+    # False: its source did not say (a Tetragon export or agent without --enable-process-cred); the ids
+    # are then its uid, the capabilities none, neither to be shown or written as if known.
+    known: bool = True
 
 
 NAMESPACES = (

@@ -179,17 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         "start), cgroup (cgroups made, removed, released, and processes moved, in the tracked hierarchy), creds "
         "(credentials or namespaces changed after exec: procscope_creds, old and new)",
     )  # fmt: skip
-    ev.add_argument(
-        "--process-cred", action=argparse.BooleanOptionalAction, default=True,
-        help="cap and process_credentials in the stream's process objects (the default); --no-process-cred leaves "
-        "them out, as Tetragon does unless --enable-process-cred: a root process's object is ~4 KB with them, "
-        "~0.7 KB without",
-    )  # fmt: skip
-    ev.add_argument(
-        "--process-ns", action=argparse.BooleanOptionalAction, default=True,
-        help="ns in the stream's process objects (the default); --no-process-ns leaves it out, as Tetragon does "
-        "unless --enable-process-ns",
-    )  # fmt: skip
+    _add_part_arguments(ev, "the stream's")
     rot = ev.add_argument_group("rotation of -o and --record files (as Tetragon's export file)")
     rot.add_argument("--max-size", type=_size, metavar="SIZE", help="rotate a file once it reaches SIZE (e.g. 10M)")
     rot.add_argument(
@@ -299,9 +289,18 @@ def build_parser() -> argparse.ArgumentParser:
     ag.add_argument("--client-queue", type=_count, default=CLIENT_QUEUE, metavar="N",
                     help=f"events a client may fall behind by (default {CLIENT_QUEUE:,}); past that its events are dropped, "
                          "counted and told to it (rate_limit_info), and the others go on")  # fmt: skip
+    _add_part_arguments(ag, "the events'")
     _add_source_arguments(ag)
     query.add_arguments(ag)
     return parser
+
+
+def _add_part_arguments(parser: argparse.ArgumentParser, whose: str) -> None:
+    """--no-process-cred and --no-process-ns: process objects as Tetragon writes them by default."""
+    for part, what in (("cred", "cap and process_credentials"), ("ns", "ns")):
+        parser.add_argument(f"--process-{part}", action=argparse.BooleanOptionalAction, default=True,
+                            help=f"{what} in {whose} process objects (the default); --no-process-{part} leaves "
+                                 f"them out, as Tetragon does unless --enable-process-{part}")  # fmt: skip
 
 
 def _add_source_arguments(parser: argparse.ArgumentParser) -> None:

@@ -202,8 +202,7 @@ def _write_events(args: Options, cache: ProcessCache, run, replay: Replay | None
     status = 0
     try:
         outputs = _outputs(args)
-        stream = EventStream(cache, outputs, args.query, args.count)
-        stream.exporter.left_out = args.left_out
+        stream = EventStream(cache, outputs, args.query, args.count, args.left_out)
         if started:
             warn(started)
         with contextlib.suppress(KeyboardInterrupt):
@@ -406,7 +405,7 @@ def agent(args: Options) -> int:
         return 2
     collector, cache = opened
     broadcast = served.Broadcast(cache, warn)
-    stream = EventStream(cache, [Output(broadcast, served.KINDS, objects=True)], args.query)
+    stream = EventStream(cache, [Output(broadcast, served.KINDS, objects=True)], args.query, left_out=args.left_out)
     broadcast.exporter = stream.exporter
     node = served.Agent(broadcast, stream.exporter.node, args.client_queue)
     try:

@@ -85,8 +85,8 @@ class Exporter:
         self._exec_ids: dict[ProcessKey, str] = {}
         self._creds: dict[Credentials, tuple[schema.Capabilities, schema.ProcessCredentials]] = {}
         self._ns: dict[Namespaces, dict[str, schema.Namespace]] = {}
-        self._parts: dict[tuple[Credentials, Namespaces], tuple[msgspec.Raw, msgspec.Raw, msgspec.Raw]] = {}
-        self._plain: dict[tuple[Credentials, Namespaces], tuple[dict, dict, dict]] = {}
+        self._parts: dict[tuple[Credentials, Namespaces], tuple] = {}  # by _parts_of: cap, credentials, ns
+        self._plain: dict[tuple[Credentials, Namespaces], tuple] = {}
         self._templates: Templates[Template] = Templates(MEMO_LIMIT)
 
     def set_node(self, node: str) -> None:
@@ -127,9 +127,8 @@ class Exporter:
         if entry[1] is None:
             entry[1] = plain = schema.written(self._process(proc, self._own(proc)))
             if proc.image is not None:  # what many processes share, converted once for all
-                plain.update(
-                    (n, x) for n, x in zip(PARTS, self._plain_parts(proc.image), strict=True) if n not in self.left_out
-                )
+                parts = zip(PARTS, self._plain_parts(proc.image), strict=True)
+                plain.update((n, x) for n, x in parts if n not in self.left_out and x is not msgspec.UNSET)
         return entry[1]
 
     def process_object(self, proc: Process) -> schema.Process:
@@ -196,28 +195,24 @@ class Exporter:
             self.exec_id(proc.previous) if proc.previous is not None else None,
         )  # fmt: skip
 
-    def _encoded_parts(self, p: ExecEvent) -> tuple[msgspec.Raw, msgspec.Raw, msgspec.Raw]:
-        """cap, process_credentials and ns of an image, each encoded once
-        for all the images that have them (nothing a process names: no escaping)."""
-        found = self._parts.get((p.creds, p.ns))
-        if found is None:
-            caps, credentials = self._credentials(p.creds)
-            raw = msgspec.Raw
-            found = raw(_json.encode(caps)), raw(_json.encode(credentials)), raw(_json.encode(self._namespaces(p.ns)))
-            if len(self._parts) >= MEMO_LIMIT:
-                self._parts.clear()
-            self._parts[p.creds, p.ns] = found
-        return found
+    def _encoded_parts(self, p: ExecEvent) -> tuple:
+        """cap, process_credentials and ns of an image, each encoded once for all the images that
+        have them (nothing a process names: no escaping); UNSET: what its source did not say."""
+        return self._parts_of(p, self._parts, lambda x: msgspec.Raw(_json.encode(x)))
 
-    def _plain_parts(self, p: ExecEvent) -> tuple[dict, dict, dict]:
-        """cap, process_credentials and ns of an image as plain dicts, made once for all that share them."""
-        found = self._plain.get((p.creds, p.ns))
+    def _plain_parts(self, p: ExecEvent) -> tuple:
+        """The same as plain dicts."""
+        return self._parts_of(p, self._plain, schema.written)
+
+    def _parts_of(self, p: ExecEvent, memo: dict, convert: Callable) -> tuple:
+        found = memo.get((p.creds, p.ns))
         if found is None:
-            caps, credentials = self._credentials(p.creds)
-            found = schema.written(caps), schema.written(credentials), schema.written(self._namespaces(p.ns))
-            if len(self._plain) >= MEMO_LIMIT:
-                self._plain.clear()
-            self._plain[p.creds, p.ns] = found
+            caps, credentials = self._credentials(p.creds) if p.creds.known else (msgspec.UNSET, msgspec.UNSET)
+            ns = self._namespaces(p.ns) if any(msgspec.structs.astuple(p.ns)) else msgspec.UNSET  # none: not said
+            found = tuple(x if x is msgspec.UNSET else convert(x) for x in (caps, credentials, ns))
+            if len(memo) >= MEMO_LIMIT:
+                memo.clear()
+            memo[p.creds, p.ns] = found
         return found
 
     def _object(self, proc: Process) -> list:

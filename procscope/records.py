@@ -51,7 +51,8 @@ def read(value: object, kind: type[_S]) -> _S:
 
 
 def credentials(pc: schema.ProcessCredentials, cap: schema.Capabilities, uid: int) -> Credentials:
-    """Tetragon's process_credentials (and cap) → Credentials; ids missing: ``uid``."""
+    """Tetragon's process_credentials (and cap) → Credentials; ids missing: ``uid``; neither given
+    (schema.NO_CREDENTIALS, schema.NO_CAPS): not known."""
     uns = pc.user_ns
     ids = (pc.uid, pc.gid, pc.suid, pc.sgid, pc.euid, pc.egid, pc.fsuid, pc.fsgid)
     uid_, gid, suid, sgid, euid, egid, fsuid, fsgid = (uid if n is UNSET else n for n in ids)
@@ -60,6 +61,7 @@ def credentials(pc: schema.ProcessCredentials, cap: schema.Capabilities, uid: in
         Capabilities(names.cap_mask(cap.permitted), names.cap_mask(cap.effective), names.cap_mask(cap.inheritable)),
         UserNamespace(uns.level, wire.UNKNOWN_ID if uns.uid is UNSET else uns.uid,
                       wire.UNKNOWN_ID if uns.gid is UNSET else uns.gid, uns.ns.inum),
+        pc is not schema.NO_CREDENTIALS or cap is not schema.NO_CAPS,
     )  # fmt: skip
 
 

@@ -93,12 +93,12 @@ class EventStream:
     """Feeds events through the cache and writes the matching ones; the
     outputs' ``written`` counts survive an interrupt."""
 
-    def __init__(
-        self, cache: ProcessCache, outputs: list[Output], query: Query | None = None, count: int | None = None
-    ):
-        """``count``: stop once the first output has this many lines."""
+    def __init__(self, cache: ProcessCache, outputs: list[Output], query: Query | None = None, count: int | None = None,
+                 left_out: frozenset[str] = frozenset()):  # fmt: skip
+        """``count``: stop once the first output has this many lines; ``left_out``: Exporter.left_out."""
         self.cache = cache
         self.exporter = Exporter(cache)
+        self.exporter.left_out = left_out
         self.outputs = outputs
         self.query = query or Query()
         self.count = count

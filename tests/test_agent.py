@@ -187,6 +187,31 @@ def test_tetra_filters_go_through_the_allow_list(agent, scratch):
     assert pods == []  # host processes have no pod
 
 
+def test_an_agent_asked_for_tetragons_default_objects_leaves_out_credentials_and_namespaces(agent, scratch):
+    """--no-process-cred --no-process-ns: the objects a Tetragon agent sends
+    without --enable-process-cred and --enable-process-ns, as tetra reads
+    them; the default agent beside it sends them all."""
+    directory = tempfile.mkdtemp(prefix="procscope-agent-")
+    lean = Agent(f"unix://{directory}/agent.sock", "--no-process-cred", "--no-process-ns")
+    binary = unique_copy("/bin/true", scratch)
+    readers = [Reader(agent.address), Reader(lean.address)]
+    try:
+        assert wait_until(lambda: all(r.events() for r in readers), 60)  # joined: the living came first
+        subprocess.run([binary, "lean"], check=True)
+        assert wait_until(lambda: all(len(_ours(r.events(), binary)) == 2 for r in readers))
+    finally:
+        full, got = (r.stop() for r in readers)
+        assert lean.stop() == 0, "".join(lean.log)
+    parts = {"cap", "process_credentials", "ns"}
+    for events, kept in ((full, parts), (got, set())):
+        execs = [ev["process_exec"] for ev in events if ev.get("process_exec", {}).get("process", {}).get("binary")
+                 == binary]  # fmt: skip
+        assert len(execs) == 1 and execs[0]["process"]["arguments"] == "lean"
+        assert parts & execs[0]["process"].keys() == parts & execs[0]["parent"].keys() == kept
+    assert all(not parts & (ev.get("process_exec") or ev.get("process_exit") or {}).get(role, {}).keys()
+               for ev in got for role in ("process", "parent"))  # fmt: skip
+
+
 def test_a_filter_procscope_cannot_apply_is_refused_not_ignored(agent):
     done = tetra(agent.address, "getevents", "--cel-expression", "process.pid > 0")
     assert done.returncode != 0 and "cel_expression filter is not supported by procscope" in done.stderr

@@ -54,6 +54,28 @@ async def test_tree_selection_and_detail(recording, tmp_path):
         assert "ancestry" in text and "200 /usr/bin/runc-init" in text
 
 
+async def test_credentials_a_source_did_not_send_are_said_unknown_not_none(tmp_path):
+    """A Tetragon export without --enable-process-cred (here procscope's
+    --no-process-cred of the demo): the detail says so, and shows no ids or
+    capabilities as if they were known."""
+    import subprocess
+    import sys
+
+    demo = Path(__file__).resolve().parent / "data" / "demo.jsonl"
+    lean = tmp_path / "lean.jsonl"
+    lean.write_bytes(subprocess.run([sys.executable, "-m", "procscope.cli", "events", "--replay", str(demo),
+                                     "--no-process-cred"], capture_output=True, check=True).stdout)  # fmt: skip
+    for path, known in ((demo, True), (lean, False)):
+        app = ProcscopeApp(ReplaySource(Replay(str(path)), 5 * 10**9), snapshot_dir=str(tmp_path))
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("down")
+            await pilot.pause()
+            text = plain(app, app.query_one("#detail").content)
+            assert ("cap effective" in text and "uids" in text) is known, text
+            assert ("not sent by its source" in text) is not known, text
+            assert "user" in text
+
+
 async def test_container_filter_narrows_every_pane(recording, tmp_path):
     app = app_for(recording, tmp_path)
     async with app.run_test(size=SIZE) as pilot:

@@ -124,6 +124,36 @@ def render_body(proc: Process, cache: ProcessCache, exporter: Exporter) -> Table
         style = "bold red" if change.rose else ""
         add_row(t, "changed", Text(f"{local_time(change.time + exporter.wall_offset)}  "
                                    f"{describe.change_text(change, cache.host_ns)}", style=style))  # fmt: skip
+    if img.creds.known:
+        _credential_rows(t, proc, cache)
+    else:  # a Tetragon source without --enable-process-cred: its uid only
+        add_row(t, "user", f"{describe.user(proc)}  (login user {_id(img.auid, user_name(img.auid))})")
+        add_row(t, "credentials", Text("not sent by its source (Tetragon sends them with --enable-process-cred)",
+                                       style="dim"))  # fmt: skip
+    for name in NAMESPACES:
+        inum = getattr(img.ns, name)
+        host = cache.host_ns.get(name)
+        where = "host" if inum == host else "?" if not inum or not host else "NOT HOST"
+        add_row(t, f"ns {name}", Text(f"{inum}  {where}", style="bold yellow" if where == "NOT HOST" else ""))
+    add_row(t, "cgroup", proc.cgroup or "-")
+    if proc.container is not None:
+        container_rows(t, proc.container, cache.cgroup_index.info_of(proc.container))
+        entered = "from its first process" if img.flags & wire.FLAG_IN_INIT_TREE else "from outside (exec-in)"
+        add_row(t, "in the container", entered)
+    else:
+        add_row(t, "container", "-")
+    earlier = cache.exec_chain(proc)[:-1]
+    if earlier:
+        add_row(t, "exec'd from", " → ".join(f"{p.binary or '?'}" for p in earlier))
+    chain = [f"{a.pid} {a.binary or '?'}" for a in reversed(cache.ancestry(proc))]
+    add_row(t, "ancestry", " → ".join(chain + [f"{proc.pid} {img.binary}"]))
+    return t
+
+
+def _credential_rows(t: Table, proc: Process, cache: ProcessCache) -> None:
+    """Its user, ids, securebits and capabilities (those gained from its parent in red)."""
+    img = proc.image
+    assert img is not None
     c = img.creds
     add_row(
         t, "user", f"{describe.user(proc)} / {group_name(c.egid)}  (login user {_id(img.auid, user_name(img.auid))})"
@@ -169,24 +199,6 @@ def render_body(proc: Process, cache: ProcessCache, exporter: Exporter) -> Table
         dropped = ALL_CAPS & ~proc.cap_sets.bounding
         add_row(t, "cap bounding", "all but " + " ".join(n.removeprefix("CAP_") for n in cap_names(dropped))
                 if dropped else "all")  # fmt: skip
-    for name in NAMESPACES:
-        inum = getattr(img.ns, name)
-        host = cache.host_ns.get(name)
-        where = "host" if inum == host else "?" if not inum or not host else "NOT HOST"
-        add_row(t, f"ns {name}", Text(f"{inum}  {where}", style="bold yellow" if where == "NOT HOST" else ""))
-    add_row(t, "cgroup", proc.cgroup or "-")
-    if proc.container is not None:
-        container_rows(t, proc.container, cache.cgroup_index.info_of(proc.container))
-        entered = "from its first process" if img.flags & wire.FLAG_IN_INIT_TREE else "from outside (exec-in)"
-        add_row(t, "in the container", entered)
-    else:
-        add_row(t, "container", "-")
-    earlier = cache.exec_chain(proc)[:-1]
-    if earlier:
-        add_row(t, "exec'd from", " → ".join(f"{p.binary or '?'}" for p in earlier))
-    chain = [f"{a.pid} {a.binary or '?'}" for a in reversed(cache.ancestry(proc))]
-    add_row(t, "ancestry", " → ".join(chain + [f"{proc.pid} {img.binary}"]))
-    return t
 
 
 class Detail(VerticalScroll):

@@ -16,6 +16,7 @@ from procscope.probes.events import ExecEvent
 from procscope.probes.scan_job import ScanJob
 from procscope.replay import Replay
 from procscope.tui.app import ProcscopeApp
+from procscope.tui.columns import COLUMNS
 from procscope.tui.screens.help import HelpScreen
 from procscope.tui.sources import LiveSource, ReplaySource
 from procscope.window import Window
@@ -74,6 +75,8 @@ async def test_credentials_a_source_did_not_send_are_said_unknown_not_none(tmp_p
             assert ("cap effective" in text and "uids" in text) is known, text
             assert ("not sent by its source" in text) is not known, text
             assert "user" in text
+            caps = COLUMNS["CAPS"].value(app.monitor.cache.by_pid[1], None)  # type: ignore[arg-type]
+            assert (caps == "all") is known and (caps == "?") is not known
 
 
 async def test_container_filter_narrows_every_pane(recording, tmp_path):

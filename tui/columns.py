@@ -66,7 +66,8 @@ def _exit(p: Process) -> str:
 
 
 def _caps(p: Process) -> int:
-    return p.image.creds.caps.effective.bit_count() if p.image else -1
+    """-1: not known (no image, or credentials its source did not send)."""
+    return p.image.creds.caps.effective.bit_count() if p.image and p.image.creds.known else -1
 
 
 def _ns(p: Process, cache: ProcessCache) -> list[str]:
@@ -163,7 +164,7 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column("START", 8, False, _start, lambda p, c: p.key.ktime, "when it started (local time)"),
     Column("STATE", 7, False, lambda p, x: p.lifecycle.shown, lambda p, c: p.lifecycle.shown, "running, exited, exec'd, or lost"),
     Column("EXIT", 9, False, lambda p, x: _exit(p), lambda p, c: _exit(p), "exit status or signal"),
-    Column("CAPS", 4, True, lambda p, x: "all" if _caps(p) >= 41 else str(_caps(p)) if p.image else "",
+    Column("CAPS", 4, True, lambda p, x: "all" if _caps(p) >= 41 else str(_caps(p)) if _caps(p) >= 0 else "?" if p.image else "",
            lambda p, c: _caps(p), "effective capabilities, counted"),
     Column("NS", 14, False, lambda p, x: ",".join(_ns(p, x.cache)) or "-", lambda p, c: len(_ns(p, c)),
            "namespaces other than the host's"),

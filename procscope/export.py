@@ -128,7 +128,7 @@ class Exporter:
             entry[1] = plain = schema.written(self._process(proc, self._own(proc)))
             if proc.image is not None:  # what many processes share, converted once for all
                 parts = zip(PARTS, self._plain_parts(proc.image), strict=True)
-                plain.update((n, x) for n, x in parts if n not in self.left_out and x is not msgspec.UNSET)
+                plain.update((n, x) for n, x in parts if x is not msgspec.UNSET)
         return entry[1]
 
     def process_object(self, proc: Process) -> schema.Process:
@@ -197,7 +197,7 @@ class Exporter:
 
     def _encoded_parts(self, p: ExecEvent) -> tuple:
         """cap, process_credentials and ns of an image, each encoded once for all the images that
-        have them (nothing a process names: no escaping); UNSET: what its source did not say."""
+        have them (nothing a process names: no escaping); UNSET: what its source did not say, or left_out."""
         return self._parts_of(p, self._parts, lambda x: msgspec.Raw(_json.encode(x)))
 
     def _plain_parts(self, p: ExecEvent) -> tuple:
@@ -209,7 +209,8 @@ class Exporter:
         if found is None:
             caps, credentials = self._credentials(p.creds) if p.creds.known else (msgspec.UNSET, msgspec.UNSET)
             ns = self._namespaces(p.ns) if any(msgspec.structs.astuple(p.ns)) else msgspec.UNSET  # none: not said
-            found = tuple(x if x is msgspec.UNSET else convert(x) for x in (caps, credentials, ns))
+            found = tuple(msgspec.UNSET if x is msgspec.UNSET or n in self.left_out else convert(x)
+                          for n, x in zip(PARTS, (caps, credentials, ns), strict=True))  # fmt: skip
             if len(memo) >= MEMO_LIMIT:
                 memo.clear()
             memo[p.creds, p.ns] = found
@@ -237,8 +238,6 @@ class Exporter:
             return schema.Process(exec_id=exec_id, pid=pid, flags="miss", start_time=start_time,
                                   parent_exec_id=parent_exec_id, refcnt=max(proc.refs, 0))  # fmt: skip
         parts: tuple = self._encoded_parts(p) if encoded else (msgspec.UNSET,) * 3
-        if self.left_out:
-            parts = tuple(msgspec.UNSET if n in self.left_out else x for n, x in zip(PARTS, parts, strict=True))
         info = self.cache.cgroup_index.info_of(proc.container) if proc.container is not None else None
         extra: schema.Own | UnsetType = msgspec.UNSET
         if not self.tetragon_only:

@@ -70,6 +70,11 @@ def _caps(p: Process) -> int:
     return p.image.creds.caps.effective.bit_count() if p.image and p.image.creds.known else -1
 
 
+def _caps_text(p: Process) -> str:
+    n = _caps(p)
+    return "all" if n >= 41 else str(n) if n >= 0 else "?" if p.image else ""
+
+
 def _ns(p: Process, cache: ProcessCache) -> list[str]:
     return describe.non_host_namespaces(p.image.ns, cache.host_ns) if p.image else []
 
@@ -164,7 +169,7 @@ COLUMNS: dict[str, Column] = {c.name: c for c in (
     Column("START", 8, False, _start, lambda p, c: p.key.ktime, "when it started (local time)"),
     Column("STATE", 7, False, lambda p, x: p.lifecycle.shown, lambda p, c: p.lifecycle.shown, "running, exited, exec'd, or lost"),
     Column("EXIT", 9, False, lambda p, x: _exit(p), lambda p, c: _exit(p), "exit status or signal"),
-    Column("CAPS", 4, True, lambda p, x: "all" if _caps(p) >= 41 else str(_caps(p)) if _caps(p) >= 0 else "?" if p.image else "",
+    Column("CAPS", 4, True, lambda p, x: _caps_text(p),
            lambda p, c: _caps(p), "effective capabilities, counted"),
     Column("NS", 14, False, lambda p, x: ",".join(_ns(p, x.cache)) or "-", lambda p, c: len(_ns(p, c)),
            "namespaces other than the host's"),

@@ -124,12 +124,7 @@ def render_body(proc: Process, cache: ProcessCache, exporter: Exporter) -> Table
         style = "bold red" if change.rose else ""
         add_row(t, "changed", Text(f"{local_time(change.time + exporter.wall_offset)}  "
                                    f"{describe.change_text(change, cache.host_ns)}", style=style))  # fmt: skip
-    if img.creds.known:
-        _credential_rows(t, proc, cache)
-    else:  # a Tetragon source without --enable-process-cred: its uid only
-        add_row(t, "user", f"{describe.user(proc)}  (login user {_id(img.auid, user_name(img.auid))})")
-        add_row(t, "credentials", Text("not sent by its source (Tetragon sends them with --enable-process-cred)",
-                                       style="dim"))  # fmt: skip
+    _credential_rows(t, proc, cache)
     for name in NAMESPACES:
         inum = getattr(img.ns, name)
         host = cache.host_ns.get(name)
@@ -151,13 +146,17 @@ def render_body(proc: Process, cache: ProcessCache, exporter: Exporter) -> Table
 
 
 def _credential_rows(t: Table, proc: Process, cache: ProcessCache) -> None:
-    """Its user, ids, securebits and capabilities (those gained from its parent in red)."""
+    """Its user, ids, securebits and capabilities (those gained from its parent in red); from a
+    source that did not send them (Tetragon without --enable-process-cred), its uid only."""
     img = proc.image
     assert img is not None
     c = img.creds
-    add_row(
-        t, "user", f"{describe.user(proc)} / {group_name(c.egid)}  (login user {_id(img.auid, user_name(img.auid))})"
-    )
+    group = f" / {group_name(c.egid)}" if c.known else ""
+    add_row(t, "user", f"{describe.user(proc)}{group}  (login user {_id(img.auid, user_name(img.auid))})")
+    if not c.known:
+        add_row(t, "credentials", Text("not sent by its source (Tetragon sends them with --enable-process-cred)",
+                                       style="dim"))  # fmt: skip
+        return
     add_row(
         t,
         "uids",

@@ -349,9 +349,11 @@ class Converter:
 
 _enum_names: dict[str, dict[int, str]] = {}
 _objects: dict[tuple[str, bytes], dict] = {}  # shared parts' objects, by their messages' bytes (read only)
-# A process's object without refcnt, by its message's bytes without it: the same process comes in
-# many events (a storm's parent with each child, an exit's process after its exec).
+# A process's object without refcnt, by its message's bytes without it; and without the fields a
+# storm's children differ in, by the bytes without those (_templated).
 _processes: dict[bytes, dict] = {}
+_templates: dict[bytes, dict] = {}
+_OWN = ("exec_id", "pid", "start_time", "parent_exec_id", "refcnt", "tid")
 _LATEST = 253402300800  # seconds: 10000-01-01, past protojson's last time
 
 
@@ -361,23 +363,56 @@ def json_object(message: Any) -> dict:
     between calls: read them, never change them."""
     desc = message.DESCRIPTOR
     if desc is _PROCESS:
-        refcnt = message.refcnt
-        message.refcnt = 0  # left out (a default value), and put back
-        try:
-            key = message.SerializeToString()
-            found = _processes.get(key)
-            if found is None:
-                if len(_processes) >= MEMO:
-                    _processes.clear()
-                found = _processes[key] = _object(message, desc)
-        finally:
-            message.refcnt = refcnt
-        if not refcnt:
-            return found
-        out = dict(found)
-        out["refcnt"] = refcnt
-        return out
+        return _process_object(message)
     return _object(message, desc)
+
+
+def _process_object(message: Any) -> dict:
+    """A process's object, made once while its message is the same but for refcnt (an
+    exit's process after its exec, a storm's parent with each child)."""
+    refcnt = message.refcnt
+    message.refcnt = 0  # left out (a default value), and put back
+    try:
+        key = message.SerializeToString()
+    finally:
+        message.refcnt = refcnt
+    found = _processes.get(key)
+    if found is None:
+        if len(_processes) >= MEMO:
+            _processes.clear()
+        found = _processes[key] = _templated(message)
+    if not refcnt:
+        return found
+    out = dict(found)
+    out["refcnt"] = refcnt
+    return out
+
+
+def _templated(message: Any) -> dict:
+    """A new process's object without refcnt: what it shows but its own fields (_OWN) made
+    once for all the processes that show the same (a storm's children), its own filled in."""
+    shared = pb.Process()
+    shared.CopyFrom(message)
+    for name in _OWN:
+        shared.ClearField(name)
+    key = shared.SerializeToString()
+    template = _templates.get(key)
+    if template is None:
+        if len(_templates) >= MEMO:
+            _templates.clear()
+        template = _templates[key] = _object(shared, _PROCESS)
+    out = dict(template)
+    if message.exec_id:
+        out["exec_id"] = message.exec_id
+    if message.HasField("pid"):
+        out["pid"] = message.pid.value
+    if message.HasField("start_time"):
+        out["start_time"] = _json_time(message.start_time)
+    if message.parent_exec_id:
+        out["parent_exec_id"] = message.parent_exec_id
+    if message.HasField("tid"):
+        out["tid"] = message.tid.value
+    return out
 
 
 def _json_time(t: timestamp_pb2.Timestamp) -> str:

@@ -364,6 +364,27 @@ def test_messages_are_what_protobufs_own_reader_makes_of_the_export():
     assert convert.response(sink.objects[0]).process_exec.process.process_credentials.caps.permitted
 
 
+def test_processes_read_from_one_template_are_each_their_own():
+    """The monitor reads a storm's children from the object of the first
+    (json_object keeps what they show alike): each one's own exec id, pid,
+    start, parent, tid and refcnt are its own, and one without them has
+    none; as protobuf's own writer makes them (no root)."""
+    from google.protobuf import json_format
+
+    def child(**own) -> pb.Process:
+        return pb.Process(binary="/tmp/storm/true", arguments="-x", cwd="/", flags="execve clone", uid={"value": 0},
+                          cap=pb.Capabilities(permitted=[pb.CAP_CHOWN], effective=[pb.CAP_CHOWN]),
+                          in_init_tree={"value": False}, **own)  # fmt: skip
+
+    children = [child(), child(pid={"value": 0}, tid={"value": 7}), child(exec_id="b3RoZXI=", refcnt=2)]
+    for n in range(3):
+        start = {"seconds": 1_700_000_000 + n, "nanos": n}
+        children.insert(n, child(exec_id=f"bm9kZTox{n}", pid={"value": 100 + n}, tid={"value": 200 + n}, refcnt=n,
+                                 parent_exec_id="cGFyZW50", start_time=start))  # fmt: skip
+    for message in children * 2:  # again: from the memo of each whole process too
+        assert json_object(message) == json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
 def test_the_numbers_encoded_by_hand_are_protobufs_own():
     """The agent writes pids, times and refcnts into protobuf's wire format
     itself: each as protobuf's own encoder writes it, at every length (no root)."""

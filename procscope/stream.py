@@ -131,8 +131,8 @@ class EventStream:
             out.written += 1
         return self.count is not None and self.outputs[0].written >= self.count
 
-    def _line_for(self, ev) -> tuple[str, dict | ProcessEvent] | None:
-        proc = self.cache.apply(ev)
+    def _other(self, ev, proc: Process | None) -> tuple[str, dict] | None:
+        """The line of an event that is not an exec or exit (those: feed), applied: ``proc`` is its process."""
         if isinstance(ev, ThrottleEvent):
             return ("throttle", self.exporter.throttle_event(ev)) if self._throttle_matches(ev) else None
         if isinstance(ev, CgroupEvent):
@@ -141,23 +141,11 @@ class EventStream:
             return ("cgroup", self.exporter.cgroup_event(ev)) if wanted else None
         if proc is None or (self.query and not self._match(proc)):
             return None
-        if isinstance(ev, ExecEvent):
-            kind = "procfs" if ev.flags & wire.FLAG_PROCFS else "exec"
-            if kind not in self.wanted:
-                return None
-            return kind, self._process_event(kind, proc, None)
-        if isinstance(ev, ExitEvent):
-            return "exit", self._process_event("exit", proc, ev)
         if isinstance(ev, CloneEvent) and "clone" in self.wanted:
             return "clone", self.exporter.clone_event(ev)
         if isinstance(ev, CredsEvent) and "creds" in self.wanted and proc.changes:  # proc: only when something changed
             return "creds", self.exporter.creds_event(proc, proc.changes[-1])
         return None
-
-    def _process_event(self, kind: str, proc: Process, exit: ExitEvent | None) -> ProcessEvent:
-        parent = self.cache.parent_of(proc)
-        refs = proc.refs, parent.refs if parent is not None else None
-        return ProcessEvent(kind, proc, exit, self.exporter, refs)
 
     def _throttle_matches(self, ev: ThrottleEvent) -> bool:
         """Losses are never filtered away, except those of cgroups that the
@@ -181,9 +169,11 @@ class EventStream:
         any event but an exec, clone or exit, and an exec or clone under
         one of their keys (a placeholder described, an image replaced
         under its key); an exit changes nothing its lines show."""
+        match = None
         if self.query:
-            self._match = self.query.predicate(self.cache)
-        pending, shown = self._pending, self._shown
+            match = self._match = self.query.predicate(self.cache)
+        pending, shown, wanted, exporter = self._pending, self._shown, self.wanted, self.exporter
+        apply, parent_of, clones = self.cache.apply, self.cache.parent_of, "clone" in self.wanted
         try:
             for ev in batch:
                 kind = type(ev)
@@ -193,15 +183,26 @@ class EventStream:
                     and self._write()
                 ):
                     return True
-                found = self._line_for(ev)
-                if found is None:
-                    continue
-                event = found[1]
-                if type(event) is ProcessEvent:
-                    pending.append(event)
-                    shown.add(event.proc.key)
-                    shown.add(event.proc.parent)
-                elif (pending and self._write()) or self._emit(*found):  # in their order
+                if kind is ExecEvent or kind is ExitEvent:  # most of a storm's: taken here, a call less each
+                    proc = apply(ev)
+                    if proc is None or (match is not None and not match(proc)):
+                        continue
+                    if kind is ExitEvent:
+                        name, exit = "exit", ev
+                    else:
+                        name, exit = ("procfs" if ev.flags & wire.FLAG_PROCFS else "exec"), None
+                        if name not in wanted:
+                            continue
+                    parent = parent_of(proc)
+                    refs = proc.refs, parent.refs if parent is not None else None
+                    pending.append(ProcessEvent(name, proc, exit, exporter, refs))
+                    shown.add(proc.key)
+                    shown.add(proc.parent)
+                elif kind is CloneEvent and not clones:
+                    apply(ev)
+                elif (found := self._other(ev, apply(ev))) is not None and (
+                    (pending and self._write()) or self._emit(*found)  # in their order
+                ):
                     return True
         except BaseException:  # an interrupt: what was applied is written
             if pending:

@@ -394,9 +394,9 @@ class ProcessCache(CacheViews):
         else:
             proc.in_grace = True
             self._grace.append(proc)
-            # Orphans (and zombies) go to a reaper, as in the kernel.
-            if proc.children:
-                for child in list(proc.children.values()):
+            # Orphans go to a reaper, as in the kernel; the exited stay shown under who made them.
+            for child in list(proc.children.values()) if proc.children else ():
+                if child.state is RUNNING:
                     self._set_tree_parent(child, self._reaper_for(child, proc))
         self._unref(proc)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.protobuf import timestamp_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 _WRAPPERS = {"google.protobuf.UInt32Value", "google.protobuf.Int32Value", "google.protobuf.BoolValue"}
 _WIDE = {FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_FIXED64}
+T = TypeVar("T")
 MEMO = 8192  # converted objects kept (with the object: an id is not reused while it lives)
 _PROCESS = pb.Process.DESCRIPTOR
 # The parts the exporter makes once and shares (Exporter._plain_parts); all else is new each event.
@@ -74,6 +75,14 @@ def _plan(desc: Descriptor) -> _Plan:
         plan[f.name] = (kind, detail, f.is_repeated)
     _plans[desc.full_name] = plan
     return plan
+
+
+def _keep(memo: dict, key: Any, value: T) -> T:
+    """``value``, kept in ``memo`` under ``key`` (emptied once it holds MEMO)."""
+    if len(memo) >= MEMO:
+        memo.clear()
+    memo[key] = value
+    return value
 
 
 def _varint_of(n: int) -> bytes:
@@ -272,9 +281,7 @@ class Converter:
         parent = exporter.node, proc.parent
         parent_id = self._parent_ids.get(parent)  # a storm's children share their parent's
         if parent_id is None:
-            if len(self._parent_ids) >= MEMO:
-                self._parent_ids.clear()
-            parent_id = self._parent_ids[parent] = _string(_PARENT_EXEC_ID, exporter.exec_id(proc.parent))
+            parent_id = _keep(self._parent_ids, parent, _string(_PARENT_EXEC_ID, exporter.exec_id(proc.parent)))
         pid = _wrapped_value(proc.pid)
         own = [template, _EXEC_ID, _VARINTS[len(exec_id)], exec_id, _PID, pid, _START_TIME,
                _stamp(proc.key.ktime + exporter.wall_offset), parent_id,
@@ -302,9 +309,7 @@ class Converter:
         """A shared part's message (kept in the memo while its object lives), serialized once."""
         kept = self._parts.get(id(message))
         if kept is None or kept[0] is not message:
-            if len(self._parts) >= MEMO:
-                self._parts.clear()
-            kept = self._parts[id(message)] = (message, message.SerializeToString())
+            kept = _keep(self._parts, id(message), (message, message.SerializeToString()))
         return kept[1]
 
     def response(self, obj: dict) -> pb.GetEventsResponse:
@@ -339,11 +344,7 @@ class Converter:
             else:
                 out[name] = _time(value)
         if shared:  # made into its message once: a process's message copies it (in C)
-            message = _CLASSES[desc.full_name](**out)
-            if len(self._memo) >= MEMO:
-                self._memo.clear()
-            self._memo[id(obj)] = (obj, message)
-            return message
+            return _keep(self._memo, id(obj), (obj, _CLASSES[desc.full_name](**out)))[1]
         return out
 
 
@@ -378,9 +379,7 @@ def _process_object(message: Any) -> dict:
         message.refcnt = refcnt
     found = _processes.get(key)
     if found is None:
-        if len(_processes) >= MEMO:
-            _processes.clear()
-        found = _processes[key] = _templated(message)
+        found = _keep(_processes, key, _templated(message))
     if not refcnt:
         return found
     out = dict(found)
@@ -398,9 +397,7 @@ def _templated(message: Any) -> dict:
     key = shared.SerializeToString()
     template = _templates.get(key)
     if template is None:
-        if len(_templates) >= MEMO:
-            _templates.clear()
-        template = _templates[key] = _object(shared, _PROCESS)
+        template = _keep(_templates, key, _object(shared, _PROCESS))
     out = dict(template)
     if message.exec_id:
         out["exec_id"] = message.exec_id
@@ -446,8 +443,4 @@ def _object(message: Any, desc: Descriptor) -> dict:
             out[f.name] = [str(v) for v in value] if repeated else str(value)
         else:
             out[f.name] = [_json_time(v) for v in value] if repeated else _json_time(value)
-    if shared:
-        if len(_objects) >= MEMO:
-            _objects.clear()
-        _objects[key] = out
-    return out
+    return _keep(_objects, key, out) if shared else out

@@ -38,6 +38,7 @@ _WRAPPERS = {"google.protobuf.UInt32Value", "google.protobuf.Int32Value", "googl
 _WIDE = {FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_FIXED64}
 T = TypeVar("T")
 MEMO = 8192  # converted objects kept (with the object: an id is not reused while it lives)
+MEMO_BYTES = 4096  # a node's messages kept by their bytes: no longer (procscope's ~0.5 KB), or memory fills
 _PROCESS = pb.Process.DESCRIPTOR
 # The parts the exporter makes once and shares (Exporter._plain_parts); all else is new each event.
 _CLASSES = {"tetragon.Capabilities": pb.Capabilities, "tetragon.ProcessCredentials": pb.ProcessCredentials,
@@ -377,6 +378,8 @@ def _process_object(message: Any) -> dict:
         key = message.SerializeToString()
     finally:
         message.refcnt = refcnt
+    if len(key) > MEMO_BYTES:
+        return _object(message, _PROCESS)
     found = _processes.get(key)
     if found is None:
         found = _keep(_processes, key, _templated(message))
@@ -424,6 +427,7 @@ def _object(message: Any, desc: Descriptor) -> dict:
         key = (desc.full_name, message.SerializeToString())
         if (kept := _objects.get(key)) is not None:
             return kept
+        shared = len(key[1]) <= MEMO_BYTES
     plan = _plan(desc)
     out: dict[str, Any] = {}
     for f, value in message.ListFields():

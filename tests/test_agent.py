@@ -385,6 +385,35 @@ def test_processes_read_from_one_template_are_each_their_own():
         assert json_object(message) == json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
+def test_a_node_sending_huge_processes_does_not_fill_the_monitors_memory():
+    """A node (a hostile agent, or one whose users run processes with
+    megabytes of arguments) sends processes of 256 KiB, each new: the
+    monitor reads each as protobuf's own writer would and keeps none of them
+    (the objects it keeps by their bytes are those of a few KB), where it
+    kept up to 8,192 of any size (no root)."""
+    import gc
+    import tracemalloc
+
+    from google.protobuf import json_format
+
+    def huge(n: int) -> pb.Process:
+        return pb.Process(exec_id=f"aHVnZTo{n}", binary="/bin/x", arguments=f"{n} " + "A" * (256 << 10),
+                          cap=pb.Capabilities(permitted=[pb.CAP_CHOWN] * (64 << 10)))  # fmt: skip
+
+    first = huge(0)
+    assert json_object(first) == json_format.MessageToDict(first, preserving_proto_field_name=True)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        for n in range(1, 61):
+            json_object(huge(n))
+        gc.collect()
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 4 << 20, f"{held >> 20} MiB held after 60 processes of 256 KiB"
+
+
 def test_the_numbers_encoded_by_hand_are_protobufs_own():
     """The agent writes pids, times and refcnts into protobuf's wire format
     itself: each as protobuf's own encoder writes it, at every length (no root)."""

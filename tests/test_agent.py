@@ -736,7 +736,7 @@ async def test_a_server_whose_headers_are_not_utf8_is_read_all_the_same(tmp_path
     remote.start()
     try:
         deadline = time.monotonic() + 10
-        while remote.events.empty() and time.monotonic() < deadline:
+        while not remote.events and time.monotonic() < deadline:
             time.sleep(0.05)
         assert remote.state == "connected" and remote.node == "raw"
         assert any(getattr(ev, "binary", "") == "/bin/true" for ev in remote.drain())

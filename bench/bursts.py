@@ -71,9 +71,13 @@ def dict_walk() -> list[Callable[[], int]]:
 def streams(scan: list, batches: list[list]) -> dict[str, Callable[[], list[Callable[[], int]]]]:
     """Each of the live paths, fresh, as bursts of the captured batches."""
 
-    def cache_alone() -> list[Callable[[], int]]:
+    def fresh() -> ProcessCache:
         cache = ProcessCache()
         cache.apply_all(scan)
+        return cache
+
+    def cache_alone() -> list[Callable[[], int]]:
+        cache = fresh()
 
         def burst(batch: list) -> int:
             cache.apply_all(batch)
@@ -83,14 +87,11 @@ def streams(scan: list, batches: list[list]) -> dict[str, Callable[[], list[Call
         return [lambda b=b: burst(b) for b in batches]
 
     def lines() -> list[Callable[[], int]]:
-        cache = ProcessCache()
-        cache.apply_all(scan)
-        stream = EventStream(cache, [Output(Dropped(), frozenset({"exec", "exit"}))])
+        stream = EventStream(fresh(), [Output(Dropped(), frozenset({"exec", "exit"}))])
         return [lambda b=b: (stream.feed(b), len(b))[1] for b in batches]
 
     def agent() -> list[Callable[[], int]]:
-        cache = ProcessCache()
-        cache.apply_all(scan)
+        cache = fresh()
         broadcast = served.Broadcast(cache, lambda _: None)
         stream = EventStream(cache, [Output(broadcast, served.KINDS, objects=True)])
         broadcast.exporter = stream.exporter

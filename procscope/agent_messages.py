@@ -353,8 +353,8 @@ _enum_names: dict[str, dict[int, str]] = {}
 _objects: dict[tuple[str, bytes], dict] = {}  # shared parts' objects, by their messages' bytes (read only)
 # A process's object without refcnt, by its message's bytes without it; and without the fields a
 # storm's children differ in, by the bytes without those (_templated).
-_processes: dict[bytes, dict] = {}
-_templates: dict[bytes, dict] = {}
+_processes: Templates[dict] = Templates(MEMO)
+_templates: Templates[dict] = Templates(MEMO)
 _OWN = ("exec_id", "pid", "start_time", "parent_exec_id", "refcnt", "tid")
 _LATEST = 253402300800  # seconds: 10000-01-01, past protojson's last time
 
@@ -380,9 +380,7 @@ def _process_object(message: Any) -> dict:
         message.refcnt = refcnt
     if len(key) > MEMO_BYTES:
         return _object(message, _PROCESS)
-    found = _processes.get(key)
-    if found is None:
-        found = _keep(_processes, key, _templated(message))
+    found = _processes.get(key, lambda: _templated(message))
     if not refcnt:
         return found
     out = dict(found)
@@ -398,10 +396,7 @@ def _templated(message: Any) -> dict:
     for name in _OWN:
         shared.ClearField(name)
     key = shared.SerializeToString()
-    template = _templates.get(key)
-    if template is None:
-        template = _keep(_templates, key, _object(shared, _PROCESS))
-    out = dict(template)
+    out = dict(_templates.get(key, lambda: _object(shared, _PROCESS)))
     if message.exec_id:
         out["exec_id"] = message.exec_id
     if message.HasField("pid"):

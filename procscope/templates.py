@@ -4,7 +4,7 @@ a storm's children), kept by that key."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -18,10 +18,10 @@ class Templates(Generic[T]):
 
     def __init__(self, limit: int):
         self.limit = limit
-        self._table: dict[tuple, T] = {}
-        self._last: tuple[tuple | None, T | None] = (None, None)
+        self._table: dict[Hashable, T] = {}
+        self._last: tuple[Hashable, T | None] = (None, None)
 
-    def get(self, key: tuple, make: Callable[[], T]) -> T:
+    def get(self, key: Hashable, make: Callable[[], T]) -> T:
         """The value kept for ``key``, made (``make()``) if there is none."""
         last_key, value = self._last
         if value is None or key != last_key:

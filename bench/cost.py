@@ -11,7 +11,10 @@ slow path: this is what ordinary servers would pay); fork+execl of a copy
 of /bin/true from two C loops; posix_spawn from Python (bench/workload.py);
 a shell loop of pipelines. procscope: the collector alone applying its
 batches to a process cache (bench/collect.py), `procscope events -o FILE`, the same
-with --creds-exact (the syscall tracepoints: reported, no target), the same
+with --creds-exact (the syscall tracepoints: reported, no target), the
+collector writing as many bytes a line as `events -o FILE` did, its lines
+made for nothing (bench/collect.py --write: the floor of `events -o FILE`,
+reported, no target: nothing that makes the lines can cost less), the same
 writing Tetragon's default objects (--no-process-cred --no-process-ns:
 reported, no target), and the
 monitor open at 200x50 with its resources view on. Needs root and a C
@@ -47,11 +50,13 @@ for _w in ("fork+exec", "posix_spawn", "shell"):
     TARGETS[(_w, "monitor")] = 0.95
     TARGETS[(_w, "events --creds-exact")] = None
     TARGETS[(_w, "events --no-process-cred --no-process-ns")] = None
+    TARGETS[(_w, "the collector writing events' bytes")] = None
 TARGETS[("syscalls", "collector")] = 0.99
 TARGETS[("syscalls", "events -o FILE")] = 0.99
 TARGETS[("syscalls", "monitor")] = 0.99
 TARGETS[("syscalls", "events --creds-exact")] = None
 TARGETS[("syscalls", "events --no-process-cred --no-process-ns")] = None
+TARGETS[("syscalls", "the collector writing events' bytes")] = None
 
 # A C loop: ARGV[1] seconds of BATCH (the work, n counted) at a time; prints "n seconds".
 LOOP_C = r"""
@@ -152,12 +157,36 @@ def collecting(argv: list[str]) -> Iterator[int]:
         proc.communicate(timeout=60)
 
 
+# Bytes per line that `events -o FILE` (no options) wrote in its last run: the floor's lines.
+LINE_BYTES: list[int] = []
+
+
 @contextmanager
 def events(*options: str) -> Iterator[int]:
     """`procscope events -o FILE` running (started and collecting): its pid."""
     path = tempfile.mktemp(prefix="procscope-cost-", suffix=".json")
     try:
         with collecting(["-m", "procscope", "events", "-o", path, *options]) as pid:
+            yield pid
+        if not options:
+            with open(path, "rb") as f:
+                lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+            LINE_BYTES[:] = [os.path.getsize(path) // max(lines, 1)]
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+@contextmanager
+def floor() -> Iterator[int]:
+    """The collector writing, for each exec and exit, a line as long as `events -o FILE`'s
+    were (its run just before): what `events -o FILE` would cost if its lines cost nothing
+    to make."""
+    if not LINE_BYTES:
+        raise RuntimeError("the floor needs a run of `events -o FILE` before it (its lines' length)")
+    path = tempfile.mktemp(prefix="procscope-cost-", suffix=".json")
+    try:
+        with collecting([str(REPO / "bench" / "collect.py"), "--write", str(LINE_BYTES[0] - 1), path]) as pid:
             yield pid
     finally:
         if os.path.exists(path):
@@ -178,6 +207,7 @@ def monitor() -> Iterator[int]:
 
 
 TREATMENTS = {"collector": lambda: collecting([str(REPO / "bench" / "collect.py")]), "events -o FILE": lambda: events(),
+              "the collector writing events' bytes": floor,
               "events --creds-exact": lambda: events("--creds-exact"), "monitor": monitor,
               # Tetragon's default objects: no cap, process_credentials or ns (reported, no target)
               "events --no-process-cred --no-process-ns": lambda: events("--no-process-cred", "--no-process-ns")}  # fmt: skip
@@ -211,7 +241,8 @@ def main() -> int:
     ap.add_argument("--workloads", default="syscalls,fork+exec,posix_spawn,shell")
     ap.add_argument(
         "--treatments",
-        default="collector,events -o FILE,events --creds-exact,events --no-process-cred --no-process-ns,monitor",
+        default="collector,events -o FILE,the collector writing events' bytes,events --creds-exact,"
+        "events --no-process-cred --no-process-ns,monitor",
     )
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -229,7 +260,9 @@ def main() -> int:
                 ratios, cores = pairs(lambda name=name: works.run(name), t, args.pairs)
                 target = TARGETS.get((name, t))
                 print(f"{name:12} with {t:41} {spread(ratios)}" + (f"  target ≥ {target}" if target else "")
-                      + f"; procscope's CPU {statistics.median(cores):.3f} core", flush=True)  # fmt: skip
+                      + f"; procscope's CPU {statistics.median(cores):.3f} core"
+                      + (f"; lines of {LINE_BYTES[0]:,} B" if t == "the collector writing events' bytes" else ""),
+                      flush=True)  # fmt: skip
                 if target is not None:
                     checks.append((f"{name} with {t} {statistics.median(ratios):.3f} < {target}",
                                    statistics.median(ratios) >= target))  # fmt: skip

@@ -396,6 +396,20 @@ async def test_the_detail_scrolls_from_the_keyboard_at_80x24(demo):
         assert detail.scroll_offset.y < detail.max_scroll_y
 
 
+async def test_the_help_reads_a_key_a_line_at_80x24(demo):
+    """At 80 columns each key's description fits on its line: no title as
+    wide as the keys' column squeezes them into a narrow one."""
+    app = demo()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("f1")
+        await pilot.pause()
+        text = screen_text(app)
+        for shown in ("Next match of the search", "Previous match of the search", "Show one user's processes",
+                      "Sort by CPU%, the busiest first"):  # fmt: skip
+            assert shown in text, text
+
+
 async def test_a_deep_command_cut_at_80_columns_keeps_the_programs_name(tmp_path):
     """Issue 28, point 2: where the tree is deep and the path long, the row
     shows the program's name (`…/sleeper 600`) rather than directories cut

@@ -5,6 +5,7 @@ language."""
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -17,17 +18,19 @@ from procscope import describe, query
 from ..keys import KEYS
 from ..safe_text import add_row
 
+# (title, a note beside it, actions): the titles share the keys' column, so they stay as short as
+# the keys (a long one made that column wide and wrapped every description at 80 columns).
 GROUPS = (
-    ("Find and narrow", ("prompt('search')", "search_next(1)", "search_next(-1)", "prompt('filter')", "pick_user",
+    ("Find and narrow", "", ("prompt('search')", "search_next(1)", "search_next(-1)", "prompt('filter')", "pick_user",
                          "pick_container")),
-    ("View", ("toggle_tree", "pick_sort", "sort_by('CPU%')", "sort_by('MEM%')", "sort_by('TIME+')", "step_sort(-1)",
+    ("View", "", ("toggle_tree", "pick_sort", "sort_by('CPU%')", "sort_by('MEM%')", "sort_by('TIME+')", "step_sort(-1)",
               "step_sort(1)", "invert_sort", "expand", "collapse", "expand_all", "cycle_group", "freeze", "follow",
               "setup")),
-    ("Panels", ("toggle_detail", "scroll_detail(4)", "scroll_detail(-4)", "next_panel(1)", "next_panel(-1)",
+    ("Panels", "", ("toggle_detail", "scroll_detail(4)", "scroll_detail(-4)", "next_panel(1)", "next_panel(-1)",
                 "panel('execs')", "panel('exits')", "panel('history')", "panel('drops')", "close_panels")),
-    ("Act", ("tag", "tag_children", "untag_all", "signal", "snapshot")),
-    ("Time travel (a replay, or the live window; Z: live)", ("step_time(-1)", "step_time(1)", "step_event(-1)", "step_event(1)", "prompt('time')")),
-    ("Other", ("help", "cycle_theme", "quit")),
+    ("Act", "", ("tag", "tag_children", "untag_all", "signal", "snapshot")),
+    ("Time travel", "a replay, or the live window; Z: live", ("step_time(-1)", "step_time(1)", "step_event(-1)", "step_event(1)", "prompt('time')")),
+    ("Other", "", ("help", "cycle_theme", "quit")),
 )  # fmt: skip
 
 
@@ -55,8 +58,8 @@ class HelpScreen(ModalScreen):
         t = Table.grid(padding=(0, 2))
         t.add_column(style="bold", no_wrap=True)
         t.add_column()
-        for title, actions in GROUPS:
-            add_row(t, title, "", style="underline")
+        for title, note, actions in GROUPS:
+            add_row(t, Text(title, style="underline"), note)
             for action in actions:
                 b = by_action.get(action)
                 if b is not None:

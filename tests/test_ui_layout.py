@@ -410,6 +410,21 @@ async def test_the_help_reads_a_key_a_line_at_80x24(demo):
             assert shown in text, text
 
 
+async def test_the_sort_dialog_wraps_a_columns_meaning_beside_the_names_at_80x24(demo):
+    """F6 at 80 columns: a long meaning (COMMAND's; live, S's and TIME+'s) goes on under itself,
+    not under the column names, where it read as a column of its own."""
+    app = demo()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("f6")
+        await pilot.pause()
+        names = [c.name for c in app.monitor.shown_columns]
+        lines = [m.group(1) for line in screen_text(app).splitlines() if (m := re.search(r"▊ (.*?)\s*▎", line))]
+        assert len(lines) > len(names), lines  # one wraps at least
+        for line in lines:
+            assert line.split()[0] in names or line.startswith(" " * 10), line
+
+
 async def test_a_deep_command_cut_at_80_columns_keeps_the_programs_name(tmp_path):
     """Issue 28, point 2: where the tree is deep and the path long, the row
     shows the program's name (`…/sleeper 600`) rather than directories cut

@@ -205,7 +205,7 @@ class Actions(MonitorState):
         self._sort_by(name)
 
     def action_pick_sort(self) -> None:
-        choices = [(c.name, f"{c.name:<10} {c.about}") for c in self.shown_columns]
+        choices = [(c.name, (c.name, c.about)) for c in self.shown_columns]
         self.app.push_screen(PickScreen("Sort by", choices, self.view.sort), self._sort_by)
 
     def action_step_sort(self, step: int) -> None:

@@ -149,7 +149,8 @@ async def test_live_signal_kills_the_selected_process(sleeper, tmp_path):
         await pilot.press("k")
         await pilot.pause()
         assert isinstance(app.screen, SignalScreen)
-        assert str(sleeper.pid) in plain(app, app.screen.query_one("#targets").content)
+        targets = plain(app, app.screen.query_one("#targets").content)
+        assert str(sleeper.pid) in targets and "sleep 300" in targets  # the command, as the list shows it
         await pilot.press("escape")  # cancel: nothing sent
         await pilot.pause()
         assert not isinstance(app.screen, SignalScreen) and sleeper.poll() is None

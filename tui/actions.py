@@ -350,7 +350,7 @@ class Actions(MonitorState):
         if not targets:
             self.say("no process selected", severity="warning")
             return
-        shown = [(p.pid, describe.user(p), p.binary or "?") for p in targets]
+        shown = [(p.pid, describe.user(p), p.command()) for p in targets]
         self.app.push_screen(SignalScreen(shown, SIGNALS), partial(self.signal_confirmed, targets))
 
     def signal_confirmed(self, targets: list, name: str | None) -> None:

@@ -18,18 +18,21 @@ class SignalScreen(ModalScreen[str | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
     def __init__(self, targets: list[tuple[int, str, str]], signals: tuple[str, ...]) -> None:
-        """``targets``: (pid, user, binary) of each process; ``signals``: names, the default first."""
+        """``targets``: (pid, user, command) of each process; ``signals``: names, the default first."""
         super().__init__()
         self.targets = targets
         self.signals = signals
 
     def compose(self) -> ComposeResult:
-        t = Table(box=None, padding=(0, 1), header_style="bold")
-        t.add_column("PID", justify="right")
-        t.add_column("USER")
-        t.add_column("BINARY")
-        for pid, user, binary in self.targets:
-            add_row(t, str(pid), user, binary)
+        t = Table(box=None, padding=(0, 1), header_style="bold", expand=True)
+        # Whole, however long a command is (Rich shrinks every column to fit it otherwise).
+        t.add_column(
+            "PID", justify="right", no_wrap=True, min_width=max(3, *(len(str(pid)) for pid, _, _ in self.targets))
+        )
+        t.add_column("USER", no_wrap=True, min_width=max(4, *(len(user) for _, user, _ in self.targets)))
+        t.add_column("COMMAND", no_wrap=True, overflow="ellipsis", ratio=1)  # as the list shows it: which one this is
+        for pid, user, command in self.targets:
+            add_row(t, str(pid), user, command)
         n = len(self.targets)
         with Vertical(id="dialog"):
             yield Static(f"Send a signal to {n} process{'es' if n > 1 else ''}", id="title")

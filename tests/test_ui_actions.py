@@ -310,3 +310,22 @@ async def test_drops_pane_shows_rates(replay_app):
         text = plain(app, app.query_one("#drops").content)
         received = next(line for line in text.splitlines() if line.strip().startswith("received"))
         assert received.split()[1] == str(app.monitor.feed.events_total)
+
+
+@pytest.mark.parametrize("events, containers", [(session(), True), (session()[:7], False)])
+async def test_the_exec_stream_shows_a_container_column_only_where_there_are_containers(events, containers, tmp_path):
+    """Without containers the exec stream leaves CONTAINER out, as the list
+    does (a column of dashes took 15 of 80 columns from the commands), and
+    each command starts under COMMAND either way."""
+    path = tmp_path / "rec.jsonl"
+    record(events, path)
+    app = App(ReplaySource(Replay(str(path)), 5 * 10**9), snapshot_dir=str(tmp_path))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("E")
+        await pilot.pause()
+        execs = app.query_one("#execs")
+        header = execs.header.plain
+        assert ("CONTAINER" in header) is containers and execs.rows
+        at = header.index("COMMAND")
+        for row in execs.rows:
+            assert row.plain[at - 1 : at + 1] == " /", (header, row.plain)  # a binary's path, under COMMAND

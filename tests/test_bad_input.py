@@ -254,3 +254,23 @@ def test_tls_files_that_cannot_be_used_are_one_line_naming_the_file(tmp_path):
         done = procscope("--connect", "127.0.0.1:1", "--connect-ca", str(path))
         assert done.returncode == 2 and done.stdout == "", done
         assert len(_lines(done.stderr)) == 1 and f"cannot read {path}: {said}" in done.stderr, done.stderr
+
+
+def test_the_monitor_without_a_terminal_is_one_line_not_a_spinning_core():
+    """Textual's driver reads keys from stdin and draws on stderr: with stdin
+    at EOF (/dev/null, cron) its input thread spun a core while the screen
+    went wherever stderr did; with stderr in a file or a pipe the screen
+    went there. Either is one line naming the fix, status 2, at once."""
+    import pty
+
+    done = procscope("--replay", str(DEMO), stdin=subprocess.DEVNULL, timeout=30)
+    assert done.returncode == 2 and done.stdout == "", done
+    assert len(_lines(done.stderr)) == 1 and "reads its keys from stdin, which is not a terminal" in done.stderr
+    master, slave = pty.openpty()
+    try:  # keys from a terminal, the screen into a pipe
+        done = procscope("--replay", str(DEMO), stdin=slave, timeout=30)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert done.returncode == 2 and len(_lines(done.stderr)) == 1, done
+    assert "draws on stderr, which is not a terminal" in done.stderr and "procscope events" in done.stderr

@@ -10,6 +10,7 @@ import pytest
 from procscope import cli, themes
 from procscope.replay import Replay
 from procscope.tui import config
+from procscope.tui import main as tui_main
 from procscope.tui.app import ProcscopeApp
 from procscope.tui.sources import ReplaySource
 
@@ -65,6 +66,7 @@ def test_unknown_theme_is_one_line_naming_the_choices(capsys):
 def test_cmd_ui_passes_the_xdg_config_path(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr(ProcscopeApp, "run", lambda self: seen.update(path=self.monitor.config_path, theme=self.theme))
+    monkeypatch.setattr(tui_main, "no_terminal", lambda app: None)  # pytest's stdin is none: the app is not run
     assert cli.main(["ui", "--replay", DEMO]) == 0
     assert seen == {"path": tmp_path / "xdg" / "procscope" / "config.toml", "theme": "procscope-dark"}
     monkeypatch.delenv("XDG_CONFIG_HOME")

@@ -17,7 +17,7 @@ from procscope.window import Window
 from . import config
 from .app import ProcscopeApp
 from .columns import COLUMNS
-from .screen_fd import screen_apart
+from .screen_fd import no_terminal, screen_apart
 from .sources import LiveSource, RemoteSource, ReplaySource, Source
 
 FROM_CONFIG = ""  # what `--connect` without an address appends (procscope.cli): the config's nodes
@@ -79,6 +79,9 @@ def run_monitor(args: Options, collector: Collector | None, replay: Replay | Non
                        config_path=config.default_path(), allow_signals=not args.no_signals, window=recent,
                        allow_writes=not args.no_writes, usage_interval=args.usage,
                        sort=None if args.tree else args.sort_key)  # fmt: skip
+    if (why := no_terminal(app)) is not None:
+        warn(why)
+        return 2
     with screen_apart(app):
         app.run()
     if app.failure is not None:

@@ -38,6 +38,21 @@ class TerminalDriver(LinuxDriver):
         self.close()  # its writer thread has written everything
 
 
+def no_terminal(app: App) -> str | None:
+    """Why the monitor cannot run here (None: it can): Textual's terminal driver draws
+    on stderr and reads keys from stdin; without a terminal there it drew into a file
+    or a pipe, or its input thread spun a core reading a closed stdin (/dev/null, cron)."""
+    if app.driver_class is not LinuxDriver:  # the web driver of `procscope serve`, tests' headless one
+        return None
+    for fd, name, does in ((0, "stdin", "reads its keys from"), (2, "stderr", "draws on")):
+        if not os.isatty(fd):
+            return (
+                f"the monitor {does} {name}, which is not a terminal here; run it in one (ssh -t for another "
+                "machine), or use `procscope events` or `procscope snapshot` for a file or a pipe"
+            )
+    return None
+
+
 def since_input(app: App) -> float:
     """Seconds since the terminal's last key or click was read (inf: not a terminal's driver)."""
     driver = app._driver

@@ -425,6 +425,22 @@ async def test_the_sort_dialog_wraps_a_columns_meaning_beside_the_names_at_80x24
             assert line.split()[0] in names or line.startswith(" " * 10), line
 
 
+async def test_a_short_terminal_gives_the_borders_rows_to_processes(demo):
+    """In a tmux split of 12 rows every line but the status, the column
+    titles and the footer lists a process (the border took two of them: a
+    third of what was left); 24 rows keep the border."""
+    app = demo()
+    async with app.run_test(size=(80, 12)) as pilot:
+        await pilot.pause()
+        tree = app.monitor.tree_pane
+        assert tree.scrollable_content_region.height - 1 == 12 - 3  # the column titles are its first line
+        lines = screen_text(app).splitlines()
+        assert sum(bool(PID_ROW.match("│" + line)) for line in lines) == 9, lines
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        assert list_lines(app)  # within its border again
+
+
 async def test_a_deep_command_cut_at_80_columns_keeps_the_programs_name(tmp_path):
     """Issue 28, point 2: where the tree is deep and the path long, the row
     shows the program's name (`…/sleeper 600`) rather than directories cut

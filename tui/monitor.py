@@ -33,7 +33,7 @@ from .panes.process_tree import ProcessTree
 from .safe_text import safe
 from .screen_fd import since_input
 from .sources import RemoteSource, connected
-from .state import WIDE, MonitorState
+from .state import SHORT, WIDE, MonitorState
 from .status import StatusLine
 from .travel import MomentError
 from .widgets.meters import Meters
@@ -93,6 +93,7 @@ class MonitorScreen(Actions, MonitorState):
         self.wide = width >= WIDE
         detail, panel = self.layout_now()
         self.set_class(self.wide, "-wide")
+        self.set_class(self.app.size.height < SHORT, "-short")
         self.set_class(detail, "-detail")
         self.set_class(panel, "-panel")
         # Narrow: the footer keeps to the function keys (ctrl+p still opens the palette).

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 WIDE = 140  # from this many columns the detail goes beside the list
 TALL = 40  # from this many rows the bottom panel is open by default
+SHORT = 16  # under this many rows the list goes without its border (-short): two more processes
 
 
 class MonitorState(Screen):

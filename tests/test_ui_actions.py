@@ -184,6 +184,8 @@ async def test_container_picker_narrows_every_pane_and_keeps_the_filter(replay_a
         await pilot.press("C")
         await pilot.pause()
         assert isinstance(app.screen, PickScreen)
+        # Each choice starts with what names the container (here its id: no name): what is looked for.
+        assert str(app.screen.query_one("#choices").get_option_at_index(1).prompt).startswith(CONTAINER[:12] + "  ")
         await pilot.press("down", "enter")  # the one container, after "all containers"
         await pilot.pause()
         assert str(app.monitor.filter_query) == f"-bin:nothing container:{CONTAINER}"

@@ -155,8 +155,11 @@ class Actions(MonitorState):
             # Chosen by its name when no other has it (the filter then reads as the user knows it), else its id.
             key = info.name if info is not None and info.name and names[info.name] == 1 else e.container.id
             used = describe.container_usage_text(uses.get(e.container.id))
-            choices.append((key, (f"{used} │ " if used else "") + describe.container_text(e.container, info)
-                            + f"  {e.processes} processes" + ("  ⏸ throttled" if e.container.id in throttled else "")))  # fmt: skip
+            # Its name first (what is looked for down the list), then what it uses, then the rest of it.
+            name = info.name if info is not None and info.name else e.container.short_id
+            about = describe.container_text(e.container, info).removeprefix(name).lstrip()
+            choices.append((key, f"{name}  " + (f"{used} │ " if used else "") + about + f"  {e.processes} processes"
+                            + ("  ⏸ throttled" if e.container.id in throttled else "")))  # fmt: skip
         current = next((t.value for t in self.filter_query.terms if t.field == "container" and not t.negate), "")
         self.app.push_screen(PickScreen("Show one container", choices, current, "all containers"),
                          partial(self._replace_terms, "container"))  # fmt: skip

@@ -197,6 +197,30 @@ class Broadcast:
                 shared = self._serialized(event, [])
             self._put(client, shared)
 
+    def write_all(self, events: list[ProcessEvent]) -> None:
+        """A batch's execs and exits: when every client takes every event as
+        it is (a storm's monitor, tetra), each converted once and queued
+        for each client in one step."""
+        clients = self.clients
+        if not clients or not events:
+            return
+        if clients is not self._checked:
+            self._checked = clients
+            self._unfiltered = not any(c.passes is not None or c.field_filters for c in clients)
+        if not self._unfiltered:
+            for event in events:
+                self.write(event)
+            return
+        framed = self._converter.frames(events)
+        for client in clients:
+            room = client.limit - len(client.queue)
+            if room <= 0:
+                client.lost += len(framed)
+                continue
+            client.queue.extend(framed if room >= len(framed) else framed[:room])
+            client.lost += max(0, len(framed) - room)
+            client.woken = False
+
     def _serialized(self, event: dict | ProcessEvent, field_filters: list[pb.FieldFilter]) -> bytes:
         if isinstance(event, ProcessEvent):
             data = self._converter.process_event(event.exporter, event.proc, event.exit, event.refs)

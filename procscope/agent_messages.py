@@ -16,7 +16,7 @@ less."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.protobuf import timestamp_pb2
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from .cache import Process
     from .export import Exporter
+    from .stream import ProcessEvent
 
 _WRAPPERS = {"google.protobuf.UInt32Value", "google.protobuf.Int32Value", "google.protobuf.BoolValue"}
 _WIDE = {FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_FIXED64}
@@ -218,9 +219,21 @@ class Converter:
         self._parent_ids: dict[tuple[str, ProcessKey], bytes] = {}  # parent_exec_id, serialized, by node and key
         self._makers: dict[Exporter, Callable[[Process], bytes]] = {}  # _process_bytes for each exporter
 
-    def process_event(self, exporter: Exporter, proc: Process, exit: ExitEvent | None, refs: Refs = NOW) -> bytes:
+    def frames(self, events: Sequence[ProcessEvent]) -> list[bytes]:
+        """Each event's message as gRPC sends it (process_event's, framed), a
+        batch's at once: what its processes show but refcnt does not change
+        within it (EventStream.feed writes a batch's events before anything
+        could change them), so each process's message is found once (a
+        storm's parent: once, not with each child's exec and exit)."""
+        bodies: dict[Process, bytes] = {}
+        return [self.process_event(e.exporter, e.proc, e.exit, e.refs, True, bodies) for e in events]
+
+    def process_event(self, exporter: Exporter, proc: Process, exit: ExitEvent | None, refs: Refs = NOW,
+                      framed: bool = False, bodies: dict[Process, bytes] | None = None) -> bytes:  # fmt: skip
         """The GetEventsResponse, serialized, that response() makes of
-        exporter.exec_event(proc, refs) (exit None) or exit_event(exit, proc, refs):
+        exporter.exec_event(proc, refs) (exit None) or exit_event(exit, proc, refs)
+        (``framed``: as one gRPC message on the wire, its length first;
+        ``bodies``: the processes' messages found so far in a batch, frames'):
         joined once from its processes' messages, each serialized once while
         the exporter keeps its object (a storm's parent with every child, an
         exit's process after its exec). Protobuf's encoding is made to be
@@ -231,7 +244,11 @@ class Converter:
         make = self._makers.get(exporter)
         if make is None:
             make = self._makers[exporter] = functools.partial(self._process_bytes, exporter)
-        body = exporter.kept(proc, make)
+        if bodies is None:
+            bodies = {}
+        body = bodies.get(proc)
+        if body is None:
+            body = bodies[proc] = exporter.kept(proc, make)
         own, parents = refs
         n = proc.refs if own is None else own
         refcnt = _REFCNT + _varint(n) if n > 0 else b""  # a storm's parent's: thousands
@@ -240,7 +257,9 @@ class Converter:
         size = len(_PROCESS_FIELD) + len(parts[2]) + length
         parent = exporter.cache.parent_of(proc)
         if parent is not None:
-            body = exporter.kept(parent, make)
+            body = bodies.get(parent)
+            if body is None:
+                body = bodies[parent] = exporter.kept(parent, make)
             n = parent.refs if parents is None else parents
             refcnt = _REFCNT + _varint(n) if n > 0 else b""
             length = len(body) + len(refcnt)
@@ -264,7 +283,10 @@ class Converter:
         if node is None:
             node = self._nodes[exporter.node] = pb.GetEventsResponse(node_name=exporter.node).SerializeToString()
         parts += (node, _TIME, stamp)
-        parts[0] = (_EXEC if exit is None else _EXIT) + _varint(size)
+        head = (_EXEC if exit is None else _EXIT) + _varint(size)
+        if framed:  # as gRPC sends it: not compressed, its length, itself (agent_server.frame)
+            head = b"\0" + (len(head) + size + len(node) + len(_TIME) + len(stamp)).to_bytes(4, "big") + head
+        parts[0] = head
         return b"".join(parts)
 
     def _process_bytes(self, exporter: Exporter, proc: Process) -> bytes:

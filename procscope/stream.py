@@ -69,9 +69,11 @@ class ProcessEvent:
 
 class ObjectSink(Protocol):
     """An Output's sink when ``objects``: each event's object as the
-    exporter made it, execs and exits as ProcessEvents."""
+    exporter made it, execs and exits as ProcessEvents (a batch's at once,
+    when nothing counts them: the agent's storm, a call per event less)."""
 
     def write(self, obj: dict | ProcessEvent, /) -> object: ...
+    def write_all(self, events: list[ProcessEvent], /) -> object: ...
     def flush(self) -> object: ...
     def close(self) -> object: ...
 
@@ -216,6 +218,12 @@ class EventStream:
     def _write(self) -> bool:
         """Write the pending execs and exits; True once --count is reached."""
         try:
+            if self.count is None and all(out.objects for out in self.outputs):
+                for out in self.outputs:
+                    events = [e for e in self._pending if e.kind in out.kinds]
+                    cast(ObjectSink, out.sink).write_all(events)
+                    out.written += len(events)
+                return False
             return any(self._emit(event.kind, event) for event in self._pending)
         finally:
             self._pending.clear()

@@ -328,6 +328,13 @@ class Objects:
             event = event.object()
         self.objects.append(event)
 
+    def write_all(self, events: list) -> None:
+        """A batch's execs and exits, as the agent converts them (framed for gRPC)."""
+        for event, data in zip(events, self.converter.frames(events), strict=True):
+            assert data[0] == 0 and int.from_bytes(data[1:5], "big") == len(data) - 5
+            self.messages.append((pb.GetEventsResponse.FromString(data[5:]), event.object()))
+            self.objects.append(event.object())
+
     def flush(self) -> None:
         pass
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from google.protobuf.message import DecodeError
 
 from procscope.agent import LIVING_HEADER, SERVICE
-from procscope.agent_messages import json_object
+from procscope.agent_objects import json_object
 from procscope.api import tetragon_pb2 as pb
 from procscope.probes.events import ProcessKey
 

@@ -1,7 +1,7 @@
 """Tetragon's JSON objects, as the exporter makes them, into Tetragon's gRPC
-messages (procscope.api), and back (json_object, for the monitor reading
-another machine): what a gRPC client gets is exactly what the JSON
-export writes. protojson's mapping, read from the messages' descriptors:
+messages (procscope.api; agent_objects does the way back): what a gRPC
+client gets is exactly what the JSON export writes. protojson's mapping
+(agent_plan):
 wrappers are plain values, 64-bit integers strings, enums names,
 timestamps RFC 3339; procscope's own fields have no place in Tetragon's
 messages and are left out, as tetra leaves them out of a file.
@@ -9,22 +9,20 @@ messages and are left out, as tetra leaves them out of a file.
 json_format.ParseDict does the same at 0.5-0.7 ms an exec event (a root
 process's four lists of 41 capability names, each looked up in Python);
 here the exporter's shared parts (capabilities, credentials, namespaces:
-the same object for every process that has them) are converted once. Back,
-json_format.MessageToJson takes 0.24 ms a message; json_object, 10 times
-less."""
+the same object for every process that has them) are converted once."""
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import timestamp_pb2
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import Descriptor
 
 from procscope.api import tetragon_pb2 as pb
 
-from .clock import rfc3339
+from .agent_plan import CLASSES, MEMO, keep, plan
 from .export import NOW, Refs, exec_id_bytes
 from .templates import Templates
 
@@ -34,57 +32,6 @@ if TYPE_CHECKING:
     from .cache import Process
     from .export import Exporter
     from .stream import ProcessEvent
-
-_WRAPPERS = {"google.protobuf.UInt32Value", "google.protobuf.Int32Value", "google.protobuf.BoolValue"}
-_WIDE = {FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_FIXED64}
-T = TypeVar("T")
-MEMO = 8192  # converted objects kept (with the object: an id is not reused while it lives)
-MEMO_BYTES = 4096  # a node's messages kept by their bytes: no longer (procscope's ~0.5 KB), or memory fills
-_PROCESS = pb.Process.DESCRIPTOR
-# The parts the exporter makes once and shares (Exporter._plain_parts); all else is new each event.
-_CLASSES = {"tetragon.Capabilities": pb.Capabilities, "tetragon.ProcessCredentials": pb.ProcessCredentials,
-            "tetragon.Namespaces": pb.Namespaces}  # fmt: skip
-
-# How each field of a message is converted: (kind, detail, repeated).
-_Plan = dict[str, tuple[str, Any, bool]]
-_plans: dict[str, _Plan] = {}
-
-
-def _plan(desc: Descriptor) -> _Plan:
-    plan = _plans.get(desc.full_name)
-    if plan is not None:
-        return plan
-    plan = {}
-    for f in desc.fields:
-        kind: str
-        detail: Any = None
-        if f.message_type is not None:
-            name = f.message_type.full_name
-            if f.message_type.GetOptions().map_entry:
-                kind = "plain"
-            elif name in _WRAPPERS:
-                kind = "wrapper"
-            elif name == "google.protobuf.Timestamp":
-                kind = "time"
-            else:
-                kind, detail = "message", f.message_type
-        elif f.enum_type is not None:
-            kind, detail = "enum", {v.name: v.number for v in f.enum_type.values}
-        elif f.type in _WIDE:
-            kind = "wide"
-        else:
-            kind = "plain"
-        plan[f.name] = (kind, detail, f.is_repeated)
-    _plans[desc.full_name] = plan
-    return plan
-
-
-def _keep(memo: dict, key: Any, value: T) -> T:
-    """``value``, kept in ``memo`` under ``key`` (emptied once it holds MEMO)."""
-    if len(memo) >= MEMO:
-        memo.clear()
-    memo[key] = value
-    return value
 
 
 def _varint_of(n: int) -> bytes:
@@ -130,7 +77,7 @@ _EXEC, _EXIT = _key(pb.GetEventsResponse, "process_exec"), _key(pb.GetEventsResp
 _PROCESS_FIELD, _PARENT_FIELD = _key(pb.ProcessExec, "process"), _key(pb.ProcessExec, "parent")
 assert (_key(pb.ProcessExit, "process"), _key(pb.ProcessExit, "parent")) == (_PROCESS_FIELD, _PARENT_FIELD)
 _SHARED = tuple((f.name, _key(pb.Process, f.name)) for f in pb.Process.DESCRIPTOR.fields if f.message_type
-                and f.message_type.full_name in _CLASSES)  # fmt: skip
+                and f.message_type.full_name in CLASSES)  # fmt: skip
 
 
 # What differs between the processes of one template (Exporter.own_object's fields), and an
@@ -304,7 +251,7 @@ class Converter:
         parent = exporter.node, proc.parent
         parent_id = self._parent_ids.get(parent)  # a storm's children share their parent's
         if parent_id is None:
-            parent_id = _keep(self._parent_ids, parent, _string(_PARENT_EXEC_ID, exporter.exec_id(proc.parent)))
+            parent_id = keep(self._parent_ids, parent, _string(_PARENT_EXEC_ID, exporter.exec_id(proc.parent)))
         pid = _wrapped_value(proc.pid)
         own = [template, _EXEC_ID, _VARINTS[len(exec_id)], exec_id, _PID, pid, _START_TIME,
                _stamp(proc.key.ktime + exporter.wall_offset), parent_id,
@@ -332,7 +279,7 @@ class Converter:
         """A shared part's message (kept in the memo while its object lives), serialized once."""
         kept = self._parts.get(id(message))
         if kept is None or kept[0] is not message:
-            kept = _keep(self._parts, id(message), (message, message.SerializeToString()))
+            kept = keep(self._parts, id(message), (message, message.SerializeToString()))
         return kept[1]
 
     def response(self, obj: dict) -> pb.GetEventsResponse:
@@ -342,15 +289,15 @@ class Converter:
 
     def _fields(self, desc: Descriptor, obj: dict) -> Any:
         """The message's constructor arguments (a dict), or for a shared part the message."""
-        shared = desc.full_name in _CLASSES
+        shared = desc.full_name in CLASSES
         if shared:
             kept = self._memo.get(id(obj))
             if kept is not None and kept[0] is obj:
                 return kept[1]
-        plan = _plan(desc)
+        fields = plan(desc)
         out: dict[str, Any] = {}
         for name, value in obj.items():
-            how = plan.get(name)
+            how = fields.get(name)
             if how is None:
                 continue  # procscope's own ("procscope", nspid...): not Tetragon's
             kind, detail, repeated = how
@@ -367,101 +314,5 @@ class Converter:
             else:
                 out[name] = _time(value)
         if shared:  # made into its message once: a process's message copies it (in C)
-            return _keep(self._memo, id(obj), (obj, _CLASSES[desc.full_name](**out)))[1]
+            return keep(self._memo, id(obj), (obj, CLASSES[desc.full_name](**out)))[1]
         return out
-
-
-_enum_names: dict[str, dict[int, str]] = {}
-_objects: dict[tuple[str, bytes], dict] = {}  # shared parts' objects, by their messages' bytes (read only)
-# A process's object without refcnt, by its message's bytes without it; and without the fields a
-# storm's children differ in, by the bytes without those (_templated).
-_processes: Templates[dict] = Templates(MEMO)
-_templates: Templates[dict] = Templates(MEMO)
-_OWN = ("exec_id", "pid", "start_time", "parent_exec_id", "refcnt", "tid")
-_LATEST = 253402300800  # seconds: 10000-01-01, past protojson's last time
-
-
-def json_object(message: Any) -> dict:
-    """The object protojson makes of ``message`` (json_format.MessageToDict with the proto's
-    field names): what Tetragon's JSON export holds for it. The objects made are shared
-    between calls: read them, never change them."""
-    desc = message.DESCRIPTOR
-    if desc is _PROCESS:
-        return _process_object(message)
-    return _object(message, desc)
-
-
-def _process_object(message: Any) -> dict:
-    """A process's object, made once while its message is the same but for refcnt (an
-    exit's process after its exec, a storm's parent with each child)."""
-    refcnt = message.refcnt
-    message.refcnt = 0  # left out (a default value), and put back
-    try:
-        key = message.SerializeToString()
-    finally:
-        message.refcnt = refcnt
-    if len(key) > MEMO_BYTES:
-        return _object(message, _PROCESS)
-    found = _processes.get(key, lambda: _templated(message))
-    if not refcnt:
-        return found
-    out = dict(found)
-    out["refcnt"] = refcnt
-    return out
-
-
-def _templated(message: Any) -> dict:
-    """A new process's object without refcnt: what it shows but its own fields (_OWN) made
-    once for all the processes that show the same (a storm's children), its own filled in."""
-    shared = pb.Process()
-    shared.CopyFrom(message)
-    for name in _OWN:
-        shared.ClearField(name)
-    key = shared.SerializeToString()
-    out = dict(_templates.get(key, lambda: _object(shared, _PROCESS)))
-    if message.exec_id:
-        out["exec_id"] = message.exec_id
-    if message.HasField("pid"):
-        out["pid"] = message.pid.value
-    if message.HasField("start_time"):
-        out["start_time"] = _json_time(message.start_time)
-    if message.parent_exec_id:
-        out["parent_exec_id"] = message.parent_exec_id
-    if message.HasField("tid"):
-        out["tid"] = message.tid.value
-    return out
-
-
-def _json_time(t: timestamp_pb2.Timestamp) -> str:
-    if 0 <= t.seconds < _LATEST and 0 <= t.nanos < 1_000_000_000:
-        return rfc3339(t.seconds * 1_000_000_000 + t.nanos)  # the second formatted once for a burst
-    return t.ToJsonString()  # its ValueError for what protojson cannot write
-
-
-def _object(message: Any, desc: Descriptor) -> dict:
-    shared = desc.full_name in _CLASSES  # the same capabilities etc. in many events: made once
-    if shared:
-        key = (desc.full_name, message.SerializeToString())
-        if (kept := _objects.get(key)) is not None:
-            return kept
-        shared = len(key[1]) <= MEMO_BYTES
-    plan = _plan(desc)
-    out: dict[str, Any] = {}
-    for f, value in message.ListFields():
-        kind, detail, repeated = plan[f.name]
-        if kind == "plain":
-            out[f.name] = dict(value) if f.message_type is not None else list(value) if repeated else value
-        elif kind == "message":
-            out[f.name] = [json_object(v) for v in value] if repeated else json_object(value)
-        elif kind == "wrapper":
-            out[f.name] = value.value
-        elif kind == "enum":
-            names = _enum_names.get(f.enum_type.full_name)
-            if names is None:
-                names = _enum_names[f.enum_type.full_name] = {n: name for name, n in detail.items()}
-            out[f.name] = [names.get(v, v) for v in value] if repeated else names.get(value, value)
-        elif kind == "wide":
-            out[f.name] = [str(v) for v in value] if repeated else str(value)
-        else:
-            out[f.name] = [_json_time(v) for v in value] if repeated else _json_time(value)
-    return _keep(_objects, key, out) if shared else out

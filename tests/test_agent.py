@@ -18,7 +18,8 @@ import grpc
 import msgspec
 import pytest
 
-from procscope.agent_messages import Converter, json_object
+from procscope.agent_messages import Converter
+from procscope.agent_objects import json_object
 from procscope.api import tetragon_pb2 as pb
 from procscope.api import tetragon_pb2_grpc
 from procscope.stream import ProcessEvent

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 
 import msgspec
 import psutil
 
 from .events import ProcessKey
-from .procfs import TICK_NS, read_at
+from .procfs import PF_KTHREAD, TICK_NS, read_at
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 CPUS = os.cpu_count() or 1
@@ -36,6 +37,7 @@ class Usage(msgspec.Struct, frozen=True, gc=False):
     shared: int | None = None  # bytes resident and file-backed (statm), when asked
     io_read: float | None = None  # bytes/s from storage (/proc/PID/io, root only), when asked
     io_write: float | None = None
+    kernel: bool = False  # a kernel thread (PF_KTHREAD): htop's Tasks meter counts them apart
 
 
 class Reading(msgspec.Struct, frozen=True, gc=False):
@@ -78,6 +80,7 @@ def read_process(
     try:
         f = raw[raw.rindex(b")") + 2 :].split(b" ", 23)
         state = f[0].decode("ascii", "replace")
+        kernel = bool(int(f[6]) & PF_KTHREAD)
         cpu_ns = (int(f[11]) + int(f[12])) * TICK_NS
         children_ns = (int(f[13]) + int(f[14])) * TICK_NS
         threads, start_ns, virt, rss = int(f[17]), int(f[19]) * TICK_NS, int(f[20]), int(f[21]) * PAGE
@@ -103,7 +106,7 @@ def read_process(
         if rd is not None and wr is not None and last is not None and last.io_read is not None and span > 0:
             r_rate = max(rd - last.io_read, 0) * 1e9 / span
             w_rate = max(wr - (last.io_write or 0), 0) * 1e9 / span
-    usage = Usage(state, cpu_ns, children_ns, pct, rss, virt, threads, shr, r_rate, w_rate)
+    usage = Usage(state, cpu_ns, children_ns, pct, rss, virt, threads, shr, r_rate, w_rate, kernel)
     return key, usage, Reading(now, cpu_ns, rd, wr)
 
 
@@ -124,15 +127,16 @@ class Machine(msgspec.Struct, frozen=True, gc=False):
     """The header's figures (htop's meters)."""
 
     cpus: tuple[CpuShare, ...]
-    mem_used: int  # bytes, as htop counts it: total − free − buffers − cache
+    mem_used: int  # bytes, as htop counts it: total − free − buffers − cache (with the reclaimable slab)
     mem_total: int
     swap_used: int
     swap_total: int
     load: tuple[float, float, float]
     uptime_s: float
-    processes: int
-    threads: int  # every task of the machine (/proc/loadavg)
+    processes: int  # as htop's Tasks meter: the processes (kernel threads apart),
+    threads: int  # their threads but the first (htop's "thr"),
     running: int  # tasks runnable now, as /proc/loadavg counts them
+    kthreads: int = 0  # and the kernel threads ("kthr"; recordings before it: 0)
 
 
 class MachineReader:
@@ -141,17 +145,30 @@ class MachineReader:
     def __init__(self):
         self._times = psutil.cpu_times(percpu=True)
 
-    def read(self, processes: int) -> Machine:
+    def read(self, procs: Iterable[Usage]) -> Machine:
+        """``procs``: the last figures of every process, kernel threads too (counted as htop counts them)."""
         times = psutil.cpu_times(percpu=True)
         cpus = tuple(_share(a, b) for a, b in zip(self._times, times, strict=False))
         self._times = times
         mem, swap = psutil.virtual_memory(), psutil.swap_memory()
+        # htop's used, not psutil's (total − available since psutil 6, twice htop's on this VM);
+        # psutil's cached holds the reclaimable slab, as htop's does.
+        used = mem.total - mem.free - mem.buffers - mem.cached
+        if used < 0:
+            used = mem.total - mem.free
         with open("/proc/loadavg", "rb") as f:
             fields = f.read().split()
-        running, _, threads = fields[3].partition(b"/")
-        return Machine(cpus, mem.used, mem.total, swap.used, swap.total,
+        running = fields[3].partition(b"/")[0]
+        processes = threads = kthreads = 0
+        for u in procs:
+            if u.kernel:
+                kthreads += 1
+            else:
+                processes += 1
+                threads += u.threads - 1
+        return Machine(cpus, used, mem.total, swap.used, swap.total,
                        (float(fields[0]), float(fields[1]), float(fields[2])), time.clock_gettime(time.CLOCK_BOOTTIME),
-                       processes, int(threads), int(running))  # fmt: skip
+                       processes, threads, int(running), kthreads)  # fmt: skip
 
 
 def _share(a, b) -> CpuShare:

@@ -19,6 +19,7 @@ import os
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from . import creds_watch
@@ -182,7 +183,7 @@ class Sampler:
             del self._history[key]  # gone
         for key in self._owners.keys() - procs.keys():
             del self._owners[key]
-        machine = self._read_machine(len(procs))
+        machine = self._read_machine(procs.values())
         containers = self._read_containers(self.containers)
         return UsageTable(n + 1, procs, machine, len(todo), True, self._history, containers, creds=tuple(creds))
 
@@ -204,11 +205,11 @@ class Sampler:
         self._cgroups.forget(set(containers.values()))
         return out
 
-    def _read_machine(self, processes: int) -> Machine | None:
+    def _read_machine(self, procs: Iterable[Usage]) -> Machine | None:
         try:
             if self._machine is None:
                 self._machine = MachineReader()
-            return self._machine.read(processes)
+            return self._machine.read(procs)
         except (OSError, ValueError, IndexError) as exc:
             self.error = f"the machine's meters cannot be read: {exc}"
             return None

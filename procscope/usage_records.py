@@ -15,7 +15,7 @@ from .records import BadRecord, number, parse_exec_id, text
 from .sampler import UsageEvent, UsageTable
 
 _USAGE_FIELDS = ("cpu_ns", "children_cpu_ns", "rss_bytes", "virt_bytes", "threads")
-_MACHINE_FIELDS = ("mem_used", "mem_total", "swap_used", "swap_total", "processes", "threads", "running")
+_MACHINE_FIELDS = ("mem_used", "mem_total", "swap_used", "swap_total", "processes", "threads", "running", "kthreads")
 _CONTAINER_FIELDS = ("cpu_ns", "mem_used", "mem_limit", "pids", "pids_limit")
 
 
@@ -66,7 +66,8 @@ def usage_event(body: dict, when: int) -> UsageEvent:
         load = m["load"]
         if len(load) != 3 or not all(isinstance(v, int | float) for v in load):
             raise BadRecord(f"a load average of {load!r}")
-        figures = {name: number(m[name], 64) for name in _MACHINE_FIELDS}
+        # kthreads: not in recordings made before it (Machine's default, 0)
+        figures = {name: number(m[name], 64) for name in _MACHINE_FIELDS if name in m or name != "kthreads"}
         machine = Machine(cpus=cpus, load=(load[0], load[1], load[2]), uptime_s=float(m["uptime_s"]), **figures)
     containers = {}
     for cid, c in (body.get("containers") or {}).items():

@@ -33,6 +33,14 @@ from .conftest import open_collector, plain, wait_for
 HOLD = 300 << 20
 
 
+def parent_pid(pid: str) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except OSError:
+        return None  # gone
+
+
 def vm_rss(pid: int) -> int:
     with open(f"/proc/{pid}/status", "rb") as f:  # bytes: a process's name may be anything
         kib = next(line.split()[1] for line in f if line.startswith(b"VmRSS:"))
@@ -142,18 +150,34 @@ def test_the_sampler_reads_the_busy_every_pass_and_the_idle_in_slices(burner):
     machine = table.machine
     assert machine is not None and len(machine.cpus) == os.cpu_count()
     with open("/proc/meminfo") as f:
-        total = int(next(line.split()[1] for line in f if line.startswith("MemTotal:"))) << 10
-    assert machine.mem_total == total
+        info = {line.split(":")[0]: int(line.split()[1]) << 10 for line in f}
+    assert machine.mem_total == info["MemTotal"]
+    # Used as htop counts it (what a user compares it with), not total − available (`free`, psutil).
+    htop_used = info["MemTotal"] - info["MemFree"] - info["Buffers"] - info["Cached"] - info["SReclaimable"]
+    assert abs(machine.mem_used - htop_used) < 32 << 20, (machine.mem_used, htop_used)
     assert all(0 <= c.busy <= 1.0001 for c in machine.cpus)
     assert any(c.busy > 0.8 for c in machine.cpus)  # yes keeps one CPU busy (mostly in write(2))
-    assert machine.processes == len(table.procs)
-    assert machine.threads >= sum(u.threads for u in table.procs.values()) - 50
+    # Tasks as htop's meter: the processes, their threads but the first, the kernel threads apart
+    # (the kernel's: pid 2 and its children).
+    kthreads = {k.pid for k, u in table.procs.items() if u.kernel}
+    kernels = {int(p) for p in os.listdir("/proc") if p.isdigit() and (p == "2" or parent_pid(p) == 2)}
+    assert 2 in kthreads and len(kthreads ^ kernels) <= 3 and machine.kthreads == len(kthreads)
+    assert machine.processes == len(table.procs) - len(kthreads)
+    assert machine.threads == sum(u.threads - 1 for u in table.procs.values() if not u.kernel)
+    with open("/proc/loadavg") as f:
+        tasks = int(f.read().split()[3].split("/")[1])  # every task of the machine
+    assert abs(machine.processes + machine.threads + machine.kthreads - tasks) <= 50
 
 
 def test_htop_formats():
     assert [describe.memory_text(n) for n in (5 << 20, 500 << 20, 3 << 30, 25 << 30)] == ["5120", "500M", "3.0G", "25G"]
     assert [describe.cpu_time_text(int(t * 1e9)) for t in (1.23, 62.5, 3700)] == ["0:01.23", "1:02.50", "1h01:40"]
     assert [describe.rate_text(r) for r in (512, 5000, 5e6)] == ["512", "4.9K", "4.8M"]
+    # The Mem and Swp meters' own (htop's Meter_humanUnit): always a unit, decimals below 100.
+    from procscope.tui.widgets.meters import meter_memory
+
+    sizes = (0, 214 << 20, int(23.54 * (1 << 30)), 3 << 30, int(1.5 * (1 << 40)), 1000 << 20)
+    assert [meter_memory(n) for n in sizes] == ["0K", "214M", "23.5G", "3.00G", "1.50T", "1000M"]
 
 
 def test_the_status_line_drops_whole_parts_and_keeps_the_losses():

@@ -16,7 +16,6 @@ from textual.css.query import NoMatches
 from textual.widget import Widget
 from textual.widgets import Sparkline, Static
 
-from procscope.describe import memory_text
 from procscope.sampler import Machine
 
 from ..frame import Gauges
@@ -25,6 +24,7 @@ ROWS = 4  # the header's height below TALL lines
 TALL = 40  # from this many lines a CPU gets a row of its own (up to MAX_CPU_ROWS)
 MAX_CPU_ROWS = 16
 MIN_BAR = 12  # cells under which CPUs sharing a row are averaged into one bar instead
+UNITS = "KMGTPE"
 # (share, style) of each kind of CPU time, in htop's order and colours.
 KINDS = (("user", "green"), ("system", "red"), ("iowait", "bright_black"), ("steal", "cyan"))
 
@@ -77,10 +77,23 @@ def cpu_bars(machine: Machine, rows: int, width: int) -> list[Text]:
     return lines
 
 
+def meter_memory(n: int) -> str:
+    """Bytes as htop's Mem and Swp meters write them: always with a unit, from
+    MiB with two decimals up to 9.99, one up to 99.9 (0K, 214M, 23.5G, 1.50T)."""
+    value, unit = n / 1024, 0
+    while value >= 1024 and unit < len(UNITS) - 1:
+        value /= 1024
+        unit += 1
+    if unit == 0:
+        return f"{value:.0f}K"
+    digits = 2 if value < 9.995 else 1 if value < 99.95 else 0  # as rounded: 9.996 is "10.0", not "10.00"
+    return f"{value:.{digits}f}{UNITS[unit]}"
+
+
 def memory_bars(machine: Machine, width: int) -> list[Text]:
     def one(label: str, used: int, total: int, style: str) -> Text:
         share = used / total if total else 0.0
-        return bar(label, [(share, style)], f"{memory_text(used)}/{memory_text(total)}", width)
+        return bar(label, [(share, style)], f"{meter_memory(used)}/{meter_memory(total)}", width)
 
     return [one("Mem", machine.mem_used, machine.mem_total, "green"),
             one("Swp", machine.swap_used, machine.swap_total, "red")]  # fmt: skip
@@ -143,7 +156,9 @@ class Meters(Horizontal):
         if machine is not None:
             bars.cpu_rows = self.rows_for(len(machine.cpus), screen_height)
             self.styles.height = max(bars.cpu_rows + 2, ROWS)
-            tasks = f"Tasks: {machine.processes}, {machine.threads} thr; {machine.running} running"
+            tasks = (
+                f"Tasks: {machine.processes}, {machine.threads} thr, {machine.kthreads} kthr; {machine.running} running"
+            )
             load = " ".join(f"{v:.2f}" for v in machine.load)
             line = f"Load average: {load}  Uptime: {clock_text(machine.uptime_s)}"
             if len(line) > self.query_one("#load").size.width:  # narrow: the same, shorter

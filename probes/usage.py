@@ -38,6 +38,8 @@ class Usage(msgspec.Struct, frozen=True, gc=False):
     io_read: float | None = None  # bytes/s from storage (/proc/PID/io, root only), when asked
     io_write: float | None = None
     kernel: bool = False  # a kernel thread (PF_KTHREAD): htop's Tasks meter counts them apart
+    priority: int | None = None  # the kernel's, as htop's PRI (20 + nice; below 0 real-time), live only
+    nice: int | None = None  # -20 to 19 (htop's NI), live only: recordings keep neither
 
 
 class Reading(msgspec.Struct, frozen=True, gc=False):
@@ -83,6 +85,7 @@ def read_process(
         kernel = bool(int(f[6]) & PF_KTHREAD)
         cpu_ns = (int(f[11]) + int(f[12])) * TICK_NS
         children_ns = (int(f[13]) + int(f[14])) * TICK_NS
+        priority, nice = int(f[15]), int(f[16])
         threads, start_ns, virt, rss = int(f[17]), int(f[19]) * TICK_NS, int(f[20]), int(f[21]) * PAGE
     except (ValueError, IndexError):
         return None
@@ -106,7 +109,7 @@ def read_process(
         if rd is not None and wr is not None and last is not None and last.io_read is not None and span > 0:
             r_rate = max(rd - last.io_read, 0) * 1e9 / span
             w_rate = max(wr - (last.io_write or 0), 0) * 1e9 / span
-    usage = Usage(state, cpu_ns, children_ns, pct, rss, virt, threads, shr, r_rate, w_rate, kernel)
+    usage = Usage(state, cpu_ns, children_ns, pct, rss, virt, threads, shr, r_rate, w_rate, kernel, priority, nice)
     return key, usage, Reading(now, cpu_ns, rd, wr)
 
 

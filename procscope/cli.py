@@ -267,7 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1",
                      help="address to listen on (default 127.0.0.1, this machine only: the page shows every process)")  # fmt: skip
     srv.add_argument("--port", type=_port, default=8000, help="default 8000")
-    srv.add_argument("--allow-signals", action="store_true", help="let the page send signals (off by default)")
+    srv.add_argument(
+        "--allow-signals", action="store_true", help="let the page send signals and renice (off by default)"
+    )
     srv.add_argument("--allow-writes", action="store_true",
                      help="let the page write snapshots (W) and the config (off by default)")  # fmt: skip
     srv.add_argument("--unix", metavar="PATH",

@@ -175,7 +175,9 @@ def test_chromium_shows_the_monitor_and_it_listens_on_localhost_only(served, tmp
     # The screenshot holds the monitor: a page of mostly one colour compresses to a few KB.
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 30_000
     screen = asyncio.run(
-        session(port, [("k", "signals are off in this served monitor"), ("W", "writes no files")], token_of(said))
+        session(
+            port, [("k", "signals and renice are off in this served monitor"), ("W", "writes no files")], token_of(said)
+        )
     )
     assert "PID" in screen and "COMMAND" in screen
 

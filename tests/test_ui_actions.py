@@ -5,6 +5,7 @@ rates; and the signal safety checks on their own."""
 import os
 import signal
 import subprocess
+import sys
 
 import pytest
 from textual.binding import Binding
@@ -137,6 +138,9 @@ async def test_replay_refuses_signals(replay_app):
         await pilot.press("f9")
         await pilot.pause()
         assert not isinstance(app.screen, SignalScreen)
+        await pilot.press("f7")
+        await pilot.pause()
+        assert app.notes[-1] == "priorities need a live source"
 
 
 async def test_live_signal_kills_the_selected_process(sleeper, tmp_path):
@@ -163,6 +167,45 @@ async def test_live_signal_kills_the_selected_process(sleeper, tmp_path):
         assert sleeper.wait(timeout=10) == -signal.SIGTERM
         await pilot.pause()
         assert any(n.startswith(f"{sleeper.pid} ") and n.endswith("sleep: sent (SIGTERM)") for n in app.notes)
+
+
+def nices(pid: int) -> list[int]:
+    """The kernel's nice of each thread of ``pid`` (/proc/PID/task/TID/stat)."""
+    out = []
+    for tid in sorted(os.listdir(f"/proc/{pid}/task")):
+        with open(f"/proc/{pid}/task/{tid}/stat", "rb") as f:
+            out.append(int(f.read().rsplit(b")", 1)[1].split()[16]))
+    return out
+
+
+async def test_f7_and_f8_renice_every_thread_of_the_selected_process(tmp_path):
+    """htop's F7/F8 (and ] [): each thread's nice moves by one (renice -p moves only the
+    first), within -20..19; a replay refuses."""
+    code = "import threading, time\nthreading.Thread(target=time.sleep, args=(300,), daemon=True).start()\n" \
+           "print('ready', flush=True)\ntime.sleep(300)"  # fmt: skip
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline() == b"ready\n" and nices(child.pid) == [0, 0]
+        app = App(ProcfsSource("test", 5 * 10**9), snapshot_dir=str(tmp_path))
+        async with app.run_test(size=SIZE) as pilot:
+            tree = app.query_one("#tree")
+            tree.cursor = tree.keys.index(procfs.start_key(child.pid))
+            await pilot.press("f8", "f8", "left_square_bracket")
+            await pilot.pause()
+            assert nices(child.pid) == [3, 3]
+            await pilot.press("f7", "right_square_bracket")
+            await pilot.pause()
+            said = app.notes[-1]
+            assert (
+                nices(child.pid) == [1, 1] and said.startswith(f"{child.pid} /") and said.endswith(": reniced (nice 1)")
+            )
+            os.setpriority(os.PRIO_PROCESS, child.pid, -19)
+            await pilot.press("f7", "f7")
+            await pilot.pause()
+            assert nices(child.pid) == [-20, -20]
+    finally:
+        child.kill()
+        child.wait()
 
 
 async def test_live_signal_goes_to_the_tagged_processes(sleepers, tmp_path):

@@ -92,6 +92,8 @@ def test_a_process_reads_as_proc_says(holder):
     assert abs(usage.rss - vm_rss(holder.pid)) <= 0.02 * vm_rss(holder.pid)
     assert usage.rss >= HOLD
     assert usage.threads == len(os.listdir(f"/proc/{holder.pid}/task"))
+    nice = os.getpriority(os.PRIO_PROCESS, holder.pid)
+    assert (usage.nice, usage.priority, usage.kernel) == (nice, 20 + nice, False)  # htop's NI and PRI
     assert usage.state == "S"  # waiting on its stdin
     assert usage.shared is not None and 0 < usage.shared < usage.rss
     assert usage.virt > usage.rss

@@ -17,7 +17,7 @@ from procscope import describe, snapshot, themes
 from procscope.probes.events import ProcessKey
 from procscope.query import Query, Term
 from procscope.safe_write import OutputError, free_name
-from procscope.signals import SIGNALS
+from procscope.signals import SIGNALS, renice
 from procscope.signals import send as send_signal
 from procscope.timetravel import Timeline
 
@@ -32,7 +32,7 @@ from .sources import ReplaySource
 from .state import MonitorState
 from .travel import Shown, TimeTravel
 
-SIGNALS_OFF = "signals are off in this served monitor (start procscope serve with --allow-signals to allow them)"
+SIGNALS_OFF = "signals and renice are off in this served monitor (start procscope serve with --allow-signals)"
 
 PANELS = ("execs", "exits", "history", "drops")  # the bottom panel's contents, in Tab's order
 
@@ -339,19 +339,32 @@ class Actions(MonitorState):
         self.tagged.clear()
         self.redraw()
 
-    def action_signal(self) -> None:
-        """Confirm, then signal the tagged processes, or else the selected one."""
+    def acted_on(self, what: str) -> list:
+        """The processes a signal or a renice goes to: the tagged, or else the
+        selected one ([] said why: none, a replay, or not allowed)."""
         if not self.allow_signals:
             self.say(SIGNALS_OFF, severity="warning")
-            return
+            return []
         if not self.source.live:
-            self.say("signals need a live source", severity="warning")
-            return
+            self.say(f"{what} need a live source", severity="warning")
+            return []
         selected = self.tree_pane.selected_key
         keys = self.tagged or ({selected} if isinstance(selected, ProcessKey) else set())
         targets = sorted((p for k in keys if (p := self.cache.get(k))), key=lambda p: p.pid)
         if not targets:
             self.say("no process selected", severity="warning")
+        return targets
+
+    def action_renice(self, change: int) -> None:
+        """F7/F8: nice the tagged processes, or else the selected one, by one (htop's, no dialog)."""
+        for proc in self.acted_on("priorities"):
+            outcome = renice(self.cache, proc, change)
+            self.say(str(outcome), severity="information" if outcome.status == "reniced" else "warning")
+
+    def action_signal(self) -> None:
+        """Confirm, then signal the tagged processes, or else the selected one."""
+        targets = self.acted_on("signals")
+        if not targets:
             return
         shown = [(p.pid, describe.user(p), p.command()) for p in targets]
         self.app.push_screen(SignalScreen(shown, SIGNALS), partial(self.signal_confirmed, targets))

@@ -21,6 +21,8 @@ KEYS = [
     Binding("M", "sort_by('MEM%')", "Sort by memory, the biggest first", show=False),
     Binding("T", "sort_by('TIME+')", "Sort by CPU time, the most first", show=False),
     Binding("I", "invert_sort", "Invert the sort order", show=False),
+    Binding("f7,right_square_bracket", "renice(-1)", "Nice - (more CPU: the tagged, or the selected)", show=False),
+    Binding("f8,left_square_bracket", "renice(1)", "Nice + (less CPU)", show=False),
     Binding("f9,k", "signal", "Kill"),
     Binding("f10,q", "quit", "Quit"),
     Binding("space", "tag", "Tag or untag the process (signals go to the tagged ones)", show=False),

@@ -72,7 +72,8 @@ def usage_rows(t: Table, proc: Process, cache: ProcessCache) -> None:
     share = f" ({100 * u.rss / machine.mem_total:.1f}% of {mem(machine.mem_total)})" if machine else ""
     shared = f"  SHR {mem(u.shared)}" if u.shared is not None else ""
     add_row(t, "memory", f"RES {mem(u.rss)}{share}  VIRT {mem(u.virt)}{shared}")
-    add_row(t, "threads", f"{u.threads};  state {u.state} ({describe.STATES.get(u.state, '?')})")
+    state = f"{u.threads};  state {u.state} ({describe.STATES.get(u.state, '?')})"
+    add_row(t, "threads", state + (f";  nice {u.nice}" if u.nice is not None else ""))
     if u.io_read is not None and u.io_write is not None:
         add_row(t, "disk", f"read {describe.rate_text(u.io_read)}B/s  written {describe.rate_text(u.io_write)}B/s")
 

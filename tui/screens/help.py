@@ -28,7 +28,7 @@ GROUPS = (
               "setup")),
     ("Panels", "", ("toggle_detail", "scroll_detail(4)", "scroll_detail(-4)", "next_panel(1)", "next_panel(-1)",
                 "panel('execs')", "panel('exits')", "panel('history')", "panel('drops')", "close_panels")),
-    ("Act", "", ("tag", "tag_children", "untag_all", "signal", "snapshot")),
+    ("Act", "", ("tag", "tag_children", "untag_all", "renice(-1)", "renice(1)", "signal", "snapshot")),
     ("Time travel", "a replay, or the live window; Z: live", ("step_time(-1)", "step_time(1)", "step_event(-1)", "step_event(1)", "prompt('time')")),
     ("Other", "", ("help", "cycle_theme", "quit")),
 )  # fmt: skip

@@ -1,7 +1,7 @@
 """Another machine's events, from its agent's GetEvents stream (a procscope
 agent's, or a real Tetragon's): each message becomes the object Tetragon's
 JSON export would hold for it (protojson, as Tetragon writes it:
-agent_messages.json_object), read by the same reader as a recording's
+agent_objects.json_object), read by the same reader as a recording's
 lines (replay.Replay, given the objects on the connection's thread: a
 line written and read again through a pipe, on a thread of its own, cost
 several times the reading). A connection that fails or ends is tried

@@ -15,6 +15,7 @@ from textual.notifications import SeverityLevel
 
 from procscope import describe, snapshot, themes
 from procscope.probes.events import ProcessKey
+from procscope.process import Process
 from procscope.query import Query, Term
 from procscope.safe_write import OutputError, free_name
 from procscope.signals import SIGNALS, renice
@@ -339,7 +340,7 @@ class Actions(MonitorState):
         self.tagged.clear()
         self.redraw()
 
-    def acted_on(self, what: str) -> list:
+    def acted_on(self, what: str) -> list[Process]:
         """The processes a signal or a renice goes to: the tagged, or else the
         selected one ([] said why: none, a replay, or not allowed)."""
         if not self.allow_signals:

@@ -180,7 +180,7 @@ def nices(pid: int) -> list[int]:
 
 async def test_f7_and_f8_renice_every_thread_of_the_selected_process(tmp_path):
     """htop's F7/F8 (and ] [): each thread's nice moves by one (renice -p moves only the
-    first), within -20..19; a replay refuses."""
+    first), within -20..19 (a replay refuses: test_replay_refuses_signals)."""
     code = "import threading, time\nthreading.Thread(target=time.sleep, args=(300,), daemon=True).start()\n" \
            "print('ready', flush=True)\ntime.sleep(300)"  # fmt: skip
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)

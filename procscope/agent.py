@@ -174,10 +174,7 @@ class Broadcast:
     def write(self, event: dict | ProcessEvent) -> None:
         shared: bytes | None = None  # converted once for the clients without field filters
         clients = self.clients
-        if clients is not self._checked:  # a new list: whether every client takes every event as it is
-            self._checked = clients
-            self._unfiltered = not any(c.passes is not None or c.field_filters for c in clients)
-        if self._unfiltered and clients and isinstance(event, ProcessEvent):  # a storm's every event
+        if self._unfiltered_for(clients) and clients and isinstance(event, ProcessEvent):  # a storm's every event
             shared = self._serialized(event, [])
             for client in clients:
                 self._put(client, shared)
@@ -204,10 +201,7 @@ class Broadcast:
         clients = self.clients
         if not clients or not events:
             return
-        if clients is not self._checked:
-            self._checked = clients
-            self._unfiltered = not any(c.passes is not None or c.field_filters for c in clients)
-        if not self._unfiltered:
+        if not self._unfiltered_for(clients):
             for event in events:
                 self.write(event)
             return
@@ -220,6 +214,13 @@ class Broadcast:
             client.queue.extend(framed if room >= len(framed) else framed[:room])
             client.lost += max(0, len(framed) - room)
             client.woken = False
+
+    def _unfiltered_for(self, clients: list[Client]) -> bool:
+        """Whether every client takes every event as it is (found again only for a new list)."""
+        if clients is not self._checked:
+            self._checked = clients
+            self._unfiltered = not any(c.passes is not None or c.field_filters for c in clients)
+        return self._unfiltered
 
     def _serialized(self, event: dict | ProcessEvent, field_filters: list[pb.FieldFilter]) -> bytes:
         if isinstance(event, ProcessEvent):

@@ -13,10 +13,12 @@ from google.protobuf.descriptor import Descriptor
 
 from procscope.api import tetragon_pb2 as pb
 
-from .agent_plan import CLASSES, MEMO, MEMO_BYTES, PROCESS, keep, plan
+from .agent_plan import CLASSES, MEMO, keep, plan
 from .clock import rfc3339
 from .templates import Templates
 
+MEMO_BYTES = 4096  # a node's messages kept by their bytes: no longer (procscope's ~0.5 KB), or memory fills
+PROCESS = pb.Process.DESCRIPTOR
 _enum_names: dict[str, dict[int, str]] = {}
 _objects: dict[tuple[str, bytes], dict] = {}  # shared parts' objects, by their messages' bytes (read only)
 # A process's object without refcnt, by its message's bytes without it; and without the fields a

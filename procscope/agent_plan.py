@@ -16,8 +16,6 @@ _WRAPPERS = {"google.protobuf.UInt32Value", "google.protobuf.Int32Value", "googl
 _WIDE = {FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_FIXED64}
 T = TypeVar("T")
 MEMO = 8192  # converted objects kept (with the object: an id is not reused while it lives)
-MEMO_BYTES = 4096  # a node's messages kept by their bytes: no longer (procscope's ~0.5 KB), or memory fills
-PROCESS = pb.Process.DESCRIPTOR
 # The parts the exporter makes once and shares (Exporter._plain_parts); all else is new each event.
 CLASSES = {"tetragon.Capabilities": pb.Capabilities, "tetragon.ProcessCredentials": pb.ProcessCredentials,
             "tetragon.Namespaces": pb.Namespaces}  # fmt: skip

@@ -224,7 +224,7 @@ class Broadcast:
 
     def _serialized(self, event: dict | ProcessEvent, field_filters: list[pb.FieldFilter]) -> bytes:
         if isinstance(event, ProcessEvent):
-            data = self._converter.process_event(event.exporter, event.proc, event.exit, event.refs)
+            data = self._converter.frames([event], framed=False)[0]
             if not field_filters:
                 return frame(data)
             message = pb.GetEventsResponse.FromString(data)

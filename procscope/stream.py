@@ -54,6 +54,7 @@ class ProcessEvent:
     exit: ExitEvent | None
     exporter: Exporter
     refs: Refs  # the process's and its parent's refcnt at the event: the rest of what they show is unchanged since
+    parent: Process | None  # its parent in the cache (the agent's message has it)
     _object: dict | None = None
 
     def object(self) -> dict:
@@ -197,7 +198,7 @@ class EventStream:
                             continue
                     parent = parent_of(proc)
                     refs = proc.refs, parent.refs if parent is not None else None
-                    pending.append(ProcessEvent(name, proc, exit, exporter, refs))
+                    pending.append(ProcessEvent(name, proc, exit, exporter, refs, parent))
                     shown.add(proc.key)
                     shown.add(proc.parent)
                 elif kind is CloneEvent and not clones:

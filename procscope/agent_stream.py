@@ -21,6 +21,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hyperframe.frame
 
 from procscope import __version__
 
@@ -36,6 +37,18 @@ FRAME = 1 << 20
 READ = 1 << 18  # bytes taken from the socket at a time
 DETAILS = 200  # characters of a server's grpc-message kept (it is said in the monitor)
 KEEPALIVE = (30, 10, 3)  # TCP: idle seconds before probes, seconds between, probes lost: a peer gone is seen
+
+
+# h2 formats every frame it receives for its trace log, whether or not anything logs
+# (H2Connection._receive_frame: repr(frame)), and hyperframe's repr of a DATA frame writes all
+# its payload in hex before cutting it to 20 characters: 220 µs of the 270 h2 took for a 64 KiB
+# frame in a loop of its own, 2.5% of the monitor's CPU in bench/fleet.py (py-spy). Its length
+# says enough.
+def _data_repr(data_frame: hyperframe.frame.DataFrame) -> str:
+    return f"<{len(data_frame.data)} bytes>"
+
+
+hyperframe.frame.DataFrame._body_repr = _data_repr  # type: ignore[method-assign, assignment]
 
 
 class CallError(Exception):

@@ -252,3 +252,30 @@ def test_node_name_follows_tetragons_environment(monkeypatch):
     assert node_name() == "from-node-name"
     monkeypatch.setenv("HUBBLE_NODE_NAME", "from-hubble")
     assert node_name() == "from-hubble"  # the export's, as Tetragon's GetNodeNameForExport
+
+
+def test_the_reader_does_not_write_each_frame_it_receives_in_hex():
+    """h2 formats every frame it receives for its trace log, logged or not;
+    hyperframe's repr of a DATA frame was all its payload in hex (2.5% of a
+    monitor's CPU reading four agents). The reader's module makes it the
+    length, and h2 still hands over the data as it came (no root)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    import hyperframe.frame
+
+    import procscope.agent_stream  # noqa: F401 - what it changes on import
+
+    payload = bytes(range(256)) * 64
+    assert repr(hyperframe.frame.DataFrame(1, data=payload)).endswith(f"<{len(payload)} bytes>")
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.send_headers(1, [(":method", "POST"), (":path", "/p"), (":scheme", "http"), (":authority", "a")])
+    server.initiate_connection()
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    server.send_headers(1, [(":status", "200")])
+    server.send_data(1, payload[:16384])
+    got = client.receive_data(server.data_to_send())
+    assert [e.data for e in got if isinstance(e, h2.events.DataReceived)] == [payload[:16384]]

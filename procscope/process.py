@@ -59,7 +59,7 @@ class Lifecycle(enum.Enum):
 RUNNING, REPLACED, EXITED = Lifecycle.RUNNING, Lifecycle.REPLACED, Lifecycle.EXITED
 _SHOWN = {
     Lifecycle.PLACEHOLDER: "lost",
-    Lifecycle.RUNNING: "running",
+    Lifecycle.RUNNING: "alive",  # not "running": htop's word for the state R
     Lifecycle.REPLACED: "exec'd",
     Lifecycle.EXITED: "exited",
 }

@@ -225,7 +225,10 @@ async def test_yes_is_first_after_p_and_the_allocation_after_m(burner, holder, t
         detail = plain(app, app.query_one("#detail").content)
         memory = next(line for line in detail.splitlines() if line.startswith("memory"))
         assert f"RES {describe.memory_text(usage.rss, unit=True)}" in memory and "VIRT" in memory, memory
-        assert re.search(r"threads +1;  state S \(sleeping\)", detail) and "exited children's (waited for)" in detail
+        # Its state as the kernel has it (the S column's: "running" would say R), its threads and nice.
+        assert re.search(r"state +S \(sleeping\)  \(age ", detail), detail
+        assert re.search(rf"threads +1;  nice {os.getpriority(os.PRIO_PROCESS, holder.pid)}", detail), detail
+        assert "exited children's (waited for)" in detail
         points = app.monitor.cache.usage.history[start_key(holder.pid)]
         assert len(points) >= 2 and all(abs(rss - usage.rss) < 0.02 * usage.rss for _, rss in points)
         await pilot.press("escape", "T")

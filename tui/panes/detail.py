@@ -23,6 +23,7 @@ from procscope.probes.names import ALL_CAPS, cap_names, securebit_names
 from procscope.probes.text import printable, scripts
 from procscope.probes.wire import UNKNOWN_ID
 from procscope.process import Process
+from procscope.sampler import Usage
 
 from ..frame import Selection
 from ..safe_text import add_row
@@ -53,9 +54,8 @@ def lookalike(name: str) -> str:
     return ""
 
 
-def usage_rows(t: Table, proc: Process, cache: ProcessCache) -> None:
-    """What it uses, as the sampler last read it (a running process's)."""
-    u = describe.usage(proc, cache)
+def usage_rows(t: Table, proc: Process, cache: ProcessCache, u: Usage | None) -> None:
+    """What it uses, as the sampler last read it (``u``: a running process's)."""
     own, children = describe.cpu_ns(proc, cache, u), describe.children_cpu_ns(proc, cache, u)
     if own is not None or children is not None:
         times = [f"{describe.cpu_time_text(own)} own"] if own is not None else []
@@ -72,8 +72,7 @@ def usage_rows(t: Table, proc: Process, cache: ProcessCache) -> None:
     share = f" ({100 * u.rss / machine.mem_total:.1f}% of {mem(machine.mem_total)})" if machine else ""
     shared = f"  SHR {mem(u.shared)}" if u.shared is not None else ""
     add_row(t, "memory", f"RES {mem(u.rss)}{share}  VIRT {mem(u.virt)}{shared}")
-    state = f"{u.threads};  state {u.state} ({describe.STATES.get(u.state, '?')})"
-    add_row(t, "threads", state + (f";  nice {u.nice}" if u.nice is not None else ""))
+    add_row(t, "threads", f"{u.threads}" + (f";  nice {u.nice}" if u.nice is not None else ""))
     if u.io_read is not None and u.io_write is not None:
         add_row(t, "disk", f"read {describe.rate_text(u.io_read)}B/s  written {describe.rate_text(u.io_write)}B/s")
 
@@ -96,11 +95,14 @@ def render_head(proc: Process, cache: ProcessCache, now: int, exporter: Exporter
     """What changes by the second: the age, what it uses."""
     t = grid()
     add_row(t, "pid", f"{proc.pid}  key {proc.key.pid}:{proc.key.ktime}")
-    add_row(t, "state", describe.state_text(proc) + f"  (age {describe.age_text(describe.age_ns(proc, now))})")
+    u = describe.usage(proc, cache)
+    # A running process's state as the kernel has it (the S column's), not only that it is alive.
+    state = f"{u.state} ({describe.STATES.get(u.state, '?')})" if u is not None else describe.state_text(proc)
+    add_row(t, "state", state + f"  (age {describe.age_text(describe.age_ns(proc, now))})")
     add_row(t, "started", local_time(proc.key.ktime + exporter.wall_offset))
     if not proc.alive and proc.exit_time:
         add_row(t, "ended", local_time(proc.exit_time + exporter.wall_offset))
-    usage_rows(t, proc, cache)
+    usage_rows(t, proc, cache, u)
     return t
 
 

@@ -23,12 +23,12 @@ from google.protobuf.descriptor import Descriptor
 from procscope.api import tetragon_pb2 as pb
 
 from .agent_plan import CLASSES, MEMO, keep, plan
-from .export import NOW, Refs, exec_id_bytes
+from .export import exec_id_bytes
 from .stream import ProcessEvent
 from .templates import Templates
 
 if TYPE_CHECKING:
-    from procscope.probes.events import ExitEvent, ProcessKey
+    from procscope.probes.events import ProcessKey
 
     from .cache import Process
     from .export import Exporter
@@ -241,12 +241,6 @@ class Converter:
             parts[0] = head
             out.append(b"".join(parts))
         return out
-
-    def process_event(self, exporter: Exporter, proc: Process, exit: ExitEvent | None, refs: Refs = NOW) -> bytes:
-        """One event's message, as frames makes it (not framed)."""
-        event = ProcessEvent("exec" if exit is None else "exit", proc, exit, exporter, refs,
-                             exporter.cache.parent_of(proc))  # fmt: skip
-        return self.frames([event], framed=False)[0]
 
     def _maker(self, exporter: Exporter) -> Callable[[Process], bytes]:
         """_process_bytes for the exporter (what it keeps for each process)."""

@@ -50,6 +50,12 @@ def check(cache: ProcessCache, proc: Process) -> str:
     return ""
 
 
+def _same(cache: ProcessCache, proc: Process) -> bool:
+    """Whether the pid still holds the process the cache knows (its start time);
+    FileNotFoundError or ProcessLookupError when nothing holds it."""
+    return procfs.start_key(proc.pid).ktime in cache.start_times(proc)
+
+
 def send(cache: ProcessCache, proc: Process, sig: int) -> Outcome:
     def outcome(status: str, reason: str = "") -> Outcome:
         return Outcome(proc.pid, proc.binary, status, reason)
@@ -64,10 +70,10 @@ def send(cache: ProcessCache, proc: Process, sig: int) -> Outcome:
         return outcome("refused", exc.strerror or str(exc))
     try:
         try:
-            started = procfs.start_key(proc.pid).ktime
+            same = _same(cache, proc)
         except (FileNotFoundError, ProcessLookupError):
             return outcome("gone")
-        if started not in cache.start_times(proc):
+        if not same:
             return outcome("refused", "its pid now belongs to another process")
         signal.pidfd_send_signal(fd, sig)
     except ProcessLookupError:
@@ -91,13 +97,13 @@ def renice(cache: ProcessCache, proc: Process, change: int) -> Outcome:
     if reason := check(cache, proc):
         return outcome("refused", reason)
     try:
-        if procfs.start_key(proc.pid).ktime not in cache.start_times(proc):
+        if not _same(cache, proc):
             return outcome("refused", "its pid now belongs to another process")
         nice = min(max(os.getpriority(os.PRIO_PROCESS, proc.pid) + change, -20), 19)
         for tid in os.listdir(f"/proc/{proc.pid}/task"):
             with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
                 os.setpriority(os.PRIO_PROCESS, int(tid), nice)
-        if procfs.start_key(proc.pid).ktime not in cache.start_times(proc):
+        if not _same(cache, proc):
             return outcome("refused", "its pid changed hands while it was reniced")
     except (FileNotFoundError, ProcessLookupError):
         return outcome("gone")

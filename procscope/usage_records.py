@@ -16,6 +16,7 @@ from .sampler import UsageEvent, UsageTable
 
 _USAGE_FIELDS = ("cpu_ns", "children_cpu_ns", "rss_bytes", "virt_bytes", "threads")
 _MACHINE_FIELDS = ("mem_used", "mem_total", "swap_used", "swap_total", "processes", "threads", "running", "kthreads")
+_MACHINE_ADDED = frozenset({"kthreads"})  # fields that older recordings lack: read as Machine's default
 _CONTAINER_FIELDS = ("cpu_ns", "mem_used", "mem_limit", "pids", "pids_limit")
 
 
@@ -66,8 +67,7 @@ def usage_event(body: dict, when: int) -> UsageEvent:
         load = m["load"]
         if len(load) != 3 or not all(isinstance(v, int | float) for v in load):
             raise BadRecord(f"a load average of {load!r}")
-        # kthreads: not in recordings made before it (Machine's default, 0)
-        figures = {name: number(m[name], 64) for name in _MACHINE_FIELDS if name in m or name != "kthreads"}
+        figures = {name: number(m[name], 64) for name in _MACHINE_FIELDS if name in m or name not in _MACHINE_ADDED}
         machine = Machine(cpus=cpus, load=(load[0], load[1], load[2]), uptime_s=float(m["uptime_s"]), **figures)
     containers = {}
     for cid, c in (body.get("containers") or {}).items():

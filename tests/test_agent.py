@@ -324,7 +324,7 @@ class Objects:
 
     def write(self, event) -> None:
         if isinstance(event, ProcessEvent):
-            data = self.converter.process_event(event.exporter, event.proc, event.exit, event.refs)
+            data = self.converter.frames([event], framed=False)[0]  # as Broadcast.write makes it
             self.messages.append((pb.GetEventsResponse.FromString(data), event.object()))
             event = event.object()
         self.objects.append(event)

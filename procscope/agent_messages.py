@@ -24,7 +24,6 @@ from procscope.api import tetragon_pb2 as pb
 
 from .agent_plan import CLASSES, MEMO, keep, plan
 from .export import exec_id_bytes
-from .stream import ProcessEvent
 from .templates import Templates
 
 if TYPE_CHECKING:
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
 
     from .cache import Process
     from .export import Exporter
+    from .stream import ProcessEvent
 
 
 def _varint_of(n: int) -> bytes:

@@ -98,7 +98,7 @@ class Client:
     def fileno(self) -> int:
         return self.wake
 
-    def take(self, limit: int) -> bytes | None:
+    def take(self, limit: int) -> list[bytes] | None:
         with contextlib.suppress(BlockingIOError):
             os.eventfd_read(self.wake)
         parts = []
@@ -108,14 +108,14 @@ class Client:
             self.told = lost
         q, size, told = self.queue, 0, len(parts)
         if not q and not parts:
-            return None if self.ended else b""
+            return None if self.ended else []
         while q and size < limit:
             parts.append(data := q.popleft())
             size += len(data)
         if q:  # more than limit: its connection comes back for the rest
             os.eventfd_write(self.wake, 1)
         self.sent += len(parts) - told
-        return b"".join(parts)
+        return parts
 
     def close(self) -> None:
         self.broadcast.leave(self)

@@ -251,6 +251,78 @@ def test_a_client_that_speaks_no_grpc_is_closed_and_the_others_served(agent):
     assert "Health Status: running" in tetra(agent.address, "status").stdout
 
 
+def test_a_client_opening_its_window_a_little_at_a_time_gets_every_message_whole(tmp_path):
+    """The server makes its DATA frames itself (the messages as they are,
+    h2 told how much went): a client whose stream window is 1,000 bytes,
+    smaller than most messages, opened as it reads, gets each one whole and
+    in order, and the call's OK (no root: a server of its own)."""
+    import socket
+
+    import h2.config
+    import h2.connection
+    import h2.events
+    import h2.settings
+
+    from procscope.agent_server import Methods, Server, frame
+
+    messages = [bytes([i % 251]) * (1 + i * 37 % 3000) for i in range(300)]
+
+    class Feed:
+        def __init__(self):
+            self.left, self.wake = list(messages), os.eventfd(1)  # always readable
+
+        def fileno(self):
+            return self.wake
+
+        def take(self, limit):
+            if not self.left:
+                return None
+            out, self.left = [frame(m) for m in self.left[:40]], self.left[40:]
+            return out
+
+        def close(self):
+            os.close(self.wake)
+
+    server = Server(Methods(unary={}, streams={"/t.S/Get": lambda request, peer: (Feed(), [])}))
+    server.listen(f"unix://{tmp_path}/s.sock")
+    server.start()
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    client.initiate_connection()
+    client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1000})
+    body, status, largest = bytearray(), None, 0
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(f"{tmp_path}/s.sock")
+            sock.settimeout(10)
+            stream = client.get_next_available_stream_id()
+            client.send_headers(stream, [(":method", "POST"), (":scheme", "http"), (":path", "/t.S/Get"),
+                                         (":authority", "t"), ("content-type", "application/grpc")])  # fmt: skip
+            client.send_data(stream, frame(b""), end_stream=True)
+            sock.sendall(client.data_to_send())
+            while status is None:
+                data = sock.recv(1 << 16)
+                assert data, "the server closed the connection"
+                for event in client.receive_data(data):  # h2 refuses data beyond the window it gave
+                    if isinstance(event, h2.events.DataReceived):
+                        body += event.data
+                        largest = max(largest, len(event.data))
+                        client.acknowledge_received_data(event.flow_controlled_length, stream)
+                    elif isinstance(event, h2.events.TrailersReceived):
+                        status = dict(event.headers)["grpc-status"]
+                    assert not isinstance(event, (h2.events.StreamReset, h2.events.ConnectionTerminated)), event
+                sock.sendall(client.data_to_send())
+    finally:
+        server.stop(0)
+    got = []
+    while body:
+        n = int.from_bytes(body[1:5], "big")
+        got.append(bytes(body[5 : 5 + n]))
+        del body[: 5 + n]
+    assert status == "0"
+    assert largest <= 1000
+    assert got == messages
+
+
 def test_a_second_agent_on_the_same_socket_is_refused_and_the_first_serves_on(agent):
     second = subprocess.run([sys.executable, "-m", "procscope.cli", "agent", "--address", agent.address], cwd=REPO,
                             capture_output=True, text=True, timeout=120)  # fmt: skip

@@ -71,16 +71,17 @@ class AgentError(Exception):
 @dataclasses.dataclass(eq=False)
 class Client:
     """One GetEvents call: its filters and its queue of framed messages (a
-    Feed of agent_server), filled on the collecting thread, emptied on its
-    connection's."""
+    Feed of agent_server; one event's, or a batch's joined), filled on the
+    collecting thread, emptied on its connection's."""
 
     name: str  # "client N (peer)", for the log
     passes: Predicate | None  # None: every event
     field_filters: list[pb.FieldFilter]
     limit: int  # events it may fall behind by
     broadcast: Broadcast
-    queue: collections.deque[bytes] = dataclasses.field(default_factory=collections.deque)
-    sent: int = 0
+    queue: collections.deque[tuple[bytes, int]] = dataclasses.field(default_factory=collections.deque)  # and events
+    put: int = 0  # events queued, ever (written on the collecting thread only)
+    sent: int = 0  # of those, taken by its connection (written on its thread only)
     lost: int = 0  # events not queued: it read too slowly
     told: int = 0  # of those, said to it
     left: bool = False
@@ -98,6 +99,10 @@ class Client:
     def fileno(self) -> int:
         return self.wake
 
+    def queued(self) -> int:
+        """Events in its queue (two counts, each of one thread: no lock)."""
+        return self.put - self.sent
+
     def take(self, limit: int) -> list[bytes] | None:
         with contextlib.suppress(BlockingIOError):
             os.eventfd_read(self.wake)
@@ -106,15 +111,16 @@ class Client:
         if lost > self.told:  # said before what follows: it read too slowly
             parts.append(frame(self.broadcast.dropped(lost - self.told)))
             self.told = lost
-        q, size, told = self.queue, 0, len(parts)
+        q, size = self.queue, 0
         if not q and not parts:
             return None if self.ended else []
         while q and size < limit:
-            parts.append(data := q.popleft())
+            data, events = q.popleft()
+            parts.append(data)
             size += len(data)
+            self.sent += events
         if q:  # more than limit: its connection comes back for the rest
             os.eventfd_write(self.wake, 1)
-        self.sent += len(parts) - told
         return parts
 
     def close(self) -> None:
@@ -158,7 +164,7 @@ class Broadcast:
             client.admitted.set()
         now = time.monotonic()
         for client in self.clients:
-            if not client.woken and (now - client.woke_at >= WAKE_EVERY or len(client.queue) >= WAKE_QUEUED):
+            if not client.woken and (now - client.woke_at >= WAKE_EVERY or client.queued() >= WAKE_QUEUED):
                 client.woken, client.woke_at = True, now
                 os.eventfd_write(client.wake, 1)
 
@@ -196,8 +202,9 @@ class Broadcast:
 
     def write_all(self, events: list[ProcessEvent]) -> None:
         """A batch's execs and exits: when every client takes every event as
-        it is (a storm's monitor, tetra), each converted once and queued
-        for each client in one step."""
+        it is (a storm's monitor, tetra), converted once, their messages
+        joined, queued for each client in one step (and taken, and sent, in
+        one on its connection's thread)."""
         clients = self.clients
         if not clients or not events:
             return
@@ -205,15 +212,22 @@ class Broadcast:
             for event in events:
                 self.write(event)
             return
-        framed = self._converter.frames(events)
+        joined, n = self._converter.joined(events), len(events)
+        framed: list[bytes] | None = None  # one by one, for a client with room for some
         for client in clients:
-            room = client.limit - len(client.queue)
-            if room <= 0:
-                client.lost += len(framed)
+            room = client.limit - client.queued()
+            if room >= n:
+                client.queue.append((joined, n))
+                client.put += n
+                client.woken = False
                 continue
-            client.queue.extend(framed if room >= len(framed) else framed[:room])
-            client.lost += max(0, len(framed) - room)
-            client.woken = False
+            fits = max(room, 0)  # falling behind: what fits, one by one; the rest lost
+            if fits:
+                framed = framed or self._converter.frames(events)
+                client.queue.extend((data, 1) for data in framed[:fits])
+                client.put += fits
+                client.woken = False
+            client.lost += n - fits
 
     def _unfiltered_for(self, clients: list[Client]) -> bool:
         """Whether every client takes every event as it is (found again only for a new list)."""
@@ -234,10 +248,11 @@ class Broadcast:
 
     @staticmethod
     def _put(client: Client, data: bytes) -> bool:
-        if len(client.queue) >= client.limit:
+        if client.queued() >= client.limit:
             client.lost += 1
             return False
-        client.queue.append(data)
+        client.queue.append((data, 1))
+        client.put += 1
         client.woken = False
         return True
 

@@ -114,7 +114,9 @@ def _wrapped_value(value: int) -> bytes:
     return _VARINTS[len(inner) + 1] + b"\x08" + inner
 
 
-_seconds_field: dict[int, bytes] = {}  # a second, encoded: events come in bursts within one
+# A second, encoded (events come in bursts within one): its field, and the stamp's start when the
+# nanoseconds take five bytes (three of four times): its length, that field, the nanos' key.
+_seconds_field: dict[int, tuple[bytes, bytes]] = {}
 _last_stamp: tuple[int, bytes] = (-1, b"")  # the last time and its stamp: an exec's time is its process's start
 
 
@@ -125,13 +127,17 @@ def _stamp(wall_ns: int) -> bytes:
     if wall_ns == last_ns:
         return stamp
     seconds, nanos = divmod(wall_ns, 1_000_000_000)
-    field = _seconds_field.get(seconds)
-    if field is None:
+    found = _seconds_field.get(seconds)
+    if found is None:
         if len(_seconds_field) >= 4096:
             _seconds_field.clear()
-        field = _seconds_field[seconds] = b"\x08" + _varint(seconds) if seconds else b""
-    body = field + b"\x10" + _varint(nanos) if nanos else field
-    stamp = _VARINTS[len(body)] + body
+        field = b"\x08" + _varint(seconds) if seconds else b""
+        found = _seconds_field[seconds] = field, _VARINTS[len(field) + 6] + field + b"\x10"
+    if nanos >= 0x10000000:  # one join, not five steps
+        stamp = b"".join((found[1], _LOW[nanos & 0x3FFF], _LOW[nanos >> 14 & 0x3FFF], _VARINTS[nanos >> 28]))
+    else:
+        body = found[0] + b"\x10" + _varint(nanos) if nanos else found[0]
+        stamp = _VARINTS[len(body)] + body
     _last_stamp = wall_ns, stamp
     return stamp
 

@@ -504,7 +504,16 @@ def test_the_numbers_encoded_by_hand_are_protobufs_own():
     for bits in range(40):
         for n in {(1 << bits) - 1, 1 << bits, (1 << bits) + 1} - {0}:  # 0: a field left out
             assert b"\x08" + _varint(n) == timestamp_pb2.Timestamp(seconds=n).SerializeToString(), n
-    for wall in (0, 999_999_999, 1_000_000_000, 1_796_000_000_123_456_789, 1_796_000_001_000_000_000):
+    for wall in (
+        0,
+        999_999_999,
+        1_000_000_000,
+        1_796_000_000_123_456_789,
+        1_796_000_001_000_000_000,
+        (1 << 28) - 1,
+        1 << 28,
+        1_796_000_000_000_000_000 + (1 << 28),
+    ):  # nanos in four bytes, and five
         t = timestamp_pb2.Timestamp(seconds=wall // 10**9, nanos=wall % 10**9).SerializeToString()
         assert _stamp(wall) == bytes([len(t)]) + t, wall
     with pytest.raises(ValueError):
